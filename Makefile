@@ -1,0 +1,56 @@
+# Thin wrapper: `make run` and `make test` do everything on a fresh Debian.
+#   make deps   install missing Debian packages
+#   make build  configure + build (build/)
+#   make test   build + run every test, then again under ASan+UBSan
+#               (build-asan/) and the concurrency tests under TSan (build-tsan/)
+#   make run    build + start the example server on 127.0.0.1:8080
+#   make bench  build + run the micro benchmarks (bench/README.md)
+
+PKGS := cmake gcc make pkg-config libev-dev libjansson-dev libcmocka-dev curl python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+JOBS := $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+.PHONY: deps build build-asan build-tsan test test-release test-asan test-tsan run bench clean
+
+deps:
+	@missing=""; \
+	for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+	cmake --build build -j $(JOBS)
+
+build-asan: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DASYNC_SANITIZE=address -DASYNC_BUILD_BENCH=OFF
+	cmake --build build-asan -j $(JOBS)
+
+build-tsan: deps
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DASYNC_SANITIZE=thread -DASYNC_BUILD_BENCH=OFF
+	cmake --build build-tsan -j $(JOBS)
+
+test-release: build
+	ctest --test-dir build --output-on-failure -j 2
+
+test-asan: build-asan
+	ctest --test-dir build-asan --output-on-failure -j 2
+
+# TSan needs a fixed address layout on kernels with 32-bit mmap randomisation.
+test-tsan: build-tsan
+	setarch $$(uname -m) -R ctest --test-dir build-tsan --output-on-failure -L concurrency
+
+test: test-release test-asan test-tsan
+
+run: build
+	./build/hello_server 127.0.0.1:8080
+
+bench: build
+	./bench/run.sh
+
+clean:
+	rm -rf build build-asan build-tsan

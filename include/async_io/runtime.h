@@ -1,0 +1,83 @@
+/* async_io/runtime.h — fibers on a pool of worker threads.
+ *
+ * Conventions for every header of async_io:
+ *   - a failing call returns -1 (or NULL) and sets errno;
+ *   - "Parks" marks a call that may suspend the calling fiber.  Only fibers
+ *     may call those (EPERM elsewhere), and every one of them fails with
+ *     ECANCELED once its fiber is cancelled and with ETIMEDOUT once the
+ *     fiber's deadline (async_deadline) has passed;
+ *   - arguments are borrowed for the duration of the call;
+ *   - whoever calls _new calls _free.
+ *
+ * A started fiber never changes thread, so errno and thread-local storage
+ * behave inside a fiber as they do inside a thread; errno is saved and
+ * restored at every switch. */
+#ifndef ASYNC_IO_RUNTIME_H
+#define ASYNC_IO_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef ASYNC_API
+#define ASYNC_API __attribute__((visibility("default")))
+#endif
+
+typedef struct async_task async_task;
+typedef void *(*async_fn)(void *arg);
+
+struct async_config {
+    unsigned workers;   /* worker threads; 0 = online CPUs */
+    size_t stack_size;  /* usable bytes per fiber stack; 0 = 64 KiB (256 KiB under ASan) */
+};
+
+/* Runs main_fn(arg) as the first fiber on a fresh runtime and returns 0 once
+ * every fiber, detached ones included, has finished.  cfg may be NULL.  May
+ * be called again after it returns.  Fails with EBUSY when called from inside
+ * a runtime, EAGAIN/ENOMEM when threads or loops cannot be created. */
+ASYNC_API int async_runtime(const struct async_config *cfg, async_fn main_fn, void *arg);
+
+/* Creates a fiber running fn(arg); it starts on some worker (idle workers
+ * may steal it before it starts) and stays there.  The handle must be joined
+ * or detached exactly once.  A fiber spawned by a member of a group is a
+ * member of that group too.  NULL + EINVAL (fn NULL), EPERM (not inside a
+ * runtime), ENOMEM. */
+ASYNC_API async_task *async_spawn(async_fn fn, void *arg);
+
+/* Parks until t has finished, stores its return value in *result (result may
+ * be NULL) and frees t: 0.  On ECANCELED/ETIMEDOUT t stays valid and may be
+ * joined (or detached) again.  EINVAL for NULL or for a task that another
+ * fiber is already joining; EDEADLK for a fiber joining itself.  Joining a
+ * task that was already joined or detached is a use after free. */
+ASYNC_API int async_join(async_task *t, void **result);
+
+/* Lets t run on; its resources are freed when it ends.  The handle is
+ * invalid afterwards.  NULL is ignored. */
+ASYNC_API void async_detach(async_task *t);
+
+/* Cancels t: its current parking call (if any) and every later one fail with
+ * ECANCELED.  A task cancelled before it starts still runs.  Cancelling a
+ * finished (not yet joined) task does nothing.  0, or -1 EINVAL for NULL. */
+ASYNC_API int async_cancel(async_task *t);
+
+/* Lets the other runnable fibers of this worker run; no-op outside fibers. */
+ASYNC_API void async_yield(void);
+
+/* Parks for ms milliseconds: 0, or -1 with ECANCELED / ETIMEDOUT / EPERM. */
+ASYNC_API int async_sleep_ms(uint64_t ms);
+
+/* Milliseconds of CLOCK_MONOTONIC; never goes backwards. */
+ASYNC_API int64_t async_now_ms(void);
+
+/* Sets the calling fiber's deadline to at_ms (async_now_ms scale; -1 = none)
+ * and returns the previous one.  Past it every parking call fails with
+ * ETIMEDOUT.  Outside a fiber it does nothing and returns -1. */
+ASYNC_API int64_t async_deadline(int64_t at_ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,23 @@
+#include "annotate.h"
+
+#include <pthread.h>
+
+void async__annot_thread(struct async__annot *a)
+{
+    pthread_attr_t attr;
+    void *lo = NULL;
+    size_t size = 0;
+
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &lo, &size);
+        pthread_attr_destroy(&attr);
+    }
+    a->bottom = lo;
+    a->size = size;
+    a->fake = NULL;
+#ifdef ASYNC_TSAN
+    a->tsan = __tsan_get_current_fiber();
+#else
+    a->tsan = NULL;
+#endif
+}

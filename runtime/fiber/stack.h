@@ -1,0 +1,65 @@
+/* runtime/fiber/stack — fiber stacks: slabs, guard pages, per-worker pools.
+ *
+ * Stacks are carved out of slabs of ASYNC__SLAB_STACKS stacks each, one
+ * mmap per slab, so a million stacks cost ~16k mappings.  Below every stack
+ * lies a guard page: MADV_GUARD_INSTALL (Linux 6.13+) marks it without
+ * splitting the mapping; older kernels get mprotect (two mappings per stack)
+ * until vm.max_map_count refuses, then canary-only stacks.  Every stack also
+ * carries a canary in its lowest bytes, checked whenever its fiber switches
+ * out, so an overflow that skips the guard page is still caught.
+ *
+ * Threading: a pool belongs to one worker and is touched only by its thread.
+ * The arena is shared by the runtime's workers and guarded by its mutex; it
+ * is entered only when a pool runs dry or overflows. */
+#ifndef ASYNC_FIBER_STACK_H
+#define ASYNC_FIBER_STACK_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ASYNC__SLAB_STACKS 64
+#define ASYNC__POOL_MAX 64          /* stacks a worker keeps before returning some */
+
+struct async__stack {
+    void *lo;                   /* lowest usable byte (the canary sits here) */
+    size_t size;                /* usable bytes */
+    struct async__stack *next;  /* free-list link while unused */
+};
+
+enum async__guard_mode { ASYNC__GUARD_MADVISE, ASYNC__GUARD_MPROTECT, ASYNC__GUARD_NONE };
+
+struct async__stack_arena {
+    pthread_mutex_t lock;
+    size_t size;                /* usable bytes per stack, page multiple */
+    size_t stride;              /* guard + usable */
+    struct async__stack *free;  /* stacks given back by pools */
+    struct async__slab *slabs;  /* every slab, for unmapping */
+    enum async__guard_mode guard;
+};
+
+struct async__stack_pool {
+    struct async__stack *free;
+    unsigned n;
+    struct async__stack_arena *arena;
+};
+
+int  async__stack_arena_init(struct async__stack_arena *a, size_t size);
+void async__stack_arena_fini(struct async__stack_arena *a);
+
+/* NULL + ENOMEM when no slab can be mapped. */
+struct async__stack *async__stack_get(struct async__stack_pool *p);
+void async__stack_put(struct async__stack_pool *p, struct async__stack *s);
+void async__stack_pool_fini(struct async__stack_pool *p);
+
+/* The canary: written when a stack is handed out, checked at switches. */
+#define ASYNC__CANARY 0x5a17c0dedeadf1beULL
+static inline int async__stack_intact(const struct async__stack *s)
+{
+    return *(const volatile uint64_t *)s->lo == ASYNC__CANARY;
+}
+
+/* The guard page of s, for the overflow reporter. */
+size_t async__stack_guard_size(void);
+
+#endif

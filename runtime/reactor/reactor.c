@@ -1,0 +1,251 @@
+#include "reactor.h"
+
+#include "../sched/sched.h"
+
+#include <async_io/tcp.h>
+
+#include <errno.h>
+#include <ev.h>
+#include <stdlib.h>
+#include <time.h>
+
+struct async__reactor {
+    struct ev_loop *loop;
+    ev_async wake;              /* the cross-thread door; keeps the loop "active" */
+    unsigned armed;             /* our io and timer watchers now started */
+};
+
+/* Start/stop wrappers that keep `armed` true to what libev holds. */
+static void io_start(struct async__reactor *r, ev_io *w)
+{
+    ev_io_start(r->loop, w);
+    r->armed++;
+}
+
+static void io_stop(struct async__reactor *r, ev_io *w)
+{
+    if (ev_is_active(w)) {
+        ev_io_stop(r->loop, w);
+        r->armed--;
+    }
+}
+
+static void timer_start(struct async__reactor *r, ev_timer *w)
+{
+    ev_timer_start(r->loop, w);
+    r->armed++;
+}
+
+static void timer_stop(struct async__reactor *r, ev_timer *w)
+{
+    if (ev_is_active(w)) {
+        ev_timer_stop(r->loop, w);
+        r->armed--;
+    }
+}
+
+static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents; /* returning from ev_run is the whole point */
+}
+
+int async__reactor_init(struct async_worker *w)
+{
+    struct async__reactor *r = malloc(sizeof(*r));
+
+    if (r == NULL)
+        return ENOMEM;
+    /* NOSIGMASK: libev must not touch the signal mask on our hot path. */
+    r->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    if (r->loop == NULL) {
+        free(r);
+        return EMFILE;
+    }
+    ev_async_init(&r->wake, on_wake);
+    ev_async_start(r->loop, &r->wake);
+    r->armed = 0;
+    ev_set_userdata(r->loop, r);
+    w->reactor = r;
+    return 0;
+}
+
+void async__reactor_fini(struct async_worker *w)
+{
+    struct async__reactor *r = w->reactor;
+
+    if (r == NULL)
+        return;
+    ev_async_stop(r->loop, &r->wake);
+    ev_loop_destroy(r->loop);
+    free(r);
+    w->reactor = NULL;
+}
+
+void async__reactor_poll(struct async_worker *w, bool block)
+{
+    ev_run(w->reactor->loop, block ? EVRUN_ONCE : EVRUN_NOWAIT);
+}
+
+bool async__reactor_armed(struct async_worker *w)
+{
+    return w->reactor->armed != 0;
+}
+
+void async__reactor_notify(struct async_worker *w)
+{
+    ev_async_send(w->reactor->loop, &w->reactor->wake);
+}
+
+int64_t async_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- parking with a timer ---- */
+
+struct park_timer {
+    ev_timer timer;
+    struct async_task *task;
+};
+
+static void on_park_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct async_task *t = ((struct park_timer *)w)->task;
+    enum async__wake why = ASYNC__WAKE_TIMER;
+
+    (void)revents;
+    /* libev has already stopped this one-shot timer. */
+    ((struct async__reactor *)ev_userdata(loop))->armed--;
+    if (t->deadline >= 0 && async_now_ms() >= t->deadline)
+        why = ASYNC__WAKE_DEADLINE;
+    if (async__claim(t, why))
+        async__schedule(t, false);
+}
+
+/* Gives up before sleeping; if a waker won the claim first, its wake must
+ * still be consumed by parking once. */
+static enum async__wake park_abort(struct async_task *t, enum async__wake why)
+{
+    if (async__claim(t, why))
+        return why;
+    async__switch_out(t->home, t);
+    return (enum async__wake)t->wake_reason;
+}
+
+int async__park_abandon(struct async_task *t)
+{
+    if (async__claim(t, ASYNC__WAKE_NORMAL))
+        return -1;
+    async__switch_out(t->home, t);
+    return t->wake_reason;
+}
+
+enum async__wake async__park(struct async_task *t, int64_t wake_at)
+{
+    struct async_worker *w = t->home;
+    struct park_timer pt;
+    int64_t at = wake_at;
+
+    atomic_thread_fence(memory_order_seq_cst); /* pairs with async_cancel */
+    if (atomic_load_explicit(&t->cancelled, memory_order_relaxed))
+        return park_abort(t, ASYNC__WAKE_CANCELLED);
+    if (t->deadline >= 0 && (at < 0 || t->deadline <= at))
+        at = t->deadline;
+    if (at >= 0) {
+        int64_t now = async_now_ms();
+
+        if (now >= at)
+            return park_abort(t, t->deadline >= 0 && now >= t->deadline ? ASYNC__WAKE_DEADLINE
+                                                                          : ASYNC__WAKE_TIMER);
+        ev_now_update(w->reactor->loop);
+        ev_timer_init(&pt.timer, on_park_timer, (double)(at - now) / 1e3, 0.);
+        pt.task = t;
+        timer_start(w->reactor, &pt.timer);
+    }
+    async__switch_out(w, t);
+    if (at >= 0)
+        timer_stop(w->reactor, &pt.timer);
+    return (enum async__wake)t->wake_reason;
+}
+
+int async_sleep_ms(uint64_t ms)
+{
+    struct async_task *t = async__current();
+    enum async__wake why;
+    int err;
+
+    if (t == NULL) {
+        errno = EPERM;
+        return -1;
+    }
+    if ((err = async__check_interrupt(t)) != 0) {
+        errno = err;
+        return -1;
+    }
+    if (ms == 0) {
+        async_yield();
+        return 0;
+    }
+    if (ms > INT64_MAX / 4)
+        ms = INT64_MAX / 4;
+    async__park_prepare(t);
+    why = async__park(t, async_now_ms() + (int64_t)ms);
+    if (why == ASYNC__WAKE_TIMER || why == ASYNC__WAKE_NORMAL)
+        return 0;
+    errno = async__wake_errno(why);
+    return -1;
+}
+
+/* ---- waiting for a descriptor ---- */
+
+struct fd_waiter {
+    ev_io io;
+    struct async_task *task;
+};
+
+static void on_fd(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct async_task *t = ((struct fd_waiter *)w)->task;
+
+    (void)revents;
+    io_stop(ev_userdata(loop), w);
+    if (async__claim(t, ASYNC__WAKE_NORMAL))
+        async__schedule(t, false);
+}
+
+int async_fd_wait(int fd, int events)
+{
+    struct async_task *t = async__current();
+    struct fd_waiter fw;
+    enum async__wake why;
+    int err;
+
+    if (t == NULL) {
+        errno = EPERM;
+        return -1;
+    }
+    if (fd < 0 || (events & (ASYNC_READABLE | ASYNC_WRITABLE)) == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if ((err = async__check_interrupt(t)) != 0) {
+        errno = err;
+        return -1;
+    }
+    async__park_prepare(t);
+    ev_io_init(&fw.io, on_fd, fd,
+               ((events & ASYNC_READABLE) ? EV_READ : 0) | ((events & ASYNC_WRITABLE) ? EV_WRITE : 0));
+    fw.task = t;
+    io_start(t->home->reactor, &fw.io);
+    why = async__park(t, -1);
+    io_stop(t->home->reactor, &fw.io);
+    if (why == ASYNC__WAKE_NORMAL)
+        return 0;
+    errno = async__wake_errno(why);
+    return -1;
+}

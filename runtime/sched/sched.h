@@ -1,0 +1,182 @@
+/* runtime/sched — tasks, workers and who runs next.  Internal to the
+ * runtime; the public handles are opaque.
+ *
+ * Model.  A task is a fiber plus its handle.  It gets a stack when it first
+ * runs, on the worker that first runs it (its `home`), and never runs
+ * anywhere else.  Each worker owns:
+ *   - lifo:    the fiber it just woke, run next (ping-pong stays hot);
+ *   - ready:   started fibers of this worker, owner only;
+ *   - fresh:   unstarted fibers, stealable by idle workers;
+ *   - mailbox: fibers of this worker woken by other threads;
+ * and the runtime has one global queue for overflow and outside spawns.
+ *
+ * Parking protocol (one "epoch" per parking call):
+ *   1. the fiber stores woken = 0 (async__park_prepare), then registers
+ *      itself where a waker can find it (under that structure's lock);
+ *   2. async__park checks cancellation and deadline and switches away;
+ *   3. whoever wants to wake it (a sync primitive, a timer, an fd, a
+ *      canceller) must first win async__claim (exchange woken 0 -> 1), set
+ *      wake_reason and then async__schedule it.  Exactly one claimer wins
+ *      per epoch; losers leave the fiber alone.
+ *   A fiber that gives up before parking claims itself; if it loses, a
+ *   waker has already scheduled it and it must park once to consume that
+ *   wake.  woken == 1 whenever the fiber is not inside an epoch.
+ *   Cancellation is a Dekker pair: the canceller stores `cancelled` then a
+ *   seq_cst fence then claims; the fiber stores woken = 0, fence, then loads
+ *   `cancelled`.  One of them sees the other.
+ *   A fiber's wake never runs it on another thread: a claimer on another
+ *   thread pushes it to its home's mailbox and wakes that worker. */
+#ifndef ASYNC_SCHED_H
+#define ASYNC_SCHED_H
+
+#include "../context/context.h"
+#include "../fiber/annotate.h"
+#include "../fiber/stack.h"
+#include "queue.h"
+
+#include <async_io/runtime.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct async_worker;
+struct async_group;
+struct async__reactor;
+
+enum async__wake {
+    ASYNC__WAKE_NORMAL = 0,     /* the awaited thing happened */
+    ASYNC__WAKE_TIMER,          /* the park's own timer (sleep) elapsed */
+    ASYNC__WAKE_CANCELLED,
+    ASYNC__WAKE_DEADLINE,
+};
+
+/* join word values besides a joiner's address */
+#define ASYNC__JOIN_NONE     ((uintptr_t)0)
+#define ASYNC__JOIN_DONE     ((uintptr_t)1)
+#define ASYNC__JOIN_DETACHED ((uintptr_t)2)
+
+struct async_task {
+    struct async__node node;        /* run-queue link (must stay first) */
+    struct async__ctx ctx;          /* saved context while switched out */
+    struct async_worker *home;      /* set when it starts, then fixed */
+    struct async__stack *stack;     /* NULL before start and after exit */
+    async_fn fn;
+    void *arg;
+    void *result;
+    int saved_errno;
+    uint8_t wake_reason;            /* written by the claimer, read after resume */
+    bool started;
+    _Atomic uint8_t woken;          /* the park token, see above */
+    _Atomic bool cancelled;
+    int64_t deadline;               /* async_now_ms scale, -1 none; own fiber only */
+    _Atomic uintptr_t join;         /* NONE, DONE, DETACHED or the joiner */
+    struct async_group *group;      /* NULL or the group it belongs to */
+    struct async_task *gprev, *gnext; /* group membership, under the group's lock */
+    struct async__annot annot;      /* sanitizer state */
+};
+
+struct async_rt;
+
+struct async_worker {
+    struct async_rt *rt;
+    unsigned index;
+    struct async_task *current;     /* running fiber, NULL in the scheduler */
+    struct async_task *lifo;
+    struct async__fifo ready;
+    unsigned tick;                  /* picks since the reactor was last polled */
+    unsigned lifo_streak;           /* consecutive lifo picks, bounded */
+    struct async_task *exited;      /* fiber that just ended, to reap */
+    unsigned exits;                 /* exits not yet subtracted from rt->live */
+    uint64_t rng;                   /* victim choice */
+    struct async__ctx sched_ctx;    /* the worker thread's own stack */
+    struct async__annot sched_annot;
+    struct async__stack_pool stacks;
+    struct async__reactor *reactor;
+    void *altstack;
+    pthread_t thread;
+    _Atomic int sleeping;           /* 1 while (about to be) blocked in the reactor */
+    struct async__mpsc mailbox;
+    struct async__fresh fresh;
+} __attribute__((aligned(64)));
+
+struct async_rt {
+    unsigned nworkers;
+    struct async_worker *workers;
+    _Atomic long live;              /* tasks not yet ended (exits batched) */
+    _Atomic int done;
+    _Atomic int nsleeping;
+    size_t stack_size;
+    struct async__stack_arena arena;
+    pthread_mutex_t global_lock;    /* the global queue */
+    struct async__fifo global;
+    _Atomic size_t global_len;
+};
+
+extern __thread struct async_worker *async__tls_worker
+    __attribute__((tls_model("initial-exec")));
+
+static inline struct async_task *async__current(void)
+{
+    struct async_worker *w = async__tls_worker;
+
+    return w != NULL ? w->current : NULL;
+}
+
+/* ---- parking (task.c) ---- */
+
+static inline void async__park_prepare(struct async_task *t)
+{
+    atomic_store_explicit(&t->woken, 0, memory_order_relaxed);
+}
+
+/* Wins the right to wake t in its current epoch. */
+static inline bool async__claim(struct async_task *t, enum async__wake reason)
+{
+    if (atomic_exchange_explicit(&t->woken, 1, memory_order_acq_rel) != 0)
+        return false;
+    t->wake_reason = (uint8_t)reason;
+    return true;
+}
+
+/* Makes a claimed task runnable; any thread.  lifo: run it next if it lives
+ * on the calling worker. */
+void async__schedule(struct async_task *t, bool lifo);
+
+/* Parks the calling fiber (prepared, registered).  wake_at: an absolute
+ * async_now_ms time at which to wake with ASYNC__WAKE_TIMER, or -1.
+ * Returns the reason it was woken. */
+enum async__wake async__park(struct async_task *t, int64_t wake_at);
+
+/* Gives up a prepared park without sleeping: returns the reason if some
+ * waker claimed it meanwhile (the wake is consumed), else NORMAL-as-aborted
+ * is reported as -1. */
+int async__park_abandon(struct async_task *t);
+
+/* errno for a wake reason that is a failure. */
+static inline int async__wake_errno(enum async__wake r)
+{
+    return r == ASYNC__WAKE_CANCELLED ? ECANCELED : ETIMEDOUT;
+}
+
+/* Switches away from the running fiber t (already queued or parked). */
+void async__switch_out(struct async_worker *w, struct async_task *t);
+
+/* Checks the running fiber's cancel flag and deadline: 0 or an errno. */
+int async__check_interrupt(struct async_task *t);
+
+/* async_spawn into group g (NULL: none). */
+async_task *async__spawn_in(async_fn fn, void *arg, struct async_group *g);
+
+/* ---- groups (sync/group.c) ---- */
+void async__group_enter(struct async_group *g, struct async_task *t);
+void async__group_leave(struct async_task *t);
+
+/* ---- worker loop (worker.c) ---- */
+void async__worker_main(struct async_worker *w);
+void async__notify_idle(struct async_rt *rt);
+void async__push_fresh(struct async_worker *w, struct async_task *t);
+void async__push_global(struct async_rt *rt, struct async_task *t);
+
+#endif

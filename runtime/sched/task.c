@@ -1,0 +1,166 @@
+/* runtime/sched/task — the public life cycle of a task: spawn, join,
+ * detach, cancel, yield, deadline. */
+#include "sched.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+async_task *async__spawn_in(async_fn fn, void *arg, struct async_group *g)
+{
+    struct async_worker *w = async__tls_worker;
+    struct async_task *t;
+
+    if (fn == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (w == NULL) {
+        errno = EPERM;
+        return NULL;
+    }
+    t = malloc(sizeof(*t));
+    if (t == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    atomic_store_explicit(&t->node.next, NULL, memory_order_relaxed);
+    t->ctx.sp = NULL;
+    t->home = NULL;
+    t->stack = NULL;
+    t->fn = fn;
+    t->arg = arg;
+    t->result = NULL;
+    t->saved_errno = 0;
+    t->wake_reason = ASYNC__WAKE_NORMAL;
+    t->started = false;
+    atomic_store_explicit(&t->woken, 1, memory_order_relaxed);
+    atomic_store_explicit(&t->cancelled, false, memory_order_relaxed);
+    t->deadline = -1;
+    atomic_store_explicit(&t->join, ASYNC__JOIN_NONE, memory_order_relaxed);
+    t->group = NULL;
+    if (g != NULL)
+        async__group_enter(g, t);
+    atomic_fetch_add_explicit(&w->rt->live, 1, memory_order_relaxed);
+    async__push_fresh(w, t);
+    return t;
+}
+
+async_task *async_spawn(async_fn fn, void *arg)
+{
+    struct async_task *self = async__current();
+
+    return async__spawn_in(fn, arg, self != NULL ? self->group : NULL);
+}
+
+int async__check_interrupt(struct async_task *t)
+{
+    if (atomic_load_explicit(&t->cancelled, memory_order_relaxed))
+        return ECANCELED;
+    if (t->deadline >= 0 && async_now_ms() >= t->deadline)
+        return ETIMEDOUT;
+    return 0;
+}
+
+static void collect(async_task *t, void **result)
+{
+    if (result != NULL)
+        *result = t->result;
+    free(t);
+}
+
+int async_join(async_task *t, void **result)
+{
+    struct async_task *self = async__current();
+    uintptr_t expected = ASYNC__JOIN_NONE;
+    enum async__wake why;
+    int err;
+
+    if (self == NULL) {
+        errno = EPERM;
+        return -1;
+    }
+    if (t == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (t == self) {
+        errno = EDEADLK;
+        return -1;
+    }
+    if ((err = async__check_interrupt(self)) != 0) {
+        errno = err;
+        return -1;
+    }
+    if (atomic_load_explicit(&t->join, memory_order_acquire) == ASYNC__JOIN_DONE) {
+        collect(t, result);
+        return 0;
+    }
+    async__park_prepare(self);
+    if (!atomic_compare_exchange_strong_explicit(&t->join, &expected, (uintptr_t)self,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        async__park_abandon(self);
+        if (expected != ASYNC__JOIN_DONE) {
+            errno = EINVAL; /* someone else is joining it */
+            return -1;
+        }
+        collect(t, result);
+        return 0;
+    }
+    why = async__park(self, -1);
+    if (why == ASYNC__WAKE_NORMAL) {
+        collect(t, result);
+        return 0;
+    }
+    /* Stop waiting.  If t ended meanwhile, the word already says DONE and
+     * the next join collects it. */
+    expected = (uintptr_t)self;
+    atomic_compare_exchange_strong_explicit(&t->join, &expected, ASYNC__JOIN_NONE,
+                                            memory_order_acq_rel, memory_order_acquire);
+    errno = async__wake_errno(why);
+    return -1;
+}
+
+void async_detach(async_task *t)
+{
+    if (t == NULL)
+        return;
+    if (atomic_exchange_explicit(&t->join, ASYNC__JOIN_DETACHED, memory_order_acq_rel) ==
+        ASYNC__JOIN_DONE)
+        free(t);
+}
+
+int async_cancel(async_task *t)
+{
+    if (t == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    atomic_store_explicit(&t->cancelled, true, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst); /* pairs with async__park */
+    if (async__claim(t, ASYNC__WAKE_CANCELLED))
+        async__schedule(t, false);
+    return 0;
+}
+
+void async_yield(void)
+{
+    struct async_worker *w = async__tls_worker;
+    struct async_task *t = w != NULL ? w->current : NULL;
+
+    if (t == NULL)
+        return;
+    async__fifo_push(&w->ready, &t->node);
+    async__switch_out(w, t);
+}
+
+int64_t async_deadline(int64_t at_ms)
+{
+    struct async_task *t = async__current();
+    int64_t old;
+
+    if (t == NULL)
+        return -1;
+    old = t->deadline;
+    t->deadline = at_ms < 0 ? -1 : at_ms;
+    return old;
+}

@@ -1,0 +1,402 @@
+/* runtime/sched/worker — the scheduler loop of one worker thread, and the
+ * two ways a fiber leaves the CPU (switch_out, exit).
+ *
+ * Order of preference when choosing what runs next: the mailbox is first
+ * moved to the ready queue, then the lifo slot (bounded streak), the ready
+ * queue, our own fresh queue, the global queue, and other workers' fresh
+ * queues.  Every ASYNC__TICK picks the worker passes through the scheduler
+ * context, which polls the reactor if anything is armed and looks at the
+ * global queue first, so neither I/O nor outside work starves behind fibers
+ * that keep waking each other. */
+#include "sched.h"
+
+#include "../fiber/overflow.h"
+#include "../reactor/reactor.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#define ASYNC__TICK 61          /* picks between maintenance passes */
+#define ASYNC__LIFO_MAX 16      /* consecutive lifo picks before fairness */
+#define ASYNC__SPIN 256         /* idle rounds before sleeping in the reactor */
+#define ASYNC__GLOBAL_BATCH 32  /* tasks moved from the global queue at once */
+
+__thread struct async_worker *async__tls_worker __attribute__((tls_model("initial-exec")));
+
+static inline struct async_task *task_of(struct async__node *n)
+{
+    return (struct async_task *)n; /* node is the first member */
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static _Noreturn void overflowed(struct async_task *t)
+{
+    struct async__fiber_info f = {.id = t, .entry = (void *)t->fn, .stack = t->stack};
+
+    async__overflow_report(&f);
+}
+
+void async__schedule(struct async_task *t, bool lifo)
+{
+    struct async_worker *w = async__tls_worker;
+    struct async_worker *home = t->home;
+
+    if (home == w) {
+        if (lifo) {
+            if (w->lifo != NULL)
+                async__fifo_push(&w->ready, &w->lifo->node);
+            w->lifo = t;
+        } else {
+            async__fifo_push(&w->ready, &t->node);
+        }
+        return;
+    }
+    async__mpsc_push(&home->mailbox, &t->node);
+    if (atomic_load_explicit(&home->sleeping, memory_order_seq_cst) != 0)
+        async__reactor_notify(home);
+}
+
+/* A started fiber of this worker to switch to directly, or NULL to go
+ * through the scheduler (nothing local, or time for maintenance). */
+static struct async_task *pick_local(struct async_worker *w)
+{
+    struct async_task *t = w->lifo;
+    struct async__node *n;
+
+    if (++w->tick >= ASYNC__TICK)
+        return NULL;
+    if (t != NULL) {
+        w->lifo = NULL;
+        if (w->lifo_streak++ < ASYNC__LIFO_MAX)
+            return t;
+        async__fifo_push(&w->ready, &t->node);
+    }
+    w->lifo_streak = 0;
+    n = async__fifo_pop(&w->ready);
+    if (n == NULL)
+        n = async__mpsc_pop(&w->mailbox);
+    return n != NULL ? task_of(n) : NULL;
+}
+
+void async__switch_out(struct async_worker *w, struct async_task *t)
+{
+    struct async_task *next;
+
+    if (!async__stack_intact(t->stack))
+        overflowed(t);
+    next = pick_local(w);
+    t->saved_errno = errno;
+    if (next != NULL) {
+        w->current = next;
+        async__annot_leave(&t->annot, &next->annot, 0);
+        async__ctx_switch(&t->ctx, &next->ctx);
+    } else {
+        w->current = NULL;
+        async__annot_leave(&t->annot, &w->sched_annot, 0);
+        async__ctx_switch(&t->ctx, &w->sched_ctx);
+    }
+    async__annot_enter(&t->annot);
+    errno = t->saved_errno;
+}
+
+/* The bottom of every fiber's stack. */
+static void fiber_entry(void *arg)
+{
+    struct async_task *t = arg;
+    struct async_worker *w;
+
+    async__annot_enter(&t->annot);
+    errno = 0;
+    t->result = t->fn(t->arg);
+    w = t->home;
+    if (!async__stack_intact(t->stack))
+        overflowed(t);
+    w->exited = t;
+    w->current = NULL;
+    async__annot_leave(&t->annot, &w->sched_annot, 1);
+    async__ctx_switch(&t->ctx, &w->sched_ctx);
+    __builtin_unreachable();
+}
+
+static void flush_exits(struct async_worker *w)
+{
+    struct async_rt *rt = w->rt;
+    long n = w->exits;
+    unsigned i;
+
+    if (n == 0)
+        return;
+    w->exits = 0;
+    if (atomic_fetch_sub_explicit(&rt->live, n, memory_order_acq_rel) != n)
+        return;
+    /* The last task has ended: every worker leaves its loop. */
+    atomic_store_explicit(&rt->done, 1, memory_order_release);
+    for (i = 0; i < rt->nworkers; i++)
+        if (&rt->workers[i] != w)
+            async__reactor_notify(&rt->workers[i]);
+}
+
+/* After a fiber's last switch: its stack is free, its joiner may run. */
+static void reap(struct async_worker *w)
+{
+    struct async_task *t = w->exited;
+    uintptr_t old;
+
+    w->exited = NULL;
+    async__annot_fiber_free(&t->annot);
+    async__stack_put(&w->stacks, t->stack);
+    t->stack = NULL;
+    if (t->group != NULL)
+        async__group_leave(t);
+    /* Last touch of t: after this exchange a joiner may free it. */
+    old = atomic_exchange_explicit(&t->join, ASYNC__JOIN_DONE, memory_order_acq_rel);
+    if (old == ASYNC__JOIN_DETACHED) {
+        free(t);
+    } else if (old != ASYNC__JOIN_NONE) {
+        struct async_task *joiner = (struct async_task *)old;
+
+        if (async__claim(joiner, ASYNC__WAKE_NORMAL))
+            async__schedule(joiner, true);
+    }
+    if (++w->exits >= 64)
+        flush_exits(w);
+}
+
+static int start(struct async_worker *w, struct async_task *t)
+{
+    struct async__stack *s = async__stack_get(&w->stacks);
+
+    if (s == NULL)
+        return ENOMEM;
+    t->stack = s;
+    t->home = w;
+    t->started = true;
+    async__annot_fiber_new(&t->annot, s->lo, s->size);
+    async__ctx_make(&t->ctx, s->lo, s->size, fiber_entry, t);
+    return 0;
+}
+
+static void global_push_batch(struct async_rt *rt, struct async_task **ts, unsigned n)
+{
+    unsigned i;
+
+    pthread_mutex_lock(&rt->global_lock);
+    for (i = 0; i < n; i++)
+        async__fifo_push(&rt->global, &ts[i]->node);
+    atomic_fetch_add_explicit(&rt->global_len, n, memory_order_release);
+    pthread_mutex_unlock(&rt->global_lock);
+}
+
+/* Takes a batch from the global queue: one to run, the rest into fresh. */
+static struct async_task *global_take(struct async_worker *w)
+{
+    struct async_rt *rt = w->rt;
+    struct async_task *first = NULL;
+    size_t n, i;
+
+    if (atomic_load_explicit(&rt->global_len, memory_order_relaxed) == 0)
+        return NULL;
+    pthread_mutex_lock(&rt->global_lock);
+    n = rt->global.len / rt->nworkers + 1;
+    if (n > ASYNC__GLOBAL_BATCH)
+        n = ASYNC__GLOBAL_BATCH;
+    for (i = 0; i < n; i++) {
+        struct async__node *node = async__fifo_pop(&rt->global);
+
+        if (node == NULL)
+            break;
+        if (first == NULL)
+            first = task_of(node);
+        else if (!async__fresh_push(&w->fresh, task_of(node))) {
+            async__fifo_push(&rt->global, node); /* full: leave it there */
+            break;
+        }
+    }
+    atomic_store_explicit(&rt->global_len, rt->global.len, memory_order_relaxed);
+    pthread_mutex_unlock(&rt->global_lock);
+    return first;
+}
+
+static struct async_task *steal(struct async_worker *w)
+{
+    struct async_rt *rt = w->rt;
+    unsigned n = rt->nworkers, i, start;
+
+    if (n < 2)
+        return NULL;
+    w->rng ^= w->rng << 13;
+    w->rng ^= w->rng >> 7;
+    w->rng ^= w->rng << 17;
+    start = (unsigned)(w->rng % n);
+    for (i = 0; i < n; i++) {
+        struct async_worker *v = &rt->workers[(start + i) % n];
+        struct async_task *t;
+
+        if (v == w)
+            continue;
+        t = async__fresh_steal(&v->fresh, &w->fresh);
+        if (t != NULL)
+            return t;
+    }
+    return NULL;
+}
+
+void async__notify_idle(struct async_rt *rt)
+{
+    unsigned i;
+
+    atomic_thread_fence(memory_order_seq_cst); /* pairs with idle()'s fence */
+    if (atomic_load_explicit(&rt->nsleeping, memory_order_relaxed) == 0)
+        return;
+    for (i = 0; i < rt->nworkers; i++) {
+        struct async_worker *v = &rt->workers[i];
+        int one = 1;
+
+        if (atomic_compare_exchange_strong_explicit(&v->sleeping, &one, 2, memory_order_acq_rel,
+                                                    memory_order_relaxed)) {
+            async__reactor_notify(v);
+            return;
+        }
+    }
+}
+
+/* Spawned tasks go to the worker's fresh queue; when it is full, half of
+ * it moves to the global queue where anyone can take it. */
+void async__push_fresh(struct async_worker *w, struct async_task *t)
+{
+    struct async_task *batch[ASYNC__FRESH_CAP / 2 + 1];
+    unsigned n;
+
+    if (!async__fresh_push(&w->fresh, t)) {
+        n = async__fresh_take(&w->fresh, batch, ASYNC__FRESH_CAP / 2);
+        batch[n++] = t;
+        global_push_batch(w->rt, batch, n);
+    }
+    async__notify_idle(w->rt);
+}
+
+void async__push_global(struct async_rt *rt, struct async_task *t)
+{
+    global_push_batch(rt, &t, 1);
+    async__notify_idle(rt);
+}
+
+static void drain_mailbox(struct async_worker *w)
+{
+    struct async__node *n;
+
+    while ((n = async__mpsc_pop(&w->mailbox)) != NULL)
+        async__fifo_push(&w->ready, n);
+}
+
+static struct async_task *next_task(struct async_worker *w)
+{
+    struct async_task *t = NULL;
+    struct async__node *n;
+
+    drain_mailbox(w);
+    if (w->tick >= ASYNC__TICK) {
+        w->tick = 0;
+        if (async__reactor_armed(w)) {
+            async__reactor_poll(w, false);
+            drain_mailbox(w);
+        }
+        if ((t = global_take(w)) != NULL)
+            return t;
+    }
+    w->tick++;
+    if ((t = w->lifo) != NULL) {
+        w->lifo = NULL;
+        return t;
+    }
+    if ((n = async__fifo_pop(&w->ready)) != NULL)
+        return task_of(n);
+    if ((t = async__fresh_pop(&w->fresh)) != NULL)
+        return t;
+    if ((t = global_take(w)) != NULL)
+        return t;
+    return steal(w);
+}
+
+static void run(struct async_worker *w, struct async_task *t)
+{
+    if (!t->started && start(w, t) != 0) {
+        /* No memory for a stack: put it back and wait for some to free. */
+        async__push_global(w->rt, t);
+        async__reactor_poll(w, false);
+        return;
+    }
+    w->current = t;
+    async__annot_leave(&w->sched_annot, &t->annot, 0);
+    async__ctx_switch(&w->sched_ctx, &t->ctx);
+    async__annot_enter(&w->sched_annot);
+    if (w->exited != NULL)
+        reap(w);
+}
+
+static bool has_work(struct async_worker *w)
+{
+    struct async_rt *rt = w->rt;
+    unsigned i;
+
+    if (!async__mpsc_empty(&w->mailbox) ||
+        atomic_load_explicit(&rt->global_len, memory_order_relaxed) != 0)
+        return true;
+    for (i = 0; i < rt->nworkers; i++)
+        if (async__fresh_len(&rt->workers[i].fresh) != 0)
+            return true;
+    return false;
+}
+
+/* Nothing to run: spin a little, then sleep in the reactor until an fd, a
+ * timer or another thread wakes us.  Returns true when the runtime is over. */
+static bool idle(struct async_worker *w)
+{
+    struct async_rt *rt = w->rt;
+    unsigned i;
+
+    flush_exits(w);
+    if (atomic_load_explicit(&rt->done, memory_order_acquire))
+        return true;
+    if (async__reactor_armed(w)) {
+        async__reactor_poll(w, false);
+        if (w->lifo != NULL || w->ready.len != 0)
+            return false;
+    }
+    for (i = 0; i < ASYNC__SPIN; i++) {
+        if (has_work(w))
+            return false;
+        cpu_relax();
+    }
+    atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt->nsleeping, 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst); /* pairs with notify_idle / schedule */
+    if (!has_work(w) && !atomic_load_explicit(&rt->done, memory_order_acquire))
+        async__reactor_poll(w, true);
+    atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&rt->nsleeping, 1, memory_order_relaxed);
+    return false;
+}
+
+void async__worker_main(struct async_worker *w)
+{
+    async__tls_worker = w;
+    async__annot_thread(&w->sched_annot);
+    for (;;) {
+        struct async_task *t = next_task(w);
+
+        if (t != NULL)
+            run(w, t);
+        else if (idle(w))
+            break;
+    }
+    async__tls_worker = NULL;
+}

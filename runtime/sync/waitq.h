@@ -1,0 +1,183 @@
+/* runtime/sync/waitq — the queue of parked fibers inside every sync
+ * primitive, and the spinlock that guards it.
+ *
+ * A waiter record lives on the stack of the fiber it describes, which stays
+ * parked (so the record stays valid) until someone claims and schedules it.
+ * All list operations happen under the owning primitive's spinlock.  A
+ * waker pops records until it wins async__claim on one: a record it pops
+ * but cannot claim belongs to a fiber that a cancel or a deadline woke
+ * first; that fiber finds `linked` false and knows it was dequeued.  The
+ * claimer fills in `status` (and the data behind `buf`) before releasing
+ * the lock; the woken fiber reads them after it resumes, ordered by the
+ * scheduler's queue hand-off.
+ *
+ * The spinlock only ever guards a few pointer moves and one element copy,
+ * and no one parks while holding it. */
+#ifndef ASYNC_SYNC_WAITQ_H
+#define ASYNC_SYNC_WAITQ_H
+
+#include "../sched/sched.h"
+
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+typedef struct {
+    atomic_int held;
+} async__spinlock;
+
+static inline void async__spin_lock(async__spinlock *l)
+{
+    unsigned spins = 0;
+
+    while (atomic_exchange_explicit(&l->held, 1, memory_order_acquire) != 0) {
+        while (atomic_load_explicit(&l->held, memory_order_relaxed) != 0) {
+            if (++spins < 128) {
+#if defined(__x86_64__) || defined(__i386__)
+                __builtin_ia32_pause();
+#endif
+            } else {
+                sched_yield(); /* the holder was preempted */
+            }
+        }
+    }
+}
+
+static inline void async__spin_unlock(async__spinlock *l)
+{
+    atomic_store_explicit(&l->held, 0, memory_order_release);
+}
+
+struct async__waiter {
+    struct async__waiter *prev, *next;
+    struct async_task *task;
+    void *buf;          /* element to give or to receive into */
+    int status;         /* 0 served, or an errno (EPIPE when closed) */
+    bool linked;
+};
+
+struct async__waitq {
+    struct async__waiter *head, *tail;
+};
+
+static inline bool async__waitq_empty(const struct async__waitq *q)
+{
+    return q->head == NULL;
+}
+
+static inline void async__waitq_push(struct async__waitq *q, struct async__waiter *w, bool front)
+{
+    w->linked = true;
+    if (front) {
+        w->prev = NULL;
+        w->next = q->head;
+        if (q->head != NULL)
+            q->head->prev = w;
+        else
+            q->tail = w;
+        q->head = w;
+    } else {
+        w->next = NULL;
+        w->prev = q->tail;
+        if (q->tail != NULL)
+            q->tail->next = w;
+        else
+            q->head = w;
+        q->tail = w;
+    }
+}
+
+static inline void async__waitq_remove(struct async__waitq *q, struct async__waiter *w)
+{
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        q->head = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    else
+        q->tail = w->prev;
+    w->linked = false;
+}
+
+/* The first waiter that can still be woken, dequeued and claimed, or NULL. */
+static inline struct async__waiter *async__waitq_claim(struct async__waitq *q)
+{
+    struct async__waiter *w;
+
+    while ((w = q->head) != NULL) {
+        async__waitq_remove(q, w);
+        if (async__claim(w->task, ASYNC__WAKE_NORMAL))
+            return w;
+    }
+    return NULL;
+}
+
+/* Wakes every waiter with `status`: claimed under the lock, scheduled by
+ * async__waitq_wake_list after it is released.  Returns the list. */
+static inline struct async__waiter *async__waitq_claim_all(struct async__waitq *q, int status)
+{
+    struct async__waiter *list = NULL, *w;
+
+    while ((w = async__waitq_claim(q)) != NULL) {
+        w->status = status;
+        w->next = list;
+        list = w;
+    }
+    return list;
+}
+
+static inline void async__waitq_wake_list(struct async__waiter *list)
+{
+    while (list != NULL) {
+        struct async__waiter *next = list->next;
+
+        async__schedule(list->task, false); /* list is dead after this */
+        list = next;
+    }
+}
+
+/* With l held: queues the calling fiber as w (task and buf already set),
+ * releases l and parks.  0 once served (see w->status), or ECANCELED /
+ * ETIMEDOUT after taking itself off the queue. */
+static inline int async__waitq_wait(struct async__waitq *q, async__spinlock *l,
+                                    struct async__waiter *w, bool front)
+{
+    enum async__wake why;
+
+    w->status = 0;
+    async__park_prepare(w->task);
+    async__waitq_push(q, w, front);
+    async__spin_unlock(l);
+    why = async__park(w->task, -1);
+    if (why == ASYNC__WAKE_NORMAL)
+        return 0;
+    async__spin_lock(l);
+    if (w->linked)
+        async__waitq_remove(q, w);
+    async__spin_unlock(l);
+    return async__wake_errno(why);
+}
+
+/* Entry checks shared by every parking call of the sync layer. */
+static inline struct async_task *async__parking_self(const void *handle, const void *elem)
+{
+    struct async_task *t = async__current();
+    int err;
+
+    if (t == NULL) {
+        errno = EPERM;
+        return NULL;
+    }
+    if (handle == NULL || elem == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if ((err = async__check_interrupt(t)) != 0) {
+        errno = err;
+        return NULL;
+    }
+    return t;
+}
+
+#endif
