@@ -11,7 +11,9 @@
  *
  * A started fiber never changes thread, so errno and thread-local storage
  * behave inside a fiber as they do inside a thread; errno is saved and
- * restored at every switch. */
+ * restored at every switch.  The floating-point control state (rounding
+ * mode, exception masks) is the worker thread's, not the fiber's: a fiber
+ * that changes it must restore it before any parking call or yield. */
 #ifndef ASYNC_IO_RUNTIME_H
 #define ASYNC_IO_RUNTIME_H
 

@@ -4,7 +4,9 @@
  *   0  x19..x28        callee-saved general registers
  *  80  x29 (fp), x30 (lr: where the switch returns to)
  *  96  d8..d15         the callee-saved low halves of v8..v15
- * Nothing else is callee-saved, and no system call is made. */
+ * Nothing else is callee-saved, and no system call is made.  FPCR (the
+ * floating-point control register) belongs to the worker thread, as on
+ * x86_64: see switch_x86_64.S. */
 
     .text
 

@@ -1,13 +1,19 @@
 /* Stack switch for x86_64 System V.
  *
  * Saved on the suspended stack, from the saved sp upwards:
- *   0  mxcsr (4 bytes) and the x87 control word (2 bytes): callee-saved
- *      control bits in the ABI
+ *   0  padding (keeps the entry frame 16-byte aligned)
  *   8  r15, r14, r13, r12, rbx, rbp: the callee-saved registers
  *  56  return address
  * Caller-saved registers are dead across the call, so they are not saved.
- * No signal mask is touched: that is what makes this ~20x faster than
- * swapcontext. */
+ * No signal mask is touched: that is what makes this ~40x faster than
+ * swapcontext.
+ *
+ * The floating-point control state (MXCSR control bits, x87 control word)
+ * is deliberately NOT switched: it belongs to the worker thread, as in
+ * libdill, libco and Lwan.  Saving and restoring it (stmxcsr/fnstcw,
+ * ldmxcsr/fldcw) measured 4.4 ns of a 6.3 ns switch here.  A fiber that
+ * changes the rounding mode or exception masks must restore them before
+ * it parks or yields (runtime.h says so). */
 
     .text
 
@@ -25,12 +31,8 @@ async__ctx_switch:
     pushq %r14
     pushq %r15
     subq $8, %rsp
-    stmxcsr (%rsp)
-    fnstcw 4(%rsp)
     movq %rsp, (%rdi)
     movq (%rsi), %rsp
-    ldmxcsr (%rsp)
-    fldcw 4(%rsp)
     addq $8, %rsp
     popq %r15
     popq %r14
@@ -56,8 +58,7 @@ async__ctx_make:
     leaq (%rsi,%rdx), %rax
     andq $-16, %rax
     subq $80, %rax
-    stmxcsr (%rax)
-    fnstcw 4(%rax)
+    movq $0, (%rax)             /* padding */
     movq $0, 8(%rax)            /* r15 */
     movq $0, 16(%rax)           /* r14 */
     movq %r8, 24(%rax)          /* r13 = arg */

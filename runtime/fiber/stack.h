@@ -5,8 +5,8 @@
  * lies a guard page: MADV_GUARD_INSTALL (Linux 6.13+) marks it without
  * splitting the mapping; older kernels get mprotect (two mappings per stack)
  * until vm.max_map_count refuses, then canary-only stacks.  Every stack also
- * carries a canary in its lowest bytes, checked whenever its fiber switches
- * out, so an overflow that skips the guard page is still caught.
+ * without a guard carries a canary in its lowest bytes, checked whenever its
+ * fiber switches out.
  *
  * Threading: a pool belongs to one worker and is touched only by its thread.
  * The arena is shared by the runtime's workers and guarded by its mutex; it
@@ -25,6 +25,7 @@ struct async__stack {
     void *lo;                   /* lowest usable byte (the canary sits here) */
     size_t size;                /* usable bytes */
     struct async__stack *next;  /* free-list link while unused */
+    int guarded;                /* a guard page lies below; else a canary at lo */
 };
 
 enum async__guard_mode { ASYNC__GUARD_MADVISE, ASYNC__GUARD_MPROTECT, ASYNC__GUARD_NONE };
@@ -52,11 +53,13 @@ struct async__stack *async__stack_get(struct async__stack_pool *p);
 void async__stack_put(struct async__stack_pool *p, struct async__stack *s);
 void async__stack_pool_fini(struct async__stack_pool *p);
 
-/* The canary: written when a stack is handed out, checked at switches. */
+/* The canary of unguarded stacks: written when a stack is handed out,
+ * checked at switches.  Guarded stacks skip it: touching the lowest page
+ * would double the memory of every parked fiber. */
 #define ASYNC__CANARY 0x5a17c0dedeadf1beULL
 static inline int async__stack_intact(const struct async__stack *s)
 {
-    return *(const volatile uint64_t *)s->lo == ASYNC__CANARY;
+    return s->guarded || *(const volatile uint64_t *)s->lo == ASYNC__CANARY;
 }
 
 /* The guard page of s, for the overflow reporter. */

@@ -114,7 +114,8 @@ unsigned async__fresh_take(struct async__fresh *q, struct async_task **out, unsi
     return i;
 }
 
-struct async_task *async__fresh_steal(struct async__fresh *victim, struct async__fresh *into)
+struct async_task *async__fresh_steal(struct async__fresh *victim, struct async__fresh *into,
+                                      unsigned min)
 {
     uint64_t h = atomic_load_explicit(&victim->head, memory_order_acquire);
     uint32_t dst_tail = atomic_load_explicit(&into->tail, memory_order_relaxed);
@@ -130,9 +131,9 @@ struct async_task *async__fresh_steal(struct async__fresh *victim, struct async_
             return NULL; /* another thief is at work */
         tail = atomic_load_explicit(&victim->tail, memory_order_acquire);
         n = tail - real;
-        n -= n / 2;
-        if (n == 0 || n > ASYNC__FRESH_CAP / 2 + 1)
+        if (n < min || n > ASYNC__FRESH_CAP)
             return NULL;
+        n -= n / 2;
         if (atomic_compare_exchange_weak_explicit(&victim->head, &h, pack(steal, real + n),
                                                   memory_order_acq_rel, memory_order_acquire))
             break;

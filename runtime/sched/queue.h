@@ -114,8 +114,10 @@ struct async_task *async__fresh_pop(struct async__fresh *q);
 /* Owner only: removes up to n of the oldest tasks into out[], for overflow. */
 unsigned async__fresh_take(struct async__fresh *q, struct async_task **out, unsigned n);
 /* Thief: moves about half of victim's tasks into its own queue `into`
- * (which must be empty) and returns one of them to run now, or NULL. */
-struct async_task *async__fresh_steal(struct async__fresh *victim, struct async__fresh *into);
+ * (which must be empty) and returns one of them to run now, or NULL.
+ * Steals nothing while the victim holds fewer than `min`. */
+struct async_task *async__fresh_steal(struct async__fresh *victim, struct async__fresh *into,
+                                      unsigned min);
 unsigned async__fresh_len(struct async__fresh *q);
 
 #endif

@@ -62,6 +62,7 @@ struct async_task {
     struct async__ctx ctx;          /* saved context while switched out */
     struct async_worker *home;      /* set when it starts, then fixed */
     struct async__stack *stack;     /* NULL before start and after exit */
+    const uint64_t *canary;         /* unguarded stacks only: checked at switches */
     async_fn fn;
     void *arg;
     void *result;
@@ -83,6 +84,7 @@ struct async_worker {
     struct async_rt *rt;
     unsigned index;
     struct async_task *current;     /* running fiber, NULL in the scheduler */
+    int *errno_loc;                 /* this thread's errno, saved per fiber */
     struct async_task *lifo;
     struct async__fifo ready;
     unsigned tick;                  /* picks since the reactor was last polled */

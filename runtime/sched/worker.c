@@ -18,8 +18,10 @@
 
 #define ASYNC__TICK 61          /* picks between maintenance passes */
 #define ASYNC__LIFO_MAX 16      /* consecutive lifo picks before fairness */
-#define ASYNC__SPIN 256         /* idle rounds before sleeping in the reactor */
+#define ASYNC__SPIN 64          /* idle rounds before sleeping in the reactor */
 #define ASYNC__GLOBAL_BATCH 32  /* tasks moved from the global queue at once */
+#define ASYNC__STEAL_BATCH 4    /* a busy victim's queue must be this long... */
+#define ASYNC__STEAL_PATIENCE 16 /* ...until we have spun this many rounds */
 
 __thread struct async_worker *async__tls_worker __attribute__((tls_model("initial-exec")));
 
@@ -90,10 +92,10 @@ void async__switch_out(struct async_worker *w, struct async_task *t)
 {
     struct async_task *next;
 
-    if (!async__stack_intact(t->stack))
+    if (t->canary != NULL && *t->canary != ASYNC__CANARY)
         overflowed(t);
     next = pick_local(w);
-    t->saved_errno = errno;
+    t->saved_errno = *w->errno_loc;
     if (next != NULL) {
         w->current = next;
         async__annot_leave(&t->annot, &next->annot, 0);
@@ -104,7 +106,7 @@ void async__switch_out(struct async_worker *w, struct async_task *t)
         async__ctx_switch(&t->ctx, &w->sched_ctx);
     }
     async__annot_enter(&t->annot);
-    errno = t->saved_errno;
+    *w->errno_loc = t->saved_errno;
 }
 
 /* The bottom of every fiber's stack. */
@@ -177,6 +179,7 @@ static int start(struct async_worker *w, struct async_task *t)
     if (s == NULL)
         return ENOMEM;
     t->stack = s;
+    t->canary = s->guarded ? NULL : (const uint64_t *)s->lo;
     t->home = w;
     t->started = true;
     async__annot_fiber_new(&t->annot, s->lo, s->size);
@@ -225,7 +228,7 @@ static struct async_task *global_take(struct async_worker *w)
     return first;
 }
 
-static struct async_task *steal(struct async_worker *w)
+static struct async_task *steal(struct async_worker *w, unsigned min)
 {
     struct async_rt *rt = w->rt;
     unsigned n = rt->nworkers, i, start;
@@ -242,7 +245,7 @@ static struct async_task *steal(struct async_worker *w)
 
         if (v == w)
             continue;
-        t = async__fresh_steal(&v->fresh, &w->fresh);
+        t = async__fresh_steal(&v->fresh, &w->fresh, min);
         if (t != NULL)
             return t;
     }
@@ -323,7 +326,7 @@ static struct async_task *next_task(struct async_worker *w)
         return t;
     if ((t = global_take(w)) != NULL)
         return t;
-    return steal(w);
+    return steal(w, ASYNC__STEAL_BATCH);
 }
 
 static void run(struct async_worker *w, struct async_task *t)
@@ -357,24 +360,38 @@ static bool has_work(struct async_worker *w)
 }
 
 /* Nothing to run: spin a little, then sleep in the reactor until an fd, a
- * timer or another thread wakes us.  Returns true when the runtime is over. */
-static bool idle(struct async_worker *w)
+ * timer or another thread wakes us.  Returns a task to run, or NULL with
+ * *over set once the runtime has ended.
+ *
+ * While spinning we first leave a busy worker's short queue alone (it will
+ * get to those tasks itself, and stealing one task at a time makes both
+ * cores fight over its queue and the tasks' cache lines); after
+ * ASYNC__STEAL_PATIENCE rounds anything is fair game. */
+static struct async_task *idle(struct async_worker *w, bool *over)
 {
     struct async_rt *rt = w->rt;
-    unsigned i;
+    struct async_task *t;
+    unsigned i, k;
 
     flush_exits(w);
-    if (atomic_load_explicit(&rt->done, memory_order_acquire))
-        return true;
+    if (atomic_load_explicit(&rt->done, memory_order_acquire)) {
+        *over = true;
+        return NULL;
+    }
     if (async__reactor_armed(w)) {
         async__reactor_poll(w, false);
         if (w->lifo != NULL || w->ready.len != 0)
-            return false;
+            return NULL;
     }
     for (i = 0; i < ASYNC__SPIN; i++) {
-        if (has_work(w))
-            return false;
-        cpu_relax();
+        if (!async__mpsc_empty(&w->mailbox) ||
+            atomic_load_explicit(&rt->global_len, memory_order_relaxed) != 0)
+            return NULL;
+        t = steal(w, i < ASYNC__STEAL_PATIENCE ? ASYNC__STEAL_BATCH : 1);
+        if (t != NULL)
+            return t;
+        for (k = 0; k < 16; k++) /* keep our polling off the owners' lines */
+            cpu_relax();
     }
     atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&rt->nsleeping, 1, memory_order_relaxed);
@@ -383,20 +400,24 @@ static bool idle(struct async_worker *w)
         async__reactor_poll(w, true);
     atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
     atomic_fetch_sub_explicit(&rt->nsleeping, 1, memory_order_relaxed);
-    return false;
+    return NULL;
 }
 
 void async__worker_main(struct async_worker *w)
 {
     async__tls_worker = w;
+    w->errno_loc = &errno;
     async__annot_thread(&w->sched_annot);
     for (;;) {
         struct async_task *t = next_task(w);
+        bool over = false;
 
-        if (t != NULL)
-            run(w, t);
-        else if (idle(w))
-            break;
+        if (t == NULL && (t = idle(w, &over)) == NULL) {
+            if (over)
+                break;
+            continue;
+        }
+        run(w, t);
     }
     async__tls_worker = NULL;
 }
