@@ -66,8 +66,9 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
         const char *addr = si->si_addr;
         const char *lo = f.stack->lo;
 
-        /* The guard page below the stack, or the canary's own bytes. */
-        if (addr < lo + 64 && addr >= lo - async__stack_guard_size())
+        /* The guard page below the stack, the canary's own bytes, or (on an
+         * unguarded stack) anywhere a runaway frame may have reached. */
+        if (addr < lo + 64 && addr >= lo - (f.stack->guarded ? async__stack_guard_size() : 1 << 20))
             async__overflow_report(&f);
     }
     chain(sig, si, uc);

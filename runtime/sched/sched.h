@@ -89,6 +89,7 @@ struct async_worker {
     struct async__fifo ready;
     unsigned tick;                  /* picks since the reactor was last polled */
     unsigned lifo_streak;           /* consecutive lifo picks, bounded */
+    bool prefer_fresh;              /* a fiber yielded: start unstarted ones first */
     struct async_task *exited;      /* fiber that just ended, to reap */
     unsigned exits;                 /* exits not yet subtracted from rt->live */
     uint64_t rng;                   /* victim choice */

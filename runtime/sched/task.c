@@ -150,6 +150,10 @@ void async_yield(void)
     if (t == NULL)
         return;
     async__fifo_push(&w->ready, &t->node);
+    /* Yielding is an offer to everything runnable here, unstarted fibers
+     * included; those are started only by the scheduler. */
+    if (async__fresh_busy(&w->fresh))
+        w->prefer_fresh = true;
     async__switch_out(w, t);
 }
 

@@ -90,11 +90,15 @@ static struct async_task *pick_local(struct async_worker *w)
 
 void async__switch_out(struct async_worker *w, struct async_task *t)
 {
-    struct async_task *next;
+    struct async_task *next = NULL;
 
-    if (t->canary != NULL && *t->canary != ASYNC__CANARY)
+    /* Unguarded stacks: a smashed canary, or a frame already below it. */
+    if (t->canary != NULL && (*t->canary != ASYNC__CANARY ||
+                              (const char *)__builtin_frame_address(0) <
+                                  (const char *)t->canary + 256))
         overflowed(t);
-    next = pick_local(w);
+    if (!w->prefer_fresh)
+        next = pick_local(w);
     t->saved_errno = *w->errno_loc;
     if (next != NULL) {
         w->current = next;
@@ -306,13 +310,20 @@ static struct async_task *next_task(struct async_worker *w)
     struct async__node *n;
 
     drain_mailbox(w);
-    if (w->tick >= ASYNC__TICK) {
-        w->tick = 0;
-        if (async__reactor_armed(w)) {
-            async__reactor_poll(w, false);
-            drain_mailbox(w);
+    /* Fairness: every ASYNC__TICK picks, and after a yield, outside and
+     * unstarted work goes before the fibers that keep waking each other. */
+    if (w->tick >= ASYNC__TICK || w->prefer_fresh) {
+        w->prefer_fresh = false;
+        if (w->tick >= ASYNC__TICK) {
+            w->tick = 0;
+            if (async__reactor_armed(w)) {
+                async__reactor_poll(w, false);
+                drain_mailbox(w);
+            }
+            if ((t = global_take(w)) != NULL)
+                return t;
         }
-        if ((t = global_take(w)) != NULL)
+        if ((t = async__fresh_pop(&w->fresh)) != NULL)
             return t;
     }
     w->tick++;
