@@ -2,7 +2,8 @@
 #   make deps   install missing Debian packages
 #   make build  configure + build (build/)
 #   make test   build + run every test, then again under ASan+UBSan
-#               (build-asan/) and the concurrency tests under TSan (build-tsan/)
+#               (build-asan/), the concurrency tests under TSan (build-tsan/),
+#               and the core tests with the portable ucontext switch
 #   make run    build + start the example server on 127.0.0.1:8080
 #   make bench  build + run the micro benchmarks (bench/README.md)
 
@@ -11,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: deps build build-asan build-tsan test test-release test-asan test-tsan run bench clean
+.PHONY: deps build build-asan build-tsan build-ucontext test test-release test-asan test-tsan test-ucontext run bench clean
 
 deps:
 	@missing=""; \
@@ -30,6 +31,10 @@ build-asan: deps
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DASYNC_SANITIZE=address -DASYNC_BUILD_BENCH=OFF
 	cmake --build build-asan -j $(JOBS)
 
+build-ucontext: deps
+	cmake -S . -B build-ucontext -DCMAKE_BUILD_TYPE=RelWithDebInfo -DASYNC_CONTEXT=ucontext -DASYNC_BUILD_BENCH=OFF
+	cmake --build build-ucontext -j $(JOBS)
+
 build-tsan: deps
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DASYNC_SANITIZE=thread -DASYNC_BUILD_BENCH=OFF
 	cmake --build build-tsan -j $(JOBS)
@@ -44,7 +49,11 @@ test-asan: build-asan
 test-tsan: build-tsan
 	setarch $$(uname -m) -R ctest --test-dir build-tsan --output-on-failure -L concurrency
 
-test: test-release test-asan test-tsan
+# The portable stack switch, as other processors would use it.
+test-ucontext: build-ucontext
+	ctest --test-dir build-ucontext --output-on-failure -j 2 -R '^(context|sched|reactor|cancel|channel)$$'
+
+test: test-release test-asan test-tsan test-ucontext
 
 run: build
 	./build/hello_server 127.0.0.1:8080
@@ -53,4 +62,4 @@ bench: build
 	./bench/run.sh
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-ucontext

@@ -4,6 +4,7 @@
 
 void async__annot_thread(struct async__annot *a)
 {
+#ifdef ASYNC_ASAN
     pthread_attr_t attr;
     void *lo = NULL;
     size_t size = 0;
@@ -15,9 +16,9 @@ void async__annot_thread(struct async__annot *a)
     a->bottom = lo;
     a->size = size;
     a->fake = NULL;
+#endif
 #ifdef ASYNC_TSAN
     a->tsan = __tsan_get_current_fiber();
-#else
-    a->tsan = NULL;
 #endif
+    (void)a;
 }

@@ -33,12 +33,17 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-/* What one side of a switch needs to tell the sanitizers. */
+/* What one side of a switch needs to tell the sanitizers; empty (zero
+ * bytes, a GNU C extension) in a plain build. */
 struct async__annot {
-    const void *bottom;     /* lowest address of the stack (ASan) */
-    size_t size;            /* its size (ASan) */
+#ifdef ASYNC_ASAN
+    const void *bottom;     /* lowest address of the stack */
+    size_t size;            /* its size */
     void *fake;             /* ASan's fake-stack handle while switched out */
+#endif
+#ifdef ASYNC_TSAN
     void *tsan;             /* TSan fiber */
+#endif
 };
 
 static inline void async__asan_unpoison(void *p, size_t n)
@@ -80,22 +85,26 @@ void async__annot_thread(struct async__annot *a);
 
 static inline void async__annot_fiber_new(struct async__annot *a, void *lo, size_t size)
 {
+#ifdef ASYNC_ASAN
     a->bottom = lo;
     a->size = size;
     a->fake = NULL;
+#endif
 #ifdef ASYNC_TSAN
     a->tsan = __tsan_create_fiber(0);
-#else
-    a->tsan = NULL;
 #endif
+    (void)a;
+    (void)lo;
+    (void)size;
 }
 
 static inline void async__annot_fiber_free(struct async__annot *a)
 {
 #ifdef ASYNC_TSAN
     __tsan_destroy_fiber(a->tsan);
-#endif
     a->tsan = NULL;
+#endif
+    (void)a;
 }
 
 #endif

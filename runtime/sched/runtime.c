@@ -141,7 +141,7 @@ int async_runtime(const struct async_config *cfg, async_fn main_fn, void *arg)
         errno = ENOMEM;
         return -1;
     }
-    atomic_store_explicit(&rt->live, 1, memory_order_relaxed);
+    atomic_store_explicit(&rt->workers[0].spawned, 1, memory_order_relaxed); /* main */
     async__fifo_push(&rt->global, &t->node);
     atomic_store_explicit(&rt->global_len, 1, memory_order_relaxed);
 

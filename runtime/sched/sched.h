@@ -91,7 +91,11 @@ struct async_worker {
     unsigned lifo_streak;           /* consecutive lifo picks, bounded */
     bool prefer_fresh;              /* a fiber yielded: start unstarted ones first */
     struct async_task *exited;      /* fiber that just ended, to reap */
-    unsigned exits;                 /* exits not yet subtracted from rt->live */
+    /* Tasks spawned here and tasks ended here.  Written by the owner only
+     * (exited with release), summed by idle workers to detect the end:
+     * see all_ended() in worker.c. */
+    _Atomic unsigned long spawned;
+    _Atomic unsigned long ended;
     uint64_t rng;                   /* victim choice */
     struct async__ctx sched_ctx;    /* the worker thread's own stack */
     struct async__annot sched_annot;
@@ -105,14 +109,16 @@ struct async_worker {
 } __attribute__((aligned(64)));
 
 struct async_rt {
+    /* read-mostly */
     unsigned nworkers;
     struct async_worker *workers;
-    _Atomic long live;              /* tasks not yet ended (exits batched) */
-    _Atomic int done;
-    _Atomic int nsleeping;
     size_t stack_size;
     struct async__stack_arena arena;
-    pthread_mutex_t global_lock;    /* the global queue */
+    /* written when workers sleep or wake, read by every spawn */
+    _Atomic int nsleeping __attribute__((aligned(64)));
+    _Atomic int done;
+    /* the global queue */
+    pthread_mutex_t global_lock __attribute__((aligned(64)));
     struct async__fifo global;
     _Atomic size_t global_len;
 };

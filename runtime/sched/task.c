@@ -40,7 +40,10 @@ async_task *async__spawn_in(async_fn fn, void *arg, struct async_group *g)
     t->group = NULL;
     if (g != NULL)
         async__group_enter(g, t);
-    atomic_fetch_add_explicit(&w->rt->live, 1, memory_order_relaxed);
+    /* Owner-only counter: a plain increment, ordered for the end-of-runtime
+     * check by the release of the push below. */
+    atomic_store_explicit(&w->spawned, atomic_load_explicit(&w->spawned, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     async__push_fresh(w, t);
     return t;
 }

@@ -132,18 +132,31 @@ static void fiber_entry(void *arg)
     __builtin_unreachable();
 }
 
-static void flush_exits(struct async_worker *w)
+/* Whether every task ever spawned has ended.  Sums the ended counters
+ * first, then the spawned ones.  Every end we see was preceded by its
+ * spawn, and that spawn is visible to us (spawn -> queue release -> run ->
+ * ended release -> our acquire), so ends <= spawns.  If they are equal,
+ * every task whose spawn we saw has ended; the main task's spawn is always
+ * seen, and everything a task spawned was spawned before it ended, so by
+ * induction nothing is alive and nothing can be spawned again. */
+static bool all_ended(struct async_rt *rt)
 {
-    struct async_rt *rt = w->rt;
-    long n = w->exits;
+    unsigned long ended = 0, spawned = 0;
     unsigned i;
 
-    if (n == 0)
-        return;
-    w->exits = 0;
-    if (atomic_fetch_sub_explicit(&rt->live, n, memory_order_acq_rel) != n)
-        return;
-    /* The last task has ended: every worker leaves its loop. */
+    for (i = 0; i < rt->nworkers; i++)
+        ended += atomic_load_explicit(&rt->workers[i].ended, memory_order_acquire);
+    for (i = 0; i < rt->nworkers; i++)
+        spawned += atomic_load_explicit(&rt->workers[i].spawned, memory_order_acquire);
+    return ended == spawned;
+}
+
+/* The runtime is over: every worker leaves its loop. */
+static void finish(struct async_worker *w)
+{
+    struct async_rt *rt = w->rt;
+    unsigned i;
+
     atomic_store_explicit(&rt->done, 1, memory_order_release);
     for (i = 0; i < rt->nworkers; i++)
         if (&rt->workers[i] != w)
@@ -172,8 +185,8 @@ static void reap(struct async_worker *w)
         if (async__claim(joiner, ASYNC__WAKE_NORMAL))
             async__schedule(joiner, true);
     }
-    if (++w->exits >= 64)
-        flush_exits(w);
+    atomic_store_explicit(&w->ended, atomic_load_explicit(&w->ended, memory_order_relaxed) + 1,
+                          memory_order_release);
 }
 
 static int start(struct async_worker *w, struct async_task *t)
@@ -384,8 +397,12 @@ static struct async_task *idle(struct async_worker *w, bool *over)
     struct async_task *t;
     unsigned i, k;
 
-    flush_exits(w);
     if (atomic_load_explicit(&rt->done, memory_order_acquire)) {
+        *over = true;
+        return NULL;
+    }
+    if (all_ended(rt)) {
+        finish(w);
         *over = true;
         return NULL;
     }
