@@ -52,10 +52,15 @@ enum async__wake {
     ASYNC__WAKE_DEADLINE,
 };
 
-/* join word values besides a joiner's address */
+/* The join word: NONE, a joiner's address, DETACHED, then at the end
+ * REAPING (the reaper is waking the joiner it found) and DONE.  A joiner
+ * that gives up (cancel, deadline) and finds REAPING waits for DONE before
+ * it parks anywhere else, so the reaper's wake can never land in a later
+ * parking call of the same fiber. */
 #define ASYNC__JOIN_NONE     ((uintptr_t)0)
 #define ASYNC__JOIN_DONE     ((uintptr_t)1)
 #define ASYNC__JOIN_DETACHED ((uintptr_t)2)
+#define ASYNC__JOIN_REAPING  ((uintptr_t)3)
 
 struct async_task {
     struct async__node node;        /* run-queue link (must stay first) */
@@ -72,7 +77,7 @@ struct async_task {
     _Atomic uint8_t woken;          /* the park token, see above */
     _Atomic bool cancelled;
     int64_t deadline;               /* async_now_ms scale, -1 none; own fiber only */
-    _Atomic uintptr_t join;         /* NONE, DONE, DETACHED or the joiner */
+    _Atomic uintptr_t join;         /* see ASYNC__JOIN_* */
     struct async_group *group;      /* NULL or the group it belongs to */
     struct async_task *gprev, *gnext; /* group membership, under the group's lock */
     struct async__annot annot;      /* sanitizer state */

@@ -3,6 +3,7 @@
 #include "sched.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 
 async_task *async__spawn_in(async_fn fn, void *arg, struct async_group *g)
@@ -71,11 +72,24 @@ static void collect(async_task *t, void **result)
     free(t);
 }
 
+/* Waits out the few instructions between the reaper's two steps. */
+static uintptr_t settled(async_task *t)
+{
+    uintptr_t j;
+    unsigned spins = 0;
+
+    while ((j = atomic_load_explicit(&t->join, memory_order_acquire)) == ASYNC__JOIN_REAPING) {
+        if (++spins > 1000)
+            sched_yield(); /* the reaper's thread was preempted */
+    }
+    return j;
+}
+
 int async_join(async_task *t, void **result)
 {
     struct async_task *self = async__current();
-    uintptr_t expected = ASYNC__JOIN_NONE;
     enum async__wake why;
+    uintptr_t j;
     int err;
 
     if (self == NULL) {
@@ -94,37 +108,42 @@ int async_join(async_task *t, void **result)
         errno = err;
         return -1;
     }
-    if (atomic_load_explicit(&t->join, memory_order_acquire) == ASYNC__JOIN_DONE) {
-        collect(t, result);
-        return 0;
-    }
-    async__park_prepare(self);
-    if (!atomic_compare_exchange_strong_explicit(&t->join, &expected, (uintptr_t)self,
-                                                 memory_order_acq_rel, memory_order_acquire)) {
-        async__park_abandon(self);
-        if (expected != ASYNC__JOIN_DONE) {
-            errno = EINVAL; /* someone else is joining it */
+    for (;;) {
+        j = settled(t);
+        if (j == ASYNC__JOIN_DONE) {
+            collect(t, result);
+            return 0;
+        }
+        if (j != ASYNC__JOIN_NONE) {
+            errno = EINVAL; /* someone else is joining it (or it was detached) */
             return -1;
         }
-        collect(t, result);
-        return 0;
+        async__park_prepare(self);
+        if (atomic_compare_exchange_strong_explicit(&t->join, &j, (uintptr_t)self,
+                                                    memory_order_acq_rel, memory_order_acquire))
+            break;
+        async__park_abandon(self); /* it ended meanwhile: look again */
     }
     why = async__park(self, -1);
     if (why == ASYNC__WAKE_NORMAL) {
-        collect(t, result);
+        collect(t, result); /* the reaper published DONE before waking us */
         return 0;
     }
-    /* Stop waiting.  If t ended meanwhile, the word already says DONE and
-     * the next join collects it. */
-    expected = (uintptr_t)self;
-    atomic_compare_exchange_strong_explicit(&t->join, &expected, ASYNC__JOIN_NONE,
-                                            memory_order_acq_rel, memory_order_acquire);
+    /* Stop waiting.  If the reaper already took our address, let it finish
+     * its (failing) attempt to wake us; t then says DONE and stays valid
+     * for the next join. */
+    j = (uintptr_t)self;
+    if (!atomic_compare_exchange_strong_explicit(&t->join, &j, ASYNC__JOIN_NONE,
+                                                 memory_order_acq_rel, memory_order_acquire))
+        settled(t);
     errno = async__wake_errno(why);
     return -1;
 }
 
 void async_detach(async_task *t)
 {
+    /* REAPING: the reaper sees DETACHED when it tries to publish DONE and
+     * frees t itself. */
     if (t == NULL)
         return;
     if (atomic_exchange_explicit(&t->join, ASYNC__JOIN_DETACHED, memory_order_acq_rel) ==

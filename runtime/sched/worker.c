@@ -175,14 +175,20 @@ static void reap(struct async_worker *w)
     t->stack = NULL;
     if (t->group != NULL)
         async__group_leave(t);
-    /* Last touch of t: after this exchange a joiner may free it. */
-    old = atomic_exchange_explicit(&t->join, ASYNC__JOIN_DONE, memory_order_acq_rel);
+    /* Last touches of t: once DONE is published a joiner may free it. */
+    old = atomic_exchange_explicit(&t->join, ASYNC__JOIN_REAPING, memory_order_acq_rel);
     if (old == ASYNC__JOIN_DETACHED) {
         free(t);
-    } else if (old != ASYNC__JOIN_NONE) {
-        struct async_task *joiner = (struct async_task *)old;
+    } else {
+        struct async_task *joiner = NULL;
+        uintptr_t reaping = ASYNC__JOIN_REAPING;
 
-        if (async__claim(joiner, ASYNC__WAKE_NORMAL))
+        if (old != ASYNC__JOIN_NONE && async__claim((struct async_task *)old, ASYNC__WAKE_NORMAL))
+            joiner = (struct async_task *)old;
+        if (!atomic_compare_exchange_strong_explicit(&t->join, &reaping, ASYNC__JOIN_DONE,
+                                                     memory_order_acq_rel, memory_order_acquire))
+            free(t); /* detached while we were reaping */
+        if (joiner != NULL)
             async__schedule(joiner, true);
     }
     atomic_store_explicit(&w->ended, atomic_load_explicit(&w->ended, memory_order_relaxed) + 1,

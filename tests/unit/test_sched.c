@@ -1,0 +1,522 @@
+/* Spawning, joining, detaching, yielding and the worker pool. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <async_io.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void run(unsigned workers, async_fn fn, void *arg)
+{
+    struct async_config cfg = {.workers = workers};
+
+    assert_int_equal(async_runtime(&cfg, fn, arg), 0);
+}
+
+static void *square(void *arg)
+{
+    intptr_t v = (intptr_t)arg;
+
+    return (void *)(v * v);
+}
+
+static void *spawn_and_join_some(void *arg)
+{
+    async_task *t[100];
+    intptr_t i;
+
+    for (i = 0; i < 100; i++)
+        assert_non_null(t[i] = async_spawn(square, (void *)i));
+    for (i = 0; i < 100; i++) {
+        void *r;
+
+        assert_int_equal(async_join(t[i], &r), 0);
+        assert_int_equal((intptr_t)r, i * i);
+    }
+    return NULL;
+}
+
+static void sched_join_returns_each_tasks_result(void **state)
+{
+    run(1, spawn_and_join_some, NULL);
+    run(2, spawn_and_join_some, NULL);
+    run(4, spawn_and_join_some, NULL);
+}
+
+static atomic_long detached_done;
+
+static void *slow_detached(void *arg)
+{
+    int i;
+
+    for (i = 0; i < 100; i++)
+        async_yield();
+    atomic_fetch_add(&detached_done, 1);
+    return arg;
+}
+
+static void *detach_many(void *arg)
+{
+    long i;
+
+    for (i = 0; i < 1000; i++)
+        async_detach(async_spawn(slow_detached, NULL));
+    return NULL; /* returns long before the detached fibers finish */
+}
+
+static void sched_runtime_returns_only_after_detached_fibers_finish(void **state)
+{
+    atomic_store(&detached_done, 0);
+    run(2, detach_many, NULL);
+    assert_int_equal(atomic_load(&detached_done), 1000);
+}
+
+static void *nested_runtime(void *arg)
+{
+    assert_int_equal(async_runtime(NULL, square, NULL), -1);
+    assert_int_equal(errno, EBUSY);
+    return NULL;
+}
+
+static void sched_runtime_inside_a_runtime_is_ebusy(void **state)
+{
+    run(1, nested_runtime, NULL);
+}
+
+static void sched_outside_a_runtime_calls_fail_cleanly(void **state)
+{
+    errno = 0;
+    assert_null(async_spawn(square, NULL));
+    assert_int_equal(errno, EPERM);
+    assert_int_equal(async_join((async_task *)0x1, NULL), -1);
+    assert_int_equal(errno, EPERM);
+    assert_int_equal(async_sleep_ms(1), -1);
+    assert_int_equal(errno, EPERM);
+    assert_int_equal(async_fd_wait(0, ASYNC_READABLE), -1);
+    assert_int_equal(errno, EPERM);
+    assert_int_equal(async_deadline(5), -1);
+    async_yield(); /* no-op */
+    assert_int_equal(async_runtime(NULL, NULL, NULL), -1);
+    assert_int_equal(errno, EINVAL);
+}
+
+static void *bad_handles(void *arg)
+{
+    assert_null(async_spawn(NULL, NULL));
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(async_join(NULL, NULL), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(async_cancel(NULL), -1);
+    assert_int_equal(errno, EINVAL);
+    async_detach(NULL);
+    return NULL;
+}
+
+static void sched_null_handles_are_einval(void **state)
+{
+    run(1, bad_handles, NULL);
+}
+
+static void *runtime_once(void *arg)
+{
+    async_task *t = async_spawn(square, (void *)7);
+    void *r;
+
+    assert_int_equal(async_join(t, &r), 0);
+    return r;
+}
+
+static void sched_runtime_can_run_again_after_returning(void **state)
+{
+    int i;
+
+    for (i = 0; i < 5; i++)
+        run((unsigned)(i % 3) + 1, runtime_once, NULL);
+}
+
+/* ---- a started fiber never changes thread ---- */
+
+static atomic_long moved, checked;
+static async_channel *bounce;
+
+static void *stay_home(void *arg)
+{
+    pthread_t self = pthread_self();
+    int i;
+    long v;
+
+    for (i = 0; i < 200; i++) {
+        if (i % 3 == 0)
+            async_yield();
+        else if (i % 3 == 1)
+            async_sleep_ms(0);
+        else {
+            async_channel_send(bounce, &v);
+            async_channel_receive(bounce, &v);
+        }
+        if (!pthread_equal(self, pthread_self()))
+            atomic_fetch_add(&moved, 1);
+        atomic_fetch_add(&checked, 1);
+    }
+    return NULL;
+}
+
+static void *many_wanderers(void *arg)
+{
+    async_task *t[64];
+    int i;
+
+    bounce = async_channel_new(sizeof(long));
+    for (i = 0; i < 64; i++)
+        t[i] = async_spawn(stay_home, NULL);
+    for (i = 0; i < 64; i++)
+        async_join(t[i], NULL);
+    async_channel_free(bounce);
+    return NULL;
+}
+
+static void sched_started_fiber_never_changes_thread(void **state)
+{
+    atomic_store(&moved, 0);
+    atomic_store(&checked, 0);
+    run(4, many_wanderers, NULL);
+    assert_int_equal(atomic_load(&checked), 64 * 200);
+    assert_int_equal(atomic_load(&moved), 0);
+}
+
+/* ---- idle workers steal unstarted fibers ---- */
+
+static pthread_t threads_seen[8];
+static atomic_int nthreads_seen;
+static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *note_thread(void *arg)
+{
+    pthread_t self = pthread_self();
+    int i, n;
+    volatile long spin;
+
+    pthread_mutex_lock(&seen_lock);
+    n = atomic_load(&nthreads_seen);
+    for (i = 0; i < n; i++)
+        if (pthread_equal(threads_seen[i], self))
+            break;
+    if (i == n && n < 8)
+        threads_seen[atomic_fetch_add(&nthreads_seen, 1)] = self;
+    pthread_mutex_unlock(&seen_lock);
+    for (spin = 0; spin < 200000; spin++) /* CPU work, no parking */
+        ;
+    return arg;
+}
+
+static void *spawn_busy_work(void *arg)
+{
+    async_task *t[256];
+    int i;
+
+    for (i = 0; i < 256; i++)
+        t[i] = async_spawn(note_thread, NULL);
+    for (i = 0; i < 256; i++)
+        async_join(t[i], NULL);
+    return NULL;
+}
+
+static void sched_idle_workers_steal_unstarted_fibers(void **state)
+{
+    atomic_store(&nthreads_seen, 0);
+    run(2, spawn_busy_work, NULL);
+    assert_int_equal(atomic_load(&nthreads_seen), 2);
+}
+
+/* ---- scale ---- */
+
+static void *add_one(void *arg)
+{
+    return (void *)((intptr_t)arg + 1);
+}
+
+static void *hundred_thousand(void *arg)
+{
+    enum { N = 100000 };
+    async_task **t = malloc(sizeof(*t) * N);
+    intptr_t i;
+
+    for (i = 0; i < N; i++)
+        assert_non_null(t[i] = async_spawn(add_one, (void *)i));
+    for (i = 0; i < N; i++) {
+        void *r;
+
+        assert_int_equal(async_join(t[i], &r), 0);
+        assert_int_equal((intptr_t)r, i + 1);
+    }
+    free(t);
+    return NULL;
+}
+
+static void sched_100k_fibers_spawned_and_joined(void **state)
+{
+    run(2, hundred_thousand, NULL);
+}
+
+/* ---- yield is fair on one worker ---- */
+
+static int turn_log[64];
+static int turn_n;
+
+static void *taker(void *arg)
+{
+    int i;
+
+    for (i = 0; i < 8; i++) {
+        turn_log[turn_n++] = (int)(intptr_t)arg;
+        async_yield();
+    }
+    return NULL;
+}
+
+static void *round_robin(void *arg)
+{
+    async_task *t[4];
+    intptr_t i;
+
+    turn_n = 0;
+    for (i = 0; i < 4; i++)
+        t[i] = async_spawn(taker, (void *)i);
+    for (i = 0; i < 4; i++)
+        async_join(t[i], NULL);
+    return NULL;
+}
+
+static void sched_yield_round_robins_fibers_of_one_worker(void **state)
+{
+    int i;
+
+    run(1, round_robin, NULL);
+    assert_int_equal(turn_n, 32);
+    /* After the first round every fiber has started; then strict turns. */
+    for (i = 4; i < 32; i++)
+        assert_int_equal(turn_log[i], turn_log[i - 4]);
+}
+
+/* ---- an idle runtime burns no CPU ---- */
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static double idle_cpu;
+
+static void *sleep_a_while(void *arg)
+{
+    double c0;
+
+    async_sleep_ms(20); /* let the other workers reach their sleep */
+    c0 = cpu_seconds();
+    assert_int_equal(async_sleep_ms(300), 0);
+    idle_cpu = cpu_seconds() - c0;
+    return NULL;
+}
+
+static void sched_idle_runtime_burns_no_cpu(void **state)
+{
+    run(4, sleep_a_while, NULL);
+    print_message("CPU while 4 workers idled 300 ms: %.1f ms\n", idle_cpu * 1e3);
+    assert_true(idle_cpu < 0.030); /* spinning would cost ~1200 ms */
+}
+
+/* ---- errno belongs to the fiber ---- */
+
+static void *errno_keeper(void *arg)
+{
+    int mine = (int)(intptr_t)arg, i;
+
+    errno = mine;
+    for (i = 0; i < 1000; i++) {
+        async_yield();
+        assert_int_equal(errno, mine);
+        errno = mine;
+    }
+    return NULL;
+}
+
+static void *errno_pair(void *arg)
+{
+    async_task *a = async_spawn(errno_keeper, (void *)1234);
+    async_task *b = async_spawn(errno_keeper, (void *)4321);
+
+    async_join(a, NULL);
+    async_join(b, NULL);
+    return NULL;
+}
+
+static void sched_errno_is_saved_per_fiber(void **state)
+{
+    run(1, errno_pair, NULL);
+}
+
+/* ---- a join given up at the moment its task ends leaves no stray wake ---- */
+
+struct race {
+    async_channel *go, *empty;
+    async_task *target;
+    atomic_long stray;
+};
+
+static void *ends_on_go(void *arg)
+{
+    struct race *r = arg;
+    long v;
+
+    async_channel_receive(r->go, &v);
+    return NULL;
+}
+
+static void *joins_then_parks(void *arg)
+{
+    struct race *r = arg;
+    long v;
+
+    if (async_join(r->target, NULL) == 0)
+        return (void *)1; /* joined: nothing left to check */
+    /* Gave up: the next parking call must fail, not be woken by the
+     * reaper that raced with us. */
+    if (async_channel_receive(r->empty, &v) == 0)
+        atomic_fetch_add(&r->stray, 1);
+    return NULL;
+}
+
+static void *join_cancel_race(void *arg)
+{
+    struct race r = {.go = async_channel_new(sizeof(long)),
+                     .empty = async_channel_new(sizeof(long))};
+    long round, v = 0;
+
+    for (round = 0; round < 20000; round++) {
+        async_task *j;
+        void *joined;
+
+        r.target = async_spawn(ends_on_go, &r);
+        j = async_spawn(joins_then_parks, &r);
+        async_yield();
+        async_channel_send(r.go, &v);
+        async_cancel(j);
+        assert_int_equal(async_join(j, &joined), 0);
+        if (joined == NULL)
+            assert_int_equal(async_join(r.target, NULL), 0); /* still valid */
+    }
+    assert_int_equal(atomic_load(&r.stray), 0);
+    async_channel_free(r.go);
+    async_channel_free(r.empty);
+    return NULL;
+}
+
+static void sched_join_given_up_as_the_task_ends_leaves_no_stray_wake(void **state)
+{
+    run(2, join_cancel_race, NULL);
+}
+
+/* ---- out of memory while spawning ---- */
+
+static void *nothing(void *arg)
+{
+    return arg;
+}
+
+static void *spawn_until_enomem(void *arg)
+{
+    enum { MAX = 4000000 };
+    async_task **t = malloc(sizeof(*t) * MAX);
+    struct rlimit lim;
+    long n = 0, i;
+    int err = 0;
+
+    assert_non_null(t);
+    /* Leave ~48 MiB of address space beyond what is mapped now. */
+    getrlimit(RLIMIT_AS, &lim);
+    {
+        FILE *f = fopen("/proc/self/statm", "r");
+        unsigned long pages;
+
+        assert_int_equal(fscanf(f, "%lu", &pages), 1);
+        fclose(f);
+        lim.rlim_cur = pages * 4096UL + 48UL * 1024 * 1024;
+    }
+    assert_int_equal(setrlimit(RLIMIT_AS, &lim), 0);
+    while (n < MAX) {
+        t[n] = async_spawn(nothing, NULL);
+        if (t[n] == NULL) {
+            err = errno;
+            break;
+        }
+        n++;
+    }
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_AS, &lim);
+    assert_int_equal(err, ENOMEM);
+    assert_true(n > 1000);
+    for (i = 0; i < n; i++) /* everything spawned still runs */
+        assert_int_equal(async_join(t[i], NULL), 0);
+    assert_non_null(t[0] = async_spawn(nothing, NULL)); /* and life goes on */
+    assert_int_equal(async_join(t[0], NULL), 0);
+    free(t);
+    return NULL;
+}
+
+static void sched_spawn_out_of_memory_is_enomem_and_the_runtime_carries_on(void **state)
+{
+    pid_t pid;
+    int status;
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    skip(); /* sanitizer allocators reserve terabytes and abort on failure */
+#endif
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct async_config cfg = {.workers = 2};
+
+        /* A child, so the address-space limit cannot hurt other tests. */
+        _exit(async_runtime(&cfg, spawn_until_enomem, NULL) == 0 ? 0 : 3);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(sched_join_returns_each_tasks_result),
+        cmocka_unit_test(sched_runtime_returns_only_after_detached_fibers_finish),
+        cmocka_unit_test(sched_runtime_inside_a_runtime_is_ebusy),
+        cmocka_unit_test(sched_outside_a_runtime_calls_fail_cleanly),
+        cmocka_unit_test(sched_null_handles_are_einval),
+        cmocka_unit_test(sched_runtime_can_run_again_after_returning),
+        cmocka_unit_test(sched_started_fiber_never_changes_thread),
+        cmocka_unit_test(sched_idle_workers_steal_unstarted_fibers),
+        cmocka_unit_test(sched_100k_fibers_spawned_and_joined),
+        cmocka_unit_test(sched_yield_round_robins_fibers_of_one_worker),
+        cmocka_unit_test(sched_idle_runtime_burns_no_cpu),
+        cmocka_unit_test(sched_errno_is_saved_per_fiber),
+        cmocka_unit_test(sched_join_given_up_as_the_task_ends_leaves_no_stray_wake),
+        cmocka_unit_test(sched_spawn_out_of_memory_is_enomem_and_the_runtime_carries_on),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

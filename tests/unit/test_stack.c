@@ -1,0 +1,222 @@
+/* Fiber stacks: reuse from the pool, slabs that do not eat mappings, and
+ * overflow reports in every guard mode (each in a child process). */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <async_io.h>
+
+#include "fiber/stack.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void stack_put_then_get_reuses_the_same_stack(void **state)
+{
+    struct async__stack_arena arena;
+    struct async__stack_pool pool = {.arena = &arena};
+    struct async__stack *a, *b;
+
+    assert_int_equal(async__stack_arena_init(&arena, 64 * 1024), 0);
+    a = async__stack_get(&pool);
+    assert_non_null(a);
+    assert_true(a->size >= 60 * 1024);
+    async__stack_put(&pool, a);
+    b = async__stack_get(&pool);
+    assert_ptr_equal(a, b);
+    async__stack_put(&pool, b);
+    async__stack_pool_fini(&pool);
+    async__stack_arena_fini(&arena);
+}
+
+static void stack_many_stacks_are_distinct_and_writable(void **state)
+{
+    struct async__stack_arena arena;
+    struct async__stack_pool pool = {.arena = &arena};
+    enum { N = 1000 };
+    struct async__stack **s = calloc(N, sizeof(*s));
+    int i, j;
+
+    assert_int_equal(async__stack_arena_init(&arena, 16 * 1024), 0);
+    for (i = 0; i < N; i++) {
+        s[i] = async__stack_get(&pool);
+        assert_non_null(s[i]);
+        memset(s[i]->lo, i & 0xff, s[i]->size);
+    }
+    for (i = 0; i < N; i++) {
+        const unsigned char *p = s[i]->lo;
+
+        for (j = 0; j < (int)s[i]->size; j += 4096)
+            assert_int_equal(p[j], i & 0xff);
+    }
+    for (i = 0; i < N; i++)
+        async__stack_put(&pool, s[i]);
+    async__stack_pool_fini(&pool);
+    async__stack_arena_fini(&arena);
+    free(s);
+}
+
+static int map_count(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    int n = 0, c;
+
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static async_channel *gate;
+static _Atomic long parked;
+static int maps_while_parked;
+
+static void *park(void *arg)
+{
+    long v;
+
+    parked++;
+    return async_channel_receive(gate, &v) == 0 ? arg : NULL;
+}
+
+static void *park_many(void *arg)
+{
+    long n = (long)(intptr_t)arg, i;
+    async_task **t = malloc(sizeof(*t) * n);
+
+    gate = async_channel_new(sizeof(long));
+    for (i = 0; i < n; i++)
+        assert_non_null(t[i] = async_spawn(park, (void *)1));
+    while (parked < n)
+        async_yield();
+    maps_while_parked = map_count();
+    for (i = 0; i < n; i++)
+        async_channel_send(gate, &i);
+    for (i = 0; i < n; i++) {
+        void *r;
+
+        assert_int_equal(async_join(t[i], &r), 0);
+        assert_ptr_equal(r, (void *)1);
+    }
+    async_channel_free(gate);
+    free(t);
+    return NULL;
+}
+
+/* 100,000 parked fibers would need 200,000 mappings with one mprotect guard
+ * each, three times vm.max_map_count. */
+static void stack_100k_parked_fibers_stay_far_below_the_mapping_limit(void **state)
+{
+    struct async_config cfg = {.workers = 2, .stack_size = 16 * 1024};
+
+    parked = 0;
+    assert_int_equal(async_runtime(&cfg, park_many, (void *)(intptr_t)100000), 0);
+    print_message("mappings with 100k parked fibers: %d\n", maps_while_parked);
+    assert_true(maps_while_parked < 20000);
+}
+
+/* ---- overflow ---- */
+
+static long __attribute__((noinline)) recurse(long depth, int yield_each)
+{
+    volatile char frame[512];
+
+    frame[0] = (char)depth;
+    if (yield_each)
+        async_yield();
+    if (depth == -1) /* never: keeps the compiler from calling the recursion infinite */
+        return 0;
+    return recurse(depth + 1, yield_each) + frame[0];
+}
+
+void *overflowing_fiber(void *arg)
+{
+    recurse(0, arg != NULL);
+    return NULL;
+}
+
+static void *spawn_overflow(void *arg)
+{
+    async_task *t = async_spawn(overflowing_fiber, arg);
+
+    async_join(t, NULL);
+    return NULL;
+}
+
+/* Runs an overflowing fiber in a child with the given guard mode; returns
+ * what the child printed on stderr and how it ended. */
+static void overflow_in_child(const char *mode, int yield_each, char *out, size_t outlen,
+                              int *status)
+{
+    int fds[2];
+    pid_t pid;
+    ssize_t n, got = 0;
+
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct async_config cfg = {.workers = 1};
+
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        setenv("ASYNC_IO_STACK_GUARD", mode, 1);
+        async_runtime(&cfg, spawn_overflow, yield_each ? (void *)1 : NULL);
+        _exit(0); /* not reached when the overflow is caught */
+    }
+    close(fds[1]);
+    while ((size_t)got < outlen - 1 && (n = read(fds[0], out + got, outlen - 1 - got)) > 0)
+        got += n;
+    out[got] = '\0';
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, status, 0), pid);
+}
+
+static void check_report(const char *mode, int yield_each)
+{
+    char out[4096];
+    int status;
+
+    overflow_in_child(mode, yield_each, out, sizeof(out), &status);
+    print_message("[%s] %s", mode, out);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGABRT);
+    assert_non_null(strstr(out, "fiber stack overflow"));
+    assert_non_null(strstr(out, "overflowing_fiber"));
+}
+
+static void stack_overflow_hits_the_guard_page_and_names_the_fiber(void **state)
+{
+    check_report("madvise", 0);
+}
+
+static void stack_overflow_with_mprotect_guard_names_the_fiber(void **state)
+{
+    check_report("mprotect", 0);
+}
+
+static void stack_overflow_without_guard_is_caught_by_the_canary(void **state)
+{
+    check_report("canary", 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(stack_put_then_get_reuses_the_same_stack),
+        cmocka_unit_test(stack_many_stacks_are_distinct_and_writable),
+        cmocka_unit_test(stack_100k_parked_fibers_stay_far_below_the_mapping_limit),
+        cmocka_unit_test(stack_overflow_hits_the_guard_page_and_names_the_fiber),
+        cmocka_unit_test(stack_overflow_with_mprotect_guard_names_the_fiber),
+        cmocka_unit_test(stack_overflow_without_guard_is_caught_by_the_canary),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
