@@ -140,9 +140,12 @@ static inline struct async_task *async__current(void)
 
 /* ---- parking (task.c) ---- */
 
+/* Release: whoever claims this epoch (acq_rel exchange) must see
+ * everything the fiber did before, including its read of the previous
+ * epoch's wake_reason, before it writes wake_reason again. */
 static inline void async__park_prepare(struct async_task *t)
 {
-    atomic_store_explicit(&t->woken, 0, memory_order_relaxed);
+    atomic_store_explicit(&t->woken, 0, memory_order_release);
 }
 
 /* Wins the right to wake t in its current epoch. */
