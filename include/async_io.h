@@ -8,5 +8,6 @@
 #include "async_io/ring.h"
 #include "async_io/mutex.h"
 #include "async_io/tcp.h"
+#include "async_io/blocking.h"
 
 #endif

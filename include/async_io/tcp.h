@@ -1,9 +1,27 @@
-/* async_io/tcp.h — waiting for descriptors (TCP streams and listeners are
- * the networking layer's, still to come). */
+/* async_io/tcp.h — TCP for fibers, and waiting on any descriptor.
+ *
+ * Addresses are "host:port": "1.2.3.4:80", "[::1]:80", "[::]:8080",
+ * "localhost:8080", and "*:80" or ":80" for every local address (IPv6 and
+ * IPv4 where the system allows a dual-stack socket).  Port 0 asks for an
+ * ephemeral port (see async_listener_port).  Host names are resolved with
+ * getaddrinfo on a helper thread (async_io/blocking.h) while the fiber
+ * parks; numeric addresses never leave the calling thread.
+ *
+ * Errors common to every call here: EINVAL for a malformed address or a
+ * NULL handle, ENXIO for a host name that does not resolve, EAGAIN for a
+ * temporary resolver failure.  Writing to a peer that went away fails with
+ * EPIPE or ECONNRESET; the process never gets SIGPIPE.
+ *
+ * Closing while another fiber is parked on the same listener or stream is
+ * safe: the close shuts the socket down, the parked call wakes and fails
+ * with EBADF, and the descriptor is released when the last call has left.
+ * The handle must not be used by calls that start after the close. */
 #ifndef ASYNC_IO_TCP_H
 #define ASYNC_IO_TCP_H
 
 #include "runtime.h"
+
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -12,10 +30,65 @@ extern "C" {
 #define ASYNC_READABLE 1
 #define ASYNC_WRITABLE 2
 
+typedef struct async_listener async_listener;
+typedef struct async_stream async_stream;
+
+/* A listening socket on address: non-blocking, close-on-exec, SO_REUSEADDR,
+ * backlog SOMAXCONN.  NULL + EINVAL / ENXIO / EADDRINUSE / EACCES / EMFILE /
+ * ENOMEM, ...  Parks only to resolve a host name (then only in a fiber;
+ * outside one the name is resolved on the calling thread).  Free with
+ * async_listener_close. */
+ASYNC_API async_listener *async_listener_bind(const char *address);
+
+/* The local port (useful after binding port 0), or -1 EINVAL. */
+ASYNC_API int async_listener_port(const async_listener *l);
+
+/* Parks until a connection arrives: a new stream (TCP_NODELAY on) that the
+ * caller closes.  NULL + ECANCELED / ETIMEDOUT / EPERM / EINVAL / EBADF
+ * (closed meanwhile) / ENOMEM.  Aborted connections are skipped; when the
+ * process is out of descriptors (EMFILE, ENFILE) the listener stays
+ * registered and retries with a short back-off (1 ms doubling to 64 ms)
+ * until descriptors are free again. */
+ASYNC_API async_stream *async_listener_accept(async_listener *l);
+
+/* Closes the listener; fibers parked in accept on it fail with EBADF. */
+ASYNC_API void async_listener_close(async_listener *l);
+
+/* Parks while connecting: resolves the host, then tries each address in
+ * the resolver's order (IPv6 and IPv4) until one accepts.  A new stream
+ * (TCP_NODELAY on) or NULL + ECONNREFUSED / ETIMEDOUT (also past the
+ * fiber's deadline) / ECANCELED / ENETUNREACH / EHOSTUNREACH / ENXIO /
+ * EINVAL / EPERM / ... (the error of the last address tried). */
+ASYNC_API async_stream *async_tcp_connect(const char *address);
+
+/* Parks until at least one byte can be read, then reads up to len bytes:
+ * the count, 0 at end of stream, or -1 with ECONNRESET / ECANCELED /
+ * ETIMEDOUT / EBADF (closed meanwhile) / EPERM / EINVAL.  buf stays the
+ * caller's. */
+ASYNC_API ssize_t async_stream_read(async_stream *s, void *buf, size_t len);
+
+/* Parks until some bytes can be written, then writes up to len: the count
+ * (possibly short), or -1 with EPIPE / ECONNRESET / ECANCELED / ETIMEDOUT /
+ * EBADF / EPERM / EINVAL. */
+ASYNC_API ssize_t async_stream_write(async_stream *s, const void *buf, size_t len);
+
+/* Writes all len bytes, parking as needed: 0, or -1 with the errors of
+ * async_stream_write; after a failure an unknown prefix may have been
+ * sent. */
+ASYNC_API int async_stream_write_all(async_stream *s, const void *buf, size_t len);
+
+/* The stream's descriptor, for setsockopt, shutdown(SHUT_WR) and the like
+ * (still owned by the stream: do not close it), or -1 EINVAL. */
+ASYNC_API int async_stream_fd(const async_stream *s);
+
+/* Closes the stream and frees the handle (see the note on closing above). */
+ASYNC_API void async_stream_close(async_stream *s);
+
 /* Parks until fd is readable and/or writable (events: ASYNC_READABLE |
  * ASYNC_WRITABLE; an error or hang-up on fd counts as ready): 0.  -1 with
  * ECANCELED / ETIMEDOUT / EPERM, EINVAL (fd < 0 or no event asked).  The fd
- * stays the caller's; it must not be closed while a fiber waits on it. */
+ * stays the caller's; it must not be closed while a fiber waits on it
+ * (streams and listeners above handle that case for their own fds). */
 ASYNC_API int async_fd_wait(int fd, int events);
 
 #ifdef __cplusplus

@@ -218,11 +218,35 @@ static void on_fd(struct ev_loop *loop, ev_io *w, int revents)
         async__schedule(t, false);
 }
 
+static int ev_events(int events)
+{
+    return ((events & ASYNC_READABLE) ? EV_READ : 0) | ((events & ASYNC_WRITABLE) ? EV_WRITE : 0);
+}
+
+/* Parks t on an initialised, stopped watcher of its own worker. */
+static int wait_on(struct async_task *t, struct fd_waiter *fw)
+{
+    enum async__wake why;
+
+    async__park_prepare(t);
+    fw->task = t;
+    io_start(t->home->reactor, &fw->io);
+    why = async__park(t, -1);
+    io_stop(t->home->reactor, &fw->io);
+    return why == ASYNC__WAKE_NORMAL ? 0 : async__wake_errno(why);
+}
+
+static int wait_once(struct async_task *t, int fd, int events)
+{
+    struct fd_waiter fw;
+
+    ev_io_init(&fw.io, on_fd, fd, ev_events(events));
+    return wait_on(t, &fw);
+}
+
 int async_fd_wait(int fd, int events)
 {
     struct async_task *t = async__current();
-    struct fd_waiter fw;
-    enum async__wake why;
     int err;
 
     if (t == NULL) {
@@ -233,19 +257,52 @@ int async_fd_wait(int fd, int events)
         errno = EINVAL;
         return -1;
     }
-    if ((err = async__check_interrupt(t)) != 0) {
+    if ((err = async__check_interrupt(t)) != 0 || (err = wait_once(t, fd, events)) != 0) {
         errno = err;
         return -1;
     }
-    async__park_prepare(t);
-    ev_io_init(&fw.io, on_fd, fd,
-               ((events & ASYNC_READABLE) ? EV_READ : 0) | ((events & ASYNC_WRITABLE) ? EV_WRITE : 0));
-    fw.task = t;
-    io_start(t->home->reactor, &fw.io);
-    why = async__park(t, -1);
-    io_stop(t->home->reactor, &fw.io);
-    if (why == ASYNC__WAKE_NORMAL)
-        return 0;
-    errno = async__wake_errno(why);
-    return -1;
+    return 0;
+}
+
+struct fdw_impl {
+    struct fd_waiter fw;
+    _Atomic(struct async_worker *) home; /* set by the first wait, then fixed */
+    int fd;
+    bool busy;                      /* a fiber of home waits on fw (home only) */
+};
+
+_Static_assert(sizeof(struct fdw_impl) <= sizeof(struct async__fdw), "async__fdw too small");
+
+void async__fdw_init(struct async__fdw *f, int fd)
+{
+    struct fdw_impl *w = (struct fdw_impl *)f;
+
+    ev_io_init(&w->fw.io, on_fd, fd, 0);
+    w->fw.task = NULL;
+    atomic_init(&w->home, NULL);
+    w->fd = fd;
+    w->busy = false;
+}
+
+int async__fdw_wait(struct async__fdw *f, int events)
+{
+    struct fdw_impl *w = (struct fdw_impl *)f;
+    struct async_task *t = async__current();
+    struct async_worker *home = NULL;
+    int err;
+
+    /* The first waiter's worker adopts the watcher; fibers elsewhere use a
+     * one-off watcher on their own loop. */
+    if (!atomic_compare_exchange_strong_explicit(&w->home, &home, t->home, memory_order_relaxed,
+                                                 memory_order_relaxed) &&
+        home != t->home)
+        return wait_once(t, w->fd, events);
+    if (w->busy)
+        return wait_once(t, w->fd, events);
+    w->busy = true;
+    /* ev_io_modify keeps libev's "fd is new" flag clear: no epoll_ctl. */
+    ev_io_modify(&w->fw.io, ev_events(events));
+    err = wait_on(t, &w->fw);
+    w->busy = false;
+    return err;
 }

@@ -24,4 +24,21 @@ bool async__reactor_armed(struct async_worker *w);
 /* Any thread: makes a blocked async__reactor_poll of w return. */
 void async__reactor_notify(struct async_worker *w);
 
+/* A watcher that a descriptor keeps across waits (streams, listeners).
+ * async_fd_wait registers the fd with the kernel on every call; this one
+ * binds to the worker of the first fiber that waits on it and afterwards
+ * costs no epoll_ctl.  A wait from another worker, or while another fiber
+ * of the same worker is already waiting on it, falls back to a one-off
+ * watcher.  Opaque storage, embedded in its owner's struct; it may be
+ * freed from any thread once no fiber waits on it. */
+struct async__fdw {
+    void *opaque[12];
+};
+
+void async__fdw_init(struct async__fdw *f, int fd);
+
+/* Parks the calling fiber (checked by the caller) until the fd is ready
+ * for events (ASYNC_READABLE | ASYNC_WRITABLE): 0, or ECANCELED/ETIMEDOUT. */
+int async__fdw_wait(struct async__fdw *f, int events);
+
 #endif

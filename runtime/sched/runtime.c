@@ -6,6 +6,7 @@
 #include "../reactor/reactor.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -157,6 +158,8 @@ int async_runtime(const struct async_config *cfg, async_fn main_fn, void *arg)
     async__overflow_thread_leave(alt);
     for (i = 1; i < started; i++)
         pthread_join(rt->workers[i].thread, NULL);
+    while (atomic_load_explicit(&rt->foreign_wakers, memory_order_acquire) != 0)
+        sched_yield(); /* a helper or plain thread is finishing a wake */
     async__overflow_remove();
     rt_free(rt, rt->nworkers);
     return 0;

@@ -122,6 +122,10 @@ struct async_rt {
     /* written when workers sleep or wake, read by every spawn */
     _Atomic int nsleeping __attribute__((aligned(64)));
     _Atomic int done;
+    /* Threads outside this runtime (helpers, plain threads) inside
+     * async__schedule for one of its tasks: the runtime is not freed until
+     * they have left, since the task they woke may let it end first. */
+    _Atomic int foreign_wakers;
     /* the global queue */
     pthread_mutex_t global_lock __attribute__((aligned(64)));
     struct async__fifo global;

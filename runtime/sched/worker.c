@@ -61,9 +61,22 @@ void async__schedule(struct async_task *t, bool lifo)
         }
         return;
     }
+    if (w != NULL && w->rt == home->rt) {
+        async__mpsc_push(&home->mailbox, &t->node);
+        if (atomic_load_explicit(&home->sleeping, memory_order_seq_cst) != 0)
+            async__reactor_notify(home);
+        return;
+    }
+    /* From outside the runtime: announce ourselves before the push makes
+     * t runnable (the push's release carries the increment), leave after
+     * the last touch of home. */
+    struct async_rt *rt = home->rt;
+
+    atomic_fetch_add_explicit(&rt->foreign_wakers, 1, memory_order_relaxed);
     async__mpsc_push(&home->mailbox, &t->node);
     if (atomic_load_explicit(&home->sleeping, memory_order_seq_cst) != 0)
         async__reactor_notify(home);
+    atomic_fetch_sub_explicit(&rt->foreign_wakers, 1, memory_order_release);
 }
 
 /* A started fiber of this worker to switch to directly, or NULL to go

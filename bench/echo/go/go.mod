@@ -1,0 +1,3 @@
+module asyncio/bench/echo
+
+go 1.19

@@ -1,0 +1,154 @@
+/* runtime/net/listener — listening sockets and accept.
+ *
+ * One listening socket per listener, shared by every fiber that accepts
+ * on it; accepted connections become fibers wherever the acceptor spawns
+ * them, and idle workers steal those that have not started. */
+#include "net.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct async_listener {
+    struct async__sock sock; /* first: freed through it */
+    int port;
+};
+
+static int open_listener(const struct addrinfo *ai, int *fd_out)
+{
+    int fd, one = 1, zero = 0;
+
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0)
+        return errno;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ai->ai_family == AF_INET6) /* "[::]" and "*" also take IPv4 */
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int err = errno;
+
+        close(fd);
+        return err;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+static int local_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+async_listener *async_listener_bind(const char *address)
+{
+    struct async__hostport hp;
+    struct addrinfo *res = NULL, *ai;
+    async_listener *l;
+    int err, fd = -1;
+
+    if ((err = async__split_address(address, &hp)) != 0 ||
+        (err = async__resolve(&hp, true, &res)) != 0) {
+        errno = err;
+        return NULL;
+    }
+    err = EADDRNOTAVAIL;
+    for (ai = res; ai != NULL; ai = ai->ai_next)
+        if ((err = open_listener(ai, &fd)) == 0)
+            break;
+    freeaddrinfo(res);
+    if (fd < 0) {
+        errno = err;
+        return NULL;
+    }
+    l = malloc(sizeof(*l));
+    if (l == NULL) {
+        close(fd);
+        errno = ENOMEM;
+        return NULL;
+    }
+    async__sock_init(&l->sock, fd);
+    l->port = local_port(fd);
+    return l;
+}
+
+int async_listener_port(const async_listener *l)
+{
+    if (l == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return l->port;
+}
+
+/* Out of descriptors: wait for some to be closed, 1 ms doubling to 64. */
+static int back_off(unsigned *ms)
+{
+    int err;
+
+    *ms = *ms == 0 ? 1 : (*ms < 64 ? *ms * 2 : 64);
+    if (async_sleep_ms(*ms) != 0) {
+        err = errno;
+        return err;
+    }
+    return 0;
+}
+
+async_stream *async_listener_accept(async_listener *l)
+{
+    unsigned backoff = 0;
+    int fd = -1, err;
+
+    if (async__net_self(l) == NULL)
+        return NULL;
+    if ((err = async__sock_enter(&l->sock)) != 0) {
+        errno = err;
+        return NULL;
+    }
+    for (;;) {
+        fd = accept4(l->sock.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (atomic_load_explicit(&l->sock.closed, memory_order_acquire)) {
+            if (fd >= 0)
+                close(fd);
+            fd = -1;
+            err = EBADF;
+            break;
+        }
+        if (fd >= 0)
+            break;
+        err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            backoff = 0;
+            err = async__fdw_wait(&l->sock.watch, ASYNC_READABLE);
+        } else if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+            err = back_off(&backoff);
+        } else if (err == ECONNABORTED || err == EINTR || err == EPROTO || err == EPERM) {
+            err = 0; /* that connection is gone; take the next */
+        }
+        if (err == 0)
+            err = async__check_interrupt(async__current());
+        if (err != 0)
+            break;
+    }
+    async__sock_leave(&l->sock);
+    if (fd < 0) {
+        errno = err;
+        return NULL;
+    }
+    return async__stream_new(fd);
+}
+
+void async_listener_close(async_listener *l)
+{
+    if (l != NULL)
+        async__sock_close(&l->sock, SHUT_RD);
+}

@@ -1,0 +1,129 @@
+/* runtime/net/stream — reading and writing a connected socket from a
+ * fiber: the system call first, a park only on EAGAIN. */
+#include "net.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct async_stream {
+    struct async__sock sock; /* first: freed through it */
+};
+
+async_stream *async__stream_new(int fd)
+{
+    async_stream *s = malloc(sizeof(*s));
+    int one = 1;
+
+    if (s == NULL) {
+        close(fd);
+        errno = ENOMEM;
+        return NULL;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    async__sock_init(&s->sock, fd);
+    return s;
+}
+
+/* One read or write: the syscall, then a park per EAGAIN. */
+static ssize_t transfer(async_stream *s, void *buf, size_t len, bool writing)
+{
+    ssize_t n;
+    int err;
+
+    if ((err = async__sock_enter(&s->sock)) != 0) {
+        errno = err;
+        return -1;
+    }
+    for (;;) {
+        n = writing ? send(s->sock.fd, buf, len, MSG_NOSIGNAL) : recv(s->sock.fd, buf, len, 0);
+        if (atomic_load_explicit(&s->sock.closed, memory_order_acquire)) {
+            n = -1;
+            err = EBADF; /* closed under us: whatever the shut socket said */
+            break;
+        }
+        if (n >= 0) {
+            err = 0;
+            break;
+        }
+        err = errno;
+        if (err == EINTR)
+            continue;
+        if (err != EAGAIN && err != EWOULDBLOCK)
+            break;
+        err = async__fdw_wait(&s->sock.watch, writing ? ASYNC_WRITABLE : ASYNC_READABLE);
+        if (err != 0) {
+            n = -1;
+            break;
+        }
+    }
+    async__sock_leave(&s->sock);
+    if (n < 0)
+        errno = err;
+    return n;
+}
+
+ssize_t async_stream_read(async_stream *s, void *buf, size_t len)
+{
+    if (async__net_self(s) == NULL)
+        return -1;
+    if (buf == NULL && len != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return transfer(s, buf, len, false);
+}
+
+ssize_t async_stream_write(async_stream *s, const void *buf, size_t len)
+{
+    if (async__net_self(s) == NULL)
+        return -1;
+    if (buf == NULL && len != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return transfer(s, (void *)buf, len, true);
+}
+
+int async_stream_write_all(async_stream *s, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    if (async__net_self(s) == NULL)
+        return -1;
+    if (p == NULL && len != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    while (len > 0) {
+        ssize_t n = transfer(s, (void *)p, len, true);
+
+        if (n < 0)
+            return -1;
+        if (async__check_interrupt(async__current()) != 0 && (size_t)n < len) {
+            errno = async__check_interrupt(async__current());
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int async_stream_fd(const async_stream *s)
+{
+    if (s == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return s->sock.fd;
+}
+
+void async_stream_close(async_stream *s)
+{
+    if (s != NULL)
+        async__sock_close(&s->sock, SHUT_RDWR);
+}

@@ -1,0 +1,790 @@
+/* TCP on fibers, over 127.0.0.1 and ::1 only. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <async_io.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Fibers record failures instead of asserting (a failed assertion would
+ * longjmp off the fiber's stack); tests check the count afterwards. */
+static atomic_int failures;
+#define EXPECT(cond)                                                                       \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            fprintf(stderr, "%s:%d: expectation failed: %s (errno %d)\n", __FILE__, __LINE__, \
+                    #cond, errno);                                                         \
+            atomic_fetch_add(&failures, 1);                                                \
+        }                                                                                  \
+    } while (0)
+
+static void run(unsigned workers, async_fn fn, void *arg)
+{
+    struct async_config cfg = {.workers = workers};
+
+    atomic_store(&failures, 0);
+    assert_int_equal(async_runtime(&cfg, fn, arg), 0);
+    assert_int_equal(atomic_load(&failures), 0);
+}
+
+static char *join_address(char *buf, size_t len, const char *host, int port)
+{
+    snprintf(buf, len, "%s:%d", host, port);
+    return buf;
+}
+
+/* ---- echo, many clients, big transfers ---- */
+
+#define CLIENTS 200
+#define BYTES (256 * 1024)
+
+static void *echo_conn(void *arg)
+{
+    async_stream *s = arg;
+    char buf[8192];
+    ssize_t n;
+
+    while ((n = async_stream_read(s, buf, sizeof(buf))) > 0)
+        if (async_stream_write_all(s, buf, (size_t)n) != 0)
+            break;
+    async_stream_close(s);
+    return NULL;
+}
+
+static void *echo_accept_loop(void *arg)
+{
+    async_listener *l = arg;
+    async_stream *s;
+
+    while ((s = async_listener_accept(l)) != NULL)
+        async_detach(async_spawn(echo_conn, s));
+    EXPECT(errno == EBADF || errno == ECANCELED);
+    return NULL;
+}
+
+struct echo_job {
+    const char *address;
+    unsigned seed;
+};
+
+static void *send_half(void *arg)
+{
+    async_stream *s = ((void **)arg)[0];
+    const unsigned char *data = ((void **)arg)[1];
+
+    EXPECT(async_stream_write_all(s, data, BYTES) == 0);
+    return NULL;
+}
+
+static void *echo_client(void *arg)
+{
+    struct echo_job *j = arg;
+    async_stream *s = async_tcp_connect(j->address);
+    unsigned char *data = malloc(BYTES), *back = malloc(BYTES);
+    size_t got = 0, i;
+    void *pair[2];
+    async_task *writer;
+
+    EXPECT(s != NULL);
+    if (s == NULL)
+        goto out;
+    for (i = 0; i < BYTES; i++)
+        data[i] = (unsigned char)(rand_r(&j->seed) >> 7);
+    /* Write and read at once, or both sides' buffers fill and stall. */
+    pair[0] = s;
+    pair[1] = data;
+    writer = async_spawn(send_half, pair);
+    while (got < BYTES) {
+        ssize_t n = async_stream_read(s, back + got, BYTES - got);
+
+        EXPECT(n > 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    async_join(writer, NULL);
+    EXPECT(got == BYTES && memcmp(data, back, BYTES) == 0);
+    async_stream_close(s);
+out:
+    free(data);
+    free(back);
+    return NULL;
+}
+
+static void *many_echo_clients(void *arg)
+{
+    const char *host = arg;
+    async_listener *l;
+    async_task *acceptor, *c[CLIENTS];
+    struct echo_job jobs[CLIENTS];
+    char address[64];
+    int i;
+
+    l = async_listener_bind(host[0] == '[' ? "[::1]:0" : "127.0.0.1:0");
+    EXPECT(l != NULL);
+    if (l == NULL)
+        return NULL;
+    join_address(address, sizeof(address), host, async_listener_port(l));
+    acceptor = async_spawn(echo_accept_loop, l);
+    for (i = 0; i < CLIENTS; i++) {
+        jobs[i].address = address;
+        jobs[i].seed = (unsigned)i * 7919u + 1;
+        c[i] = async_spawn(echo_client, &jobs[i]);
+    }
+    for (i = 0; i < CLIENTS; i++)
+        async_join(c[i], NULL);
+    async_cancel(acceptor); /* its accept fails with ECANCELED */
+    async_join(acceptor, NULL);
+    async_listener_close(l);
+    return NULL;
+}
+
+static void tcp_200_echo_clients_with_large_transfers_over_ipv4(void **state)
+{
+    run(2, many_echo_clients, "127.0.0.1");
+}
+
+static void tcp_200_echo_clients_with_large_transfers_over_ipv6(void **state)
+{
+    run(2, many_echo_clients, "[::1]");
+}
+
+/* ---- half-close ---- */
+
+static void *half_close_server(void *arg)
+{
+    async_stream *s = async_listener_accept(arg);
+    char buf[256];
+    size_t total = 0;
+    ssize_t n;
+
+    EXPECT(s != NULL);
+    while ((n = async_stream_read(s, buf, sizeof(buf))) > 0)
+        total += (size_t)n;
+    EXPECT(n == 0); /* EOF after the peer's SHUT_WR */
+    snprintf(buf, sizeof(buf), "got %zu", total);
+    EXPECT(async_stream_write_all(s, buf, strlen(buf)) == 0);
+    async_stream_close(s);
+    return NULL;
+}
+
+static void *half_close(void *arg)
+{
+    async_listener *l = async_listener_bind("127.0.0.1:0");
+    char address[64], buf[64];
+    async_task *srv = async_spawn(half_close_server, l);
+    async_stream *c;
+    size_t got = 0;
+    ssize_t n;
+
+    c = async_tcp_connect(join_address(address, sizeof(address), "127.0.0.1", async_listener_port(l)));
+    EXPECT(c != NULL);
+    EXPECT(async_stream_write_all(c, "hello, world", 12) == 0);
+    EXPECT(shutdown(async_stream_fd(c), SHUT_WR) == 0);
+    while ((n = async_stream_read(c, buf + got, sizeof(buf) - 1 - got)) > 0)
+        got += (size_t)n;
+    EXPECT(n == 0);
+    buf[got] = '\0';
+    EXPECT(strcmp(buf, "got 12") == 0);
+    async_stream_close(c);
+    async_join(srv, NULL);
+    async_listener_close(l);
+    return NULL;
+}
+
+static void tcp_half_close_delivers_eof_and_the_reply(void **state)
+{
+    run(2, half_close, NULL);
+}
+
+/* ---- connect errors, addresses, resolution ---- */
+
+static void *refused(void *arg)
+{
+    async_listener *l = async_listener_bind("127.0.0.1:0");
+    char address[64];
+    int port = async_listener_port(l);
+
+    async_listener_close(l);
+    EXPECT(async_tcp_connect(join_address(address, sizeof(address), "127.0.0.1", port)) == NULL);
+    EXPECT(errno == ECONNREFUSED);
+    return NULL;
+}
+
+static void tcp_connect_to_a_closed_port_is_refused(void **state)
+{
+    run(1, refused, NULL);
+}
+
+static void *bad_addresses(void *arg)
+{
+    static const char *bad[] = {"", "1.2.3.4", "1.2.3.4:", "1.2.3.4:99999", "1.2.3.4:8x",
+                                "::1:80", "[::1]80", "[::1", "[]:80", "a b:80", "*:-1"};
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        errno = 0;
+        EXPECT(async_listener_bind(bad[i]) == NULL && errno == EINVAL);
+        errno = 0;
+        EXPECT(async_tcp_connect(bad[i]) == NULL && errno == EINVAL);
+    }
+    EXPECT(async_listener_bind(NULL) == NULL && errno == EINVAL);
+    EXPECT(async_tcp_connect(NULL) == NULL && errno == EINVAL);
+    EXPECT(async_tcp_connect("*:80") == NULL && errno == EINVAL);
+    EXPECT(async_tcp_connect("no-such-host.invalid:80") == NULL && errno == ENXIO);
+    EXPECT(async_listener_port(NULL) == -1 && errno == EINVAL);
+    EXPECT(async_stream_fd(NULL) == -1 && errno == EINVAL);
+    EXPECT(async_stream_read(NULL, NULL, 0) == -1 && errno == EINVAL);
+    EXPECT(async_listener_accept(NULL) == NULL && errno == EINVAL);
+    return NULL;
+}
+
+static void tcp_malformed_addresses_are_einval_and_unknown_names_enxio(void **state)
+{
+    run(1, bad_addresses, NULL);
+}
+
+static void *any_and_localhost(void *arg)
+{
+    static const char *binds[] = {"*:0", ":0", "[::]:0", "localhost:0", "127.0.0.1:0"};
+    static const char *peers[] = {"127.0.0.1", "127.0.0.1", "[::1]", "localhost", "localhost"};
+    size_t i;
+
+    for (i = 0; i < sizeof(binds) / sizeof(binds[0]); i++) {
+        async_listener *l = async_listener_bind(binds[i]);
+        async_task *srv;
+        async_stream *c;
+        char address[64], b = 0;
+
+        EXPECT(l != NULL && async_listener_port(l) > 0);
+        if (l == NULL)
+            continue;
+        srv = async_spawn(echo_accept_loop, l);
+        c = async_tcp_connect(join_address(address, sizeof(address), peers[i], async_listener_port(l)));
+        EXPECT(c != NULL);
+        if (c != NULL) {
+            EXPECT(async_stream_write_all(c, "x", 1) == 0);
+            EXPECT(async_stream_read(c, &b, 1) == 1 && b == 'x');
+            async_stream_close(c);
+        }
+        async_cancel(srv);
+        async_join(srv, NULL);
+        async_listener_close(l);
+    }
+    return NULL;
+}
+
+static void tcp_wildcard_and_localhost_addresses_bind_and_connect(void **state)
+{
+    run(2, any_and_localhost, NULL);
+}
+
+/* ---- deadlines and cancellation ---- */
+
+static void *silent_peer(void *arg)
+{
+    async_listener *l = async_listener_bind("127.0.0.1:0");
+    char address[64], b;
+    async_stream *c, *srv_side;
+    int64_t t0;
+
+    c = async_tcp_connect(join_address(address, sizeof(address), "127.0.0.1", async_listener_port(l)));
+    srv_side = async_listener_accept(l);
+    EXPECT(c != NULL && srv_side != NULL);
+    t0 = async_now_ms();
+    async_deadline(t0 + 50);
+    EXPECT(async_stream_read(c, &b, 1) == -1 && errno == ETIMEDOUT);
+    EXPECT(async_now_ms() - t0 >= 50);
+    EXPECT(async_listener_accept(l) == NULL && errno == ETIMEDOUT);
+    async_deadline(-1);
+    async_stream_close(c);
+    async_stream_close(srv_side);
+    async_listener_close(l);
+    return NULL;
+}
+
+static void tcp_deadline_on_a_silent_peer_is_etimedout(void **state)
+{
+    run(1, silent_peer, NULL);
+}
+
+struct parked_call {
+    async_listener *l;
+    async_stream *s;
+    const char *address;
+    atomic_int ready;
+    int err;
+};
+
+static void *park_in_accept(void *arg)
+{
+    struct parked_call *p = arg;
+
+    atomic_store(&p->ready, 1);
+    EXPECT(async_listener_accept(p->l) == NULL);
+    p->err = errno;
+    return NULL;
+}
+
+static void *park_in_read(void *arg)
+{
+    struct parked_call *p = arg;
+    char b;
+
+    atomic_store(&p->ready, 1);
+    EXPECT(async_stream_read(p->s, &b, 1) == -1);
+    p->err = errno;
+    return NULL;
+}
+
+static void *park_in_connect(void *arg)
+{
+    struct parked_call *p = arg;
+
+    atomic_store(&p->ready, 1);
+    EXPECT(async_tcp_connect(p->address) == NULL);
+    p->err = errno;
+    return NULL;
+}
+
+/* Spawns fn, waits until it is (about to be) parked, lets it settle, then
+ * cancels it or closes what it waits on. */
+static int interrupt(async_fn fn, struct parked_call *p, void (*how)(struct parked_call *, async_task *))
+{
+    async_task *t;
+    int i;
+
+    atomic_store(&p->ready, 0);
+    p->err = 0;
+    t = async_spawn(fn, p);
+    while (!atomic_load(&p->ready))
+        async_yield();
+    for (i = 0; i < 100; i++) /* let it reach the park */
+        async_yield();
+    how(p, t);
+    async_join(t, NULL);
+    return p->err;
+}
+
+static void by_cancel(struct parked_call *p, async_task *t)
+{
+    async_cancel(t);
+}
+
+static void by_closing_listener(struct parked_call *p, async_task *t)
+{
+    async_listener_close(p->l);
+    p->l = NULL;
+}
+
+static void by_closing_stream(struct parked_call *p, async_task *t)
+{
+    async_stream_close(p->s);
+    p->s = NULL;
+}
+
+/* A listening socket with a backlog of 0 that never accepts: once its
+ * queue is full, further SYNs are dropped and a connect stays pending. */
+static int full_backlog(int *port, int *keep, int nkeep)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), i;
+
+    bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    listen(fd, 0);
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    *port = ntohs(sa.sin_port);
+    for (i = 0; i < nkeep; i++) { /* fill the queue */
+        keep[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(keep[i], (struct sockaddr *)&sa, sizeof(sa));
+    }
+    return fd;
+}
+
+static void *cancel_everywhere(void *arg)
+{
+    struct parked_call p = {0};
+    char address[64];
+    async_stream *other;
+    int port, lfd, keep[4], i;
+
+    /* accept */
+    p.l = async_listener_bind("127.0.0.1:0");
+    EXPECT(interrupt(park_in_accept, &p, by_cancel) == ECANCELED);
+    EXPECT(interrupt(park_in_accept, &p, by_closing_listener) == EBADF);
+    /* read */
+    p.l = async_listener_bind("127.0.0.1:0");
+    p.s = async_tcp_connect(join_address(address, sizeof(address), "127.0.0.1", async_listener_port(p.l)));
+    other = async_listener_accept(p.l);
+    EXPECT(p.s != NULL && other != NULL);
+    EXPECT(interrupt(park_in_read, &p, by_cancel) == ECANCELED);
+    EXPECT(interrupt(park_in_read, &p, by_closing_stream) == EBADF);
+    async_stream_close(other);
+    async_listener_close(p.l);
+    /* connect */
+    lfd = full_backlog(&port, keep, 4);
+    p.address = join_address(address, sizeof(address), "127.0.0.1", port);
+    EXPECT(interrupt(park_in_connect, &p, by_cancel) == ECANCELED);
+    async_deadline(async_now_ms() + 50);
+    EXPECT(async_tcp_connect(address) == NULL && errno == ETIMEDOUT);
+    async_deadline(-1);
+    for (i = 0; i < 4; i++)
+        close(keep[i]);
+    close(lfd);
+    return NULL;
+}
+
+static void tcp_accept_read_and_connect_wake_on_cancel_close_and_deadline(void **state)
+{
+    /* One worker: once the victim has run it is parked when we go on, which
+     * closing under it requires (a call that starts after the close would
+     * use a freed handle). */
+    run(1, cancel_everywhere, NULL);
+}
+
+/* ---- the peer resets while we write ---- */
+
+static void *resetting_server(void *arg)
+{
+    async_stream *s = async_listener_accept(arg);
+    struct linger lg = {1, 0};
+    char buf[4096];
+
+    EXPECT(s != NULL);
+    EXPECT(async_stream_read(s, buf, sizeof(buf)) > 0);
+    setsockopt(async_stream_fd(s), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    async_stream_close(s); /* RST, with unread data in the buffer */
+    return NULL;
+}
+
+static void *reset_mid_write(void *arg)
+{
+    async_listener *l = async_listener_bind("127.0.0.1:0");
+    size_t len = 64u << 20;
+    char *big = calloc(1, len), address[64];
+    async_task *srv = async_spawn(resetting_server, l);
+    async_stream *c;
+
+    c = async_tcp_connect(join_address(address, sizeof(address), "127.0.0.1", async_listener_port(l)));
+    EXPECT(c != NULL);
+    EXPECT(async_stream_write_all(c, big, len) == -1);
+    EXPECT(errno == ECONNRESET || errno == EPIPE);
+    /* and the next write fails the same way, still without SIGPIPE */
+    EXPECT(async_stream_write(c, big, 1) == -1 && (errno == EPIPE || errno == ECONNRESET));
+    async_stream_close(c);
+    async_join(srv, NULL);
+    async_listener_close(l);
+    free(big);
+    return NULL;
+}
+
+static void tcp_peer_reset_during_write_all_is_an_error_not_sigpipe(void **state)
+{
+    signal(SIGPIPE, SIG_DFL); /* a SIGPIPE would kill the test */
+    run(1, reset_mid_write, NULL);
+}
+
+/* ---- no descriptor or memory leak over many connections ---- */
+
+static int fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+#ifndef CHURN
+#define CHURN 20000
+#endif
+static void *churn(void *arg)
+{
+    async_listener *l = async_listener_bind("127.0.0.1:0");
+    char address[64];
+    int before, i;
+
+    join_address(address, sizeof(address), "127.0.0.1", async_listener_port(l));
+    before = fd_count();
+    for (i = 0; i < CHURN; i++) {
+        async_stream *c = async_tcp_connect(address);
+        async_stream *s = async_listener_accept(l);
+
+        EXPECT(c != NULL && s != NULL);
+        if (c == NULL || s == NULL)
+            break;
+        async_stream_close(s);
+        async_stream_close(c);
+    }
+    EXPECT(fd_count() == before);
+    async_listener_close(l);
+    return NULL;
+}
+
+static void tcp_20000_connections_leave_no_descriptor_behind(void **state)
+{
+    run(2, churn, NULL);
+}
+
+/* ---- out of descriptors: accept backs off and recovers ---- */
+
+static int report_fd;
+
+static void *hold_conn(void *arg)
+{
+    async_stream *s = arg;
+    char buf[64];
+    ssize_t n;
+
+    while ((n = async_stream_read(s, buf, sizeof(buf))) > 0)
+        async_stream_write_all(s, buf, (size_t)n);
+    async_stream_close(s);
+    return NULL;
+}
+
+static void *limited_server(void *arg)
+{
+    async_listener *l = async_listener_bind("127.0.0.1:0");
+    int port = async_listener_port(l);
+    async_stream *s;
+
+    (void)!write(report_fd, &port, sizeof(port));
+    while ((s = async_listener_accept(l)) != NULL)
+        async_detach(async_spawn(hold_conn, s));
+    return NULL;
+}
+
+static int blocking_connect(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {5, 0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Sends one byte on every fd, then collects echoes until none has come
+ * for quiet_ms; answered[i] says who answered. */
+static int collect_echoes(int *fds, int n, int *answered, int quiet_ms)
+{
+    struct pollfd pfd[64];
+    int i, got = 0;
+    char b;
+
+    for (i = 0; i < n; i++) {
+        answered[i] = 0;
+        assert_int_equal(send(fds[i], "p", 1, MSG_NOSIGNAL), 1);
+    }
+    for (;;) {
+        int k = 0, r;
+
+        for (i = 0; i < n; i++)
+            if (!answered[i]) {
+                pfd[k].fd = fds[i];
+                pfd[k].events = POLLIN;
+                k++;
+            }
+        if (k == 0)
+            return got;
+        r = poll(pfd, (nfds_t)k, quiet_ms);
+        if (r <= 0)
+            return got;
+        for (i = 0; i < n; i++) {
+            int j;
+
+            for (j = 0; j < k; j++)
+                if (pfd[j].fd == fds[i] && (pfd[j].revents & POLLIN)) {
+                    assert_int_equal(recv(fds[i], &b, 1, 0), 1);
+                    assert_int_equal(b, 'p');
+                    answered[i] = 1;
+                    got++;
+                }
+        }
+    }
+}
+
+static void tcp_accept_survives_descriptor_exhaustion_and_recovers(void **state)
+{
+    enum { CONNS = 60 };
+    int pipefd[2], port = 0, fds[CONNS], answered[CONNS], i, served, later;
+    pid_t pid;
+
+    assert_int_equal(pipe(pipefd), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit lim = {40, 40};
+        struct async_config cfg = {.workers = 1};
+
+        close(pipefd[0]);
+        report_fd = pipefd[1];
+        setrlimit(RLIMIT_NOFILE, &lim); /* some 30 connections fit */
+        async_runtime(&cfg, limited_server, NULL);
+        _exit(0);
+    }
+    close(pipefd[1]);
+    assert_int_equal(read(pipefd[0], &port, sizeof(port)), sizeof(port));
+    close(pipefd[0]);
+    for (i = 0; i < CONNS; i++) /* the kernel completes these into the backlog */
+        assert_true((fds[i] = blocking_connect(port)) >= 0);
+    /* Those the server could accept answer at once; the rest wait behind
+     * EMFILE (a quiet half second says nothing more is coming). */
+    served = collect_echoes(fds, CONNS, answered, 500);
+    print_message("served while out of descriptors: %d of %d\n", served, CONNS);
+    assert_true(served > 0 && served < CONNS);
+    /* Free descriptors in the server: every remaining one must be served. */
+    for (i = 0; i < CONNS; i++)
+        if (answered[i]) {
+            close(fds[i]);
+            fds[i] = -1;
+        }
+    for (i = 0, later = 0; i < CONNS; i++)
+        if (fds[i] >= 0) {
+            char b = 0;
+            struct pollfd p = {fds[i], POLLIN, 0};
+
+            /* its first byte is already queued; the echo comes once accepted */
+            assert_int_equal(poll(&p, 1, 10000), 1);
+            assert_int_equal(recv(fds[i], &b, 1, 0), 1);
+            assert_int_equal(b, 'p');
+            later++;
+        }
+    print_message("served after descriptors were freed: %d\n", later);
+    assert_int_equal(served + later, CONNS);
+    for (i = 0; i < CONNS; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* ---- the blocking pool ---- */
+
+static void *slow_add(void *arg)
+{
+    usleep(2000);
+    return (void *)((intptr_t)arg + 1);
+}
+
+/* A call that cannot finish before the test lets it. */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_open = PTHREAD_COND_INITIALIZER;
+static int gate_is_open;
+
+static void *wait_for_gate(void *arg)
+{
+    pthread_mutex_lock(&gate_lock);
+    while (!gate_is_open)
+        pthread_cond_wait(&gate_open, &gate_lock);
+    pthread_mutex_unlock(&gate_lock);
+    return arg;
+}
+
+static atomic_int abandoned, abandoned_ran;
+
+static void on_abandon(void *arg, void *result, int ran)
+{
+    atomic_fetch_add(&abandoned, 1);
+    atomic_fetch_add(&abandoned_ran, ran);
+}
+
+static void *blocking_calls(void *arg)
+{
+    void *r = NULL;
+    pthread_t me = pthread_self();
+    int64_t t0;
+
+    EXPECT(async_blocking(slow_add, (void *)41, &r) == 0 && (intptr_t)r == 42);
+    EXPECT(pthread_equal(me, pthread_self())); /* the fiber stayed on its worker */
+    EXPECT(async_blocking(NULL, NULL, NULL) == -1 && errno == EINVAL);
+    if (arg == NULL)
+        return NULL;
+    /* Fewer gated calls than helpers (16), or they would hold every
+     * helper and starve the quick calls queued behind them. */
+    t0 = async_now_ms();
+    async_deadline(t0 + 20);
+    EXPECT(async_blocking_ex(wait_for_gate, NULL, &r, on_abandon) == -1 && errno == ETIMEDOUT);
+    EXPECT(async_now_ms() - t0 < 5000); /* it did not wait for the call */
+    async_deadline(-1);
+    return NULL;
+}
+
+static void *many_blocking(void *arg)
+{
+    async_task *t[64];
+    int i;
+
+    for (i = 0; i < 64; i++)
+        t[i] = async_spawn(blocking_calls, i < 8 ? (void *)1 : NULL);
+    for (i = 0; i < 64; i++)
+        async_join(t[i], NULL);
+    return NULL;
+}
+
+static void tcp_blocking_calls_run_on_helpers_and_can_be_abandoned(void **state)
+{
+    int i;
+
+    atomic_store(&abandoned, 0);
+    run(2, many_blocking, NULL);
+    /* Every gated call was abandoned: now let them finish; each one's
+     * abandon hook runs, whether it had started (ran) or not. */
+    pthread_mutex_lock(&gate_lock);
+    gate_is_open = 1;
+    pthread_cond_broadcast(&gate_open);
+    pthread_mutex_unlock(&gate_lock);
+    for (i = 0; i < 1000 && atomic_load(&abandoned) < 8; i++)
+        usleep(10000); /* bounded: at most 10 s */
+    assert_int_equal(atomic_load(&abandoned), 8);
+    print_message("abandoned calls that had started: %d of 8\n", atomic_load(&abandoned_ran));
+    assert_int_equal(async_blocking(slow_add, NULL, NULL), -1);
+    assert_int_equal(errno, EPERM);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(tcp_200_echo_clients_with_large_transfers_over_ipv4),
+        cmocka_unit_test(tcp_200_echo_clients_with_large_transfers_over_ipv6),
+        cmocka_unit_test(tcp_half_close_delivers_eof_and_the_reply),
+        cmocka_unit_test(tcp_connect_to_a_closed_port_is_refused),
+        cmocka_unit_test(tcp_malformed_addresses_are_einval_and_unknown_names_enxio),
+        cmocka_unit_test(tcp_wildcard_and_localhost_addresses_bind_and_connect),
+        cmocka_unit_test(tcp_deadline_on_a_silent_peer_is_etimedout),
+        cmocka_unit_test(tcp_accept_read_and_connect_wake_on_cancel_close_and_deadline),
+        cmocka_unit_test(tcp_peer_reset_during_write_all_is_an_error_not_sigpipe),
+        cmocka_unit_test(tcp_20000_connections_leave_no_descriptor_behind),
+        cmocka_unit_test(tcp_accept_survives_descriptor_exhaustion_and_recovers),
+        cmocka_unit_test(tcp_blocking_calls_run_on_helpers_and_can_be_abandoned),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
