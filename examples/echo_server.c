@@ -47,5 +47,6 @@ int main(int argc, char **argv)
     struct async_config cfg = {.workers = argc > 2 ? (unsigned)atoi(argv[2]) : 0};
     char *address = argc > 1 ? argv[1] : "127.0.0.1:7000";
 
+    setvbuf(stderr, NULL, _IOLBF, 0);
     return async_runtime(&cfg, serve, address) == 0 ? 0 : 1;
 }
