@@ -7,12 +7,23 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* A started watcher counts as a call in progress. */
+static void hold(void *ctx, int delta)
+{
+    struct async__sock *s = ctx;
+
+    if (delta > 0)
+        atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    else
+        async__sock_leave(s);
+}
+
 void async__sock_init(struct async__sock *s, int fd)
 {
     s->fd = fd;
     atomic_init(&s->refs, 1);
     atomic_init(&s->closed, false);
-    async__fdw_init(&s->watch, fd);
+    async__fdw_init(&s->watch, fd, hold, s);
 }
 
 int async__sock_enter(struct async__sock *s)

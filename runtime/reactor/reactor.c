@@ -13,7 +13,19 @@ struct async__reactor {
     struct ev_loop *loop;
     ev_async wake;              /* the cross-thread door; keeps the loop "active" */
     unsigned armed;             /* our io and timer watchers now started */
+    int64_t last_poll_ns;       /* CLOCK_MONOTONIC of the last poll */
 };
+
+/* A busy worker polls at most this often (an idle one always does). */
+#define ASYNC__POLL_EVERY_NS 200000
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* Start/stop wrappers that keep `armed` true to what libev holds. */
 static void io_start(struct async__reactor *r, ev_io *w)
@@ -66,6 +78,7 @@ int async__reactor_init(struct async_worker *w)
     ev_async_init(&r->wake, on_wake);
     ev_async_start(r->loop, &r->wake);
     r->armed = 0;
+    r->last_poll_ns = 0;
     ev_set_userdata(r->loop, r);
     w->reactor = r;
     return 0;
@@ -86,6 +99,12 @@ void async__reactor_fini(struct async_worker *w)
 void async__reactor_poll(struct async_worker *w, bool block)
 {
     ev_run(w->reactor->loop, block ? EVRUN_ONCE : EVRUN_NOWAIT);
+    w->reactor->last_poll_ns = now_ns();
+}
+
+bool async__reactor_due(struct async_worker *w)
+{
+    return now_ns() - w->reactor->last_poll_ns >= ASYNC__POLL_EVERY_NS;
 }
 
 bool async__reactor_armed(struct async_worker *w)
@@ -150,6 +169,10 @@ enum async__wake async__park(struct async_task *t, int64_t wake_at)
     struct async_worker *w = t->home;
     struct park_timer pt;
     int64_t at = wake_at;
+
+    /* A watcher must not stay started while its fiber sleeps elsewhere. */
+    if (t->linger != NULL && !t->parking_on_linger)
+        async__fdw_release(t);
 
     atomic_thread_fence(memory_order_seq_cst); /* pairs with async_cancel */
     if (atomic_load_explicit(&t->cancelled, memory_order_relaxed))
@@ -265,44 +288,95 @@ int async_fd_wait(int fd, int events)
 }
 
 struct fdw_impl {
-    struct fd_waiter fw;
+    struct fd_waiter fw;            /* fw.task: the fiber parked on it, or NULL */
     _Atomic(struct async_worker *) home; /* set by the first wait, then fixed */
+    struct async_task *owner;       /* lingering fiber (home only) */
+    void (*hold)(void *ctx, int delta);
+    void *ctx;
     int fd;
-    bool busy;                      /* a fiber of home waits on fw (home only) */
+    int events;                     /* ev events it is started with */
 };
 
 _Static_assert(sizeof(struct fdw_impl) <= sizeof(struct async__fdw), "async__fdw too small");
 
-void async__fdw_init(struct async__fdw *f, int fd)
+/* Wakes the parked owner; with nobody parked (its owner is busy, about to
+ * read) it just stays started. */
+static void on_fdw(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct fdw_impl *w = (struct fdw_impl *)io;
+    struct async_task *t = w->fw.task;
+
+    (void)loop;
+    (void)revents;
+    if (t == NULL)
+        return;
+    w->fw.task = NULL;
+    if (async__claim(t, ASYNC__WAKE_NORMAL))
+        async__schedule(t, false);
+}
+
+void async__fdw_init(struct async__fdw *f, int fd, void (*hold)(void *ctx, int delta), void *ctx)
 {
     struct fdw_impl *w = (struct fdw_impl *)f;
 
-    ev_io_init(&w->fw.io, on_fd, fd, 0);
+    ev_io_init(&w->fw.io, on_fdw, fd, 0);
     w->fw.task = NULL;
     atomic_init(&w->home, NULL);
+    w->owner = NULL;
+    w->hold = hold;
+    w->ctx = ctx;
     w->fd = fd;
-    w->busy = false;
+    w->events = 0;
+}
+
+void async__fdw_release(struct async_task *t)
+{
+    struct fdw_impl *w = t->linger;
+
+    if (w == NULL)
+        return;
+    t->linger = NULL;
+    w->owner = NULL;
+    io_stop(t->home->reactor, &w->fw.io);
+    w->hold(w->ctx, -1); /* may free w */
 }
 
 int async__fdw_wait(struct async__fdw *f, int events)
 {
     struct fdw_impl *w = (struct fdw_impl *)f;
     struct async_task *t = async__current();
+    struct async__reactor *r = t->home->reactor;
     struct async_worker *home = NULL;
-    int err;
+    enum async__wake why;
+    int want = ev_events(events);
 
-    /* The first waiter's worker adopts the watcher; fibers elsewhere use a
-     * one-off watcher on their own loop. */
-    if (!atomic_compare_exchange_strong_explicit(&w->home, &home, t->home, memory_order_relaxed,
-                                                 memory_order_relaxed) &&
-        home != t->home)
+    /* The first waiter's worker adopts the watcher; fibers elsewhere, or a
+     * second fiber of the same worker, use a one-off watcher. */
+    if ((!atomic_compare_exchange_strong_explicit(&w->home, &home, t->home, memory_order_relaxed,
+                                                  memory_order_relaxed) &&
+         home != t->home) ||
+        (w->owner != NULL && w->owner != t))
         return wait_once(t, w->fd, events);
-    if (w->busy)
-        return wait_once(t, w->fd, events);
-    w->busy = true;
-    /* ev_io_modify keeps libev's "fd is new" flag clear: no epoll_ctl. */
-    ev_io_modify(&w->fw.io, ev_events(events));
-    err = wait_on(t, &w->fw);
-    w->busy = false;
-    return err;
+    if (t->linger != w)
+        async__fdw_release(t); /* it lingered on another descriptor */
+    if (w->owner == NULL) {
+        w->hold(w->ctx, +1);
+        w->owner = t;
+        t->linger = w;
+        w->events = want;
+        ev_io_modify(&w->fw.io, want); /* no "new fd" flag: no epoll_ctl */
+        io_start(r, &w->fw.io);
+    } else if (w->events != want) {
+        io_stop(r, &w->fw.io);
+        w->events = want;
+        ev_io_modify(&w->fw.io, want);
+        io_start(r, &w->fw.io);
+    }
+    async__park_prepare(t);
+    w->fw.task = t;
+    t->parking_on_linger = true;
+    why = async__park(t, -1);
+    t->parking_on_linger = false;
+    w->fw.task = NULL;
+    return why == ASYNC__WAKE_NORMAL ? 0 : async__wake_errno(why);
 }

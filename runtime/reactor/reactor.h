@@ -11,6 +11,7 @@
 #include <stdbool.h>
 
 struct async_worker;
+struct async_task;
 
 int  async__reactor_init(struct async_worker *w);   /* 0 or an errno */
 void async__reactor_fini(struct async_worker *w);
@@ -21,24 +22,41 @@ void async__reactor_poll(struct async_worker *w, bool block);
 /* Owner thread: whether any fd wait or timer is armed (worth polling). */
 bool async__reactor_armed(struct async_worker *w);
 
+/* Owner thread: whether the last poll is long enough ago that a busy
+ * worker should poll again (ASYNC__POLL_EVERY_NS). */
+bool async__reactor_due(struct async_worker *w);
+
 /* Any thread: makes a blocked async__reactor_poll of w return. */
 void async__reactor_notify(struct async_worker *w);
 
 /* A watcher that a descriptor keeps across waits (streams, listeners).
- * async_fd_wait registers the fd with the kernel on every call; this one
- * binds to the worker of the first fiber that waits on it and afterwards
- * costs no epoll_ctl.  A wait from another worker, or while another fiber
- * of the same worker is already waiting on it, falls back to a one-off
- * watcher.  Opaque storage, embedded in its owner's struct; it may be
- * freed from any thread once no fiber waits on it. */
+ *
+ * async_fd_wait registers the fd with libev on every call.  This one stays
+ * started after the wait that woke its fiber ("lingers"), so the fiber's
+ * next wait on it, usually a few microseconds later, costs nothing.  Were
+ * it stopped, any poll in between (another fiber's turn) would make libev
+ * drop the fd and re-add it with an epoll_ctl per wait.
+ *
+ * Rules: a watcher belongs to the worker of the first fiber that waits on
+ * it; at most one fiber (its owner) lingers on it; the owner stops it
+ * before it parks on anything else and when it ends, so a watcher lingers
+ * only while its owner can run, and an idle worker never spins on an fd
+ * nobody reads.  Waits from other fibers or workers use a one-off watcher.
+ * While started, the watcher holds its descriptor: hold(ctx, +1) when it
+ * starts, hold(ctx, -1) when it stops (the socket layer counts a reference,
+ * so a close elsewhere cannot free it under the loop).  Opaque storage,
+ * embedded in its owner's struct. */
 struct async__fdw {
-    void *opaque[12];
+    void *opaque[16];
 };
 
-void async__fdw_init(struct async__fdw *f, int fd);
+void async__fdw_init(struct async__fdw *f, int fd, void (*hold)(void *ctx, int delta), void *ctx);
 
 /* Parks the calling fiber (checked by the caller) until the fd is ready
  * for events (ASYNC_READABLE | ASYNC_WRITABLE): 0, or ECANCELED/ETIMEDOUT. */
 int async__fdw_wait(struct async__fdw *f, int events);
+
+/* Stops the watcher the fiber t lingers on, if any (t's own thread). */
+void async__fdw_release(struct async_task *t);
 
 #endif

@@ -68,6 +68,8 @@ struct async_task {
     struct async_worker *home;      /* set when it starts, then fixed */
     struct async__stack *stack;     /* NULL before start and after exit */
     const uint64_t *canary;         /* unguarded stacks only: checked at switches */
+    void *linger;                   /* fd watcher left started by its last wait */
+    bool parking_on_linger;         /* parked on that very watcher */
     async_fn fn;
     void *arg;
     void *result;

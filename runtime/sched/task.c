@@ -39,6 +39,8 @@ async_task *async__spawn_in(async_fn fn, void *arg, struct async_group *g)
     t->deadline = -1;
     atomic_store_explicit(&t->join, ASYNC__JOIN_NONE, memory_order_relaxed);
     t->group = NULL;
+    t->linger = NULL;
+    t->parking_on_linger = false;
     if (g != NULL)
         async__group_enter(g, t);
     /* Owner-only counter: a plain increment, ordered for the end-of-runtime

@@ -5,9 +5,12 @@
  * moved to the ready queue, then the lifo slot (bounded streak), the ready
  * queue, our own fresh queue, the global queue, and other workers' fresh
  * queues.  Every ASYNC__TICK picks the worker passes through the scheduler
- * context, which polls the reactor if anything is armed and looks at the
- * global queue first, so neither I/O nor outside work starves behind fibers
- * that keep waking each other. */
+ * context, which looks at the global queue first and polls the reactor if
+ * anything is armed and the last poll is older than ASYNC__POLL_EVERY_NS
+ * (see reactor.c), so neither I/O nor outside work starves behind fibers
+ * that keep waking each other.  Polling on time rather than on every pass
+ * lets the fibers woken by one poll re-arm before the next: a poll that
+ * finds their watchers stopped costs libev two epoll_ctl calls per fd. */
 #include "sched.h"
 
 #include "../fiber/overflow.h"
@@ -61,7 +64,9 @@ void async__schedule(struct async_task *t, bool lifo)
         }
         return;
     }
-    if (w != NULL && w->rt == home->rt) {
+    /* Same runtime?  Compare against our own worker array rather than read
+     * home->rt, which shares a cache line with home's hottest fields. */
+    if (w != NULL && home >= w->rt->workers && home < w->rt->workers + w->rt->nworkers) {
         async__mpsc_push(&home->mailbox, &t->node);
         if (atomic_load_explicit(&home->sleeping, memory_order_seq_cst) != 0)
             async__reactor_notify(home);
@@ -135,6 +140,7 @@ static void fiber_entry(void *arg)
     async__annot_enter(&t->annot);
     errno = 0;
     t->result = t->fn(t->arg);
+    async__fdw_release(t); /* its loop must not keep a watcher for it */
     w = t->home;
     if (!async__stack_intact(t->stack))
         overflowed(t);
@@ -348,7 +354,7 @@ static struct async_task *next_task(struct async_worker *w)
         w->prefer_fresh = false;
         if (w->tick >= ASYNC__TICK) {
             w->tick = 0;
-            if (async__reactor_armed(w)) {
+            if (async__reactor_armed(w) && async__reactor_due(w)) {
                 async__reactor_poll(w, false);
                 drain_mailbox(w);
             }
@@ -430,7 +436,10 @@ static struct async_task *idle(struct async_worker *w, bool *over)
         if (w->lifo != NULL || w->ready.len != 0)
             return NULL;
     }
-    for (i = 0; i < ASYNC__SPIN; i++) {
+    /* Spinning only pays when another worker may hand us work soon; alone,
+     * we would only burn the CPU that the rest of the machine (a client on
+     * the same host, say) could use. */
+    for (i = 0; rt->nworkers > 1 && i < ASYNC__SPIN; i++) {
         if (!async__mpsc_empty(&w->mailbox) ||
             atomic_load_explicit(&rt->global_len, memory_order_relaxed) != 0)
             return NULL;
