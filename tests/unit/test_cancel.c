@@ -17,175 +17,7 @@
  * the call under test).  Reading it is a relaxed atomic load and never
  * changes what the runtime does. */
 #define _GNU_SOURCE
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-
-#include <cmocka.h>
-
-#include <async_io.h>
-
-#include "sched/sched.h"
-
-#include <errno.h>
-#include <stdatomic.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-/* ------------------------------------------------------------------ */
-/* harness                                                             */
-
-#define BOUND_MS 10000 /* generous bound for anything that must happen "soon" */
-
-static atomic_int failures;
-static char first_failure[512];
-
-static void check_failed(const char *file, int line, const char *fmt, ...)
-{
-    char msg[400];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "%s:%d: check failed: %s\n", file, line, msg);
-    if (atomic_fetch_add(&failures, 1) == 0)
-        snprintf(first_failure, sizeof(first_failure), "%s:%d: %s", file, line, msg);
-}
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            check_failed(__FILE__, __LINE__, "%s", #c);                                            \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                                             \
-    do {                                                                                           \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
-        if (a_ != b_)                                                                              \
-            check_failed(__FILE__, __LINE__, "%s == %s (%lld vs %lld)", #a, #b, a_, b_);           \
-    } while (0)
-
-/* expr must fail with -1 and errno == err. */
-#define CHECK_FAILS(expr, err)                                                                     \
-    do {                                                                                           \
-        errno = 0;                                                                                 \
-        int rc_ = (expr);                                                                          \
-        int e_ = errno;                                                                            \
-        if (rc_ != -1 || e_ != (err))                                                              \
-            check_failed(__FILE__, __LINE__, "%s: got %d errno %d (%s), want -1 %s", #expr, rc_,   \
-                         e_, strerror(e_), #err);                                                  \
-    } while (0)
-
-#define CHECK_OK(expr)                                                                             \
-    do {                                                                                           \
-        errno = 0;                                                                                 \
-        int rc_ = (expr);                                                                          \
-        int e_ = errno;                                                                            \
-        if (rc_ != 0)                                                                              \
-            check_failed(__FILE__, __LINE__, "%s: got %d errno %d (%s), want 0", #expr, rc_, e_,   \
-                         strerror(e_));                                                            \
-    } while (0)
-
-static void run_rt(unsigned workers, async_fn fn, void *arg)
-{
-    struct async_config cfg = {.workers = workers, .stack_size = 0};
-    int rc;
-
-    atomic_store(&failures, 0);
-    first_failure[0] = '\0';
-    rc = async_runtime(&cfg, fn, arg);
-    assert_int_equal(rc, 0);
-    if (atomic_load(&failures) != 0)
-        fail_msg("%d check(s) failed; first: %s", atomic_load(&failures), first_failure);
-}
-
-static bool timed_out(int64_t start)
-{
-    return async_now_ms() - start > BOUND_MS;
-}
-
-/* Yields until *v >= want, or fails the check after BOUND_MS. */
-static __attribute__((unused)) bool yield_until_at_least(atomic_int *v, int want)
-{
-    int64_t start = async_now_ms();
-
-    while (atomic_load(v) < want) {
-        if (timed_out(start)) {
-            check_failed(__FILE__, __LINE__, "counter stuck at %d, want %d", atomic_load(v), want);
-            return false;
-        }
-        async_yield();
-    }
-    return true;
-}
-
-/* True while t is inside a parking call (white box, see top). */
-static bool parked(async_task *t)
-{
-    return atomic_load_explicit(&t->woken, memory_order_acquire) == 0;
-}
-
-/* Yields until t is parked, then a few more times so that it has switched
- * out.  Bounded. */
-static bool wait_parked(async_task *t)
-{
-    int64_t start = async_now_ms();
-    int i;
-
-    while (!parked(t)) {
-        if (timed_out(start)) {
-            check_failed(__FILE__, __LINE__, "task %p never parked", (void *)t);
-            return false;
-        }
-        async_yield();
-    }
-    for (i = 0; i < 8; i++)
-        async_yield();
-    return true;
-}
-
-/* Joins t and returns its result as an int. */
-static __attribute__((unused)) long join_result(async_task *t)
-{
-    void *res = (void *)(intptr_t)-12345;
-
-    CHECK(t != NULL);
-    if (t == NULL)
-        return -12345;
-    CHECK_OK(async_join(t, &res));
-    return (long)(intptr_t)res;
-}
-
-/* Joins t with a generous deadline so that a lost wake-up fails the test
- * with a message instead of hanging it (the runtime could not end anyway
- * while t lives, so it aborts).  Returns join's result as an intptr_t. */
-static __attribute__((unused)) intptr_t join_bounded(async_task *t)
-{
-    int64_t old = async_deadline(async_now_ms() + BOUND_MS);
-    void *res = NULL;
-    int rc = async_join(t, &res), e = errno;
-
-    async_deadline(old);
-    if (rc != 0) {
-        check_failed(__FILE__, __LINE__, "join of %p: %s", (void *)t, strerror(e));
-        if (e == ETIMEDOUT) {
-            fprintf(stderr, "lost wake-up: aborting\n");
-            abort();
-        }
-        return -12345;
-    }
-    return (intptr_t)res;
-}
-
-/* Result encoding for fibers that report one call: rc and errno. */
-#define RC_ERRNO(rc, e) ((void *)(intptr_t)((rc) == 0 ? 0 : 1000 + (e)))
-#define RES_OK 0
-#define RES_ERR(e) (1000 + (e))
+#include "harness.h"
 
 /* ------------------------------------------------------------------ */
 /* the parking calls under test, with what each needs around it        */
@@ -353,7 +185,7 @@ static int do_call(struct fixture *f, enum call c)
     do {                                                                                           \
         int got_ = do_call((f), (c));                                                              \
         if (got_ != (want))                                                                        \
-            check_failed(__FILE__, __LINE__, "%s: got %d (%s), want %s", call_name[c], got_,       \
+            failed(__FILE__, __LINE__, "%s: got %d (%s), want %s", call_name[c], got_,       \
                          got_ > 0 ? strerror(got_) : "returned 0", #want);                         \
     } while (0)
 
@@ -414,11 +246,11 @@ static void *cancel_parked_body(void *arg)
         }
         CHECK_OK(async_join(t, NULL));
         if (v.result != ECANCELED)
-            check_failed(__FILE__, __LINE__, "%s (parked, round %d): got %d (%s), want ECANCELED",
+            failed(__FILE__, __LINE__, "%s (parked, round %d): got %d (%s), want ECANCELED",
                          call_name[c], round, v.result,
                          v.result > 0 ? strerror(v.result) : "returned 0");
         if (v.again != ECANCELED)
-            check_failed(__FILE__, __LINE__, "%s repeated after cancel: got %d, want ECANCELED",
+            failed(__FILE__, __LINE__, "%s repeated after cancel: got %d, want ECANCELED",
                          call_name[c], v.again);
         CHECK(v.elapsed_ms < BOUND_MS);
         fixture_teardown(&f);
@@ -431,8 +263,8 @@ static void *cancel_parked_body(void *arg)
 
 static void run_cancel_parked(enum call c)
 {
-    run_rt(1, cancel_parked_body, &c);
-    run_rt(2, cancel_parked_body, &c);
+    RUN(1, cancel_parked_body, &c);
+    RUN(2, cancel_parked_body, &c);
 }
 
 static void cancel_parked_in_join_fails_ecanceled(void **state)
@@ -521,7 +353,7 @@ static void *lone_body(void *arg)
 static void cancel_parked_fiber_without_prior_handshake_fails_ecanceled(void **state)
 {
     (void)state;
-    run_rt(2, lone_body, NULL);
+    RUN(2, lone_body, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -565,7 +397,7 @@ static void *early_body(void *arg)
         CHECK_EQ((intptr_t)res, 77);
         for (c = 0; c < C_COUNT; c++)
             if (e.result[c] != ECANCELED)
-                check_failed(__FILE__, __LINE__, "%s in a task cancelled before start: got %d (%s)",
+                failed(__FILE__, __LINE__, "%s in a task cancelled before start: got %d (%s)",
                              call_name[c], e.result[c],
                              e.result[c] > 0 ? strerror(e.result[c]) : "returned 0");
         fixture_teardown(&f);
@@ -578,8 +410,8 @@ static void *early_body(void *arg)
 static void cancel_before_start_task_runs_and_every_parking_call_fails_ecanceled(void **state)
 {
     (void)state;
-    run_rt(1, early_body, NULL);
-    run_rt(2, early_body, NULL); /* it may start first there: same outcome */
+    RUN(1, early_body, NULL);
+    RUN(2, early_body, NULL); /* it may start first there: same outcome */
 }
 
 /* ------------------------------------------------------------------ */
@@ -627,12 +459,12 @@ static void *deadline_body(void *arg)
         t = async_spawn(deadline_victim, &d);
         CHECK_OK(async_join(t, NULL));
         if (d.result != ETIMEDOUT)
-            check_failed(__FILE__, __LINE__,
+            failed(__FILE__, __LINE__,
                          "%s with deadline now%+lld: got %d (%s), want ETIMEDOUT",
                          call_name[d.call], (long long)d.offset_ms, d.result,
                          d.result > 0 ? strerror(d.result) : "returned 0");
         if (d.again != ETIMEDOUT)
-            check_failed(__FILE__, __LINE__,
+            failed(__FILE__, __LINE__,
                          "%s repeated past the deadline: got %d, want ETIMEDOUT",
                          call_name[d.call], d.again);
         CHECK(d.elapsed_ms < BOUND_MS);
@@ -649,8 +481,8 @@ static void run_deadline(enum call c)
 {
     struct dl d = {.call = c, .offset_ms = 20};
 
-    run_rt(1, deadline_body, &d);
-    run_rt(2, deadline_body, &d);
+    RUN(1, deadline_body, &d);
+    RUN(2, deadline_body, &d);
 }
 
 static void deadline_in_join_fails_etimedout(void **state)
@@ -718,7 +550,7 @@ static void *past_body(void *arg)
 
             CHECK_OK(async_join(t, NULL));
             if (d.result != ETIMEDOUT)
-                check_failed(__FILE__, __LINE__, "%s with a past deadline: got %d (%s)",
+                failed(__FILE__, __LINE__, "%s with a past deadline: got %d (%s)",
                              call_name[c], d.result,
                              d.result > 0 ? strerror(d.result) : "returned 0");
             CHECK_EQ(d.again, ETIMEDOUT);
@@ -739,8 +571,8 @@ static void *past_body(void *arg)
 static void deadline_already_past_fails_every_parking_call_at_once(void **state)
 {
     (void)state;
-    run_rt(1, past_body, NULL);
-    run_rt(2, past_body, NULL);
+    RUN(1, past_body, NULL);
+    RUN(2, past_body, NULL);
 }
 
 static void deadline_outside_fiber_does_nothing(void **state)
@@ -850,8 +682,8 @@ static void *join_again_body(void *arg)
 static void join_failed_by_cancel_or_deadline_leaves_task_valid_for_a_later_join(void **state)
 {
     (void)state;
-    run_rt(1, join_again_body, NULL);
-    run_rt(2, join_again_body, NULL);
+    RUN(1, join_again_body, NULL);
+    RUN(2, join_again_body, NULL);
 }
 
 /* The joined task ends at the moment the joiner is cancelled (or hits its
@@ -950,8 +782,8 @@ static void *join_race_body(void *arg)
 static void join_racing_cancel_or_deadline_with_target_exit_leaves_no_stray_wakeup(void **state)
 {
     (void)state;
-    run_rt(2, join_race_body, NULL);
-    run_rt(4, join_race_body, NULL);
+    RUN(2, join_race_body, NULL);
+    RUN(4, join_race_body, NULL);
 }
 
 static void *self_joiner(void *arg)
@@ -993,8 +825,8 @@ static void *misc_join_body(void *arg)
 static void join_of_itself_fails_edeadlk(void **state)
 {
     (void)state;
-    run_rt(1, misc_join_body, NULL);
-    run_rt(2, misc_join_body, NULL);
+    RUN(1, misc_join_body, NULL);
+    RUN(2, misc_join_body, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1026,10 +858,10 @@ static void runtime_may_be_called_again_after_it_returns(void **state)
 
     (void)state;
     for (i = 0; i < 3; i++)
-        run_rt(2, reentry_body, &runs);
+        RUN(2, reentry_body, &runs);
     assert_int_equal(runs, 3);
     for (i = 0; i < 3; i++)
-        run_rt(1, reentry_body, &runs);
+        RUN(1, reentry_body, &runs);
     assert_int_equal(runs, 6);
     assert_int_equal(async_runtime(NULL, reentry_body, &runs), 0); /* NULL config */
     assert_int_equal(runs, 7);
@@ -1083,7 +915,7 @@ static void *hundred_k_body(void *arg)
 static void hundred_thousand_fibers_spawned_and_joined_on_two_workers(void **state)
 {
     (void)state;
-    run_rt(2, hundred_k_body, NULL);
+    RUN(2, hundred_k_body, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1157,7 +989,7 @@ static void *errno_body(void *arg)
     for (i = 0; i < 200; i++) {
         async_yield();
         if (errno != 77)
-            check_failed(__FILE__, __LINE__, "main fiber's errno changed to %d", errno);
+            failed(__FILE__, __LINE__, "main fiber's errno changed to %d", errno);
     }
     for (i = 0; i < ERRNO_PAIRS; i++) {
         CHECK_OK(async_join(a[i], NULL));
@@ -1176,8 +1008,8 @@ static void errno_is_preserved_per_fiber_across_switches(void **state)
     unsigned w1 = 1, w2 = 2;
 
     (void)state;
-    run_rt(1, errno_body, &w1);
-    run_rt(2, errno_body, &w2);
+    RUN(1, errno_body, &w1);
+    RUN(2, errno_body, &w2);
 }
 
 int main(void)

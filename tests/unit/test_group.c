@@ -14,176 +14,9 @@
  * publish their own task with async__current().  Reading the token is a
  * relaxed atomic load and never changes what the runtime does. */
 #define _GNU_SOURCE
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "harness.h"
 
-#include <cmocka.h>
-
-#include <async_io.h>
-
-#include "sched/sched.h"
-
-#include <errno.h>
-#include <stdatomic.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/wait.h>
-#include <unistd.h>
-
-/* ------------------------------------------------------------------ */
-/* harness                                                             */
-
-#define BOUND_MS 10000 /* generous bound for anything that must happen "soon" */
-
-static atomic_int failures;
-static char first_failure[512];
-
-static void check_failed(const char *file, int line, const char *fmt, ...)
-{
-    char msg[400];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "%s:%d: check failed: %s\n", file, line, msg);
-    if (atomic_fetch_add(&failures, 1) == 0)
-        snprintf(first_failure, sizeof(first_failure), "%s:%d: %s", file, line, msg);
-}
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            check_failed(__FILE__, __LINE__, "%s", #c);                                            \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                                             \
-    do {                                                                                           \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
-        if (a_ != b_)                                                                              \
-            check_failed(__FILE__, __LINE__, "%s == %s (%lld vs %lld)", #a, #b, a_, b_);           \
-    } while (0)
-
-/* expr must fail with -1 and errno == err. */
-#define CHECK_FAILS(expr, err)                                                                     \
-    do {                                                                                           \
-        errno = 0;                                                                                 \
-        int rc_ = (expr);                                                                          \
-        int e_ = errno;                                                                            \
-        if (rc_ != -1 || e_ != (err))                                                              \
-            check_failed(__FILE__, __LINE__, "%s: got %d errno %d (%s), want -1 %s", #expr, rc_,   \
-                         e_, strerror(e_), #err);                                                  \
-    } while (0)
-
-#define CHECK_OK(expr)                                                                             \
-    do {                                                                                           \
-        errno = 0;                                                                                 \
-        int rc_ = (expr);                                                                          \
-        int e_ = errno;                                                                            \
-        if (rc_ != 0)                                                                              \
-            check_failed(__FILE__, __LINE__, "%s: got %d errno %d (%s), want 0", #expr, rc_, e_,   \
-                         strerror(e_));                                                            \
-    } while (0)
-
-static void run_rt(unsigned workers, async_fn fn, void *arg)
-{
-    struct async_config cfg = {.workers = workers, .stack_size = 0};
-    int rc;
-
-    atomic_store(&failures, 0);
-    first_failure[0] = '\0';
-    rc = async_runtime(&cfg, fn, arg);
-    assert_int_equal(rc, 0);
-    if (atomic_load(&failures) != 0)
-        fail_msg("%d check(s) failed; first: %s", atomic_load(&failures), first_failure);
-}
-
-static bool timed_out(int64_t start)
-{
-    return async_now_ms() - start > BOUND_MS;
-}
-
-/* Yields until *v >= want, or fails the check after BOUND_MS. */
-static bool yield_until_at_least(atomic_int *v, int want)
-{
-    int64_t start = async_now_ms();
-
-    while (atomic_load(v) < want) {
-        if (timed_out(start)) {
-            check_failed(__FILE__, __LINE__, "counter stuck at %d, want %d", atomic_load(v), want);
-            return false;
-        }
-        async_yield();
-    }
-    return true;
-}
-
-/* True while t is inside a parking call (white box, see top). */
-static bool parked(async_task *t)
-{
-    return atomic_load_explicit(&t->woken, memory_order_acquire) == 0;
-}
-
-/* Yields until t is parked, then a few more times so that it has switched
- * out.  Bounded. */
-static bool wait_parked(async_task *t)
-{
-    int64_t start = async_now_ms();
-    int i;
-
-    while (!parked(t)) {
-        if (timed_out(start)) {
-            check_failed(__FILE__, __LINE__, "task %p never parked", (void *)t);
-            return false;
-        }
-        async_yield();
-    }
-    for (i = 0; i < 8; i++)
-        async_yield();
-    return true;
-}
-
-/* Joins t and returns its result as an int. */
-static __attribute__((unused)) long join_result(async_task *t)
-{
-    void *res = (void *)(intptr_t)-12345;
-
-    CHECK(t != NULL);
-    if (t == NULL)
-        return -12345;
-    CHECK_OK(async_join(t, &res));
-    return (long)(intptr_t)res;
-}
-
-/* Joins t with a generous deadline so that a lost wake-up fails the test
- * with a message instead of hanging it (the runtime could not end anyway
- * while t lives, so it aborts).  Returns join's result as an intptr_t. */
-static __attribute__((unused)) intptr_t join_bounded(async_task *t)
-{
-    int64_t old = async_deadline(async_now_ms() + BOUND_MS);
-    void *res = NULL;
-    int rc = async_join(t, &res), e = errno;
-
-    async_deadline(old);
-    if (rc != 0) {
-        check_failed(__FILE__, __LINE__, "join of %p: %s", (void *)t, strerror(e));
-        if (e == ETIMEDOUT) {
-            fprintf(stderr, "lost wake-up: aborting\n");
-            abort();
-        }
-        return -12345;
-    }
-    return (intptr_t)res;
-}
-
-/* Result encoding for fibers that report one call: rc and errno. */
-#define RC_ERRNO(rc, e) ((void *)(intptr_t)((rc) == 0 ? 0 : 1000 + (e)))
-#define RES_OK 0
-#define RES_ERR(e) (1000 + (e))
 
 /* A member publishes its own task so that the test can see it park. */
 static async_task *self_task(void)
@@ -300,8 +133,8 @@ static void *join_waits_body(void *arg)
 static void group_join_waits_for_all_members_and_their_spawned_fibers(void **state)
 {
     (void)state;
-    run_rt(1, join_waits_body, NULL);
-    run_rt(2, join_waits_body, NULL);
+    RUN(1, join_waits_body, NULL);
+    RUN(2, join_waits_body, NULL);
 }
 
 /* Several fibers may join one group; all return once it empties. */
@@ -357,8 +190,8 @@ static void *multi_body(void *arg)
 static void group_join_by_several_fibers_all_return_when_empty(void **state)
 {
     (void)state;
-    run_rt(1, multi_body, NULL);
-    run_rt(2, multi_body, NULL);
+    RUN(1, multi_body, NULL);
+    RUN(2, multi_body, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -538,7 +371,7 @@ static void *cancel_members_body(void *arg)
             int r = atomic_load(&p->result[i]);
 
             if (r != ECANCELED)
-                check_failed(__FILE__, __LINE__,
+                failed(__FILE__, __LINE__,
                              "member %d parked in %s: got %d (%s), want ECANCELED", i,
                              kind_name[i / PER_KIND], r, r > 0 ? strerror(r) : "returned 0");
         }
@@ -575,8 +408,8 @@ static void *cancel_members_body(void *arg)
 static void group_cancel_fails_every_members_parking_call_with_ecanceled(void **state)
 {
     (void)state;
-    run_rt(1, cancel_members_body, NULL);
-    run_rt(2, cancel_members_body, NULL);
+    RUN(1, cancel_members_body, NULL);
+    RUN(2, cancel_members_body, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -712,8 +545,8 @@ static void *late_body(void *arg)
 static void group_members_spawned_after_cancel_start_cancelled_until_join(void **state)
 {
     (void)state;
-    run_rt(1, late_body, NULL);
-    run_rt(2, late_body, NULL);
+    RUN(1, late_body, NULL);
+    RUN(2, late_body, NULL);
 }
 
 struct reuse {
@@ -763,8 +596,8 @@ static void *reuse_body(void *arg)
 static void group_is_reusable_and_not_cancelled_after_successful_join(void **state)
 {
     (void)state;
-    run_rt(1, reuse_body, NULL);
-    run_rt(2, reuse_body, NULL);
+    RUN(1, reuse_body, NULL);
+    RUN(2, reuse_body, NULL);
 }
 
 /* Cancel lands while members are spawning children (members too), parking
@@ -836,7 +669,7 @@ static void *storm_body(void *arg)
 
         async_deadline(old);
         if (rc != 0) {
-            check_failed(__FILE__, __LINE__, "group join: %s", strerror(e));
+            failed(__FILE__, __LINE__, "group join: %s", strerror(e));
             abort(); /* members left: the runtime could not end */
         }
         CHECK_EQ(atomic_load(&storm_started), atomic_load(&storm_ended));
@@ -857,8 +690,8 @@ static void *storm_body(void *arg)
 static void group_cancel_racing_spawns_and_exits_join_still_returns(void **state)
 {
     (void)state;
-    run_rt(2, storm_body, NULL);
-    run_rt(4, storm_body, NULL);
+    RUN(2, storm_body, NULL);
+    RUN(4, storm_body, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -882,7 +715,7 @@ static void *empty_body(void *arg)
 static void group_join_on_empty_group_returns_zero(void **state)
 {
     (void)state;
-    run_rt(1, empty_body, NULL);
+    RUN(1, empty_body, NULL);
 }
 
 static void *noop(void *arg)
@@ -907,7 +740,7 @@ static void *null_body(void *arg)
 static void group_null_fails_einval(void **state)
 {
     (void)state;
-    run_rt(1, null_body, NULL);
+    RUN(1, null_body, NULL);
 }
 
 static void group_outside_fiber_fails_eperm(void **state)
@@ -1029,7 +862,7 @@ static void *many_body(void *arg)
 static void group_thousand_members_on_two_workers(void **state)
 {
     (void)state;
-    run_rt(2, many_body, NULL);
+    RUN(2, many_body, NULL);
 }
 
 int main(void)

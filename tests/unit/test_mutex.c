@@ -14,175 +14,7 @@
  * epoch, 1 otherwise.  Reading it is a relaxed atomic load and never
  * changes what the runtime does. */
 #define _GNU_SOURCE
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-
-#include <cmocka.h>
-
-#include <async_io.h>
-
-#include "sched/sched.h"
-
-#include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-/* ------------------------------------------------------------------ */
-/* harness                                                             */
-
-#define BOUND_MS 10000 /* generous bound for anything that must happen "soon" */
-
-static atomic_int failures;
-static char first_failure[512];
-
-static void check_failed(const char *file, int line, const char *fmt, ...)
-{
-    char msg[400];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "%s:%d: check failed: %s\n", file, line, msg);
-    if (atomic_fetch_add(&failures, 1) == 0)
-        snprintf(first_failure, sizeof(first_failure), "%s:%d: %s", file, line, msg);
-}
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            check_failed(__FILE__, __LINE__, "%s", #c);                                            \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                                             \
-    do {                                                                                           \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
-        if (a_ != b_)                                                                              \
-            check_failed(__FILE__, __LINE__, "%s == %s (%lld vs %lld)", #a, #b, a_, b_);           \
-    } while (0)
-
-/* expr must fail with -1 and errno == err. */
-#define CHECK_FAILS(expr, err)                                                                     \
-    do {                                                                                           \
-        errno = 0;                                                                                 \
-        int rc_ = (expr);                                                                          \
-        int e_ = errno;                                                                            \
-        if (rc_ != -1 || e_ != (err))                                                              \
-            check_failed(__FILE__, __LINE__, "%s: got %d errno %d (%s), want -1 %s", #expr, rc_,   \
-                         e_, strerror(e_), #err);                                                  \
-    } while (0)
-
-#define CHECK_OK(expr)                                                                             \
-    do {                                                                                           \
-        errno = 0;                                                                                 \
-        int rc_ = (expr);                                                                          \
-        int e_ = errno;                                                                            \
-        if (rc_ != 0)                                                                              \
-            check_failed(__FILE__, __LINE__, "%s: got %d errno %d (%s), want 0", #expr, rc_, e_,   \
-                         strerror(e_));                                                            \
-    } while (0)
-
-static void run_rt(unsigned workers, async_fn fn, void *arg)
-{
-    struct async_config cfg = {.workers = workers, .stack_size = 0};
-    int rc;
-
-    atomic_store(&failures, 0);
-    first_failure[0] = '\0';
-    rc = async_runtime(&cfg, fn, arg);
-    assert_int_equal(rc, 0);
-    if (atomic_load(&failures) != 0)
-        fail_msg("%d check(s) failed; first: %s", atomic_load(&failures), first_failure);
-}
-
-static bool timed_out(int64_t start)
-{
-    return async_now_ms() - start > BOUND_MS;
-}
-
-/* Yields until *v >= want, or fails the check after BOUND_MS. */
-static bool yield_until_at_least(atomic_int *v, int want)
-{
-    int64_t start = async_now_ms();
-
-    while (atomic_load(v) < want) {
-        if (timed_out(start)) {
-            check_failed(__FILE__, __LINE__, "counter stuck at %d, want %d", atomic_load(v), want);
-            return false;
-        }
-        async_yield();
-    }
-    return true;
-}
-
-/* True while t is inside a parking call (white box, see top). */
-static bool parked(async_task *t)
-{
-    return atomic_load_explicit(&t->woken, memory_order_acquire) == 0;
-}
-
-/* Yields until t is parked, then a few more times so that it has switched
- * out.  Bounded. */
-static bool wait_parked(async_task *t)
-{
-    int64_t start = async_now_ms();
-    int i;
-
-    while (!parked(t)) {
-        if (timed_out(start)) {
-            check_failed(__FILE__, __LINE__, "task %p never parked", (void *)t);
-            return false;
-        }
-        async_yield();
-    }
-    for (i = 0; i < 8; i++)
-        async_yield();
-    return true;
-}
-
-/* Joins t and returns its result as an int. */
-static __attribute__((unused)) long join_result(async_task *t)
-{
-    void *res = (void *)(intptr_t)-12345;
-
-    CHECK(t != NULL);
-    if (t == NULL)
-        return -12345;
-    CHECK_OK(async_join(t, &res));
-    return (long)(intptr_t)res;
-}
-
-/* Joins t with a generous deadline so that a lost wake-up fails the test
- * with a message instead of hanging it (the runtime could not end anyway
- * while t lives, so it aborts).  Returns join's result as an intptr_t. */
-static __attribute__((unused)) intptr_t join_bounded(async_task *t)
-{
-    int64_t old = async_deadline(async_now_ms() + BOUND_MS);
-    void *res = NULL;
-    int rc = async_join(t, &res), e = errno;
-
-    async_deadline(old);
-    if (rc != 0) {
-        check_failed(__FILE__, __LINE__, "join of %p: %s", (void *)t, strerror(e));
-        if (e == ETIMEDOUT) {
-            fprintf(stderr, "lost wake-up: aborting\n");
-            abort();
-        }
-        return -12345;
-    }
-    return (intptr_t)res;
-}
-
-/* Result encoding for fibers that report one call: rc and errno. */
-#define RC_ERRNO(rc, e) ((void *)(intptr_t)((rc) == 0 ? 0 : 1000 + (e)))
-#define RES_OK 0
-#define RES_ERR(e) (1000 + (e))
+#include "harness.h"
 
 /* ------------------------------------------------------------------ */
 /* trylock, lock/unlock, argument errors                              */
@@ -221,8 +53,8 @@ static void *trylock_body(void *arg)
 static void mutex_trylock_fails_ebusy_while_held(void **state)
 {
     (void)state;
-    run_rt(1, trylock_body, NULL);
-    run_rt(2, trylock_body, NULL);
+    RUN(1, trylock_body, NULL);
+    RUN(2, trylock_body, NULL);
 }
 
 static void *lock_unlock_body(void *arg)
@@ -253,8 +85,8 @@ static void *lock_unlock_body(void *arg)
 static void mutex_lock_unlock_basic(void **state)
 {
     (void)state;
-    run_rt(1, lock_unlock_body, NULL);
-    run_rt(2, lock_unlock_body, NULL);
+    RUN(1, lock_unlock_body, NULL);
+    RUN(2, lock_unlock_body, NULL);
 }
 
 static void *null_body(void *arg)
@@ -270,7 +102,7 @@ static void *null_body(void *arg)
 static void mutex_null_fails_einval(void **state)
 {
     (void)state;
-    run_rt(1, null_body, NULL);
+    RUN(1, null_body, NULL);
 }
 
 static void mutex_lock_outside_fiber_fails_eperm(void **state)
@@ -310,7 +142,7 @@ static void *excl_worker(void *arg)
 
     for (i = 0; i < x->iterations; i++) {
         if (async_mutex_lock(x->m) != 0) {
-            check_failed(__FILE__, __LINE__, "lock failed: %s", strerror(errno));
+            failed(__FILE__, __LINE__, "lock failed: %s", strerror(errno));
             return NULL;
         }
         int now = atomic_fetch_add(&x->inside, 1) + 1;
@@ -361,7 +193,7 @@ static void run_excl(unsigned workers)
 {
     struct excl x = {.iterations = EXCL_ITERS, .yields = 3};
 
-    run_rt(workers, excl_body, &x);
+    RUN(workers, excl_body, &x);
     assert_int_equal(x.counter, (long)EXCL_TASKS * EXCL_ITERS);
     assert_int_equal(atomic_load(&x.max_inside), 1);
 }
@@ -394,7 +226,7 @@ static void *wake_waiter(void *arg)
 
     CHECK_OK(async_channel_send(w->ready, &one));
     if (async_mutex_lock(w->m) != 0) {
-        check_failed(__FILE__, __LINE__, "lock failed: %s", strerror(errno));
+        failed(__FILE__, __LINE__, "lock failed: %s", strerror(errno));
         return NULL;
     }
     atomic_fetch_add(&w->got, 1);
@@ -435,8 +267,8 @@ static void *wake_body(void *arg)
 static void mutex_parked_lock_woken_by_unlock_many_rounds(void **state)
 {
     (void)state;
-    run_rt(1, wake_body, NULL);
-    run_rt(2, wake_body, NULL);
+    RUN(1, wake_body, NULL);
+    RUN(2, wake_body, NULL);
 }
 
 /* Two fibers hand the lock back and forth, each unlocking while the other
@@ -481,8 +313,8 @@ static void *pingpong_body(void *arg)
 static void mutex_handoff_between_lockers_never_loses_a_wakeup(void **state)
 {
     (void)state;
-    run_rt(2, pingpong_body, NULL);
-    run_rt(4, pingpong_body, NULL);
+    RUN(2, pingpong_body, NULL);
+    RUN(4, pingpong_body, NULL);
 }
 
 /* Any thread may unlock: a plain pthread releases a lock a fiber waits on. */
@@ -519,7 +351,7 @@ static void *thread_unlock_body(void *arg)
 static void mutex_unlock_from_plain_thread_wakes_parked_fiber(void **state)
 {
     (void)state;
-    run_rt(2, thread_unlock_body, NULL);
+    RUN(2, thread_unlock_body, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -582,8 +414,8 @@ static void *cancel_lock_body(void *arg)
 static void mutex_lock_cancelled_while_parked_fails_ecanceled_and_mutex_still_works(void **state)
 {
     (void)state;
-    run_rt(1, cancel_lock_body, NULL);
-    run_rt(2, cancel_lock_body, NULL);
+    RUN(1, cancel_lock_body, NULL);
+    RUN(2, cancel_lock_body, NULL);
 }
 
 static void *deadline_victim(void *arg)
@@ -633,8 +465,8 @@ static void *deadline_body(void *arg)
 static void mutex_lock_past_deadline_fails_etimedout(void **state)
 {
     (void)state;
-    run_rt(1, deadline_body, NULL);
-    run_rt(2, deadline_body, NULL);
+    RUN(1, deadline_body, NULL);
+    RUN(2, deadline_body, NULL);
 }
 
 /* Cancel and unlock at the same moment, from two fibers: the victim either
@@ -698,9 +530,9 @@ static void *cancel_race_body(void *arg)
 static void mutex_cancel_racing_unlock_never_loses_the_lock_or_a_wakeup(void **state)
 {
     (void)state;
-    run_rt(1, cancel_race_body, NULL);
-    run_rt(2, cancel_race_body, NULL);
-    run_rt(4, cancel_race_body, NULL);
+    RUN(1, cancel_race_body, NULL);
+    RUN(2, cancel_race_body, NULL);
+    RUN(4, cancel_race_body, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -722,7 +554,7 @@ static void *herd_member(void *arg)
 
     CHECK_OK(async_channel_send(h->ready, &one));
     if (async_mutex_lock(h->m) != 0) {
-        check_failed(__FILE__, __LINE__, "lock failed: %s", strerror(errno));
+        failed(__FILE__, __LINE__, "lock failed: %s", strerror(errno));
         return NULL;
     }
     atomic_fetch_add(&h->through, 1);
@@ -790,8 +622,8 @@ static void mutex_unlock_lets_exactly_one_parked_fiber_through(void **state)
     unsigned w1 = 1, w2 = 2;
 
     (void)state;
-    run_rt(1, herd_body, &w1);
-    run_rt(2, herd_body, &w2);
+    RUN(1, herd_body, &w1);
+    RUN(2, herd_body, &w2);
 }
 
 int main(void)
