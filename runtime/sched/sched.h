@@ -97,6 +97,7 @@ struct async_worker {
     unsigned tick;                  /* picks since the reactor was last polled */
     unsigned lifo_streak;           /* consecutive lifo picks, bounded */
     bool prefer_fresh;              /* a fiber yielded: start unstarted ones first */
+    bool fresh_pending;             /* we queued unstarted fibers since fresh was last empty */
     struct async_task *exited;      /* fiber that just ended, to reap */
     /* Tasks spawned here and tasks ended here.  Written by the owner only
      * (exited with release), summed by idle workers to detect the end:

@@ -176,7 +176,7 @@ void async_yield(void)
     async__fifo_push(&w->ready, &t->node);
     /* Yielding is an offer to everything runnable here, unstarted fibers
      * included; those are started only by the scheduler. */
-    if (async__fresh_busy(&w->fresh))
+    if (w->fresh_pending) /* a hint on our own hot line, not the queue's lines */
         w->prefer_fresh = true;
     async__switch_out(w, t);
 }

@@ -320,6 +320,7 @@ void async__push_fresh(struct async_worker *w, struct async_task *t)
     struct async_task *batch[ASYNC__FRESH_CAP / 2 + 1];
     unsigned n;
 
+    w->fresh_pending = true;
     if (!async__fresh_push(&w->fresh, t)) {
         n = async__fresh_take(&w->fresh, batch, ASYNC__FRESH_CAP / 2);
         batch[n++] = t;
@@ -363,6 +364,7 @@ static struct async_task *next_task(struct async_worker *w)
         }
         if ((t = async__fresh_pop(&w->fresh)) != NULL)
             return t;
+        w->fresh_pending = false;
     }
     w->tick++;
     if ((t = w->lifo) != NULL) {
@@ -373,6 +375,7 @@ static struct async_task *next_task(struct async_worker *w)
         return task_of(n);
     if ((t = async__fresh_pop(&w->fresh)) != NULL)
         return t;
+    w->fresh_pending = false;
     if ((t = global_take(w)) != NULL)
         return t;
     return steal(w, ASYNC__STEAL_BATCH);
