@@ -110,7 +110,11 @@ static int grow(struct async__stack_arena *a)
 
         s->guarded = install_guard(a, guard);
         s->lo = lo;
-        s->size = a->size - sizeof(*s);
+        /* Stagger the tops by a cache line or more: stacks a stride apart
+         * share their low 12 address bits, and a switch that pops where it
+         * just pushed, 4 KiB-aliased, stalls on a false store-to-load
+         * dependency (measured: 10 ns instead of 6.5 per switch). */
+        s->size = a->size - sizeof(*s) - (i % 8) * 64;
         s->next = a->free;
         a->free = s;
     }

@@ -49,6 +49,15 @@ static _Noreturn void overflowed(struct async_task *t)
     async__overflow_report(&f);
 }
 
+/* Unguarded stacks: a smashed canary, or a frame already below it.  Out
+ * of line so that the switch path needs no frame pointer of its own. */
+static __attribute__((noinline, cold)) void check_canary(struct async_task *t)
+{
+    if (*t->canary != ASYNC__CANARY ||
+        (const char *)__builtin_frame_address(0) < (const char *)t->canary + 256)
+        overflowed(t);
+}
+
 void async__schedule(struct async_task *t, bool lifo)
 {
     struct async_worker *w = async__tls_worker;
@@ -110,11 +119,8 @@ void async__switch_out(struct async_worker *w, struct async_task *t)
 {
     struct async_task *next = NULL;
 
-    /* Unguarded stacks: a smashed canary, or a frame already below it. */
-    if (t->canary != NULL && (*t->canary != ASYNC__CANARY ||
-                              (const char *)__builtin_frame_address(0) <
-                                  (const char *)t->canary + 256))
-        overflowed(t);
+    if (t->canary != NULL)
+        check_canary(t);
     if (!w->prefer_fresh)
         next = pick_local(w);
     t->saved_errno = *w->errno_loc;
