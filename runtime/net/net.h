@@ -52,7 +52,5 @@ void async__sock_close(struct async__sock *s, int how);
 /* A new stream owning fd (non-blocking); NULL + ENOMEM (fd closed). */
 async_stream *async__stream_new(int fd);
 
-/* The calling fiber, after the entry checks of every parking call here. */
-struct async_task *async__net_self(const void *handle);
 
 #endif

@@ -51,23 +51,3 @@ void async__sock_close(struct async__sock *s, int how)
         shutdown(s->fd, how); /* wakes parked calls on every worker */
     async__sock_leave(s);
 }
-
-struct async_task *async__net_self(const void *handle)
-{
-    struct async_task *t = async__current();
-    int err;
-
-    if (t == NULL) {
-        errno = EPERM;
-        return NULL;
-    }
-    if (handle == NULL) {
-        errno = EINVAL;
-        return NULL;
-    }
-    if ((err = async__check_interrupt(t)) != 0) {
-        errno = err;
-        return NULL;
-    }
-    return t;
-}

@@ -68,7 +68,7 @@ static ssize_t transfer(async_stream *s, void *buf, size_t len, bool writing)
 
 ssize_t async_stream_read(async_stream *s, void *buf, size_t len)
 {
-    if (async__net_self(s) == NULL)
+    if (async__parking_self(s, s) == NULL)
         return -1;
     if (buf == NULL && len != 0) {
         errno = EINVAL;
@@ -79,7 +79,7 @@ ssize_t async_stream_read(async_stream *s, void *buf, size_t len)
 
 ssize_t async_stream_write(async_stream *s, const void *buf, size_t len)
 {
-    if (async__net_self(s) == NULL)
+    if (async__parking_self(s, s) == NULL)
         return -1;
     if (buf == NULL && len != 0) {
         errno = EINVAL;
@@ -92,7 +92,7 @@ int async_stream_write_all(async_stream *s, const void *buf, size_t len)
 {
     const char *p = buf;
 
-    if (async__net_self(s) == NULL)
+    if (async__parking_self(s, s) == NULL)
         return -1;
     if (p == NULL && len != 0) {
         errno = EINVAL;
@@ -100,15 +100,18 @@ int async_stream_write_all(async_stream *s, const void *buf, size_t len)
     }
     while (len > 0) {
         ssize_t n = transfer(s, (void *)p, len, true);
+        int err;
 
         if (n < 0)
             return -1;
-        if (async__check_interrupt(async__current()) != 0 && (size_t)n < len) {
-            errno = async__check_interrupt(async__current());
-            return -1;
-        }
         p += n;
         len -= (size_t)n;
+        /* transfer only checks when it parks; a cancel between short
+         * writes must still stop the loop. */
+        if (len > 0 && (err = async__check_interrupt(async__current())) != 0) {
+            errno = err;
+            return -1;
+        }
     }
     return 0;
 }

@@ -120,11 +120,4 @@ struct async_task *async__fresh_steal(struct async__fresh *victim, struct async_
                                       unsigned min);
 unsigned async__fresh_len(struct async__fresh *q);
 
-/* Owner only, a hint: whether anything is queued (thieves may take it). */
-static inline bool async__fresh_busy(struct async__fresh *q)
-{
-    return (uint32_t)atomic_load_explicit(&q->head, memory_order_relaxed) !=
-           atomic_load_explicit(&q->tail, memory_order_relaxed);
-}
-
 #endif

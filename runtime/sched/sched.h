@@ -193,6 +193,29 @@ int async__check_interrupt(struct async_task *t);
 /* async_spawn into group g (NULL: none). */
 async_task *async__spawn_in(async_fn fn, void *arg, struct async_group *g);
 
+/* The entry checks of every parking call on a handle: the calling fiber,
+ * or NULL with errno EPERM (not a fiber), EINVAL (handle or elem NULL),
+ * ECANCELED or ETIMEDOUT. */
+static inline struct async_task *async__parking_self(const void *handle, const void *elem)
+{
+    struct async_task *t = async__current();
+    int err;
+
+    if (t == NULL) {
+        errno = EPERM;
+        return NULL;
+    }
+    if (handle == NULL || elem == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if ((err = async__check_interrupt(t)) != 0) {
+        errno = err;
+        return NULL;
+    }
+    return t;
+}
+
 /* ---- groups (sync/group.c) ---- */
 void async__group_enter(struct async_group *g, struct async_task *t);
 void async__group_leave(struct async_task *t);
@@ -201,6 +224,5 @@ void async__group_leave(struct async_task *t);
 void async__worker_main(struct async_worker *w);
 void async__notify_idle(struct async_rt *rt);
 void async__push_fresh(struct async_worker *w, struct async_task *t);
-void async__push_global(struct async_rt *rt, struct async_task *t);
 
 #endif

@@ -335,7 +335,7 @@ void async__push_fresh(struct async_worker *w, struct async_task *t)
     async__notify_idle(w->rt);
 }
 
-void async__push_global(struct async_rt *rt, struct async_task *t)
+static void push_global(struct async_rt *rt, struct async_task *t)
 {
     global_push_batch(rt, &t, 1);
     async__notify_idle(rt);
@@ -391,7 +391,7 @@ static void run(struct async_worker *w, struct async_task *t)
 {
     if (!t->started && start(w, t) != 0) {
         /* No memory for a stack: put it back and wait for some to free. */
-        async__push_global(w->rt, t);
+        push_global(w->rt, t);
         async__reactor_poll(w, false);
         return;
     }

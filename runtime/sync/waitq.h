@@ -159,25 +159,4 @@ static inline int async__waitq_wait(struct async__waitq *q, async__spinlock *l,
     return async__wake_errno(why);
 }
 
-/* Entry checks shared by every parking call of the sync layer. */
-static inline struct async_task *async__parking_self(const void *handle, const void *elem)
-{
-    struct async_task *t = async__current();
-    int err;
-
-    if (t == NULL) {
-        errno = EPERM;
-        return NULL;
-    }
-    if (handle == NULL || elem == NULL) {
-        errno = EINVAL;
-        return NULL;
-    }
-    if ((err = async__check_interrupt(t)) != 0) {
-        errno = err;
-        return NULL;
-    }
-    return t;
-}
-
 #endif
