@@ -4,7 +4,7 @@
 #   make test   build + run every test, then again under ASan+UBSan
 #               (build-asan/), the concurrency tests under TSan (build-tsan/),
 #               and the core tests with the portable ucontext switch
-#   make run    build + start the example server on 127.0.0.1:8080
+#   make run    build + start asyncd in the foreground with conf/asyncd.json
 #   make bench  build + run the micro benchmarks (bench/README.md)
 
 PKGS := cmake gcc make pkg-config libev-dev libjansson-dev libcmocka-dev curl python3
@@ -56,7 +56,7 @@ test-ucontext: build-ucontext
 test: test-release test-asan test-tsan test-ucontext
 
 run: build
-	./build/hello_server 127.0.0.1:8080
+	./build/asyncd --config conf/asyncd.json
 
 bench: build
 	./bench/run.sh

@@ -1,0 +1,359 @@
+#include "config.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_SHUTDOWN_MS 10000
+
+/* ---- where a JSON path sits in the text ---- */
+
+struct cursor {
+    const char *p, *end;
+};
+
+static void skip_ws(struct cursor *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+
+/* Skips a JSON string at c->p, returning its raw contents (escapes kept). */
+static void skip_string(struct cursor *c, const char **s, size_t *len)
+{
+    const char *start = ++c->p;
+
+    while (c->p < c->end && *c->p != '"')
+        c->p += *c->p == '\\' ? 2 : 1;
+    *s = start;
+    *len = (size_t)(c->p - start);
+    if (c->p < c->end)
+        c->p++;
+}
+
+/* Walks one value; when path[0..n) names a member below it, stores the
+ * position of that member's key in *found.  The text is valid JSON (jansson
+ * parsed it), so the scanner can be trusting. */
+static void walk(struct cursor *c, char **path, int n, const char **found)
+{
+    skip_ws(c);
+    if (c->p >= c->end)
+        return;
+    if (*c->p == '{') {
+        c->p++;
+        for (;;) {
+            const char *key, *at;
+            size_t len;
+            int match;
+
+            skip_ws(c);
+            if (c->p >= c->end || *c->p == '}') {
+                c->p++;
+                return;
+            }
+            at = c->p;
+            skip_string(c, &key, &len);
+            match = n > 0 && strlen(path[0]) == len && memcmp(path[0], key, len) == 0;
+            if (match && n == 1 && *found == NULL)
+                *found = at;
+            skip_ws(c);
+            c->p++; /* ':' */
+            walk(c, path + 1, match ? n - 1 : 0, found);
+            skip_ws(c);
+            if (c->p < c->end && *c->p == ',')
+                c->p++;
+        }
+    } else if (*c->p == '[') {
+        c->p++;
+        for (;;) {
+            skip_ws(c);
+            if (c->p >= c->end || *c->p == ']') {
+                c->p++;
+                return;
+            }
+            walk(c, NULL, 0, found);
+            skip_ws(c);
+            if (c->p < c->end && *c->p == ',')
+                c->p++;
+        }
+    } else if (*c->p == '"') {
+        const char *s;
+        size_t len;
+
+        skip_string(c, &s, &len);
+    } else {
+        while (c->p < c->end && strchr(",]} \t\r\n", *c->p) == NULL)
+            c->p++;
+    }
+}
+
+static void locate(const char *text, const char *path, int *line, int *col)
+{
+    char buf[512], *parts[32], *save = NULL, *tok;
+    struct cursor c = {text, text + strlen(text)};
+    const char *found = NULL, *q;
+    int n = 0;
+
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (tok = strtok_r(buf, ".", &save); tok != NULL && n < 32; tok = strtok_r(NULL, ".", &save))
+        parts[n++] = tok;
+    if (n > 0)
+        walk(&c, parts, n, &found);
+    if (found == NULL)
+        found = text;
+    *line = 1;
+    *col = 1;
+    for (q = text; q < found; q++) {
+        if (*q == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+/* ---- problems ---- */
+
+static void add(struct asyncd_problems *p, char *msg)
+{
+    char **grown = realloc(p->msg, sizeof(*grown) * (p->n + 1));
+
+    if (grown == NULL) {
+        free(msg);
+        return;
+    }
+    p->msg = grown;
+    p->msg[p->n++] = msg;
+}
+
+void asyncd_problem(struct asyncd_problems *p, const struct asyncd_config *c, const char *path,
+                    const char *fmt, ...)
+{
+    char text[1024], *msg;
+    int line = 1, col = 1;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (c->text != NULL)
+        locate(c->text, path, &line, &col);
+    if (asprintf(&msg, "%s:%d:%d: %s: %s", c->file, line, col, path[0] ? path : "(top)", text) >= 0)
+        add(p, msg);
+}
+
+void asyncd_problems_free(struct asyncd_problems *p)
+{
+    size_t i;
+
+    for (i = 0; i < p->n; i++)
+        free(p->msg[i]);
+    free(p->msg);
+    p->msg = NULL;
+    p->n = 0;
+}
+
+/* ---- validation ---- */
+
+static char *read_file(const char *file, int *err)
+{
+    FILE *f = fopen(file, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+
+    if (f == NULL) {
+        *err = errno;
+        return NULL;
+    }
+    do {
+        if (len + 4096 + 1 > cap) {
+            char *grown = realloc(buf, cap = cap * 2 + 8192);
+
+            if (grown == NULL) {
+                free(buf);
+                fclose(f);
+                *err = ENOMEM;
+                return NULL;
+            }
+            buf = grown;
+        }
+        n = fread(buf + len, 1, 4096, f);
+        len += n;
+    } while (n > 0);
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* An integer member in [min, max], or the default when absent. */
+static int64_t get_int(const struct asyncd_config *c, struct asyncd_problems *p, json_t *obj,
+                       const char *key, const char *path, int64_t min, int64_t max, int64_t dflt)
+{
+    json_t *v = json_object_get(obj, key);
+    json_int_t i;
+
+    if (v == NULL)
+        return dflt;
+    if (!json_is_integer(v)) {
+        asyncd_problem(p, c, path, "must be an integer");
+        return dflt;
+    }
+    i = json_integer_value(v);
+    if (i < min || i > max) {
+        asyncd_problem(p, c, path, "%lld is out of range [%lld, %lld]", (long long)i,
+                       (long long)min, (long long)max);
+        return dflt;
+    }
+    return i;
+}
+
+static void unknown_keys(const struct asyncd_config *c, struct asyncd_problems *p, json_t *obj,
+                         const char *prefix, const char *const *known)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(obj, key, v) {
+        size_t i;
+        char path[512];
+
+        for (i = 0; known[i] != NULL && strcmp(known[i], key) != 0; i++)
+            ;
+        if (known[i] != NULL)
+            continue;
+        snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "", key);
+        asyncd_problem(p, c, path, "unknown key");
+    }
+}
+
+static char *resolve(const char *file, const char *rel)
+{
+    char *copy, *dir, *out = NULL;
+
+    if (rel[0] == '/')
+        return strdup(rel);
+    copy = strdup(file);
+    if (copy == NULL)
+        return NULL;
+    dir = dirname(copy);
+    if (asprintf(&out, "%s/%s", dir, rel) < 0)
+        out = NULL;
+    free(copy);
+    return out;
+}
+
+static void validate(struct asyncd_config *c, struct asyncd_problems *p)
+{
+    static const char *const top[] = {"runtime", "modules_dir", "shutdown_timeout_ms", "log_level",
+                                      "modules", NULL};
+    static const char *const rt[] = {"workers", "stack_size", NULL};
+    json_t *runtime = json_object_get(c->root, "runtime");
+    json_t *dir = json_object_get(c->root, "modules_dir");
+    json_t *level = json_object_get(c->root, "log_level");
+    const char *name;
+    json_t *m;
+
+    unknown_keys(c, p, c->root, "", top);
+    if (runtime != NULL && !json_is_object(runtime)) {
+        asyncd_problem(p, c, "runtime", "must be an object");
+    } else if (runtime != NULL) {
+        unknown_keys(c, p, runtime, "runtime", rt);
+        c->workers = (unsigned)get_int(c, p, runtime, "workers", "runtime.workers", 0, 1024, 0);
+        c->stack_size = (size_t)get_int(c, p, runtime, "stack_size", "runtime.stack_size", 0,
+                                        1 << 30, 0);
+        if (c->stack_size != 0 && c->stack_size < 16384) {
+            asyncd_problem(p, c, "runtime.stack_size", "must be 0 (default) or at least 16384");
+            c->stack_size = 0;
+        }
+    }
+    c->shutdown_timeout_ms = get_int(c, p, c->root, "shutdown_timeout_ms", "shutdown_timeout_ms",
+                                     0, 3600000, DEFAULT_SHUTDOWN_MS);
+    c->log_level = ASYNC_LOG_INFO;
+    if (level != NULL && (!json_is_string(level) ||
+                          (c->log_level = asyncd_log_parse_level(json_string_value(level))) < 0)) {
+        asyncd_problem(p, c, "log_level", "must be one of \"debug\", \"info\", \"notice\", "
+                                          "\"warning\", \"error\"");
+        c->log_level = ASYNC_LOG_INFO;
+    }
+    if (dir != NULL && (!json_is_string(dir) || json_string_length(dir) == 0))
+        asyncd_problem(p, c, "modules_dir", "must be a non-empty string");
+    c->modules_dir = resolve(c->file, dir != NULL && json_is_string(dir) && json_string_length(dir)
+                                          ? json_string_value(dir) : "modules");
+    c->modules = json_object_get(c->root, "modules");
+    if (c->modules != NULL && !json_is_object(c->modules)) {
+        asyncd_problem(p, c, "modules", "must be an object of module objects");
+        c->modules = NULL;
+    }
+    json_object_foreach(c->modules, name, m) {
+        char path[512];
+        json_t *enabled;
+
+        snprintf(path, sizeof(path), "modules.%s", name);
+        if (!json_is_object(m)) {
+            asyncd_problem(p, c, path, "must be an object");
+            continue;
+        }
+        enabled = json_object_get(m, "enabled");
+        snprintf(path, sizeof(path), "modules.%s.enabled", name);
+        if (enabled != NULL && !json_is_boolean(enabled))
+            asyncd_problem(p, c, path, "must be true or false");
+    }
+}
+
+int asyncd_config_load(const char *file, struct asyncd_config *c, struct asyncd_problems *p)
+{
+    size_t before = p->n;
+    json_error_t jerr;
+    int err = 0;
+
+    memset(c, 0, sizeof(*c));
+    c->file = strdup(file);
+    c->text = read_file(file, &err);
+    if (c->text == NULL) {
+        char *msg;
+
+        if (asprintf(&msg, "%s: cannot read: %s", file, strerror(err)) >= 0)
+            add(p, msg);
+        return -1;
+    }
+    c->root = json_loads(c->text, JSON_REJECT_DUPLICATES, &jerr);
+    if (c->root == NULL) {
+        char *msg;
+
+        if (asprintf(&msg, "%s:%d:%d: invalid JSON: %s", file, jerr.line, jerr.column, jerr.text) >= 0)
+            add(p, msg);
+        return -1;
+    }
+    if (!json_is_object(c->root)) {
+        asyncd_problem(p, c, "", "the top level must be an object");
+        return -1;
+    }
+    validate(c, p);
+    return p->n == before ? 0 : -1;
+}
+
+void asyncd_config_free(struct asyncd_config *c)
+{
+    json_decref(c->root);
+    free(c->file);
+    free(c->text);
+    free(c->modules_dir);
+    memset(c, 0, sizeof(*c));
+}
+
+json_t *asyncd_module_config(const struct asyncd_config *c, const char *name, int *enabled)
+{
+    json_t *m = c->modules != NULL ? json_object_get(c->modules, name) : NULL;
+    json_t *e = m != NULL ? json_object_get(m, "enabled") : NULL;
+
+    /* A module without a config object runs with an empty one: drop a
+     * .so into the directory and it starts. */
+    *enabled = m == NULL || e == NULL || json_is_true(e);
+    return m;
+}

@@ -1,0 +1,42 @@
+/* daemon/config — asyncd.json: reading, validating, and naming every
+ * problem by file, line, column and JSON path. */
+#ifndef ASYNCD_CONFIG_H
+#define ASYNCD_CONFIG_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct asyncd_problems {
+    char **msg;
+    size_t n;
+};
+
+struct asyncd_config {
+    char *file;                 /* as given */
+    char *text;                 /* its bytes, to locate problems */
+    unsigned workers;           /* runtime.workers, 0 = online CPUs */
+    size_t stack_size;          /* runtime.stack_size, 0 = default */
+    char *modules_dir;          /* resolved against the file's folder */
+    int64_t shutdown_timeout_ms;
+    int log_level;
+    json_t *root;
+    json_t *modules;            /* root's "modules" object (borrowed from root) */
+};
+
+/* 0, or -1 with every problem found appended to p (p may hold earlier ones). */
+int  asyncd_config_load(const char *file, struct asyncd_config *c, struct asyncd_problems *p);
+void asyncd_config_free(struct asyncd_config *c);
+
+/* Appends "FILE:LINE:COL: PATH: message" (path like "modules.echo.listen";
+ * the position is that of the member's key, or of the file's start when
+ * the path is not found). */
+void asyncd_problem(struct asyncd_problems *p, const struct asyncd_config *c, const char *path,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void asyncd_problems_free(struct asyncd_problems *p);
+
+/* modules.<name>: its object (NULL if absent) and whether it is enabled
+ * (absent or without "enabled": yes). */
+json_t *asyncd_module_config(const struct asyncd_config *c, const char *name, int *enabled);
+
+#endif

@@ -1,0 +1,223 @@
+/* asyncd — the module host: one runtime, every module of one folder, one
+ * JSON file, run by systemd.
+ *
+ *   asyncd [--config FILE]        run (FILE defaults to ASYNCD_DEFAULT_CONFIG)
+ *   asyncd --check-config [FILE]  validate the daemon's part and every
+ *                                 module's part; exit 0 or 78 (EX_CONFIG)
+ *   asyncd --version | --help
+ *
+ * Signals: SIGTERM and SIGINT stop every module (cancel, then wait up to
+ * shutdown_timeout_ms) and exit 0, or 1 naming a module still running at
+ * the deadline.  They are received through a signalfd read by a fiber, so
+ * no handler ever runs on a fiber's stack. */
+#include "config.h"
+#include "log.h"
+#include "modules.h"
+#include "notify.h"
+
+#include <async_io.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#ifndef ASYNCD_DEFAULT_CONFIG
+#define ASYNCD_DEFAULT_CONFIG "/etc/asyncd/asyncd.json"
+#endif
+#ifndef ASYNCD_VERSION
+#define ASYNCD_VERSION "0.1.0"
+#endif
+#define EX_CONFIG 78
+
+struct daemon {
+    struct asyncd_config config;
+    struct asyncd_module *modules;
+    int sigfd;
+    int exit_code;
+};
+
+static void print_problems(const struct asyncd_problems *p)
+{
+    size_t i;
+
+    for (i = 0; i < p->n; i++)
+        asyncd_log(ASYNC_LOG_ERROR, "%s", p->msg[i]);
+}
+
+static void start_all(struct daemon *d)
+{
+    struct asyncd_module *m;
+    unsigned started = 0;
+
+    for (m = d->modules; m != NULL; m = m->next) {
+        if (!m->enabled)
+            continue;
+        if (asyncd_module_start(m) != 0) {
+            asyncd_log(ASYNC_LOG_ERROR, "cannot start module %s: %s", m->desc->name, strerror(errno));
+            continue;
+        }
+        started++;
+    }
+    asyncd_log(ASYNC_LOG_NOTICE, "started %u module(s)", started);
+    asyncd_notify("READY=1\nSTATUS=%u module(s) running", started);
+}
+
+/* Cancels every module and waits for them up to the shutdown timeout.
+ * Returns 0, or 1 if one is still running (then nothing is unloaded). */
+static int stop_all(struct daemon *d)
+{
+    struct asyncd_module *m, *next;
+    int64_t deadline = async_now_ms() + d->config.shutdown_timeout_ms;
+    int stuck = 0;
+
+    asyncd_notify("STOPPING=1");
+    for (m = d->modules; m != NULL; m = m->next)
+        if (m->group != NULL)
+            asyncd_module_cancel(m);
+    async_deadline(deadline);
+    for (m = d->modules; m != NULL; m = m->next) {
+        if (asyncd_module_join(m) != 0) {
+            asyncd_log(ASYNC_LOG_ERROR, "module %s did not stop within %lld ms", m->desc->name,
+                       (long long)d->config.shutdown_timeout_ms);
+            stuck = 1;
+        }
+    }
+    async_deadline(-1);
+    if (stuck)
+        return 1;
+    for (m = d->modules; m != NULL; m = next) {
+        next = m->next;
+        asyncd_module_free(m);
+    }
+    d->modules = NULL;
+    return 0;
+}
+
+static void *daemon_main(void *arg)
+{
+    struct daemon *d = arg;
+    struct signalfd_siginfo si;
+
+    d->modules = asyncd_modules_load(&d->config, NULL);
+    start_all(d);
+    for (;;) {
+        ssize_t n = read(d->sigfd, &si, sizeof(si));
+
+        if (n != (ssize_t)sizeof(si)) {
+            if (n < 0 && errno == EAGAIN && async_fd_wait(d->sigfd, ASYNC_READABLE) == 0)
+                continue;
+            asyncd_log(ASYNC_LOG_ERROR, "reading signals: %s", strerror(errno));
+            break;
+        }
+        if (si.ssi_signo == SIGHUP) {
+            asyncd_log(ASYNC_LOG_WARNING,
+                       "SIGHUP: reloading is not supported yet; the running configuration stays");
+            continue;
+        }
+        asyncd_log(ASYNC_LOG_NOTICE, "%s: stopping", strsignal((int)si.ssi_signo));
+        break;
+    }
+    d->exit_code = stop_all(d);
+    if (d->exit_code != 0) {
+        /* A module ignores cancellation: its code must stay mapped, and the
+         * runtime would wait for it forever. */
+        asyncd_log(ASYNC_LOG_ERROR, "exiting with modules still running");
+        _exit(1);
+    }
+    return NULL;
+}
+
+static int check_config(const char *file)
+{
+    struct asyncd_config c;
+    struct asyncd_problems p = {0};
+    struct asyncd_module *m, *next;
+    size_t i;
+    int rc;
+
+    rc = asyncd_config_load(file, &c, &p);
+    if (c.root != NULL && json_is_object(c.root))
+        for (m = asyncd_modules_load(&c, &p); m != NULL; m = next) {
+            next = m->next;
+            asyncd_module_free(m);
+        }
+    for (i = 0; i < p.n; i++)
+        fprintf(stderr, "%s\n", p.msg[i]);
+    rc = p.n == 0 && rc == 0 ? 0 : EX_CONFIG;
+    if (rc == 0)
+        printf("%s: configuration OK\n", file);
+    asyncd_problems_free(&p);
+    asyncd_config_free(&c);
+    return rc;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: asyncd [--config FILE]\n"
+               "       asyncd --check-config [FILE]\n"
+               "       asyncd --version | --help\n"
+               "default FILE: %s\n", ASYNCD_DEFAULT_CONFIG);
+}
+
+int main(int argc, char **argv)
+{
+    struct daemon d = {.sigfd = -1};
+    struct asyncd_problems p = {0};
+    struct async_config rc;
+    const char *file = ASYNCD_DEFAULT_CONFIG;
+    sigset_t set;
+    int i;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            file = argv[++i];
+        } else if (strcmp(argv[i], "--check-config") == 0) {
+            return check_config(i + 1 < argc ? argv[i + 1] : file);
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("asyncd %s (module ABI %d)\n", ASYNCD_VERSION, ASYNC_MODULE_ABI_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (asyncd_config_load(file, &d.config, &p) != 0) {
+        print_problems(&p);
+        asyncd_log(ASYNC_LOG_ERROR, "%s: configuration rejected", file);
+        asyncd_problems_free(&p);
+        asyncd_config_free(&d.config);
+        return EX_CONFIG;
+    }
+    asyncd_log_set_level(d.config.log_level);
+    /* Block before any thread exists, so every worker inherits the mask
+     * and the signals queue on the signalfd. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    d.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (d.sigfd < 0) {
+        asyncd_log(ASYNC_LOG_ERROR, "signalfd: %s", strerror(errno));
+        return 1;
+    }
+    rc.workers = d.config.workers;
+    rc.stack_size = d.config.stack_size;
+    asyncd_log(ASYNC_LOG_INFO, "asyncd %s starting with %s", ASYNCD_VERSION, file);
+    if (async_runtime(&rc, daemon_main, &d) != 0) {
+        asyncd_log(ASYNC_LOG_ERROR, "cannot start the runtime: %s", strerror(errno));
+        return 1;
+    }
+    close(d.sigfd);
+    asyncd_config_free(&d.config);
+    asyncd_log(ASYNC_LOG_NOTICE, "stopped");
+    return d.exit_code;
+}

@@ -1,0 +1,220 @@
+#include "modules.h"
+
+#include "log.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BACKOFF_FIRST_MS 1000
+#define BACKOFF_MAX_MS 60000
+
+void async_module_log(async_module_host *host, int level, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    asyncd_vlog(level, host != NULL ? host->module->desc->name : "?", fmt, ap);
+    va_end(ap);
+}
+
+const char *async_module_name(const async_module_host *host)
+{
+    return host != NULL ? host->module->desc->name : NULL;
+}
+
+static void skip(struct asyncd_problems *p, const char *file, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void skip(struct asyncd_problems *p, const char *file, const char *fmt, ...)
+{
+    char reason[1024], *msg;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    asyncd_log(ASYNC_LOG_ERROR, "skipping module %s: %s", file, reason);
+    if (p != NULL && asprintf(&msg, "%s: %s", file, reason) >= 0) {
+        char **grown = realloc(p->msg, sizeof(*grown) * (p->n + 1));
+
+        if (grown != NULL) {
+            p->msg = grown;
+            p->msg[p->n++] = msg;
+        } else {
+            free(msg);
+        }
+    }
+}
+
+static int is_so(const struct dirent *e)
+{
+    size_t n = strlen(e->d_name);
+
+    return n > 3 && strcmp(e->d_name + n - 3, ".so") == 0;
+}
+
+static struct asyncd_module *find(struct asyncd_module *list, const char *name)
+{
+    for (; list != NULL; list = list->next)
+        if (strcmp(list->desc->name, name) == 0)
+            return list;
+    return NULL;
+}
+
+/* Vets one file; a module on success, NULL (logged) otherwise. */
+static struct asyncd_module *load_one(const struct asyncd_config *c, const char *file,
+                                      struct asyncd_module *loaded, struct asyncd_problems *p)
+{
+    void *dl = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+    const struct async_module *desc;
+    struct asyncd_module *m, *dup;
+    char err[512] = "";
+    json_t *cfg, *own;
+    int enabled;
+
+    if (dl == NULL) {
+        skip(p, file, "not a loadable module: %s", dlerror());
+        return NULL;
+    }
+    desc = dlsym(dl, "async_module");
+    if (desc == NULL) {
+        skip(p, file, "no 'async_module' symbol");
+        goto fail;
+    }
+    if (desc->abi_version != ASYNC_MODULE_ABI_VERSION) { /* first field read */
+        skip(p, file, "module ABI version %u, this asyncd speaks %u", desc->abi_version,
+             ASYNC_MODULE_ABI_VERSION);
+        goto fail;
+    }
+    if (desc->name == NULL || desc->name[0] == '\0' || desc->run == NULL) {
+        skip(p, file, "incomplete descriptor (a name and a run function are required)");
+        goto fail;
+    }
+    if ((dup = find(loaded, desc->name)) != NULL) {
+        skip(p, file, "a module named '%s' is already loaded from %s", desc->name, dup->file);
+        goto fail;
+    }
+    own = asyncd_module_config(c, desc->name, &enabled);
+    cfg = own != NULL ? json_deep_copy(own) : json_object();
+    json_object_del(cfg, "enabled");
+    if (enabled && desc->check != NULL && desc->check(cfg, err, sizeof(err)) != 0) {
+        skip(p, file, "modules.%s: %s", desc->name, err[0] ? err : "rejected by its check");
+        json_decref(cfg);
+        goto fail;
+    }
+    m = calloc(1, sizeof(*m));
+    if (m == NULL || (m->file = strdup(file)) == NULL) {
+        free(m);
+        json_decref(cfg);
+        skip(p, file, "out of memory");
+        goto fail;
+    }
+    m->dl = dl;
+    m->desc = desc;
+    m->host.module = m;
+    m->config = cfg;
+    m->enabled = enabled;
+    return m;
+fail:
+    dlclose(dl);
+    return NULL;
+}
+
+struct asyncd_module *asyncd_modules_load(const struct asyncd_config *c, struct asyncd_problems *p)
+{
+    struct asyncd_module *list = NULL, **tail = &list;
+    struct dirent **names;
+    int n, i;
+
+    n = scandir(c->modules_dir, &names, is_so, alphasort);
+    if (n < 0) {
+        skip(p, c->modules_dir, "cannot read the modules directory: %s", strerror(errno));
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        char *file;
+        struct asyncd_module *m = NULL;
+
+        if (asprintf(&file, "%s/%s", c->modules_dir, names[i]->d_name) >= 0) {
+            m = load_one(c, file, list, p);
+            free(file);
+        }
+        if (m != NULL) {
+            *tail = m;
+            tail = &m->next;
+            asyncd_log(ASYNC_LOG_INFO, "loaded module %s %s from %s%s", m->desc->name,
+                       m->desc->version != NULL ? m->desc->version : "", m->file,
+                       m->enabled ? "" : " (disabled)");
+        }
+        free(names[i]);
+    }
+    free(names);
+    return list;
+}
+
+/* The module's first fiber: runs it, and restarts it while it fails. */
+static void *supervise(void *arg)
+{
+    struct asyncd_module *m = arg;
+    int64_t backoff = BACKOFF_FIRST_MS;
+
+    for (;;) {
+        int rc = m->desc->run(&m->host, m->config);
+
+        if (atomic_load(&m->stopping))
+            break;
+        if (rc == 0) {
+            asyncd_log(ASYNC_LOG_NOTICE, "module %s finished", m->desc->name);
+            break;
+        }
+        asyncd_log(ASYNC_LOG_ERROR, "module %s failed (run returned %d); restarting in %lld ms",
+                   m->desc->name, rc, (long long)backoff);
+        if (async_sleep_ms((uint64_t)backoff) != 0)
+            break; /* cancelled: the module is being stopped */
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    }
+    return NULL;
+}
+
+int asyncd_module_start(struct asyncd_module *m)
+{
+    m->group = async_group_new();
+    if (m->group == NULL)
+        return -1;
+    atomic_store(&m->stopping, false);
+    if (async_group_spawn(m->group, supervise, m) != 0) {
+        async_group_free(m->group);
+        m->group = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void asyncd_module_cancel(struct asyncd_module *m)
+{
+    atomic_store(&m->stopping, true);
+    async_group_cancel(m->group);
+}
+
+int asyncd_module_join(struct asyncd_module *m)
+{
+    if (m->group == NULL)
+        return 0;
+    if (async_group_join(m->group) != 0)
+        return -1;
+    async_group_free(m->group);
+    m->group = NULL;
+    return 0;
+}
+
+void asyncd_module_free(struct asyncd_module *m)
+{
+    dlclose(m->dl);
+    json_decref(m->config);
+    free(m->file);
+    free(m);
+}

@@ -1,0 +1,49 @@
+/* daemon/modules — finding, loading, vetting and supervising modules. */
+#ifndef ASYNCD_MODULES_H
+#define ASYNCD_MODULES_H
+
+#include "config.h"
+
+#include <async_io.h>
+#include <async_io/module.h>
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct async_module_host {
+    struct asyncd_module *module;
+};
+
+struct asyncd_module {
+    struct asyncd_module *next;
+    char *file;                         /* the .so it came from */
+    void *dl;                           /* dlopen handle */
+    const struct async_module *desc;
+    struct async_module_host host;
+    json_t *config;                     /* what run gets: modules.<name> minus "enabled" */
+    bool enabled;
+    async_group *group;                 /* while started */
+    _Atomic bool stopping;              /* the daemon is stopping it: no restart */
+};
+
+/* Loads every *.so of c->modules_dir in name order.  A file that is not a
+ * loadable object, lacks `async_module`, speaks another ABI, is incomplete,
+ * repeats a loaded name or fails its config check is skipped: logged (and
+ * added to p when p is not NULL) with the file and the reason.  Returns the
+ * loaded modules, disabled ones included. */
+struct asyncd_module *asyncd_modules_load(const struct asyncd_config *c, struct asyncd_problems *p);
+
+/* Starts m's run in a new group, supervised: restarted with back-off
+ * (1 s doubling to 60 s) when it fails while not being stopped.  Fiber. */
+int asyncd_module_start(struct asyncd_module *m);
+
+/* Cancels m's group (its fibers' parking calls fail with ECANCELED). */
+void asyncd_module_cancel(struct asyncd_module *m);
+
+/* Parks until m's group is empty or the fiber's deadline passes: 0 or -1. */
+int asyncd_module_join(struct asyncd_module *m);
+
+/* Unloads a stopped (or never started) module and frees it. */
+void asyncd_module_free(struct asyncd_module *m);
+
+#endif

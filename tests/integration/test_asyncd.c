@@ -1,0 +1,330 @@
+/* asyncd as a user runs it: a real process, a config file, a modules
+ * folder, signals, and clients over 127.0.0.1. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char dir[256];
+
+static void write_file(const char *name, const char *text)
+{
+    char path[512];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void link_module(const char *src, const char *name)
+{
+    char path[512];
+
+    snprintf(path, sizeof(path), "%s/modules/%s", dir, name);
+    assert_int_equal(symlink(src, path), 0);
+}
+
+static int setup(void **state)
+{
+    char cmd[600];
+
+    snprintf(dir, sizeof(dir), "/tmp/asyncd-test-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd), "%s/modules", dir);
+    assert_int_equal(mkdir(cmd, 0700), 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[600];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    return 0;
+}
+
+/* Runs asyncd with args; captures stderr+stdout; returns the exit code. */
+static int run_to_end(const char *arg1, const char *arg2, char *out, size_t outlen)
+{
+    int fds[2], status;
+    pid_t pid;
+    size_t got = 0;
+    ssize_t n;
+
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        execl(ASYNCD, ASYNCD, arg1, arg2, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    while (got < outlen - 1 && (n = read(fds[0], out + got, outlen - 1 - got)) > 0)
+        got += (size_t)n;
+    out[got] = '\0';
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static void asyncd_check_config_accepts_a_good_file(void **state)
+{
+    char out[4096], cfg[600];
+
+    link_module(ECHO_SO, "echo.so");
+    write_file("ok.json", "{\n  \"modules_dir\": \"modules\",\n"
+                          "  \"modules\": { \"echo\": { \"listen\": [\"127.0.0.1:0\"] } }\n}\n");
+    snprintf(cfg, sizeof(cfg), "%s/ok.json", dir);
+    assert_int_equal(run_to_end("--check-config", cfg, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "configuration OK"));
+}
+
+static void asyncd_check_config_names_file_line_column_and_path(void **state)
+{
+    char out[8192], cfg[600], want[700];
+
+    link_module(ECHO_SO, "echo.so");
+    write_file("bad.json", "{\n"
+                           "  \"runtime\": { \"workers\": \"two\" },\n"
+                           "  \"bogus\": 1,\n"
+                           "  \"log_level\": \"loud\",\n"
+                           "  \"modules_dir\": \"modules\",\n"
+                           "  \"modules\": { \"other\": { \"enabled\": 1 }, \"echo\": { \"listen\": \"nope\" } }\n"
+                           "}\n");
+    snprintf(cfg, sizeof(cfg), "%s/bad.json", dir);
+    assert_int_equal(run_to_end("--check-config", cfg, out, sizeof(out)), 78);
+    snprintf(want, sizeof(want), "%s:2:16: runtime.workers: must be an integer", cfg);
+    assert_non_null(strstr(out, want));
+    snprintf(want, sizeof(want), "%s:3:3: bogus: unknown key", cfg);
+    assert_non_null(strstr(out, want));
+    snprintf(want, sizeof(want), "%s:4:3: log_level: must be one of", cfg);
+    assert_non_null(strstr(out, want));
+    snprintf(want, sizeof(want), "%s:6:27: modules.other.enabled: must be true or false", cfg);
+    assert_non_null(strstr(out, want));
+    assert_non_null(strstr(out, "modules.echo: listen: must be an array")); /* the module's check */
+}
+
+static void asyncd_rejects_invalid_json_with_its_position(void **state)
+{
+    char out[4096], cfg[600], want[700];
+
+    write_file("broken.json", "{\n  \"log_level\": \"info\",\n  oops\n}\n");
+    snprintf(cfg, sizeof(cfg), "%s/broken.json", dir);
+    assert_int_equal(run_to_end("--check-config", cfg, out, sizeof(out)), 78);
+    snprintf(want, sizeof(want), "%s:3:", cfg);
+    assert_non_null(strstr(out, want));
+    assert_non_null(strstr(out, "invalid JSON"));
+    assert_int_equal(run_to_end("--config", cfg, out, sizeof(out)), 78); /* nor does it start */
+    assert_int_equal(run_to_end("--version", NULL, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "asyncd "));
+}
+
+/* ---- a running daemon ---- */
+
+struct daemon {
+    pid_t pid;
+    int err;            /* its stderr */
+    char log[16384];
+    size_t len;
+};
+
+static void start(struct daemon *d, const char *cfgname, const char *notify)
+{
+    int fds[2];
+    char cfg[600];
+
+    snprintf(cfg, sizeof(cfg), "%s/%s", dir, cfgname);
+    assert_int_equal(pipe(fds), 0);
+    d->len = 0;
+    d->log[0] = '\0';
+    d->pid = fork();
+    if (d->pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        if (notify != NULL)
+            setenv("NOTIFY_SOCKET", notify, 1);
+        execl(ASYNCD, ASYNCD, "--config", cfg, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    d->err = fds[0];
+}
+
+/* Reads the daemon's log until `text` appears (10 s bound); returns where. */
+static const char *wait_log(struct daemon *d, const char *text)
+{
+    time_t until = time(NULL) + 10;
+    const char *at;
+
+    while ((at = strstr(d->log, text)) == NULL) {
+        struct pollfd p = {d->err, POLLIN, 0};
+        ssize_t n;
+
+        if (time(NULL) > until || poll(&p, 1, 1000) < 0)
+            break;
+        if (!(p.revents & (POLLIN | POLLHUP)))
+            continue;
+        n = read(d->err, d->log + d->len, sizeof(d->log) - 1 - d->len);
+        if (n <= 0)
+            break;
+        d->len += (size_t)n;
+        d->log[d->len] = '\0';
+    }
+    if (at == NULL)
+        fail_msg("'%s' never appeared in asyncd's log:\n%s", text, d->log);
+    return at;
+}
+
+static int stop(struct daemon *d, int sig)
+{
+    int status;
+
+    kill(d->pid, sig);
+    wait_log(d, sig == SIGTERM ? "Terminated: stopping" : "stopping");
+    assert_int_equal(waitpid(d->pid, &status, 0), d->pid);
+    while (read(d->err, d->log + d->len, sizeof(d->log) - 1 - d->len) > 0)
+        ;
+    close(d->err);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static int echo_port(struct daemon *d)
+{
+    const char *at = wait_log(d, "echo: listening on 127.0.0.1:0 (port ");
+
+    return atoi(at + strlen("echo: listening on 127.0.0.1:0 (port "));
+}
+
+static int echoes(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {5, 0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+    char buf[6] = {0};
+
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && send(fd, "hello", 5, 0) == 5 &&
+         recv(fd, buf, 5, MSG_WAITALL) == 5 && strcmp(buf, "hello") == 0;
+    close(fd);
+    return ok;
+}
+
+static const char good_config[] =
+    "{\n  \"modules_dir\": \"modules\",\n  \"shutdown_timeout_ms\": 5000,\n"
+    "  \"modules\": { \"echo\": { \"listen\": [\"127.0.0.1:0\"] } }\n}\n";
+
+static void asyncd_skips_bad_modules_runs_good_ones_and_restarts_failing_ones(void **state)
+{
+    struct daemon d;
+
+    link_module(ECHO_SO, "echo.so");
+    link_module(ECHO_SO, "echo_again.so");
+    link_module(BAD_ABI_SO, "bad_abi.so");
+    link_module(NO_SYMBOL_SO, "no_symbol.so");
+    link_module(FAILING_SO, "failing.so");
+    write_file("modules/junk.so", "this is not an ELF file\n");
+    write_file("asyncd.json", good_config);
+    start(&d, "asyncd.json", NULL);
+    assert_true(echoes(echo_port(&d)));
+    wait_log(&d, "bad_abi.so: module ABI version 999, this asyncd speaks 1");
+    wait_log(&d, "no_symbol.so: no 'async_module' symbol");
+    wait_log(&d, "junk.so: not a loadable module");
+    wait_log(&d, "echo_again.so: a module named 'echo' is already loaded");
+    wait_log(&d, "module failing failed (run returned 1); restarting in 1000 ms");
+    wait_log(&d, "module failing failed (run returned 1); restarting in 2000 ms");
+    assert_true(echoes(echo_port(&d))); /* still serving */
+    assert_int_equal(stop(&d, SIGTERM), 0);
+}
+
+static void asyncd_tells_systemd_ready_and_stopping(void **state)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct daemon d;
+    char buf[256];
+    int fd;
+    ssize_t n;
+    struct timeval tv = {10, 0};
+
+    link_module(ECHO_SO, "echo.so");
+    write_file("asyncd.json", good_config);
+    assert_true(strlen(dir) + sizeof("/notify") <= sizeof(sa.sun_path));
+    memcpy(sa.sun_path, dir, strlen(dir));
+    memcpy(sa.sun_path + strlen(dir), "/notify", sizeof("/notify"));
+    fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    start(&d, "asyncd.json", sa.sun_path);
+    n = recv(fd, buf, sizeof(buf) - 1, 0);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "READY=1"));
+    assert_true(echoes(echo_port(&d))); /* the modules had started */
+    kill(d.pid, SIGTERM);
+    n = recv(fd, buf, sizeof(buf) - 1, 0);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "STOPPING=1"));
+    assert_int_equal(stop(&d, SIGTERM), 0);
+    close(fd);
+}
+
+static void asyncd_gives_up_on_a_module_that_ignores_cancellation(void **state)
+{
+    struct daemon d;
+
+    link_module(ECHO_SO, "echo.so");
+    link_module(STUBBORN_SO, "stubborn.so");
+    write_file("asyncd.json", "{\n  \"modules_dir\": \"modules\",\n  \"shutdown_timeout_ms\": 300,\n"
+                              "  \"modules\": { \"echo\": { \"listen\": [\"127.0.0.1:0\"] } }\n}\n");
+    start(&d, "asyncd.json", NULL);
+    wait_log(&d, "stubborn: running and never stopping");
+    assert_true(echoes(echo_port(&d)));
+    assert_int_equal(stop(&d, SIGINT), 1);
+    assert_non_null(strstr(d.log, "module stubborn did not stop within 300 ms"));
+    assert_null(strstr(d.log, "module echo did not stop"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(asyncd_check_config_accepts_a_good_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(asyncd_check_config_names_file_line_column_and_path, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(asyncd_rejects_invalid_json_with_its_position, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            asyncd_skips_bad_modules_runs_good_ones_and_restarts_failing_ones, setup, teardown),
+        cmocka_unit_test_setup_teardown(asyncd_tells_systemd_ready_and_stopping, setup, teardown),
+        cmocka_unit_test_setup_teardown(asyncd_gives_up_on_a_module_that_ignores_cancellation, setup,
+                                        teardown),
+    };
+
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
