@@ -6,9 +6,9 @@
  *                                 module's part; exit 0 or 78 (EX_CONFIG)
  *   asyncd --version | --help
  *
- * Signals: SIGTERM and SIGINT stop every module (cancel, then wait up to
- * shutdown_timeout_ms) and exit 0, or 1 naming a module still running at
- * the deadline.  They are received through a signalfd read by a fiber, so
+ * Signals: SIGHUP reloads (see reload()); SIGTERM and SIGINT stop every
+ * module (cancel, then wait up to shutdown_timeout_ms) and exit 0, or 1
+ * naming a module still running at the deadline.  They are received through a signalfd read by a fiber, so
  * no handler ever runs on a fiber's stack. */
 #include "config.h"
 #include "log.h"
@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef ASYNCD_DEFAULT_CONFIG
@@ -34,8 +35,10 @@
 #define EX_CONFIG 78
 
 struct daemon {
+    const char *file;
     struct asyncd_config config;
     struct asyncd_module *modules;
+    struct asyncd_module *stuck;        /* would not stop on reload: never unloaded */
     int sigfd;
     int exit_code;
 };
@@ -86,6 +89,11 @@ static int stop_all(struct daemon *d)
             stuck = 1;
         }
     }
+    for (m = d->stuck; m != NULL; m = m->next) /* cancelled long ago */
+        if (asyncd_module_join(m) != 0) {
+            asyncd_log(ASYNC_LOG_ERROR, "module %s is still running", m->desc->name);
+            stuck = 1;
+        }
     async_deadline(-1);
     if (stuck)
         return 1;
@@ -95,6 +103,44 @@ static int stop_all(struct daemon *d)
     }
     d->modules = NULL;
     return 0;
+}
+
+static int64_t monotonic_usec(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* SIGHUP: re-read the file and the folder.  A config that fails
+ * validation is rejected as a whole and the running one stays. */
+static void reload(struct daemon *d)
+{
+    struct asyncd_config next;
+    struct asyncd_problems p = {0};
+    struct asyncd_module *m;
+    unsigned running = 0;
+
+    asyncd_notify("RELOADING=1\nMONOTONIC_USEC=%lld", (long long)monotonic_usec());
+    asyncd_log(ASYNC_LOG_NOTICE, "reloading %s", d->file);
+    if (asyncd_config_load(d->file, &next, &p) != 0) {
+        print_problems(&p);
+        asyncd_log(ASYNC_LOG_ERROR, "reload rejected: %zu problem(s); the running configuration "
+                   "stays", p.n);
+        asyncd_notify("READY=1\nSTATUS=reload rejected: %s", p.n > 0 ? p.msg[0] : "?");
+        asyncd_problems_free(&p);
+        asyncd_config_free(&next);
+        return;
+    }
+    asyncd_log_set_level(next.log_level);
+    d->modules = asyncd_modules_reload(&next, d->modules, &d->stuck);
+    asyncd_config_free(&d->config);
+    d->config = next;
+    for (m = d->modules; m != NULL; m = m->next)
+        running += m->group != NULL;
+    asyncd_log(ASYNC_LOG_NOTICE, "reloaded: %u module(s) running", running);
+    asyncd_notify("READY=1\nSTATUS=%u module(s) running", running);
 }
 
 static void *daemon_main(void *arg)
@@ -114,8 +160,7 @@ static void *daemon_main(void *arg)
             break;
         }
         if (si.ssi_signo == SIGHUP) {
-            asyncd_log(ASYNC_LOG_WARNING,
-                       "SIGHUP: reloading is not supported yet; the running configuration stays");
+            reload(d);
             continue;
         }
         asyncd_log(ASYNC_LOG_NOTICE, "%s: stopping", strsignal((int)si.ssi_signo));
@@ -165,7 +210,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    struct daemon d = {.sigfd = -1};
+    struct daemon d = {.sigfd = -1, .stuck = NULL};
     struct asyncd_problems p = {0};
     struct async_config rc;
     const char *file = ASYNCD_DEFAULT_CONFIG;
@@ -188,6 +233,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    d.file = file;
     if (asyncd_config_load(file, &d.config, &p) != 0) {
         print_problems(&p);
         asyncd_log(ASYNC_LOG_ERROR, "%s: configuration rejected", file);

@@ -113,6 +113,8 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
         skip(p, file, "out of memory");
         goto fail;
     }
+    if (stat(file, &m->st) != 0)
+        memset(&m->st, 0, sizeof(m->st));
     m->dl = dl;
     m->desc = desc;
     m->host.module = m;
@@ -124,35 +126,60 @@ fail:
     return NULL;
 }
 
-struct asyncd_module *asyncd_modules_load(const struct asyncd_config *c, struct asyncd_problems *p)
+static void loaded(const struct asyncd_module *m)
 {
-    struct asyncd_module *list = NULL, **tail = &list;
+    asyncd_log(ASYNC_LOG_INFO, "loaded module %s %s from %s%s", m->desc->name,
+               m->desc->version != NULL ? m->desc->version : "", m->file,
+               m->enabled ? "" : " (disabled)");
+}
+
+/* The *.so paths of the folder, in name order; NULL-terminated. */
+static char **list_files(const char *dirname, struct asyncd_problems *p)
+{
     struct dirent **names;
+    char **files;
     int n, i;
 
-    n = scandir(c->modules_dir, &names, is_so, alphasort);
+    n = scandir(dirname, &names, is_so, alphasort);
     if (n < 0) {
-        skip(p, c->modules_dir, "cannot read the modules directory: %s", strerror(errno));
+        skip(p, dirname, "cannot read the modules directory: %s", strerror(errno));
         return NULL;
     }
+    files = calloc((size_t)n + 1, sizeof(*files));
     for (i = 0; i < n; i++) {
-        char *file;
-        struct asyncd_module *m = NULL;
-
-        if (asprintf(&file, "%s/%s", c->modules_dir, names[i]->d_name) >= 0) {
-            m = load_one(c, file, list, p);
-            free(file);
-        }
-        if (m != NULL) {
-            *tail = m;
-            tail = &m->next;
-            asyncd_log(ASYNC_LOG_INFO, "loaded module %s %s from %s%s", m->desc->name,
-                       m->desc->version != NULL ? m->desc->version : "", m->file,
-                       m->enabled ? "" : " (disabled)");
-        }
+        if (files != NULL && asprintf(&files[i], "%s/%s", dirname, names[i]->d_name) < 0)
+            files[i] = NULL;
         free(names[i]);
     }
     free(names);
+    return files;
+}
+
+static void free_files(char **files)
+{
+    size_t i;
+
+    for (i = 0; files != NULL && files[i] != NULL; i++)
+        free(files[i]);
+    free(files);
+}
+
+struct asyncd_module *asyncd_modules_load(const struct asyncd_config *c, struct asyncd_problems *p)
+{
+    struct asyncd_module *list = NULL, **tail = &list;
+    char **files = list_files(c->modules_dir, p);
+    size_t i;
+
+    for (i = 0; files != NULL && files[i] != NULL; i++) {
+        struct asyncd_module *m = load_one(c, files[i], list, p);
+
+        if (m != NULL) {
+            *tail = m;
+            tail = &m->next;
+            loaded(m);
+        }
+    }
+    free_files(files);
     return list;
 }
 
@@ -217,4 +244,135 @@ void asyncd_module_free(struct asyncd_module *m)
     json_decref(m->config);
     free(m->file);
     free(m);
+}
+
+int asyncd_module_stop(struct asyncd_module *m, int64_t timeout_ms)
+{
+    int64_t old;
+    int rc;
+
+    if (m->group == NULL)
+        return 0;
+    asyncd_module_cancel(m);
+    old = async_deadline(async_now_ms() + timeout_ms);
+    rc = asyncd_module_join(m);
+    async_deadline(old);
+    if (rc != 0)
+        asyncd_log(ASYNC_LOG_ERROR, "module %s did not stop within %lld ms", m->desc->name,
+                   (long long)timeout_ms);
+    return rc;
+}
+
+static bool same_file(const struct asyncd_module *m, const char *file)
+{
+    struct stat st;
+
+    return strcmp(m->file, file) == 0 && stat(file, &st) == 0 && st.st_dev == m->st.st_dev &&
+           st.st_ino == m->st.st_ino && st.st_mtim.tv_sec == m->st.st_mtim.tv_sec &&
+           st.st_mtim.tv_nsec == m->st.st_mtim.tv_nsec;
+}
+
+/* Stops and unloads m, or parks it in *stuck if it will not stop. */
+static void retire(struct asyncd_module *m, int64_t timeout_ms, struct asyncd_module **stuck)
+{
+    if (asyncd_module_stop(m, timeout_ms) != 0) {
+        m->next = *stuck;
+        *stuck = m;
+        return;
+    }
+    asyncd_log(ASYNC_LOG_INFO, "unloaded module %s", m->desc->name);
+    asyncd_module_free(m);
+}
+
+struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
+                                            struct asyncd_module *old,
+                                            struct asyncd_module **stuck)
+{
+    char **files = list_files(c->modules_dir, NULL);
+    struct asyncd_module *list = NULL, **tail = &list, *m, *next, *keep = NULL;
+    size_t i;
+
+    /* 1. Modules whose file is gone or changed go first: the loader maps a
+     *    path only once, so the old code must be unloaded before the new
+     *    file can be loaded. */
+    for (m = old; m != NULL; m = next) {
+        bool present = false;
+
+        next = m->next;
+        for (i = 0; files != NULL && files[i] != NULL && !present; i++)
+            present = same_file(m, files[i]);
+        if (present) {
+            m->next = keep;
+            keep = m;
+        } else {
+            asyncd_log(ASYNC_LOG_NOTICE, "module %s: %s is gone or changed", m->desc->name, m->file);
+            retire(m, c->shutdown_timeout_ms, stuck);
+        }
+    }
+    /* 2. In name order: keep, restart or load. */
+    for (i = 0; files != NULL && files[i] != NULL; i++) {
+        struct asyncd_module **pm;
+
+        for (pm = &keep; *pm != NULL && strcmp((*pm)->file, files[i]) != 0; pm = &(*pm)->next)
+            ;
+        if ((m = *pm) != NULL) {
+            json_t *own, *cfg;
+            int enabled;
+
+            *pm = m->next;
+            own = asyncd_module_config(c, m->desc->name, &enabled);
+            cfg = own != NULL ? json_deep_copy(own) : json_object();
+            json_object_del(cfg, "enabled");
+            if ((bool)enabled != m->enabled || !json_equal(cfg, m->config)) {
+                char err[512] = "";
+
+                if (enabled && m->desc->check != NULL && m->desc->check(cfg, err, sizeof(err)) != 0) {
+                    asyncd_log(ASYNC_LOG_ERROR, "module %s: new config rejected (%s); unloading it",
+                               m->desc->name, err);
+                    json_decref(cfg);
+                    retire(m, c->shutdown_timeout_ms, stuck);
+                    continue;
+                }
+                if (asyncd_module_stop(m, c->shutdown_timeout_ms) != 0) {
+                    json_decref(cfg);
+                    m->next = *stuck;
+                    *stuck = m;
+                    continue;
+                }
+                json_decref(m->config);
+                m->config = cfg;
+                m->enabled = enabled;
+                asyncd_log(ASYNC_LOG_NOTICE, "module %s: config changed, %s", m->desc->name,
+                           enabled ? "restarting" : "now disabled");
+                if (enabled)
+                    asyncd_module_start(m);
+            } else {
+                json_decref(cfg); /* untouched, still running */
+            }
+        } else {
+            m = load_one(c, files[i], list, NULL);
+            if (m == NULL)
+                continue;
+            if (find(keep, m->desc->name) != NULL) { /* taken by a module we keep */
+                asyncd_log(ASYNC_LOG_ERROR, "skipping module %s: a module named '%s' is already "
+                           "loaded", m->file, m->desc->name);
+                asyncd_module_free(m);
+                continue;
+            }
+            loaded(m);
+            if (m->enabled)
+                asyncd_module_start(m);
+        }
+        m->next = NULL;
+        *tail = m;
+        tail = &m->next;
+    }
+    /* 3. Whatever was kept but not listed again (cannot happen unless the
+     *    folder changed between the two scans) goes too. */
+    for (m = keep; m != NULL; m = next) {
+        next = m->next;
+        retire(m, c->shutdown_timeout_ms, stuck);
+    }
+    free_files(files);
+    return list;
 }

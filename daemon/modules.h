@@ -8,6 +8,7 @@
 #include <async_io/module.h>
 
 #include <stdatomic.h>
+#include <sys/stat.h>
 #include <stdbool.h>
 
 struct async_module_host {
@@ -17,6 +18,7 @@ struct async_module_host {
 struct asyncd_module {
     struct asyncd_module *next;
     char *file;                         /* the .so it came from */
+    struct stat st;                     /* its identity when loaded (dev, inode, mtime) */
     void *dl;                           /* dlopen handle */
     const struct async_module *desc;
     struct async_module_host host;
@@ -45,5 +47,19 @@ int asyncd_module_join(struct asyncd_module *m);
 
 /* Unloads a stopped (or never started) module and frees it. */
 void asyncd_module_free(struct asyncd_module *m);
+
+/* Cancels m and waits up to timeout_ms: 0 once its group is empty, or -1
+ * (logged, naming it) if it is still running.  Fiber. */
+int asyncd_module_stop(struct asyncd_module *m, int64_t timeout_ms);
+
+/* A reload against the new config c: modules whose file is gone or
+ * changed, or that are now disabled, are stopped and unloaded; modules
+ * whose config changed are restarted; new ones are loaded and started;
+ * the others are left running untouched.  Returns the new list.  A module
+ * that does not stop in time cannot be unloaded: it is moved to *stuck.
+ * Fiber. */
+struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
+                                            struct asyncd_module *old,
+                                            struct asyncd_module **stuck);
 
 #endif

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 static char dir[256];
+static pid_t live; /* a daemon a failed test left running: teardown kills it */
 
 static void write_file(const char *name, const char *text)
 {
@@ -60,6 +61,11 @@ static int teardown(void **state)
 {
     char cmd[600];
 
+    if (live > 0) {
+        kill(live, SIGKILL);
+        waitpid(live, NULL, 0);
+        live = 0;
+    }
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
     return 0;
@@ -149,8 +155,9 @@ static void asyncd_rejects_invalid_json_with_its_position(void **state)
 struct daemon {
     pid_t pid;
     int err;            /* its stderr */
-    char log[16384];
+    char log[65536];
     size_t len;
+    size_t mark;        /* wait_next searches from here */
 };
 
 static void start(struct daemon *d, const char *cfgname, const char *notify)
@@ -161,6 +168,7 @@ static void start(struct daemon *d, const char *cfgname, const char *notify)
     snprintf(cfg, sizeof(cfg), "%s/%s", dir, cfgname);
     assert_int_equal(pipe(fds), 0);
     d->len = 0;
+    d->mark = 0;
     d->log[0] = '\0';
     d->pid = fork();
     if (d->pid == 0) {
@@ -171,17 +179,19 @@ static void start(struct daemon *d, const char *cfgname, const char *notify)
         execl(ASYNCD, ASYNCD, "--config", cfg, (char *)NULL);
         _exit(127);
     }
+    live = d->pid;
     close(fds[1]);
     d->err = fds[0];
 }
 
-/* Reads the daemon's log until `text` appears (10 s bound); returns where. */
-static const char *wait_log(struct daemon *d, const char *text)
+/* Reads the daemon's log until `text` appears at or after `from` (10 s
+ * bound); returns where. */
+static const char *wait_from(struct daemon *d, size_t from, const char *text)
 {
     time_t until = time(NULL) + 10;
     const char *at;
 
-    while ((at = strstr(d->log, text)) == NULL) {
+    while ((at = strstr(d->log + from, text)) == NULL) {
         struct pollfd p = {d->err, POLLIN, 0};
         ssize_t n;
 
@@ -200,6 +210,21 @@ static const char *wait_log(struct daemon *d, const char *text)
     return at;
 }
 
+/* Anywhere in the log. */
+static const char *wait_log(struct daemon *d, const char *text)
+{
+    return wait_from(d, 0, text);
+}
+
+/* After the previous wait_next match: for lines that repeat. */
+static const char *wait_next(struct daemon *d, const char *text)
+{
+    const char *at = wait_from(d, d->mark, text);
+
+    d->mark = (size_t)(at - d->log) + strlen(text);
+    return at;
+}
+
 static int stop(struct daemon *d, int sig)
 {
     int status;
@@ -207,6 +232,7 @@ static int stop(struct daemon *d, int sig)
     kill(d->pid, sig);
     wait_log(d, sig == SIGTERM ? "Terminated: stopping" : "stopping");
     assert_int_equal(waitpid(d->pid, &status, 0), d->pid);
+    live = 0;
     while (read(d->err, d->log + d->len, sizeof(d->log) - 1 - d->len) > 0)
         ;
     close(d->err);
@@ -311,6 +337,102 @@ static void asyncd_gives_up_on_a_module_that_ignores_cancellation(void **state)
     assert_null(strstr(d.log, "module echo did not stop"));
 }
 
+/* ---- reload ---- */
+
+static int connect_to(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {5, 0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+static int round_trip(int fd, const char *msg)
+{
+    char buf[64] = {0};
+    size_t len = strlen(msg);
+
+    return send(fd, msg, len, MSG_NOSIGNAL) == (ssize_t)len &&
+           recv(fd, buf, len, MSG_WAITALL) == (ssize_t)len && memcmp(buf, msg, len) == 0;
+}
+
+static int port_after(struct daemon *d, const char *prefix)
+{
+    return atoi(wait_next(d, prefix) + strlen(prefix));
+}
+
+static void asyncd_reload_adds_removes_restarts_and_leaves_the_rest_alone(void **state)
+{
+    struct daemon d;
+    char path[600];
+    int p1, p2, p2b, c1, c2;
+
+    link_module(ECHO_SO, "echo.so");
+    link_module(ECHO2_SO, "echo2.so");
+    write_file("asyncd.json",
+               "{ \"modules_dir\": \"modules\", \"modules\": {\n"
+               "  \"echo\": { \"listen\": [\"127.0.0.1:0\"] },\n"
+               "  \"echo2\": { \"listen\": [\"127.0.0.1:0\"] } } }\n");
+    start(&d, "asyncd.json", NULL);
+    p1 = port_after(&d, "echo: listening on 127.0.0.1:0 (port ");
+    p2 = atoi(wait_log(&d, "echo2: listening on 127.0.0.1:0 (port ") +
+              strlen("echo2: listening on 127.0.0.1:0 (port "));
+    c1 = connect_to(p1); /* stays open across every reload below */
+    c2 = connect_to(p2);
+    assert_true(round_trip(c1, "one") && round_trip(c2, "two"));
+
+    /* echo2's config changes: it restarts; echo is untouched. */
+    write_file("asyncd.json",
+               "{ \"modules_dir\": \"modules\", \"modules\": {\n"
+               "  \"echo\": { \"listen\": [\"127.0.0.1:0\"] },\n"
+               "  \"echo2\": { \"listen\": [\"127.0.0.1:0\", \"127.0.0.1:0\"] } } }\n");
+    kill(d.pid, SIGHUP);
+    wait_next(&d, "module echo2: config changed, restarting");
+    {
+        size_t from = d.mark; /* the restarted module logs concurrently */
+
+        wait_from(&d, from, "reloaded: 2 module(s) running");
+        p2b = port_after(&d, "echo2: listening on 127.0.0.1:0 (port ");
+        d.mark = from;
+        wait_next(&d, "reloaded: 2 module(s) running");
+    }
+    assert_true(round_trip(c1, "still here"));
+    assert_true(echoes(p2b));
+    close(c2);
+
+    /* echo2 removed: stopped and unloaded; echo untouched. */
+    snprintf(path, sizeof(path), "%s/modules/echo2.so", dir);
+    assert_int_equal(unlink(path), 0);
+    kill(d.pid, SIGHUP);
+    wait_next(&d, "unloaded module echo2");
+    wait_next(&d, "reloaded: 1 module(s) running");
+    assert_true(round_trip(c1, "and here"));
+
+    /* echo2 back, disabled: loaded, not started. */
+    link_module(ECHO2_SO, "echo2.so");
+    write_file("asyncd.json",
+               "{ \"modules_dir\": \"modules\", \"modules\": {\n"
+               "  \"echo\": { \"listen\": [\"127.0.0.1:0\"] },\n"
+               "  \"echo2\": { \"enabled\": false, \"listen\": [\"127.0.0.1:0\"] } } }\n");
+    kill(d.pid, SIGHUP);
+    wait_next(&d, "loaded module echo2 1.0 from");
+    wait_next(&d, "reloaded: 1 module(s) running");
+
+    /* A bad config is rejected and nothing changes. */
+    write_file("asyncd.json", "{ \"modules_dir\": 7 }\n");
+    kill(d.pid, SIGHUP);
+    wait_next(&d, "modules_dir: must be a non-empty string");
+    wait_next(&d, "reload rejected");
+    assert_true(round_trip(c1, "survived"));
+    assert_true(echoes(p1));
+    close(c1);
+    assert_int_equal(stop(&d, SIGTERM), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -323,6 +445,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(asyncd_tells_systemd_ready_and_stopping, setup, teardown),
         cmocka_unit_test_setup_teardown(asyncd_gives_up_on_a_module_that_ignores_cancellation, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(asyncd_reload_adds_removes_restarts_and_leaves_the_rest_alone,
+                                        setup, teardown),
     };
 
     signal(SIGPIPE, SIG_IGN);
