@@ -105,6 +105,32 @@ static int stop_all(struct daemon *d)
     return 0;
 }
 
+/* Pets systemd's watchdog at half its period, from a fiber: a wedged
+ * runtime stops petting it and systemd restarts the daemon. */
+static void *watchdog(void *arg)
+{
+    int64_t period_ms = *(int64_t *)arg;
+
+    do
+        asyncd_notify("WATCHDOG=1");
+    while (async_sleep_ms((uint64_t)period_ms) == 0);
+    return NULL;
+}
+
+/* A watchdog fiber if systemd asked for one (WATCHDOG_USEC, and
+ * WATCHDOG_PID unset or ours), else NULL. */
+static async_task *start_watchdog(int64_t *period_ms)
+{
+    const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+    long long us = usec != NULL ? strtoll(usec, NULL, 10) : 0;
+
+    if (us <= 0 || (pid != NULL && strtol(pid, NULL, 10) != (long)getpid()))
+        return NULL;
+    *period_ms = us / 2000 > 0 ? us / 2000 : 1;
+    asyncd_log(ASYNC_LOG_INFO, "watchdog: petting every %lld ms", (long long)*period_ms);
+    return async_spawn(watchdog, period_ms);
+}
+
 static int64_t monotonic_usec(void)
 {
     struct timespec ts;
@@ -147,9 +173,12 @@ static void *daemon_main(void *arg)
 {
     struct daemon *d = arg;
     struct signalfd_siginfo si;
+    int64_t period_ms = 0;
+    async_task *dog;
 
     d->modules = asyncd_modules_load(&d->config, NULL);
     start_all(d);
+    dog = start_watchdog(&period_ms);
     for (;;) {
         ssize_t n = read(d->sigfd, &si, sizeof(si));
 
@@ -165,6 +194,10 @@ static void *daemon_main(void *arg)
         }
         asyncd_log(ASYNC_LOG_NOTICE, "%s: stopping", strsignal((int)si.ssi_signo));
         break;
+    }
+    if (dog != NULL) {
+        async_cancel(dog);
+        async_join(dog, NULL);
     }
     d->exit_code = stop_all(d);
     if (d->exit_code != 0) {

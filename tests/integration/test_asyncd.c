@@ -289,12 +289,12 @@ static void asyncd_skips_bad_modules_runs_good_ones_and_restarts_failing_ones(vo
     assert_int_equal(stop(&d, SIGTERM), 0);
 }
 
-static void asyncd_tells_systemd_ready_and_stopping(void **state)
+static void asyncd_tells_systemd_ready_watchdog_and_stopping(void **state)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     struct daemon d;
     char buf[256];
-    int fd;
+    int fd, i;
     ssize_t n;
     struct timeval tv = {10, 0};
 
@@ -306,16 +306,26 @@ static void asyncd_tells_systemd_ready_and_stopping(void **state)
     fd = socket(AF_UNIX, SOCK_DGRAM, 0);
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setenv("WATCHDOG_USEC", "100000", 1); /* 100 ms: pets every 50 */
     start(&d, "asyncd.json", sa.sun_path);
+    unsetenv("WATCHDOG_USEC");
     n = recv(fd, buf, sizeof(buf) - 1, 0);
     assert_true(n > 0);
     buf[n] = '\0';
     assert_non_null(strstr(buf, "READY=1"));
+    for (i = 0; i < 3; i++) { /* the watchdog keeps being petted */
+        n = recv(fd, buf, sizeof(buf) - 1, 0);
+        assert_true(n > 0);
+        buf[n] = '\0';
+        assert_non_null(strstr(buf, "WATCHDOG=1"));
+    }
     assert_true(echoes(echo_port(&d))); /* the modules had started */
     kill(d.pid, SIGTERM);
-    n = recv(fd, buf, sizeof(buf) - 1, 0);
-    assert_true(n > 0);
-    buf[n] = '\0';
+    do { /* watchdog pets may come first */
+        n = recv(fd, buf, sizeof(buf) - 1, 0);
+        assert_true(n > 0);
+        buf[n] = '\0';
+    } while (strstr(buf, "WATCHDOG=1") != NULL);
     assert_non_null(strstr(buf, "STOPPING=1"));
     assert_int_equal(stop(&d, SIGTERM), 0);
     close(fd);
@@ -442,7 +452,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(asyncd_rejects_invalid_json_with_its_position, setup, teardown),
         cmocka_unit_test_setup_teardown(
             asyncd_skips_bad_modules_runs_good_ones_and_restarts_failing_ones, setup, teardown),
-        cmocka_unit_test_setup_teardown(asyncd_tells_systemd_ready_and_stopping, setup, teardown),
+        cmocka_unit_test_setup_teardown(asyncd_tells_systemd_ready_watchdog_and_stopping, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(asyncd_gives_up_on_a_module_that_ignores_cancellation, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(asyncd_reload_adds_removes_restarts_and_leaves_the_rest_alone,
