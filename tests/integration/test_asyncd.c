@@ -443,6 +443,58 @@ static void asyncd_reload_adds_removes_restarts_and_leaves_the_rest_alone(void *
     assert_int_equal(stop(&d, SIGTERM), 0);
 }
 
+/* ---- a module built out of tree, dropped into a running daemon ---- */
+
+static const char hello_module[] =
+    "#include <async_io.h>\n"
+    "#include <async_io/module.h>\n"
+    "static int run(async_module_host *host, const json_t *config)\n"
+    "{\n"
+    "    async_listener *l = async_listener_bind(\"127.0.0.1:0\");\n"
+    "    async_stream *s;\n"
+    "    if (l == NULL) return 1;\n"
+    "    async_module_log(host, ASYNC_LOG_NOTICE, \"serving on port %d\", async_listener_port(l));\n"
+    "    while ((s = async_listener_accept(l)) != NULL) {\n"
+    "        async_stream_write_all(s, \"hi\\n\", 3);\n"
+    "        async_stream_close(s);\n"
+    "    }\n"
+    "    async_listener_close(l);\n"
+    "    return 0;\n"
+    "}\n"
+    "const struct async_module async_module = {\n"
+    "    .abi_version = ASYNC_MODULE_ABI_VERSION, .name = \"hello\", .version = \"1.0\", .run = run,\n"
+    "};\n";
+
+static void asyncd_serves_a_module_built_with_pkg_config_after_a_reload(void **state)
+{
+    struct daemon d;
+    char cmd[2048], buf[8] = {0};
+    int port, fd;
+
+    /* Install the tree, as a user would, into the test's folder. */
+    snprintf(cmd, sizeof(cmd), "cmake --install %s --prefix %s/inst > /dev/null", BUILD_DIR, dir);
+    assert_int_equal(system(cmd), 0);
+    link_module(ECHO_SO, "echo.so");
+    write_file("asyncd.json", good_config);
+    start(&d, "asyncd.json", NULL);
+    echo_port(&d);
+    /* Build the module with nothing but pkg-config, into the live folder. */
+    write_file("hello.c", hello_module);
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && cc -shared -fPIC -o modules/hello.so.tmp hello.c "
+             "$(PKG_CONFIG_PATH=%s/inst/lib/pkgconfig pkg-config --define-prefix --cflags --libs "
+             "async_io) && mv modules/hello.so.tmp modules/hello.so",
+             dir, dir);
+    assert_int_equal(system(cmd), 0);
+    kill(d.pid, SIGHUP);
+    port = atoi(wait_log(&d, "hello: serving on port ") + strlen("hello: serving on port "));
+    fd = connect_to(port);
+    assert_int_equal(recv(fd, buf, 3, MSG_WAITALL), 3);
+    assert_string_equal(buf, "hi\n");
+    close(fd);
+    assert_int_equal(stop(&d, SIGTERM), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -457,6 +509,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(asyncd_gives_up_on_a_module_that_ignores_cancellation, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(asyncd_reload_adds_removes_restarts_and_leaves_the_rest_alone,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(asyncd_serves_a_module_built_with_pkg_config_after_a_reload,
                                         setup, teardown),
     };
 
