@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DEFAULT_SHUTDOWN_MS 10000
 
@@ -285,6 +286,8 @@ static void validate(struct asyncd_config *c, struct asyncd_problems *p)
         asyncd_problem(p, c, "modules_dir", "must be a non-empty string");
     c->modules_dir = resolve(c->file, dir != NULL && json_is_string(dir) && json_string_length(dir)
                                           ? json_string_value(dir) : "modules");
+    if (c->modules_dir != NULL && access(c->modules_dir, R_OK | X_OK) != 0)
+        asyncd_problem(p, c, "modules_dir", "cannot read %s: %s", c->modules_dir, strerror(errno));
     c->modules = json_object_get(c->root, "modules");
     if (c->modules != NULL && !json_is_object(c->modules)) {
         asyncd_problem(p, c, "modules", "must be an object of module objects");

@@ -292,6 +292,9 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
     struct asyncd_module *list = NULL, **tail = &list, *m, *next, *keep = NULL;
     size_t i;
 
+    if (files == NULL) /* unreadable folder (logged): change nothing */
+        return old;
+
     /* 1. Modules whose file is gone or changed go first: the loader maps a
      *    path only once, so the old code must be unloaded before the new
      *    file can be loaded. */

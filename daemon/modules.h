@@ -55,7 +55,8 @@ int asyncd_module_stop(struct asyncd_module *m, int64_t timeout_ms);
 /* A reload against the new config c: modules whose file is gone or
  * changed, or that are now disabled, are stopped and unloaded; modules
  * whose config changed are restarted; new ones are loaded and started;
- * the others are left running untouched.  Returns the new list.  A module
+ * the others are left running untouched.  Returns the new list (old, as
+ * it was, if the folder cannot be read).  A module
  * that does not stop in time cannot be unloaded: it is moved to *stuck.
  * Fiber. */
 struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
