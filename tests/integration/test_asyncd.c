@@ -331,6 +331,33 @@ static void asyncd_tells_systemd_ready_watchdog_and_stopping(void **state)
     close(fd);
 }
 
+static void asyncd_speaks_to_an_abstract_notify_socket(void **state)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct timeval tv = {10, 0};
+    struct daemon d;
+    char name[64], buf[256];
+    socklen_t len;
+    ssize_t n;
+    int fd;
+
+    link_module(ECHO_SO, "echo.so");
+    write_file("asyncd.json", good_config);
+    snprintf(name, sizeof(name), "@asyncd-test-%d", (int)getpid());
+    memcpy(sa.sun_path + 1, name + 1, strlen(name) - 1); /* sun_path[0] = 0: abstract */
+    len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(name));
+    fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, len), 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    start(&d, "asyncd.json", name);
+    n = recv(fd, buf, sizeof(buf) - 1, 0);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "READY=1"));
+    assert_int_equal(stop(&d, SIGTERM), 0);
+    close(fd);
+}
+
 static void asyncd_gives_up_on_a_module_that_ignores_cancellation(void **state)
 {
     struct daemon d;
@@ -506,6 +533,7 @@ int main(void)
             asyncd_skips_bad_modules_runs_good_ones_and_restarts_failing_ones, setup, teardown),
         cmocka_unit_test_setup_teardown(asyncd_tells_systemd_ready_watchdog_and_stopping, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(asyncd_speaks_to_an_abstract_notify_socket, setup, teardown),
         cmocka_unit_test_setup_teardown(asyncd_gives_up_on_a_module_that_ignores_cancellation, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(asyncd_reload_adds_removes_restarts_and_leaves_the_rest_alone,
