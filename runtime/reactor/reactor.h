@@ -3,8 +3,10 @@
  * Each worker owns one loop, touched only by that worker's thread: fibers
  * never move, so a fiber's fd waits and timers are always on its own
  * worker's loop.  The single cross-thread entry is async__reactor_notify
- * (ev_async_send), which interrupts a loop blocked in epoll_wait.  Watchers
- * live on the stacks of the fibers that wait on them. */
+ * (ev_async_send), which interrupts a loop blocked in epoll_wait.  One-off
+ * watchers (async_fd_wait, timers) live on the stacks of the fibers that
+ * wait on them; a socket's reusable watcher (async__fdw) lives in the
+ * socket and is touched only by its home worker's thread. */
 #ifndef ASYNC_REACTOR_H
 #define ASYNC_REACTOR_H
 

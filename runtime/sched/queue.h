@@ -95,7 +95,7 @@ static inline struct async__node *async__fifo_pop(struct async__fifo *q)
 }
 
 void async__mpsc_init(struct async__mpsc *q);
-/* Any thread.  Returns true if the queue looked empty before (a hint). */
+/* Any thread. */
 void async__mpsc_push(struct async__mpsc *q, struct async__node *n);
 /* Owner only.  NULL when empty (or momentarily inconsistent, see above). */
 struct async__node *async__mpsc_pop(struct async__mpsc *q);

@@ -75,7 +75,8 @@ void async__schedule(struct async_task *t, bool lifo)
     }
     /* Same runtime?  Compare against our own worker array rather than read
      * home->rt, which shares a cache line with home's hottest fields. */
-    if (w != NULL && home >= w->rt->workers && home < w->rt->workers + w->rt->nworkers) {
+    if (w != NULL && (uintptr_t)home - (uintptr_t)w->rt->workers <
+                         (uintptr_t)w->rt->nworkers * sizeof(*home)) {
         async__mpsc_push(&home->mailbox, &t->node);
         if (atomic_load_explicit(&home->sleeping, memory_order_seq_cst) != 0)
             async__reactor_notify(home);
