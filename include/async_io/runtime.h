@@ -65,6 +65,34 @@ ASYNC_API void async_detach(async_task *t);
  * finished (not yet joined) task does nothing.  0, or -1 EINVAL for NULL. */
 ASYNC_API int async_cancel(async_task *t);
 
+/* Figures of the runtime the caller runs in, for status pages.  Counters
+ * are read without stopping anyone, so they are a recent sample, not a
+ * snapshot. */
+struct async_stats {
+    unsigned workers;
+    uint64_t fibers_spawned;    /* since async_runtime started */
+    uint64_t fibers_live;       /* spawned and not yet finished */
+    size_t global_queue;        /* fibers waiting in the global queue */
+};
+
+struct async_worker_stats {
+    size_t run_queue;           /* runnable fibers waiting on this worker */
+    uint64_t fibers_ended;      /* fibers that finished on this worker */
+};
+
+/* Fills *st and, for the first n workers (fewer if the runtime has fewer),
+ * per[i]; per may be NULL when n is 0.  Call from inside a runtime (a
+ * fiber or a worker thread): 0, or -1 EPERM elsewhere, EINVAL for st NULL. */
+ASYNC_API int async_stats(struct async_stats *st, struct async_worker_stats *per, unsigned n);
+
+/* Shields the calling fiber from cancellation while on is non-zero: a
+ * cancel that arrives meanwhile (async_cancel, a group's cancel) is kept
+ * and takes effect at the first parking call after the shield is lowered.
+ * Deadlines still apply.  For work that must finish after a cancel:
+ * flushing a log, completing a response, draining connections.  Returns
+ * the previous setting (0 or 1), or -1 EPERM outside a fiber. */
+ASYNC_API int async_shield(int on);
+
 /* Lets the other runnable fibers of this worker run; no-op outside fibers. */
 ASYNC_API void async_yield(void);
 

@@ -175,7 +175,7 @@ enum async__wake async__park(struct async_task *t, int64_t wake_at)
         async__fdw_release(t);
 
     atomic_thread_fence(memory_order_seq_cst); /* pairs with async_cancel */
-    if (atomic_load_explicit(&t->cancelled, memory_order_relaxed))
+    if (async__cancel_pending(t))
         return park_abort(t, ASYNC__WAKE_CANCELLED);
     if (t->deadline >= 0 && (at < 0 || t->deadline <= at))
         at = t->deadline;

@@ -115,6 +115,40 @@ static struct async_task *main_task(async_fn fn, void *arg)
     return t;
 }
 
+int async_stats(struct async_stats *st, struct async_worker_stats *per, unsigned n)
+{
+    struct async_worker *self = async__tls_worker;
+    struct async_rt *rt;
+    uint64_t spawned = 0, ended = 0;
+    unsigned i;
+
+    if (self == NULL) {
+        errno = EPERM;
+        return -1;
+    }
+    if (st == NULL || (per == NULL && n > 0)) {
+        errno = EINVAL;
+        return -1;
+    }
+    rt = self->rt;
+    for (i = 0; i < rt->nworkers; i++) {
+        struct async_worker *w = &rt->workers[i];
+        uint64_t e = atomic_load_explicit(&w->ended, memory_order_relaxed);
+
+        spawned += atomic_load_explicit(&w->spawned, memory_order_relaxed);
+        ended += e;
+        if (i < n) {
+            per[i].run_queue = atomic_load_explicit(&w->depth, memory_order_relaxed);
+            per[i].fibers_ended = e;
+        }
+    }
+    st->workers = rt->nworkers;
+    st->fibers_spawned = spawned;
+    st->fibers_live = spawned > ended ? spawned - ended : 0;
+    st->global_queue = atomic_load_explicit(&rt->global_len, memory_order_relaxed);
+    return 0;
+}
+
 int async_runtime(const struct async_config *cfg, async_fn main_fn, void *arg)
 {
     struct async_rt *rt;

@@ -24,6 +24,13 @@
  *   Cancellation is a Dekker pair: the canceller stores `cancelled` then a
  *   seq_cst fence then claims; the fiber stores woken = 0, fence, then loads
  *   `cancelled`.  One of them sees the other.
+ *   Shielding (async_shield) defers that.  The canceller counts itself in
+ *   `cancelling`, stores `cancelled`, fences, and claims only if it then
+ *   reads `shielded` false.  A fiber raising its shield stores `shielded`
+ *   (seq_cst) and waits until `cancelling` is 0 before it can park: a
+ *   canceller that read the shield down has then finished its claim, which
+ *   failed, since the running fiber was in no epoch.  Lowering the shield
+ *   needs nothing: the next park's fence-then-load sees `cancelled`.
  *   A fiber's wake never runs it on another thread: a claimer on another
  *   thread pushes it to its home's mailbox and wakes that worker. */
 #ifndef ASYNC_SCHED_H
@@ -78,6 +85,8 @@ struct async_task {
     bool started;
     _Atomic uint8_t woken;          /* the park token, see above */
     _Atomic bool cancelled;
+    _Atomic bool shielded;          /* async_shield: written by the fiber only */
+    _Atomic unsigned cancelling;    /* async_cancel calls in flight on it */
     int64_t deadline;               /* async_now_ms scale, -1 none; own fiber only */
     _Atomic uintptr_t join;         /* see ASYNC__JOIN_* */
     struct async_group *group;      /* NULL or the group it belongs to */
@@ -112,6 +121,7 @@ struct async_worker {
     void *altstack;
     pthread_t thread;
     _Atomic int sleeping;           /* 1 while (about to be) blocked in the reactor */
+    _Atomic size_t depth;           /* runnable here, sampled by the scheduler for async_stats */
     struct async__mpsc mailbox;
     struct async__fresh fresh;
 } __attribute__((aligned(64)));
@@ -186,6 +196,14 @@ static inline int async__wake_errno(enum async__wake r)
 
 /* Switches away from the running fiber t (already queued or parked). */
 void async__switch_out(struct async_worker *w, struct async_task *t);
+
+/* A cancel that applies now: the fiber is cancelled and not shielded.
+ * Called by the fiber itself (it alone writes `shielded`). */
+static inline bool async__cancel_pending(struct async_task *t)
+{
+    return atomic_load_explicit(&t->cancelled, memory_order_relaxed) &&
+           !atomic_load_explicit(&t->shielded, memory_order_relaxed);
+}
 
 /* Checks the running fiber's cancel flag and deadline: 0 or an errno. */
 int async__check_interrupt(struct async_task *t);

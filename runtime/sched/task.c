@@ -36,6 +36,8 @@ async_task *async__spawn_in(async_fn fn, void *arg, struct async_group *g)
     t->started = false;
     atomic_store_explicit(&t->woken, 1, memory_order_relaxed);
     atomic_store_explicit(&t->cancelled, false, memory_order_relaxed);
+    atomic_store_explicit(&t->shielded, false, memory_order_relaxed);
+    atomic_store_explicit(&t->cancelling, 0, memory_order_relaxed);
     t->deadline = -1;
     atomic_store_explicit(&t->join, ASYNC__JOIN_NONE, memory_order_relaxed);
     t->group = NULL;
@@ -60,7 +62,7 @@ async_task *async_spawn(async_fn fn, void *arg)
 
 int async__check_interrupt(struct async_task *t)
 {
-    if (atomic_load_explicit(&t->cancelled, memory_order_relaxed))
+    if (async__cancel_pending(t))
         return ECANCELED;
     if (t->deadline >= 0 && async_now_ms() >= t->deadline)
         return ETIMEDOUT;
@@ -159,11 +161,35 @@ int async_cancel(async_task *t)
         errno = EINVAL;
         return -1;
     }
+    /* The handle stays valid throughout: the caller holds it, or the
+     * group's lock keeps its member from being freed. */
+    atomic_fetch_add_explicit(&t->cancelling, 1, memory_order_seq_cst);
     atomic_store_explicit(&t->cancelled, true, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst); /* pairs with async__park */
-    if (async__claim(t, ASYNC__WAKE_CANCELLED))
+    if (!atomic_load_explicit(&t->shielded, memory_order_relaxed) &&
+        async__claim(t, ASYNC__WAKE_CANCELLED))
         async__schedule(t, false);
+    atomic_fetch_sub_explicit(&t->cancelling, 1, memory_order_release);
     return 0;
+}
+
+int async_shield(int on)
+{
+    struct async_task *t = async__current();
+    unsigned spins = 0;
+    int old;
+
+    if (t == NULL) {
+        errno = EPERM;
+        return -1;
+    }
+    old = atomic_load_explicit(&t->shielded, memory_order_relaxed);
+    atomic_store_explicit(&t->shielded, on != 0, memory_order_seq_cst);
+    /* See sched.h: no canceller that missed the shield may still claim. */
+    while (on && atomic_load_explicit(&t->cancelling, memory_order_acquire) != 0)
+        if (++spins > 1000)
+            sched_yield();
+    return old;
 }
 
 void async_yield(void)

@@ -356,6 +356,8 @@ static struct async_task *next_task(struct async_worker *w)
     struct async__node *n;
 
     drain_mailbox(w);
+    atomic_store_explicit(&w->depth, w->ready.len + async__fresh_len(&w->fresh) + (w->lifo != NULL),
+                          memory_order_relaxed);
     /* Fairness: every ASYNC__TICK picks, and after a yield, outside and
      * unstarted work goes before the fibers that keep waking each other. */
     if (w->tick >= ASYNC__TICK || w->prefer_fresh) {
