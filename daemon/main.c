@@ -18,6 +18,7 @@
 #include <async_io.h>
 
 #include <errno.h>
+#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +81,7 @@ static int stop_all(struct daemon *d)
     asyncd_notify("STOPPING=1");
     for (m = d->modules; m != NULL; m = m->next)
         if (m->group != NULL)
-            asyncd_module_cancel(m);
+            asyncd_module_cancel(m, deadline);
     async_deadline(deadline);
     for (m = d->modules; m != NULL; m = m->next) {
         if (asyncd_module_join(m) != 0) {
@@ -233,6 +234,27 @@ static int check_config(const char *file)
     return rc;
 }
 
+/* Relative paths in the file, modules' included, resolve against its
+ * folder: make that the working directory, and keep the file's absolute
+ * name for reloads.  Returns the name to use from now on (malloc'd, or
+ * NULL with file left as it is when it cannot be resolved; loading it then
+ * reports why). */
+static char *enter_config_dir(const char *file)
+{
+    char *abs = realpath(file, NULL), *copy;
+
+    if (abs == NULL)
+        return NULL;
+    copy = strdup(abs);
+    if (copy == NULL || chdir(dirname(copy)) != 0) {
+        free(copy);
+        free(abs);
+        return NULL;
+    }
+    free(copy);
+    return abs;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: asyncd [--config FILE]\n"
@@ -247,14 +269,20 @@ int main(int argc, char **argv)
     struct asyncd_problems p = {0};
     struct async_config rc;
     const char *file = ASYNCD_DEFAULT_CONFIG;
+    static char *abs_file; /* static: stays reachable until exit */
     sigset_t set;
-    int i;
+    int i, rc_check;
 
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             file = argv[++i];
         } else if (strcmp(argv[i], "--check-config") == 0) {
-            return check_config(i + 1 < argc ? argv[i + 1] : file);
+            const char *f = i + 1 < argc ? argv[i + 1] : file;
+            char *abs = enter_config_dir(f);
+
+            rc_check = check_config(abs != NULL ? abs : f);
+            free(abs);
+            return rc_check;
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("asyncd %s (module ABI %d)\n", ASYNCD_VERSION, ASYNC_MODULE_ABI_VERSION);
             return 0;
@@ -266,6 +294,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    abs_file = enter_config_dir(file);
+    if (abs_file != NULL)
+        file = abs_file;
     d.file = file;
     if (asyncd_config_load(file, &d.config, &p) != 0) {
         print_problems(&p);

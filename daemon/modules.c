@@ -27,6 +27,13 @@ const char *async_module_name(const async_module_host *host)
     return host != NULL ? host->module->desc->name : NULL;
 }
 
+int64_t async_module_stop_deadline(const async_module_host *host)
+{
+    if (host == NULL || !atomic_load(&host->module->stopping))
+        return -1;
+    return atomic_load(&host->module->stop_by);
+}
+
 static void skip(struct asyncd_problems *p, const char *file, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void skip(struct asyncd_problems *p, const char *file, const char *fmt, ...)
@@ -213,6 +220,7 @@ int asyncd_module_start(struct asyncd_module *m)
     if (m->group == NULL)
         return -1;
     atomic_store(&m->stopping, false);
+    atomic_store(&m->stop_by, -1);
     if (async_group_spawn(m->group, supervise, m) != 0) {
         async_group_free(m->group);
         m->group = NULL;
@@ -221,8 +229,9 @@ int asyncd_module_start(struct asyncd_module *m)
     return 0;
 }
 
-void asyncd_module_cancel(struct asyncd_module *m)
+void asyncd_module_cancel(struct asyncd_module *m, int64_t stop_by)
 {
+    atomic_store(&m->stop_by, stop_by);
     atomic_store(&m->stopping, true);
     async_group_cancel(m->group);
 }
@@ -253,7 +262,7 @@ int asyncd_module_stop(struct asyncd_module *m, int64_t timeout_ms)
 
     if (m->group == NULL)
         return 0;
-    asyncd_module_cancel(m);
+    asyncd_module_cancel(m, async_now_ms() + timeout_ms);
     old = async_deadline(async_now_ms() + timeout_ms);
     rc = asyncd_module_join(m);
     async_deadline(old);

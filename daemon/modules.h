@@ -26,6 +26,7 @@ struct asyncd_module {
     bool enabled;
     async_group *group;                 /* while started */
     _Atomic bool stopping;              /* the daemon is stopping it: no restart */
+    _Atomic int64_t stop_by;            /* while stopping: when the daemon gives up */
 };
 
 /* Loads every *.so of c->modules_dir in name order.  A file that is not a
@@ -39,8 +40,9 @@ struct asyncd_module *asyncd_modules_load(const struct asyncd_config *c, struct 
  * (1 s doubling to 60 s) when it fails while not being stopped.  Fiber. */
 int asyncd_module_start(struct asyncd_module *m);
 
-/* Cancels m's group (its fibers' parking calls fail with ECANCELED). */
-void asyncd_module_cancel(struct asyncd_module *m);
+/* Cancels m's group (its fibers' parking calls fail with ECANCELED),
+ * telling it that the daemon waits until stop_by (async_now_ms scale). */
+void asyncd_module_cancel(struct asyncd_module *m, int64_t stop_by);
 
 /* Parks until m's group is empty or the fiber's deadline passes: 0 or -1. */
 int asyncd_module_join(struct asyncd_module *m);

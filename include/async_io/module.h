@@ -21,7 +21,11 @@
  * the tasks it would have joined; as group members they were cancelled
  * too, and the daemon waits for them.  A run that
  * returns non-zero while the module is meant to be running is restarted
- * with a back-off of 1 s doubling to 60 s. */
+ * with a back-off of 1 s doubling to 60 s.
+ *
+ * asyncd works in the folder of its config file, so a relative path in a
+ * module's config (a document root, a log file) resolves against that
+ * folder, in check and in run alike. */
 #ifndef ASYNC_IO_MODULE_H
 #define ASYNC_IO_MODULE_H
 
@@ -63,6 +67,12 @@ struct async_module {
  * daemon's log_level.  Any thread. */
 ASYNC_API void async_module_log(async_module_host *host, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* While the daemon stops the module: the time (async_now_ms scale) after
+ * which it stops waiting for the module's fibers, so a module that drains
+ * (finishes work in progress under async_shield) knows its budget.  -1
+ * while the module is not being stopped.  Any thread. */
+ASYNC_API int64_t async_module_stop_deadline(const async_module_host *host);
 
 /* The module's name. */
 ASYNC_API const char *async_module_name(const async_module_host *host);
