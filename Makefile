@@ -6,13 +6,15 @@
 #               and the core tests with the portable ucontext switch
 #   make run    build + start asyncd in the foreground with conf/asyncd.json
 #   make bench  build + run the micro benchmarks (bench/README.md)
+#   make bench-http  asyncd+http against nginx with wrk (bench/http/run.sh)
 
 PKGS := cmake gcc make pkg-config libev-dev libjansson-dev libcmocka-dev curl python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: deps build build-asan build-tsan build-ucontext test test-release test-asan test-tsan test-ucontext run bench clean
+.PHONY: deps build build-asan build-tsan build-ucontext test test-release test-asan test-tsan test-ucontext test-fuzz run bench bench-http clean
+FUZZ_SECONDS ?= 30
 
 deps:
 	@missing=""; \
@@ -53,7 +55,18 @@ test-tsan: build-tsan
 test-ucontext: build-ucontext
 	ctest --test-dir build-ucontext --output-on-failure -j 2 -R '^(context|sched|reactor|cancel|channel)$$'
 
-test: test-release test-asan test-tsan test-ucontext
+# The HTTP parser under libFuzzer (with ASan+UBSan), for a bounded time,
+# when clang and its fuzzer runtime are present.
+test-fuzz:
+	@if ! command -v clang >/dev/null; then echo "test-fuzz: clang not found, skipped"; exit 0; fi; \
+	mkdir -p build-fuzz; \
+	if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -Imodules/http \
+	     tests/fuzz/fuzz_http_parse.c modules/http/parse.c -o build-fuzz/fuzz_http_parse; then \
+	  echo "test-fuzz: clang cannot build a libFuzzer target here, skipped"; exit 0; fi; \
+	rm -rf build-fuzz/corpus && cp -r tests/fuzz/corpus build-fuzz/corpus && \
+	./build-fuzz/fuzz_http_parse -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus
+
+test: test-release test-asan test-tsan test-ucontext test-fuzz
 
 run: build
 	./build/asyncd --config conf/asyncd.json
@@ -61,5 +74,8 @@ run: build
 bench: build
 	./bench/run.sh
 
+bench-http: build
+	./bench/http/run.sh
+
 clean:
-	rm -rf build build-asan build-tsan build-ucontext
+	rm -rf build build-asan build-tsan build-ucontext build-fuzz

@@ -1,0 +1,343 @@
+/* modules/http/files.c — static files beneath the document root.
+ *
+ * Every open resolves beneath root_fd: openat2(RESOLVE_BENEATH |
+ * RESOLVE_NO_MAGICLINKS), so neither "..", nor an absolute symlink, nor a
+ * relative one that climbs out can leave the root; the kernel checks the
+ * whole walk.  Kernels without openat2 (before 5.6) get a walk of our own,
+ * one component at a time with O_NOFOLLOW: symlinks are then refused
+ * outright.  Paths reach here decoded and normalised (no "." or "..").
+ *
+ * The body goes out with sendfile(2) after the head (conn.c); here we only
+ * decide status and headers and hand over the descriptor. */
+#define _GNU_SOURCE
+#include "http.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static _Atomic int have_openat2 = 1;
+
+static int open_walk(int root_fd, const char *rel, int flags)
+{
+    char comp[256];
+    const char *p = rel, *slash;
+    int dir = root_fd, fd;
+
+    for (;;) {
+        size_t n;
+
+        slash = strchr(p, '/');
+        n = slash != NULL ? (size_t)(slash - p) : strlen(p);
+        if (n >= sizeof(comp)) {
+            fd = -1;
+            errno = ENAMETOOLONG;
+            break;
+        }
+        memcpy(comp, p, n);
+        comp[n] = '\0';
+        if (slash == NULL || slash[1] == '\0') {
+            fd = openat(dir, comp, flags | O_NOFOLLOW);
+            break;
+        }
+        fd = openat(dir, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dir != root_fd)
+            close(dir);
+        if (fd < 0)
+            return -1;
+        dir = fd;
+        p = slash + 1;
+    }
+    if (dir != root_fd) {
+        int e = errno;
+
+        close(dir);
+        errno = e;
+    }
+    return fd;
+}
+
+/* Opens rel ("" or "a/b", no leading slash) beneath root_fd. */
+static int open_beneath(int root_fd, const char *rel, int flags)
+{
+    struct open_how how = {
+        .flags = (uint64_t)flags,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+    };
+    int fd;
+
+    if (rel[0] == '\0')
+        rel = ".";
+    if (atomic_load_explicit(&have_openat2, memory_order_relaxed)) {
+        fd = (int)syscall(SYS_openat2, root_fd, rel, &how, sizeof(how));
+        if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
+            return fd;
+        if (errno == ENOSYS)
+            atomic_store_explicit(&have_openat2, 0, memory_order_relaxed);
+        else
+            return -1;
+    }
+    if (strcmp(rel, ".") == 0)
+        return openat(root_fd, ".", flags);
+    return open_walk(root_fd, rel, flags);
+}
+
+static const struct {
+    const char *ext;
+    const char *type;
+} mime[] = {
+    {"html", "text/html; charset=utf-8"},  {"htm", "text/html; charset=utf-8"},
+    {"css", "text/css; charset=utf-8"},    {"js", "text/javascript; charset=utf-8"},
+    {"mjs", "text/javascript; charset=utf-8"},
+    {"json", "application/json"},          {"txt", "text/plain; charset=utf-8"},
+    {"xml", "application/xml"},            {"svg", "image/svg+xml"},
+    {"png", "image/png"},                  {"jpg", "image/jpeg"},
+    {"jpeg", "image/jpeg"},                {"gif", "image/gif"},
+    {"webp", "image/webp"},                {"avif", "image/avif"},
+    {"ico", "image/x-icon"},               {"pdf", "application/pdf"},
+    {"wasm", "application/wasm"},          {"woff", "font/woff"},
+    {"woff2", "font/woff2"},               {"ttf", "font/ttf"},
+    {"mp4", "video/mp4"},                  {"webm", "video/webm"},
+    {"mp3", "audio/mpeg"},                 {"ogg", "audio/ogg"},
+    {"zip", "application/zip"},            {"gz", "application/gzip"},
+    {"tar", "application/x-tar"},          {"md", "text/markdown; charset=utf-8"},
+    {"csv", "text/csv; charset=utf-8"},
+};
+
+static const char *mime_type(const char *path)
+{
+    const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
+    size_t i;
+
+    if (dot != NULL && (slash == NULL || dot > slash))
+        for (i = 0; i < sizeof(mime) / sizeof(mime[0]); i++)
+            if (strcasecmp(dot + 1, mime[i].ext) == 0)
+                return mime[i].type;
+    return "application/octet-stream";
+}
+
+/* Whether an If-None-Match list names etag (weak comparison) or is "*". */
+static bool etag_listed(const struct http_slice *v, const char *etag)
+{
+    size_t i = 0, n = strlen(etag);
+
+    while (i < v->n) {
+        while (i < v->n && (v->p[i] == ' ' || v->p[i] == '\t' || v->p[i] == ','))
+            i++;
+        if (i < v->n && v->p[i] == '*')
+            return true;
+        if (i + 2 <= v->n && v->p[i] == 'W' && v->p[i + 1] == '/')
+            i += 2;
+        if (i + n <= v->n && memcmp(v->p + i, etag, n) == 0)
+            return true;
+        while (i < v->n && v->p[i] != ',')
+            i++;
+    }
+    return false;
+}
+
+static bool not_modified(const struct http_request *req, const char *etag, time_t mtime)
+{
+    const struct http_slice *inm = http_header_get(req, "if-none-match");
+    const struct http_slice *ims;
+    time_t since;
+
+    if (inm != NULL)
+        return etag_listed(inm, etag);
+    ims = http_header_get(req, "if-modified-since");
+    return ims != NULL && (since = http_date_parse(ims->p, ims->n)) != -1 && mtime <= since;
+}
+
+/* One "bytes=first-last" range against size.  1 and the range, 0 to serve
+ * the whole file (no range, several ranges, or a form we ignore), -1 for
+ * an unsatisfiable one. */
+static int byte_range(const struct http_slice *v, uint64_t size, uint64_t *off, uint64_t *len)
+{
+    uint64_t a = 0, b = 0;
+    size_t i = 6;
+    bool has_a = false, has_b = false;
+
+    if (v->n < 7 || strncasecmp(v->p, "bytes=", 6) != 0 || memchr(v->p, ',', v->n) != NULL)
+        return 0;
+    for (; i < v->n && v->p[i] >= '0' && v->p[i] <= '9'; i++, has_a = true)
+        if ((a = a * 10 + (uint64_t)(v->p[i] - '0')) > (UINT64_MAX >> 4))
+            return 0;
+    if (i >= v->n || v->p[i++] != '-')
+        return 0;
+    for (; i < v->n && v->p[i] >= '0' && v->p[i] <= '9'; i++, has_b = true)
+        if ((b = b * 10 + (uint64_t)(v->p[i] - '0')) > (UINT64_MAX >> 4))
+            return 0;
+    if (i != v->n || (!has_a && !has_b) || (has_a && has_b && b < a))
+        return 0; /* syntactically invalid: ignore the field (RFC 9110 §14.2) */
+    if (!has_a) { /* suffix: the last b bytes */
+        if (b == 0)
+            return -1;
+        *off = b >= size ? 0 : size - b;
+        *len = size - *off;
+        return 1;
+    }
+    if (a >= size)
+        return -1;
+    *off = a;
+    *len = (has_b && b < size ? b + 1 : size) - a;
+    return 1;
+}
+
+/* If-Range: the range applies only to the representation it names. */
+static bool if_range_holds(const struct http_request *req, const char *etag, const char *lastmod)
+{
+    const struct http_slice *v = http_header_get(req, "if-range");
+
+    if (v == NULL)
+        return true;
+    if (v->n > 0 && v->p[0] == '"')
+        return v->n == strlen(etag) && memcmp(v->p, etag, v->n) == 0;
+    return v->n == strlen(lastmod) && memcmp(v->p, lastmod, v->n) == 0;
+}
+
+static void redirect_slash(const struct http_request *req, const char *path,
+                           struct http_out *o, struct http_reply *r)
+{
+    char *loc = NULL;
+
+    if (asprintf(&loc, "Location: %s/%s%.*s\r\n", path, req->query.n ? "?" : "",
+                 (int)req->query.n, req->query.p ? req->query.p : "") < 0) {
+        http_reply_simple(o, r, req, 500, NULL, NULL, 0, NULL);
+        return;
+    }
+    http_reply_simple(o, r, req, 301, "text/plain; charset=utf-8", "Moved Permanently\n", 18, loc);
+    free(loc);
+}
+
+static void error_reply(const struct http_request *req, int err, struct http_out *o,
+                        struct http_reply *r)
+{
+    if (err == EACCES || err == EPERM)
+        http_reply_simple(o, r, req, 403, "text/plain; charset=utf-8", "Forbidden\n", 10, NULL);
+    else if (err == EMFILE || err == ENFILE || err == ENOMEM)
+        http_reply_simple(o, r, req, 503, "text/plain; charset=utf-8",
+                          "Service Unavailable\n", 20, "Retry-After: 1\r\n");
+    else /* ENOENT, ENOTDIR, EXDEV (outside the root), ELOOP, ... */
+        http_reply_simple(o, r, req, 404, "text/plain; charset=utf-8", "Not Found\n", 10, NULL);
+}
+
+/* Opens the file path names, or its index file for a directory: fd and st
+ * of a regular file and in *name the file name that decides its type, or
+ * -1 with errno; *redirect for a directory named without its trailing
+ * slash. */
+static int open_file(struct http_server *srv, const char *path, struct stat *st, bool *redirect,
+                     const char **name)
+{
+    char rel[4096 + 256];
+    size_t i, n = strlen(path);
+    int fd;
+
+    *redirect = false;
+    *name = path;
+    fd = open_beneath(srv->root_fd, path + 1, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, st) != 0)
+        goto fail;
+    if (S_ISREG(st->st_mode))
+        return fd;
+    close(fd);
+    if (!S_ISDIR(st->st_mode)) {
+        errno = ENOENT; /* devices, fifos, sockets are not served */
+        return -1;
+    }
+    if (path[n - 1] != '/') {
+        *redirect = true;
+        return -1;
+    }
+    for (i = 0; i < srv->cfg.nindex; i++) {
+        if ((size_t)snprintf(rel, sizeof(rel), "%s%s", path + 1, srv->cfg.index[i]) >= sizeof(rel))
+            break;
+        fd = open_beneath(srv->root_fd, rel, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0)
+            continue;
+        if (fstat(fd, st) == 0 && S_ISREG(st->st_mode)) {
+            *name = srv->cfg.index[i];
+            return fd;
+        }
+        close(fd);
+    }
+    errno = ENOENT;
+    return -1;
+fail:
+    i = (size_t)errno;
+    close(fd);
+    errno = (int)i;
+    return -1;
+}
+
+void http_files_serve(struct http_server *srv, const struct http_request *req,
+                      const char *path, struct http_out *o, struct http_reply *r)
+{
+    char etag[64], lastmod[30];
+    const struct http_slice *range;
+    const char *name;
+    struct stat st;
+    uint64_t off = 0, len;
+    bool redirect;
+    int fd = open_file(srv, path, &st, &redirect, &name), rc = 0;
+
+    if (fd < 0) {
+        if (redirect)
+            redirect_slash(req, path, o, r);
+        else
+            error_reply(req, errno, o, r);
+        return;
+    }
+    snprintf(etag, sizeof(etag), "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st.st_mtime,
+             (uint64_t)st.st_size);
+    http_date(st.st_mtime, lastmod);
+    len = (uint64_t)st.st_size;
+    if (not_modified(req, etag, st.st_mtime)) {
+        close(fd);
+        r->status = 304;
+        http_out_status(o, 304);
+        http_out_addf(o, "ETag: %s\r\nLast-Modified: %s\r\n", etag, lastmod);
+        goto end_head;
+    }
+    range = req->method == HTTP_GET ? http_header_get(req, "range") : NULL;
+    if (range != NULL && if_range_holds(req, etag, lastmod))
+        rc = byte_range(range, (uint64_t)st.st_size, &off, &len);
+    if (rc < 0) {
+        close(fd);
+        r->status = 416;
+        http_out_status(o, 416);
+        http_out_addf(o, "Content-Range: bytes */%" PRIu64 "\r\nContent-Length: 0\r\n",
+                      (uint64_t)st.st_size);
+        goto end_head;
+    }
+    r->status = rc > 0 ? 206 : 200;
+    http_out_status(o, r->status);
+    http_out_addf(o, "Content-Type: %s\r\nContent-Length: %" PRIu64 "\r\n"
+                     "ETag: %s\r\nLast-Modified: %s\r\nAccept-Ranges: bytes\r\n",
+                  mime_type(name), len, etag, lastmod);
+    if (rc > 0)
+        http_out_addf(o, "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n", off,
+                      off + len - 1, (uint64_t)st.st_size);
+    if (req->method == HTTP_HEAD || len == 0) {
+        close(fd);
+    } else {
+        r->file_fd = fd;
+        r->file_off = (off_t)off;
+        r->file_len = len;
+        r->body_bytes = len;
+    }
+end_head:
+    if (r->close)
+        http_out_add(o, "Connection: close\r\n", 19);
+    else if (req->minor == 0)
+        http_out_add(o, "Connection: keep-alive\r\n", 24);
+    http_out_add(o, "\r\n", 2);
+}

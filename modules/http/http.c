@@ -1,0 +1,230 @@
+/* modules/http/http.c — the http module: listeners, one acceptor fiber per
+ * listener, one fiber per connection (conn.c), an access-log flusher, and
+ * the graceful drain when asyncd stops the module.
+ *
+ * Stop, step by step.  asyncd cancels the module's group: the acceptors'
+ * accept and the flusher's sleep fail with ECANCELED, run's join fails
+ * too.  run then raises its shield (so it can still park), closes the
+ * listeners, marks the server draining and cuts idle connections; busy
+ * ones finish the request in progress and close.  It waits for them until
+ * shortly before the daemon's own deadline (async_module_stop_deadline),
+ * shuts down whatever is left, waits for those fibers to leave, writes the
+ * last log lines and frees the server. */
+#define _GNU_SOURCE
+#include "http.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define DRAIN_MARGIN_MS 250     /* leave the daemon this much of its budget */
+#define DRAIN_POLL_MS 5
+#define DEFAULT_DRAIN_MS 5000   /* when the daemon names no deadline */
+
+struct acceptor {
+    struct http_server *srv;
+    async_listener *listener;
+    const char *address;
+};
+
+static const char busy_reply[] =
+    "HTTP/1.1 503 Service Unavailable\r\nServer: " HTTP_SERVER_NAME "\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\nRetry-After: 1\r\n"
+    "Connection: close\r\n\r\nService Unavailable\n";
+
+static void refuse_busy(struct http_server *srv, async_stream *s)
+{
+    /* One try, never parks: a full socket buffer on a fresh connection is
+     * not worth waiting for when we are already over the limit. */
+    if (send(async_stream_fd(s), busy_reply, sizeof(busy_reply) - 1,
+             MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+        atomic_fetch_add_explicit(&srv->by_class[5], 1, memory_order_relaxed);
+    async_stream_close(s);
+}
+
+static void *accept_loop(void *arg)
+{
+    struct acceptor *a = arg;
+    struct http_server *srv = a->srv;
+    async_stream *s;
+
+    while ((s = async_listener_accept(a->listener)) != NULL) {
+        struct http_conn *c;
+        async_task *t;
+
+        if (atomic_load_explicit(&srv->open, memory_order_relaxed) >= srv->cfg.max_connections) {
+            refuse_busy(srv, s);
+            continue;
+        }
+        c = http_conn_new(srv, s);
+        if (c == NULL) {
+            refuse_busy(srv, s);
+            continue;
+        }
+        t = async_spawn(http_conn_main, c);
+        if (t == NULL) {
+            /* the connection registered itself; let it unwind */
+            async_module_log(srv->host, ASYNC_LOG_WARNING, "no memory for a connection fiber");
+            http_conn_main(c);
+            continue;
+        }
+        async_detach(t);
+    }
+    if (errno != ECANCELED && errno != EBADF)
+        async_module_log(srv->host, ASYNC_LOG_ERROR, "accept on %s: %s", a->address,
+                         strerror(errno));
+    return NULL;
+}
+
+static void *log_flusher(void *arg)
+{
+    struct http_server *srv = arg;
+
+    while (async_sleep_ms(1000) == 0)
+        http_log_flush(srv->log);
+    return NULL;
+}
+
+/* Parks (shielded) until every connection has left or until at_ms. */
+static void wait_conns(struct http_server *srv, int64_t at_ms)
+{
+    while (atomic_load_explicit(&srv->open, memory_order_acquire) > 0 &&
+           (at_ms < 0 || async_now_ms() < at_ms))
+        async_sleep_ms(DRAIN_POLL_MS);
+}
+
+static void drain(struct http_server *srv)
+{
+    int64_t until = async_module_stop_deadline(srv->host);
+    long left;
+
+    until = until >= 0 ? until - DRAIN_MARGIN_MS : async_now_ms() + DEFAULT_DRAIN_MS;
+    atomic_store(&srv->draining, true);
+    http_conns_drain(srv);
+    wait_conns(srv, until);
+    left = atomic_load(&srv->open);
+    if (left > 0) {
+        async_module_log(srv->host, ASYNC_LOG_WARNING,
+                         "drain: cutting %ld connection(s) still busy", left);
+        http_conns_abort(srv);
+        wait_conns(srv, -1);
+    }
+}
+
+static int server_open(struct http_server *srv, async_module_host *host, const json_t *config)
+{
+    memset(srv, 0, sizeof(*srv));
+    srv->host = host;
+    srv->root_fd = -1;
+    atomic_flag_clear(&srv->lock);
+    if (http_config_load(config, &srv->cfg) != 0) {
+        async_module_log(host, ASYNC_LOG_ERROR, "out of memory reading the config");
+        return -1;
+    }
+    if (srv->cfg.root != NULL) {
+        srv->root_fd = open(srv->cfg.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (srv->root_fd < 0) {
+            async_module_log(host, ASYNC_LOG_ERROR, "root %s: %s", srv->cfg.root,
+                             strerror(errno));
+            return -1;
+        }
+    }
+    if (srv->cfg.access_log != NULL) {
+        srv->log = http_log_open(srv->cfg.access_log);
+        if (srv->log == NULL) {
+            async_module_log(host, ASYNC_LOG_ERROR, "access_log %s: %s", srv->cfg.access_log,
+                             strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void server_close(struct http_server *srv)
+{
+    http_log_close(srv->log);
+    if (srv->root_fd >= 0)
+        close(srv->root_fd);
+    http_config_free(&srv->cfg);
+}
+
+static int bind_all(struct http_server *srv, struct acceptor *a)
+{
+    size_t i;
+
+    for (i = 0; i < srv->cfg.nlisten; i++) {
+        a[i].srv = srv;
+        a[i].address = srv->cfg.listen[i];
+        a[i].listener = async_listener_bind(a[i].address);
+        if (a[i].listener == NULL) {
+            async_module_log(srv->host, ASYNC_LOG_ERROR, "cannot listen on %s: %s",
+                             a[i].address, strerror(errno));
+            while (i-- > 0)
+                async_listener_close(a[i].listener);
+            return -1;
+        }
+        async_module_log(srv->host, ASYNC_LOG_NOTICE, "listening on %s (port %d)", a[i].address,
+                         async_listener_port(a[i].listener));
+    }
+    return 0;
+}
+
+static int http_run(async_module_host *host, const json_t *config)
+{
+    struct http_server *srv = malloc(sizeof(*srv));
+    struct acceptor a[HTTP_MAX_LISTEN];
+    async_task *t[HTTP_MAX_LISTEN], *flusher = NULL;
+    size_t i, n;
+    int rc = 0;
+
+    if (srv == NULL)
+        return 1;
+    if (server_open(srv, host, config) != 0 || bind_all(srv, a) != 0) {
+        server_close(srv);
+        free(srv);
+        return 1;
+    }
+    n = srv->cfg.nlisten;
+    if (srv->log != NULL)
+        flusher = async_spawn(log_flusher, srv);
+    for (i = 0; i < n; i++)
+        if ((t[i] = async_spawn(accept_loop, &a[i])) == NULL)
+            rc = 1;
+    /* Serve until the module is stopped: these joins fail with ECANCELED.
+     * An acceptor that ends on its own is a failure: stop and be restarted. */
+    for (i = 0; i < n && rc == 0; i++)
+        if (async_join(t[i], NULL) == 0) {
+            t[i] = NULL;
+            rc = 1;
+        }
+    if (rc != 0 && async_module_stop_deadline(host) < 0)
+        async_module_log(host, ASYNC_LOG_ERROR, "an acceptor failed: restarting");
+    else
+        rc = 0;
+    async_shield(1);
+    for (i = 0; i < n; i++)
+        async_listener_close(a[i].listener);
+    for (i = 0; i < n; i++)
+        if (t[i] != NULL)
+            async_join(t[i], NULL);
+    drain(srv);
+    if (flusher != NULL) {
+        async_cancel(flusher);
+        async_join(flusher, NULL);
+    }
+    server_close(srv);
+    free(srv);
+    async_shield(0);
+    return rc;
+}
+
+const struct async_module async_module = {
+    .abi_version = ASYNC_MODULE_ABI_VERSION,
+    .name = "http",
+    .version = "1.0",
+    .check = http_config_check,
+    .run = http_run,
+};

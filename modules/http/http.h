@@ -1,0 +1,157 @@
+/* modules/http/http.h — what the files of the http module share.
+ *
+ *   http.c      the module: config check, listeners, acceptors, drain
+ *   config.c    modules.http of asyncd.json -> struct http_config
+ *   conn.c      one fiber per connection: read, parse, answer, repeat
+ *   response.c  status lines, the Date cache, the output buffer
+ *   files.c     static files beneath the root (sendfile, ranges, 304)
+ *   access_log.c  combined log format, buffered
+ *   parse.c     the request parser (pure; see parse.h)
+ *
+ * Threads: every connection runs on one worker; the server struct is
+ * shared by all of them.  Its counters are relaxed atomics, its
+ * configuration is read-only while it serves, and its connection list is
+ * guarded by a spinlock (touched at connect, close and drain only). */
+#ifndef HTTP_HTTP_H
+#define HTTP_HTTP_H
+
+#include "parse.h"
+
+#include <async_io.h>
+#include <async_io/module.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define HTTP_MAX_LISTEN 16
+#define HTTP_SERVER_NAME "async_io"
+
+struct http_route {
+    char *path;                 /* exact, decoded path */
+    int status;
+    char *content_type;         /* NULL: no Content-Type */
+    char *body;
+    size_t body_len;
+    char *headers;              /* extra header lines, each ending in CRLF */
+};
+
+struct http_config {
+    char *listen[HTTP_MAX_LISTEN];
+    size_t nlisten;
+    char *root;                 /* NULL: no static files */
+    char **index;               /* index file names */
+    size_t nindex;
+    struct http_route *routes;
+    size_t nroutes;
+    char *status_path;          /* NULL: no status endpoint */
+    char *access_log;           /* NULL: none; "stderr"; or a path */
+    int64_t keepalive_timeout_ms;
+    int64_t header_timeout_ms;
+    int64_t body_timeout_ms;
+    int64_t send_timeout_ms;    /* between two successful writes */
+    size_t max_header_bytes;
+    uint64_t max_body_bytes;
+    long max_connections;
+};
+
+/* Validates modules.http; 0, or -1 with a message naming the JSON path. */
+int http_config_check(const json_t *config, char *err, size_t errlen);
+/* Reads a config that passed the check; 0 or -1 (ENOMEM). */
+int http_config_load(const json_t *config, struct http_config *c);
+void http_config_free(struct http_config *c);
+
+struct http_log;
+
+/* Opens the access log described by dest ("stderr" or a path); NULL and
+ * errno on failure. */
+struct http_log *http_log_open(const char *dest);
+/* Appends one line (copied into the buffer; written at most a second
+ * later, or sooner when the buffer fills).  Any thread. */
+void http_log_line(struct http_log *l, const char *line, size_t len);
+/* Writes what is buffered. */
+void http_log_flush(struct http_log *l);
+void http_log_close(struct http_log *l);
+
+struct http_conn;
+
+struct http_server {
+    async_module_host *host;
+    struct http_config cfg;
+    int root_fd;                /* O_PATH directory, -1 without a root */
+    struct http_log *log;
+    /* status figures */
+    _Atomic long open;
+    _Atomic uint64_t total;
+    _Atomic uint64_t by_class[6]; /* [1..5]: 1xx .. 5xx responses */
+    /* live connections, for the drain */
+    atomic_flag lock;
+    struct http_conn *conns;
+    _Atomic bool draining;
+};
+
+/* The fiber of one accepted connection; arg is a struct http_conn made by
+ * http_conn_new.  Closes the stream and frees the connection at the end. */
+struct http_conn *http_conn_new(struct http_server *srv, async_stream *s);
+void *http_conn_main(void *arg);
+/* Drain: ends idle connections now and tells busy ones to close after the
+ * response in progress.  Called with srv->draining already set. */
+void http_conns_drain(struct http_server *srv);
+/* Cuts every remaining connection (their fibers then end on their own). */
+void http_conns_abort(struct http_server *srv);
+
+/* ---- output (response.c) ---- */
+
+struct http_out {
+    char *buf;
+    size_t len, cap;
+};
+
+int http_out_reserve(struct http_out *o, size_t more);
+void http_out_add(struct http_out *o, const void *p, size_t n);
+void http_out_addf(struct http_out *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* "HTTP/1.1 NNN Reason\r\nServer: ..\r\nDate: ..\r\n" */
+void http_out_status(struct http_out *o, int status);
+const char *http_reason(int status);
+/* IMF-fixdate of t into out (30 bytes with the NUL). */
+void http_date(time_t t, char out[30]);
+/* The current IMF-fixdate, cached per thread and second. */
+const char *http_date_now(void);
+/* Parses an IMF-fixdate; -1 when it is not one. */
+time_t http_date_parse(const char *p, size_t n);
+
+/* ---- static files (files.c) ---- */
+
+struct http_request;
+struct http_reply;
+
+/* What a handler decided: a response head (in the connection's output
+ * buffer) and possibly a file range to send after it. */
+struct http_reply {
+    int status;
+    uint64_t body_bytes;        /* for the access log */
+    int file_fd;                /* -1: none */
+    off_t file_off;
+    uint64_t file_len;
+    bool close;                 /* close the connection after it */
+};
+
+/* Answers GET/HEAD for the decoded path under the root. */
+void http_files_serve(struct http_server *srv, const struct http_request *req,
+                      const char *path, struct http_out *o, struct http_reply *r);
+
+/* The status endpoint's JSON body into o (a complete response). */
+void http_status_reply(struct http_server *srv, const struct http_request *req,
+                       struct http_out *o, struct http_reply *r);
+
+/* A complete response with a small body (errors, routes). */
+void http_reply_simple(struct http_out *o, struct http_reply *r, const struct http_request *req,
+                       int status, const char *content_type, const char *body, size_t len,
+                       const char *extra_headers);
+
+#endif

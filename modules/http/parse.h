@@ -1,0 +1,117 @@
+/* modules/http/parse.h — HTTP/1.1 request heads and chunked bodies
+ * (RFC 9112), parsed by pure functions over bytes: no I/O, no allocation,
+ * no global state.  The results point into the caller's buffer.
+ *
+ * The parser is strict where laxness lets two parties disagree about where
+ * a message ends (request smuggling): lines end in CRLF only (a bare CR or
+ * a bare LF is an error), no whitespace between a field name and its colon,
+ * no obs-fold, no control characters in field values, exactly one valid
+ * Content-Length, never Content-Length together with Transfer-Encoding,
+ * and Transfer-Encoding must be exactly "chunked". */
+#ifndef HTTP_PARSE_H
+#define HTTP_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HTTP_MAX_HEADERS 64
+
+enum http_method {
+    HTTP_OTHER = 0,     /* a well-formed token we do not implement (501) */
+    HTTP_GET,
+    HTTP_HEAD,
+    HTTP_POST,
+    HTTP_PUT,
+    HTTP_DELETE,
+    HTTP_OPTIONS,
+    HTTP_PATCH,
+    HTTP_TRACE,
+    HTTP_CONNECT,
+};
+
+struct http_slice {
+    const char *p;
+    size_t n;
+};
+
+struct http_header {
+    struct http_slice name;     /* as sent (compare case-insensitively) */
+    struct http_slice value;    /* leading and trailing blanks removed */
+};
+
+struct http_request {
+    enum http_method method;
+    struct http_slice method_name;
+    struct http_slice target;   /* the request-target as sent */
+    struct http_slice path;     /* target up to '?' (still percent-encoded) */
+    struct http_slice query;    /* after '?', without it; n = 0 if none */
+    int minor;                  /* HTTP/1.minor: 0 or 1 (1.2+ reads as 1) */
+    struct http_header headers[HTTP_MAX_HEADERS];
+    unsigned nheaders;
+    struct http_slice host;     /* the Host field, n = 0 if absent */
+    /* Framing and connection handling, from the fields above. */
+    uint64_t content_length;    /* 0 unless has_content_length */
+    bool has_content_length;
+    bool chunked;               /* Transfer-Encoding: chunked */
+    bool keep_alive;            /* persistent after this request (1.1 unless
+                                 * "close"; 1.0 only with "keep-alive") */
+    bool expect_continue;       /* Expect: 100-continue */
+};
+
+/* Parses one request head (request line, fields, empty line) at the start
+ * of buf[0..len); up to 4 empty lines before the request line are skipped
+ * (RFC 9112 §2.2).  max_head bounds the head's length in bytes.  Returns:
+ *   > 0   the head is complete: its length including the empty line (and
+ *         any skipped empty lines); *req is filled;
+ *   0     incomplete: read more bytes and call again with all of them;
+ *   < 0   minus the status to answer with, then close the connection:
+ *         -400 malformed or ambiguous framing, -414 request line longer
+ *         than max_head, -431 fields longer than max_head or more than
+ *         HTTP_MAX_HEADERS of them, -417 an Expect other than 100-continue,
+ *         -501 a Transfer-Encoding other than "chunked", -505 a major
+ *         version other than 1.
+ * On a negative return, *req holds whatever was parsed before the error
+ * (method, target and minor are set once the request line was read). */
+long http_parse_request(const char *buf, size_t len, size_t max_head,
+                        struct http_request *req);
+
+/* The value of the first field named name (case-insensitive), or NULL. */
+const struct http_slice *http_header_get(const struct http_request *req, const char *name);
+
+/* Decoder state for a chunked body; zero it (or http_chunked_init) before
+ * the first call. */
+struct http_chunked {
+    int state;              /* internal */
+    uint64_t left;          /* data bytes left in the current chunk */
+    unsigned digits;        /* hex digits of the size line so far */
+    size_t line;            /* bytes of the current extension/trailer line */
+    size_t trailers;        /* bytes of trailer section so far */
+    bool done;              /* the last chunk and the trailers were read */
+};
+
+static inline void http_chunked_init(struct http_chunked *c)
+{
+    *c = (struct http_chunked){0};
+}
+
+/* Feeds buf[0..len) of a chunked body to the decoder.  Returns the number
+ * of bytes consumed (all of len unless the body ended inside buf, in which
+ * case the rest belongs to the next request), or -400 for a malformed body
+ * (bad or overlong chunk size, missing CRLF after data, extension or
+ * trailer line too long).  For each piece of chunk data it finds, calls
+ * on_data(ctx, p, n) when on_data is not NULL (p points into buf) and adds
+ * n to *data_bytes.  c->done turns true once the body is complete. */
+long http_chunked_feed(struct http_chunked *c, const char *buf, size_t len,
+                       uint64_t *data_bytes,
+                       void (*on_data)(void *ctx, const char *p, size_t n), void *ctx);
+
+/* Decodes the percent-encoded path in[0..n) into out (room for n + 1
+ * bytes), resolving "." and ".." segments and merging repeated slashes,
+ * so that the result starts with '/' and never climbs above it.  Returns
+ * the decoded length, or -1 for a path that does not start with '/', a
+ * bad %-escape, an encoded NUL, or a ".." above the root. The result is
+ * NUL-terminated. */
+long http_path_normalize(const char *in, size_t n, char *out);
+
+#endif

@@ -1,0 +1,183 @@
+/* modules/http/response.c — building responses: the output buffer, status
+ * lines, the cached Date, small complete replies. */
+#define _GNU_SOURCE
+#include "http.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int http_out_reserve(struct http_out *o, size_t more)
+{
+    size_t cap = o->cap != 0 ? o->cap : 4096;
+    char *p;
+
+    if (o->len + more <= o->cap)
+        return 0;
+    while (cap < o->len + more)
+        cap *= 2;
+    p = realloc(o->buf, cap);
+    if (p == NULL)
+        return -1;
+    o->buf = p;
+    o->cap = cap;
+    return 0;
+}
+
+void http_out_add(struct http_out *o, const void *p, size_t n)
+{
+    if (http_out_reserve(o, n) != 0)
+        abort(); /* a few KiB of headers: out of memory is fatal here */
+    memcpy(o->buf + o->len, p, n);
+    o->len += n;
+}
+
+void http_out_addf(struct http_out *o, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    for (;;) {
+        size_t room = o->cap - o->len;
+
+        va_start(ap, fmt);
+        n = vsnprintf(o->buf != NULL ? o->buf + o->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if ((size_t)n < room) {
+            o->len += (size_t)n;
+            return;
+        }
+        if (http_out_reserve(o, (size_t)n + 1) != 0)
+            abort();
+    }
+}
+
+const char *http_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default:
+        return status < 200 ? "Informational" : status < 300 ? "Success"
+             : status < 400 ? "Redirection" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+static const char wday[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+static const char month[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+void http_date(time_t t, char out[30])
+{
+    struct tm tm;
+    char s[64];
+
+    gmtime_r(&t, &tm);
+    snprintf(s, sizeof(s), "%s, %02d %s %04d %02d:%02d:%02d GMT", wday[tm.tm_wday], tm.tm_mday,
+             month[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    memcpy(out, s, 29); /* years past 9999 are not HTTP dates anyway */
+    out[29] = '\0';
+}
+
+const char *http_date_now(void)
+{
+    /* Per thread, so no worker ever waits for another to format it. */
+    static __thread time_t cached_at = -1;
+    static __thread char cached[30];
+    time_t now = time(NULL);
+
+    if (now != cached_at) {
+        http_date(now, cached);
+        cached_at = now;
+    }
+    return cached;
+}
+
+time_t http_date_parse(const char *p, size_t n)
+{
+    char s[30];
+    struct tm tm = {0};
+    int i;
+
+    /* IMF-fixdate only: "Sun, 06 Nov 1994 08:49:37 GMT" (RFC 9110 §5.6.7
+     * lets a recipient ignore the obsolete forms in conditionals). */
+    if (n != 29)
+        return -1;
+    memcpy(s, p, n);
+    s[n] = '\0';
+    if (s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
+        s[19] != ':' || s[22] != ':' || s[25] != ' ' || strcmp(s + 26, "GMT") != 0)
+        return -1;
+    for (i = 0; i < 12 && memcmp(s + 8, month[i], 3) != 0; i++)
+        ;
+    if (i == 12)
+        return -1;
+    tm.tm_mon = i;
+    if (sscanf(s + 5, "%2d", &tm.tm_mday) != 1 || sscanf(s + 12, "%4d", &tm.tm_year) != 1 ||
+        sscanf(s + 17, "%2d:%2d:%2d", &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 3)
+        return -1;
+    tm.tm_year -= 1900;
+    return timegm(&tm);
+}
+
+void http_out_status(struct http_out *o, int status)
+{
+    http_out_addf(o, "HTTP/1.1 %d %s\r\nServer: " HTTP_SERVER_NAME "\r\nDate: %s\r\n", status,
+                  http_reason(status), http_date_now());
+}
+
+void http_reply_simple(struct http_out *o, struct http_reply *r, const struct http_request *req,
+                       int status, const char *content_type, const char *body, size_t len,
+                       const char *extra_headers)
+{
+    bool head = req != NULL && req->method == HTTP_HEAD;
+    bool bodyless = status == 204 || status == 304 || status < 200;
+
+    r->status = status;
+    http_out_status(o, status);
+    if (content_type != NULL && !bodyless)
+        http_out_addf(o, "Content-Type: %s\r\n", content_type);
+    if (!bodyless)
+        http_out_addf(o, "Content-Length: %zu\r\n", len);
+    if (extra_headers != NULL)
+        http_out_add(o, extra_headers, strlen(extra_headers));
+    if (r->close)
+        http_out_add(o, "Connection: close\r\n", 19);
+    else if (req != NULL && req->minor == 0)
+        http_out_add(o, "Connection: keep-alive\r\n", 24);
+    http_out_add(o, "\r\n", 2);
+    if (!head && !bodyless && len > 0) {
+        http_out_add(o, body, len);
+        r->body_bytes = len;
+    }
+}
