@@ -151,7 +151,8 @@ static void reload(struct daemon *d)
 
     asyncd_notify("RELOADING=1\nMONOTONIC_USEC=%lld", (long long)monotonic_usec());
     asyncd_log(ASYNC_LOG_NOTICE, "reloading %s", d->file);
-    if (asyncd_config_load(d->file, &next, &p) != 0) {
+    if (asyncd_config_load(d->file, &next, &p) != 0 ||
+        asyncd_modules_check(&next, d->modules, &p) != 0) {
         print_problems(&p);
         asyncd_log(ASYNC_LOG_ERROR, "reload rejected: %zu problem(s); the running configuration "
                    "stays", p.n);

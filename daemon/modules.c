@@ -293,6 +293,31 @@ static void retire(struct asyncd_module *m, int64_t timeout_ms, struct asyncd_mo
     asyncd_module_free(m);
 }
 
+int asyncd_modules_check(const struct asyncd_config *c, const struct asyncd_module *loaded,
+                         struct asyncd_problems *p)
+{
+    const struct asyncd_module *m;
+    size_t before = p->n;
+
+    for (m = loaded; m != NULL; m = m->next) {
+        json_t *own, *cfg;
+        char err[512] = "", path[300];
+        int enabled;
+
+        own = asyncd_module_config(c, m->desc->name, &enabled);
+        if (!enabled || m->desc->check == NULL)
+            continue;
+        cfg = own != NULL ? json_deep_copy(own) : json_object();
+        json_object_del(cfg, "enabled");
+        if (m->desc->check(cfg, err, sizeof(err)) != 0) {
+            snprintf(path, sizeof(path), "modules.%s", m->desc->name);
+            asyncd_problem(p, c, path, "%s", err);
+        }
+        json_decref(cfg);
+    }
+    return p->n == before ? 0 : -1;
+}
+
 struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                                             struct asyncd_module *old,
                                             struct asyncd_module **stuck)
@@ -338,6 +363,8 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
             if ((bool)enabled != m->enabled || !json_equal(cfg, m->config)) {
                 char err[512] = "";
 
+                /* reload() ran the checks first; this one only catches a
+                 * check that changed its mind since (files on disk). */
                 if (enabled && m->desc->check != NULL && m->desc->check(cfg, err, sizeof(err)) != 0) {
                     asyncd_log(ASYNC_LOG_ERROR, "module %s: new config rejected (%s); unloading it",
                                m->desc->name, err);

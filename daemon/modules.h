@@ -61,6 +61,11 @@ int asyncd_module_stop(struct asyncd_module *m, int64_t timeout_ms);
  * it was, if the folder cannot be read).  A module
  * that does not stop in time cannot be unloaded: it is moved to *stuck.
  * Fiber. */
+/* Runs the check hook of every loaded module on its part of c: 0, or -1
+ * with the problems appended to p (as "modules.NAME: message"). */
+int asyncd_modules_check(const struct asyncd_config *c, const struct asyncd_module *loaded,
+                         struct asyncd_problems *p);
+
 struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                                             struct asyncd_module *old,
                                             struct asyncd_module **stuck);

@@ -77,6 +77,30 @@ ASYNC_API ssize_t async_stream_write(async_stream *s, const void *buf, size_t le
  * sent. */
 ASYNC_API int async_stream_write_all(async_stream *s, const void *buf, size_t len);
 
+/* Parks until s is readable and/or writable (events as for async_fd_wait):
+ * 0, or -1 with ECANCELED / ETIMEDOUT / EBADF (closed meanwhile) / EPERM /
+ * EINVAL.  Uses the stream's own registration with the reactor, so unlike
+ * async_fd_wait on its descriptor it costs no epoll_ctl.  For code that
+ * does its own syscalls on the descriptor (sendfile, recv after a short
+ * read, MSG_MORE) and only needs to wait. */
+ASYNC_API int async_stream_wait(async_stream *s, int events);
+
+/* Spawns fn(arg) as a detached fiber that starts only once s is readable
+ * (bytes, end of stream or an error are waiting), so that a connection
+ * that goes quiet holds no fiber and no stack: the calling fiber hands s
+ * over and returns, the new fiber picks s up.  Until it starts it costs a
+ * task record (about 140 bytes) and the stream's registration with the
+ * reactor.  It runs on the caller's worker, as a member of the caller's
+ * group; since it has no handle, only its group's cancel reaches it, and
+ * that starts it at once (its parking calls then fail with ECANCELED
+ * unless it shields).  There is no timeout: to bound idleness, shut the
+ * socket down (shutdown(2) makes it readable) from a fiber that keeps
+ * time.  From this call on, s belongs to the new fiber: nobody else may
+ * use or close it.  0, or -1 with EPERM (not a fiber), EINVAL (s or fn
+ * NULL), EBADF (s closed), EBUSY (another fiber waits on s), EXDEV (s was
+ * first waited on by a fiber of another worker), ENOMEM. */
+ASYNC_API int async_spawn_when_readable(async_stream *s, async_fn fn, void *arg);
+
 /* The stream's descriptor, for setsockopt, shutdown(SHUT_WR) and the like
  * (still owned by the stream: do not close it), or -1 EINVAL. */
 ASYNC_API int async_stream_fd(const async_stream *s);

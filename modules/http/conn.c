@@ -47,6 +47,9 @@ struct http_conn {
     int fd;
     struct http_conn *prev, *next; /* srv->conns, under srv->lock */
     _Atomic bool idle;          /* waiting for the first byte of a request */
+    bool drained;               /* the last read left the socket empty */
+    bool awake;                 /* new or just woken: read before going idle */
+    int64_t idle_at;            /* when it went idle; read by the sweeper after idle */
     char *in;
     size_t off, len, cap;
     struct http_out out;
@@ -150,7 +153,7 @@ static int send_all(struct http_conn *c, const char *p, size_t n, bool more)
         } else if (k < 0 && errno == EINTR) {
             continue;
         } else if (k < 0 && errno == EAGAIN) {
-            if (async_fd_wait(c->fd, ASYNC_WRITABLE) != 0)
+            if (async_stream_wait(c->s, ASYNC_WRITABLE) != 0)
                 return -1;
         } else {
             return -1;
@@ -185,7 +188,7 @@ static int send_file(struct http_conn *c, struct http_reply *r)
         } else if (k < 0 && errno == EINTR) {
             continue;
         } else if (k < 0 && errno == EAGAIN) {
-            if (async_fd_wait(c->fd, ASYNC_WRITABLE) != 0)
+            if (async_stream_wait(c->s, ASYNC_WRITABLE) != 0)
                 return -1;
         } else {
             return -1; /* k == 0: the file shrank under us; the length is a lie now */
@@ -211,7 +214,12 @@ static ssize_t fill(struct http_conn *c)
         errno = ENOBUFS;
         return -1;
     }
+    /* A read that did not fill the room emptied the socket: wait for the
+     * reactor instead of paying for a recv that says EAGAIN. */
+    if (c->drained && async_stream_wait(c->s, ASYNC_READABLE) != 0)
+        return -1;
     n = async_stream_read(c->s, c->in + c->len, c->cap - c->len);
+    c->drained = n > 0 && (size_t)n < c->cap - c->len;
     if (n > 0)
         c->len += (size_t)n;
     return n;
@@ -434,7 +442,11 @@ static void finish(struct http_conn *c, const struct http_request *req, struct h
 
 /* ---- the loop ---- */
 
-enum step { STEP_MORE, STEP_CLOSE };
+enum step {
+    STEP_MORE,
+    STEP_CLOSE,
+    STEP_GONE,      /* handed to a fiber that starts when bytes arrive */
+};
 
 /* An answer for a request we will not read to the end: then close. */
 static enum step refuse(struct http_conn *c, const struct http_request *req, int status)
@@ -512,21 +524,48 @@ static enum step serve_buffered(struct http_conn *c)
     return STEP_MORE;
 }
 
+static void *conn_resume(void *arg);
+
+/* An idle connection keeps no fiber and no buffers: it is handed to a
+ * fiber that starts when bytes (or the end) arrive; the sweeper in http.c
+ * shuts it down once idle past keepalive_timeout_ms.  STEP_GONE, or
+ * STEP_MORE to wait here after all (no memory for the hand-over). */
+static enum step hand_over(struct http_conn *c)
+{
+    free(c->in);
+    free(c->out.buf);
+    c->in = NULL;
+    c->out = (struct http_out){0};
+    if (async_spawn_when_readable(c->s, conn_resume, c) == 0)
+        return STEP_GONE;
+    c->in = malloc(c->cap);
+    return c->in != NULL ? STEP_MORE : STEP_CLOSE;
+}
+
 /* Waits for and reads the next bytes.  STEP_CLOSE when the connection
- * should end (idle timeout, peer gone, drain, header timeout). */
+ * should end (idle timeout, peer gone, drain, header timeout), STEP_GONE
+ * when it went idle and was handed over. */
 static enum step read_more(struct http_conn *c)
 {
     struct http_server *srv = c->srv;
     bool idle = c->off == c->len;
+    enum step s;
     ssize_t n;
 
     if (idle) {
+        c->idle_at = async_now_ms();
         atomic_store(&c->idle, true);
         if (atomic_load(&srv->draining) || srv->cfg.keepalive_timeout_ms == 0) {
             atomic_store(&c->idle, false);
             return STEP_CLOSE;
         }
-        async_deadline(async_now_ms() + srv->cfg.keepalive_timeout_ms);
+        c->off = c->len = 0;
+        /* A new connection's first request is usually on its way, and a
+         * woken one has bytes waiting: read first, hand over after. */
+        if (!c->awake && (s = hand_over(c)) != STEP_MORE)
+            return s;
+        c->awake = false;
+        async_deadline(c->idle_at + srv->cfg.keepalive_timeout_ms);
     } else {
         if (c->head_started < 0)
             c->head_started = async_now_ms();
@@ -544,6 +583,43 @@ static enum step read_more(struct http_conn *c)
     return STEP_CLOSE;
 }
 
+static void *conn_loop(struct http_conn *c)
+{
+    for (;;) {
+        enum step s = serve_buffered(c);
+
+        if (flush(c, false) != 0 || s == STEP_CLOSE)
+            break;
+        s = read_more(c);
+        if (s == STEP_GONE)
+            return NULL; /* c belongs to the next fiber now */
+        if (s == STEP_CLOSE) {
+            flush(c, false);
+            break;
+        }
+    }
+    conn_free(c);
+    return NULL;
+}
+
+/* The fiber of a connection that was idle and has bytes (or news) now. */
+static void *conn_resume(void *arg)
+{
+    struct http_conn *c = arg;
+
+    async_shield(1); /* see http_conn_main */
+    atomic_store_explicit(&c->idle, false, memory_order_relaxed);
+    c->in = malloc(c->cap);
+    if (c->in == NULL) {
+        conn_free(c);
+        return NULL;
+    }
+    c->head_started = -1;
+    c->drained = false;
+    c->awake = true;
+    return conn_loop(c);
+}
+
 void *http_conn_main(void *arg)
 {
     struct http_conn *c = arg;
@@ -554,6 +630,7 @@ void *http_conn_main(void *arg)
      * the request in hand and leaves when the drain says so. */
     async_shield(1);
     c->head_started = -1;
+    c->awake = true;
     if (c->srv->log != NULL && getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
         if (ss.ss_family == AF_INET)
             inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof(c->peer));
@@ -561,16 +638,17 @@ void *http_conn_main(void *arg)
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer,
                       sizeof(c->peer));
     }
-    for (;;) {
-        enum step s = serve_buffered(c);
+    return conn_loop(c);
+}
 
-        if (flush(c, false) != 0 || s == STEP_CLOSE)
-            break;
-        if (read_more(c) == STEP_CLOSE) {
-            flush(c, false);
-            break;
-        }
-    }
-    conn_free(c);
-    return NULL;
+void http_conns_expire(struct http_server *srv, int64_t now)
+{
+    int64_t limit = srv->cfg.keepalive_timeout_ms;
+    struct http_conn *c;
+
+    lock(srv);
+    for (c = srv->conns; c != NULL; c = c->next)
+        if (atomic_load_explicit(&c->idle, memory_order_acquire) && now - c->idle_at >= limit)
+            shutdown(c->fd, SHUT_RD);
+    unlock(srv);
 }

@@ -88,6 +88,19 @@ static void *log_flusher(void *arg)
     return NULL;
 }
 
+/* Idle connections hold no fiber (conn.c), so their keep-alive timeout is
+ * kept here: a sweep a few times per timeout shuts down those past it. */
+static void *idle_sweeper(void *arg)
+{
+    struct http_server *srv = arg;
+    int64_t every = srv->cfg.keepalive_timeout_ms / 4;
+
+    every = every < 10 ? 10 : every > 1000 ? 1000 : every;
+    while (async_sleep_ms((uint64_t)every) == 0)
+        http_conns_expire(srv, async_now_ms());
+    return NULL;
+}
+
 /* Parks (shielded) until every connection has left or until at_ms. */
 static void wait_conns(struct http_server *srv, int64_t at_ms)
 {
@@ -176,7 +189,7 @@ static int http_run(async_module_host *host, const json_t *config)
 {
     struct http_server *srv = malloc(sizeof(*srv));
     struct acceptor a[HTTP_MAX_LISTEN];
-    async_task *t[HTTP_MAX_LISTEN], *flusher = NULL;
+    async_task *t[HTTP_MAX_LISTEN], *flusher = NULL, *sweeper = NULL;
     size_t i, n;
     int rc = 0;
 
@@ -190,6 +203,8 @@ static int http_run(async_module_host *host, const json_t *config)
     n = srv->cfg.nlisten;
     if (srv->log != NULL)
         flusher = async_spawn(log_flusher, srv);
+    if (srv->cfg.keepalive_timeout_ms > 0 && (sweeper = async_spawn(idle_sweeper, srv)) == NULL)
+        rc = 1;
     for (i = 0; i < n; i++)
         if ((t[i] = async_spawn(accept_loop, &a[i])) == NULL)
             rc = 1;
@@ -214,6 +229,10 @@ static int http_run(async_module_host *host, const json_t *config)
     if (flusher != NULL) {
         async_cancel(flusher);
         async_join(flusher, NULL);
+    }
+    if (sweeper != NULL) {
+        async_cancel(sweeper);
+        async_join(sweeper, NULL);
     }
     server_close(srv);
     free(srv);

@@ -101,6 +101,8 @@ void *http_conn_main(void *arg);
 /* Drain: ends idle connections now and tells busy ones to close after the
  * response in progress.  Called with srv->draining already set. */
 void http_conns_drain(struct http_server *srv);
+/* Ends connections idle for keepalive_timeout_ms or longer by now. */
+void http_conns_expire(struct http_server *srv, int64_t now);
 /* Cuts every remaining connection (their fibers then end on their own). */
 void http_conns_abort(struct http_server *srv);
 
@@ -115,6 +117,8 @@ int http_out_reserve(struct http_out *o, size_t more);
 void http_out_add(struct http_out *o, const void *p, size_t n);
 void http_out_addf(struct http_out *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* v in decimal */
+void http_out_u64(struct http_out *o, uint64_t v);
 /* "HTTP/1.1 NNN Reason\r\nServer: ..\r\nDate: ..\r\n" */
 void http_out_status(struct http_out *o, int status);
 const char *http_reason(int status);

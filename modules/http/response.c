@@ -150,10 +150,32 @@ time_t http_date_parse(const char *p, size_t n)
     return timegm(&tm);
 }
 
+#define LIT(s) s, sizeof(s) - 1
+
+void http_out_u64(struct http_out *o, uint64_t v)
+{
+    char d[20];
+    size_t n = 0;
+
+    do
+        d[sizeof(d) - ++n] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    http_out_add(o, d + sizeof(d) - n, n);
+}
+
+/* The hot path of every answer: plain copies, no printf. */
 void http_out_status(struct http_out *o, int status)
 {
-    http_out_addf(o, "HTTP/1.1 %d %s\r\nServer: " HTTP_SERVER_NAME "\r\nDate: %s\r\n", status,
-                  http_reason(status), http_date_now());
+    const char *reason = http_reason(status);
+    char code[4] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+                    (char)('0' + status % 10), ' '};
+
+    http_out_add(o, LIT("HTTP/1.1 "));
+    http_out_add(o, code, 4);
+    http_out_add(o, reason, strlen(reason));
+    http_out_add(o, LIT("\r\nServer: " HTTP_SERVER_NAME "\r\nDate: "));
+    http_out_add(o, http_date_now(), 29);
+    http_out_add(o, LIT("\r\n"));
 }
 
 void http_reply_simple(struct http_out *o, struct http_reply *r, const struct http_request *req,
@@ -165,10 +187,16 @@ void http_reply_simple(struct http_out *o, struct http_reply *r, const struct ht
 
     r->status = status;
     http_out_status(o, status);
-    if (content_type != NULL && !bodyless)
-        http_out_addf(o, "Content-Type: %s\r\n", content_type);
-    if (!bodyless)
-        http_out_addf(o, "Content-Length: %zu\r\n", len);
+    if (content_type != NULL && !bodyless) {
+        http_out_add(o, LIT("Content-Type: "));
+        http_out_add(o, content_type, strlen(content_type));
+        http_out_add(o, LIT("\r\n"));
+    }
+    if (!bodyless) {
+        http_out_add(o, LIT("Content-Length: "));
+        http_out_u64(o, len);
+        http_out_add(o, LIT("\r\n"));
+    }
     if (extra_headers != NULL)
         http_out_add(o, extra_headers, strlen(extra_headers));
     if (r->close)

@@ -77,6 +77,62 @@ ssize_t async_stream_read(async_stream *s, void *buf, size_t len)
     return transfer(s, buf, len, false);
 }
 
+int async_stream_wait(async_stream *s, int events)
+{
+    int err;
+
+    if (async__parking_self(s, s) == NULL)
+        return -1;
+    if ((events & (ASYNC_READABLE | ASYNC_WRITABLE)) == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if ((err = async__sock_enter(&s->sock)) != 0) {
+        errno = err;
+        return -1;
+    }
+    err = async__fdw_wait(&s->sock.watch, events & (ASYNC_READABLE | ASYNC_WRITABLE));
+    if (err == 0 && atomic_load_explicit(&s->sock.closed, memory_order_acquire))
+        err = EBADF;
+    async__sock_leave(&s->sock);
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+int async_spawn_when_readable(async_stream *s, async_fn fn, void *arg)
+{
+    struct async_task *t;
+    int err;
+
+    if (async__current() == NULL) {
+        errno = EPERM;
+        return -1;
+    }
+    if (s == NULL || fn == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (atomic_load_explicit(&s->sock.closed, memory_order_acquire)) {
+        errno = EBADF;
+        return -1;
+    }
+    if ((err = async__fdw_can_handoff(&s->sock.watch)) != 0) {
+        errno = err;
+        return -1;
+    }
+    if ((t = async__spawn_parked(fn, arg)) == NULL)
+        return -1;
+    async__fdw_handoff(&s->sock.watch, t);
+    /* A group cancelled before t joined it never claimed t: do it now. */
+    if (atomic_load_explicit(&t->cancelled, memory_order_relaxed) &&
+        async__claim(t, ASYNC__WAKE_CANCELLED))
+        async__schedule(t, false);
+    return 0;
+}
+
 ssize_t async_stream_write(async_stream *s, const void *buf, size_t len)
 {
     if (async__parking_self(s, s) == NULL)

@@ -341,6 +341,48 @@ void async__fdw_release(struct async_task *t)
     w->hold(w->ctx, -1); /* may free w */
 }
 
+int async__fdw_can_handoff(struct async__fdw *f)
+{
+    struct fdw_impl *w = (struct fdw_impl *)f;
+    struct async_task *self = async__current();
+    struct async_worker *home = NULL;
+
+    if (!atomic_compare_exchange_strong_explicit(&w->home, &home, self->home, memory_order_relaxed,
+                                                 memory_order_relaxed) &&
+        home != self->home)
+        return EXDEV;
+    if (w->owner != NULL && w->owner != self)
+        return EBUSY;
+    return 0;
+}
+
+void async__fdw_handoff(struct async__fdw *f, struct async_task *to)
+{
+    struct fdw_impl *w = (struct fdw_impl *)f;
+    struct async_task *self = async__current();
+    struct async__reactor *r = self->home->reactor;
+
+    if (w->owner == self) {
+        self->linger = NULL; /* its reference passes to `to` */
+        if (w->events != EV_READ) {
+            io_stop(r, &w->fw.io);
+            ev_io_modify(&w->fw.io, EV_READ);
+            io_start(r, &w->fw.io);
+        }
+    } else {
+        if (self->linger != NULL)
+            async__fdw_release(self);
+        w->hold(w->ctx, +1);
+        ev_io_modify(&w->fw.io, EV_READ);
+        io_start(r, &w->fw.io);
+    }
+    w->events = EV_READ;
+    w->owner = to;
+    to->linger = w;
+    to->parking_on_linger = true; /* until it starts */
+    w->fw.task = to;
+}
+
 int async__fdw_wait(struct async__fdw *f, int events)
 {
     struct fdw_impl *w = (struct fdw_impl *)f;

@@ -58,6 +58,18 @@ void async__fdw_init(struct async__fdw *f, int fd, void (*hold)(void *ctx, int d
  * for events (ASYNC_READABLE | ASYNC_WRITABLE): 0, or ECANCELED/ETIMEDOUT. */
 int async__fdw_wait(struct async__fdw *f, int events);
 
+/* Whether the calling fiber may hand the watcher over (and if nobody has
+ * used it yet, adopts it into the caller's loop): 0, or EXDEV when it
+ * belongs to another worker's loop, EBUSY when another fiber lingers on
+ * it. */
+int async__fdw_can_handoff(struct async__fdw *f);
+
+/* Hands the watcher over to `to`, a parked spawn of the calling fiber
+ * (async__spawn_parked), after async__fdw_can_handoff said yes: `to` is
+ * woken (and so started) when the fd turns readable.  The caller stops
+ * lingering on it. */
+void async__fdw_handoff(struct async__fdw *f, struct async_task *to);
+
 /* Stops the watcher the fiber t lingers on, if any (t's own thread). */
 void async__fdw_release(struct async_task *t);
 

@@ -211,6 +211,15 @@ int async__check_interrupt(struct async_task *t);
 /* async_spawn into group g (NULL: none). */
 async_task *async__spawn_in(async_fn fn, void *arg, struct async_group *g);
 
+/* A detached task in the caller's group, homed on the caller's worker and
+ * parked before it ever ran: inside an epoch (woken 0), on no queue.
+ * Whoever claims it (a reactor watcher, a canceller) schedules it and it
+ * starts on that worker.  The caller registers it with its waker, then
+ * checks `cancelled` (the group may have been cancelled before it joined)
+ * and claims it itself if so.  NULL + EPERM (not a fiber) / EINVAL /
+ * ENOMEM. */
+async_task *async__spawn_parked(async_fn fn, void *arg);
+
 /* The entry checks of every parking call on a handle: the calling fiber,
  * or NULL with errno EPERM (not a fiber), EINVAL (handle or elem NULL),
  * ECANCELED or ETIMEDOUT. */

@@ -6,9 +6,9 @@
 #include <sched.h>
 #include <stdlib.h>
 
-async_task *async__spawn_in(async_fn fn, void *arg, struct async_group *g)
+/* A new task of worker w, counted and in group g, not queued anywhere. */
+static async_task *task_new(struct async_worker *w, async_fn fn, void *arg, struct async_group *g)
 {
-    struct async_worker *w = async__tls_worker;
     struct async_task *t;
 
     if (fn == NULL) {
@@ -46,10 +46,38 @@ async_task *async__spawn_in(async_fn fn, void *arg, struct async_group *g)
     if (g != NULL)
         async__group_enter(g, t);
     /* Owner-only counter: a plain increment, ordered for the end-of-runtime
-     * check by the release of the push below. */
+     * check by the release of the push that makes t runnable (or, for a
+     * parked spawn, by the release of its creator's own end). */
     atomic_store_explicit(&w->spawned, atomic_load_explicit(&w->spawned, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-    async__push_fresh(w, t);
+    return t;
+}
+
+async_task *async__spawn_in(async_fn fn, void *arg, struct async_group *g)
+{
+    struct async_worker *w = async__tls_worker;
+    struct async_task *t = task_new(w, fn, arg, g);
+
+    if (t != NULL)
+        async__push_fresh(w, t);
+    return t;
+}
+
+async_task *async__spawn_parked(async_fn fn, void *arg)
+{
+    struct async_task *self = async__current();
+    struct async_task *t;
+
+    if (self == NULL) {
+        errno = EPERM;
+        return NULL;
+    }
+    t = task_new(self->home, fn, arg, self->group);
+    if (t == NULL)
+        return NULL;
+    t->home = self->home; /* pre-homed: every wake queues it there */
+    atomic_store_explicit(&t->join, ASYNC__JOIN_DETACHED, memory_order_relaxed);
+    atomic_store_explicit(&t->woken, 0, memory_order_relaxed);
     return t;
 }
 
@@ -186,7 +214,7 @@ int async_shield(int on)
     old = atomic_load_explicit(&t->shielded, memory_order_relaxed);
     atomic_store_explicit(&t->shielded, on != 0, memory_order_seq_cst);
     /* See sched.h: no canceller that missed the shield may still claim. */
-    while (on && atomic_load_explicit(&t->cancelling, memory_order_acquire) != 0)
+    while (on && atomic_load_explicit(&t->cancelling, memory_order_seq_cst) != 0)
         if (++spins > 1000)
             sched_yield();
     return old;

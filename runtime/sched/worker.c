@@ -94,6 +94,24 @@ void async__schedule(struct async_task *t, bool lifo)
     atomic_fetch_sub_explicit(&rt->foreign_wakers, 1, memory_order_release);
 }
 
+static void fiber_entry(void *arg);
+
+static int start(struct async_worker *w, struct async_task *t)
+{
+    struct async__stack *s = async__stack_get(&w->stacks);
+
+    if (s == NULL)
+        return ENOMEM;
+    t->stack = s;
+    t->canary = s->guarded ? NULL : (const uint64_t *)s->lo;
+    t->home = w;
+    t->started = true;
+    t->parking_on_linger = false; /* a parked spawn waited on its watcher */
+    async__annot_fiber_new(&t->annot, s->lo, s->size);
+    async__ctx_make(&t->ctx, s->lo, s->size, fiber_entry, t);
+    return 0;
+}
+
 /* A started fiber of this worker to switch to directly, or NULL to go
  * through the scheduler (nothing local, or time for maintenance). */
 static struct async_task *pick_local(struct async_worker *w)
@@ -113,7 +131,16 @@ static struct async_task *pick_local(struct async_worker *w)
     n = async__fifo_pop(&w->ready);
     if (n == NULL)
         n = async__mpsc_pop(&w->mailbox);
-    return n != NULL ? task_of(n) : NULL;
+    if (n == NULL)
+        return NULL;
+    t = task_of(n);
+    /* A parked spawn (async__spawn_parked) is woken into these queues
+     * before it ever ran: give it its stack here. */
+    if (!t->started && start(w, t) != 0) {
+        async__fifo_push(&w->ready, &t->node);
+        return NULL;
+    }
+    return t;
 }
 
 void async__switch_out(struct async_worker *w, struct async_task *t)
@@ -221,20 +248,6 @@ static void reap(struct async_worker *w)
                           memory_order_release);
 }
 
-static int start(struct async_worker *w, struct async_task *t)
-{
-    struct async__stack *s = async__stack_get(&w->stacks);
-
-    if (s == NULL)
-        return ENOMEM;
-    t->stack = s;
-    t->canary = s->guarded ? NULL : (const uint64_t *)s->lo;
-    t->home = w;
-    t->started = true;
-    async__annot_fiber_new(&t->annot, s->lo, s->size);
-    async__ctx_make(&t->ctx, s->lo, s->size, fiber_entry, t);
-    return 0;
-}
 
 static void global_push_batch(struct async_rt *rt, struct async_task **ts, unsigned n)
 {
@@ -393,8 +406,12 @@ static struct async_task *next_task(struct async_worker *w)
 static void run(struct async_worker *w, struct async_task *t)
 {
     if (!t->started && start(w, t) != 0) {
-        /* No memory for a stack: put it back and wait for some to free. */
-        push_global(w->rt, t);
+        /* No memory for a stack: put it back and wait for some to free.  A
+         * parked spawn keeps its home (its watcher lives in our loop). */
+        if (t->linger != NULL)
+            async__fifo_push(&w->ready, &t->node);
+        else
+            push_global(w->rt, t);
         async__reactor_poll(w, false);
         return;
     }

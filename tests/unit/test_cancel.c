@@ -1012,6 +1012,506 @@ static void errno_is_preserved_per_fiber_across_switches(void **state)
     RUN(2, errno_body, &w2);
 }
 
+/* ------------------------------------------------------------------ */
+/* shielding (async_shield)                                            */
+
+/* A cancel that reaches a shielded fiber is kept, not delivered: the
+ * parking call it sits in goes on (a sleep to its time, a receive to the
+ * value sent later), as does the next one while the shield is up; once the
+ * shield is lowered the next parking call fails at once. */
+
+enum shield_call { SH_SLEEP, SH_RECEIVE };
+
+#define SHIELD_SLEEP_MS 200
+
+struct shv {
+    enum shield_call call;
+    async_channel *ready;       /* victim -> test: about to park */
+    async_channel *ch;          /* test -> victim: 42 (receive case) */
+    async_channel *never;       /* nobody sends */
+    atomic_int cancelled;       /* set right after async_cancel returned */
+    atomic_int first_returned;  /* the shielded parking call has returned */
+};
+
+static void *shield_victim(void *arg)
+{
+    struct shv *s = arg;
+    int one = 1, v = 0;
+    int64_t t0;
+
+    CHECK_EQ(async_shield(1), 0);
+    CHECK_EQ(async_shield(1), 1); /* raising it again: it was up */
+    CHECK_OK(async_channel_send(s->ready, &one));
+    t0 = async_now_ms();
+    if (s->call == SH_SLEEP) {
+        CHECK_OK(async_sleep_ms(SHIELD_SLEEP_MS));
+        CHECK(async_now_ms() - t0 >= SHIELD_SLEEP_MS - 5); /* slept its time */
+    } else {
+        CHECK_OK(async_channel_receive(s->ch, &v));
+        CHECK_EQ(v, 42);
+    }
+    atomic_store(&s->first_returned, 1);
+    CHECK_EQ(atomic_load(&s->cancelled), 1); /* the cancel came during the call */
+    /* still shielded: another parking call parks and succeeds */
+    t0 = async_now_ms();
+    CHECK_OK(async_sleep_ms(5));
+    CHECK(async_now_ms() - t0 >= 4);
+    /* lowered: the kept cancel takes effect at once, and sticks */
+    CHECK_EQ(async_shield(0), 1);
+    t0 = async_now_ms();
+    CHECK_FAILS(async_channel_receive(s->never, &v), ECANCELED);
+    CHECK_FAILS(async_sleep_ms(100000), ECANCELED);
+    CHECK(async_now_ms() - t0 < 1000);
+    CHECK_EQ(async_shield(0), 0);
+    /* raised again (cleanup after ECANCELED), it defers the cancel again */
+    CHECK_EQ(async_shield(1), 0);
+    CHECK_OK(async_sleep_ms(1));
+    CHECK_EQ(async_shield(0), 1);
+    CHECK_FAILS(async_sleep_ms(1), ECANCELED);
+    return NULL;
+}
+
+static void *shield_defer_body(void *arg)
+{
+    int round, one, v;
+
+    (void)arg;
+    for (round = 0; round < 8; round++) {
+        struct shv s = {
+            .call = (round & 2) ? SH_RECEIVE : SH_SLEEP,
+            .ready = channel_new_checked(sizeof(int)),
+            .ch = channel_new_checked(sizeof(int)),
+            .never = channel_new_checked(sizeof(int)),
+        };
+        async_task *t = spawn(shield_victim, &s);
+
+        CHECK_OK(async_channel_receive(s.ready, &one));
+        wait_parked(t);
+        if (round & 1)
+            CHECK_OK(async_join(spawn(canceller_fn, t), NULL)); /* maybe from another worker */
+        else
+            CHECK_OK(async_cancel(t));
+        atomic_store(&s.cancelled, 1);
+        /* the cancel did not wake it */
+        CHECK_OK(async_sleep_ms(20));
+        CHECK_EQ(atomic_load(&s.first_returned), 0);
+        CHECK(parked(t));
+        if (s.call == SH_RECEIVE) {
+            v = 42;
+            CHECK_OK(async_channel_send(s.ch, &v));
+        }
+        join_bounded(t);
+        CHECK_EQ(atomic_load(&s.first_returned), 1);
+        CHECK_FAILS(async_channel_try_receive(s.ch, &v), EAGAIN); /* it took the value */
+        async_channel_free(s.ready);
+        async_channel_free(s.ch);
+        async_channel_free(s.never);
+        if (atomic_load(&failures) != 0)
+            break;
+    }
+    return NULL;
+}
+
+static void shield_defers_cancel_until_lowered(void **state)
+{
+    (void)state;
+    RUN(1, shield_defer_body, NULL);
+    RUN(2, shield_defer_body, NULL);
+}
+
+/* A shield is no defence against a deadline, cancelled or not. */
+struct shd {
+    async_channel *ready;
+    async_channel *never;
+    bool cancel;
+    atomic_int returned;
+};
+
+static void *shield_deadline_victim(void *arg)
+{
+    struct shd *d = arg;
+    int one = 1, v = 0;
+    int64_t t0, el;
+
+    CHECK_EQ(async_shield(1), 0);
+    t0 = async_now_ms();
+    CHECK_EQ(async_deadline(t0 + 50), -1);
+    CHECK_OK(async_channel_send(d->ready, &one));
+    CHECK_FAILS(async_channel_receive(d->never, &v), ETIMEDOUT);
+    atomic_store(&d->returned, 1);
+    el = async_now_ms() - t0;
+    CHECK(el >= 45 && el < BOUND_MS);
+    CHECK_FAILS(async_sleep_ms(1), ETIMEDOUT); /* still past it */
+    async_deadline(-1);
+    CHECK_OK(async_sleep_ms(1)); /* shielded, no deadline: fine even if cancelled */
+    CHECK_EQ(async_shield(0), 1);
+    if (d->cancel)
+        CHECK_FAILS(async_sleep_ms(1), ECANCELED);
+    else
+        CHECK_OK(async_sleep_ms(1));
+    return NULL;
+}
+
+static void *shield_deadline_body(void *arg)
+{
+    int round, one, v;
+
+    (void)arg;
+    for (round = 0; round < 6; round++) {
+        struct shd d = {
+            .ready = channel_new_checked(sizeof(int)),
+            .never = channel_new_checked(sizeof(int)),
+            .cancel = (round & 1) != 0,
+        };
+        async_task *t = spawn(shield_deadline_victim, &d);
+
+        CHECK_OK(async_channel_receive(d.ready, &one));
+        if (d.cancel) {
+            /* cancel it while parked (unless the 50 ms were already up) */
+            int64_t t0 = async_now_ms();
+
+            while (!parked(t) && !atomic_load(&d.returned) && !timed_out(t0))
+                async_yield();
+            CHECK_OK(async_cancel(t));
+        }
+        join_bounded(t);
+        CHECK_FAILS(async_channel_try_receive(d.never, &v), EAGAIN);
+        async_channel_free(d.ready);
+        async_channel_free(d.never);
+        if (atomic_load(&failures) != 0)
+            break;
+    }
+    return NULL;
+}
+
+static void shield_still_honours_deadline(void **state)
+{
+    (void)state;
+    RUN(1, shield_deadline_body, NULL);
+    RUN(2, shield_deadline_body, NULL);
+}
+
+static void *shield_in_plain_thread(void *arg)
+{
+    (void)arg;
+    CHECK_FAILS(async_shield(1), EPERM);
+    CHECK_FAILS(async_shield(0), EPERM);
+    return NULL;
+}
+
+static void *shield_plain_thread_body(void *arg)
+{
+    pthread_t th;
+
+    (void)arg;
+    /* a thread that is no fiber, while a runtime runs */
+    CHECK_EQ(pthread_create(&th, NULL, shield_in_plain_thread, NULL), 0);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    return NULL;
+}
+
+static void shield_outside_fiber_fails_eperm(void **state)
+{
+    (void)state;
+    errno = 0;
+    assert_int_equal(async_shield(1), -1);
+    assert_int_equal(errno, EPERM);
+    errno = 0;
+    assert_int_equal(async_shield(0), -1);
+    assert_int_equal(errno, EPERM);
+    RUN(1, shield_plain_thread_body, NULL);
+}
+
+/* A group member that must finish its work raises its shield; the group's
+ * cancel waits behind it, and the group's join waits for it. */
+struct shg {
+    async_channel *ready;       /* member -> test: its handle, about to park */
+    async_channel *ch;          /* the sender -> member: 42 */
+    async_channel *never;
+    async_group *g;
+    atomic_int received;
+    atomic_int control_done;
+};
+
+static void *shield_member(void *arg)
+{
+    struct shg *s = arg;
+    async_task *me = async__current(); /* white box: our own handle */
+    int v = 0;
+
+    CHECK_EQ(async_shield(1), 0);
+    CHECK_OK(async_channel_send(s->ready, &me));
+    CHECK_OK(async_channel_receive(s->ch, &v));
+    CHECK_EQ(v, 42);
+    atomic_store(&s->received, 1);
+    CHECK_EQ(async_shield(0), 1);
+    CHECK_FAILS(async_channel_receive(s->never, &v), ECANCELED);
+    CHECK_FAILS(async_sleep_ms(100000), ECANCELED);
+    return NULL;
+}
+
+/* An unshielded member: the group's cancel reaches it at once. */
+static void *shield_control_member(void *arg)
+{
+    struct shg *s = arg;
+
+    CHECK_FAILS(async_sleep_ms(100000), ECANCELED);
+    atomic_store(&s->control_done, 1);
+    return NULL;
+}
+
+static void *group_canceller_fn(void *arg)
+{
+    async_group_cancel(arg);
+    return NULL;
+}
+
+static void *shield_sender_fn(void *arg)
+{
+    struct shg *s = arg;
+    int v = 42;
+
+    CHECK_OK(async_channel_send(s->ch, &v));
+    return NULL;
+}
+
+static void *shield_group_body(void *arg)
+{
+    int round, v;
+
+    (void)arg;
+    for (round = 0; round < 6; round++) {
+        struct shg s = {
+            .ready = channel_new_checked(sizeof(async_task *)),
+            .ch = channel_new_checked(sizeof(int)),
+            .never = channel_new_checked(sizeof(int)),
+            .g = async_group_new(),
+        };
+        async_task *member = NULL;
+        int64_t old;
+
+        CHECK(s.g != NULL);
+        if (s.g == NULL)
+            break;
+        CHECK_OK(async_group_spawn(s.g, shield_control_member, &s));
+        CHECK_OK(async_group_spawn(s.g, shield_member, &s));
+        CHECK_OK(async_channel_receive(s.ready, &member));
+        wait_parked(member);
+        if (round & 1)
+            CHECK_OK(async_join(spawn(group_canceller_fn, s.g), NULL));
+        else
+            async_group_cancel(s.g);
+        /* the cancel reached the group (the control member ends) but did
+         * not wake the shielded member */
+        CHECK(yield_until_at_least(&s.control_done, 1));
+        CHECK_OK(async_sleep_ms(20));
+        CHECK_EQ(atomic_load(&s.received), 0);
+        CHECK(parked(member));
+        /* member may end from here on */
+        CHECK_OK(async_join(spawn(shield_sender_fn, &s), NULL));
+        old = async_deadline(async_now_ms() + BOUND_MS);
+        CHECK_OK(async_group_join(s.g));
+        async_deadline(old);
+        CHECK_EQ(atomic_load(&s.received), 1);
+        CHECK_FAILS(async_channel_try_receive(s.ch, &v), EAGAIN);
+        async_group_free(s.g);
+        async_channel_free(s.ready);
+        async_channel_free(s.ch);
+        async_channel_free(s.never);
+        if (atomic_load(&failures) != 0)
+            break;
+    }
+    return NULL;
+}
+
+static void shield_lets_group_member_finish_after_group_cancel(void **state)
+{
+    (void)state;
+    RUN(1, shield_group_body, NULL);
+    RUN(2, shield_group_body, NULL);
+}
+
+/* Stress: a victim raises its shield while a canceller on another worker
+ * cancels it, with no handshake between them, so the cancel races with the
+ * async_shield call itself (the window that async_shield closes by waiting
+ * for `cancelling` to drain, sched.h).  Whatever the order, the cancel is
+ * deferred: the receive that follows returns the value the canceller sends
+ * after its cancel, never ECANCELED; once lowered, the cancel applies.
+ *
+ * The driver (the main fiber) spawns each victim on its own worker and
+ * parks in the join, so the victim starts there; the canceller is a fiber
+ * that started on the other worker (the driver busy-spins without yielding
+ * until it has started) and never parks, so that worker never goes idle to
+ * steal a victim.  The canceller waits a spin delay after each post,
+ * adapted so that its cancel keeps landing in the victim's start-up, and
+ * records how its async_cancel call and the victim's async_shield call
+ * overlapped. */
+#define SHIELD_RACE_ITERS 20000
+#define SHIELD_RACE_MS 30000 /* stop early (not a failure) under slow sanitizers */
+
+struct srace {
+    /* per iteration: written by the driver before `posted` */
+    long iter;
+    async_task *victim;
+    async_channel *ch;
+    atomic_int vstate;          /* 0 before, 1 inside async_shield(1), 2 after it */
+    pthread_t vthread;          /* victim -> driver, ordered by the join */
+    atomic_long posted;         /* driver -> canceller: iteration ready */
+    atomic_long served;         /* canceller -> driver: cancelled and sent */
+    atomic_int stop;
+    atomic_int b_started;
+    pthread_t bthread;
+    /* canceller only, read by the driver after joining it */
+    long early, overlapped, late;
+    unsigned delay;
+};
+
+static void *race_victim(void *arg)
+{
+    struct srace *r = arg;
+    long want = r->iter;
+    int v = -1, rc, e, old;
+
+    r->vthread = pthread_self();
+    atomic_store(&r->vstate, 1);
+    old = async_shield(1);
+    atomic_store(&r->vstate, 2);
+    CHECK_EQ(old, 0);
+    errno = 0;
+    rc = async_channel_receive(r->ch, &v);
+    e = errno;
+    if (rc != 0 || v != want)
+        failed(__FILE__, __LINE__,
+               "iteration %ld: shielded receive returned %d (%s), value %d, want 0 and %ld", want,
+               rc, errname(e), v, want);
+    CHECK_EQ(async_shield(0), 1);
+    CHECK_FAILS(async_sleep_ms(0), ECANCELED); /* checks before it would yield */
+    return NULL;
+}
+
+static void spin_for(unsigned n)
+{
+    volatile unsigned k;
+
+    for (k = 0; k < n; k++)
+        ;
+}
+
+static void *race_canceller(void *arg)
+{
+    struct srace *r = arg;
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    long next = 1;
+
+    r->bthread = pthread_self();
+    r->delay = 64;
+    atomic_store(&r->b_started, 1);
+    for (;;) {
+        unsigned spins = 0, d;
+        int s0, s1, v;
+
+        while (atomic_load(&r->posted) < next && !atomic_load(&r->stop)) {
+            if ((++spins & 1023) == 0)
+                async_yield(); /* lets anything homed here run; never idles */
+            if ((spins & 0xffff) == 0)
+                sched_yield(); /* on a crowded machine, let the driver's thread run */
+        }
+        if (atomic_load(&r->posted) < next)
+            break;
+        d = r->delay + (unsigned)(xorshift(&rng) % (r->delay / 2 + 16));
+        spin_for(d);
+        s0 = atomic_load(&r->vstate);
+        CHECK_OK(async_cancel(r->victim));
+        s1 = atomic_load(&r->vstate);
+        if (s1 == 0) {
+            r->early++; /* before the victim began async_shield: wait longer */
+            r->delay += r->delay / 8 + 1;
+        } else if (s0 == 2) {
+            r->late++; /* after it returned: wait less */
+            r->delay -= r->delay / 8 + (r->delay > 1);
+        } else {
+            r->overlapped++; /* the two calls overlapped in time */
+        }
+        if (r->delay > 1u << 20)
+            r->delay = 1u << 20;
+        v = (int)next;
+        CHECK_OK(async_channel_send(r->ch, &v));
+        atomic_store(&r->served, next);
+        next++;
+    }
+    return NULL;
+}
+
+static void *shield_race_body(void *arg)
+{
+    static struct srace r; /* big enough to keep off the fiber stack; one at a time */
+    int64_t start = async_now_ms(), t0;
+    long i, cross = 0, done = 0, slow = 0;
+    int64_t it0, it, worst = 0;
+    async_task *b;
+    int v;
+
+    (void)arg;
+    memset(&r, 0, sizeof(r));
+    b = spawn(race_canceller, &r);
+    /* Hold this worker without yielding, so that the other one takes it. */
+    t0 = async_now_ms();
+    while (!atomic_load(&r.b_started) && async_now_ms() - t0 < 2000)
+        ;
+    if (!atomic_load(&r.b_started)) {
+        fprintf(stderr, "  [%s] canceller not started by the other worker; yielding\n",
+                current_test);
+        yield_until_at_least(&r.b_started, 1);
+    }
+    for (i = 1; i <= SHIELD_RACE_ITERS; i++) {
+        it0 = async_now_ms();
+        r.iter = i;
+        r.ch = channel_new_checked(sizeof(int));
+        atomic_store(&r.vstate, 0);
+        r.victim = spawn(race_victim, &r);
+        atomic_store(&r.posted, i);
+        join_bounded(r.victim); /* parks: the victim starts on this worker */
+        t0 = async_now_ms();
+        while (atomic_load(&r.served) < i) {
+            if (timed_out(t0)) {
+                failed(__FILE__, __LINE__, "canceller stuck at iteration %ld", i);
+                break;
+            }
+            async_yield();
+        }
+        if (atomic_load(&r.served) < i)
+            break; /* the canceller may still use r.ch */
+        if (!pthread_equal(r.vthread, r.bthread))
+            cross++;
+        CHECK_FAILS(async_channel_try_receive(r.ch, &v), EAGAIN);
+        async_channel_free(r.ch);
+        done++;
+        it = async_now_ms() - it0;
+        slow += it >= 2;
+        if (it > worst)
+            worst = it;
+        if (atomic_load(&failures) != 0 || async_now_ms() - start > SHIELD_RACE_MS)
+            break;
+    }
+    atomic_store(&r.stop, 1);
+    join_bounded(b);
+    fprintf(stderr,
+            "  [%s] %ld iterations in %lld ms: %ld cross-worker; cancel vs async_shield: "
+            "%ld overlapped, %ld before, %ld after (final delay %u); %ld took >= 2 ms, "
+            "slowest %lld ms\n",
+            current_test, done, (long long)(async_now_ms() - start), cross, r.overlapped,
+            r.early, r.late, r.delay, slow, (long long)worst);
+    CHECK(done > 0);
+    CHECK(cross > 0); /* the two fibers did run on different workers */
+    return NULL;
+}
+
+static void shield_races_cancel_from_another_worker(void **state)
+{
+    (void)state;
+    RUN(2, shield_race_body, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1041,6 +1541,11 @@ int main(void)
         cmocka_unit_test(runtime_may_be_called_again_after_it_returns),
         cmocka_unit_test(hundred_thousand_fibers_spawned_and_joined_on_two_workers),
         cmocka_unit_test(errno_is_preserved_per_fiber_across_switches),
+        cmocka_unit_test(shield_defers_cancel_until_lowered),
+        cmocka_unit_test(shield_still_honours_deadline),
+        cmocka_unit_test(shield_outside_fiber_fails_eperm),
+        cmocka_unit_test(shield_lets_group_member_finish_after_group_cancel),
+        cmocka_unit_test(shield_races_cancel_from_another_worker),
     };
 
     /* TEST_FILTER=pattern runs only the matching tests (cmocka glob) */

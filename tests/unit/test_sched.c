@@ -1,5 +1,7 @@
 /* Spawning, joining, detaching, yielding and the worker pool. */
 #define _GNU_SOURCE
+#include "harness.h" /* CHECK* for the async_stats tests */
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -499,6 +501,203 @@ static void sched_spawn_out_of_memory_is_enomem_and_the_runtime_carries_on(void 
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* ---- async_stats ---- */
+
+/* These use harness.h: fibers record failures with CHECK* (no cmocka
+ * assertion may longjmp off a fiber stack). */
+
+#define STATS_PARKED 50
+#define STATS_SENTINEL 0x5a5a5a5a5a5aull
+
+static void *stats_parked(void *arg)
+{
+    int v = 0;
+
+    CHECK_OK(async_channel_receive(arg, &v));
+    return NULL;
+}
+
+static uint64_t sum_ended(const struct async_worker_stats *per, unsigned n)
+{
+    uint64_t s = 0;
+    unsigned i;
+
+    for (i = 0; i < n; i++)
+        s += per[i].fibers_ended;
+    return s;
+}
+
+static void fill_sentinel(struct async_stats *st, struct async_worker_stats *per, unsigned n)
+{
+    unsigned i;
+
+    memset(st, 0xa5, sizeof(*st));
+    for (i = 0; i < n; i++) {
+        per[i].run_queue = (size_t)STATS_SENTINEL;
+        per[i].fibers_ended = STATS_SENTINEL;
+    }
+}
+
+static void *stats_body(void *arg)
+{
+    async_channel *ch = channel_new_checked(sizeof(int));
+    async_task *t[STATS_PARKED];
+    struct async_stats st;
+    struct async_worker_stats per[4];
+    int64_t start;
+    long lagged = 0;
+    int i, v;
+
+    (void)arg;
+    for (i = 0; i < STATS_PARKED; i++)
+        t[i] = spawn(stats_parked, ch);
+    for (i = 0; i < STATS_PARKED; i++)
+        wait_parked(t[i]);
+
+    /* 50 parked, plus this fiber; nothing else spawns (no runtime-internal
+     * fibers), nothing has ended yet */
+    fill_sentinel(&st, per, 4);
+    CHECK_OK(async_stats(&st, per, 4));
+    CHECK_EQ(st.workers, 2);
+    CHECK(st.fibers_live >= STATS_PARKED + 1);
+    CHECK(st.fibers_spawned >= STATS_PARKED + 1);
+    CHECK_EQ(st.fibers_spawned, STATS_PARKED + 1);
+    CHECK_EQ(st.fibers_live, STATS_PARKED + 1);
+    CHECK(st.global_queue <= STATS_PARKED + 1);
+    for (i = 0; i < 2; i++) {
+        CHECK(per[i].run_queue <= STATS_PARKED + 1);
+        CHECK_EQ(per[i].fibers_ended, 0);
+    }
+    for (i = 2; i < 4; i++) { /* only as many as there are workers */
+        CHECK_EQ(per[i].run_queue, (size_t)STATS_SENTINEL);
+        CHECK_EQ(per[i].fibers_ended, STATS_SENTINEL);
+    }
+    CHECK_EQ(sum_ended(per, 2), st.fibers_spawned - st.fibers_live);
+
+    /* fewer entries than workers: only those */
+    fill_sentinel(&st, per, 4);
+    CHECK_OK(async_stats(&st, per, 1));
+    CHECK_EQ(st.workers, 2);
+    CHECK_EQ(per[0].fibers_ended, 0);
+    CHECK_EQ(per[1].fibers_ended, STATS_SENTINEL);
+    CHECK_EQ(per[1].run_queue, (size_t)STATS_SENTINEL);
+    fill_sentinel(&st, per, 4);
+    CHECK_OK(async_stats(&st, NULL, 0));
+    CHECK_EQ(st.fibers_spawned, STATS_PARKED + 1);
+
+    for (i = 0; i < STATS_PARKED; i++) {
+        v = i;
+        CHECK_OK(async_channel_send(ch, &v));
+    }
+    for (i = 0; i < STATS_PARKED; i++)
+        join_bounded(t[i]);
+
+    /* A task counts as ended when its worker's reap() bumps `ended`, which
+     * it does *after* publishing DONE and scheduling the joiner: a join that
+     * returned does not guarantee the count yet (the reaper on the other
+     * worker may be a few instructions short of it).  So right after the
+     * joins: between 1 and 51 live; then it settles at exactly 1 (us). */
+    fill_sentinel(&st, per, 4);
+    CHECK_OK(async_stats(&st, per, 4));
+    CHECK(st.fibers_live >= 1 && st.fibers_live <= STATS_PARKED + 1);
+    CHECK_EQ(st.fibers_spawned, STATS_PARKED + 1);
+    CHECK_EQ(sum_ended(per, 2), st.fibers_spawned - st.fibers_live);
+    start = async_now_ms();
+    while (st.fibers_live != 1) {
+        lagged++;
+        if (timed_out(start)) {
+            failed(__FILE__, __LINE__, "fibers_live stuck at %llu after every join",
+                   (unsigned long long)st.fibers_live);
+            break;
+        }
+        async_yield();
+        fill_sentinel(&st, per, 4);
+        CHECK_OK(async_stats(&st, per, 4));
+    }
+    if (lagged != 0)
+        fprintf(stderr, "  [%s] fibers_live settled at 1 after %ld more sample(s)\n",
+                current_test, lagged);
+    CHECK_EQ(st.workers, 2);
+    CHECK_EQ(st.fibers_live, 1);
+    CHECK_EQ(st.fibers_spawned, STATS_PARKED + 1);
+    CHECK_EQ(sum_ended(per, 2), st.fibers_spawned - st.fibers_live);
+    CHECK_EQ(sum_ended(per, 2), STATS_PARKED);
+    for (i = 2; i < 4; i++) {
+        CHECK_EQ(per[i].run_queue, (size_t)STATS_SENTINEL);
+        CHECK_EQ(per[i].fibers_ended, STATS_SENTINEL);
+    }
+    async_channel_free(ch);
+    return NULL;
+}
+
+static void stats_report_workers_and_live_fibers(void **state)
+{
+    (void)state;
+    RUN(2, stats_body, NULL);
+}
+
+static void *stats_in_plain_thread(void *arg)
+{
+    struct async_stats st;
+    struct async_worker_stats per[2];
+
+    (void)arg;
+    CHECK_FAILS(async_stats(&st, per, 2), EPERM);
+    CHECK_FAILS(async_stats(&st, NULL, 0), EPERM);
+    return NULL;
+}
+
+static void *stats_plain_thread_body(void *arg)
+{
+    pthread_t th;
+
+    (void)arg;
+    /* a thread that is not one of the runtime's, while it runs */
+    CHECK_EQ(pthread_create(&th, NULL, stats_in_plain_thread, NULL), 0);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    return NULL;
+}
+
+static void stats_outside_runtime_fail_eperm(void **state)
+{
+    struct async_stats st;
+    struct async_worker_stats per[2];
+
+    (void)state;
+    errno = 0;
+    assert_int_equal(async_stats(&st, per, 2), -1);
+    assert_int_equal(errno, EPERM);
+    errno = 0;
+    assert_int_equal(async_stats(&st, NULL, 0), -1);
+    assert_int_equal(errno, EPERM);
+    errno = 0;
+    assert_int_equal(async_stats(NULL, NULL, 0), -1); /* EPERM comes first */
+    assert_int_equal(errno, EPERM);
+    RUN(1, stats_plain_thread_body, NULL);
+}
+
+static void *stats_null_body(void *arg)
+{
+    struct async_stats st;
+    struct async_worker_stats per[2];
+
+    (void)arg;
+    CHECK_FAILS(async_stats(NULL, per, 2), EINVAL);
+    CHECK_FAILS(async_stats(NULL, NULL, 0), EINVAL);
+    CHECK_FAILS(async_stats(&st, NULL, 1), EINVAL); /* per NULL only with n == 0 */
+    memset(&st, 0, sizeof(st));
+    CHECK_OK(async_stats(&st, NULL, 0));
+    CHECK_EQ(st.workers, 1);
+    CHECK_EQ(st.fibers_live, 1);
+    return NULL;
+}
+
+static void stats_null_fails_einval(void **state)
+{
+    (void)state;
+    RUN(1, stats_null_body, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -516,6 +715,9 @@ int main(void)
         cmocka_unit_test(sched_errno_is_saved_per_fiber),
         cmocka_unit_test(sched_join_given_up_as_the_task_ends_leaves_no_stray_wake),
         cmocka_unit_test(sched_spawn_out_of_memory_is_enomem_and_the_runtime_carries_on),
+        cmocka_unit_test(stats_report_workers_and_live_fibers),
+        cmocka_unit_test(stats_outside_runtime_fail_eperm),
+        cmocka_unit_test(stats_null_fails_einval),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

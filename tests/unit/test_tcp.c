@@ -769,6 +769,244 @@ static void tcp_blocking_calls_run_on_helpers_and_can_be_abandoned(void **state)
     assert_int_equal(errno, EPERM);
 }
 
+
+/* ---- a quiet connection handed to a fiber that starts on its bytes ---- */
+
+static atomic_int woke_count;
+
+/* Reads one byte, answers it, closes: the fiber that starts on readable. */
+static void *answer_one(void *arg)
+{
+    async_stream *s = arg;
+    char c;
+
+    atomic_fetch_add(&woke_count, 1);
+    if (async_stream_read(s, &c, 1) == 1)
+        EXPECT(async_stream_write_all(s, &c, 1) == 0);
+    async_stream_close(s);
+    return NULL;
+}
+
+static void *hand_over_at_once(void *arg)
+{
+    async_stream *s = arg;
+
+    EXPECT(async_spawn_when_readable(s, answer_one, s) == 0);
+    return NULL; /* this fiber ends; s lives on */
+}
+
+static void *handoff_accept_loop(void *arg)
+{
+    async_listener *l = arg;
+    async_stream *s;
+
+    while ((s = async_listener_accept(l)) != NULL)
+        async_detach(async_spawn(hand_over_at_once, s));
+    return NULL;
+}
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    return kib;
+}
+
+#define QUIET 3000
+
+static void *many_quiet_connections(void *arg)
+{
+    async_listener *l = async_listener_bind("127.0.0.1:0");
+    async_stream **c = calloc(QUIET, sizeof(*c));
+    async_task *acceptor = async_spawn(handoff_accept_loop, l);
+    struct async_stats st;
+    char address[64], b;
+    long before, after;
+    int i, ok = 0;
+
+    (void)arg;
+    join_address(address, sizeof(address), "127.0.0.1", async_listener_port(l));
+    atomic_store(&woke_count, 0);
+    before = rss_kib();
+    for (i = 0; i < QUIET; i++)
+        EXPECT((c[i] = async_tcp_connect(address)) != NULL);
+    /* every server side is handed over once the acceptor and the fibers it
+     * spawned have run: they are parked spawns then, not fibers */
+    for (i = 0; i < 1000; i++) {
+        async_stats(&st, NULL, 0);
+        if (st.fibers_live == 2 + QUIET) /* us, the acceptor, the parked spawns */
+            break;
+        async_sleep_ms(5);
+    }
+    EXPECT(st.fibers_live == 2 + QUIET);
+    after = rss_kib();
+    EXPECT(atomic_load(&woke_count) == 0); /* nobody wrote: nobody started */
+    /* a fiber kept with its stack would touch at least a page (4 KiB) */
+    fprintf(stderr, "%d quiet connections: RSS %+ld KiB (%ld bytes each, both ends)\n", QUIET,
+            after - before, (after - before) * 1024 / QUIET);
+#ifndef __SANITIZE_THREAD__ /* TSan's shadow memory grows with every allocation */
+    EXPECT(after - before < QUIET * 2);
+#endif
+    for (i = 0; i < QUIET; i++) {
+        b = (char)i;
+        EXPECT(async_stream_write_all(c[i], &b, 1) == 0);
+    }
+    for (i = 0; i < QUIET; i++) {
+        char got = 0;
+
+        ok += async_stream_read(c[i], &got, 1) == 1 && got == (char)i;
+        async_stream_close(c[i]);
+    }
+    EXPECT(ok == QUIET);
+    EXPECT(atomic_load(&woke_count) == QUIET);
+    async_listener_close(l);
+    async_join(acceptor, NULL);
+    free(c);
+    return NULL;
+}
+
+static void tcp_quiet_connections_hold_no_fiber_until_their_bytes_arrive(void **state)
+{
+    struct rlimit rl;
+
+    (void)state;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < 2 * QUIET + 100 && rl.rlim_max >= 2 * QUIET + 100) {
+        rl.rlim_cur = 2 * QUIET + 100;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    run(2, many_quiet_connections, NULL);
+}
+
+static void *hand_over_then_eof(void *arg)
+{
+    async_listener *l = async_listener_bind("127.0.0.1:0");
+    char address[64];
+    async_stream *c, *s;
+
+    (void)arg;
+    join_address(address, sizeof(address), "127.0.0.1", async_listener_port(l));
+    atomic_store(&woke_count, 0);
+    c = async_tcp_connect(address);
+    s = async_listener_accept(l);
+    EXPECT(c != NULL && s != NULL);
+    EXPECT(async_spawn_when_readable(s, answer_one, s) == 0);
+    async_stream_close(c); /* the end of stream is news too */
+    async_listener_close(l);
+    return NULL; /* async_runtime returns only once answer_one has run */
+}
+
+static void tcp_handed_over_stream_wakes_on_end_of_stream(void **state)
+{
+    (void)state;
+    run(2, hand_over_then_eof, NULL);
+    assert_int_equal(atomic_load(&woke_count), 1);
+}
+
+static atomic_int cancelled_reads;
+
+static void *read_or_cancelled(void *arg)
+{
+    async_stream *s = arg;
+    char c;
+
+    atomic_fetch_add(&woke_count, 1);
+    if (async_stream_read(s, &c, 1) < 0 && errno == ECANCELED)
+        atomic_fetch_add(&cancelled_reads, 1);
+    async_stream_close(s);
+    return NULL;
+}
+
+struct group_handoff {
+    async_stream *s;
+};
+
+static void *member_hands_over(void *arg)
+{
+    struct group_handoff *g = arg;
+
+    EXPECT(async_spawn_when_readable(g->s, read_or_cancelled, g->s) == 0);
+    return NULL;
+}
+
+static void *group_cancel_starts_handed_over(void *arg)
+{
+    async_listener *l = async_listener_bind("127.0.0.1:0");
+    async_group *g = async_group_new();
+    struct group_handoff h;
+    char address[64];
+    async_stream *c;
+
+    (void)arg;
+    join_address(address, sizeof(address), "127.0.0.1", async_listener_port(l));
+    atomic_store(&woke_count, 0);
+    atomic_store(&cancelled_reads, 0);
+    c = async_tcp_connect(address);
+    h.s = async_listener_accept(l);
+    EXPECT(c != NULL && h.s != NULL);
+    EXPECT(async_group_spawn(g, member_hands_over, &h) == 0);
+    /* the member ends, its parked spawn stays in the group: join waits */
+    async_sleep_ms(20);
+    EXPECT(atomic_load(&woke_count) == 0);
+    async_group_cancel(g);
+    EXPECT(async_group_join(g) == 0); /* the cancel started it; it ended */
+    EXPECT(atomic_load(&woke_count) == 1);
+    EXPECT(atomic_load(&cancelled_reads) == 1);
+    async_group_free(g);
+    async_stream_close(c);
+    async_listener_close(l);
+    return NULL;
+}
+
+static void tcp_group_cancel_starts_a_handed_over_stream_fiber(void **state)
+{
+    (void)state;
+    run(2, group_cancel_starts_handed_over, NULL);
+}
+
+static void *handoff_errors(void *arg)
+{
+    async_listener *l = async_listener_bind("127.0.0.1:0");
+    char address[64];
+    async_stream *c, *s;
+
+    (void)arg;
+    join_address(address, sizeof(address), "127.0.0.1", async_listener_port(l));
+    c = async_tcp_connect(address);
+    s = async_listener_accept(l);
+    errno = 0;
+    EXPECT(async_spawn_when_readable(NULL, answer_one, NULL) == -1 && errno == EINVAL);
+    EXPECT(async_spawn_when_readable(s, NULL, NULL) == -1 && errno == EINVAL);
+    /* async_stream_wait: writable at once, readable once bytes arrive */
+    EXPECT(async_stream_wait(s, ASYNC_WRITABLE) == 0);
+    EXPECT(async_stream_wait(s, 0) == -1 && errno == EINVAL);
+    EXPECT(async_stream_write_all(c, "x", 1) == 0);
+    EXPECT(async_stream_wait(s, ASYNC_READABLE) == 0);
+    async_deadline(async_now_ms() + 30);
+    EXPECT(async_stream_wait(c, ASYNC_READABLE) == -1 && errno == ETIMEDOUT);
+    async_deadline(-1);
+    async_stream_close(s);
+    async_stream_close(c);
+    async_listener_close(l);
+    return NULL;
+}
+
+static void tcp_stream_wait_and_handoff_check_their_arguments(void **state)
+{
+    (void)state;
+    run(1, handoff_errors, NULL);
+    errno = 0;
+    assert_int_equal(async_spawn_when_readable(NULL, answer_one, NULL), -1);
+    assert_int_equal(errno, EPERM);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -784,6 +1022,10 @@ int main(void)
         cmocka_unit_test(tcp_20000_connections_leave_no_descriptor_behind),
         cmocka_unit_test(tcp_accept_survives_descriptor_exhaustion_and_recovers),
         cmocka_unit_test(tcp_blocking_calls_run_on_helpers_and_can_be_abandoned),
+        cmocka_unit_test(tcp_quiet_connections_hold_no_fiber_until_their_bytes_arrive),
+        cmocka_unit_test(tcp_handed_over_stream_wakes_on_end_of_stream),
+        cmocka_unit_test(tcp_group_cancel_starts_a_handed_over_stream_fiber),
+        cmocka_unit_test(tcp_stream_wait_and_handoff_check_their_arguments),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,2075 @@
+/* The http module as a client sees it: the real asyncd, the real http.so,
+ * a document root in a temp folder, and requests over 127.0.0.1 from curl
+ * and from raw sockets.  Every wait is bounded; nothing sleeps to
+ * synchronise: readiness is the module's "listening" line on stderr,
+ * responses and EOFs are awaited with poll. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PORT_LINE "http: listening on 127.0.0.1:0 (port "
+#define HELLO "Hello, World!"
+#define SMALL "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ" /* www/small.txt, 36 bytes */
+#define IO_MS 5000                                   /* default bound for one response */
+
+static char dir[256];
+static pid_t live; /* a daemon a failed test left running: teardown kills it */
+
+/* ---- time ---- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int left_ms(int64_t deadline)
+{
+    int64_t l = deadline - now_ms();
+
+    return l < 0 ? 0 : (int)l;
+}
+
+/* ---- files ---- */
+
+static void path_of(char *out, size_t n, const char *name)
+{
+    snprintf(out, n, "%s/%s", dir, name);
+}
+
+static void write_bytes(const char *name, const void *p, size_t len)
+{
+    char path[512];
+    FILE *f;
+
+    path_of(path, sizeof(path), name);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(p, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void write_file(const char *name, const char *text)
+{
+    write_bytes(name, text, strlen(text));
+}
+
+/* A file of size bytes of pseudo-random content (xorshift, seeded per
+ * MiB so no two MiB are alike). */
+static void make_big_file(const char *name, uint64_t size)
+{
+    enum { BLOCK = 1 << 20 };
+    uint64_t *block = malloc(BLOCK), done = 0, x;
+    char path[512];
+    int fd;
+    size_t i;
+
+    assert_non_null(block);
+    path_of(path, sizeof(path), name);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    while (done < size) {
+        size_t n = size - done < BLOCK ? (size_t)(size - done) : BLOCK;
+
+        x = 0x9E3779B97F4A7C15ull ^ (done / BLOCK + 1);
+        for (i = 0; i < BLOCK / 8; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            block[i] = x;
+        }
+        assert_int_equal(write(fd, block, n), (ssize_t)n);
+        done += n;
+    }
+    assert_int_equal(close(fd), 0);
+    free(block);
+}
+
+static char *read_file(const char *name, size_t *len)
+{
+    char path[512], *buf;
+    struct stat st;
+    int fd;
+
+    path_of(path, sizeof(path), name);
+    fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return NULL;
+    assert_int_equal(fstat(fd, &st), 0);
+    buf = malloc((size_t)st.st_size + 1);
+    assert_non_null(buf);
+    assert_int_equal(read(fd, buf, (size_t)st.st_size), st.st_size);
+    buf[st.st_size] = '\0';
+    close(fd);
+    *len = (size_t)st.st_size;
+    return buf;
+}
+
+/* ---- fixtures ---- */
+
+static int setup(void **state)
+{
+    static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 0};
+    char path[512], target[512];
+
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/http-test-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    path_of(path, sizeof(path), "modules");
+    assert_int_equal(mkdir(path, 0700), 0);
+    path_of(path, sizeof(path), "modules/http.so");
+    assert_int_equal(symlink(HTTP_SO, path), 0);
+    path_of(path, sizeof(path), "www");
+    assert_int_equal(mkdir(path, 0755), 0);
+    path_of(path, sizeof(path), "www/sub");
+    assert_int_equal(mkdir(path, 0755), 0);
+    write_file("www/index.html", "<!doctype html><title>index</title>\n");
+    write_file("www/sub/index.html", "<p>sub</p>\n");
+    write_file("www/style.css", "body { color: red }\n");
+    write_bytes("www/img.png", png, sizeof(png));
+    write_file("www/data.json", "{\"a\":1}\n");
+    write_file("www/small.txt", SMALL);
+    /* symlinks: one leaving the root, two staying inside it */
+    path_of(path, sizeof(path), "www/evil.txt");
+    assert_int_equal(symlink("/etc/passwd", path), 0);
+    path_of(path, sizeof(path), "www/alias.txt");
+    assert_int_equal(symlink("small.txt", path), 0);
+    path_of(path, sizeof(path), "www/sub/up.txt");
+    assert_int_equal(symlink("../small.txt", path), 0);
+    path_of(path, sizeof(path), "www/abs_alias.txt");
+    path_of(target, sizeof(target), "www/small.txt");
+    assert_int_equal(symlink(target, path), 0);
+    return 0;
+}
+
+static void close_leftover_clients(void);
+
+static int teardown(void **state)
+{
+    char cmd[600];
+
+    (void)state;
+    close_leftover_clients();
+    if (live > 0) {
+        kill(live, SIGKILL);
+        waitpid(live, NULL, 0);
+        live = 0;
+    }
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    return 0;
+}
+
+/* asyncd.json with the standard routes; extra is more keys for
+ * modules.http ("" or starting with ','). */
+static void write_config_full(int shutdown_ms, const char *hello_body, const char *root,
+                              const char *extra)
+{
+    char text[4096];
+
+    snprintf(text, sizeof(text),
+             "{\"modules_dir\":\"modules\",\"shutdown_timeout_ms\":%d,\"log_level\":\"info\",\n"
+             " \"modules\":{\"http\":{\"listen\":[\"127.0.0.1:0\"],\"root\":\"%s\",\n"
+             "  \"routes\":[{\"path\":\"/hello\",\"status\":200,\"content_type\":\"text/plain\","
+             "\"body\":\"%s\"},\n"
+             "            {\"path\":\"/old\",\"status\":301,\"headers\":{\"Location\":\"/new\"}}],\n"
+             "  \"status_path\":\"/status\",\"access_log\":\"access.log\"%s}}}\n",
+             shutdown_ms, root, hello_body, extra);
+    write_file("asyncd.json", text);
+}
+
+static void write_config(const char *extra)
+{
+    write_config_full(5000, HELLO, "www", extra);
+}
+
+/* ---- the daemon ---- */
+
+struct daemon {
+    pid_t pid;
+    int err;            /* its stderr */
+    int port;
+    size_t len, mark;   /* wait_next searches from mark */
+    char log[1 << 18];
+};
+
+static struct daemon D;
+
+/* Reads what the daemon wrote, waiting up to ms; false at EOF. */
+static bool pump(struct daemon *d, int ms)
+{
+    struct pollfd p = {d->err, POLLIN, 0};
+    ssize_t n;
+
+    if (d->err < 0 || poll(&p, 1, ms) <= 0)
+        return d->err >= 0;
+    if (d->len + 1 >= sizeof(d->log)) { /* keep the tail */
+        memmove(d->log, d->log + sizeof(d->log) / 2, d->len - sizeof(d->log) / 2);
+        d->len -= sizeof(d->log) / 2;
+        d->mark = d->mark > sizeof(d->log) / 2 ? d->mark - sizeof(d->log) / 2 : 0;
+    }
+    n = read(d->err, d->log + d->len, sizeof(d->log) - 1 - d->len);
+    if (n <= 0)
+        return false;
+    d->len += (size_t)n;
+    d->log[d->len] = '\0';
+    return true;
+}
+
+/* Waits (10 s bound) for text in the log at or after from; returns where. */
+static const char *wait_from(struct daemon *d, size_t from, const char *text)
+{
+    int64_t until = now_ms() + 10000;
+    const char *at;
+
+    while ((at = strstr(d->log + from, text)) == NULL && now_ms() < until)
+        if (!pump(d, left_ms(until)))
+            break;
+    if (at == NULL)
+        fail_msg("'%s' never appeared in asyncd's log:\n%s", text, d->log);
+    return at;
+}
+
+/* After the previous wait_next match: for lines that repeat. */
+static const char *wait_next(struct daemon *d, const char *text)
+{
+    const char *at = wait_from(d, d->mark, text);
+
+    d->mark = (size_t)(at - d->log) + strlen(text);
+    return at;
+}
+
+static void start_daemon(struct daemon *d)
+{
+    int fds[2];
+    char cfg[600];
+
+    path_of(cfg, sizeof(cfg), "asyncd.json");
+    assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+    d->len = d->mark = 0;
+    d->log[0] = '\0';
+    d->pid = fork();
+    assert_true(d->pid >= 0);
+    if (d->pid == 0) {
+        dup2(fds[1], 2);
+        unsetenv("NOTIFY_SOCKET");
+        execl(ASYNCD, ASYNCD, "--config", cfg, (char *)NULL);
+        _exit(127);
+    }
+    live = d->pid;
+    close(fds[1]);
+    d->err = fds[0];
+    d->port = atoi(wait_next(d, PORT_LINE) + strlen(PORT_LINE));
+    assert_true(d->port > 0);
+}
+
+/* Reads the log to its end (the daemon exited or closed stderr), bounded. */
+static void read_log_to_eof(struct daemon *d, int ms)
+{
+    int64_t until = now_ms() + ms;
+
+    while (now_ms() < until && pump(d, left_ms(until)))
+        ;
+}
+
+/* Waits for the daemon to exit (bound ms); its exit status. */
+static int reap(struct daemon *d, int ms)
+{
+    int status;
+
+    read_log_to_eof(d, ms);
+    close(d->err);
+    d->err = -1;
+    if (waitpid(d->pid, &status, WNOHANG) == 0) {
+        /* stderr closed but still there: give it the rest of a short bound */
+        int64_t until = now_ms() + 2000;
+
+        while (waitpid(d->pid, &status, WNOHANG) == 0) {
+            if (now_ms() > until)
+                fail_msg("asyncd did not exit; log:\n%s", d->log);
+            poll(NULL, 0, 10);
+        }
+    }
+    live = 0;
+    if (!WIFEXITED(status))
+        fail_msg("asyncd died of signal %d; log:\n%s", WTERMSIG(status), d->log);
+    return WEXITSTATUS(status);
+}
+
+static void stop_daemon(struct daemon *d)
+{
+    int rc;
+
+    assert_int_equal(kill(d->pid, SIGTERM), 0);
+    rc = reap(d, 25000);
+    if (rc != 0)
+        fail_msg("asyncd exited %d; log:\n%s", rc, d->log);
+}
+
+static void start_with(const char *extra)
+{
+    write_config(extra);
+    start_daemon(&D);
+}
+
+/* Runs asyncd with arg1 arg2 to its end; output (stdout+stderr) and code. */
+static int run_to_end(const char *arg1, const char *arg2, char *out, size_t outlen)
+{
+    int fds[2], status;
+    pid_t pid;
+    size_t got = 0;
+    ssize_t n;
+
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        execl(ASYNCD, ASYNCD, arg1, arg2, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    while (got < outlen - 1 && (n = read(fds[0], out + got, outlen - 1 - got)) > 0)
+        got += (size_t)n;
+    out[got] = '\0';
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* ---- raw HTTP client ---- */
+
+struct client {
+    int fd;
+    char *buf;
+    size_t len, cap;
+    bool eof;
+    int err;            /* errno of a failed read (ECONNRESET ...) */
+};
+
+struct resp {
+    int status;
+    char head[16384];   /* status line and fields, NUL-terminated */
+    char *body;         /* malloc'd, NUL-terminated */
+    size_t body_len;
+};
+
+/* Open clients, so a failed test's teardown can close what it left. */
+static struct client *open_clients[64];
+
+static int try_connect(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(fd >= 0);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        int e = errno;
+
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static struct client *client_open(int port)
+{
+    struct client *c = calloc(1, sizeof(*c));
+
+    assert_non_null(c);
+    c->fd = try_connect(port);
+    if (c->fd < 0)
+        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    c->cap = 1 << 16;
+    c->buf = malloc(c->cap);
+    assert_non_null(c->buf);
+    for (size_t i = 0; i < sizeof(open_clients) / sizeof(open_clients[0]); i++)
+        if (open_clients[i] == NULL) {
+            open_clients[i] = c;
+            break;
+        }
+    return c;
+}
+
+static void client_close(struct client *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < sizeof(open_clients) / sizeof(open_clients[0]); i++)
+        if (open_clients[i] == c)
+            open_clients[i] = NULL;
+    close(c->fd);
+    free(c->buf);
+    free(c);
+}
+
+static void close_leftover_clients(void)
+{
+    for (size_t i = 0; i < sizeof(open_clients) / sizeof(open_clients[0]); i++)
+        if (open_clients[i] != NULL)
+            client_close(open_clients[i]);
+}
+
+static bool client_sendn(struct client *c, const void *p, size_t n)
+{
+    const char *q = p;
+    int64_t until = now_ms() + IO_MS;
+
+    while (n > 0) {
+        ssize_t k = send(c->fd, q, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (k > 0) {
+            q += k;
+            n -= (size_t)k;
+        } else if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
+            struct pollfd pf = {c->fd, POLLOUT, 0};
+
+            if (now_ms() >= until || poll(&pf, 1, left_ms(until)) < 0)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool client_send(struct client *c, const char *s)
+{
+    return client_sendn(c, s, strlen(s));
+}
+
+/* Reads more before deadline: > 0 bytes read, 0 at EOF (or reset, see
+ * err), -1 on timeout. */
+static ssize_t client_fill(struct client *c, int64_t deadline)
+{
+    struct pollfd pf = {c->fd, POLLIN, 0};
+    ssize_t n;
+
+    if (c->eof)
+        return 0;
+    if (c->len == c->cap) {
+        c->cap *= 2;
+        c->buf = realloc(c->buf, c->cap);
+        assert_non_null(c->buf);
+    }
+    for (;;) {
+        int rc = poll(&pf, 1, left_ms(deadline));
+
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0)
+            return -1;
+        n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            c->eof = true;
+            c->err = n < 0 ? errno : 0;
+            return 0;
+        }
+        c->len += (size_t)n;
+        return n;
+    }
+}
+
+static void consume(struct client *c, size_t n)
+{
+    memmove(c->buf, c->buf + n, c->len - n);
+    c->len -= n;
+}
+
+/* The value of field name in a response head, trimmed; NULL if absent.
+ * (Rotating static buffers: a few may be used in one expression.) */
+static const char *hdr(const char *head, const char *name)
+{
+    static char vals[4][8192];
+    static int next;
+    size_t nl = strlen(name);
+    const char *p = strstr(head, "\r\n");
+
+    while (p != NULL && p[2] != '\0') {
+        const char *line = p + 2, *end = strstr(line, "\r\n");
+
+        if (end == NULL)
+            end = line + strlen(line);
+        if ((size_t)(end - line) > nl && strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+            char *v = vals[next++ & 3];
+            const char *s = line + nl + 1;
+            size_t n;
+
+            while (s < end && (*s == ' ' || *s == '\t'))
+                s++;
+            n = (size_t)(end - s);
+            while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+                n--;
+            if (n >= sizeof(vals[0]))
+                n = sizeof(vals[0]) - 1;
+            memcpy(v, s, n);
+            v[n] = '\0';
+            return v;
+        }
+        p = end[0] != '\0' ? end : NULL;
+    }
+    return NULL;
+}
+
+static void resp_free(struct resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+/* Parses one response at the start of buf[0..len): bytes it spans, 0 if
+ * incomplete (at_eof: a body without Content-Length ends at EOF), -1 if
+ * the bytes are not a response. */
+static long parse_response(const char *buf, size_t len, bool head_req, bool at_eof,
+                           struct resp *r)
+{
+    const char *end = memmem(buf, len, "\r\n\r\n", 4), *cl;
+    size_t hl, bl;
+
+    if (len >= 5 && memcmp(buf, "HTTP/", 5) != 0)
+        return -1;
+    if (end == NULL)
+        return 0;
+    hl = (size_t)(end - buf) + 4;
+    if (hl - 2 >= sizeof(r->head) || sscanf(buf, "HTTP/1.%*d %d", &r->status) != 1)
+        return -1;
+    memcpy(r->head, buf, hl - 2);
+    r->head[hl - 2] = '\0';
+    cl = hdr(r->head, "Content-Length");
+    if (head_req || r->status / 100 == 1 || r->status == 204 || r->status == 304)
+        bl = 0;
+    else if (cl != NULL)
+        bl = (size_t)strtoull(cl, NULL, 10);
+    else if (at_eof)
+        bl = len - hl;
+    else
+        return 0;
+    if (len - hl < bl)
+        return 0;
+    r->body = malloc(bl + 1);
+    assert_non_null(r->body);
+    memcpy(r->body, buf + hl, bl);
+    r->body[bl] = '\0';
+    r->body_len = bl;
+    return (long)(hl + bl);
+}
+
+/* Reads one response (ms bound); 0, or -1 with why in *r->head. */
+static int client_response_ms(struct client *c, bool head_req, struct resp *r, int ms)
+{
+    int64_t until = now_ms() + ms;
+    long n;
+
+    memset(r, 0, offsetof(struct resp, body));
+    r->body = NULL;
+    for (;;) {
+        n = parse_response(c->buf, c->len, head_req, c->eof, r);
+        if (n > 0) {
+            consume(c, (size_t)n);
+            return 0;
+        }
+        if (n < 0) {
+            snprintf(r->head, sizeof(r->head), "(not a response: %.*s)",
+                     (int)(c->len < 200 ? c->len : 200), c->buf);
+            return -1;
+        }
+        if (c->eof || client_fill(c, until) <= 0) {
+            snprintf(r->head, sizeof(r->head), "(%s after %zu bytes: %.*s)",
+                     c->eof ? (c->err ? strerror(c->err) : "EOF") : "timeout", c->len,
+                     (int)(c->len < 200 ? c->len : 200), c->buf);
+            return -1;
+        }
+    }
+}
+
+static void must_respond(struct client *c, bool head_req, struct resp *r)
+{
+    if (client_response_ms(c, head_req, r, IO_MS) != 0)
+        fail_msg("no response: %s", r->head);
+}
+
+/* True if the server ends the connection (EOF or reset) within ms, with
+ * nothing else sent. */
+static bool client_eof(struct client *c, int ms)
+{
+    int64_t until = now_ms() + ms;
+
+    while (!c->eof) {
+        if (c->len > 0)
+            return false;
+        if (client_fill(c, until) < 0)
+            return false;
+    }
+    return c->len == 0;
+}
+
+/* One request on a new connection; the response in r; the connection
+ * (for more checks) in *out or closed. */
+static void exchange(const char *raw, bool head_req, struct resp *r, struct client **out)
+{
+    struct client *c = client_open(D.port);
+
+    assert_true(client_send(c, raw));
+    must_respond(c, head_req, r);
+    if (out != NULL)
+        *out = c;
+    else
+        client_close(c);
+}
+
+static void assert_status(const struct resp *r, int status)
+{
+    if (r->status != status)
+        fail_msg("expected status %d, got %d:\n%s", status, r->status, r->head);
+}
+
+static void assert_header(const struct resp *r, const char *name, const char *value)
+{
+    const char *v = hdr(r->head, name);
+
+    if (v == NULL || strcmp(v, value) != 0)
+        fail_msg("expected '%s: %s', got %s%s in:\n%s", name, value, v ? "'" : "", v ? v : "none",
+                 r->head);
+}
+
+/* The request gets status, and then the server closes the connection. */
+static void expect_error_and_close(const char *raw, int status)
+{
+    struct client *c = client_open(D.port);
+    struct resp r;
+
+    client_send(c, raw); /* the server may close before all is sent */
+    if (client_response_ms(c, false, &r, IO_MS) != 0)
+        fail_msg("request %.60s...: no %d response: %s", raw, status, r.head);
+    assert_status(&r, status);
+    if (!client_eof(c, 2000))
+        fail_msg("request %.60s...: connection still open 2 s after the %d", raw, status);
+    resp_free(&r);
+    client_close(c);
+}
+
+/* ---- curl ---- */
+
+/* Runs "curl -sS --max-time 30 ARGS" through sh; stdout (and stderr) into
+ * out; curl's exit code. */
+static int curl(char *out, size_t outlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int curl(char *out, size_t outlen, const char *fmt, ...)
+{
+    char args[4096], cmd[4200];
+    va_list ap;
+    size_t got = 0, n;
+    FILE *p;
+    int status;
+
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "curl -sS --max-time 30 %s 2>&1", args);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    while (got < outlen - 1 && (n = fread(out + got, 1, outlen - 1 - got, p)) > 0)
+        got += n;
+    out[got] = '\0';
+    status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* One line of a shell command's output. */
+static void shell_line(const char *cmd, char *out, size_t outlen)
+{
+    FILE *p = popen(cmd, "r");
+
+    assert_non_null(p);
+    if (fgets(out, (int)outlen, p) == NULL)
+        out[0] = '\0';
+    pclose(p);
+}
+
+/* ================= 1. routes ================= */
+
+static void http_hello_route_has_status_body_type_length_server_and_date(void **state)
+{
+    struct resp r;
+    const char *date;
+    struct tm tm = {0};
+    char *end, out[256];
+    time_t t;
+
+    (void)state;
+    start_with("");
+    exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 200);
+    assert_int_equal(r.body_len, 13);
+    assert_string_equal(r.body, HELLO);
+    assert_header(&r, "Content-Type", "text/plain");
+    assert_header(&r, "Content-Length", "13");
+    assert_non_null(hdr(r.head, "Server"));
+    date = hdr(r.head, "Date");
+    assert_non_null(date);
+    /* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
+    assert_int_equal(strlen(date), 29);
+    end = strptime(date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (end == NULL || *end != '\0')
+        fail_msg("Date is not an IMF-fixdate: '%s'", date);
+    t = timegm(&tm);
+    assert_true(llabs((long long)(t - time(NULL))) <= 5);
+    resp_free(&r);
+    /* and the same through curl */
+    assert_int_equal(curl(out, sizeof(out), "-w ' %%{http_code} %%{content_type}' "
+                                            "http://127.0.0.1:%d/hello", D.port), 0);
+    assert_string_equal(out, HELLO " 200 text/plain");
+    stop_daemon(&D);
+}
+
+static void http_old_route_redirects_301_to_new(void **state)
+{
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("GET /old HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 301);
+    assert_header(&r, "Location", "/new");
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+static void http_head_hello_sends_headers_without_body(void **state)
+{
+    struct client *c;
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n", true, &r, &c);
+    assert_status(&r, 200);
+    assert_header(&r, "Content-Length", "13");
+    assert_header(&r, "Content-Type", "text/plain");
+    resp_free(&r);
+    /* No body followed: the next bytes on the connection are the next
+     * response's status line. */
+    assert_true(client_send(c, "GET /old HTTP/1.1\r\nHost: x\r\n\r\n"));
+    must_respond(c, false, &r);
+    assert_status(&r, 301);
+    resp_free(&r);
+    client_close(c);
+    stop_daemon(&D);
+}
+
+/* ================= 2. keep-alive ================= */
+
+static void http_keepalive_curl_reuses_the_connection(void **state)
+{
+    char out[256];
+
+    (void)state;
+    start_with("");
+    assert_int_equal(curl(out, sizeof(out),
+                          "-o /dev/null -o /dev/null -w '%%{http_code}:%%{num_connects} ' "
+                          "http://127.0.0.1:%d/hello http://127.0.0.1:%d/hello",
+                          D.port, D.port), 0);
+    assert_string_equal(out, "200:1 200:0 ");
+    stop_daemon(&D);
+}
+
+static void http_keepalive_two_sequential_requests_on_one_socket(void **state)
+{
+    struct client *c;
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, &c);
+    assert_status(&r, 200);
+    assert_null(hdr(r.head, "Connection"));
+    resp_free(&r);
+    assert_true(client_send(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+    must_respond(c, false, &r);
+    assert_status(&r, 200);
+    assert_string_equal(r.body, HELLO);
+    resp_free(&r);
+    client_close(c);
+    stop_daemon(&D);
+}
+
+static void http_1_0_without_keepalive_closes_after_response(void **state)
+{
+    struct client *c;
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("GET /hello HTTP/1.0\r\n\r\n", false, &r, &c);
+    assert_status(&r, 200);
+    assert_string_equal(r.body, HELLO);
+    assert_true(client_eof(c, 2000));
+    resp_free(&r);
+    client_close(c);
+    stop_daemon(&D);
+}
+
+static void http_1_0_with_keepalive_stays_open(void **state)
+{
+    struct client *c;
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", false, &r, &c);
+    assert_status(&r, 200);
+    assert_header(&r, "Connection", "keep-alive");
+    resp_free(&r);
+    assert_true(client_send(c, "GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+    must_respond(c, false, &r);
+    assert_status(&r, 301);
+    assert_header(&r, "Connection", "keep-alive");
+    resp_free(&r);
+    client_close(c);
+    stop_daemon(&D);
+}
+
+static void http_1_1_connection_close_closes_after_response(void **state)
+{
+    struct client *c;
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false, &r, &c);
+    assert_status(&r, 200);
+    assert_header(&r, "Connection", "close");
+    assert_true(client_eof(c, 2000));
+    resp_free(&r);
+    client_close(c);
+    stop_daemon(&D);
+}
+
+/* ================= 3. pipelining ================= */
+
+static void http_pipelining_100_requests_answered_in_order(void **state)
+{
+    char *reqs = malloc(100 * 128), want[64];
+    size_t len = 0;
+    struct client *c;
+    struct resp r;
+    int i;
+
+    (void)state;
+    assert_non_null(reqs);
+    start_with("");
+    /* Three kinds, each response telling which request it answers: a
+     * redirect echoing the query, the route, HEAD of the route. */
+    for (i = 0; i < 100; i++) {
+        const char *close = i == 99 ? "Connection: close\r\n" : "";
+
+        if (i % 3 == 0)
+            len += (size_t)sprintf(reqs + len, "GET /sub?n=%d HTTP/1.1\r\nHost: x\r\n%s\r\n", i,
+                                   close);
+        else if (i % 3 == 1)
+            len += (size_t)sprintf(reqs + len, "GET /hello HTTP/1.1\r\nHost: x\r\n%s\r\n", close);
+        else
+            len += (size_t)sprintf(reqs + len, "HEAD /hello HTTP/1.1\r\nHost: x\r\n%s\r\n", close);
+    }
+    c = client_open(D.port);
+    assert_true(client_sendn(c, reqs, len)); /* one write */
+    for (i = 0; i < 100; i++) {
+        if (client_response_ms(c, i % 3 == 2, &r, IO_MS) != 0)
+            fail_msg("response %d of 100 missing: %s", i + 1, r.head);
+        if (i % 3 == 0) {
+            assert_status(&r, 301);
+            snprintf(want, sizeof(want), "/sub/?n=%d", i);
+            assert_header(&r, "Location", want);
+        } else {
+            assert_status(&r, 200);
+            assert_header(&r, "Content-Length", "13");
+            assert_int_equal(r.body_len, i % 3 == 1 ? 13 : 0);
+        }
+        resp_free(&r);
+    }
+    assert_true(client_eof(c, 2000)); /* exactly 100: nothing after the last */
+    client_close(c);
+    free(reqs);
+    stop_daemon(&D);
+}
+
+/* ================= 4. request bodies ================= */
+
+static void http_expect_100_continue_sends_interim_response_first(void **state)
+{
+    struct client *c;
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    c = client_open(D.port);
+    assert_true(client_send(c, "POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                               "Expect: 100-continue\r\n\r\n"));
+    /* the interim response comes before we send the body */
+    must_respond(c, false, &r);
+    assert_status(&r, 100);
+    assert_true(strncmp(r.head, "HTTP/1.1 100 Continue", 21) == 0);
+    resp_free(&r);
+    assert_true(client_send(c, "hello"));
+    must_respond(c, false, &r);
+    assert_status(&r, 405);
+    assert_non_null(hdr(r.head, "Allow"));
+    resp_free(&r);
+    client_close(c);
+    stop_daemon(&D);
+}
+
+static void http_chunked_post_to_route_gets_405_and_connection_stays_usable(void **state)
+{
+    struct client *c;
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    c = client_open(D.port);
+    assert_true(client_send(c, "POST /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                               "\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: y\r\n\r\n"));
+    must_respond(c, false, &r);
+    assert_status(&r, 405);
+    assert_non_null(hdr(r.head, "Allow"));
+    resp_free(&r);
+    assert_true(client_send(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+    must_respond(c, false, &r);
+    assert_status(&r, 200);
+    assert_string_equal(r.body, HELLO);
+    resp_free(&r);
+    client_close(c);
+    stop_daemon(&D);
+}
+
+static void http_content_length_over_max_body_gets_413_and_close(void **state)
+{
+    char req[4096];
+    int n;
+
+    (void)state;
+    start_with(",\"max_body_bytes\":1000");
+    n = snprintf(req, sizeof(req), "POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1500\r\n\r\n");
+    memset(req + n, 'a', 1500);
+    req[n + 1500] = '\0';
+    expect_error_and_close(req, 413);
+    stop_daemon(&D);
+}
+
+static void http_chunked_body_over_max_body_gets_413(void **state)
+{
+    char req[4096];
+    int n;
+
+    (void)state;
+    start_with(",\"max_body_bytes\":1000");
+    /* two chunks of 600: the second crosses the limit */
+    n = snprintf(req, sizeof(req),
+                 "POST /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n");
+    memset(req + n, 'a', 600);
+    n += 600;
+    n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n258\r\n");
+    memset(req + n, 'b', 600);
+    n += 600;
+    snprintf(req + n, sizeof(req) - (size_t)n, "\r\n0\r\n\r\n");
+    expect_error_and_close(req, 413);
+    stop_daemon(&D);
+}
+
+/* ================= 5. static files ================= */
+
+static void http_static_index_html_served_for_root(void **state)
+{
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("GET / HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(r.body, "<!doctype html><title>index</title>\n");
+    assert_true(strncmp(hdr(r.head, "Content-Type"), "text/html", 9) == 0);
+    resp_free(&r);
+    exchange("GET /sub/ HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(r.body, "<p>sub</p>\n");
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+static void http_static_directory_without_slash_redirects(void **state)
+{
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("GET /sub HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 301);
+    assert_header(&r, "Location", "/sub/");
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+static void http_static_mime_types_by_extension(void **state)
+{
+    static const struct {
+        const char *path, *type;
+    } t[] = {{"/style.css", "text/css"}, {"/img.png", "image/png"},
+             {"/data.json", "application/json"}, {"/small.txt", "text/plain"},
+             {"/index.html", "text/html"}};
+    char out[256];
+    size_t i;
+
+    (void)state;
+    start_with("");
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        assert_int_equal(curl(out, sizeof(out), "-o /dev/null -w '%%{http_code} %%{content_type}' "
+                                                "http://127.0.0.1:%d%s", D.port, t[i].path), 0);
+        if (strncmp(out, "200 ", 4) != 0 || strncmp(out + 4, t[i].type, strlen(t[i].type)) != 0)
+            fail_msg("%s: expected 200 %s, got '%s'", t[i].path, t[i].type, out);
+    }
+    stop_daemon(&D);
+}
+
+static void http_static_etag_and_last_modified_present(void **state)
+{
+    struct resp r;
+    const char *etag, *lm;
+    struct tm tm = {0};
+    struct stat st;
+    char path[512], *end;
+
+    (void)state;
+    start_with("");
+    exchange("GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(r.body, SMALL);
+    assert_header(&r, "Content-Length", "36");
+    etag = hdr(r.head, "ETag");
+    lm = hdr(r.head, "Last-Modified");
+    assert_non_null(etag);
+    assert_non_null(lm);
+    assert_true(etag[0] == '"' && etag[strlen(etag) - 1] == '"');
+    end = strptime(lm, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    assert_true(end != NULL && *end == '\0');
+    path_of(path, sizeof(path), "www/small.txt");
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(timegm(&tm) == st.st_mtime);
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+static void http_static_if_none_match_gives_304_without_body(void **state)
+{
+    struct client *c;
+    struct resp r;
+    char req[512], etag[128];
+
+    (void)state;
+    start_with("");
+    exchange("GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, &c);
+    assert_non_null(hdr(r.head, "ETag"));
+    snprintf(etag, sizeof(etag), "%s", hdr(r.head, "ETag"));
+    resp_free(&r);
+    snprintf(req, sizeof(req), "GET /small.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n\r\n",
+             etag);
+    assert_true(client_send(c, req));
+    must_respond(c, false, &r);
+    assert_status(&r, 304);
+    assert_header(&r, "ETag", etag);
+    resp_free(&r);
+    /* no body: the next response follows right away */
+    assert_true(client_send(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+    must_respond(c, false, &r);
+    assert_status(&r, 200);
+    resp_free(&r);
+    /* a different ETag: the file again */
+    assert_true(client_send(c, "GET /small.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"nope\"\r\n\r\n"));
+    must_respond(c, false, &r);
+    assert_status(&r, 200);
+    assert_string_equal(r.body, SMALL);
+    resp_free(&r);
+    client_close(c);
+    stop_daemon(&D);
+}
+
+static void http_static_if_modified_since_gives_304(void **state)
+{
+    struct client *c;
+    struct resp r;
+    char req[512], lm[64];
+
+    (void)state;
+    start_with("");
+    exchange("GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, &c);
+    assert_non_null(hdr(r.head, "Last-Modified"));
+    snprintf(lm, sizeof(lm), "%s", hdr(r.head, "Last-Modified"));
+    resp_free(&r);
+    snprintf(req, sizeof(req),
+             "GET /small.txt HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: %s\r\n\r\n", lm);
+    assert_true(client_send(c, req));
+    must_respond(c, false, &r);
+    assert_status(&r, 304);
+    assert_int_equal(r.body_len, 0);
+    resp_free(&r);
+    /* an older date: the file */
+    assert_true(client_send(c, "GET /small.txt HTTP/1.1\r\nHost: x\r\n"
+                               "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n"));
+    must_respond(c, false, &r);
+    assert_status(&r, 200);
+    assert_string_equal(r.body, SMALL);
+    resp_free(&r);
+    client_close(c);
+    stop_daemon(&D);
+}
+
+static void http_static_range_first_ten_bytes_gives_206(void **state)
+{
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("GET /small.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 206);
+    assert_header(&r, "Content-Range", "bytes 0-9/36");
+    assert_header(&r, "Content-Length", "10");
+    assert_int_equal(r.body_len, 10);
+    assert_string_equal(r.body, "0123456789");
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+static void http_static_suffix_range_gives_last_bytes(void **state)
+{
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("GET /small.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=-5\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 206);
+    assert_header(&r, "Content-Range", "bytes 31-35/36");
+    assert_string_equal(r.body, "VWXYZ");
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+static void http_static_unsatisfiable_range_gives_416(void **state)
+{
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("GET /small.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=10000000-\r\n\r\n", false, &r,
+             NULL);
+    assert_status(&r, 416);
+    assert_header(&r, "Content-Range", "bytes */36");
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+static void http_static_missing_file_gives_404(void **state)
+{
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("GET /no/such/file.txt HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 404);
+    resp_free(&r);
+    exchange("GET /nothing.html HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 404);
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+/* ================= 6. big files ================= */
+
+static void http_big_file_1gib_downloads_intact(void **state)
+{
+    char want[256], got[256], cmd[1024], code[64];
+
+    (void)state;
+    make_big_file("www/big.bin", (uint64_t)1 << 30);
+    start_with("");
+    snprintf(cmd, sizeof(cmd), "sha256sum < '%s/www/big.bin'", dir);
+    shell_line(cmd, want, sizeof(want));
+    assert_true(strlen(want) >= 64);
+    snprintf(cmd, sizeof(cmd), "curl -sS -f --max-time 60 http://127.0.0.1:%d/big.bin | sha256sum",
+             D.port);
+    shell_line(cmd, got, sizeof(got));
+    if (strncmp(want, got, 64) != 0)
+        fail_msg("sha256 of the download %.64s differs from the file's %.64s", got, want);
+    assert_int_equal(curl(code, sizeof(code), "-I -o /dev/null -w '%%{http_code} %%header{content-length}' "
+                                              "http://127.0.0.1:%d/big.bin", D.port), 0);
+    assert_string_equal(code, "200 1073741824");
+    stop_daemon(&D);
+}
+
+static void http_sparse_5gib_file_range_past_4gib_and_head_length(void **state)
+{
+    static const char marker[] = "MARKER@4.5GiB!!!"; /* 16 bytes */
+    const uint64_t size = 5ull << 30, at = 4608ull << 20; /* 4.5 GiB */
+    struct resp r;
+    char path[512], req[256], want[128];
+    int fd;
+
+    (void)state;
+    path_of(path, sizeof(path), "www/sparse.bin");
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)size), 0);
+    assert_int_equal(pwrite(fd, marker, 16, (off_t)at), 16);
+    close(fd);
+    start_with("");
+    snprintf(req, sizeof(req), "GET /sparse.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=%llu-%llu\r\n\r\n",
+             (unsigned long long)at, (unsigned long long)(at + 15));
+    exchange(req, false, &r, NULL);
+    assert_status(&r, 206);
+    snprintf(want, sizeof(want), "bytes %llu-%llu/%llu", (unsigned long long)at,
+             (unsigned long long)(at + 15), (unsigned long long)size);
+    assert_header(&r, "Content-Range", want);
+    assert_int_equal(r.body_len, 16);
+    assert_memory_equal(r.body, marker, 16);
+    resp_free(&r);
+    exchange("HEAD /sparse.bin HTTP/1.1\r\nHost: x\r\n\r\n", true, &r, NULL);
+    assert_status(&r, 200);
+    assert_header(&r, "Content-Length", "5368709120");
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+/* ================= 7. errors ================= */
+
+static void http_malformed_request_line_gives_400_and_close(void **state)
+{
+    (void)state;
+    start_with("");
+    expect_error_and_close("GET/hello HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    expect_error_and_close("GET /hello HTTP/1.1 extra\r\nHost: x\r\n\r\n", 400);
+    expect_error_and_close("GET /hello\r\nHost: x\r\n\r\n", 400);
+    stop_daemon(&D);
+}
+
+static void http_unknown_method_gives_501(void **state)
+{
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("BREW / HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 501);
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+static void http_delete_on_route_gives_405_with_allow(void **state)
+{
+    struct resp r;
+    const char *allow;
+
+    (void)state;
+    start_with("");
+    exchange("DELETE /hello HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 405);
+    allow = hdr(r.head, "Allow");
+    assert_non_null(allow);
+    assert_non_null(strstr(allow, "GET"));
+    assert_null(strstr(allow, "DELETE"));
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+static void http_request_line_over_max_header_bytes_gives_414_and_close(void **state)
+{
+    char req[4096];
+
+    (void)state;
+    start_with(",\"max_header_bytes\":1024");
+    memcpy(req, "GET /", 5);
+    memset(req + 5, 'a', 2000);
+    strcpy(req + 2005, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_error_and_close(req, 414);
+    stop_daemon(&D);
+}
+
+static void http_too_many_headers_gives_431_and_close(void **state)
+{
+    char req[8192];
+    size_t n;
+    int i;
+
+    (void)state;
+    start_with("");
+    n = (size_t)sprintf(req, "GET /hello HTTP/1.1\r\nHost: x\r\n");
+    for (i = 0; i < 100; i++)
+        n += (size_t)sprintf(req + n, "X-H%d: v\r\n", i);
+    strcpy(req + n, "\r\n");
+    expect_error_and_close(req, 431);
+    stop_daemon(&D);
+}
+
+static void http_huge_header_gives_431_and_close(void **state)
+{
+    char req[4096];
+    size_t n;
+
+    (void)state;
+    start_with(",\"max_header_bytes\":1024");
+    n = (size_t)sprintf(req, "GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    memset(req + n, 'v', 2000);
+    strcpy(req + n + 2000, "\r\n\r\n");
+    expect_error_and_close(req, 431);
+    stop_daemon(&D);
+}
+
+static void http_transfer_encoding_gzip_gives_501_and_close(void **state)
+{
+    (void)state;
+    start_with("");
+    expect_error_and_close("POST /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501);
+    stop_daemon(&D);
+}
+
+static void http_version_2_0_gives_505_and_close(void **state)
+{
+    (void)state;
+    start_with("");
+    expect_error_and_close("GET /hello HTTP/2.0\r\nHost: x\r\n\r\n", 505);
+    stop_daemon(&D);
+}
+
+static void http_expect_other_than_100_continue_gives_417_and_close(void **state)
+{
+    (void)state;
+    start_with("");
+    expect_error_and_close("GET /hello HTTP/1.1\r\nHost: x\r\nExpect: foo\r\n\r\n", 417);
+    stop_daemon(&D);
+}
+
+static void http_missing_host_in_1_1_gives_400_and_close(void **state)
+{
+    (void)state;
+    start_with("");
+    expect_error_and_close("GET /hello HTTP/1.1\r\n\r\n", 400);
+    stop_daemon(&D);
+}
+
+/* ================= 8. smuggling shapes ================= */
+
+static void http_smuggling_content_length_with_transfer_encoding_rejected(void **state)
+{
+    (void)state;
+    start_with("");
+    expect_error_and_close("POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                           "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                           400);
+    stop_daemon(&D);
+}
+
+static void http_smuggling_two_content_lengths_rejected(void **state)
+{
+    (void)state;
+    start_with("");
+    expect_error_and_close("POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                           "Content-Length: 5\r\n\r\nhello",
+                           400);
+    stop_daemon(&D);
+}
+
+static void http_smuggling_content_length_list_rejected(void **state)
+{
+    (void)state;
+    start_with("");
+    expect_error_and_close("POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 1\r\n\r\nx", 400);
+    stop_daemon(&D);
+}
+
+static void http_smuggling_obs_fold_rejected(void **state)
+{
+    (void)state;
+    start_with("");
+    expect_error_and_close("GET /hello HTTP/1.1\r\nHost: x\r\nX-Fold: a\r\n b\r\n\r\n", 400);
+    stop_daemon(&D);
+}
+
+static void http_smuggling_bare_lf_rejected(void **state)
+{
+    (void)state;
+    start_with("");
+    expect_error_and_close("GET /hello HTTP/1.1\nHost: x\n\n", 400);
+    expect_error_and_close("GET /hello HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", 400);
+    stop_daemon(&D);
+}
+
+static void http_smuggling_bare_cr_rejected(void **state)
+{
+    (void)state;
+    start_with("");
+    expect_error_and_close("GET /hello HTTP/1.1\r\nHost: x\rX-A: b\r\n\r\n", 400);
+    stop_daemon(&D);
+}
+
+static void http_smuggling_bad_chunk_size_rejected(void **state)
+{
+    (void)state;
+    start_with("");
+    expect_error_and_close("POST /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           "zz\r\nhello\r\n0\r\n\r\n",
+                           400);
+    stop_daemon(&D);
+}
+
+static void http_smuggling_nul_in_header_value_rejected(void **state)
+{
+    static const char req[] = "GET /hello HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n";
+    struct client *c;
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    c = client_open(D.port);
+    client_sendn(c, req, sizeof(req) - 1);
+    if (client_response_ms(c, false, &r, IO_MS) != 0)
+        fail_msg("no response: %s", r.head);
+    assert_status(&r, 400);
+    assert_true(client_eof(c, 2000));
+    resp_free(&r);
+    client_close(c);
+    stop_daemon(&D);
+}
+
+/* ================= 9. traversal ================= */
+
+static void assert_not_passwd(const struct resp *r, const char *what)
+{
+    if (r->status != 400 && r->status != 404)
+        fail_msg("%s: expected 400 or 404, got %d", what, r->status);
+    if (r->body != NULL && strstr(r->body, "root:") != NULL)
+        fail_msg("%s: served /etc/passwd", what);
+}
+
+static void http_traversal_dotdot_never_leaves_the_root(void **state)
+{
+    struct resp r;
+    char out[8192];
+
+    (void)state;
+    start_with("");
+    exchange("GET /../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_not_passwd(&r, "/../etc/passwd");
+    resp_free(&r);
+    exchange("GET /sub/../../../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_not_passwd(&r, "/sub/../../../../etc/passwd");
+    resp_free(&r);
+    curl(out, sizeof(out), "--path-as-is -w '\\n%%{http_code}' http://127.0.0.1:%d/../../etc/passwd",
+         D.port);
+    assert_null(strstr(out, "root:"));
+    stop_daemon(&D);
+}
+
+static void http_traversal_encoded_dotdot_never_leaves_the_root(void **state)
+{
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("GET /%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_not_passwd(&r, "/%2e%2e/%2e%2e/etc/passwd");
+    resp_free(&r);
+    exchange("GET /%2E%2E%2F%2E%2E%2Fetc%2Fpasswd HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_not_passwd(&r, "/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd");
+    resp_free(&r);
+    exchange("GET /sub/..%2f..%2f..%2fetc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_not_passwd(&r, "/sub/..%2f..%2f..%2fetc/passwd");
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+static void http_traversal_encoded_nul_gives_400(void **state)
+{
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("GET /index.html%00.txt HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 400);
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+static void http_symlink_out_of_the_root_gives_404(void **state)
+{
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("GET /evil.txt HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 404);
+    assert_null(strstr(r.body, "root:"));
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+static void http_symlink_within_the_root_is_served(void **state)
+{
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("GET /alias.txt HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL); /* -> small.txt */
+    assert_status(&r, 200);
+    assert_string_equal(r.body, SMALL);
+    resp_free(&r);
+    exchange("GET /sub/up.txt HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL); /* -> ../small.txt */
+    assert_status(&r, 200);
+    assert_string_equal(r.body, SMALL);
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+/* ================= 10. timeouts ================= */
+
+static void http_header_timeout_sends_408_and_closes(void **state)
+{
+    struct client *c;
+    struct resp r;
+    int64_t t0;
+
+    (void)state;
+    start_with(",\"header_timeout_ms\":300");
+    c = client_open(D.port);
+    t0 = now_ms();
+    assert_true(client_send(c, "GET /hel"));
+    if (client_response_ms(c, false, &r, 1500) != 0)
+        fail_msg("no 408 within 1.5 s: %s", r.head);
+    assert_status(&r, 408);
+    assert_true(now_ms() - t0 >= 250);
+    assert_true(client_eof(c, 1500 - (int)(now_ms() - t0)));
+    resp_free(&r);
+    client_close(c);
+    stop_daemon(&D);
+}
+
+static void http_keepalive_timeout_closes_idle_connection(void **state)
+{
+    struct client *c;
+    struct resp r;
+    int64_t t0;
+
+    (void)state;
+    start_with(",\"keepalive_timeout_ms\":300");
+    exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, &c);
+    t0 = now_ms();
+    assert_status(&r, 200);
+    resp_free(&r);
+    if (!client_eof(c, 1500))
+        fail_msg("idle connection still open %lld ms after its response",
+                 (long long)(now_ms() - t0));
+    assert_true(now_ms() - t0 >= 250);
+    client_close(c);
+    stop_daemon(&D);
+}
+
+static void http_slowloris_cut_at_header_timeout(void **state)
+{
+    static const char req[] = "GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaa";
+    struct client *c;
+    int64_t t0, until;
+    size_t i;
+    bool cut = false;
+
+    (void)state;
+    start_with(",\"header_timeout_ms\":300");
+    c = client_open(D.port);
+    t0 = now_ms();
+    until = t0 + 1500;
+    for (i = 0; i < sizeof(req) - 1 && now_ms() < until; i++) {
+        struct pollfd pf = {c->fd, POLLIN, 0};
+
+        if (!client_sendn(c, req + i, 1)) {
+            cut = true; /* reset */
+            break;
+        }
+        if (poll(&pf, 1, 100) > 0) { /* one byte per 100 ms, unless the server speaks */
+            cut = true;
+            break;
+        }
+    }
+    if (!cut)
+        fail_msg("slowloris still connected after %lld ms and %zu bytes",
+                 (long long)(now_ms() - t0), i);
+    /* what it said: a 408 (or nothing), then EOF */
+    while (!c->eof && client_fill(c, until) > 0)
+        ;
+    if (!c->eof)
+        fail_msg("no EOF within 1.5 s; got %zu bytes", c->len);
+    if (c->len > 0 && strncmp(c->buf, "HTTP/1.1 408 ", 13) != 0)
+        fail_msg("expected a 408, got: %.*s", (int)c->len, c->buf);
+    assert_true(now_ms() - t0 < 1500);
+    client_close(c);
+    stop_daemon(&D);
+}
+
+/* ================= 11. max_connections ================= */
+
+static long json_count(const char *body, const char *key)
+{
+    const char *p = strstr(body, key);
+
+    if (p == NULL)
+        fail_msg("no %s in %s", key, body);
+    p += strlen(key);
+    while (*p == '"' || *p == ':' || *p == ' ')
+        p++;
+    return strtol(p, NULL, 10);
+}
+
+
+static void http_max_connections_refuses_sixth_with_503(void **state)
+{
+    struct client *held[5], *c;
+    struct resp r;
+    int i;
+    int64_t until;
+    bool served = false;
+
+    (void)state;
+    start_with(",\"max_connections\":5");
+    for (i = 0; i < 5; i++) {
+        exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, &held[i]);
+        assert_status(&r, 200);
+        resp_free(&r);
+    }
+    /* the sixth: refused without being asked (so no request of ours is
+     * left unread when it closes) */
+    c = client_open(D.port);
+    must_respond(c, false, &r);
+    assert_status(&r, 503);
+    assert_true(client_eof(c, 2000));
+    resp_free(&r);
+    client_close(c);
+    /* the held ones still work */
+    assert_true(client_send(held[4], "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+    must_respond(held[4], false, &r);
+    assert_status(&r, 200);
+    resp_free(&r);
+    /* one leaves; once the server counts 4 open (asked over a held one),
+     * a newcomer is served */
+    client_close(held[0]);
+    until = now_ms() + 3000;
+    while (!served && now_ms() < until) {
+        assert_true(client_send(held[1], "GET /status HTTP/1.1\r\nHost: x\r\n\r\n"));
+        must_respond(held[1], false, &r);
+        served = json_count(r.body, "\"open\"") == 4;
+        resp_free(&r);
+    }
+    if (!served)
+        fail_msg("the server never saw the closed connection go");
+    exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, &c);
+    assert_status(&r, 200);
+    resp_free(&r);
+    client_close(c);
+    for (i = 1; i < 5; i++)
+        client_close(held[i]);
+    stop_daemon(&D);
+}
+
+/* ================= 12. status ================= */
+
+static void http_status_endpoint_reports_counters_and_2xx_grows(void **state)
+{
+    static const char *const keys[] = {"\"connections\"", "\"open\"", "\"total\"", "\"requests\"",
+                                       "\"2xx\"", "\"4xx\"", "\"runtime\"", "\"workers\"",
+                                       "\"run_queue\""};
+    struct resp r;
+    long before, after;
+    size_t i;
+    char out[64];
+
+    (void)state;
+    start_with("");
+    exchange("GET /status HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 200);
+    assert_header(&r, "Content-Type", "application/json");
+    assert_true(r.body[0] == '{');
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (strstr(r.body, keys[i]) == NULL)
+            fail_msg("no %s in %s", keys[i], r.body);
+    assert_true(json_count(r.body, "\"open\"") >= 1);
+    assert_true(json_count(r.body, "\"workers\"") >= 1);
+    before = json_count(r.body, "\"2xx\"");
+    resp_free(&r);
+    for (i = 0; i < 3; i++)
+        assert_int_equal(curl(out, sizeof(out), "-o /dev/null http://127.0.0.1:%d/hello", D.port), 0);
+    exchange("GET /status HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    after = json_count(r.body, "\"2xx\"");
+    if (after < before + 4) /* the first status request and three /hello */
+        fail_msg("2xx went from %ld to %ld after 4 successful requests", before, after);
+    assert_true(json_count(r.body, "\"total\"") >= 5);
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+/* ================= 13. access log ================= */
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+
+    for (; *s != '\0'; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static void http_access_log_gets_combined_format_lines(void **state)
+{
+    char out[256], *log = NULL, version[64], want[256];
+    size_t len = 0;
+    int64_t until;
+    int i;
+
+    (void)state;
+    start_with("");
+    shell_line("curl --version | head -1 | cut -d' ' -f2", version, sizeof(version));
+    version[strcspn(version, "\n")] = '\0';
+    for (i = 0; i < 3; i++)
+        assert_int_equal(curl(out, sizeof(out), "-o /dev/null http://127.0.0.1:%d/hello", D.port), 0);
+    assert_int_equal(curl(out, sizeof(out), "-o /dev/null -e http://ref.example/ "
+                                            "http://127.0.0.1:%d/missing.txt", D.port), 0);
+    /* within ~3 s, buffered lines reach the file */
+    until = now_ms() + 3000;
+    snprintf(want, sizeof(want), "\"GET /hello HTTP/1.1\" 200 13 \"-\" \"curl/%s\"\n", version);
+    while (now_ms() < until) {
+        free(log);
+        log = read_file("access.log", &len);
+        if (log != NULL && count_lines(log) >= 4)
+            break;
+        pump(&D, 50); /* a bounded wait that also drains the daemon's stderr */
+    }
+    if (log == NULL || count_lines(log) < 4)
+        fail_msg("access.log has %d line(s) after 3 s:\n%s", log ? count_lines(log) : 0,
+                 log ? log : "(missing)");
+    if (strncmp(log, "127.0.0.1 - - [", 15) != 0 || strstr(log, want) == NULL)
+        fail_msg("expected combined-format lines with '%s', got:\n%s", want, log);
+    snprintf(want, sizeof(want), "\"GET /missing.txt HTTP/1.1\" 404 10 \"http://ref.example/\" "
+                                 "\"curl/%s\"\n", version);
+    if (strstr(log, want) == NULL)
+        fail_msg("expected a line with '%s', got:\n%s", want, log);
+    /* the date field: [10/Oct/2000:13:55:36 -0700] */
+    {
+        struct tm tm = {0};
+        const char *end = strptime(log + 15, "%d/%b/%Y:%H:%M:%S", &tm);
+
+        assert_non_null(end);
+        assert_true(end[0] == ' ' && (end[1] == '+' || end[1] == '-') && end[6] == ']');
+    }
+    free(log);
+    /* two more, then stop: the stop writes what is buffered */
+    for (i = 0; i < 2; i++)
+        assert_int_equal(curl(out, sizeof(out), "-o /dev/null http://127.0.0.1:%d/old", D.port), 0);
+    stop_daemon(&D);
+    log = read_file("access.log", &len);
+    assert_non_null(log);
+    if (count_lines(log) != 6)
+        fail_msg("expected 6 lines after the stop, got:\n%s", log);
+    assert_non_null(strstr(log, "\"GET /old HTTP/1.1\" 301 0 \"-\""));
+    free(log);
+}
+
+/* ================= 14. graceful drain ================= */
+
+static void http_sigterm_drains_download_closes_idle_refuses_new(void **state)
+{
+    const size_t size = 200u << 20;
+    struct client *idle, *dl;
+    struct resp r;
+    char *want, *buf;
+    size_t got, len;
+    int64_t until;
+    int fd;
+
+    (void)state;
+    make_big_file("www/drain.bin", size);
+    write_config_full(20000, HELLO, "www", "");
+    start_daemon(&D);
+    /* an idle keep-alive connection */
+    exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, &idle);
+    assert_status(&r, 200);
+    resp_free(&r);
+    /* a download, read only as far as its head and a little body */
+    dl = client_open(D.port);
+    assert_true(client_send(dl, "GET /drain.bin HTTP/1.1\r\nHost: x\r\n\r\n"));
+    until = now_ms() + IO_MS;
+    while (memmem(dl->buf, dl->len, "\r\n\r\n", 4) == NULL && client_fill(dl, until) > 0)
+        ;
+    assert_non_null(memmem(dl->buf, dl->len, "\r\n\r\n", 4));
+    assert_true(strncmp(dl->buf, "HTTP/1.1 200 ", 13) == 0);
+    {
+        char *e = memmem(dl->buf, dl->len, "\r\n\r\n", 4);
+        char head[4096];
+        size_t hl = (size_t)(e - dl->buf) + 4;
+
+        assert_true(hl < sizeof(head));
+        memcpy(head, dl->buf, hl - 2);
+        head[hl - 2] = '\0';
+        assert_non_null(hdr(head, "Content-Length"));
+        assert_int_equal(strtoull(hdr(head, "Content-Length"), NULL, 10), size);
+        consume(dl, hl);
+    }
+
+    assert_int_equal(kill(D.pid, SIGTERM), 0);
+    wait_next(&D, "Terminated: stopping");
+    /* the idle one is closed by the server while the download is stuck */
+    if (!client_eof(idle, 3000))
+        fail_msg("idle keep-alive connection not closed by the drain");
+    client_close(idle);
+    /* the listener is gone */
+    fd = try_connect(D.port);
+    if (fd >= 0) {
+        close(fd);
+        fail_msg("a new connection was accepted while draining");
+    }
+    assert_int_equal(errno, ECONNREFUSED);
+    /* the download completes, byte for byte, then the server closes */
+    want = malloc(size);
+    buf = NULL;
+    assert_non_null(want);
+    {
+        char path[512];
+        int ffd;
+
+        path_of(path, sizeof(path), "www/drain.bin");
+        ffd = open(path, O_RDONLY);
+        assert_true(ffd >= 0);
+        assert_int_equal(read(ffd, want, size), (ssize_t)size);
+        close(ffd);
+    }
+    got = 0;
+    until = now_ms() + 20000;
+    while (got < size) {
+        len = dl->len;
+        if (len > 0) {
+            if (len > size - got)
+                len = size - got;
+            if (memcmp(dl->buf, want + got, len) != 0)
+                fail_msg("body differs from the file within bytes %zu..%zu", got, got + len);
+            got += len;
+            consume(dl, len);
+            continue;
+        }
+        if (client_fill(dl, until) <= 0)
+            break;
+    }
+    if (got != size)
+        fail_msg("download ended after %zu of %zu bytes (%s)", got, size,
+                 dl->eof ? (dl->err ? strerror(dl->err) : "EOF") : "timeout");
+    assert_true(client_eof(dl, 3000));
+    free(want);
+    free(buf);
+    client_close(dl);
+    {
+        int rc = reap(&D, 25000);
+
+        if (rc != 0)
+            fail_msg("asyncd exited %d; log:\n%s", rc, D.log);
+    }
+}
+
+/* ================= 15. reload ================= */
+
+static void http_reload_serves_the_new_route_body(void **state)
+{
+    struct resp r;
+    size_t from;
+
+    (void)state;
+    start_with("");
+    exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_string_equal(r.body, HELLO);
+    resp_free(&r);
+    write_config_full(5000, "Hello, Reloaded!", "www", "");
+    assert_int_equal(kill(D.pid, SIGHUP), 0);
+    from = D.mark;
+    wait_from(&D, from, "reloaded: 1 module(s) running");
+    /* the module restarts with its new config, on a new port */
+    D.port = atoi(wait_next(&D, PORT_LINE) + strlen(PORT_LINE));
+    assert_true(D.port > 0);
+    exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(r.body, "Hello, Reloaded!");
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+static void http_reload_rejected_by_module_check_keeps_old_config(void **state)
+{
+    struct client *c;
+    struct resp r;
+
+    (void)state;
+    start_with("");
+    exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, &c);
+    resp_free(&r);
+    write_config_full(5000, "Hello, Broken!", "missing-dir", "");
+    assert_int_equal(kill(D.pid, SIGHUP), 0);
+    /* the reload ends one way or the other */
+    {
+        int64_t until = now_ms() + 10000;
+        size_t from = D.mark;
+
+        while (strstr(D.log + from, "reload rejected") == NULL &&
+               strstr(D.log + from, "reloaded: ") == NULL && now_ms() < until)
+            if (!pump(&D, left_ms(until)))
+                break;
+        if (strstr(D.log + from, "reload rejected") == NULL &&
+            strstr(D.log + from, "reloaded: ") == NULL)
+            fail_msg("the reload never finished; log:\n%s", D.log);
+    }
+    /* the same connection, and a new one, see the old config */
+    if (!client_send(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n") ||
+        client_response_ms(c, false, &r, IO_MS) != 0)
+        fail_msg("the old config stopped serving (kept-alive connection: %s); log:\n%s", r.head,
+                 D.log);
+    assert_string_equal(r.body, HELLO);
+    resp_free(&r);
+    client_close(c);
+    {
+        int fd = try_connect(D.port);
+
+        if (fd < 0)
+            fail_msg("the old config stopped serving (new connection: %s); log:\n%s",
+                     strerror(errno), D.log);
+        close(fd);
+    }
+    exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 200);
+    assert_string_equal(r.body, HELLO);
+    resp_free(&r);
+    stop_daemon(&D);
+}
+
+static void http_check_config_rejects_missing_root_with_78(void **state)
+{
+    char out[8192], cfg[600];
+
+    (void)state;
+    path_of(cfg, sizeof(cfg), "asyncd.json");
+    write_config(""); /* control: the good one passes, from another cwd too */
+    if (run_to_end("--check-config", cfg, out, sizeof(out)) != 0)
+        fail_msg("the good config was rejected:\n%s", out);
+    write_config_full(5000, HELLO, "missing-dir", "");
+    assert_int_equal(run_to_end("--check-config", cfg, out, sizeof(out)), 78);
+    if (strstr(out, "root") == NULL || strstr(out, "missing-dir") == NULL)
+        fail_msg("expected a message naming root, got:\n%s", out);
+}
+
+static void http_check_config_rejects_unknown_key_with_78(void **state)
+{
+    char out[8192], cfg[600];
+
+    (void)state;
+    path_of(cfg, sizeof(cfg), "asyncd.json");
+    write_config(",\"bogus\":1");
+    assert_int_equal(run_to_end("--check-config", cfg, out, sizeof(out)), 78);
+    if (strstr(out, "bogus") == NULL)
+        fail_msg("expected a message naming bogus, got:\n%s", out);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(http_hello_route_has_status_body_type_length_server_and_date),
+        T(http_old_route_redirects_301_to_new),
+        T(http_head_hello_sends_headers_without_body),
+        T(http_keepalive_curl_reuses_the_connection),
+        T(http_keepalive_two_sequential_requests_on_one_socket),
+        T(http_1_0_without_keepalive_closes_after_response),
+        T(http_1_0_with_keepalive_stays_open),
+        T(http_1_1_connection_close_closes_after_response),
+        T(http_pipelining_100_requests_answered_in_order),
+        T(http_expect_100_continue_sends_interim_response_first),
+        T(http_chunked_post_to_route_gets_405_and_connection_stays_usable),
+        T(http_content_length_over_max_body_gets_413_and_close),
+        T(http_chunked_body_over_max_body_gets_413),
+        T(http_static_index_html_served_for_root),
+        T(http_static_directory_without_slash_redirects),
+        T(http_static_mime_types_by_extension),
+        T(http_static_etag_and_last_modified_present),
+        T(http_static_if_none_match_gives_304_without_body),
+        T(http_static_if_modified_since_gives_304),
+        T(http_static_range_first_ten_bytes_gives_206),
+        T(http_static_suffix_range_gives_last_bytes),
+        T(http_static_unsatisfiable_range_gives_416),
+        T(http_static_missing_file_gives_404),
+        T(http_big_file_1gib_downloads_intact),
+        T(http_sparse_5gib_file_range_past_4gib_and_head_length),
+        T(http_malformed_request_line_gives_400_and_close),
+        T(http_unknown_method_gives_501),
+        T(http_delete_on_route_gives_405_with_allow),
+        T(http_request_line_over_max_header_bytes_gives_414_and_close),
+        T(http_too_many_headers_gives_431_and_close),
+        T(http_huge_header_gives_431_and_close),
+        T(http_transfer_encoding_gzip_gives_501_and_close),
+        T(http_version_2_0_gives_505_and_close),
+        T(http_expect_other_than_100_continue_gives_417_and_close),
+        T(http_missing_host_in_1_1_gives_400_and_close),
+        T(http_smuggling_content_length_with_transfer_encoding_rejected),
+        T(http_smuggling_two_content_lengths_rejected),
+        T(http_smuggling_content_length_list_rejected),
+        T(http_smuggling_obs_fold_rejected),
+        T(http_smuggling_bare_lf_rejected),
+        T(http_smuggling_bare_cr_rejected),
+        T(http_smuggling_bad_chunk_size_rejected),
+        T(http_smuggling_nul_in_header_value_rejected),
+        T(http_traversal_dotdot_never_leaves_the_root),
+        T(http_traversal_encoded_dotdot_never_leaves_the_root),
+        T(http_traversal_encoded_nul_gives_400),
+        T(http_symlink_out_of_the_root_gives_404),
+        T(http_symlink_within_the_root_is_served),
+        T(http_header_timeout_sends_408_and_closes),
+        T(http_keepalive_timeout_closes_idle_connection),
+        T(http_slowloris_cut_at_header_timeout),
+        T(http_max_connections_refuses_sixth_with_503),
+        T(http_status_endpoint_reports_counters_and_2xx_grows),
+        T(http_access_log_gets_combined_format_lines),
+        T(http_sigterm_drains_download_closes_idle_refuses_new),
+        T(http_reload_serves_the_new_route_body),
+        T(http_reload_rejected_by_module_check_keeps_old_config),
+        T(http_check_config_rejects_missing_root_with_78),
+        T(http_check_config_rejects_unknown_key_with_78),
+    };
+
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
