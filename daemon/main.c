@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -256,6 +257,21 @@ static char *enter_config_dir(const char *file)
     return abs;
 }
 
+/* A server holds a descriptor per connection: take every descriptor the
+ * hard limit allows (the soft limit is often 1024, for the sake of old
+ * select() users; the runtime uses epoll). */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            asyncd_log(ASYNC_LOG_WARNING, "cannot raise the descriptor limit: %s",
+                       strerror(errno));
+    }
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: asyncd [--config FILE]\n"
@@ -307,6 +323,7 @@ int main(int argc, char **argv)
         return EX_CONFIG;
     }
     asyncd_log_set_level(d.config.log_level);
+    raise_nofile();
     /* Block before any thread exists, so every worker inherits the mask
      * and the signals queue on the signalfd. */
     sigemptyset(&set);
