@@ -25,6 +25,7 @@ static const struct limit limits[] = {
     {"header_timeout_ms", 1, 3600000, 10000},
     {"body_timeout_ms", 1, 3600000, 10000},
     {"send_timeout_ms", 1, 3600000, 60000},
+    {"open_file_cache_ms", 0, 3600000, 1000},
     {"max_header_bytes", 256, 1048576, 8192},
     {"max_body_bytes", 0, (int64_t)1 << 50, 1048576},
     {"max_connections", 1, 10000000, 100000},
@@ -32,7 +33,8 @@ static const struct limit limits[] = {
 
 static const char *const keys[] = {
     "listen", "root", "index", "routes", "status_path", "access_log", "keepalive_timeout_ms",
-    "header_timeout_ms", "body_timeout_ms", "send_timeout_ms", "max_header_bytes",
+    "header_timeout_ms", "body_timeout_ms", "send_timeout_ms", "open_file_cache_ms",
+    "max_header_bytes",
     "max_body_bytes", "max_connections",
 };
 
@@ -293,9 +295,10 @@ int http_config_load(const json_t *config, struct http_config *c)
     c->header_timeout_ms = val[1];
     c->body_timeout_ms = val[2];
     c->send_timeout_ms = val[3];
-    c->max_header_bytes = (size_t)val[4];
-    c->max_body_bytes = (uint64_t)val[5];
-    c->max_connections = (long)val[6];
+    c->open_file_cache_ms = val[4];
+    c->max_header_bytes = (size_t)val[5];
+    c->max_body_bytes = (uint64_t)val[6];
+    c->max_connections = (long)val[7];
     return 0;
 }
 

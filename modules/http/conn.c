@@ -181,7 +181,7 @@ static int send_file(struct http_conn *c, struct http_reply *r)
 
     async_deadline(async_now_ms() + timeout);
     while (left > 0) {
-        k = sendfile(c->fd, r->file_fd, &off, left > (1u << 30) ? (1u << 30) : (size_t)left);
+        k = sendfile(c->fd, r->file->fd, &off, left > (1u << 30) ? (1u << 30) : (size_t)left);
         if (k > 0) {
             left -= (uint64_t)k;
             async_deadline(async_now_ms() + timeout);
@@ -451,7 +451,7 @@ enum step {
 /* An answer for a request we will not read to the end: then close. */
 static enum step refuse(struct http_conn *c, const struct http_request *req, int status)
 {
-    struct http_reply r = {.file_fd = -1, .close = true};
+    struct http_reply r = {.close = true};
 
     error_page(&c->out, &r, req, status);
     finish(c, req, &r);
@@ -462,7 +462,7 @@ static enum step refuse(struct http_conn *c, const struct http_request *req, int
 static enum step serve_one(struct http_conn *c, struct http_request *req, size_t head)
 {
     const struct http_config *cfg = &c->srv->cfg;
-    struct http_reply r = {.file_fd = -1};
+    struct http_reply r = {0};
     size_t body = c->off + head, buffered = c->len - body;
     bool has_body = req->chunked || req->content_length > 0;
     int status;
@@ -492,10 +492,10 @@ static enum step serve_one(struct http_conn *c, struct http_request *req, size_t
     answer(c, req, &r);
     finish(c, req, &r);
     c->off = body;
-    if (r.file_fd >= 0) {
+    if (r.file != NULL) {
         int rc = flush(c, true) != 0 || send_file(c, &r) != 0 ? -1 : 0;
 
-        close(r.file_fd);
+        http_file_put(r.file);
         if (rc != 0)
             return STEP_CLOSE;
     } else if (c->out.len >= OUT_FLUSH && flush(c, false) != 0) {

@@ -8,7 +8,8 @@
  * outright.  Paths reach here decoded and normalised (no "." or "..").
  *
  * The body goes out with sendfile(2) after the head (conn.c); here we only
- * decide status and headers and hand over the descriptor. */
+ * decide status and headers and hand over the open file (file_cache.c
+ * keeps it open for the next requests, open_file_cache_ms long). */
 #define _GNU_SOURCE
 #include "http.h"
 
@@ -278,63 +279,71 @@ fail:
     return -1;
 }
 
+int http_file_open(struct http_server *srv, const char *path, struct http_file *f,
+                   bool *redirect)
+{
+    const char *name;
+
+    f->fd = open_file(srv, path, &f->st, redirect, &name);
+    if (f->fd < 0)
+        return -1;
+    f->type = mime_type(name);
+    snprintf(f->etag, sizeof(f->etag), "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)f->st.st_mtime,
+             (uint64_t)f->st.st_size);
+    http_date(f->st.st_mtime, f->lastmod);
+    return 0;
+}
+
 void http_files_serve(struct http_server *srv, const struct http_request *req,
                       const char *path, struct http_out *o, struct http_reply *r)
 {
-    char etag[64], lastmod[30];
     const struct http_slice *range;
-    const char *name;
-    struct stat st;
-    uint64_t off = 0, len;
+    struct http_file *f;
+    uint64_t off = 0, len, size;
     bool redirect;
-    int fd = open_file(srv, path, &st, &redirect, &name), rc = 0;
+    int rc = 0;
 
-    if (fd < 0) {
+    if ((f = http_file_get(srv, path, &redirect)) == NULL) {
         if (redirect)
             redirect_slash(req, path, o, r);
         else
             error_reply(req, errno, o, r);
         return;
     }
-    snprintf(etag, sizeof(etag), "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st.st_mtime,
-             (uint64_t)st.st_size);
-    http_date(st.st_mtime, lastmod);
-    len = (uint64_t)st.st_size;
-    if (not_modified(req, etag, st.st_mtime)) {
-        close(fd);
+    size = len = (uint64_t)f->st.st_size;
+    if (not_modified(req, f->etag, f->st.st_mtime)) {
         r->status = 304;
         http_out_status(o, 304);
-        http_out_addf(o, "ETag: %s\r\nLast-Modified: %s\r\n", etag, lastmod);
+        http_out_addf(o, "ETag: %s\r\nLast-Modified: %s\r\n", f->etag, f->lastmod);
         goto end_head;
     }
     range = req->method == HTTP_GET ? http_header_get(req, "range") : NULL;
-    if (range != NULL && if_range_holds(req, etag, lastmod))
-        rc = byte_range(range, (uint64_t)st.st_size, &off, &len);
+    if (range != NULL && if_range_holds(req, f->etag, f->lastmod))
+        rc = byte_range(range, size, &off, &len);
     if (rc < 0) {
-        close(fd);
         r->status = 416;
         http_out_status(o, 416);
-        http_out_addf(o, "Content-Range: bytes */%" PRIu64 "\r\nContent-Length: 0\r\n",
-                      (uint64_t)st.st_size);
+        http_out_addf(o, "Content-Range: bytes */%" PRIu64 "\r\nContent-Length: 0\r\n", size);
         goto end_head;
     }
     r->status = rc > 0 ? 206 : 200;
     http_out_status(o, r->status);
     http_out_addf(o, "Content-Type: %s\r\nContent-Length: %" PRIu64 "\r\n"
                      "ETag: %s\r\nLast-Modified: %s\r\nAccept-Ranges: bytes\r\n",
-                  mime_type(name), len, etag, lastmod);
+                  f->type, len, f->etag, f->lastmod);
     if (rc > 0)
         http_out_addf(o, "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n", off,
-                      off + len - 1, (uint64_t)st.st_size);
-    if (req->method == HTTP_HEAD || len == 0) {
-        close(fd);
-    } else {
-        r->file_fd = fd;
+                      off + len - 1, size);
+    if (req->method != HTTP_HEAD && len > 0) {
+        r->file = f; /* conn.c sends it, then puts it */
+        f = NULL;
         r->file_off = (off_t)off;
         r->file_len = len;
         r->body_bytes = len;
     }
 end_head:
+    if (f != NULL)
+        http_file_put(f);
     if (r->close)
         http_out_add(o, "Connection: close\r\n", 19);
     else if (req->minor == 0)

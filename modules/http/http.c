@@ -129,10 +129,14 @@ static void drain(struct http_server *srv)
 
 static int server_open(struct http_server *srv, async_module_host *host, const json_t *config)
 {
+    static _Atomic unsigned generation;
+
     memset(srv, 0, sizeof(*srv));
     srv->host = host;
     srv->root_fd = -1;
     atomic_flag_clear(&srv->lock);
+    srv->gen = atomic_fetch_add(&generation, 1) + 1;
+    pthread_mutex_init(&srv->caches_lock, NULL);
     if (http_config_load(config, &srv->cfg) != 0) {
         async_module_log(host, ASYNC_LOG_ERROR, "out of memory reading the config");
         return -1;
@@ -158,6 +162,8 @@ static int server_open(struct http_server *srv, async_module_host *host, const j
 
 static void server_close(struct http_server *srv)
 {
+    http_file_caches_free(srv);
+    pthread_mutex_destroy(&srv->caches_lock);
     http_log_close(srv->log);
     if (srv->root_fd >= 0)
         close(srv->root_fd);

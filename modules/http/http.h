@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define HTTP_MAX_LISTEN 16
@@ -54,6 +55,7 @@ struct http_config {
     int64_t header_timeout_ms;
     int64_t body_timeout_ms;
     int64_t send_timeout_ms;    /* between two successful writes */
+    int64_t open_file_cache_ms; /* how long an open file is reused; 0: never */
     size_t max_header_bytes;
     uint64_t max_body_bytes;
     long max_connections;
@@ -92,6 +94,10 @@ struct http_server {
     atomic_flag lock;
     struct http_conn *conns;
     _Atomic bool draining;
+    /* per-worker caches of open files (file_cache.c) */
+    unsigned gen;               /* tells this server's caches from a predecessor's */
+    pthread_mutex_t caches_lock;
+    struct http_file_cache *caches;
 };
 
 /* The fiber of one accepted connection; arg is a struct http_conn made by
@@ -129,17 +135,47 @@ const char *http_date_now(void);
 /* Parses an IMF-fixdate; -1 when it is not one. */
 time_t http_date_parse(const char *p, size_t n);
 
-/* ---- static files (files.c) ---- */
+/* ---- static files (files.c, file_cache.c) ---- */
 
 struct http_request;
 struct http_reply;
+struct http_file_cache;
+
+/* An open file, ready to serve, shared by the requests of one worker. */
+struct http_file {
+    int fd;
+    struct stat st;
+    const char *type;           /* Content-Type */
+    char etag[48];
+    char lastmod[30];
+    /* cache bookkeeping (file_cache.c), owner worker only */
+    char *key;                  /* the request path it answers */
+    uint32_t hash;
+    int64_t expires;            /* async_now_ms after which it is looked up again */
+    unsigned refs;              /* responses using it, plus one while cached */
+    struct http_file *next;     /* hash chain */
+};
+
+/* Opens what path names beneath the root (its index file for a directory)
+ * into f (fd, st, type, etag, lastmod): 0, or -1 with errno, *redirect
+ * set for a directory named without its trailing slash. */
+int http_file_open(struct http_server *srv, const char *path, struct http_file *f,
+                   bool *redirect);
+
+/* The file for path, from the calling worker's cache when
+ * open_file_cache_ms allows, else freshly opened: a reference to drop
+ * with http_file_put, or NULL with errno (and *redirect, as above). */
+struct http_file *http_file_get(struct http_server *srv, const char *path, bool *redirect);
+void http_file_put(struct http_file *f);
+/* Frees every worker's cache; no request may be using them. */
+void http_file_caches_free(struct http_server *srv);
 
 /* What a handler decided: a response head (in the connection's output
  * buffer) and possibly a file range to send after it. */
 struct http_reply {
     int status;
     uint64_t body_bytes;        /* for the access log */
-    int file_fd;                /* -1: none */
+    struct http_file *file;     /* NULL: none; the body to send after the head */
     off_t file_off;
     uint64_t file_len;
     bool close;                 /* close the connection after it */

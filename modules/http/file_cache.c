@@ -1,0 +1,168 @@
+/* modules/http/file_cache.c — open files kept for the next requests.
+ *
+ * Serving a small file costs an openat2, an fstat and a close around the
+ * sendfile; a busy file is asked for thousands of times a second.  Each
+ * worker keeps the files it opened for open_file_cache_ms (default 1 s,
+ * like nginx's open_file_cache), so a change on disk shows within that
+ * time.  0 turns the cache off.
+ *
+ * Threads: a cache belongs to one worker thread (a fiber never changes
+ * thread, so the responses that hold a file run on the thread that owns
+ * it): no locks on the way.  The caches are found through a thread-local
+ * pointer tagged with the server's generation, so a restarted module never
+ * uses its predecessor's (freed) caches; the server also lists them, under
+ * caches_lock, to free them all at the end.
+ *
+ * Lifetime of an entry: refs counts the responses sending it plus one
+ * while it sits in the table; the descriptor is closed when refs drops to
+ * zero, so an entry evicted while a slow download still reads it stays
+ * open until that download ends. */
+#define _GNU_SOURCE
+#include "http.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BUCKETS 256
+#define MAX_ENTRIES 1024        /* per worker */
+
+struct http_file_cache {
+    unsigned gen;
+    unsigned n;
+    struct http_file *bucket[BUCKETS];
+    struct http_file_cache *next; /* srv->caches */
+};
+
+static __thread struct http_file_cache *mine;
+static __thread unsigned mine_gen; /* whose cache `mine` is; 0: none */
+
+static uint32_t hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+
+    while (*s != '\0')
+        h = (h ^ (unsigned char)*s++) * 16777619u;
+    return h;
+}
+
+static void release(struct http_file *f)
+{
+    if (--f->refs == 0) {
+        close(f->fd);
+        free(f->key);
+        free(f);
+    }
+}
+
+void http_file_put(struct http_file *f)
+{
+    release(f);
+}
+
+static struct http_file_cache *my_cache(struct http_server *srv)
+{
+    struct http_file_cache *c;
+
+    if (mine_gen == srv->gen)
+        return mine;
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->gen = srv->gen;
+    pthread_mutex_lock(&srv->caches_lock);
+    c->next = srv->caches;
+    srv->caches = c;
+    pthread_mutex_unlock(&srv->caches_lock);
+    mine = c;
+    mine_gen = srv->gen;
+    return c;
+}
+
+/* Unlinks the entries of chain *pp that expired by now. */
+static void prune(struct http_file_cache *c, struct http_file **pp, int64_t now)
+{
+    struct http_file *f;
+
+    while ((f = *pp) != NULL) {
+        if (f->expires <= now) {
+            *pp = f->next;
+            c->n--;
+            release(f);
+        } else {
+            pp = &f->next;
+        }
+    }
+}
+
+static struct http_file *open_fresh(struct http_server *srv, const char *path, bool *redirect)
+{
+    struct http_file *f = calloc(1, sizeof(*f));
+
+    if (f == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (http_file_open(srv, path, f, redirect) != 0) {
+        int e = errno;
+
+        free(f);
+        errno = e;
+        return NULL;
+    }
+    f->refs = 1;
+    return f;
+}
+
+struct http_file *http_file_get(struct http_server *srv, const char *path, bool *redirect)
+{
+    struct http_file_cache *c;
+    struct http_file *f, **chain;
+    uint32_t h;
+    int64_t now;
+
+    *redirect = false;
+    if (srv->cfg.open_file_cache_ms == 0 || (c = my_cache(srv)) == NULL)
+        return open_fresh(srv, path, redirect);
+    h = hash(path);
+    chain = &c->bucket[h % BUCKETS];
+    now = async_now_ms();
+    prune(c, chain, now);
+    for (f = *chain; f != NULL; f = f->next)
+        if (f->hash == h && strcmp(f->key, path) == 0) {
+            f->refs++;
+            return f;
+        }
+    if ((f = open_fresh(srv, path, redirect)) == NULL || c->n >= MAX_ENTRIES)
+        return f; /* full: serve it uncached */
+    if ((f->key = strdup(path)) == NULL)
+        return f;
+    f->hash = h;
+    f->expires = now + srv->cfg.open_file_cache_ms;
+    f->refs++; /* the table's */
+    f->next = *chain;
+    *chain = f;
+    c->n++;
+    return f;
+}
+
+void http_file_caches_free(struct http_server *srv)
+{
+    struct http_file_cache *c, *next;
+    struct http_file *f, *fn;
+    unsigned i;
+
+    pthread_mutex_lock(&srv->caches_lock);
+    for (c = srv->caches; c != NULL; c = next) {
+        next = c->next;
+        for (i = 0; i < BUCKETS; i++)
+            for (f = c->bucket[i]; f != NULL; f = fn) {
+                fn = f->next;
+                release(f);
+            }
+        free(c);
+    }
+    srv->caches = NULL;
+    pthread_mutex_unlock(&srv->caches_lock);
+}
