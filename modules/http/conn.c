@@ -47,7 +47,6 @@ struct http_conn {
     int fd;
     struct http_conn *prev, *next; /* srv->conns, under srv->lock */
     _Atomic bool idle;          /* waiting for the first byte of a request */
-    bool drained;               /* the last read left the socket empty */
     bool awake;                 /* new or just woken: read before going idle */
     int64_t idle_at;            /* when it went idle; read by the sweeper after idle */
     char *in;
@@ -138,22 +137,28 @@ void http_conns_abort(struct http_server *srv)
 
 /* ---- writing ---- */
 
+/* The peer reads too slowly for the socket buffer: wait, but no longer
+ * than send_timeout_ms since the last write that made progress (which was
+ * the one just before). */
+static int wait_writable(struct http_conn *c)
+{
+    async_deadline(async_now_ms() + c->srv->cfg.send_timeout_ms);
+    return async_stream_wait(c->s, ASYNC_WRITABLE);
+}
+
 static int send_all(struct http_conn *c, const char *p, size_t n, bool more)
 {
-    int64_t timeout = c->srv->cfg.send_timeout_ms;
     ssize_t k;
 
-    async_deadline(async_now_ms() + timeout);
     while (n > 0) {
         k = send(c->fd, p, n, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
         if (k > 0) {
             p += k;
             n -= (size_t)k;
-            async_deadline(async_now_ms() + timeout);
         } else if (k < 0 && errno == EINTR) {
             continue;
         } else if (k < 0 && errno == EAGAIN) {
-            if (async_stream_wait(c->s, ASYNC_WRITABLE) != 0)
+            if (wait_writable(c) != 0)
                 return -1;
         } else {
             return -1;
@@ -174,21 +179,18 @@ static int flush(struct http_conn *c, bool more)
 
 static int send_file(struct http_conn *c, struct http_reply *r)
 {
-    int64_t timeout = c->srv->cfg.send_timeout_ms;
     off_t off = r->file_off;
     uint64_t left = r->file_len;
     ssize_t k;
 
-    async_deadline(async_now_ms() + timeout);
     while (left > 0) {
         k = sendfile(c->fd, r->file->fd, &off, left > (1u << 30) ? (1u << 30) : (size_t)left);
         if (k > 0) {
             left -= (uint64_t)k;
-            async_deadline(async_now_ms() + timeout);
         } else if (k < 0 && errno == EINTR) {
             continue;
         } else if (k < 0 && errno == EAGAIN) {
-            if (async_stream_wait(c->s, ASYNC_WRITABLE) != 0)
+            if (wait_writable(c) != 0)
                 return -1;
         } else {
             return -1; /* k == 0: the file shrank under us; the length is a lie now */
@@ -214,12 +216,9 @@ static ssize_t fill(struct http_conn *c)
         errno = ENOBUFS;
         return -1;
     }
-    /* A read that did not fill the room emptied the socket: wait for the
-     * reactor instead of paying for a recv that says EAGAIN. */
-    if (c->drained && async_stream_wait(c->s, ASYNC_READABLE) != 0)
-        return -1;
+    /* (after a short read, async_stream_read waits for the reactor instead
+     * of paying for a recv that would say EAGAIN) */
     n = async_stream_read(c->s, c->in + c->len, c->cap - c->len);
-    c->drained = n > 0 && (size_t)n < c->cap - c->len;
     if (n > 0)
         c->len += (size_t)n;
     return n;
@@ -573,11 +572,8 @@ static enum step read_more(struct http_conn *c)
     }
     n = fill(c);
     atomic_store_explicit(&c->idle, false, memory_order_relaxed);
-    if (n > 0) {
-        if (idle)
-            c->head_started = async_now_ms();
-        return STEP_MORE;
-    }
+    if (n > 0)
+        return STEP_MORE; /* the header timeout starts if the head is not complete */
     if (n < 0 && errno == ETIMEDOUT && !idle)
         refuse(c, NULL, 408); /* a slow head: say so, then close */
     return STEP_CLOSE;
@@ -615,7 +611,6 @@ static void *conn_resume(void *arg)
         return NULL;
     }
     c->head_started = -1;
-    c->drained = false;
     c->awake = true;
     return conn_loop(c);
 }

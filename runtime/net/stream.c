@@ -1,5 +1,11 @@
 /* runtime/net/stream — reading and writing a connected socket from a
- * fiber: the system call first, a park only on EAGAIN. */
+ * fiber: the system call first, a park only on EAGAIN.
+ *
+ * One exception: a read that returned fewer bytes than asked for emptied
+ * the socket's receive queue, so the next read waits for the reactor
+ * first instead of paying for a recv that would say EAGAIN (the same rule
+ * nginx follows with its `ready` flag).  Level-triggered readiness makes
+ * this safe: bytes that arrived in between are reported at once. */
 #include "net.h"
 
 #include <errno.h>
@@ -11,6 +17,7 @@
 
 struct async_stream {
     struct async__sock sock; /* first: freed through it */
+    _Atomic bool drained;    /* the last read left the receive queue empty (a hint) */
 };
 
 async_stream *async__stream_new(int fd)
@@ -25,6 +32,7 @@ async_stream *async__stream_new(int fd)
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     async__sock_init(&s->sock, fd);
+    atomic_init(&s->drained, false);
     return s;
 }
 
@@ -38,6 +46,12 @@ static ssize_t transfer(async_stream *s, void *buf, size_t len, bool writing)
         errno = err;
         return -1;
     }
+    if (!writing && len > 0 && atomic_load_explicit(&s->drained, memory_order_relaxed) &&
+        (err = async__fdw_wait(&s->sock.watch, ASYNC_READABLE)) != 0) {
+        async__sock_leave(&s->sock);
+        errno = err;
+        return -1;
+    }
     for (;;) {
         n = writing ? send(s->sock.fd, buf, len, MSG_NOSIGNAL) : recv(s->sock.fd, buf, len, 0);
         if (atomic_load_explicit(&s->sock.closed, memory_order_acquire)) {
@@ -47,6 +61,8 @@ static ssize_t transfer(async_stream *s, void *buf, size_t len, bool writing)
         }
         if (n >= 0) {
             err = 0;
+            if (!writing)
+                atomic_store_explicit(&s->drained, n > 0 && (size_t)n < len, memory_order_relaxed);
             break;
         }
         err = errno;
@@ -125,6 +141,8 @@ int async_spawn_when_readable(async_stream *s, async_fn fn, void *arg)
     }
     if ((t = async__spawn_parked(fn, arg)) == NULL)
         return -1;
+    /* t starts because bytes came: its first read goes straight to recv */
+    atomic_store_explicit(&s->drained, false, memory_order_relaxed);
     async__fdw_handoff(&s->sock.watch, t);
     /* A group cancelled before t joined it never claimed t: do it now. */
     if (atomic_load_explicit(&t->cancelled, memory_order_relaxed) &&
