@@ -37,7 +37,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define IN_EXTRA 4096           /* room beyond max_header_bytes for pipelining */
 #define OUT_FLUSH (64 * 1024)   /* send gathered answers once out is this big */
 #define DISCARD_CHUNK 16384
 
@@ -76,8 +75,8 @@ struct http_conn *http_conn_new(struct http_server *srv, async_stream *s)
     c->srv = srv;
     c->s = s;
     c->fd = async_stream_fd(s);
-    c->cap = srv->cfg.max_header_bytes + IN_EXTRA;
-    c->in = malloc(c->cap);
+    c->cap = srv->in_size;
+    c->in = http_buf_get(srv, c->cap);
     if (c->in == NULL) {
         free(c);
         return NULL;
@@ -107,7 +106,7 @@ static void conn_free(struct http_conn *c)
         c->next->prev = c->prev;
     unlock(srv);
     async_stream_close(c->s);
-    free(c->in);
+    http_buf_put(c->srv, c->in);
     free(c->out.buf);
     free(c);
     /* last: http.c frees srv once open reaches 0 */
@@ -227,7 +226,7 @@ static ssize_t fill(struct http_conn *c)
 /* Consumes the body that follows the head in[off..body): bytes past the
  * body stay in the buffer, right after the head.  While more is needed
  * every buffered byte after the head was body, so len == body and the
- * read has cap - body >= IN_EXTRA bytes of room (the head starts at 0,
+ * read has cap - body >= HTTP_IN_EXTRA bytes of room (the head starts at 0,
  * see serve_one).  0, or the status to answer with before closing (400,
  * 408, 413), or -1 when the peer went. */
 static int consume_body(struct http_conn *c, const struct http_request *req, size_t body)
@@ -531,13 +530,13 @@ static void *conn_resume(void *arg);
  * STEP_MORE to wait here after all (no memory for the hand-over). */
 static enum step hand_over(struct http_conn *c)
 {
-    free(c->in);
+    http_buf_put(c->srv, c->in);
     free(c->out.buf);
     c->in = NULL;
     c->out = (struct http_out){0};
     if (async_spawn_when_readable(c->s, conn_resume, c) == 0)
         return STEP_GONE;
-    c->in = malloc(c->cap);
+    c->in = http_buf_get(c->srv, c->cap);
     return c->in != NULL ? STEP_MORE : STEP_CLOSE;
 }
 
@@ -605,7 +604,7 @@ static void *conn_resume(void *arg)
 
     async_shield(1); /* see http_conn_main */
     atomic_store_explicit(&c->idle, false, memory_order_relaxed);
-    c->in = malloc(c->cap);
+    c->in = http_buf_get(c->srv, c->cap);
     if (c->in == NULL) {
         conn_free(c);
         return NULL;

@@ -8,10 +8,8 @@
  *
  * Threads: a cache belongs to one worker thread (a fiber never changes
  * thread, so the responses that hold a file run on the thread that owns
- * it): no locks on the way.  The caches are found through a thread-local
- * pointer tagged with the server's generation, so a restarted module never
- * uses its predecessor's (freed) caches; the server also lists them, under
- * caches_lock, to free them all at the end.
+ * it): no locks on the way.  It lives in the worker's struct http_local
+ * (local.c).
  *
  * Lifetime of an entry: refs counts the responses sending it plus one
  * while it sits in the table; the descriptor is closed when refs drops to
@@ -25,18 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define BUCKETS 256
 #define MAX_ENTRIES 1024        /* per worker */
-
-struct http_file_cache {
-    unsigned gen;
-    unsigned n;
-    struct http_file *bucket[BUCKETS];
-    struct http_file_cache *next; /* srv->caches */
-};
-
-static __thread struct http_file_cache *mine;
-static __thread unsigned mine_gen; /* whose cache `mine` is; 0: none */
 
 static uint32_t hash(const char *s)
 {
@@ -59,25 +46,6 @@ static void release(struct http_file *f)
 void http_file_put(struct http_file *f)
 {
     release(f);
-}
-
-static struct http_file_cache *my_cache(struct http_server *srv)
-{
-    struct http_file_cache *c;
-
-    if (mine_gen == srv->gen)
-        return mine;
-    c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        return NULL;
-    c->gen = srv->gen;
-    pthread_mutex_lock(&srv->caches_lock);
-    c->next = srv->caches;
-    srv->caches = c;
-    pthread_mutex_unlock(&srv->caches_lock);
-    mine = c;
-    mine_gen = srv->gen;
-    return c;
 }
 
 /* Unlinks the entries of chain *pp that expired by now. */
@@ -117,16 +85,18 @@ static struct http_file *open_fresh(struct http_server *srv, const char *path, b
 
 struct http_file *http_file_get(struct http_server *srv, const char *path, bool *redirect)
 {
+    struct http_local *l;
     struct http_file_cache *c;
     struct http_file *f, **chain;
     uint32_t h;
     int64_t now;
 
     *redirect = false;
-    if (srv->cfg.open_file_cache_ms == 0 || (c = my_cache(srv)) == NULL)
+    if (srv->cfg.open_file_cache_ms == 0 || (l = http_local(srv)) == NULL)
         return open_fresh(srv, path, redirect);
+    c = &l->files;
     h = hash(path);
-    chain = &c->bucket[h % BUCKETS];
+    chain = &c->bucket[h % HTTP_FILE_BUCKETS];
     now = async_now_ms();
     prune(c, chain, now);
     for (f = *chain; f != NULL; f = f->next)
@@ -147,22 +117,17 @@ struct http_file *http_file_get(struct http_server *srv, const char *path, bool 
     return f;
 }
 
-void http_file_caches_free(struct http_server *srv)
+void http_file_cache_clear(struct http_file_cache *c)
 {
-    struct http_file_cache *c, *next;
-    struct http_file *f, *fn;
+    struct http_file *f, *next;
     unsigned i;
 
-    pthread_mutex_lock(&srv->caches_lock);
-    for (c = srv->caches; c != NULL; c = next) {
-        next = c->next;
-        for (i = 0; i < BUCKETS; i++)
-            for (f = c->bucket[i]; f != NULL; f = fn) {
-                fn = f->next;
-                release(f);
-            }
-        free(c);
+    for (i = 0; i < HTTP_FILE_BUCKETS; i++) {
+        for (f = c->bucket[i]; f != NULL; f = next) {
+            next = f->next;
+            release(f);
+        }
+        c->bucket[i] = NULL;
     }
-    srv->caches = NULL;
-    pthread_mutex_unlock(&srv->caches_lock);
+    c->n = 0;
 }

@@ -136,11 +136,12 @@ static int server_open(struct http_server *srv, async_module_host *host, const j
     srv->root_fd = -1;
     atomic_flag_clear(&srv->lock);
     srv->gen = atomic_fetch_add(&generation, 1) + 1;
-    pthread_mutex_init(&srv->caches_lock, NULL);
+    pthread_mutex_init(&srv->locals_lock, NULL);
     if (http_config_load(config, &srv->cfg) != 0) {
         async_module_log(host, ASYNC_LOG_ERROR, "out of memory reading the config");
         return -1;
     }
+    srv->in_size = srv->cfg.max_header_bytes + HTTP_IN_EXTRA;
     if (srv->cfg.root != NULL) {
         srv->root_fd = open(srv->cfg.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (srv->root_fd < 0) {
@@ -162,8 +163,8 @@ static int server_open(struct http_server *srv, async_module_host *host, const j
 
 static void server_close(struct http_server *srv)
 {
-    http_file_caches_free(srv);
-    pthread_mutex_destroy(&srv->caches_lock);
+    http_locals_free(srv);
+    pthread_mutex_destroy(&srv->locals_lock);
     http_log_close(srv->log);
     if (srv->root_fd >= 0)
         close(srv->root_fd);

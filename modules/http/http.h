@@ -30,6 +30,7 @@
 #include <time.h>
 
 #define HTTP_MAX_LISTEN 16
+#define HTTP_IN_EXTRA 4096      /* input buffer room beyond max_header_bytes, for pipelining */
 #define HTTP_SERVER_NAME "async_io"
 
 struct http_route {
@@ -94,10 +95,11 @@ struct http_server {
     atomic_flag lock;
     struct http_conn *conns;
     _Atomic bool draining;
-    /* per-worker caches of open files (file_cache.c) */
-    unsigned gen;               /* tells this server's caches from a predecessor's */
-    pthread_mutex_t caches_lock;
-    struct http_file_cache *caches;
+    /* per-worker state (local.c) */
+    unsigned gen;               /* tells this server's from a predecessor's */
+    size_t in_size;             /* input buffer size */
+    pthread_mutex_t locals_lock;
+    struct http_local *locals;
 };
 
 /* The fiber of one accepted connection; arg is a struct http_conn made by
@@ -139,7 +141,6 @@ time_t http_date_parse(const char *p, size_t n);
 
 struct http_request;
 struct http_reply;
-struct http_file_cache;
 
 /* An open file, ready to serve, shared by the requests of one worker. */
 struct http_file {
@@ -167,8 +168,37 @@ int http_file_open(struct http_server *srv, const char *path, struct http_file *
  * with http_file_put, or NULL with errno (and *redirect, as above). */
 struct http_file *http_file_get(struct http_server *srv, const char *path, bool *redirect);
 void http_file_put(struct http_file *f);
-/* Frees every worker's cache; no request may be using them. */
-void http_file_caches_free(struct http_server *srv);
+#define HTTP_FILE_BUCKETS 256
+
+struct http_file_cache {
+    unsigned n;
+    struct http_file *bucket[HTTP_FILE_BUCKETS];
+};
+
+/* Drops every entry (files in use stay open until their last put). */
+void http_file_cache_clear(struct http_file_cache *c);
+
+/* ---- what each worker keeps for itself (local.c) ---- */
+
+#define HTTP_LOCAL_BUFS 4
+
+struct http_local {
+    unsigned gen;               /* the server it belongs to */
+    struct http_file_cache files;
+    char *in[HTTP_LOCAL_BUFS];  /* spare input buffers (cfg.max_header_bytes + extra) */
+    unsigned nin;
+    struct http_local *next;    /* srv->locals */
+};
+
+/* The calling worker's state for srv, made on first use; NULL if out of
+ * memory. */
+struct http_local *http_local(struct http_server *srv);
+/* An input buffer of size bytes: a spare one of this worker, or new. */
+char *http_buf_get(struct http_server *srv, size_t size);
+/* Keeps buf as a spare (a few per worker) or frees it. */
+void http_buf_put(struct http_server *srv, char *buf);
+/* Frees every worker's state; no request may be running. */
+void http_locals_free(struct http_server *srv);
 
 /* What a handler decided: a response head (in the connection's output
  * buffer) and possibly a file range to send after it. */
