@@ -47,7 +47,7 @@ struct http_conn {
     struct http_conn *prev, *next; /* srv->conns, under srv->lock */
     _Atomic bool idle;          /* waiting for the first byte of a request */
     bool awake;                 /* new or just woken: read before going idle */
-    int64_t idle_at;            /* when it went idle; read by the sweeper after idle */
+    _Atomic int64_t idle_at;    /* when it went idle; read by the sweeper after idle */
     char *in;
     size_t off, len, cap;
     struct http_out out;
@@ -55,15 +55,16 @@ struct http_conn {
     char peer[INET6_ADDRSTRLEN];
 };
 
+/* A mutex, not a spinlock: the drain and the sweeper walk every
+ * connection under it. */
 static void lock(struct http_server *srv)
 {
-    while (atomic_flag_test_and_set_explicit(&srv->lock, memory_order_acquire))
-        ;
+    pthread_mutex_lock(&srv->lock);
 }
 
 static void unlock(struct http_server *srv)
 {
-    atomic_flag_clear_explicit(&srv->lock, memory_order_release);
+    pthread_mutex_unlock(&srv->lock);
 }
 
 struct http_conn *http_conn_new(struct http_server *srv, async_stream *s)
@@ -551,7 +552,9 @@ static enum step read_more(struct http_conn *c)
     ssize_t n;
 
     if (idle) {
-        c->idle_at = async_now_ms();
+        int64_t now = async_now_ms();
+
+        atomic_store_explicit(&c->idle_at, now, memory_order_relaxed);
         atomic_store(&c->idle, true);
         if (atomic_load(&srv->draining) || srv->cfg.keepalive_timeout_ms == 0) {
             atomic_store(&c->idle, false);
@@ -563,7 +566,7 @@ static enum step read_more(struct http_conn *c)
         if (!c->awake && (s = hand_over(c)) != STEP_MORE)
             return s;
         c->awake = false;
-        async_deadline(c->idle_at + srv->cfg.keepalive_timeout_ms);
+        async_deadline(now + srv->cfg.keepalive_timeout_ms);
     } else {
         if (c->head_started < 0)
             c->head_started = async_now_ms();
@@ -604,6 +607,17 @@ static void *conn_resume(void *arg)
 
     async_shield(1); /* see http_conn_main */
     atomic_store_explicit(&c->idle, false, memory_order_relaxed);
+    /* The module's stop starts every idle connection at once (its group's
+     * cancel): one with nothing to say leaves now, before it takes a
+     * buffer, instead of waiting for the drain to cut it. */
+    if (async_module_stop_deadline(c->srv->host) >= 0) {
+        char b;
+
+        if (recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN) {
+            conn_free(c);
+            return NULL;
+        }
+    }
     c->in = http_buf_get(c->srv, c->cap);
     if (c->in == NULL) {
         conn_free(c);
@@ -642,7 +656,8 @@ void http_conns_expire(struct http_server *srv, int64_t now)
 
     lock(srv);
     for (c = srv->conns; c != NULL; c = c->next)
-        if (atomic_load_explicit(&c->idle, memory_order_acquire) && now - c->idle_at >= limit)
+        if (atomic_load_explicit(&c->idle, memory_order_acquire) &&
+            now - atomic_load_explicit(&c->idle_at, memory_order_relaxed) >= limit)
             shutdown(c->fd, SHUT_RD);
     unlock(srv);
 }

@@ -3,8 +3,11 @@
  * Serving a small file costs an openat2, an fstat and a close around the
  * sendfile; a busy file is asked for thousands of times a second.  Each
  * worker keeps the files it opened for open_file_cache_ms (default 1 s,
- * like nginx's open_file_cache), so a change on disk shows within that
- * time.  0 turns the cache off.
+ * like nginx's open_file_cache); 0 turns the cache off.  Every hit still
+ * checks its descriptor with fstat, so a file rewritten in place (new
+ * size or mtime) or unlinked is opened again at once — the head never
+ * promises a length or an ETag the body does not match.  Only a new file
+ * renamed over a path that stays linked elsewhere waits for the expiry.
  *
  * Threads: a cache belongs to one worker thread (a fiber never changes
  * thread, so the responses that hold a file run on the thread that owns
@@ -64,6 +67,17 @@ static void prune(struct http_file_cache *c, struct http_file **pp, int64_t now)
     }
 }
 
+/* Whether the open file is still what its entry says (size, mtime, the
+ * same inode still linked). */
+static bool still_same(const struct http_file *f)
+{
+    struct stat st;
+
+    return fstat(f->fd, &st) == 0 && st.st_nlink > 0 && st.st_size == f->st.st_size &&
+           st.st_mtim.tv_sec == f->st.st_mtim.tv_sec &&
+           st.st_mtim.tv_nsec == f->st.st_mtim.tv_nsec;
+}
+
 static struct http_file *open_fresh(struct http_server *srv, const char *path, bool *redirect)
 {
     struct http_file *f = calloc(1, sizeof(*f));
@@ -99,10 +113,17 @@ struct http_file *http_file_get(struct http_server *srv, const char *path, bool 
     chain = &c->bucket[h % HTTP_FILE_BUCKETS];
     now = async_now_ms();
     prune(c, chain, now);
+    /* and one other chain per lookup, so expired files everywhere close */
+    prune(c, &c->bucket[c->sweep++ % HTTP_FILE_BUCKETS], now);
     for (f = *chain; f != NULL; f = f->next)
         if (f->hash == h && strcmp(f->key, path) == 0) {
-            f->refs++;
-            return f;
+            if (still_same(f)) {
+                f->refs++;
+                return f;
+            }
+            f->expires = now; /* changed under us: drop it, open afresh */
+            prune(c, chain, now);
+            break;
         }
     if ((f = open_fresh(srv, path, redirect)) == NULL || c->n >= MAX_ENTRIES)
         return f; /* full: serve it uncached */

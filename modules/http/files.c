@@ -288,8 +288,11 @@ int http_file_open(struct http_server *srv, const char *path, struct http_file *
     if (f->fd < 0)
         return -1;
     f->type = mime_type(name);
-    snprintf(f->etag, sizeof(f->etag), "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)f->st.st_mtime,
-             (uint64_t)f->st.st_size);
+    /* inode, size and mtime to the nanosecond: a rewrite within the same
+     * second, even to the same size, gets a new tag */
+    snprintf(f->etag, sizeof(f->etag), "\"%" PRIx64 "-%" PRIx64 "-%" PRIx64 "\"",
+             (uint64_t)f->st.st_ino, (uint64_t)f->st.st_size,
+             (uint64_t)f->st.st_mtim.tv_sec * 1000000000u + (uint64_t)f->st.st_mtim.tv_nsec);
     http_date(f->st.st_mtime, f->lastmod);
     return 0;
 }

@@ -134,7 +134,7 @@ static int server_open(struct http_server *srv, async_module_host *host, const j
     memset(srv, 0, sizeof(*srv));
     srv->host = host;
     srv->root_fd = -1;
-    atomic_flag_clear(&srv->lock);
+    pthread_mutex_init(&srv->lock, NULL);
     srv->gen = atomic_fetch_add(&generation, 1) + 1;
     pthread_mutex_init(&srv->locals_lock, NULL);
     if (http_config_load(config, &srv->cfg) != 0) {
@@ -165,6 +165,7 @@ static void server_close(struct http_server *srv)
 {
     http_locals_free(srv);
     pthread_mutex_destroy(&srv->locals_lock);
+    pthread_mutex_destroy(&srv->lock);
     http_log_close(srv->log);
     if (srv->root_fd >= 0)
         close(srv->root_fd);

@@ -11,7 +11,8 @@
  * Threads: every connection runs on one worker; the server struct is
  * shared by all of them.  Its counters are relaxed atomics, its
  * configuration is read-only while it serves, and its connection list is
- * guarded by a spinlock (touched at connect, close and drain only). */
+ * guarded by a mutex (taken at connect and close, and by the drain and
+ * the idle sweeper). */
 #ifndef HTTP_HTTP_H
 #define HTTP_HTTP_H
 
@@ -92,7 +93,7 @@ struct http_server {
     _Atomic uint64_t total;
     _Atomic uint64_t by_class[6]; /* [1..5]: 1xx .. 5xx responses */
     /* live connections, for the drain */
-    atomic_flag lock;
+    pthread_mutex_t lock;       /* guards conns */
     struct http_conn *conns;
     _Atomic bool draining;
     /* per-worker state (local.c) */
@@ -147,7 +148,7 @@ struct http_file {
     int fd;
     struct stat st;
     const char *type;           /* Content-Type */
-    char etag[48];
+    char etag[64];
     char lastmod[30];
     /* cache bookkeeping (file_cache.c), owner worker only */
     char *key;                  /* the request path it answers */
@@ -172,6 +173,7 @@ void http_file_put(struct http_file *f);
 
 struct http_file_cache {
     unsigned n;
+    unsigned sweep;             /* next chain to prune in passing */
     struct http_file *bucket[HTTP_FILE_BUCKETS];
 };
 

@@ -144,7 +144,9 @@ int async_spawn_when_readable(async_stream *s, async_fn fn, void *arg)
     /* t starts because bytes came: its first read goes straight to recv */
     atomic_store_explicit(&s->drained, false, memory_order_relaxed);
     async__fdw_handoff(&s->sock.watch, t);
-    /* A group cancelled before t joined it never claimed t: do it now. */
+    /* A group cancelled before t joined it marked t cancelled (on this
+     * thread) but had no t to claim: do it now.  A cancel after t joined
+     * finds it under the group's lock, already parked, and claims it. */
     if (atomic_load_explicit(&t->cancelled, memory_order_relaxed) &&
         async__claim(t, ASYNC__WAKE_CANCELLED))
         async__schedule(t, false);

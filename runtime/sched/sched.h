@@ -214,9 +214,11 @@ async_task *async__spawn_in(async_fn fn, void *arg, struct async_group *g);
 /* A detached task in the caller's group, homed on the caller's worker and
  * parked before it ever ran: inside an epoch (woken 0), on no queue.
  * Whoever claims it (a reactor watcher, a canceller) schedules it and it
- * starts on that worker.  The caller registers it with its waker, then
- * checks `cancelled` (the group may have been cancelled before it joined)
- * and claims it itself if so.  NULL + EPERM (not a fiber) / EINVAL /
+ * starts on that worker.  Its home, join word and open epoch are set
+ * before it enters the group, so a canceller that finds it there sees
+ * them.  The caller registers it with its waker, then checks `cancelled`
+ * (the group may have been cancelled before it joined) and claims it
+ * itself if so.  NULL + EPERM (not a fiber) / EINVAL /
  * ENOMEM. */
 async_task *async__spawn_parked(async_fn fn, void *arg);
 

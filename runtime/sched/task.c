@@ -6,8 +6,12 @@
 #include <sched.h>
 #include <stdlib.h>
 
-/* A new task of worker w, counted and in group g, not queued anywhere. */
-static async_task *task_new(struct async_worker *w, async_fn fn, void *arg, struct async_group *g)
+/* A new task of worker w, counted and in group g, not queued anywhere.
+ * parked: a parked spawn (see async__spawn_parked), whose home, join word
+ * and open epoch are set before it joins the group, so that a canceller
+ * finding it there (under the group's lock) sees them. */
+static async_task *task_new(struct async_worker *w, async_fn fn, void *arg, struct async_group *g,
+                            bool parked)
 {
     struct async_task *t;
 
@@ -26,7 +30,7 @@ static async_task *task_new(struct async_worker *w, async_fn fn, void *arg, stru
     }
     atomic_store_explicit(&t->node.next, NULL, memory_order_relaxed);
     t->ctx.sp = NULL;
-    t->home = NULL;
+    t->home = parked ? w : NULL;
     t->stack = NULL;
     t->fn = fn;
     t->arg = arg;
@@ -34,12 +38,13 @@ static async_task *task_new(struct async_worker *w, async_fn fn, void *arg, stru
     t->saved_errno = 0;
     t->wake_reason = ASYNC__WAKE_NORMAL;
     t->started = false;
-    atomic_store_explicit(&t->woken, 1, memory_order_relaxed);
+    atomic_store_explicit(&t->woken, parked ? 0 : 1, memory_order_relaxed);
     atomic_store_explicit(&t->cancelled, false, memory_order_relaxed);
     atomic_store_explicit(&t->shielded, false, memory_order_relaxed);
     atomic_store_explicit(&t->cancelling, 0, memory_order_relaxed);
     t->deadline = -1;
-    atomic_store_explicit(&t->join, ASYNC__JOIN_NONE, memory_order_relaxed);
+    atomic_store_explicit(&t->join, parked ? ASYNC__JOIN_DETACHED : ASYNC__JOIN_NONE,
+                          memory_order_relaxed);
     t->group = NULL;
     t->linger = NULL;
     t->parking_on_linger = false;
@@ -56,7 +61,7 @@ static async_task *task_new(struct async_worker *w, async_fn fn, void *arg, stru
 async_task *async__spawn_in(async_fn fn, void *arg, struct async_group *g)
 {
     struct async_worker *w = async__tls_worker;
-    struct async_task *t = task_new(w, fn, arg, g);
+    struct async_task *t = task_new(w, fn, arg, g, false);
 
     if (t != NULL)
         async__push_fresh(w, t);
@@ -66,19 +71,13 @@ async_task *async__spawn_in(async_fn fn, void *arg, struct async_group *g)
 async_task *async__spawn_parked(async_fn fn, void *arg)
 {
     struct async_task *self = async__current();
-    struct async_task *t;
 
     if (self == NULL) {
         errno = EPERM;
         return NULL;
     }
-    t = task_new(self->home, fn, arg, self->group);
-    if (t == NULL)
-        return NULL;
-    t->home = self->home; /* pre-homed: every wake queues it there */
-    atomic_store_explicit(&t->join, ASYNC__JOIN_DETACHED, memory_order_relaxed);
-    atomic_store_explicit(&t->woken, 0, memory_order_relaxed);
-    return t;
+    /* pre-homed: every wake queues it on the caller's worker */
+    return task_new(self->home, fn, arg, self->group, true);
 }
 
 async_task *async_spawn(async_fn fn, void *arg)

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -166,6 +167,7 @@ static int setup(void **state)
 }
 
 static void close_leftover_clients(void);
+static void close_many(void);
 
 static int teardown(void **state)
 {
@@ -173,6 +175,7 @@ static int teardown(void **state)
 
     (void)state;
     close_leftover_clients();
+    close_many();
     if (live > 0) {
         kill(live, SIGKILL);
         waitpid(live, NULL, 0);
@@ -399,14 +402,13 @@ static int try_connect(int port)
     return fd;
 }
 
-static struct client *client_open(int port)
+/* A client around a connected descriptor. */
+static struct client *client_wrap(int fd)
 {
     struct client *c = calloc(1, sizeof(*c));
 
     assert_non_null(c);
-    c->fd = try_connect(port);
-    if (c->fd < 0)
-        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    c->fd = fd;
     c->cap = 1 << 16;
     c->buf = malloc(c->cap);
     assert_non_null(c->buf);
@@ -416,6 +418,15 @@ static struct client *client_open(int port)
             break;
         }
     return c;
+}
+
+static struct client *client_open(int port)
+{
+    int fd = try_connect(port);
+
+    if (fd < 0)
+        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    return client_wrap(fd);
 }
 
 static void client_close(struct client *c)
@@ -714,6 +725,219 @@ static void shell_line(const char *cmd, char *out, size_t outlen)
     if (fgets(out, (int)outlen, p) == NULL)
         out[0] = '\0';
     pclose(p);
+}
+
+static long json_count(const char *body, const char *key);
+
+/* ---- many connections, as bare descriptors ---- */
+
+/* Descriptors opened by open_many; teardown closes what a failed test left. */
+static int many[4096];
+static int nmany;
+
+static void close_many(void)
+{
+    while (nmany > 0)
+        close(many[--nmany]);
+}
+
+/* Appends n new connections to many[]. */
+static void open_many(int port, int n)
+{
+    int i, fd;
+
+    assert_true(nmany + n <= (int)(sizeof(many) / sizeof(many[0])));
+    for (i = 0; i < n; i++) {
+        fd = try_connect(port);
+        if (fd < 0)
+            fail_msg("connection %d of %d to port %d: %s", nmany, nmany + n - i, port,
+                     strerror(errno));
+        many[nmany++] = fd;
+    }
+}
+
+/* Sends req on each of fds[0..n) at once, then reads one response from
+ * each (all within ms): every one a 200 with body want. */
+static void many_request(const int *fds, int n, const char *req, const char *want, int ms)
+{
+    enum { CAP = 2048 };
+    static struct resp r;
+    char *buf = malloc((size_t)n * CAP);
+    size_t *len = calloc((size_t)n, sizeof(size_t)), rl = strlen(req);
+    int *idx = calloc((size_t)n, sizeof(int)), left = n, i, k, rc;
+    bool *done = calloc((size_t)n, sizeof(bool));
+    struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
+    int64_t until = now_ms() + ms;
+
+    assert_true(buf != NULL && len != NULL && idx != NULL && done != NULL && pf != NULL);
+    for (i = 0; i < n; i++)
+        if (send(fds[i], req, rl, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)rl)
+            fail_msg("request on connection %d of %d: %s", i, n, strerror(errno));
+    while (left > 0) {
+        for (i = k = 0; i < n; i++)
+            if (!done[i]) {
+                pf[k] = (struct pollfd){fds[i], POLLIN, 0};
+                idx[k++] = i;
+            }
+        rc = poll(pf, (nfds_t)k, left_ms(until));
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0)
+            fail_msg("%d of %d connections unanswered after %d ms", left, n, ms);
+        for (k = 0; rc > 0 && k < left; k++) {
+            ssize_t got;
+            long used;
+
+            if (pf[k].revents == 0)
+                continue;
+            rc--;
+            i = idx[k];
+            got = recv(fds[i], buf + (size_t)i * CAP + len[i], CAP - 1 - len[i], 0);
+            if (got <= 0)
+                fail_msg("connection %d of %d: %s before a whole response (%zu bytes: %.*s)", i,
+                         n, got == 0 ? "EOF" : strerror(errno), len[i], (int)len[i],
+                         buf + (size_t)i * CAP);
+            len[i] += (size_t)got;
+            used = parse_response(buf + (size_t)i * CAP, len[i], false, false, &r);
+            if (used < 0 || (used == 0 && len[i] == CAP - 1))
+                fail_msg("connection %d of %d: not a response: %.*s", i, n, (int)len[i],
+                         buf + (size_t)i * CAP);
+            if (used == 0)
+                continue;
+            if (r.status != 200 || strcmp(r.body, want) != 0 || (size_t)used != len[i])
+                fail_msg("connection %d of %d: expected a 200 '%s' alone, got %ld of %zu "
+                         "bytes:\n%s\n%s", i, n, want, used, len[i], r.head, r.body);
+            resp_free(&r);
+            done[i] = true;
+            len[i] = 0;
+        }
+        for (i = left = 0; i < n; i++)
+            left += !done[i];
+    }
+    free(buf);
+    free(len);
+    free(idx);
+    free(done);
+    free(pf);
+}
+
+/* Waits up to ms for the server to end each of fds[0..n) (EOF or reset,
+ * nothing else sent); how many are still open then. */
+static int many_wait_eof(const int *fds, int n, int ms)
+{
+    struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
+    bool *ended = calloc((size_t)n, sizeof(bool));
+    int *idx = calloc((size_t)n, sizeof(int)), left = n, i, k, rc;
+    int64_t until = now_ms() + ms;
+    char byte;
+
+    assert_true(pf != NULL && ended != NULL && idx != NULL);
+    while (left > 0) {
+        for (i = k = 0; i < n; i++)
+            if (!ended[i]) {
+                pf[k] = (struct pollfd){fds[i], POLLIN, 0};
+                idx[k++] = i;
+            }
+        rc = poll(pf, (nfds_t)k, left_ms(until));
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0)
+            break;
+        for (k = 0; k < left; k++) {
+            ssize_t got;
+
+            if (pf[k].revents == 0)
+                continue;
+            got = recv(fds[idx[k]], &byte, 1, MSG_DONTWAIT);
+            if (got > 0)
+                fail_msg("connection %d of %d: bytes where its end was expected", idx[k], n);
+            if (got == 0 || errno != EAGAIN)
+                ended[idx[k]] = true;
+        }
+        for (i = left = 0; i < n; i++)
+            left += !ended[i];
+    }
+    free(pf);
+    free(ended);
+    free(idx);
+    return left;
+}
+
+/* The daemon's resident set (VmRSS), in KiB. */
+static long vm_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    assert_true(kb > 0);
+    return kb;
+}
+
+/* The status endpoint's "open" count, asked over a new connection (which
+ * it counts too). */
+static long status_open(void)
+{
+    struct resp r;
+    long open;
+
+    exchange("GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 200);
+    open = json_count(r.body, "\"open\"");
+    resp_free(&r);
+    return open;
+}
+
+/* Reads c up to and including the end of a response head (ms bound):
+ * the head without its final CRLF in head. */
+static void read_head(struct client *c, char *head, size_t cap, int ms)
+{
+    int64_t until = now_ms() + ms;
+    char *e;
+    size_t hl;
+
+    while ((e = memmem(c->buf, c->len, "\r\n\r\n", 4)) == NULL && client_fill(c, until) > 0)
+        ;
+    if (e == NULL)
+        fail_msg("no response head within %d ms (%zu bytes)", ms, c->len);
+    hl = (size_t)(e - c->buf) + 4;
+    assert_true(hl - 2 < cap);
+    memcpy(head, c->buf, hl - 2);
+    head[hl - 2] = '\0';
+    consume(c, hl);
+}
+
+/* The queues /proc/net/tcp shows for the IPv4 socket from 127.0.0.1:lport
+ * to 127.0.0.1:rport: bytes not yet acknowledged by the peer (tx) and
+ * not yet read (rx).  False if there is no such socket. */
+static bool tcp_queues(int lport, int rport, long *tx, long *rx)
+{
+    char line[512];
+    FILE *f = fopen("/proc/net/tcp", "r");
+    bool found = false;
+
+    assert_non_null(f);
+    while (!found && fgets(line, sizeof(line), f) != NULL) {
+        unsigned la, lp, ra, rp, st;
+        unsigned long txq, rxq;
+
+        if (sscanf(line, " %*d: %x:%x %x:%x %x %lx:%lx", &la, &lp, &ra, &rp, &st, &txq, &rxq) ==
+                7 &&
+            (int)lp == lport && (int)rp == rport) {
+            *tx = (long)txq;
+            *rx = (long)rxq;
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
 }
 
 /* ================= 1. routes ================= */
@@ -1556,6 +1780,316 @@ static void http_symlink_within_the_root_is_served(void **state)
     stop_daemon(&D);
 }
 
+/* ================= 9b. open file cache ================= */
+
+#define FRESH_MS 3000 /* bound for a change to show with the default 1 s cache */
+
+/* GET path on c: the 200 and its body in r. */
+static void get_on(struct client *c, const char *path, struct resp *r)
+{
+    char req[512];
+
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+    assert_true(client_send(c, req));
+    must_respond(c, false, r);
+}
+
+/* Writes text to name.tmp, then renames it over name (a new inode). */
+static void replace_by_rename(const char *name, const char *text)
+{
+    char tmp[512], from[600], to[512];
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+    write_file(tmp, text);
+    path_of(from, sizeof(from), tmp);
+    path_of(to, sizeof(to), name);
+    assert_int_equal(rename(from, to), 0);
+}
+
+static void http_open_file_cache_0_serves_a_rewrite_on_the_next_request(void **state)
+{
+    static const char same_size[] = "abcdefghijklmnopqrstuvwxyz9876543210"; /* as SMALL */
+    char etag[64];
+    struct client *c;
+    struct resp r;
+
+    (void)state;
+    assert_int_equal(strlen(same_size), strlen(SMALL));
+    start_with(",\"open_file_cache_ms\":0");
+    c = client_open(D.port);
+    get_on(c, "/small.txt", &r);
+    assert_status(&r, 200);
+    assert_string_equal(r.body, SMALL);
+    resp_free(&r);
+    /* rewritten in place, same size: the next request on the same
+     * connection (same worker) sees the new bytes */
+    write_file("www/small.txt", same_size);
+    get_on(c, "/small.txt", &r);
+    assert_status(&r, 200);
+    assert_string_equal(r.body, same_size);
+    assert_header(&r, "Content-Length", "36");
+    snprintf(etag, sizeof(etag), "%s", hdr(r.head, "ETag"));
+    resp_free(&r);
+    /* a different size: new length, new body, new ETag */
+    write_file("www/small.txt", "shorter now\n");
+    get_on(c, "/small.txt", &r);
+    assert_status(&r, 200);
+    assert_string_equal(r.body, "shorter now\n");
+    assert_header(&r, "Content-Length", "12");
+    if (strcmp(hdr(r.head, "ETag"), etag) == 0)
+        fail_msg("ETag %s unchanged after the size changed", etag);
+    resp_free(&r);
+    /* and longer, on a new connection too */
+    write_file("www/small.txt", SMALL SMALL);
+    get_on(c, "/small.txt", &r);
+    assert_string_equal(r.body, SMALL SMALL);
+    resp_free(&r);
+    exchange("GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+    assert_string_equal(r.body, SMALL SMALL);
+    resp_free(&r);
+    client_close(c);
+    stop_daemon(&D);
+}
+
+/* With the default cache (1 s): a rewrite in place, a replacement by
+ * rename and a deletion all show within the cache time; right after a
+ * rename the connection that primed the cache still gets the file it
+ * holds open (the cache is on). */
+static void http_open_file_cache_default_shows_changes_after_its_time(void **state)
+{
+    static const char *const old[] = {SMALL, "{\"a\":1}\n", "body { color: red }\n"};
+    static const char rewritten[] = "rewritten in place, and longer than before\n";
+    static const char renamed[] = "{\"renamed\":true}\n";
+    char etag[2][64];
+    struct client *c;
+    struct resp r;
+    int64_t primed, until, seen[3] = {-1, -1, -1};
+    int i;
+
+    (void)state;
+    start_with("");
+    c = client_open(D.port);
+    /* prime the worker's cache: small.txt, data.json, style.css */
+    get_on(c, "/small.txt", &r);
+    primed = now_ms();
+    assert_string_equal(r.body, old[0]);
+    snprintf(etag[0], sizeof(etag[0]), "%s", hdr(r.head, "ETag"));
+    resp_free(&r);
+    get_on(c, "/data.json", &r);
+    assert_string_equal(r.body, old[1]);
+    snprintf(etag[1], sizeof(etag[1]), "%s", hdr(r.head, "ETag"));
+    resp_free(&r);
+    get_on(c, "/style.css", &r);
+    assert_string_equal(r.body, old[2]);
+    resp_free(&r);
+    /* change all three */
+    write_file("www/small.txt", rewritten); /* same inode, other size */
+    replace_by_rename("www/data.json", renamed);
+    {
+        char path[512];
+
+        path_of(path, sizeof(path), "www/style.css");
+        assert_int_equal(unlink(path), 0);
+    }
+    /* the cache checks its descriptor on every hit (fstat): a rewrite in
+     * place, a rename over the file and an unlink all show at once on the
+     * worker that holds them, well within the cache time */
+    get_on(c, "/small.txt", &r);
+    assert_status(&r, 200);
+    assert_string_equal(r.body, rewritten);
+    assert_string_not_equal(hdr(r.head, "ETag"), etag[0]);
+    resp_free(&r);
+    get_on(c, "/data.json", &r);
+    assert_status(&r, 200);
+    assert_string_equal(r.body, renamed);
+    assert_string_not_equal(hdr(r.head, "ETag"), etag[1]);
+    resp_free(&r);
+    get_on(c, "/style.css", &r);
+    assert_status(&r, 404);
+    resp_free(&r);
+    client_close(c);
+    /* then, polled on new connections (any worker), each change shows */
+    until = primed + FRESH_MS;
+    while ((seen[0] < 0 || seen[1] < 0 || seen[2] < 0) && now_ms() < until) {
+        exchange("GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+        assert_status(&r, 200);
+        if (seen[0] < 0 && strcmp(r.body, rewritten) == 0) {
+            if (strcmp(hdr(r.head, "ETag"), etag[0]) == 0)
+                fail_msg("new content of small.txt under the old ETag %s", etag[0]);
+            assert_header(&r, "Content-Length", "43");
+            seen[0] = now_ms() - primed;
+        }
+        resp_free(&r);
+        exchange("GET /data.json HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+        assert_status(&r, 200);
+        if (seen[1] < 0 && strcmp(r.body, renamed) == 0) {
+            if (strcmp(hdr(r.head, "ETag"), etag[1]) == 0)
+                fail_msg("new content of data.json under the old ETag %s", etag[1]);
+            seen[1] = now_ms() - primed;
+        } else if (strcmp(r.body, renamed) != 0 && strcmp(r.body, old[1]) != 0) {
+            fail_msg("data.json: neither old nor new: '%s'", r.body);
+        }
+        resp_free(&r);
+        exchange("GET /style.css HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+        if (r.status == 404) {
+            if (seen[2] < 0)
+                seen[2] = now_ms() - primed;
+        } else if (r.status != 200 || strcmp(r.body, old[2]) != 0) {
+            fail_msg("style.css: neither the old file nor 404: %d '%s'", r.status, r.body);
+        }
+        resp_free(&r);
+        pump(&D, 50); /* a bounded pause that also drains the daemon's stderr */
+    }
+    for (i = 0; i < 3; i++)
+        if (seen[i] < 0)
+            fail_msg("%s: change not served %d ms after it was cached",
+                     i == 0 ? "small.txt (rewritten)" : i == 1 ? "data.json (renamed over)"
+                                                               : "style.css (deleted)", FRESH_MS);
+    print_message("      fresh after %lld / %lld / %lld ms\n", (long long)seen[0],
+                  (long long)seen[1], (long long)seen[2]);
+    stop_daemon(&D);
+}
+
+/* A download read slowly while its file is renamed over: the response
+ * keeps the descriptor it began with, so its bytes are all the old
+ * file's, even once the cache has let that file go and newcomers get the
+ * new one.  16 MiB, not less: over loopback the server's send buffer grows
+ * to 4 MiB, and a smaller file would be all in the kernel before the
+ * rename (checked below through /proc/net/tcp). */
+static void http_open_file_cache_download_survives_rename_of_its_file(void **state)
+{
+    const size_t size = 16u << 20;
+    char *want, *fresh, head[4096], path[512], tmp[512];
+    struct client *dl;
+    struct resp r;
+    size_t got = 0, len, wl;
+    long tx = -1, rx = -1;
+    int fd, lport, rcvbuf = 8192;
+    int64_t until, started;
+    bool newcomer_new = false;
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t sl = sizeof(sa);
+
+    (void)state;
+    make_big_file("www/big.bin", size);
+    want = read_file("www/big.bin", &wl);
+    assert_int_equal(wl, size);
+    /* the replacement: other bytes, other size */
+    fresh = malloc(size / 2);
+    assert_non_null(fresh);
+    memset(fresh, 'N', size / 2);
+    start_with("");
+    /* a reader with a small window, so the server is far from done */
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
+    sa.sin_port = htons((uint16_t)D.port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    lport = ntohs(sa.sin_port);
+    dl = client_wrap(fd);
+    assert_true(client_send(dl, "GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"));
+    started = now_ms();
+    read_head(dl, head, sizeof(head), IO_MS);
+    assert_true(strncmp(head, "HTTP/1.1 200 ", 13) == 0);
+    assert_int_equal(strtoull(hdr(head, "Content-Length"), NULL, 10), size);
+    /* the first 64 KiB */
+    until = now_ms() + IO_MS;
+    while (dl->len < 65536 && client_fill(dl, until) > 0)
+        ;
+    assert_true(dl->len >= 65536);
+    /* replace the file while most of it is still unread by the server */
+    path_of(tmp, sizeof(tmp), "www/big.bin.tmp");
+    path_of(path, sizeof(path), "www/big.bin");
+    write_bytes("www/big.bin.tmp", fresh, size / 2);
+    {
+        long ctx, crx, stx, srx;
+
+        if (!tcp_queues(lport, D.port, &ctx, &crx) || !tcp_queues(D.port, lport, &stx, &srx))
+            fail_msg("the download's sockets are not in /proc/net/tcp");
+        tx = stx;
+        rx = crx;
+        if ((size_t)(dl->len + (size_t)rx + (size_t)tx) >= size - (4u << 20))
+            fail_msg("the server already sent %ld of %zu bytes (read %zu, rx %ld, tx %ld): "
+                     "nothing left to test", (long)(dl->len + (size_t)rx + (size_t)tx), size,
+                     dl->len, rx, tx);
+    }
+    assert_int_equal(rename(tmp, path), 0);
+    /* while the download stalls past the cache time (so its worker's
+     * cache lets the old file go when next asked), newcomers get the new
+     * file */
+    until = now_ms() + FRESH_MS;
+    while ((!newcomer_new || now_ms() - started < 1500) && now_ms() < until) {
+        exchange("GET /big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-15\r\n\r\n", false, &r,
+                 NULL);
+        assert_status(&r, 206);
+        newcomer_new = memcmp(r.body, "NNNNNNNNNNNNNNNN", 16) == 0;
+        if (!newcomer_new && memcmp(r.body, want, 16) != 0)
+            fail_msg("a range of neither the old nor the new file");
+        resp_free(&r);
+        pump(&D, 50);
+    }
+    if (!newcomer_new)
+        fail_msg("the renamed file was not served within %d ms", FRESH_MS);
+    /* the download: every byte the old file's */
+    until = now_ms() + 20000;
+    while (got < size) {
+        len = dl->len;
+        if (len > 0) {
+            if (len > size - got)
+                len = size - got;
+            if (memcmp(dl->buf, want + got, len) != 0)
+                fail_msg("body differs from the old file within bytes %zu..%zu", got, got + len);
+            got += len;
+            consume(dl, len);
+            continue;
+        }
+        if (client_fill(dl, until) <= 0)
+            break;
+    }
+    if (got != size)
+        fail_msg("download ended after %zu of %zu bytes (%s)", got, size,
+                 dl->eof ? (dl->err ? strerror(dl->err) : "EOF") : "timeout");
+    /* the connection goes on, and soon gets the new file too */
+    until = now_ms() + FRESH_MS;
+    do {
+        assert_true(client_send(dl, "GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"));
+        must_respond(dl, false, &r);
+        assert_status(&r, 200);
+        newcomer_new = r.body_len == size / 2 && memcmp(r.body, fresh, size / 2) == 0;
+        if (!newcomer_new && (r.body_len != size || memcmp(r.body, want, size) != 0))
+            fail_msg("a response of neither the old nor the new file (%zu bytes)", r.body_len);
+        resp_free(&r);
+    } while (!newcomer_new && now_ms() < until && pump(&D, 50));
+    if (!newcomer_new)
+        fail_msg("the download's connection never got the new file");
+    client_close(dl);
+    free(want);
+    free(fresh);
+    stop_daemon(&D);
+}
+
+static void http_check_config_rejects_bad_open_file_cache_ms_with_78(void **state)
+{
+    static const char *const bad[] = {",\"open_file_cache_ms\":-1", ",\"open_file_cache_ms\":\"x\"",
+                                      ",\"open_file_cache_ms\":1.5"};
+    char out[8192], cfg[600];
+    size_t i;
+
+    (void)state;
+    path_of(cfg, sizeof(cfg), "asyncd.json");
+    write_config(",\"open_file_cache_ms\":0"); /* control */
+    if (run_to_end("--check-config", cfg, out, sizeof(out)) != 0)
+        fail_msg("open_file_cache_ms 0 was rejected:\n%s", out);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        write_config(bad[i]);
+        assert_int_equal(run_to_end("--check-config", cfg, out, sizeof(out)), 78);
+        if (strstr(out, "open_file_cache_ms") == NULL)
+            fail_msg("%s: expected a message naming open_file_cache_ms, got:\n%s", bad[i] + 1, out);
+    }
+}
+
 /* ================= 10. timeouts ================= */
 
 static void http_header_timeout_sends_408_and_closes(void **state)
@@ -1703,6 +2237,91 @@ static void http_max_connections_refuses_sixth_with_503(void **state)
     stop_daemon(&D);
 }
 
+/* ================= 11b. idle connections hold no fiber ================= */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+#define IDLE_N 2000
+#define IDLE_BATCH 100
+#define IDLE_KEEPALIVE_MS 3000
+
+/* 2000 keep-alive connections, each after one exchange, cost the daemon
+ * well under a fiber stack each; each wakes for its next request; the
+ * keep-alive timeout ends every one of them. */
+static void http_idle_keepalive_connections_cost_no_fiber_wake_and_expire(void **state)
+{
+    static const char req[] = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+    long before, after, open;
+    int i, left;
+    int64_t t0, t1;
+    double per;
+
+    (void)state;
+    start_with(",\"keepalive_timeout_ms\":3000");
+    /* warm up: as many connections at once as a batch will use, gone again */
+    open_many(D.port, IDLE_BATCH);
+    many_request(many, IDLE_BATCH, req, HELLO, IO_MS);
+    close_many();
+    {
+        int64_t until = now_ms() + 3000;
+
+        while ((open = status_open()) != 1 && now_ms() < until)
+            pump(&D, 20);
+        if (open != 1)
+            fail_msg("the warm-up connections are still open (%ld)", open);
+    }
+    before = vm_rss_kb(D.pid);
+    /* the 2000, a batch at a time: one request each, then idle */
+    t0 = now_ms();
+    for (i = 0; i < IDLE_N; i += IDLE_BATCH) {
+        open_many(D.port, IDLE_BATCH);
+        many_request(many + i, IDLE_BATCH, req, HELLO, IO_MS);
+    }
+    open = status_open(); /* after every answer: all handed over by now */
+    after = vm_rss_kb(D.pid);
+    t1 = now_ms();
+    if (open != IDLE_N + 1)
+        fail_msg("the server counts %ld open connections, expected %d", open, IDLE_N + 1);
+    per = (double)(after - before) * 1024.0 / IDLE_N;
+    print_message("      VmRSS %ld -> %ld KiB: %.0f bytes per idle connection (%lld ms)\n", before,
+                  after, per, (long long)(t1 - t0));
+#ifndef UNDER_ASAN /* ASan's redzones and quarantine are not the daemon's */
+    if (per >= 2048)
+        fail_msg("%.0f bytes of RSS per idle connection (a fiber stack costs >= 4096)", per);
+#endif
+    /* all of them wake for a second request */
+    for (i = 0; i < IDLE_N; i += IDLE_BATCH)
+        many_request(many + i, IDLE_BATCH, req, HELLO, IO_MS);
+    t0 = now_ms();
+    if (t0 - t1 > IDLE_KEEPALIVE_MS / 2)
+        fail_msg("the second round took %lld ms: too slow to tell the timeout apart",
+                 (long long)(t0 - t1));
+    /* and the keep-alive timeout ends every one: bound = timeout + the
+     * sweeper's period (timeout / 4) + slack */
+    left = many_wait_eof(many, IDLE_N, IDLE_KEEPALIVE_MS + IDLE_KEEPALIVE_MS / 4 + 2000);
+    if (left != 0)
+        fail_msg("%d of %d idle connections still open %lld ms after their last response", left,
+                 IDLE_N, (long long)(now_ms() - t0));
+    if (now_ms() - t0 < IDLE_KEEPALIVE_MS - 250)
+        fail_msg("idle connections ended after %lld ms, before the %d ms timeout",
+                 (long long)(now_ms() - t0), IDLE_KEEPALIVE_MS);
+    close_many();
+    {
+        int64_t until = now_ms() + 2000;
+
+        while ((open = status_open()) != 1 && now_ms() < until)
+            pump(&D, 20);
+        assert_int_equal(open, 1);
+    }
+    stop_daemon(&D);
+}
+
 /* ================= 12. status ================= */
 
 static void http_status_endpoint_reports_counters_and_2xx_grows(void **state)
@@ -1807,6 +2426,9 @@ static void http_access_log_gets_combined_format_lines(void **state)
 
 /* ================= 14. graceful drain ================= */
 
+/* The drain with a download in flight and 300 idle connections that were
+ * handed over (no fiber of their own): the idle ones end at once, the
+ * download completes, the daemon exits 0. */
 static void http_sigterm_drains_download_closes_idle_refuses_new(void **state)
 {
     const size_t size = 200u << 20;
@@ -1846,12 +2468,23 @@ static void http_sigterm_drains_download_closes_idle_refuses_new(void **state)
         consume(dl, hl);
     }
 
+    /* 300 more idle ones, each after one exchange */
+    open_many(D.port, 300);
+    many_request(many, 300, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", HELLO, IO_MS);
+
     assert_int_equal(kill(D.pid, SIGTERM), 0);
     wait_next(&D, "Terminated: stopping");
-    /* the idle one is closed by the server while the download is stuck */
+    /* the idle ones are closed by the server while the download is stuck */
     if (!client_eof(idle, 3000))
         fail_msg("idle keep-alive connection not closed by the drain");
     client_close(idle);
+    {
+        int left = many_wait_eof(many, 300, 3000);
+
+        if (left != 0)
+            fail_msg("%d of 300 idle connections not closed by the drain within 3 s", left);
+    }
+    close_many();
     /* the listener is gone */
     fd = try_connect(D.port);
     if (fd >= 0) {
@@ -1927,6 +2560,124 @@ static void http_reload_serves_the_new_route_body(void **state)
     assert_status(&r, 200);
     assert_string_equal(r.body, "Hello, Reloaded!");
     resp_free(&r);
+    stop_daemon(&D);
+}
+
+/* Waits (10 s bound) until text appears n times in asyncd's log. */
+static void wait_count(struct daemon *d, const char *text, int n)
+{
+    int64_t until = now_ms() + 10000;
+    int k;
+
+    for (;;) {
+        const char *p = d->log;
+
+        for (k = 0; (p = strstr(p, text)) != NULL; k++)
+            p += strlen(text);
+        if (k >= n)
+            return;
+        if (now_ms() >= until || !pump(d, left_ms(until)))
+            fail_msg("'%s' appeared %d times, not %d, in asyncd's log:\n%s", text, k, n, d->log);
+    }
+}
+
+#define RACE_ROUNDS 20
+#define RACE_CONNS 8
+
+/* Requests that reach handed-over (idle, fiberless) connections while the
+ * module restarts for a changed route body: each gets a whole answer from
+ * the old config or the new one, or a close with nothing sent, never a
+ * hang or a broken response.  The sends are spread from just before the
+ * SIGHUP to ~10 ms after it, shifted each round. */
+static void http_reload_racing_requests_on_idle_connections(void **state)
+{
+    char body[2][64];
+    struct client *c[RACE_CONNS];
+    struct resp r;
+    int round, i, answered = 0, closed = 0;
+
+    (void)state;
+    snprintf(body[0], sizeof(body[0]), "gen-0");
+    write_config_full(5000, body[0], "www", "");
+    start_daemon(&D);
+    for (round = 1; round <= RACE_ROUNDS; round++) {
+        int64_t t0;
+        int delay_us[RACE_CONNS];
+        bool sent[RACE_CONNS] = {false};
+
+        snprintf(body[1], sizeof(body[1]), "gen-%d", round);
+        for (i = 0; i < RACE_CONNS; i++) {
+            c[i] = client_open(D.port);
+            get_on(c[i], "/hello", &r);
+            assert_status(&r, 200);
+            assert_string_equal(r.body, body[0]);
+            resp_free(&r);
+            /* -1 ms .. +10 ms around the signal, a different mix each round */
+            delay_us[i] = -1000 + ((round * 3 + i * 7) % RACE_CONNS) * 11000 / RACE_CONNS +
+                          (round * 137) % 1000;
+        }
+        write_config_full(5000, body[1], "www", "");
+        t0 = now_ms() * 1000;
+        for (i = 0; i < RACE_CONNS; i++)
+            if (delay_us[i] < 0) {
+                assert_true(client_send(c[i], "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+                sent[i] = true;
+            }
+        assert_int_equal(kill(D.pid, SIGHUP), 0);
+        for (;;) {
+            int next = -1;
+
+            for (i = 0; i < RACE_CONNS; i++)
+                if (!sent[i] && (next < 0 || delay_us[i] < delay_us[next]))
+                    next = i;
+            if (next < 0)
+                break;
+            {
+                struct timespec ts = {0, 0};
+                int64_t wait = t0 + delay_us[next] - now_ms() * 1000;
+
+                if (wait > 0) {
+                    ts.tv_nsec = (long)wait * 1000;
+                    nanosleep(&ts, NULL);
+                }
+            }
+            /* the server may have closed already: a failed send is a close */
+            client_send(c[next], "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+            sent[next] = true;
+        }
+        for (i = 0; i < RACE_CONNS; i++) {
+            if (client_response_ms(c[i], false, &r, IO_MS) == 0) {
+                if (r.status != 200 ||
+                    (strcmp(r.body, body[0]) != 0 && strcmp(r.body, body[1]) != 0))
+                    fail_msg("round %d, connection %d: expected a 200 '%s' or '%s', got:\n%s\n%s",
+                             round, i, body[0], body[1], r.head, r.body);
+                resp_free(&r);
+                answered++;
+            } else if (c[i]->eof && c[i]->len == 0) {
+                closed++;
+                continue;
+            } else {
+                fail_msg("round %d, connection %d: neither an answer nor a clean close: %s; "
+                         "log:\n%s", round, i, r.head, D.log);
+            }
+            /* after the answer the old server goes: an end, nothing more */
+            if (!client_eof(c[i], IO_MS))
+                fail_msg("round %d, connection %d: still open (or sent more) after the reload",
+                         round, i);
+        }
+        for (i = 0; i < RACE_CONNS; i++)
+            client_close(c[i]);
+        /* the new module's port; then it serves the new body */
+        D.port = atoi(wait_next(&D, PORT_LINE) + strlen(PORT_LINE));
+        assert_true(D.port > 0);
+        wait_count(&D, "reloaded: 1 module(s) running", round);
+        exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
+        assert_status(&r, 200);
+        assert_string_equal(r.body, body[1]);
+        resp_free(&r);
+        memcpy(body[0], body[1], sizeof(body[0]));
+    }
+    print_message("      %d answered, %d closed unanswered\n", answered, closed);
     stop_daemon(&D);
 }
 
@@ -2057,19 +2808,34 @@ int main(void)
         T(http_traversal_encoded_nul_gives_400),
         T(http_symlink_out_of_the_root_gives_404),
         T(http_symlink_within_the_root_is_served),
+        T(http_open_file_cache_0_serves_a_rewrite_on_the_next_request),
+        T(http_open_file_cache_default_shows_changes_after_its_time),
+        T(http_open_file_cache_download_survives_rename_of_its_file),
+        T(http_check_config_rejects_bad_open_file_cache_ms_with_78),
         T(http_header_timeout_sends_408_and_closes),
         T(http_keepalive_timeout_closes_idle_connection),
         T(http_slowloris_cut_at_header_timeout),
         T(http_max_connections_refuses_sixth_with_503),
+        T(http_idle_keepalive_connections_cost_no_fiber_wake_and_expire),
         T(http_status_endpoint_reports_counters_and_2xx_grows),
         T(http_access_log_gets_combined_format_lines),
         T(http_sigterm_drains_download_closes_idle_refuses_new),
         T(http_reload_serves_the_new_route_body),
+        T(http_reload_racing_requests_on_idle_connections),
         T(http_reload_rejected_by_module_check_keeps_old_config),
         T(http_check_config_rejects_missing_root_with_78),
         T(http_check_config_rejects_unknown_key_with_78),
     };
 
     signal(SIGPIPE, SIG_IGN);
+    {
+        /* thousands of connections: as many descriptors as allowed */
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
