@@ -40,19 +40,22 @@
 #define OUT_FLUSH (64 * 1024)   /* send gathered answers once out is this big */
 #define DISCARD_CHUNK 16384
 
+/* Kept small: an idle connection is this, its stream and a parked task
+ * (128 + 128 + 144 bytes of malloc chunks). */
 struct http_conn {
     struct http_server *srv;
     async_stream *s;
-    int fd;
     struct http_conn *prev, *next; /* srv->conns, under srv->lock */
+    char *in;                   /* NULL while idle */
+    struct http_out out;
+    _Atomic int64_t idle_at;    /* when it went idle; read by the sweeper after idle */
+    int64_t head_started;       /* when the head being read began, ms */
+    int fd;
+    uint32_t off, len, cap;     /* in[off..len) unread; cap: srv->in_size */
     _Atomic bool idle;          /* waiting for the first byte of a request */
     bool awake;                 /* new or just woken: read before going idle */
-    _Atomic int64_t idle_at;    /* when it went idle; read by the sweeper after idle */
-    char *in;
-    size_t off, len, cap;
-    struct http_out out;
-    int64_t head_started;       /* when the head being read began, ms */
-    char peer[INET6_ADDRSTRLEN];
+    uint8_t peer_family;        /* AF_INET, AF_INET6, or 0: unknown (access log) */
+    uint8_t peer[16];           /* its address */
 };
 
 /* A mutex, not a spinlock: the drain and the sweeper walk every
@@ -76,13 +79,12 @@ struct http_conn *http_conn_new(struct http_server *srv, async_stream *s)
     c->srv = srv;
     c->s = s;
     c->fd = async_stream_fd(s);
-    c->cap = srv->in_size;
+    c->cap = (uint32_t)srv->in_size;
     c->in = http_buf_get(srv, c->cap);
     if (c->in == NULL) {
         free(c);
         return NULL;
     }
-    strcpy(c->peer, "-");
     atomic_fetch_add_explicit(&srv->open, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&srv->total, 1, memory_order_relaxed);
     lock(srv);
@@ -407,10 +409,12 @@ static void log_request(struct http_conn *c, const struct http_request *req,
 {
     const struct http_slice *ref = req ? http_header_get(req, "referer") : NULL;
     const struct http_slice *ua = req ? http_header_get(req, "user-agent") : NULL;
-    char line[2048];
+    char line[2048], peer[INET6_ADDRSTRLEN] = "-";
     size_t n;
 
-    n = (size_t)snprintf(line, sizeof(line), "%s - - [%s] \"", c->peer, log_time());
+    if (c->peer_family != 0)
+        inet_ntop(c->peer_family, c->peer, peer, sizeof(peer));
+    n = (size_t)snprintf(line, sizeof(line), "%s - - [%s] \"", peer, log_time());
     if (req != NULL && req->method_name.n > 0) {
         n += log_str(line + n, 512, req->method_name.p, req->method_name.n);
         line[n++] = ' ';
@@ -641,10 +645,11 @@ void *http_conn_main(void *arg)
     c->awake = true;
     if (c->srv->log != NULL && getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
         if (ss.ss_family == AF_INET)
-            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof(c->peer));
+            memcpy(c->peer, &((struct sockaddr_in *)&ss)->sin_addr, 4);
         else if (ss.ss_family == AF_INET6)
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer,
-                      sizeof(c->peer));
+            memcpy(c->peer, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+        if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
+            c->peer_family = (uint8_t)ss.ss_family;
     }
     return conn_loop(c);
 }

@@ -49,7 +49,7 @@ void async__reactor_notify(struct async_worker *w);
  * so a close elsewhere cannot free it under the loop).  Opaque storage,
  * embedded in its owner's struct. */
 struct async__fdw {
-    void *opaque[16];
+    void *opaque[12];
 };
 
 void async__fdw_init(struct async__fdw *f, int fd, void (*hold)(void *ctx, int delta), void *ctx);
