@@ -3,10 +3,12 @@
  * the graceful drain when asyncd stops the module.
  *
  * Stop, step by step.  asyncd cancels the module's group: the acceptors'
- * accept and the flusher's sleep fail with ECANCELED, run's join fails
- * too.  run then raises its shield (so it can still park), closes the
- * listeners, marks the server draining and cuts idle connections; busy
- * ones finish the request in progress and close.  It waits for them until
+ * accept fails with ECANCELED and each closes its listener; the
+ * flusher's sleep and run's join fail too; idle connections wake and,
+ * having nothing to say, close (conn.c).  run then raises its shield (so
+ * it can still park), waits for the acceptors, marks the server draining
+ * and cuts the idle connections left; busy ones finish the request in
+ * progress and close.  It waits for them until
  * shortly before the daemon's own deadline (async_module_stop_deadline),
  * shuts down whatever is left, waits for those fibers to leave, writes the
  * last log lines and frees the server. */
@@ -76,6 +78,9 @@ static void *accept_loop(void *arg)
     if (errno != ECANCELED && errno != EBADF)
         async_module_log(srv->host, ASYNC_LOG_ERROR, "accept on %s: %s", a->address,
                          strerror(errno));
+    /* Stop accepting the moment the stop reaches us, before the drain. */
+    async_listener_close(a->listener);
+    a->listener = NULL;
     return NULL;
 }
 
@@ -142,6 +147,7 @@ static int server_open(struct http_server *srv, async_module_host *host, const j
         return -1;
     }
     srv->in_size = srv->cfg.max_header_bytes + HTTP_IN_EXTRA;
+    http_files_init();
     if (srv->cfg.root != NULL) {
         srv->root_fd = open(srv->cfg.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (srv->root_fd < 0) {
@@ -228,11 +234,14 @@ static int http_run(async_module_host *host, const json_t *config)
     else
         rc = 0;
     async_shield(1);
-    for (i = 0; i < n; i++)
-        async_listener_close(a[i].listener);
-    for (i = 0; i < n; i++)
-        if (t[i] != NULL)
+    for (i = 0; i < n; i++) { /* each acceptor closes its own listener */
+        if (t[i] != NULL) {
+            async_cancel(t[i]);
             async_join(t[i], NULL);
+        } else {
+            async_listener_close(a[i].listener);
+        }
+    }
     drain(srv);
     if (flusher != NULL) {
         async_cancel(flusher);

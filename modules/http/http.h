@@ -158,6 +158,9 @@ struct http_file {
     struct http_file *next;     /* hash chain */
 };
 
+/* Chooses how files are opened beneath the root (see files.c). */
+void http_files_init(void);
+
 /* Opens what path names beneath the root (its index file for a directory)
  * into f (fd, st, type, etag, lastmod): 0, or -1 with errno, *redirect
  * set for a directory named without its trailing slash. */
