@@ -116,6 +116,11 @@ static void conn_free(struct http_conn *c)
     atomic_fetch_sub_explicit(&srv->open, 1, memory_order_release);
 }
 
+void http_conn_close(struct http_conn *c)
+{
+    conn_free(c);
+}
+
 void http_conns_drain(struct http_server *srv)
 {
     struct http_conn *c;

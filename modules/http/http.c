@@ -68,9 +68,8 @@ static void *accept_loop(void *arg)
         }
         t = async_spawn(http_conn_main, c);
         if (t == NULL) {
-            /* the connection registered itself; let it unwind */
             async_module_log(srv->host, ASYNC_LOG_WARNING, "no memory for a connection fiber");
-            http_conn_main(c);
+            http_conn_close(c);
             continue;
         }
         async_detach(t);

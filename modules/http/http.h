@@ -107,6 +107,8 @@ struct http_server {
  * http_conn_new.  Closes the stream and frees the connection at the end. */
 struct http_conn *http_conn_new(struct http_server *srv, async_stream *s);
 void *http_conn_main(void *arg);
+/* Closes and frees a connection whose fiber could not be started. */
+void http_conn_close(struct http_conn *c);
 /* Drain: ends idle connections now and tells busy ones to close after the
  * response in progress.  Called with srv->draining already set. */
 void http_conns_drain(struct http_server *srv);
