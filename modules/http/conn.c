@@ -440,10 +440,7 @@ static void log_request(struct http_conn *c, const struct http_request *req,
 
 static void finish(struct http_conn *c, const struct http_request *req, struct http_reply *r)
 {
-    unsigned cls = (unsigned)r->status / 100;
-
-    if (cls >= 1 && cls <= 5)
-        atomic_fetch_add_explicit(&c->srv->by_class[cls], 1, memory_order_relaxed);
+    http_count_status(c->srv, r->status);
     if (c->srv->log != NULL)
         log_request(c, req, r);
 }

@@ -91,7 +91,7 @@ struct http_server {
     /* status figures */
     _Atomic long open;
     _Atomic uint64_t total;
-    _Atomic uint64_t by_class[6]; /* [1..5]: 1xx .. 5xx responses */
+    _Atomic uint64_t by_class[6]; /* [1..5]: responses counted off a worker (rare) */
     /* live connections, for the drain */
     pthread_mutex_t lock;       /* guards conns */
     struct http_conn *conns;
@@ -194,6 +194,10 @@ struct http_local {
     struct http_file_cache files;
     char *in[HTTP_LOCAL_BUFS];  /* spare input buffers (cfg.max_header_bytes + extra) */
     unsigned nin;
+    /* [1..5]: this worker's 1xx .. 5xx responses.  One writer (the owner,
+     * a relaxed load and store: no locked instruction per request), read
+     * by the status endpoint on any worker. */
+    _Atomic uint64_t by_class[6];
     struct http_local *next;    /* srv->locals */
 };
 
@@ -204,6 +208,10 @@ struct http_local *http_local(struct http_server *srv);
 char *http_buf_get(struct http_server *srv, size_t size);
 /* Keeps buf as a spare (a few per worker) or frees it. */
 void http_buf_put(struct http_server *srv, char *buf);
+/* Counts a response of this status class for the status endpoint. */
+void http_count_status(struct http_server *srv, int status);
+/* The responses of class cls (1..5) counted so far, all workers. */
+uint64_t http_count_sum(struct http_server *srv, unsigned cls);
 /* Frees every worker's state; no request may be running. */
 void http_locals_free(struct http_server *srv);
 

@@ -25,11 +25,11 @@ void http_status_reply(struct http_server *srv, const struct http_request *req,
                   ",\"fibers_spawned\":%" PRIu64 ",\"global_queue\":%zu,\"run_queue\":[",
                   atomic_load_explicit(&srv->open, memory_order_relaxed),
                   atomic_load_explicit(&srv->total, memory_order_relaxed),
-                  atomic_load_explicit(&srv->by_class[1], memory_order_relaxed),
-                  atomic_load_explicit(&srv->by_class[2], memory_order_relaxed),
-                  atomic_load_explicit(&srv->by_class[3], memory_order_relaxed),
-                  atomic_load_explicit(&srv->by_class[4], memory_order_relaxed),
-                  atomic_load_explicit(&srv->by_class[5], memory_order_relaxed), st.workers,
+                  http_count_sum(srv, 1),
+                  http_count_sum(srv, 2),
+                  http_count_sum(srv, 3),
+                  http_count_sum(srv, 4),
+                  http_count_sum(srv, 5), st.workers,
                   st.fibers_live, st.fibers_spawned, st.global_queue);
     n = st.workers < MAX_WORKERS_SHOWN ? st.workers : MAX_WORKERS_SHOWN;
     for (i = 0; i < n; i++)
