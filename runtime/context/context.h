@@ -24,6 +24,51 @@ void async__ctx_make(struct async__ctx *c, void *lo, size_t size,
 /* Saves the running context into *from and resumes *to.  Returns when
  * something switches back to *from.  A zeroed struct async__ctx is a valid
  * "from" (the thread's own stack). */
+#if defined(__x86_64__) && !defined(ASYNC_CONTEXT_UCONTEXT)
+/* x86_64: inline, so the compiler saves only the callee-saved registers
+ * the calling function really uses (declared clobbered below) in its own
+ * frame, and the switch is neither a call nor a ret.  A call/ret pair
+ * whose ret lands on another stack leaves the return-stack predictor one
+ * entry off; here the only indirect branch is the jmp to the resume
+ * point, which the branch predictor learns like any other.  The suspended
+ * stack holds, from the saved sp upwards:
+ *   0  resume address (label 1 below, or the new fiber's trampoline)
+ *   8  rbp, saved by hand: frame-pointer builds may not clobber it
+ * and the 128-byte red zone of the function that switched, skipped so the
+ * two pushes cannot overwrite what it keeps there.  Floating-point control
+ * state stays with the thread (see switch_x86_64.S). */
+static inline __attribute__((always_inline)) void async__ctx_switch(struct async__ctx *from,
+                                                                   struct async__ctx *to)
+{
+    struct async__ctx *f = from, *t = to;
+
+    __asm__ __volatile__("leaq -128(%%rsp), %%rsp\n\t"
+                         "pushq %%rbp\n\t"
+                         "leaq 1f(%%rip), %%rax\n\t"
+                         "pushq %%rax\n\t"
+                         "movq %%rsp, (%0)\n\t"
+                         "movq (%1), %%rsp\n\t"
+                         "popq %%rax\n\t"
+                         "jmpq *%%rax\n"
+                         "1:\n\t"
+                         "popq %%rbp\n\t"
+                         "leaq 128(%%rsp), %%rsp"
+                         : "+D"(f), "+S"(t)
+                         :
+                         : "rax", "rbx", "rcx", "rdx", "r8", "r9", "r10", "r11", "r12", "r13",
+                           "r14", "r15", "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4",
+                           "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+                           "xmm13", "xmm14", "xmm15", "st", "st(1)", "st(2)", "st(3)", "st(4)",
+                           "st(5)", "st(6)", "st(7)"
+#ifdef __AVX512F__
+                           , "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22",
+                           "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29",
+                           "xmm30", "xmm31", "k1", "k2", "k3", "k4", "k5", "k6", "k7"
+#endif
+    );
+}
+#else
 void async__ctx_switch(struct async__ctx *from, struct async__ctx *to);
+#endif
 
 #endif

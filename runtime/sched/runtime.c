@@ -103,10 +103,11 @@ static struct async_rt *rt_new(const struct async_config *cfg, int *err)
 
 static struct async_task *main_task(async_fn fn, void *arg)
 {
-    struct async_task *t = calloc(1, sizeof(*t));
+    struct async_task *t = async__task_alloc();
 
     if (t == NULL)
         return NULL;
+    memset(t, 0, sizeof(*t));
     t->fn = fn;
     t->arg = arg;
     t->deadline = -1;
@@ -170,8 +171,10 @@ int async_runtime(const struct async_config *cfg, async_fn main_fn, void *arg)
         errno = err;
         return -1;
     }
+    async__task_mem_runtime(1);
     t = main_task(main_fn, arg);
     if (t == NULL) {
+        async__task_mem_runtime(-1);
         rt_free(rt, rt->nworkers);
         errno = ENOMEM;
         return -1;
@@ -196,5 +199,6 @@ int async_runtime(const struct async_config *cfg, async_fn main_fn, void *arg)
         sched_yield(); /* a helper or plain thread is finishing a wake */
     async__overflow_remove();
     rt_free(rt, rt->nworkers);
+    async__task_mem_runtime(-1);
     return 0;
 }

@@ -194,6 +194,15 @@ static inline int async__wake_errno(enum async__wake r)
     return r == ASYNC__WAKE_CANCELLED ? ECANCELED : ETIMEDOUT;
 }
 
+/* Task records (task_mem.c).  alloc returns NULL when memory is out; the
+ * record is not initialised.  enter/leave bracket a worker thread's loop;
+ * runtime(+1/-1) brackets async_runtime. */
+struct async_task *async__task_alloc(void);
+void async__task_free(struct async_task *t);
+void async__task_mem_enter(void);
+void async__task_mem_leave(void);
+void async__task_mem_runtime(int delta);
+
 /* Switches away from the running fiber t (already queued or parked). */
 void async__switch_out(struct async_worker *w, struct async_task *t);
 

@@ -23,7 +23,7 @@ static async_task *task_new(struct async_worker *w, async_fn fn, void *arg, stru
         errno = EPERM;
         return NULL;
     }
-    t = malloc(sizeof(*t));
+    t = async__task_alloc();
     if (t == NULL) {
         errno = ENOMEM;
         return NULL;
@@ -100,7 +100,7 @@ static void collect(async_task *t, void **result)
 {
     if (result != NULL)
         *result = t->result;
-    free(t);
+    async__task_free(t);
 }
 
 /* Waits out the few instructions between the reaper's two steps. */
@@ -179,7 +179,7 @@ void async_detach(async_task *t)
         return;
     if (atomic_exchange_explicit(&t->join, ASYNC__JOIN_DETACHED, memory_order_acq_rel) ==
         ASYNC__JOIN_DONE)
-        free(t);
+        async__task_free(t);
 }
 
 int async_cancel(async_task *t)

@@ -162,7 +162,10 @@ void async__switch_out(struct async_worker *w, struct async_task *t)
         async__ctx_switch(&t->ctx, &w->sched_ctx);
     }
     async__annot_enter(&t->annot);
-    *w->errno_loc = t->saved_errno;
+    /* Store only when it differs: fibers that leave errno alone then form
+     * no store-to-load chain through it from one switch to the next. */
+    if (*w->errno_loc != t->saved_errno)
+        *w->errno_loc = t->saved_errno;
 }
 
 /* The bottom of every fiber's stack. */
@@ -231,7 +234,7 @@ static void reap(struct async_worker *w)
     /* Last touches of t: once DONE is published a joiner may free it. */
     old = atomic_exchange_explicit(&t->join, ASYNC__JOIN_REAPING, memory_order_acq_rel);
     if (old == ASYNC__JOIN_DETACHED) {
-        free(t);
+        async__task_free(t);
     } else {
         struct async_task *joiner = NULL;
         uintptr_t reaping = ASYNC__JOIN_REAPING;
@@ -240,7 +243,7 @@ static void reap(struct async_worker *w)
             joiner = (struct async_task *)old;
         if (!atomic_compare_exchange_strong_explicit(&t->join, &reaping, ASYNC__JOIN_DONE,
                                                      memory_order_acq_rel, memory_order_acquire))
-            free(t); /* detached while we were reaping */
+            async__task_free(t); /* detached while we were reaping */
         if (joiner != NULL)
             async__schedule(joiner, true);
     }
@@ -493,6 +496,7 @@ void async__worker_main(struct async_worker *w)
     async__tls_worker = w;
     w->errno_loc = &errno;
     async__annot_thread(&w->sched_annot);
+    async__task_mem_enter();
     for (;;) {
         struct async_task *t = next_task(w);
         bool over = false;
@@ -504,5 +508,6 @@ void async__worker_main(struct async_worker *w)
         }
         run(w, t);
     }
+    async__task_mem_leave();
     async__tls_worker = NULL;
 }
