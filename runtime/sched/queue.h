@@ -81,6 +81,24 @@ static inline void async__fifo_push(struct async__fifo *q, struct async__node *n
     q->len++;
 }
 
+/* Takes the head and appends n in one step, as a yield does; len does not
+ * change.  The queue must not be empty. */
+static inline struct async__node *async__fifo_rotate(struct async__fifo *q, struct async__node *n)
+{
+    struct async__node *h = q->head;
+    struct async__node *next = atomic_load_explicit(&h->next, memory_order_relaxed);
+
+    atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+    if (next == NULL) {
+        q->head = n; /* h was alone */
+    } else {
+        q->head = next;
+        atomic_store_explicit(&q->tail->next, n, memory_order_relaxed);
+    }
+    q->tail = n;
+    return h;
+}
+
 static inline struct async__node *async__fifo_pop(struct async__fifo *q)
 {
     struct async__node *n = q->head;

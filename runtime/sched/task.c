@@ -226,12 +226,11 @@ void async_yield(void)
 
     if (t == NULL)
         return;
-    async__fifo_push(&w->ready, &t->node);
     /* Yielding is an offer to everything runnable here, unstarted fibers
      * included; those are started only by the scheduler. */
     if (w->fresh_pending) /* a hint on our own hot line, not the queue's lines */
         w->prefer_fresh = true;
-    async__switch_out(w, t);
+    async__yield_out(w, t);
 }
 
 int64_t async_deadline(int64_t at_ms)

@@ -127,7 +127,8 @@ static struct async_task *pick_local(struct async_worker *w)
             return t;
         async__fifo_push(&w->ready, &t->node);
     }
-    w->lifo_streak = 0;
+    if (w->lifo_streak != 0)
+        w->lifo_streak = 0;
     n = async__fifo_pop(&w->ready);
     if (n == NULL)
         n = async__mpsc_pop(&w->mailbox);
@@ -143,15 +144,17 @@ static struct async_task *pick_local(struct async_worker *w)
     return t;
 }
 
-void async__switch_out(struct async_worker *w, struct async_task *t)
+/* From the running fiber t to next, or to the scheduler when next is
+ * NULL; returns when t is resumed. */
+static inline __attribute__((always_inline)) void switch_to(struct async_worker *w,
+                                                            struct async_task *t,
+                                                            struct async_task *next)
 {
-    struct async_task *next = NULL;
+    /* errno is saved in this frame, which the switch keeps anyway. */
+    int saved_errno = *w->errno_loc;
 
     if (t->canary != NULL)
         check_canary(t);
-    if (!w->prefer_fresh)
-        next = pick_local(w);
-    t->saved_errno = *w->errno_loc;
     if (next != NULL) {
         w->current = next;
         async__annot_leave(&t->annot, &next->annot, 0);
@@ -164,8 +167,37 @@ void async__switch_out(struct async_worker *w, struct async_task *t)
     async__annot_enter(&t->annot);
     /* Store only when it differs: fibers that leave errno alone then form
      * no store-to-load chain through it from one switch to the next. */
-    if (*w->errno_loc != t->saved_errno)
-        *w->errno_loc = t->saved_errno;
+    if (*w->errno_loc != saved_errno)
+        *w->errno_loc = saved_errno;
+}
+
+void async__switch_out(struct async_worker *w, struct async_task *t)
+{
+    switch_to(w, t, w->prefer_fresh ? NULL : pick_local(w));
+}
+
+/* async_yield: t goes behind everything runnable here.  The common case,
+ * started fibers in the ready list and no lifo or maintenance due, takes
+ * the head and appends t in one step; the rest goes the general way. */
+void async__yield_out(struct async_worker *w, struct async_task *t)
+{
+    struct async_task *next;
+
+    if (w->lifo == NULL && w->ready.head != NULL && !w->prefer_fresh &&
+        ++w->tick < ASYNC__TICK) {
+        next = task_of(async__fifo_rotate(&w->ready, &t->node));
+        if (w->lifo_streak != 0)
+            w->lifo_streak = 0;
+        if (next->started || start(w, next) == 0) {
+            switch_to(w, t, next);
+            return;
+        }
+        async__fifo_push(&w->ready, &next->node); /* no stack for it now */
+        switch_to(w, t, NULL);
+        return;
+    }
+    async__fifo_push(&w->ready, &t->node);
+    async__switch_out(w, t);
 }
 
 /* The bottom of every fiber's stack. */
