@@ -16,7 +16,17 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#define SPIN 100
+#define SPIN_ROUNDS 10     /* looks at the lock before parking... */
+#define SPIN_PAUSE_MAX 64  /* ...backing off, so the holder's worker keeps the line */
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 struct async_mutex {
     atomic_int state;
@@ -48,12 +58,15 @@ static int lock_slow(async_mutex *m, struct async_task *self)
     int i, err;
 
     if (rt->nworkers > 1) {
-        for (i = 0; i < SPIN; i++) {
+        unsigned pause = 1, k;
+
+        for (i = 0; i < SPIN_ROUNDS; i++) {
             if (atomic_load_explicit(&m->state, memory_order_relaxed) == 0 && try_take(m))
                 return 0;
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
+            for (k = 0; k < pause; k++)
+                cpu_relax();
+            if (pause < SPIN_PAUSE_MAX)
+                pause *= 2;
         }
     }
     for (;;) {
