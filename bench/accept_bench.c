@@ -1,19 +1,23 @@
-/* bench/accept_bench — one shared listening socket against one
- * SO_REUSEPORT socket per acceptor, for issue 3's choice of listener.
+/* bench/accept_bench — where accepted connections should run: issue 3's
+ * choice of listener, measured through the public API.
  *
- *   accept_bench shared|reuseport [SECONDS=5] [CLIENT_THREADS=2]
+ *   accept_bench MODE [SECONDS=5] [CLIENT_THREADS=2] [WORKERS=2]
  *
- * The server runs on async_runtime with 2 workers and 2 acceptor fibers;
- * each accepted connection gets a fiber that answers one byte and closes.
- * Client threads (plain blocking sockets, no async_io) connect, send a
- * byte, wait for the answer and close, as fast as they can.  Prints
- * connections per second and how the accepts split between the acceptors
- * and their threads.
+ *   single      one listener, one acceptor; each connection's fiber is
+ *               spawned with async_spawn (idle workers steal it before it
+ *               starts)
+ *   roundrobin  one listener, one acceptor; connections go to the workers
+ *               in turn with async_spawn_on
+ *   shared      one listener, one acceptor per worker (async_spawn_on);
+ *               each serves on its own worker what it accepts
+ *   reuseport   one ASYNC_LISTEN_REUSEPORT listener and one acceptor per
+ *               worker; each serves on its own worker what it accepts
  *
- * Limit: the runtime places fibers by stealing and offers no way to start
- * one on a given worker, so the two acceptors often share a worker (the
- * output says so); "one SO_REUSEPORT socket per worker" cannot be set up
- * for sure until such a call exists. */
+ * Each accepted connection gets a fiber that answers one byte and closes.
+ * Client threads (plain blocking sockets, no async_io) connect, send a byte,
+ * wait for the answer and close, as fast as they can.  Prints connections
+ * per second and how many connections each worker served; bench/run_accept.sh
+ * runs every mode in turn. */
 #define _GNU_SOURCE
 #include <async_io.h>
 
@@ -30,17 +34,24 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ACCEPTORS 2
+#define MAX_WORKERS 16
 
+enum mode { SINGLE, ROUNDROBIN, SHARED, REUSEPORT };
+static const char *const mode_names[] = {"single", "roundrobin", "shared", "reuseport"};
+
+static enum mode mode;
 static int port;
-static int reuseport;
 static double seconds = 5;
 static int nclients = 2;
+static unsigned nworkers = 2;
 static atomic_bool stop;
 static atomic_long done;
-static pid_t tids[ACCEPTORS];
-static atomic_long accepted[ACCEPTORS];
-static int lfd[ACCEPTORS];
+static atomic_long served[MAX_WORKERS];
+
+struct acceptor {
+    async_listener *l;
+    unsigned worker;
+};
 
 static double now_s(void)
 {
@@ -50,54 +61,39 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int listen_on(int p, int reuse)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
-    socklen_t sl = sizeof(sa);
-
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (reuse)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, SOMAXCONN) != 0) {
-        perror("bind/listen");
-        exit(1);
-    }
-    getsockname(fd, (struct sockaddr *)&sa, &sl);
-    port = ntohs(sa.sin_port);
-    return fd;
-}
-
 static void *answer(void *arg)
 {
-    int fd = (int)(intptr_t)arg;
+    async_stream *s = arg;
     char b;
 
-    while (read(fd, &b, 1) < 0 && errno == EAGAIN)
-        if (async_fd_wait(fd, ASYNC_READABLE) != 0)
-            break;
-    (void)!write(fd, &b, 1);
-    close(fd);
+    atomic_fetch_add_explicit(&served[async_worker_id()], 1, memory_order_relaxed);
+    if (async_stream_read(s, &b, 1) == 1)
+        async_stream_write_all(s, &b, 1);
+    async_stream_close(s);
     return NULL;
 }
 
-static void *acceptor(void *arg)
+static void *accept_loop(void *arg)
 {
-    int i = (int)(intptr_t)arg, fd;
+    struct acceptor *a = arg;
+    unsigned next = 0;
+    async_stream *s;
 
-    tids[i] = gettid();
-    while (!atomic_load(&stop)) {
-        fd = accept4(lfd[i], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EAGAIN)
-                async_deadline(async_now_ms() + 100), async_fd_wait(lfd[i], ASYNC_READABLE);
-            continue;
-        }
-        atomic_fetch_add(&accepted[i], 1);
-        async_detach(async_spawn(answer, (void *)(intptr_t)fd));
+    while ((s = async_listener_accept(a->l)) != NULL) {
+        async_task *t;
+
+        if (mode == SINGLE)
+            t = async_spawn(answer, s);
+        else if (mode == ROUNDROBIN)
+            t = async_spawn_on(next++ % nworkers, answer, s);
+        else
+            t = async_spawn_on(a->worker, answer, s);
+        if (t != NULL)
+            async_detach(t);
+        else
+            async_stream_close(s);
     }
-    return NULL;
+    return NULL; /* cancelled */
 }
 
 static void *client(void *arg)
@@ -126,58 +122,85 @@ static void *join_thread(void *arg)
 
 static void *bench_main(void *arg)
 {
-    async_task *a[ACCEPTORS];
+    struct acceptor acc[MAX_WORKERS];
+    async_task *a[MAX_WORKERS];
+    unsigned nacc = (mode == SINGLE || mode == ROUNDROBIN) ? 1 : nworkers, i;
     pthread_t c[16];
     double t0, t1;
-    long total = 0;
-    int i;
+    long total;
+    int k;
 
     (void)arg;
-    for (i = 0; i < ACCEPTORS; i++)
-        a[i] = async_spawn(acceptor, (void *)(intptr_t)i);
-    /* Keep this worker busy for a moment: the idle one steals an acceptor,
-     * so that each worker runs one (a started fiber never moves). */
-    for (t0 = now_s(); now_s() - t0 < 0.05;)
-        ;
-    async_sleep_ms(100);
-    for (i = 0; i < nclients; i++)
-        pthread_create(&c[i], NULL, client, NULL);
+    for (i = 0; i < nacc; i++) {
+        char addr[64];
+
+        snprintf(addr, sizeof(addr), "127.0.0.1:%d", i == 0 ? 0 : port);
+        acc[i].worker = i;
+        if (mode == SHARED && i > 0)
+            acc[i].l = acc[0].l;
+        else
+            acc[i].l = async_listener_bind_flags(addr, mode == REUSEPORT ? ASYNC_LISTEN_REUSEPORT : 0);
+        if (acc[i].l == NULL) {
+            perror("accept_bench: bind");
+            exit(1);
+        }
+        if (i == 0)
+            port = async_listener_port(acc[0].l);
+        a[i] = async_spawn_on(i, accept_loop, &acc[i]);
+        if (a[i] == NULL) {
+            perror("accept_bench: spawn");
+            exit(1);
+        }
+    }
+    for (k = 0; k < nclients; k++)
+        pthread_create(&c[k], NULL, client, NULL);
     async_sleep_ms(500); /* warm-up */
     atomic_store(&done, 0);
-    for (i = 0; i < ACCEPTORS; i++)
-        atomic_store(&accepted[i], 0);
+    for (i = 0; i < nworkers; i++)
+        atomic_store(&served[i], 0);
     t0 = now_s();
     async_sleep_ms((uint64_t)(seconds * 1000));
     t1 = now_s();
     total = atomic_load(&done);
     atomic_store(&stop, true);
-    for (i = 0; i < nclients; i++) /* never block a worker: its fibers answer them */
-        async_blocking(join_thread, &c[i], NULL);
-    for (i = 0; i < ACCEPTORS; i++)
+    for (k = 0; k < nclients; k++) /* never block a worker: its fibers answer them */
+        async_blocking(join_thread, &c[k], NULL);
+    for (i = 0; i < nacc; i++) {
+        async_cancel(a[i]);
         async_join(a[i], NULL);
-    printf("%s: %.0f connections/s", reuseport ? "reuseport" : "shared", total / (t1 - t0));
-    for (i = 0; i < ACCEPTORS; i++)
-        printf("  acceptor %d (thread %d): %ld", i, (int)tids[i], atomic_load(&accepted[i]));
-    printf("%s\n", tids[0] == tids[1] ? "  (both acceptors on one worker)" : "");
+    }
+    for (i = 0; i < nacc; i++)
+        if (!(mode == SHARED && i > 0))
+            async_listener_close(acc[i].l);
+    printf("%-10s %8.0f connections/s  served per worker:", mode_names[mode], total / (t1 - t0));
+    for (i = 0; i < nworkers; i++)
+        printf(" %ld", atomic_load(&served[i]));
+    printf("\n");
     return NULL;
 }
 
 int main(int argc, char **argv)
 {
-    struct async_config cfg = {.workers = 2};
-    int i;
+    struct async_config cfg;
+    int m = -1, i;
 
-    if (argc < 2 || (strcmp(argv[1], "shared") != 0 && strcmp(argv[1], "reuseport") != 0)) {
-        fprintf(stderr, "usage: accept_bench shared|reuseport [SECONDS] [CLIENT_THREADS]\n");
+    for (i = 0; argc > 1 && i < 4; i++)
+        if (strcmp(argv[1], mode_names[i]) == 0)
+            m = i;
+    if (m < 0) {
+        fprintf(stderr, "usage: accept_bench single|roundrobin|shared|reuseport [SECONDS] "
+                        "[CLIENT_THREADS] [WORKERS]\n");
         return 2;
     }
-    reuseport = strcmp(argv[1], "reuseport") == 0;
+    mode = (enum mode)m;
     if (argc > 2)
         seconds = atof(argv[2]);
     if (argc > 3)
         nclients = atoi(argv[3]) > 16 ? 16 : atoi(argv[3]);
-    lfd[0] = listen_on(0, reuseport);
-    for (i = 1; i < ACCEPTORS; i++)
-        lfd[i] = reuseport ? listen_on(port, 1) : lfd[0];
+    if (argc > 4)
+        nworkers = (unsigned)atoi(argv[4]);
+    if (nworkers < 1 || nworkers > MAX_WORKERS)
+        nworkers = 2;
+    cfg = (struct async_config){.workers = nworkers};
     return async_runtime(&cfg, bench_main, NULL) == 0 ? 0 : 1;
 }

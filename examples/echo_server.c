@@ -22,6 +22,7 @@ static void *echo(void *arg)
 static void *serve(void *arg)
 {
     async_listener *l = async_listener_bind(arg);
+    unsigned next = 0, workers = (unsigned)async_workers();
     async_stream *s;
 
     if (l == NULL) {
@@ -30,7 +31,8 @@ static void *serve(void *arg)
     }
     fprintf(stderr, "echo_server: listening on port %d\n", async_listener_port(l));
     while ((s = async_listener_accept(l)) != NULL) {
-        async_task *t = async_spawn(echo, s);
+        /* the workers take connections in turn */
+        async_task *t = async_spawn_on(next++ % workers, echo, s);
 
         if (t != NULL)
             async_detach(t);

@@ -49,6 +49,20 @@ ASYNC_API int async_runtime(const struct async_config *cfg, async_fn main_fn, vo
  * runtime), ENOMEM. */
 ASYNC_API async_task *async_spawn(async_fn fn, void *arg);
 
+/* As async_spawn, but the fiber starts and runs on worker `worker`
+ * (0 .. async_workers() - 1) and no other worker may steal it: for work
+ * spread by hand, e.g. one acceptor per worker.  NULL + EINVAL (fn NULL or
+ * no such worker), EPERM (not inside a runtime), ENOMEM. */
+ASYNC_API async_task *async_spawn_on(unsigned worker, async_fn fn, void *arg);
+
+/* The number of workers of the caller's runtime, or -1 + EPERM outside one. */
+ASYNC_API int async_workers(void);
+
+/* The index (0 .. async_workers() - 1) of the worker running the caller,
+ * which stays the same for a fiber's whole life: for per-worker data.
+ * -1 + EPERM outside a runtime. */
+ASYNC_API int async_worker_id(void);
+
 /* Parks until t has finished, stores its return value in *result (result may
  * be NULL) and frees t: 0.  On ECANCELED/ETIMEDOUT t stays valid and may be
  * joined (or detached) again.  EINVAL for NULL or for a task that another

@@ -40,6 +40,17 @@ typedef struct async_stream async_stream;
  * async_listener_close. */
 ASYNC_API async_listener *async_listener_bind(const char *address);
 
+/* async_listener_bind with options.  ASYNC_LISTEN_REUSEPORT sets
+ * SO_REUSEPORT: several listeners (of this process or another of the same
+ * user) may then bind the same address, and the kernel spreads incoming
+ * connections over them by a hash of the peer's address and port.  With
+ * one such listener per worker, each accepted by a fiber started there
+ * with async_spawn_on, every worker serves the connections it accepts (see
+ * README, "Listeners").  Bind port 0 once, then the port it got.  Unknown
+ * flags: EINVAL. */
+#define ASYNC_LISTEN_REUSEPORT 1
+ASYNC_API async_listener *async_listener_bind_flags(const char *address, int flags);
+
 /* The local port (useful after binding port 0), or -1 EINVAL. */
 ASYNC_API int async_listener_port(const async_listener *l);
 

@@ -51,6 +51,7 @@ static void *accept_loop(void *arg)
 {
     struct acceptor *a = arg;
     struct http_server *srv = a->srv;
+    unsigned next = (unsigned)async_worker_id(), workers = (unsigned)async_workers();
     async_stream *s;
 
     while ((s = async_listener_accept(a->listener)) != NULL) {
@@ -66,7 +67,10 @@ static void *accept_loop(void *arg)
             refuse_busy(srv, s);
             continue;
         }
-        t = async_spawn(http_conn_main, c);
+        /* Connections go to the workers in turn: a burst of connects is
+         * shared out evenly however busy this worker is when it comes
+         * (bench/accept_bench.c, README "Listeners"). */
+        t = async_spawn_on(next++ % workers, http_conn_main, c);
         if (t == NULL) {
             async_module_log(srv->host, ASYNC_LOG_WARNING, "no memory for a connection fiber");
             http_conn_close(c);

@@ -2,7 +2,10 @@
  *
  * One listening socket per listener, shared by every fiber that accepts
  * on it; accepted connections become fibers wherever the acceptor spawns
- * them, and idle workers steal those that have not started. */
+ * them (async_spawn: idle workers steal those that have not started;
+ * async_spawn_on: a given worker).  ASYNC_LISTEN_REUSEPORT lets one
+ * listener per worker share a port.  README "Listeners" has the
+ * measurements behind the choice the examples and the HTTP module make. */
 #include "net.h"
 
 #include <errno.h>
@@ -17,7 +20,7 @@ struct async_listener {
     int port;
 };
 
-static int open_listener(const struct addrinfo *ai, int *fd_out)
+static int open_listener(const struct addrinfo *ai, int flags, int *fd_out)
 {
     int fd, one = 1, zero = 0;
 
@@ -25,6 +28,13 @@ static int open_listener(const struct addrinfo *ai, int *fd_out)
     if (fd < 0)
         return errno;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if ((flags & ASYNC_LISTEN_REUSEPORT) &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        int err = errno;
+
+        close(fd);
+        return err;
+    }
     if (ai->ai_family == AF_INET6) /* "[::]" and "*" also take IPv4 */
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
@@ -51,11 +61,20 @@ static int local_port(int fd)
 
 async_listener *async_listener_bind(const char *address)
 {
+    return async_listener_bind_flags(address, 0);
+}
+
+async_listener *async_listener_bind_flags(const char *address, int flags)
+{
     struct async__hostport hp;
     struct addrinfo *res = NULL, *ai;
     async_listener *l;
     int err, fd = -1;
 
+    if ((flags & ~ASYNC_LISTEN_REUSEPORT) != 0) {
+        errno = EINVAL;
+        return NULL;
+    }
     if ((err = async__split_address(address, &hp)) != 0 ||
         (err = async__resolve(&hp, true, &res)) != 0) {
         errno = err;
@@ -63,7 +82,7 @@ async_listener *async_listener_bind(const char *address)
     }
     err = EADDRNOTAVAIL;
     for (ai = res; ai != NULL; ai = ai->ai_next)
-        if ((err = open_listener(ai, &fd)) == 0)
+        if ((err = open_listener(ai, flags, &fd)) == 0)
             break;
     freeaddrinfo(res);
     if (fd < 0) {

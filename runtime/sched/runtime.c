@@ -180,16 +180,18 @@ int async_runtime(const struct async_config *cfg, async_fn main_fn, void *arg)
         return -1;
     }
     atomic_store_explicit(&rt->workers[0].spawned, 1, memory_order_relaxed); /* main */
-    async__fifo_push(&rt->global, &t->node);
-    atomic_store_explicit(&rt->global_len, 1, memory_order_relaxed);
 
     async__overflow_install(current_fiber);
     /* A worker whose thread cannot be created just stays empty: nothing is
-     * ever queued on it, and stealing from it finds nothing. */
+     * queued on it (async_spawn_on checks rt->running), and stealing from it
+     * finds nothing.  The main fiber is queued only once rt->running is
+     * known, so every fiber sees it. */
     for (started = 1; started < rt->nworkers; started++)
         if (pthread_create(&rt->workers[started].thread, NULL, thread_main,
                            &rt->workers[started]) != 0)
             break;
+    rt->running = started;
+    async__fresh_push(&rt->workers[0].fresh, t); /* ours until worker_main */
     alt = async__overflow_thread_enter();
     async__worker_main(&rt->workers[0]);
     async__overflow_thread_leave(alt);

@@ -129,6 +129,7 @@ struct async_worker {
 struct async_rt {
     /* read-mostly */
     unsigned nworkers;
+    unsigned running;               /* workers whose thread started: 0..running-1 */
     struct async_worker *workers;
     size_t stack_size;
     struct async__stack_arena arena;

@@ -87,6 +87,48 @@ async_task *async_spawn(async_fn fn, void *arg)
     return async__spawn_in(fn, arg, self != NULL ? self->group : NULL);
 }
 
+async_task *async_spawn_on(unsigned worker, async_fn fn, void *arg)
+{
+    struct async_worker *w = async__tls_worker;
+    struct async_task *self = async__current();
+    struct async_task *t;
+
+    if (fn != NULL && w != NULL && worker >= w->rt->running) {
+        errno = EINVAL;
+        return NULL;
+    }
+    t = task_new(w, fn, arg, self != NULL ? self->group : NULL, false);
+    if (t == NULL)
+        return NULL;
+    /* Homed before anyone can see it: it is queued on that worker only
+     * (never in a stealable queue) and started there. */
+    t->home = &w->rt->workers[worker];
+    async__schedule(t, false);
+    return t;
+}
+
+int async_workers(void)
+{
+    struct async_worker *w = async__tls_worker;
+
+    if (w == NULL) {
+        errno = EPERM;
+        return -1;
+    }
+    return (int)w->rt->running;
+}
+
+int async_worker_id(void)
+{
+    struct async_worker *w = async__tls_worker;
+
+    if (w == NULL) {
+        errno = EPERM;
+        return -1;
+    }
+    return (int)w->index;
+}
+
 int async__check_interrupt(struct async_task *t)
 {
     if (async__cancel_pending(t))

@@ -442,8 +442,9 @@ static void run(struct async_worker *w, struct async_task *t)
 {
     if (!t->started && start(w, t) != 0) {
         /* No memory for a stack: put it back and wait for some to free.  A
-         * parked spawn keeps its home (its watcher lives in our loop). */
-        if (t->linger != NULL)
+         * parked spawn (its watcher lives in our loop) or a fiber spawned
+         * on this worker keeps its home. */
+        if (t->home != NULL)
             async__fifo_push(&w->ready, &t->node);
         else
             push_global(w->rt, t);

@@ -501,6 +501,150 @@ static void sched_spawn_out_of_memory_is_enomem_and_the_runtime_carries_on(void 
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* ---- async_spawn_on, async_workers, async_worker_id ---- */
+
+#define ON_WORKERS 3
+#define ON_EACH 300
+
+static atomic_int on_wrong, on_ran;
+
+struct on_arg {
+    int want;
+    pthread_t thread;          /* of the first fiber that reported for want */
+};
+
+static struct on_arg on_args[ON_WORKERS];
+static pthread_mutex_t on_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Runs where it was sent, stays there across parking calls, and every
+ * fiber sent to the same worker sees the same thread. */
+static void *report_worker(void *arg)
+{
+    struct on_arg *a = arg;
+    volatile long spin;
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        if (async_worker_id() != a->want)
+            atomic_fetch_add(&on_wrong, 1);
+        pthread_mutex_lock(&on_lock);
+        if (!pthread_equal(a->thread, pthread_self()))
+            atomic_fetch_add(&on_wrong, 1);
+        pthread_mutex_unlock(&on_lock);
+        for (spin = 0; spin < 2000; spin++) /* keep our worker busy: invites stealing */
+            ;
+        CHECK_OK(async_sleep_ms(0));
+        async_yield();
+    }
+    atomic_fetch_add(&on_ran, 1);
+    return NULL;
+}
+
+static void *pin_thread(void *arg)
+{
+    struct on_arg *a = arg;
+
+    pthread_mutex_lock(&on_lock);
+    a->thread = pthread_self();
+    pthread_mutex_unlock(&on_lock);
+    return NULL;
+}
+
+static void *spawn_on_each_worker(void *arg)
+{
+    async_task **t = malloc(sizeof(*t) * ON_WORKERS * ON_EACH);
+    int w, i, n = 0;
+
+    (void)arg;
+    CHECK_EQ(async_workers(), ON_WORKERS);
+    CHECK(async_worker_id() >= 0 && async_worker_id() < ON_WORKERS);
+    for (w = 0; w < ON_WORKERS; w++) { /* learn each worker's thread first */
+        async_task *p;
+
+        on_args[w].want = w;
+        CHECK((p = async_spawn_on((unsigned)w, pin_thread, &on_args[w])) != NULL);
+        CHECK_OK(async_join(p, NULL));
+    }
+    /* All on one worker first, then spread: the idle ones must not steal. */
+    for (w = 0; w < ON_WORKERS; w++)
+        for (i = 0; i < ON_EACH; i++)
+            CHECK((t[n++] = async_spawn_on((unsigned)w, report_worker, &on_args[w])) != NULL);
+    for (i = 0; i < n; i++)
+        CHECK_OK(async_join(t[i], NULL));
+    errno = 0;
+    CHECK(async_spawn_on(ON_WORKERS, square, NULL) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(async_spawn_on(0, NULL, NULL) == NULL && errno == EINVAL);
+    free(t);
+    return NULL;
+}
+
+static void sched_spawn_on_runs_the_fiber_on_that_worker_only(void **state)
+{
+    (void)state;
+    atomic_store(&on_wrong, 0);
+    atomic_store(&on_ran, 0);
+    RUN(ON_WORKERS, spawn_on_each_worker, NULL);
+    assert_int_equal(atomic_load(&on_ran), ON_WORKERS * ON_EACH);
+    assert_int_equal(atomic_load(&on_wrong), 0);
+}
+
+static void *park_forever(void *arg)
+{
+    int v;
+
+    return async_channel_receive(arg, &v) == 0 ? arg : NULL; /* ECANCELED */
+}
+
+static void *async_spawn_on_child(void *arg)
+{
+    async_task *t = async_spawn_on(1, park_forever, arg);
+
+    CHECK(t != NULL);
+    if (t != NULL)
+        async_detach(t);
+    return NULL;
+}
+
+static void *group_of_spawn_on(void *arg)
+{
+    async_channel *ch = channel_new_checked(sizeof(int));
+    async_group *g = async_group_new();
+    int i;
+
+    (void)arg;
+    CHECK(g != NULL);
+    /* A member's async_spawn_on child is a member too: the group's cancel
+     * reaches it on the other worker and its join waits for it. */
+    for (i = 0; i < 20; i++)
+        CHECK_OK(async_group_spawn(g, async_spawn_on_child, ch));
+    async_group_cancel(g);
+    CHECK_OK(async_group_join(g));
+    async_group_free(g);
+    async_channel_free(ch);
+    return NULL;
+}
+
+static void sched_spawn_on_joins_the_callers_group(void **state)
+{
+    (void)state;
+    RUN(2, group_of_spawn_on, NULL);
+}
+
+static void sched_workers_and_worker_id_outside_a_runtime_are_eperm(void **state)
+{
+    (void)state;
+    errno = 0;
+    assert_int_equal(async_workers(), -1);
+    assert_int_equal(errno, EPERM);
+    errno = 0;
+    assert_int_equal(async_worker_id(), -1);
+    assert_int_equal(errno, EPERM);
+    errno = 0;
+    assert_null(async_spawn_on(0, square, NULL));
+    assert_int_equal(errno, EPERM);
+}
+
 /* ---- task records ---- */
 
 static long rss_kib(void)
@@ -832,6 +976,9 @@ int main(void)
         cmocka_unit_test(sched_errno_is_saved_per_fiber),
         cmocka_unit_test(sched_join_given_up_as_the_task_ends_leaves_no_stray_wake),
         cmocka_unit_test(sched_spawn_out_of_memory_is_enomem_and_the_runtime_carries_on),
+        cmocka_unit_test(sched_spawn_on_runs_the_fiber_on_that_worker_only),
+        cmocka_unit_test(sched_spawn_on_joins_the_callers_group),
+        cmocka_unit_test(sched_workers_and_worker_id_outside_a_runtime_are_eperm),
         cmocka_unit_test(sched_task_records_are_reused_across_waves_and_workers),
         cmocka_unit_test(sched_handle_detached_after_its_runtime_returned),
         cmocka_unit_test(stats_report_workers_and_live_fibers),

@@ -297,6 +297,93 @@ static void tcp_wildcard_and_localhost_addresses_bind_and_connect(void **state)
     run(2, any_and_localhost, NULL);
 }
 
+/* ---- SO_REUSEPORT listeners, one per worker ---- */
+
+#define RP_CONNS 200
+
+struct rp_acceptor {
+    async_listener *l;
+    atomic_int accepted;
+    atomic_int wrong_worker;
+    int worker;
+};
+
+static void *rp_accept(void *arg)
+{
+    struct rp_acceptor *a = arg;
+    async_stream *s;
+
+    while ((s = async_listener_accept(a->l)) != NULL) {
+        if (async_worker_id() != a->worker)
+            atomic_fetch_add(&a->wrong_worker, 1);
+        atomic_fetch_add(&a->accepted, 1);
+        async_detach(async_spawn_on((unsigned)a->worker, echo_conn, s));
+    }
+    EXPECT(errno == ECANCELED);
+    return NULL;
+}
+
+static void *reuseport_per_worker(void *arg)
+{
+    static struct rp_acceptor acc[2];
+    async_task *t[2];
+    char address[64];
+    int i, total;
+
+    (void)arg;
+    errno = 0;
+    EXPECT(async_listener_bind_flags("127.0.0.1:0", 2) == NULL && errno == EINVAL);
+    acc[0].l = async_listener_bind_flags("127.0.0.1:0", ASYNC_LISTEN_REUSEPORT);
+    EXPECT(acc[0].l != NULL);
+    if (acc[0].l == NULL)
+        return NULL;
+    snprintf(address, sizeof(address), "127.0.0.1:%d", async_listener_port(acc[0].l));
+    /* Without the flag on both, the port is taken. */
+    errno = 0;
+    EXPECT(async_listener_bind(address) == NULL && errno == EADDRINUSE);
+    acc[1].l = async_listener_bind_flags(address, ASYNC_LISTEN_REUSEPORT);
+    EXPECT(acc[1].l != NULL);
+    if (acc[1].l == NULL) {
+        async_listener_close(acc[0].l);
+        return NULL;
+    }
+    for (i = 0; i < 2; i++) {
+        acc[i].worker = i;
+        atomic_store(&acc[i].accepted, 0);
+        atomic_store(&acc[i].wrong_worker, 0);
+        t[i] = async_spawn_on((unsigned)i, rp_accept, &acc[i]);
+        EXPECT(t[i] != NULL);
+    }
+    for (i = 0; i < RP_CONNS; i++) {
+        async_stream *c = async_tcp_connect(address);
+        char b = 0;
+
+        EXPECT(c != NULL);
+        if (c == NULL)
+            continue;
+        EXPECT(async_stream_write_all(c, "r", 1) == 0);
+        EXPECT(async_stream_read(c, &b, 1) == 1 && b == 'r');
+        async_stream_close(c);
+    }
+    for (i = 0; i < 2; i++) {
+        async_cancel(t[i]);
+        async_join(t[i], NULL);
+        async_listener_close(acc[i].l);
+    }
+    total = atomic_load(&acc[0].accepted) + atomic_load(&acc[1].accepted);
+    EXPECT(total == RP_CONNS);
+    /* The kernel hashes each connection's source port over the two
+     * sockets: all 200 on one would be a 2^-199 chance. */
+    EXPECT(atomic_load(&acc[0].accepted) > 0 && atomic_load(&acc[1].accepted) > 0);
+    EXPECT(atomic_load(&acc[0].wrong_worker) == 0 && atomic_load(&acc[1].wrong_worker) == 0);
+    return NULL;
+}
+
+static void tcp_reuseport_listeners_share_a_port_and_its_connections(void **state)
+{
+    run(2, reuseport_per_worker, NULL);
+}
+
 /* ---- deadlines and cancellation ---- */
 
 static void *silent_peer(void *arg)
@@ -1016,6 +1103,7 @@ int main(void)
         cmocka_unit_test(tcp_connect_to_a_closed_port_is_refused),
         cmocka_unit_test(tcp_malformed_addresses_are_einval_and_unknown_names_enxio),
         cmocka_unit_test(tcp_wildcard_and_localhost_addresses_bind_and_connect),
+        cmocka_unit_test(tcp_reuseport_listeners_share_a_port_and_its_connections),
         cmocka_unit_test(tcp_deadline_on_a_silent_peer_is_etimedout),
         cmocka_unit_test(tcp_accept_read_and_connect_wake_on_cancel_close_and_deadline),
         cmocka_unit_test(tcp_peer_reset_during_write_all_is_an_error_not_sigpipe),
