@@ -37,6 +37,12 @@ void async__ctx_make(struct async__ctx *c, void *lo, size_t size,
  * and the 128-byte red zone of the function that switched, skipped so the
  * two pushes cannot overwrite what it keeps there.  Floating-point control
  * state stays with the thread (see switch_x86_64.S). */
+#ifdef __APX_F__
+#error "async_io: the inline x86_64 switch does not declare the APX registers r16-r31"
+#endif
+/* Never mark this switch shadow-stack compatible: it is a jump between
+ * stacks, which a shadow stack would refuse.  switch_x86_64.S carries no
+ * .note.gnu.property, so the linked library is never marked either. */
 static inline __attribute__((always_inline)) void async__ctx_switch(struct async__ctx *from,
                                                                    struct async__ctx *to)
 {
@@ -51,6 +57,9 @@ static inline __attribute__((always_inline)) void async__ctx_switch(struct async
                          "popq %%rax\n\t"
                          "jmpq *%%rax\n"
                          "1:\n\t"
+#if defined(__CET__) && (__CET__ & 1)
+                         "endbr64\n\t" /* an indirect-branch target */
+#endif
                          "popq %%rbp\n\t"
                          "leaq 128(%%rsp), %%rsp"
                          : "+D"(f), "+S"(t)
@@ -63,7 +72,7 @@ static inline __attribute__((always_inline)) void async__ctx_switch(struct async
 #ifdef __AVX512F__
                            , "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22",
                            "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29",
-                           "xmm30", "xmm31", "k1", "k2", "k3", "k4", "k5", "k6", "k7"
+                           "xmm30", "xmm31", "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"
 #endif
     );
 }

@@ -50,6 +50,9 @@ async__ctx_make:
 async__ctx_trampoline:
     .cfi_startproc
     .cfi_undefined rip          /* outermost frame for unwinders */
+#if defined(__CET__) && (__CET__ & 1)
+    endbr64                     /* reached by the switch's indirect jump */
+#endif
     popq %rdi
     popq %rax
     addq $8, %rsp

@@ -102,6 +102,24 @@ void async__reactor_poll(struct async_worker *w, bool block)
     w->reactor->last_poll_ns = now_ns();
 }
 
+static void on_nap(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents; /* returning from ev_run is the whole point */
+}
+
+void async__reactor_nap(struct async_worker *w, double seconds)
+{
+    ev_timer nap;
+
+    ev_timer_init(&nap, on_nap, seconds, 0.);
+    ev_timer_start(w->reactor->loop, &nap);
+    ev_run(w->reactor->loop, EVRUN_ONCE);
+    ev_timer_stop(w->reactor->loop, &nap);
+    w->reactor->last_poll_ns = now_ns();
+}
+
 bool async__reactor_due(struct async_worker *w)
 {
     return now_ns() - w->reactor->last_poll_ns >= ASYNC__POLL_EVERY_NS;

@@ -21,6 +21,10 @@ void async__reactor_fini(struct async_worker *w);
 /* Owner thread: runs due callbacks; block: wait for the next event first. */
 void async__reactor_poll(struct async_worker *w, bool block);
 
+/* Polls, waiting at most `seconds` for something to happen (woken by an
+ * fd or timer; another thread's wake-up is seen once it returns). */
+void async__reactor_nap(struct async_worker *w, double seconds);
+
 /* Owner thread: whether any fd wait or timer is armed (worth polling). */
 bool async__reactor_armed(struct async_worker *w);
 

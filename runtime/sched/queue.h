@@ -2,7 +2,8 @@
  *
  * Three shapes, each with one job:
  *
- * fifo    started fibers ready to run on this worker.  Owner thread only: no
+ * fifo    fibers of this worker ready to run (started, or homed here before
+ *         they start: see sched.h).  Owner thread only: no
  *         atomics beyond relaxed accesses of the shared link field.
  *
  * mpsc    the worker's mailbox: fibers of this worker made ready by other

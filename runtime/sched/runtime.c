@@ -132,7 +132,7 @@ int async_stats(struct async_stats *st, struct async_worker_stats *per, unsigned
         return -1;
     }
     rt = self->rt;
-    for (i = 0; i < rt->nworkers; i++) {
+    for (i = 0; i < rt->running; i++) { /* the others never ran anything */
         struct async_worker *w = &rt->workers[i];
         uint64_t e = atomic_load_explicit(&w->ended, memory_order_relaxed);
 
@@ -143,7 +143,7 @@ int async_stats(struct async_stats *st, struct async_worker_stats *per, unsigned
             per[i].fibers_ended = e;
         }
     }
-    st->workers = rt->nworkers;
+    st->workers = rt->running;
     st->fibers_spawned = spawned;
     st->fibers_live = spawned > ended ? spawned - ended : 0;
     st->global_queue = atomic_load_explicit(&rt->global_len, memory_order_relaxed);

@@ -3,9 +3,12 @@
  *
  * Model.  A task is a fiber plus its handle.  It gets a stack when it first
  * runs, on the worker that first runs it (its `home`), and never runs
- * anywhere else.  Each worker owns:
+ * anywhere else.  A task spawned with async_spawn_on or parked at spawn
+ * (async__spawn_parked) gets its home before it is queued, and is queued
+ * only there.  Each worker owns:
  *   - lifo:    the fiber it just woke, run next (ping-pong stays hot);
- *   - ready:   started fibers of this worker, owner only;
+ *   - ready:   fibers of this worker, owner only (started ones, and homed
+ *              ones that have not started yet);
  *   - fresh:   unstarted fibers, stealable by idle workers;
  *   - mailbox: fibers of this worker woken by other threads;
  * and the runtime has one global queue for overflow and outside spawns.
@@ -80,7 +83,6 @@ struct async_task {
     async_fn fn;
     void *arg;
     void *result;
-    int saved_errno;
     uint8_t wake_reason;            /* written by the claimer, read after resume */
     bool started;
     _Atomic uint8_t woken;          /* the park token, see above */

@@ -35,7 +35,6 @@ static async_task *task_new(struct async_worker *w, async_fn fn, void *arg, stru
     t->fn = fn;
     t->arg = arg;
     t->result = NULL;
-    t->saved_errno = 0;
     t->wake_reason = ASYNC__WAKE_NORMAL;
     t->started = false;
     atomic_store_explicit(&t->woken, parked ? 0 : 1, memory_order_relaxed);

@@ -31,6 +31,7 @@
 
 #include "../fiber/annotate.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -85,6 +86,13 @@ static bool grow(void)
     pthread_mutex_unlock(&pool.lock);
     s = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     pthread_mutex_lock(&pool.lock);
+    /* Another thread grew (or records came back) meanwhile: use that, and
+     * do not drop the uncarved rest of its slab for ours. */
+    if (pool.free != NULL || pool.end - pool.bump >= (ptrdiff_t)REC_SIZE) {
+        if (s != MAP_FAILED)
+            munmap(s, size);
+        return true;
+    }
     if (s == MAP_FAILED)
         return false;
     s->size = size;
@@ -92,8 +100,6 @@ static bool grow(void)
     pool.slabs = s;
     if (pool.next_size < SLAB_MAX)
         pool.next_size *= 2;
-    /* Another thread may have grown meanwhile: its rest is dropped, not
-     * lost for good, since the slab itself stays listed. */
     pool.bump = (char *)s + SLAB_HEAD;
     pool.end = (char *)s + size;
     pool.populated = (char *)s;
@@ -105,12 +111,16 @@ static bool grow(void)
  * before 5.14) the pages fault in one by one on first touch instead. */
 static void populate_ahead(void)
 {
+    static bool unknown; /* under the lock, like the rest of the pool */
     size_t step = (size_t)(pool.end - pool.populated);
+    int saved = errno;   /* a spawn that succeeds leaves errno alone */
 
     if (step > POPULATE_STEP)
         step = POPULATE_STEP;
-    (void)madvise(pool.populated, step, MADV_POPULATE_WRITE);
+    if (!unknown && madvise(pool.populated, step, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
+        unknown = true;
     pool.populated += step;
+    errno = saved;
 }
 
 /* Up to n records from the pool, linked; the lock is held. */

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 
 #define SPIN_ROUNDS 10     /* looks at the lock before parking... */
-#define SPIN_PAUSE_MAX 64  /* ...backing off, so the holder's worker keeps the line */
+#define SPIN_PAUSE_MAX 64  /* ...backing off (~250 pauses in all), so the holder's worker keeps the line */
 
 static inline void cpu_relax(void)
 {
@@ -57,12 +57,14 @@ static int lock_slow(async_mutex *m, struct async_task *self)
     bool woken_before = false;
     int i, err;
 
-    if (rt->nworkers > 1) {
+    if (rt->running > 1) {
         unsigned pause = 1, k;
 
         for (i = 0; i < SPIN_ROUNDS; i++) {
             if (atomic_load_explicit(&m->state, memory_order_relaxed) == 0 && try_take(m))
                 return 0;
+            if (i + 1 == SPIN_ROUNDS)
+                break; /* no pause after the last look */
             for (k = 0; k < pause; k++)
                 cpu_relax();
             if (pause < SPIN_PAUSE_MAX)
