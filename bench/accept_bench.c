@@ -16,8 +16,9 @@
  * Each accepted connection gets a fiber that answers one byte and closes.
  * Client threads (plain blocking sockets, no async_io) connect, send a byte,
  * wait for the answer and close, as fast as they can.  Prints connections
- * per second and how many connections each worker served; bench/run_accept.sh
- * runs every mode in turn. */
+ * per second and how many connections each worker served:
+ *
+ *   for m in single roundrobin shared reuseport; do build/bench/accept_bench $m 3; done */
 #define _GNU_SOURCE
 #include <async_io.h>
 
