@@ -453,18 +453,17 @@ static void run(struct async_worker *w, struct async_task *t)
         /* No memory for a stack: put it back and wait for some to free.  A
          * parked spawn (its watcher lives in our loop) or a fiber spawned
          * on this worker keeps its home. */
-        if (t->home != NULL) {
+        if (t->home != NULL)
             async__fifo_push(&w->ready, &t->node);
-            /* Only it to run here: wait a little for stacks to come back
-             * rather than spin on it. */
-            if (w->lifo == NULL && w->ready.head == &t->node && w->ready.tail == &t->node) {
-                async__reactor_nap(w, ASYNC__NOMEM_NAP);
-                return;
-            }
-        } else {
+        else
             push_global(w->rt, t);
-        }
-        async__reactor_poll(w, false);
+        /* Nothing else to run here: wait a little for stacks to come back
+         * (or another worker to take it) rather than spin on it. */
+        if (w->lifo == NULL &&
+            (w->ready.head == NULL || (w->ready.head == &t->node && w->ready.tail == &t->node)))
+            async__reactor_nap(w, ASYNC__NOMEM_NAP);
+        else
+            async__reactor_poll(w, false);
         return;
     }
     w->current = t;

@@ -762,6 +762,105 @@ static void sched_handle_detached_after_its_runtime_returned(void **state)
     RUN(2, spawn_a_few, NULL);
 }
 
+/* ---- out of memory for stacks: the worker waits, it does not spin ---- */
+
+static atomic_int starved_started;
+
+static void *parks_until_closed(void *arg)
+{
+    int v;
+
+    atomic_fetch_add(&starved_started, 1);
+    async_channel_receive(arg, &v);
+    return NULL;
+}
+
+static long cpu_ms(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000L +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000L;
+}
+
+/* In a child: spawn parked fibers until one cannot get a stack, watch the
+ * CPU the worker spends meanwhile, then give memory back. */
+static void *starve_for_stacks(void *arg)
+{
+    enum { MAX = 200000 };
+    async_channel *ch = async_channel_new(sizeof(int));
+    async_task **t = malloc(sizeof(*t) * MAX);
+    struct rlimit lim;
+    int n = 0, waited, exit_code = 0;
+    long before, used;
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages;
+
+    (void)arg;
+    if (ch == NULL || t == NULL || f == NULL || fscanf(f, "%lu", &pages) != 1)
+        _exit(10);
+    fclose(f);
+    getrlimit(RLIMIT_AS, &lim);
+    lim.rlim_cur = pages * 4096UL + 32UL * 1024 * 1024;
+    if (setrlimit(RLIMIT_AS, &lim) != 0)
+        _exit(11);
+    for (;;) {
+        int had = atomic_load(&starved_started);
+
+        if (n == MAX)
+            _exit(12);
+        t[n] = async_spawn(parks_until_closed, ch);
+        if (t[n] == NULL)
+            _exit(13); /* records ran out before stacks: no stack starvation to see */
+        n++;
+        for (waited = 0; waited < 20 && atomic_load(&starved_started) == had; waited++)
+            async_sleep_ms(1);
+        if (atomic_load(&starved_started) == had)
+            break; /* the last one has no stack and keeps waiting for one */
+    }
+    before = cpu_ms();
+    async_sleep_ms(300);
+    used = cpu_ms() - before;
+    if (used > 150) /* spinning would burn the whole 300 ms */
+        exit_code = 20;
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_AS, &lim);
+    for (waited = 0; waited < 5000 && atomic_load(&starved_started) < n; waited++)
+        async_sleep_ms(1);
+    if (atomic_load(&starved_started) != n)
+        exit_code = 21;
+    async_channel_close(ch);
+    while (n-- > 0)
+        async_join(t[n], NULL);
+    async_channel_free(ch);
+    free(t);
+    fprintf(stderr, "starved for stacks: %ld ms of CPU in 300 ms\n", used);
+    _exit(exit_code);
+}
+
+static void sched_worker_without_stacks_waits_instead_of_spinning(void **state)
+{
+    pid_t pid;
+    int status;
+
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    skip(); /* sanitizer allocators reserve terabytes and abort on failure */
+#endif
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct async_config cfg = {.workers = 1};
+
+        async_runtime(&cfg, starve_for_stacks, NULL);
+        _exit(30);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* ---- async_stats ---- */
 
 /* These use harness.h: fibers record failures with CHECK* (no cmocka
@@ -979,6 +1078,7 @@ int main(void)
         cmocka_unit_test(sched_spawn_on_runs_the_fiber_on_that_worker_only),
         cmocka_unit_test(sched_spawn_on_joins_the_callers_group),
         cmocka_unit_test(sched_workers_and_worker_id_outside_a_runtime_are_eperm),
+        cmocka_unit_test(sched_worker_without_stacks_waits_instead_of_spinning),
         cmocka_unit_test(sched_task_records_are_reused_across_waves_and_workers),
         cmocka_unit_test(sched_handle_detached_after_its_runtime_returned),
         cmocka_unit_test(stats_report_workers_and_live_fibers),
