@@ -131,7 +131,11 @@ struct async_worker {
 struct async_rt {
     /* read-mostly */
     unsigned nworkers;
-    unsigned running;               /* workers whose thread started: 0..running-1 */
+    /* Workers whose thread started: 0..running-1.  Written once by the
+     * thread in async_runtime before the main fiber is queued; every fiber
+     * descends from that push (release) and its pop (acquire), so fibers
+     * read it without atomics. */
+    unsigned running;
     struct async_worker *workers;
     size_t stack_size;
     struct async__stack_arena arena;
@@ -147,6 +151,16 @@ struct async_rt {
     struct async__fifo global;
     _Atomic size_t global_len;
 };
+
+/* A polite pause inside a spin loop. */
+static inline void async__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 extern __thread struct async_worker *async__tls_worker
     __attribute__((tls_model("initial-exec")));

@@ -34,15 +34,6 @@ static inline struct async_task *task_of(struct async__node *n)
     return (struct async_task *)n; /* node is the first member */
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 static _Noreturn void overflowed(struct async_task *t)
 {
     struct async__fiber_info f = {.id = t, .entry = (void *)t->fn, .stack = t->stack};
@@ -150,11 +141,12 @@ static struct async_task *pick_local(struct async_worker *w)
  * the caller chose next (starting a fiber may set errno); it is kept in
  * this frame, which the switch keeps anyway.
  *
- * w->current is set to next before the switch, not by next after it: a
- * store that the resumed fiber's next park would load at once measured
- * 1.5 ns a switch.  The price: a stack overflow in the switch's own
- * pushes (the last 144 bytes above the guard page) does not match
- * current's stack, so it is reported as a plain SIGSEGV, not by name. */
+ * w->current is set to next (or NULL for the scheduler) before the
+ * switch, not by next after it: a store that the resumed fiber's next park would load at
+ * once measured 1.5 ns a switch.  The price: a stack overflow in the
+ * switch's own pushes (the last 144 bytes above the guard page) does not
+ * match current's stack, so it is reported as a plain SIGSEGV, not by
+ * name. */
 static inline __attribute__((always_inline)) void switch_to(struct async_worker *w,
                                                             struct async_task *t,
                                                             struct async_task *next,
@@ -528,7 +520,7 @@ static struct async_task *idle(struct async_worker *w, bool *over)
         if (t != NULL)
             return t;
         for (k = 0; k < 16; k++) /* keep our polling off the owners' lines */
-            cpu_relax();
+            async__cpu_relax();
     }
     atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&rt->nsleeping, 1, memory_order_relaxed);

@@ -19,15 +19,6 @@
 #define SPIN_ROUNDS 10     /* looks at the lock before parking... */
 #define SPIN_PAUSE_MAX 64  /* ...backing off (~250 pauses in all), so the holder's worker keeps the line */
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 struct async_mutex {
     atomic_int state;
     async__spinlock lock;
@@ -66,7 +57,7 @@ static int lock_slow(async_mutex *m, struct async_task *self)
             if (i + 1 == SPIN_ROUNDS)
                 break; /* no pause after the last look */
             for (k = 0; k < pause; k++)
-                cpu_relax();
+                async__cpu_relax();
             if (pause < SPIN_PAUSE_MAX)
                 pause *= 2;
         }

@@ -32,13 +32,10 @@ static inline void async__spin_lock(async__spinlock *l)
 
     while (atomic_exchange_explicit(&l->held, 1, memory_order_acquire) != 0) {
         while (atomic_load_explicit(&l->held, memory_order_relaxed) != 0) {
-            if (++spins < 128) {
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
-            } else {
+            if (++spins < 128)
+                async__cpu_relax();
+            else
                 sched_yield(); /* the holder was preempted */
-            }
         }
     }
 }

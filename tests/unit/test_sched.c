@@ -440,26 +440,62 @@ static void *nothing(void *arg)
     return arg;
 }
 
+/* Lowers the soft address-space limit to what is mapped now plus extra
+ * bytes; restore with lift_address_space_limit.  For children only. */
+static bool limit_address_space(unsigned long extra)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages;
+    struct rlimit lim;
+    bool ok;
+
+    if (f == NULL)
+        return false;
+    ok = fscanf(f, "%lu", &pages) == 1;
+    fclose(f);
+    getrlimit(RLIMIT_AS, &lim);
+    lim.rlim_cur = pages * 4096UL + extra;
+    return ok && setrlimit(RLIMIT_AS, &lim) == 0;
+}
+
+static void lift_address_space_limit(void)
+{
+    struct rlimit lim;
+
+    getrlimit(RLIMIT_AS, &lim);
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_AS, &lim);
+}
+
+/* Runs fn in a runtime of `workers` in a forked child, so that limits it
+ * sets cannot hurt other tests; the child's exit status.  fn may _exit
+ * with its own status; a runtime that returns gives 0, one that fails 3. */
+static int in_child(unsigned workers, async_fn fn)
+{
+    pid_t pid = fork();
+    int status;
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct async_config cfg = {.workers = workers};
+
+        _exit(async_runtime(&cfg, fn, NULL) == 0 ? 0 : 3);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
 static void *spawn_until_enomem(void *arg)
 {
     enum { MAX = 4000000 };
     async_task **t = malloc(sizeof(*t) * MAX);
-    struct rlimit lim;
     long n = 0, i;
     int err = 0;
 
     assert_non_null(t);
     /* Leave ~48 MiB of address space beyond what is mapped now. */
-    getrlimit(RLIMIT_AS, &lim);
-    {
-        FILE *f = fopen("/proc/self/statm", "r");
-        unsigned long pages;
-
-        assert_int_equal(fscanf(f, "%lu", &pages), 1);
-        fclose(f);
-        lim.rlim_cur = pages * 4096UL + 48UL * 1024 * 1024;
-    }
-    assert_int_equal(setrlimit(RLIMIT_AS, &lim), 0);
+    assert_true(limit_address_space(48UL * 1024 * 1024));
     while (n < MAX) {
         t[n] = async_spawn(nothing, NULL);
         if (t[n] == NULL) {
@@ -468,8 +504,7 @@ static void *spawn_until_enomem(void *arg)
         }
         n++;
     }
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_AS, &lim);
+    lift_address_space_limit();
     assert_int_equal(err, ENOMEM);
     assert_true(n > 1000);
     for (i = 0; i < n; i++) /* everything spawned still runs */
@@ -482,23 +517,11 @@ static void *spawn_until_enomem(void *arg)
 
 static void sched_spawn_out_of_memory_is_enomem_and_the_runtime_carries_on(void **state)
 {
-    pid_t pid;
-    int status;
-
+    (void)state;
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
     skip(); /* sanitizer allocators reserve terabytes and abort on failure */
 #endif
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct async_config cfg = {.workers = 2};
-
-        /* A child, so the address-space limit cannot hurt other tests. */
-        _exit(async_runtime(&cfg, spawn_until_enomem, NULL) == 0 ? 0 : 3);
-    }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(in_child(2, spawn_until_enomem), 0);
 }
 
 /* ---- async_spawn_on, async_workers, async_worker_id ---- */
@@ -589,11 +612,15 @@ static void sched_spawn_on_runs_the_fiber_on_that_worker_only(void **state)
     assert_int_equal(atomic_load(&on_wrong), 0);
 }
 
+static atomic_int on_children_done;
+
 static void *park_forever(void *arg)
 {
     int v;
 
-    return async_channel_receive(arg, &v) == 0 ? arg : NULL; /* ECANCELED */
+    CHECK_FAILS(async_channel_receive(arg, &v), ECANCELED); /* the group's cancel */
+    atomic_fetch_add(&on_children_done, 1);
+    return NULL;
 }
 
 static void *async_spawn_on_child(void *arg)
@@ -614,12 +641,14 @@ static void *group_of_spawn_on(void *arg)
 
     (void)arg;
     CHECK(g != NULL);
+    atomic_store(&on_children_done, 0);
     /* A member's async_spawn_on child is a member too: the group's cancel
      * reaches it on the other worker and its join waits for it. */
     for (i = 0; i < 20; i++)
         CHECK_OK(async_group_spawn(g, async_spawn_on_child, ch));
     async_group_cancel(g);
     CHECK_OK(async_group_join(g));
+    CHECK_EQ(atomic_load(&on_children_done), 20);
     async_group_free(g);
     async_channel_free(ch);
     return NULL;
@@ -791,19 +820,13 @@ static void *starve_for_stacks(void *arg)
     enum { MAX = 200000 };
     async_channel *ch = async_channel_new(sizeof(int));
     async_task **t = malloc(sizeof(*t) * MAX);
-    struct rlimit lim;
     int n = 0, waited, exit_code = 0;
     long before, used;
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long pages;
 
     (void)arg;
-    if (ch == NULL || t == NULL || f == NULL || fscanf(f, "%lu", &pages) != 1)
+    if (ch == NULL || t == NULL)
         _exit(10);
-    fclose(f);
-    getrlimit(RLIMIT_AS, &lim);
-    lim.rlim_cur = pages * 4096UL + 32UL * 1024 * 1024;
-    if (setrlimit(RLIMIT_AS, &lim) != 0)
+    if (!limit_address_space(32UL * 1024 * 1024))
         _exit(11);
     for (;;) {
         int had = atomic_load(&starved_started);
@@ -824,8 +847,7 @@ static void *starve_for_stacks(void *arg)
     used = cpu_ms() - before;
     if (used > 150) /* spinning would burn the whole 300 ms */
         exit_code = 20;
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_AS, &lim);
+    lift_address_space_limit();
     for (waited = 0; waited < 5000 && atomic_load(&starved_started) < n; waited++)
         async_sleep_ms(1);
     if (atomic_load(&starved_started) != n)
@@ -841,24 +863,11 @@ static void *starve_for_stacks(void *arg)
 
 static void sched_worker_without_stacks_waits_instead_of_spinning(void **state)
 {
-    pid_t pid;
-    int status;
-
     (void)state;
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
     skip(); /* sanitizer allocators reserve terabytes and abort on failure */
 #endif
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct async_config cfg = {.workers = 1};
-
-        async_runtime(&cfg, starve_for_stacks, NULL);
-        _exit(30);
-    }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(in_child(1, starve_for_stacks), 0);
 }
 
 /* ---- async_stats ---- */
