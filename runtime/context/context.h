@@ -34,21 +34,30 @@ void async__ctx_make(struct async__ctx *c, void *lo, size_t size,
  * stack holds, from the saved sp upwards:
  *   0  resume address (label 1 below, or the new fiber's trampoline)
  *   8  rbp, saved by hand: frame-pointer builds may not clobber it
- * and the 128-byte red zone of the function that switched, skipped so the
- * two pushes cannot overwrite what it keeps there.  Floating-point control
- * state stays with the thread (see switch_x86_64.S). */
+ * and, above them, the 128-byte red zone of the function that switched,
+ * skipped so the two pushes cannot overwrite what it keeps there -- unless
+ * the including file is compiled with -mno-red-zone and defines
+ * ASYNC_NO_RED_ZONE, as CMake does for worker.c, the only user: then
+ * there is nothing below the stack pointer to step over, and the switch
+ * is two instructions shorter.  Floating-point control state stays with
+ * the thread (see switch_x86_64.S). */
 #ifdef __APX_F__
 #error "async_io: the inline x86_64 switch does not declare the APX registers r16-r31"
 #endif
 /* Never mark this switch shadow-stack compatible: it is a jump between
  * stacks, which a shadow stack would refuse.  switch_x86_64.S carries no
  * .note.gnu.property, so the linked library is never marked either. */
+#ifdef ASYNC_NO_RED_ZONE
+#define ASYNC__SKIP_RED_ZONE(d) ""
+#else
+#define ASYNC__SKIP_RED_ZONE(d) "leaq " d "(%%rsp), %%rsp\n\t"
+#endif
 static inline __attribute__((always_inline)) void async__ctx_switch(struct async__ctx *from,
                                                                    struct async__ctx *to)
 {
     struct async__ctx *f = from, *t = to;
 
-    __asm__ __volatile__("leaq -128(%%rsp), %%rsp\n\t"
+    __asm__ __volatile__(ASYNC__SKIP_RED_ZONE("-128")
                          "pushq %%rbp\n\t"
                          "leaq 1f(%%rip), %%rax\n\t"
                          "pushq %%rax\n\t"
@@ -61,7 +70,7 @@ static inline __attribute__((always_inline)) void async__ctx_switch(struct async
                          "endbr64\n\t" /* an indirect-branch target */
 #endif
                          "popq %%rbp\n\t"
-                         "leaq 128(%%rsp), %%rsp"
+                         ASYNC__SKIP_RED_ZONE("128")
                          : "+D"(f), "+S"(t)
                          :
                          : "rax", "rbx", "rcx", "rdx", "r8", "r9", "r10", "r11", "r12", "r13",

@@ -223,8 +223,6 @@ void async__task_mem_runtime(int delta);
 /* Switches away from the running fiber t (already queued or parked). */
 void async__switch_out(struct async_worker *w, struct async_task *t);
 
-/* async_yield's way out: t is not queued yet. */
-void async__yield_out(struct async_worker *w, struct async_task *t);
 
 /* A cancel that applies now: the fiber is cancelled and not shielded.
  * Called by the fiber itself (it alone writes `shielded`). */

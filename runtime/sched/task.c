@@ -260,20 +260,6 @@ int async_shield(int on)
     return old;
 }
 
-void async_yield(void)
-{
-    struct async_worker *w = async__tls_worker;
-    struct async_task *t = w != NULL ? w->current : NULL;
-
-    if (t == NULL)
-        return;
-    /* Yielding is an offer to everything runnable here, unstarted fibers
-     * included; those are started only by the scheduler. */
-    if (w->fresh_pending) /* a hint on our own hot line, not the queue's lines */
-        w->prefer_fresh = true;
-    async__yield_out(w, t);
-}
-
 int64_t async_deadline(int64_t at_ms)
 {
     struct async_task *t = async__current();

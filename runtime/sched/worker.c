@@ -177,20 +177,31 @@ void async__switch_out(struct async_worker *w, struct async_task *t)
     switch_to(w, t, w->prefer_fresh ? NULL : pick_local(w), saved_errno);
 }
 
-/* async_yield: t goes behind everything runnable here.  The common case,
- * started fibers in the ready list and no lifo or maintenance due, takes
- * the head and appends t in one step; the rest goes the general way. */
-void async__yield_out(struct async_worker *w, struct async_task *t)
+/* t goes behind everything runnable here.  Yielding is an offer to
+ * everything runnable, unstarted fibers included; those are started only
+ * by the scheduler, so when some are queued (fresh_pending, a hint on our
+ * own hot line rather than the queue's) t goes through it.  Otherwise the
+ * common case, started fibers in the ready list and no lifo or
+ * maintenance due, takes the head and appends t in one step.  prefer_fresh
+ * implies fresh_pending until next_task clears both, so the fast path
+ * need not test it. */
+void async_yield(void)
 {
-    int saved_errno = *w->errno_loc;
+    struct async_worker *w = async__tls_worker;
+    struct async_task *t = w != NULL ? w->current : NULL;
     struct async_task *next;
+    int saved_errno;
 
-    if (w->lifo == NULL && w->ready.head != NULL && !w->prefer_fresh &&
-        ++w->tick < ASYNC__TICK) {
+    if (t == NULL)
+        return;
+    saved_errno = *w->errno_loc;
+    if (__builtin_expect(!w->fresh_pending && w->lifo == NULL && w->ready.head != NULL &&
+                             ++w->tick < ASYNC__TICK,
+                         1)) {
         next = task_of(async__fifo_rotate(&w->ready, &t->node));
         if (w->lifo_streak != 0)
             w->lifo_streak = 0;
-        if (next->started || start(w, next) == 0) {
+        if (__builtin_expect(next->started, 1) || start(w, next) == 0) {
             switch_to(w, t, next, saved_errno);
             return;
         }
@@ -198,6 +209,8 @@ void async__yield_out(struct async_worker *w, struct async_task *t)
         switch_to(w, t, NULL, saved_errno);
         return;
     }
+    if (w->fresh_pending)
+        w->prefer_fresh = true;
     async__fifo_push(&w->ready, &t->node);
     switch_to(w, t, w->prefer_fresh ? NULL : pick_local(w), saved_errno);
 }
