@@ -23,20 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static char dir[256];
-static pid_t live; /* a daemon a failed test left running: teardown kills it */
-
-static void write_file(const char *name, const char *text)
-{
-    char path[512];
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
+#include "daemon.h"
 
 static void link_module(const char *src, const char *name)
 {
@@ -59,43 +46,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[600];
-
-    if (live > 0) {
-        kill(live, SIGKILL);
-        waitpid(live, NULL, 0);
-        live = 0;
-    }
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    remove_test_dir();
     return 0;
-}
-
-/* Runs asyncd with args; captures stderr+stdout; returns the exit code. */
-static int run_to_end(const char *arg1, const char *arg2, char *out, size_t outlen)
-{
-    int fds[2], status;
-    pid_t pid;
-    size_t got = 0;
-    ssize_t n;
-
-    assert_int_equal(pipe(fds), 0);
-    pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        execl(ASYNCD, ASYNCD, arg1, arg2, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    while (got < outlen - 1 && (n = read(fds[0], out + got, outlen - 1 - got)) > 0)
-        got += (size_t)n;
-    out[got] = '\0';
-    close(fds[0]);
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
 }
 
 static void asyncd_check_config_accepts_a_good_file(void **state)
@@ -152,92 +104,15 @@ static void asyncd_rejects_invalid_json_with_its_position(void **state)
 
 /* ---- a running daemon ---- */
 
-struct daemon {
-    pid_t pid;
-    int err;            /* its stderr */
-    char log[65536];
-    size_t len;
-    size_t mark;        /* wait_next searches from here */
-};
-
-static void start(struct daemon *d, const char *cfgname, const char *notify)
-{
-    int fds[2];
-    char cfg[600];
-
-    snprintf(cfg, sizeof(cfg), "%s/%s", dir, cfgname);
-    assert_int_equal(pipe(fds), 0);
-    d->len = 0;
-    d->mark = 0;
-    d->log[0] = '\0';
-    d->pid = fork();
-    if (d->pid == 0) {
-        dup2(fds[1], 2);
-        close(fds[0]);
-        if (notify != NULL)
-            setenv("NOTIFY_SOCKET", notify, 1);
-        execl(ASYNCD, ASYNCD, "--config", cfg, (char *)NULL);
-        _exit(127);
-    }
-    live = d->pid;
-    close(fds[1]);
-    d->err = fds[0];
-}
-
-/* Reads the daemon's log until `text` appears at or after `from` (10 s
- * bound); returns where. */
-static const char *wait_from(struct daemon *d, size_t from, const char *text)
-{
-    time_t until = time(NULL) + 10;
-    const char *at;
-
-    while ((at = strstr(d->log + from, text)) == NULL) {
-        struct pollfd p = {d->err, POLLIN, 0};
-        ssize_t n;
-
-        if (time(NULL) > until || poll(&p, 1, 1000) < 0)
-            break;
-        if (!(p.revents & (POLLIN | POLLHUP)))
-            continue;
-        n = read(d->err, d->log + d->len, sizeof(d->log) - 1 - d->len);
-        if (n <= 0)
-            break;
-        d->len += (size_t)n;
-        d->log[d->len] = '\0';
-    }
-    if (at == NULL)
-        fail_msg("'%s' never appeared in asyncd's log:\n%s", text, d->log);
-    return at;
-}
-
-/* Anywhere in the log. */
-static const char *wait_log(struct daemon *d, const char *text)
-{
-    return wait_from(d, 0, text);
-}
-
-/* After the previous wait_next match: for lines that repeat. */
-static const char *wait_next(struct daemon *d, const char *text)
-{
-    const char *at = wait_from(d, d->mark, text);
-
-    d->mark = (size_t)(at - d->log) + strlen(text);
-    return at;
-}
-
+/* Signals the daemon, waits for it to exit, checks that it said it was
+ * stopping; its exit status. */
 static int stop(struct daemon *d, int sig)
 {
-    int status;
+    int rc = daemon_stop(d, sig);
 
-    kill(d->pid, sig);
-    wait_log(d, sig == SIGTERM ? "Terminated: stopping" : "stopping");
-    assert_int_equal(waitpid(d->pid, &status, 0), d->pid);
-    live = 0;
-    while (read(d->err, d->log + d->len, sizeof(d->log) - 1 - d->len) > 0)
-        ;
-    close(d->err);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
+    if (strstr(d->log, sig == SIGTERM ? "Terminated: stopping" : "stopping") == NULL)
+        fail_msg("asyncd did not say it was stopping; log:\n%s", d->log);
+    return rc;
 }
 
 static int echo_port(struct daemon *d)
@@ -277,7 +152,7 @@ static void asyncd_skips_bad_modules_runs_good_ones_and_restarts_failing_ones(vo
     link_module(FAILING_SO, "failing.so");
     write_file("modules/junk.so", "this is not an ELF file\n");
     write_file("asyncd.json", good_config);
-    start(&d, "asyncd.json", NULL);
+    daemon_start(&d, "asyncd.json", NULL);
     assert_true(echoes(echo_port(&d)));
     wait_log(&d, "bad_abi.so: module ABI version 999, this asyncd speaks 1");
     wait_log(&d, "no_symbol.so: no 'async_module' symbol");
@@ -307,7 +182,7 @@ static void asyncd_tells_systemd_ready_watchdog_and_stopping(void **state)
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setenv("WATCHDOG_USEC", "100000", 1); /* 100 ms: pets every 50 */
-    start(&d, "asyncd.json", sa.sun_path);
+    daemon_start(&d, "asyncd.json", sa.sun_path);
     unsetenv("WATCHDOG_USEC");
     n = recv(fd, buf, sizeof(buf) - 1, 0);
     assert_true(n > 0);
@@ -349,7 +224,7 @@ static void asyncd_speaks_to_an_abstract_notify_socket(void **state)
     fd = socket(AF_UNIX, SOCK_DGRAM, 0);
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, len), 0);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    start(&d, "asyncd.json", name);
+    daemon_start(&d, "asyncd.json", name);
     n = recv(fd, buf, sizeof(buf) - 1, 0);
     assert_true(n > 0);
     buf[n] = '\0';
@@ -366,7 +241,7 @@ static void asyncd_gives_up_on_a_module_that_ignores_cancellation(void **state)
     link_module(STUBBORN_SO, "stubborn.so");
     write_file("asyncd.json", "{\n  \"modules_dir\": \"modules\",\n  \"shutdown_timeout_ms\": 300,\n"
                               "  \"modules\": { \"echo\": { \"listen\": [\"127.0.0.1:0\"] } }\n}\n");
-    start(&d, "asyncd.json", NULL);
+    daemon_start(&d, "asyncd.json", NULL);
     wait_log(&d, "stubborn: running and never stopping");
     assert_true(echoes(echo_port(&d)));
     assert_int_equal(stop(&d, SIGINT), 1);
@@ -397,11 +272,6 @@ static int round_trip(int fd, const char *msg)
            recv(fd, buf, len, MSG_WAITALL) == (ssize_t)len && memcmp(buf, msg, len) == 0;
 }
 
-static int port_after(struct daemon *d, const char *prefix)
-{
-    return atoi(wait_next(d, prefix) + strlen(prefix));
-}
-
 static void asyncd_reload_adds_removes_restarts_and_leaves_the_rest_alone(void **state)
 {
     struct daemon d;
@@ -414,8 +284,8 @@ static void asyncd_reload_adds_removes_restarts_and_leaves_the_rest_alone(void *
                "{ \"modules_dir\": \"modules\", \"modules\": {\n"
                "  \"echo\": { \"listen\": [\"127.0.0.1:0\"] },\n"
                "  \"echo2\": { \"listen\": [\"127.0.0.1:0\"] } } }\n");
-    start(&d, "asyncd.json", NULL);
-    p1 = port_after(&d, "echo: listening on 127.0.0.1:0 (port ");
+    daemon_start(&d, "asyncd.json", NULL);
+    p1 = number_after(&d, "echo: listening on 127.0.0.1:0 (port ");
     p2 = atoi(wait_log(&d, "echo2: listening on 127.0.0.1:0 (port ") +
               strlen("echo2: listening on 127.0.0.1:0 (port "));
     c1 = connect_to(p1); /* stays open across every reload below */
@@ -433,7 +303,7 @@ static void asyncd_reload_adds_removes_restarts_and_leaves_the_rest_alone(void *
         size_t from = d.mark; /* the restarted module logs concurrently */
 
         wait_from(&d, from, "reloaded: 2 module(s) running");
-        p2b = port_after(&d, "echo2: listening on 127.0.0.1:0 (port ");
+        p2b = number_after(&d, "echo2: listening on 127.0.0.1:0 (port ");
         d.mark = from;
         wait_next(&d, "reloaded: 2 module(s) running");
     }
@@ -503,7 +373,7 @@ static void asyncd_serves_a_module_built_with_pkg_config_after_a_reload(void **s
     assert_int_equal(system(cmd), 0);
     link_module(ECHO_SO, "echo.so");
     write_file("asyncd.json", good_config);
-    start(&d, "asyncd.json", NULL);
+    daemon_start(&d, "asyncd.json", NULL);
     echo_port(&d);
     /* Build the module with nothing but pkg-config, into the live folder. */
     write_file("hello.c", hello_module);

@@ -35,53 +35,8 @@
 #define SMALL "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ" /* www/small.txt, 36 bytes */
 #define IO_MS 5000                                   /* default bound for one response */
 
-static char dir[256];
-static pid_t live; /* a daemon a failed test left running: teardown kills it */
+#include "daemon.h"
 
-/* ---- time ---- */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int left_ms(int64_t deadline)
-{
-    int64_t l = deadline - now_ms();
-
-    return l < 0 ? 0 : (int)l;
-}
-
-/* ---- files ---- */
-
-static void path_of(char *out, size_t n, const char *name)
-{
-    if ((size_t)snprintf(out, n, "%s/%s", dir, name) >= n)
-        fail_msg("path too long: %s/%s", dir, name);
-}
-
-static void write_bytes(const char *name, const void *p, size_t len)
-{
-    char path[512];
-    FILE *f;
-
-    path_of(path, sizeof(path), name);
-    f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fwrite(p, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
-
-static void write_file(const char *name, const char *text)
-{
-    write_bytes(name, text, strlen(text));
-}
-
-/* A file of size bytes of pseudo-random content (xorshift, seeded per
- * MiB so no two MiB are alike). */
 /* Whether the test folder's file system has room for bytes more (with a
  * margin); a machine without it skips the big-file tests, saying so. */
 static bool room_for(uint64_t bytes)
@@ -98,6 +53,8 @@ static bool room_for(uint64_t bytes)
     return false;
 }
 
+/* A file of size bytes of pseudo-random content (xorshift, seeded per
+ * MiB so no two MiB are alike). */
 static void make_big_file(const char *name, uint64_t size)
 {
     enum { BLOCK = 1 << 20 };
@@ -189,18 +146,10 @@ static void close_many(void);
 
 static int teardown(void **state)
 {
-    char cmd[600];
-
     (void)state;
     close_leftover_clients();
     close_many();
-    if (live > 0) {
-        kill(live, SIGKILL);
-        waitpid(live, NULL, 0);
-        live = 0;
-    }
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    remove_test_dir();
     return 0;
 }
 
@@ -229,123 +178,20 @@ static void write_config(const char *extra)
 
 /* ---- the daemon ---- */
 
-struct daemon {
-    pid_t pid;
-    int err;            /* its stderr */
-    int port;
-    size_t len, mark;   /* wait_next searches from mark */
-    char log[1 << 18];
-};
-
 static struct daemon D;
 
-/* Reads what the daemon wrote, waiting up to ms; false at EOF. */
-static bool pump(struct daemon *d, int ms)
-{
-    struct pollfd p = {d->err, POLLIN, 0};
-    ssize_t n;
-
-    if (d->err < 0 || poll(&p, 1, ms) <= 0)
-        return d->err >= 0;
-    if (d->len + 1 >= sizeof(d->log)) { /* keep the tail */
-        memmove(d->log, d->log + sizeof(d->log) / 2, d->len - sizeof(d->log) / 2);
-        d->len -= sizeof(d->log) / 2;
-        d->mark = d->mark > sizeof(d->log) / 2 ? d->mark - sizeof(d->log) / 2 : 0;
-    }
-    n = read(d->err, d->log + d->len, sizeof(d->log) - 1 - d->len);
-    if (n <= 0)
-        return false;
-    d->len += (size_t)n;
-    d->log[d->len] = '\0';
-    return true;
-}
-
-/* Waits (10 s bound) for text in the log at or after from; returns where. */
-static const char *wait_from(struct daemon *d, size_t from, const char *text)
-{
-    int64_t until = now_ms() + 10000;
-    const char *at;
-
-    while ((at = strstr(d->log + from, text)) == NULL && now_ms() < until)
-        if (!pump(d, left_ms(until)))
-            break;
-    if (at == NULL)
-        fail_msg("'%s' never appeared in asyncd's log:\n%s", text, d->log);
-    return at;
-}
-
-/* After the previous wait_next match: for lines that repeat. */
-static const char *wait_next(struct daemon *d, const char *text)
-{
-    const char *at = wait_from(d, d->mark, text);
-
-    d->mark = (size_t)(at - d->log) + strlen(text);
-    return at;
-}
-
+/* Starts asyncd on DIR/asyncd.json and waits for the http port. */
 static void start_daemon(struct daemon *d)
 {
-    int fds[2];
-    char cfg[600];
-
-    path_of(cfg, sizeof(cfg), "asyncd.json");
-    assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
-    d->len = d->mark = 0;
-    d->log[0] = '\0';
-    d->pid = fork();
-    assert_true(d->pid >= 0);
-    if (d->pid == 0) {
-        dup2(fds[1], 2);
-        unsetenv("NOTIFY_SOCKET");
-        execl(ASYNCD, ASYNCD, "--config", cfg, (char *)NULL);
-        _exit(127);
-    }
-    live = d->pid;
-    close(fds[1]);
-    d->err = fds[0];
-    d->port = atoi(wait_next(d, PORT_LINE) + strlen(PORT_LINE));
+    daemon_start(d, "asyncd.json", NULL);
+    d->port = number_after(d, PORT_LINE);
     assert_true(d->port > 0);
-}
-
-/* Reads the log to its end (the daemon exited or closed stderr), bounded. */
-static void read_log_to_eof(struct daemon *d, int ms)
-{
-    int64_t until = now_ms() + ms;
-
-    while (now_ms() < until && pump(d, left_ms(until)))
-        ;
-}
-
-/* Waits for the daemon to exit (bound ms); its exit status. */
-static int reap(struct daemon *d, int ms)
-{
-    int status;
-
-    read_log_to_eof(d, ms);
-    close(d->err);
-    d->err = -1;
-    if (waitpid(d->pid, &status, WNOHANG) == 0) {
-        /* stderr closed but still there: give it the rest of a short bound */
-        int64_t until = now_ms() + 2000;
-
-        while (waitpid(d->pid, &status, WNOHANG) == 0) {
-            if (now_ms() > until)
-                fail_msg("asyncd did not exit; log:\n%s", d->log);
-            poll(NULL, 0, 10);
-        }
-    }
-    live = 0;
-    if (!WIFEXITED(status))
-        fail_msg("asyncd died of signal %d; log:\n%s", WTERMSIG(status), d->log);
-    return WEXITSTATUS(status);
 }
 
 static void stop_daemon(struct daemon *d)
 {
-    int rc;
+    int rc = daemon_stop(d, SIGTERM);
 
-    assert_int_equal(kill(d->pid, SIGTERM), 0);
-    rc = reap(d, 25000);
     if (rc != 0)
         fail_msg("asyncd exited %d; log:\n%s", rc, d->log);
 }
@@ -354,33 +200,6 @@ static void start_with(const char *extra)
 {
     write_config(extra);
     start_daemon(&D);
-}
-
-/* Runs asyncd with arg1 arg2 to its end; output (stdout+stderr) and code. */
-static int run_to_end(const char *arg1, const char *arg2, char *out, size_t outlen)
-{
-    int fds[2], status;
-    pid_t pid;
-    size_t got = 0;
-    ssize_t n;
-
-    assert_int_equal(pipe(fds), 0);
-    pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        execl(ASYNCD, ASYNCD, arg1, arg2, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    while (got < outlen - 1 && (n = read(fds[0], out + got, outlen - 1 - got)) > 0)
-        got += (size_t)n;
-    out[got] = '\0';
-    close(fds[0]);
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
 }
 
 /* ---- raw HTTP client ---- */

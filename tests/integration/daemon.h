@@ -1,0 +1,246 @@
+/* tests/integration/daemon.h — what the integration tests share: a temp
+ * folder, files in it, and a real asyncd process driven through its log.
+ *
+ * Include after <cmocka.h>, in a test built with ASYNCD defined (the path
+ * of the daemon).  Every wait here is bounded; nothing sleeps to
+ * synchronise: a test waits for the line the daemon writes when the thing
+ * it waits for has happened.  The functions are static inline only so
+ * that a test which does not use one is not warned about it. */
+#ifndef ASYNC_TEST_DAEMON_H
+#define ASYNC_TEST_DAEMON_H
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char dir[256]; /* the test's temp folder: setup makes it, teardown removes it */
+static pid_t live;    /* a daemon a failed test left running: teardown kills it */
+
+/* ---- time ---- */
+
+static inline int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline int left_ms(int64_t deadline)
+{
+    int64_t l = deadline - now_ms();
+
+    return l < 0 ? 0 : (int)l;
+}
+
+/* ---- the temp folder ---- */
+
+static inline void path_of(char *out, size_t n, const char *name)
+{
+    if ((size_t)snprintf(out, n, "%s/%s", dir, name) >= n)
+        fail_msg("path too long: %s/%s", dir, name);
+}
+
+static inline void write_bytes(const char *name, const void *p, size_t len)
+{
+    char path[512];
+    FILE *f;
+
+    path_of(path, sizeof(path), name);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(p, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static inline void write_file(const char *name, const char *text)
+{
+    write_bytes(name, text, strlen(text));
+}
+
+/* Kills a daemon a failed test left behind and removes the folder. */
+static inline void remove_test_dir(void)
+{
+    char cmd[600];
+
+    if (live > 0) {
+        kill(live, SIGKILL);
+        waitpid(live, NULL, 0);
+        live = 0;
+    }
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* ---- a running daemon ---- */
+
+struct daemon {
+    pid_t pid;
+    int err;            /* its stderr */
+    int port;           /* for tests that read one from the log */
+    size_t len, mark;   /* wait_next searches from mark */
+    char log[1 << 18];
+};
+
+/* Starts asyncd --config DIR/cfgname with its stderr on a pipe; with
+ * NOTIFY_SOCKET set to notify, or unset when notify is NULL. */
+static inline void daemon_start(struct daemon *d, const char *cfgname, const char *notify)
+{
+    int fds[2];
+    char cfg[600];
+
+    path_of(cfg, sizeof(cfg), cfgname);
+    assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+    d->len = d->mark = 0;
+    d->log[0] = '\0';
+    d->port = 0;
+    d->pid = fork();
+    assert_true(d->pid >= 0);
+    if (d->pid == 0) {
+        dup2(fds[1], 2);
+        if (notify != NULL)
+            setenv("NOTIFY_SOCKET", notify, 1);
+        else
+            unsetenv("NOTIFY_SOCKET");
+        execl(ASYNCD, ASYNCD, "--config", cfg, (char *)NULL);
+        _exit(127);
+    }
+    live = d->pid;
+    close(fds[1]);
+    d->err = fds[0];
+}
+
+/* Reads what the daemon wrote, waiting up to ms; false at EOF.  A log
+ * that outgrows the buffer keeps its newer half. */
+static inline bool pump(struct daemon *d, int ms)
+{
+    struct pollfd p = {d->err, POLLIN, 0};
+    ssize_t n;
+
+    if (d->err < 0 || poll(&p, 1, ms) <= 0)
+        return d->err >= 0;
+    if (d->len + 1 >= sizeof(d->log)) {
+        memmove(d->log, d->log + sizeof(d->log) / 2, d->len - sizeof(d->log) / 2);
+        d->len -= sizeof(d->log) / 2;
+        d->mark = d->mark > sizeof(d->log) / 2 ? d->mark - sizeof(d->log) / 2 : 0;
+    }
+    n = read(d->err, d->log + d->len, sizeof(d->log) - 1 - d->len);
+    if (n <= 0)
+        return false;
+    d->len += (size_t)n;
+    d->log[d->len] = '\0';
+    return true;
+}
+
+/* Waits (10 s bound) for text in the log at or after from; returns where. */
+static inline const char *wait_from(struct daemon *d, size_t from, const char *text)
+{
+    int64_t until = now_ms() + 10000;
+    const char *at;
+
+    while ((at = strstr(d->log + from, text)) == NULL && now_ms() < until)
+        if (!pump(d, left_ms(until)))
+            break;
+    if (at == NULL)
+        fail_msg("'%s' never appeared in asyncd's log:\n%s", text, d->log);
+    return at;
+}
+
+/* Anywhere in the log. */
+static inline const char *wait_log(struct daemon *d, const char *text)
+{
+    return wait_from(d, 0, text);
+}
+
+/* After the previous wait_next match: for lines that repeat. */
+static inline const char *wait_next(struct daemon *d, const char *text)
+{
+    const char *at = wait_from(d, d->mark, text);
+
+    d->mark = (size_t)(at - d->log) + strlen(text);
+    return at;
+}
+
+/* The number that follows prefix in the next matching line. */
+static inline int number_after(struct daemon *d, const char *prefix)
+{
+    return atoi(wait_next(d, prefix) + strlen(prefix));
+}
+
+/* Reads the log to its end (the daemon exited or closed stderr), bounded. */
+static inline void read_log_to_eof(struct daemon *d, int ms)
+{
+    int64_t until = now_ms() + ms;
+
+    while (now_ms() < until && pump(d, left_ms(until)))
+        ;
+}
+
+/* Waits for the daemon to exit (bound ms); its exit status.  The whole
+ * log is in d->log afterwards. */
+static inline int reap(struct daemon *d, int ms)
+{
+    int status;
+
+    read_log_to_eof(d, ms);
+    close(d->err);
+    d->err = -1;
+    if (waitpid(d->pid, &status, WNOHANG) == 0) {
+        /* stderr closed but still there: give it the rest of a short bound */
+        int64_t until = now_ms() + 2000;
+
+        while (waitpid(d->pid, &status, WNOHANG) == 0) {
+            if (now_ms() > until)
+                fail_msg("asyncd did not exit; log:\n%s", d->log);
+            poll(NULL, 0, 10);
+        }
+    }
+    live = 0;
+    if (!WIFEXITED(status))
+        fail_msg("asyncd died of signal %d; log:\n%s", WTERMSIG(status), d->log);
+    return WEXITSTATUS(status);
+}
+
+/* Sends sig and waits (25 s bound) for the daemon to exit; its status. */
+static inline int daemon_stop(struct daemon *d, int sig)
+{
+    assert_int_equal(kill(d->pid, sig), 0);
+    return reap(d, 25000);
+}
+
+/* Runs asyncd with arg1 arg2 to its end; output (stdout+stderr) and code. */
+static inline int run_to_end(const char *arg1, const char *arg2, char *out, size_t outlen)
+{
+    int fds[2], status;
+    pid_t pid;
+    size_t got = 0;
+    ssize_t n;
+
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        execl(ASYNCD, ASYNCD, arg1, arg2, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    while (got < outlen - 1 && (n = read(fds[0], out + got, outlen - 1 - got)) > 0)
+        got += (size_t)n;
+    out[got] = '\0';
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+#endif
