@@ -106,7 +106,7 @@ struct async_worker {
     struct async_task *lifo;
     struct async__fifo ready;
     unsigned tick;                  /* picks since the reactor was last polled */
-    unsigned lifo_streak;           /* consecutive lifo picks, bounded */
+    unsigned lifo_streak;           /* lifo picks since pick_local last took from ready */
     bool prefer_fresh;              /* a fiber yielded: start unstarted ones first */
     bool fresh_pending;             /* we queued unstarted fibers since fresh was last empty */
     struct async_task *exited;      /* fiber that just ended, to reap */

@@ -184,7 +184,9 @@ void async__switch_out(struct async_worker *w, struct async_task *t)
  * common case, started fibers in the ready list and no lifo or
  * maintenance due, takes the head and appends t in one step.  prefer_fresh
  * implies fresh_pending until next_task clears both, so the fast path
- * need not test it. */
+ * need not test it.  It leaves lifo_streak alone: a streak that outlives
+ * a yield only ends the next lifo run sooner (resetting it here cost
+ * 0.3 ns a switch). */
 void async_yield(void)
 {
     struct async_worker *w = async__tls_worker;
@@ -199,8 +201,6 @@ void async_yield(void)
                              ++w->tick < ASYNC__TICK,
                          1)) {
         next = task_of(async__fifo_rotate(&w->ready, &t->node));
-        if (w->lifo_streak != 0)
-            w->lifo_streak = 0;
         if (__builtin_expect(next->started, 1) || start(w, next) == 0) {
             switch_to(w, t, next, saved_errno);
             return;
