@@ -37,9 +37,13 @@ void async__ctx_make(struct async__ctx *c, void *lo, size_t size,
  * and, above them, the 128-byte red zone of the function that switched,
  * skipped so the two pushes cannot overwrite what it keeps there -- unless
  * the including file is compiled with -mno-red-zone and defines
- * ASYNC_NO_RED_ZONE, as CMake does for worker.c, the only user: then
- * there is nothing below the stack pointer to step over, and the switch
- * is two instructions shorter.  Floating-point control state stays with
+ * ASYNC_NO_RED_ZONE, as CMake does for worker.c (the runtime's only
+ * caller; test_context.c keeps the skip): then there is nothing below the
+ * stack pointer to step over, and the switch is two instructions shorter.
+ * The define without the flag would corrupt the caller's red zone, and no
+ * compiler macro tells the flag is on, so the two go together in
+ * CMakeLists.txt only.  Each side of a switch undoes its own skip, so the
+ * two kinds may switch to each other.  Floating-point control state stays with
  * the thread (see switch_x86_64.S). */
 #ifdef __APX_F__
 #error "async_io: the inline x86_64 switch does not declare the APX registers r16-r31"

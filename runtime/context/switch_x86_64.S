@@ -1,5 +1,6 @@
 /* Fiber entry for x86_64 System V.  The switch itself is inline assembly
- * in context.h: it pushes rbp and a resume address below the red zone,
+ * in context.h: it pushes rbp and a resume address (below the red zone,
+ * unless the caller is built without one),
  * saves sp, loads the other sp, pops the resume address and jumps there.
  * The callee-saved registers are declared clobbered, so the compiler keeps
  * what it needs of them in the switching function's own frame.

@@ -144,7 +144,7 @@ static struct async_task *pick_local(struct async_worker *w)
  * w->current is set to next (or NULL for the scheduler) before the
  * switch, not by next after it: a store that the resumed fiber's next park would load at
  * once measured 1.5 ns a switch.  The price: a stack overflow in the
- * switch's own pushes (the last 144 bytes above the guard page) does not
+ * switch's own two pushes (the last 16 bytes above the guard page) does not
  * match current's stack, so it is reported as a plain SIGSEGV, not by
  * name. */
 static inline __attribute__((always_inline)) void switch_to(struct async_worker *w,

@@ -2,12 +2,18 @@
  * folder, files in it, and a real asyncd process driven through its log.
  *
  * Include after <cmocka.h>, in a test built with ASYNCD defined (the path
- * of the daemon).  Every wait here is bounded; nothing sleeps to
+ * of the daemon) and _GNU_SOURCE defined before its first include.  Every
+ * wait on a running daemon is bounded (run_to_end, for the commands that
+ * exit by themselves, relies on ctest's timeout); nothing sleeps to
  * synchronise: a test waits for the line the daemon writes when the thing
  * it waits for has happened.  The functions are static inline only so
  * that a test which does not use one is not warned about it. */
 #ifndef ASYNC_TEST_DAEMON_H
 #define ASYNC_TEST_DAEMON_H
+
+#ifndef _GNU_SOURCE
+#error "define _GNU_SOURCE before the first include (pipe2)"
+#endif
 
 #include <fcntl.h>
 #include <poll.h>
@@ -189,20 +195,22 @@ static inline void read_log_to_eof(struct daemon *d, int ms)
 static inline int reap(struct daemon *d, int ms)
 {
     int status;
+    pid_t r;
 
     read_log_to_eof(d, ms);
     close(d->err);
     d->err = -1;
-    if (waitpid(d->pid, &status, WNOHANG) == 0) {
+    if ((r = waitpid(d->pid, &status, WNOHANG)) == 0) {
         /* stderr closed but still there: give it the rest of a short bound */
         int64_t until = now_ms() + 2000;
 
-        while (waitpid(d->pid, &status, WNOHANG) == 0) {
+        while ((r = waitpid(d->pid, &status, WNOHANG)) == 0) {
             if (now_ms() > until)
                 fail_msg("asyncd did not exit; log:\n%s", d->log);
             poll(NULL, 0, 10);
         }
     }
+    assert_int_equal(r, d->pid);
     live = 0;
     if (!WIFEXITED(status))
         fail_msg("asyncd died of signal %d; log:\n%s", WTERMSIG(status), d->log);

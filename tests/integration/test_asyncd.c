@@ -110,7 +110,7 @@ static int stop(struct daemon *d, int sig)
 {
     int rc = daemon_stop(d, sig);
 
-    if (strstr(d->log, sig == SIGTERM ? "Terminated: stopping" : "stopping") == NULL)
+    if (strstr(d->log, sig == SIGTERM ? "Terminated: stopping" : "Interrupt: stopping") == NULL)
         fail_msg("asyncd did not say it was stopping; log:\n%s", d->log);
     return rc;
 }
