@@ -123,6 +123,7 @@ struct async_worker {
     void *altstack;
     pthread_t thread;
     _Atomic int sleeping;           /* 1 while (about to be) blocked in the reactor */
+    unsigned spin_budget;           /* idle rounds the next spell may spin (owner only) */
     _Atomic size_t depth;           /* runnable here, sampled by the scheduler for async_stats */
     struct async__mpsc mailbox;
     struct async__fresh fresh;

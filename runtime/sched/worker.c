@@ -524,22 +524,39 @@ static struct async_task *idle(struct async_worker *w, bool *over)
     }
     /* Spinning only pays when another worker may hand us work soon; alone,
      * we would only burn the CPU that the rest of the machine (a client on
-     * the same host, say) could use. */
-    for (i = 0; rt->nworkers > 1 && i < ASYNC__SPIN; i++) {
+     * the same host, say) could use.  And it pays only while it finds
+     * work: a spell that finds nothing halves the next one, down to none
+     * (workers whose fibers only wait on their own sockets then sleep at
+     * once); a spell that finds work, or a sleep that another worker's
+     * work ends, gives the next one the full length again. */
+    for (i = 0; rt->nworkers > 1 && i < w->spin_budget; i++) {
         if (!async__mpsc_empty(&w->mailbox) ||
-            atomic_load_explicit(&rt->global_len, memory_order_relaxed) != 0)
+            atomic_load_explicit(&rt->global_len, memory_order_relaxed) != 0) {
+            w->spin_budget = ASYNC__SPIN;
             return NULL;
+        }
         t = steal(w, i < ASYNC__STEAL_PATIENCE ? ASYNC__STEAL_BATCH : 1);
-        if (t != NULL)
+        if (t != NULL) {
+            w->spin_budget = ASYNC__SPIN;
             return t;
+        }
         for (k = 0; k < 16; k++) /* keep our polling off the owners' lines */
             async__cpu_relax();
     }
+    w->spin_budget /= 2;
     atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&rt->nsleeping, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst); /* pairs with notify_idle / schedule */
-    if (!has_work(w) && !atomic_load_explicit(&rt->done, memory_order_acquire))
+    /* Work from another worker (mailbox, global or fresh queues; the
+     * reactor's own events do not count) that arrives as we give up, or
+     * wakes us, is work a spin would have caught. */
+    if (has_work(w))
+        w->spin_budget = ASYNC__SPIN;
+    else if (!atomic_load_explicit(&rt->done, memory_order_acquire)) {
         async__reactor_poll(w, true);
+        if (has_work(w))
+            w->spin_budget = ASYNC__SPIN;
+    }
     atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
     atomic_fetch_sub_explicit(&rt->nsleeping, 1, memory_order_relaxed);
     return NULL;
@@ -549,6 +566,7 @@ void async__worker_main(struct async_worker *w)
 {
     async__tls_worker = w;
     w->errno_loc = &errno;
+    w->spin_budget = ASYNC__SPIN;
     async__annot_thread(&w->sched_annot);
     async__task_mem_enter();
     for (;;) {

@@ -342,6 +342,71 @@ static void sched_idle_runtime_burns_no_cpu(void **state)
     assert_true(idle_cpu < 0.030); /* spinning would cost ~1200 ms */
 }
 
+/* ---- idle spinning stops when it finds nothing, and comes back ---- */
+
+/* White box: the spin budget of the calling fiber's worker (sched.h). */
+static unsigned my_spin_budget(void)
+{
+    return async__tls_worker->spin_budget;
+}
+
+struct spin_probe {
+    async_channel *go;
+    atomic_int parking;         /* set just before the probe parks on go */
+    unsigned after_timers, after_handoff;
+};
+
+/* On worker 1: twenty timer waits, each an idle spell in which there is
+ * nothing to steal (worker 0's only fiber waits too), then a wait that a
+ * fiber of worker 0 ends. */
+static void *spin_probe(void *arg)
+{
+    struct spin_probe *p = arg;
+    int i, v;
+
+    for (i = 0; i < 20; i++)
+        CHECK_OK(async_sleep_ms(1));
+    p->after_timers = my_spin_budget();
+    atomic_store(&p->parking, 1);
+    CHECK_OK(async_channel_receive(p->go, &v));
+    p->after_handoff = my_spin_budget();
+    return NULL;
+}
+
+static void *spin_budget_body(void *arg)
+{
+    struct spin_probe p = {.go = channel_new_checked(sizeof(int))};
+    struct async_worker *w1 = &async__tls_worker->rt->workers[1];
+    int64_t start = async_now_ms();
+    async_task *t;
+    int v = 1;
+
+    (void)arg;
+    CHECK((t = async_spawn_on(1, spin_probe, &p)) != NULL);
+    /* Until the probe is parked on go and worker 1 has gone to sleep (the
+     * probe ran with sleeping 0, so a 1 seen after its flag is a later
+     * idle spell).  Bounded. */
+    while (!atomic_load(&p.parking) || atomic_load(&w1->sleeping) == 0) {
+        if (timed_out(start)) {
+            failed(__FILE__, __LINE__, "worker 1 never went to sleep");
+            break;
+        }
+        CHECK_OK(async_sleep_ms(1));
+    }
+    CHECK_EQ(p.after_timers, 0);       /* fruitless spells halved it to nothing */
+    CHECK_OK(async_channel_send(p.go, &v)); /* through worker 1's mailbox */
+    CHECK_OK(async_join(t, NULL));
+    CHECK(p.after_handoff > 0);        /* that wake was work a spin would catch */
+    async_channel_free(p.go);
+    return NULL;
+}
+
+static void sched_idle_spinning_stops_when_it_finds_nothing_and_comes_back(void **state)
+{
+    (void)state;
+    RUN(2, spin_budget_body, NULL);
+}
+
 /* ---- errno belongs to the fiber ---- */
 
 static void *errno_keeper(void *arg)
@@ -1081,6 +1146,7 @@ int main(void)
         cmocka_unit_test(sched_100k_fibers_spawned_and_joined),
         cmocka_unit_test(sched_yield_round_robins_fibers_of_one_worker),
         cmocka_unit_test(sched_idle_runtime_burns_no_cpu),
+        cmocka_unit_test(sched_idle_spinning_stops_when_it_finds_nothing_and_comes_back),
         cmocka_unit_test(sched_errno_is_saved_per_fiber),
         cmocka_unit_test(sched_join_given_up_as_the_task_ends_leaves_no_stray_wake),
         cmocka_unit_test(sched_spawn_out_of_memory_is_enomem_and_the_runtime_carries_on),
