@@ -507,6 +507,7 @@ static struct async_task *idle(struct async_worker *w, bool *over)
     struct async_rt *rt = w->rt;
     struct async_task *t;
     unsigned i, k;
+    bool slept = false;
 
     if (atomic_load_explicit(&rt->done, memory_order_acquire)) {
         *over = true;
@@ -554,11 +555,12 @@ static struct async_task *idle(struct async_worker *w, bool *over)
         w->spin_budget = ASYNC__SPIN;
     else if (!atomic_load_explicit(&rt->done, memory_order_acquire)) {
         async__reactor_poll(w, true);
-        if (has_work(w))
-            w->spin_budget = ASYNC__SPIN;
+        slept = true;
     }
     atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
     atomic_fetch_sub_explicit(&rt->nsleeping, 1, memory_order_relaxed);
+    if (slept && has_work(w)) /* awake again first: notify_idle wakes another */
+        w->spin_budget = ASYNC__SPIN;
     return NULL;
 }
 

@@ -356,15 +356,15 @@ struct spin_probe {
     unsigned after_timers, after_handoff;
 };
 
-/* On worker 1: twenty timer waits, each an idle spell in which there is
- * nothing to steal (worker 0's only fiber waits too), then a wait that a
- * fiber of worker 0 ends. */
+/* On the other worker: timer waits, each an idle spell in which there is
+ * nothing to steal (the main fiber waits too), until the budget is gone
+ * (seven halvings; bounded), then a wait that the main fiber ends. */
 static void *spin_probe(void *arg)
 {
     struct spin_probe *p = arg;
     int i, v;
 
-    for (i = 0; i < 20; i++)
+    for (i = 0; i < 200 && my_spin_budget() != 0; i++)
         CHECK_OK(async_sleep_ms(1));
     p->after_timers = my_spin_budget();
     atomic_store(&p->parking, 1);
@@ -376,25 +376,26 @@ static void *spin_probe(void *arg)
 static void *spin_budget_body(void *arg)
 {
     struct spin_probe p = {.go = channel_new_checked(sizeof(int))};
-    struct async_worker *w1 = &async__tls_worker->rt->workers[1];
+    unsigned other = async_worker_id() == 0 ? 1 : 0; /* main may have been stolen */
+    struct async_worker *w1 = &async__tls_worker->rt->workers[other];
     int64_t start = async_now_ms();
     async_task *t;
     int v = 1;
 
     (void)arg;
-    CHECK((t = async_spawn_on(1, spin_probe, &p)) != NULL);
-    /* Until the probe is parked on go and worker 1 has gone to sleep (the
-     * probe ran with sleeping 0, so a 1 seen after its flag is a later
-     * idle spell).  Bounded. */
+    CHECK((t = async_spawn_on(other, spin_probe, &p)) != NULL);
+    /* Until the probe is parked on go and its worker has gone to sleep
+     * (the probe ran with sleeping 0, so a 1 seen after its flag is a
+     * later idle spell).  Bounded. */
     while (!atomic_load(&p.parking) || atomic_load(&w1->sleeping) == 0) {
         if (timed_out(start)) {
-            failed(__FILE__, __LINE__, "worker 1 never went to sleep");
+            failed(__FILE__, __LINE__, "the probe's worker never went to sleep");
             break;
         }
         CHECK_OK(async_sleep_ms(1));
     }
     CHECK_EQ(p.after_timers, 0);       /* fruitless spells halved it to nothing */
-    CHECK_OK(async_channel_send(p.go, &v)); /* through worker 1's mailbox */
+    CHECK_OK(async_channel_send(p.go, &v)); /* through the probe's mailbox */
     CHECK_OK(async_join(t, NULL));
     CHECK(p.after_handoff > 0);        /* that wake was work a spin would catch */
     async_channel_free(p.go);
