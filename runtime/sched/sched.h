@@ -224,7 +224,6 @@ void async__task_mem_runtime(int delta);
 /* Switches away from the running fiber t (already queued or parked). */
 void async__switch_out(struct async_worker *w, struct async_task *t);
 
-
 /* A cancel that applies now: the fiber is cancelled and not shielded.
  * Called by the fiber itself (it alone writes `shielded`). */
 static inline bool async__cancel_pending(struct async_task *t)

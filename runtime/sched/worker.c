@@ -21,7 +21,7 @@
 
 #define ASYNC__TICK 61          /* picks between maintenance passes */
 #define ASYNC__LIFO_MAX 16      /* consecutive lifo picks before fairness */
-#define ASYNC__SPIN 64          /* idle rounds before sleeping in the reactor */
+#define ASYNC__SPIN 64          /* most idle rounds before sleeping in the reactor */
 #define ASYNC__GLOBAL_BATCH 32  /* tasks moved from the global queue at once */
 #define ASYNC__STEAL_BATCH 4    /* a busy victim's queue must be this long... */
 #define ASYNC__STEAL_PATIENCE 16 /* ...until we have spun this many rounds */
