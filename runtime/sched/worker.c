@@ -170,11 +170,13 @@ static inline __attribute__((always_inline)) void switch_to(struct async_worker 
         *w->errno_loc = saved_errno;
 }
 
+/* prefer_fresh is never set here: async_yield sets it only on its way to
+ * the scheduler, and next_task clears it before any fiber runs. */
 void async__switch_out(struct async_worker *w, struct async_task *t)
 {
     int saved_errno = *w->errno_loc;
 
-    switch_to(w, t, w->prefer_fresh ? NULL : pick_local(w), saved_errno);
+    switch_to(w, t, pick_local(w), saved_errno);
 }
 
 /* t goes behind everything runnable here.  Yielding is an offer to
