@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 #define BACKOFF_FIRST_MS 1000
 #define BACKOFF_MAX_MS 60000
+#define ABI_OLDEST 1            /* modules built for ABI 1 still load */
 
 void async_module_log(async_module_host *host, int level, const char *fmt, ...)
 {
@@ -78,6 +80,7 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
 {
     void *dl = dlopen(file, RTLD_NOW | RTLD_LOCAL);
     const struct async_module *desc;
+    struct async_module d = {0};
     struct asyncd_module *m, *dup;
     char err[512] = "";
     json_t *cfg, *own;
@@ -92,11 +95,15 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
         skip(p, file, "no 'async_module' symbol");
         goto fail;
     }
-    if (desc->abi_version != ASYNC_MODULE_ABI_VERSION) { /* first field read */
-        skip(p, file, "module ABI version %u, this asyncd speaks %u", desc->abi_version,
-             ASYNC_MODULE_ABI_VERSION);
+    if (desc->abi_version < ABI_OLDEST || desc->abi_version > ASYNC_MODULE_ABI_VERSION) {
+        /* the first field read */
+        skip(p, file, "module ABI version %u, this asyncd speaks %u to %u", desc->abi_version,
+             ABI_OLDEST, ASYNC_MODULE_ABI_VERSION);
         goto fail;
     }
+    /* An ABI 1 descriptor ends at run: copy what it has, the rest stays 0. */
+    memcpy(&d, desc, desc->abi_version >= 2 ? sizeof(d) : offsetof(struct async_module, flags));
+    desc = &d;
     if (desc->name == NULL || desc->name[0] == '\0' || desc->run == NULL) {
         skip(p, file, "incomplete descriptor (a name and a run function are required)");
         goto fail;
@@ -123,7 +130,8 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
     if (stat(file, &m->st) != 0)
         memset(&m->st, 0, sizeof(m->st));
     m->dl = dl;
-    m->desc = desc;
+    m->d = d;
+    m->desc = &m->d;
     m->host.module = m;
     m->config = cfg;
     m->enabled = enabled;

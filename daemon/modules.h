@@ -20,7 +20,9 @@ struct asyncd_module {
     char *file;                         /* the .so it came from */
     struct stat st;                     /* its identity when loaded (dev, inode, mtime) */
     void *dl;                           /* dlopen handle */
-    const struct async_module *desc;
+    const struct async_module *desc;    /* &d */
+    struct async_module d;              /* the module's descriptor, ABI 2 fields
+                                           zero for an ABI 1 module */
     struct async_module_host host;
     json_t *config;                     /* what run gets: modules.<name> minus "enabled" */
     bool enabled;

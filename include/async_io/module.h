@@ -25,7 +25,14 @@
  *
  * asyncd works in the folder of its config file, so a relative path in a
  * module's config (a document root, a log file) resolves against that
- * folder, in check and in run alike. */
+ * folder, in check and in run alike.
+ *
+ * ABI 2 adds, all optional: flags (ASYNC_MODULE_NOTIFY_READY), a validate
+ * hook that reports every problem of a config by JSON path, an
+ * effective_config hook for `asyncd -T`, a reopen hook for SIGUSR1, and
+ * host calls for readiness and for log files the daemon writes on the
+ * module's behalf.  asyncd loads ABI 1 modules as before and reads the ABI
+ * 2 fields only from modules that declare abi_version 2. */
 #ifndef ASYNC_IO_MODULE_H
 #define ASYNC_IO_MODULE_H
 
@@ -33,14 +40,22 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define ASYNC_MODULE_ABI_VERSION 1
+#define ASYNC_MODULE_ABI_VERSION 2
+
+/* flags (ABI 2) */
+#define ASYNC_MODULE_NOTIFY_READY 1u    /* run calls async_module_ready once it
+                                           serves; without it the module is
+                                           ready when run starts */
 
 typedef struct async_module_host async_module_host;
+typedef struct async_module_report async_module_report;     /* validate's problems */
+typedef struct async_module_logfile async_module_logfile;   /* see below */
 
 /* syslog priorities, as journald reads them from the <N> prefix */
 enum async_log_level {
@@ -61,6 +76,21 @@ struct async_module {
     int (*check)(const json_t *config, char *err, size_t errlen);
     /* The entry task (see above).  config is borrowed for the call. */
     int (*run)(async_module_host *host, const json_t *config);
+
+    /* ---- ABI 2: read only when abi_version >= 2 ---- */
+    unsigned flags;         /* ASYNC_MODULE_* flags */
+    /* Optional, preferred to check: validates the config and reports every
+     * problem with async_module_problem.  Returns 0 when it reported
+     * none.  Runs on any thread, never on a fiber's stack. */
+    int (*validate)(const json_t *config, async_module_report *report);
+    /* Optional: a config that validate accepted, with every default filled
+     * in (`asyncd -T`): a new reference, or NULL. */
+    json_t *(*effective_config)(const json_t *config);
+    /* Optional: SIGUSR1 (logrotate) — reopen files the module writes by
+     * itself.  Log files opened with async_module_logfile_open are reopened
+     * by the daemon without it.  Called on a daemon fiber while run runs;
+     * must not park. */
+    void (*reopen)(async_module_host *host);
 };
 
 /* A log line from the module, prefixed with its name, filtered by the
@@ -76,6 +106,37 @@ ASYNC_API int64_t async_module_stop_deadline(const async_module_host *host);
 
 /* The module's name. */
 ASYNC_API const char *async_module_name(const async_module_host *host);
+
+/* ---- ABI 2 ---- */
+
+/* From validate: one problem at path inside the module's config object
+ * ("listen[1]", "routes[2].status"; "" for the object itself).  asyncd
+ * prints it as FILE:LINE:COL: modules.NAME.PATH: message. */
+ASYNC_API void async_module_problem(async_module_report *report, const char *path,
+                                    const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* From run, in a module with ASYNC_MODULE_NOTIFY_READY: it serves now
+ * (its listeners are bound).  asyncd tells systemd READY=1 once every
+ * enabled module is ready or has failed.  Idempotent.  Any thread. */
+ASYNC_API void async_module_ready(async_module_host *host);
+
+/* A log file the daemon writes for the module: dest is "stderr" or a path
+ * (relative to the config's folder), opened for appending.  Lines reach it
+ * from a thread of the daemon, so a full disk or a pipe nobody reads never
+ * blocks a fiber; SIGUSR1 reopens the path (logrotate).  NULL and errno
+ * when it cannot be opened.  Close it before run returns. */
+ASYNC_API async_module_logfile *async_module_logfile_open(async_module_host *host,
+                                                          const char *dest);
+/* Appends len bytes (whole lines, each ending in '\n').  Never blocks and
+ * never parks: when the daemon's queue is full the bytes are dropped and
+ * counted.  Any thread. */
+ASYNC_API void async_module_logfile_write(async_module_logfile *f, const char *line,
+                                          size_t len);
+/* Lines dropped so far because the queue was full. */
+ASYNC_API uint64_t async_module_logfile_dropped(const async_module_logfile *f);
+/* Hands what is queued to the writer and releases f; never blocks. */
+ASYNC_API void async_module_logfile_close(async_module_logfile *f);
 
 #ifdef __cplusplus
 }
