@@ -39,16 +39,22 @@ static const char busy_reply[] =
     "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\nRetry-After: 1\r\n"
     "Connection: close\r\n\r\nService Unavailable\n";
 
+bool http_once_a_second(_Atomic int64_t *at)
+{
+    int64_t now = async_now_ms(), last = atomic_load_explicit(at, memory_order_relaxed);
+
+    /* one winner among the workers that see the second has passed */
+    return now - last >= 1000 &&
+           atomic_compare_exchange_strong_explicit(at, &last, now, memory_order_relaxed,
+                                                   memory_order_relaxed);
+}
+
 /* At most one line a second about connections refused for max_connections. */
 static void note_busy(struct http_server *srv)
 {
-    int64_t now = async_now_ms(), last = atomic_load_explicit(&srv->busy_logged_at,
-                                                              memory_order_relaxed);
     uint64_t n = atomic_fetch_add_explicit(&srv->refused, 1, memory_order_relaxed) + 1;
 
-    if (now - last >= 1000 &&
-        atomic_compare_exchange_strong_explicit(&srv->busy_logged_at, &last, now,
-                                                memory_order_relaxed, memory_order_relaxed))
+    if (http_once_a_second(&srv->busy_logged_at))
         async_module_log(srv->host, ASYNC_LOG_WARNING,
                          "max_connections (%ld) reached: %" PRIu64 " connection(s) refused with "
                          "503 so far", srv->cfg.max_connections, n);

@@ -112,6 +112,10 @@ void http_logq_free(struct http_logq *q);
 
 struct http_conn;
 
+/* True at most once a second for one *at (the async_now_ms it last was),
+ * among any number of workers: for warnings a flood would repeat. */
+bool http_once_a_second(_Atomic int64_t *at);
+
 struct http_server {
     async_module_host *host;
     struct http_config cfg;
@@ -127,6 +131,8 @@ struct http_server {
     _Atomic bool draining;
     _Atomic uint64_t refused;   /* connections refused for max_connections */
     _Atomic int64_t busy_logged_at; /* when that was last logged (async_now_ms) */
+    _Atomic uint64_t fd_refused; /* requests answered 503: no descriptor for a file */
+    _Atomic int64_t fd_logged_at;
     /* per-worker state (local.c) */
     unsigned gen;               /* tells this server's from a predecessor's */
     size_t in_size;             /* input buffer size */

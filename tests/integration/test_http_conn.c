@@ -821,6 +821,46 @@ static void conn_running_out_of_descriptors_is_logged(void **state)
     stop();
 }
 
+/* Files that cannot be opened for want of a descriptor get a 503 and the
+ * operator a warning, at most once a second; the connection carries on. */
+static void conn_running_out_of_descriptors_for_files_is_logged(void **state)
+{
+    enum { FILES = 100 };
+    char name[64], req[128];
+    struct client *c;
+    struct resp r;
+    int i, ok = 0, busy = 0;
+
+    (void)state;
+    for (i = 0; i < FILES; i++) {
+        snprintf(name, sizeof(name), "www/f%d.txt", i);
+        write_file(name, "file\n");
+    }
+    daemon_nofile = 64; /* fewer than the files: the open-file cache runs out */
+    start(1, ",\"open_file_cache_ms\":60000");
+    daemon_nofile = 0;
+    c = client_open(D.port);
+    for (i = 0; i < FILES; i++) {
+        snprintf(req, sizeof(req), "GET /f%d.txt HTTP/1.1\r\nHost: x\r\n\r\n", i);
+        assert_true(client_send(c, req));
+        must_respond(c, false, &r);
+        if (r.status == 503)
+            busy++;
+        else if (r.status == 200)
+            ok++;
+        else
+            fail_msg("GET /f%d.txt answered %d", i, r.status);
+        resp_free(&r);
+    }
+    print_message("      %d files served, %d answered 503\n", ok, busy);
+    if (ok == 0 || busy == 0)
+        fail_msg("%d files served and %d answered 503 with 64 descriptors: expected both", ok,
+                 busy);
+    wait_log(&D, "cannot open a file to serve: Too many open files; ");
+    client_close(c);
+    stop();
+}
+
 /* ================= 6. header count ================= */
 
 static void request_with_fields(int fields, int status)
@@ -875,6 +915,7 @@ int main(void)
         T(conn_open_file_cache_closes_expired_files_while_idle),
         T(conn_max_connections_defaults_from_the_descriptor_limit),
         T(conn_running_out_of_descriptors_is_logged),
+        T(conn_running_out_of_descriptors_for_files_is_logged),
         T(conn_100_fields_are_accepted_and_max_headers_sets_the_limit),
     };
     struct rlimit rl;
