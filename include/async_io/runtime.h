@@ -113,6 +113,34 @@ ASYNC_API void async_yield(void);
 /* Parks for ms milliseconds: 0, or -1 with ECANCELED / ETIMEDOUT / EPERM. */
 ASYNC_API int async_sleep_ms(uint64_t ms);
 
+/* ---- watching the workers from another thread ----
+ *
+ * A fiber that blocks its thread (sleep(), a blocking read, a long
+ * computation) stalls every fiber of its worker, and nothing inside the
+ * runtime can notice: the worker's own timers wait too.  A watcher thread
+ * can.  It samples each worker: `beat` grows each time the worker's
+ * scheduler turns, and stands still while one fiber holds the worker (fn
+ * non-NULL) or while the worker waits for events (fn NULL, which is no
+ * fault).  A beat that stands still with fn set, over a time the program
+ * finds too long, is a blocked worker; fn and group say whose fiber. */
+
+typedef struct async_rt async_rt;
+
+struct async_worker_watch {
+    uint64_t beat;          /* grows while the worker comes back to its scheduler */
+    async_fn fn;            /* entry function of the fiber running on it; NULL: none */
+    struct async_group *group; /* that fiber's group, NULL when none; compare, never use */
+};
+
+/* The caller's runtime, to hand to a watcher thread.  Valid until
+ * async_runtime returns: the watcher must have stopped calling
+ * async_worker_watch by then.  NULL + EPERM outside a runtime. */
+ASYNC_API async_rt *async_runtime_self(void);
+
+/* Samples worker `worker` of rt; callable from any thread, never blocks,
+ * touches no task.  0, or -1 EINVAL (rt or w NULL, no such worker). */
+ASYNC_API int async_worker_watch(async_rt *rt, unsigned worker, struct async_worker_watch *w);
+
 /* Milliseconds of CLOCK_MONOTONIC; never goes backwards. */
 ASYNC_API int64_t async_now_ms(void);
 

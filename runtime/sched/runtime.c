@@ -150,6 +150,36 @@ int async_stats(struct async_stats *st, struct async_worker_stats *per, unsigned
     return 0;
 }
 
+async_rt *async_runtime_self(void)
+{
+    struct async_worker *self = async__tls_worker;
+
+    if (self == NULL) {
+        errno = EPERM;
+        return NULL;
+    }
+    return self->rt;
+}
+
+/* The three loads are not one snapshot: while the worker moves, fn and
+ * group may belong to neighbouring fibers.  A watcher acts only on a
+ * worker whose beat stood still across samples, and then they agree. */
+int async_worker_watch(async_rt *rt, unsigned worker, struct async_worker_watch *out)
+{
+    struct async_worker *w;
+
+    if (rt == NULL || out == NULL || worker >= rt->running) {
+        errno = EINVAL;
+        return -1;
+    }
+    w = &rt->workers[worker];
+    out->beat = atomic_load_explicit(&w->beat, memory_order_relaxed);
+    out->fn = atomic_load_explicit(&w->running_fn, memory_order_relaxed);
+    out->group = out->fn != NULL ? atomic_load_explicit(&w->running_group, memory_order_relaxed)
+                                 : NULL;
+    return 0;
+}
+
 int async_runtime(const struct async_config *cfg, async_fn main_fn, void *arg)
 {
     struct async_rt *rt;

@@ -81,6 +81,8 @@ struct async_task {
     void *linger;                   /* fd watcher left started by its last wait */
     bool parking_on_linger;         /* parked on that very watcher */
     async_fn fn;
+    struct async_group *group;      /* NULL or the group it belongs to; next to fn: both
+                                     * are published at every switch */
     void *arg;
     void *result;
     uint8_t wake_reason;            /* written by the claimer, read after resume */
@@ -91,7 +93,6 @@ struct async_task {
     _Atomic unsigned cancelling;    /* async_cancel calls in flight on it */
     int64_t deadline;               /* async_now_ms scale, -1 none; own fiber only */
     _Atomic uintptr_t join;         /* see ASYNC__JOIN_* */
-    struct async_group *group;      /* NULL or the group it belongs to */
     struct async_task *gprev, *gnext; /* group membership, under the group's lock */
     struct async__annot annot;      /* sanitizer state */
 };
@@ -125,6 +126,15 @@ struct async_worker {
     _Atomic int sleeping;           /* 1 while (about to be) blocked in the reactor */
     unsigned spin_budget;           /* idle rounds the next spell may spin (owner only) */
     _Atomic size_t depth;           /* runnable here, sampled by the scheduler for async_stats */
+    /* For a watcher thread (async_worker_watch), written by the owner only,
+     * relaxed: beat grows each time the scheduler loop turns; running_fn
+     * and running_group describe the fiber switched in last (NULL fn in
+     * the scheduler).  Copies, so that a reader never touches a task that
+     * may be freed; a reader may see fn and group of two neighbouring
+     * fibers while the worker moves, never while it stands still. */
+    _Atomic uint64_t beat;
+    _Atomic(async_fn) running_fn;
+    _Atomic(struct async_group *) running_group;
     struct async__mpsc mailbox;
     struct async__fresh fresh;
 } __attribute__((aligned(64)));

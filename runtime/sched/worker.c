@@ -147,6 +147,13 @@ static struct async_task *pick_local(struct async_worker *w)
  * switch's own two pushes (the last 16 bytes above the guard page) does not
  * match current's stack, so it is reported as a plain SIGSEGV, not by
  * name. */
+/* Publishes the fiber about to run for async_worker_watch. */
+static inline void watched(struct async_worker *w, const struct async_task *t)
+{
+    atomic_store_explicit(&w->running_fn, t->fn, memory_order_relaxed);
+    atomic_store_explicit(&w->running_group, t->group, memory_order_relaxed);
+}
+
 static inline __attribute__((always_inline)) void switch_to(struct async_worker *w,
                                                             struct async_task *t,
                                                             struct async_task *next,
@@ -156,10 +163,12 @@ static inline __attribute__((always_inline)) void switch_to(struct async_worker 
         check_canary(t);
     if (next != NULL) {
         w->current = next;
+        watched(w, next);
         async__annot_leave(&t->annot, &next->annot, 0);
         async__ctx_switch(&t->ctx, &next->ctx);
     } else {
         w->current = NULL;
+        atomic_store_explicit(&w->running_fn, NULL, memory_order_relaxed);
         async__annot_leave(&t->annot, &w->sched_annot, 0);
         async__ctx_switch(&t->ctx, &w->sched_ctx);
     }
@@ -420,6 +429,8 @@ static struct async_task *next_task(struct async_worker *w)
     struct async__node *n;
 
     drain_mailbox(w);
+    atomic_store_explicit(&w->beat, atomic_load_explicit(&w->beat, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     atomic_store_explicit(&w->depth, w->ready.len + async__fresh_len(&w->fresh) + (w->lifo != NULL),
                           memory_order_relaxed);
     /* Fairness: every ASYNC__TICK picks, and after a yield, outside and
@@ -474,10 +485,12 @@ static void run(struct async_worker *w, struct async_task *t)
         return;
     }
     w->current = t;
+    watched(w, t);
     async__annot_leave(&w->sched_annot, &t->annot, 0);
     async__ctx_switch(&w->sched_ctx, &t->ctx);
     async__annot_enter(&w->sched_annot);
     w->current = NULL;
+    atomic_store_explicit(&w->running_fn, NULL, memory_order_relaxed);
     if (w->exited != NULL)
         reap(w);
 }

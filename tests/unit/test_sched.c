@@ -1124,6 +1124,124 @@ static void stats_null_fails_einval(void **state)
     RUN(1, stats_null_body, NULL);
 }
 
+/* ---- watching workers from another thread ---- */
+
+struct watch_case {
+    async_rt *rt;
+    async_group *group;
+    int pipe[2];            /* the blocker reads [0]; the watcher writes [1] */
+    atomic_int blocking;    /* the blocker is about to read */
+    int seen_blocked;       /* watcher: beat stood still with fn == blocker */
+    int seen_moving;        /* watcher: after the release, the worker moved on */
+    int idle_fn_null;       /* watcher: the idle worker showed no fiber */
+};
+
+/* Blocks its worker's thread in read(2), as a careless module would. */
+static void *blocker(void *arg)
+{
+    struct watch_case *c = arg;
+    char b;
+
+    atomic_store(&c->blocking, 1);
+    CHECK(read(c->pipe[0], &b, 1) == 1);
+    return NULL;
+}
+
+/* A member of the group: its spawn joins the group too. */
+static void *launch_blocker(void *arg)
+{
+    async_task *t = async_spawn_on(1, blocker, arg);
+
+    CHECK(t != NULL);
+    if (t != NULL)
+        CHECK_OK(async_join(t, NULL));
+    return NULL;
+}
+
+static void pause_ms(int ms)
+{
+    struct timespec ts = {0, ms * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+/* A plain thread: samples worker 1 until its beat stands still with the
+ * blocker's fn and group (bounded), releases it, then waits (bounded) for
+ * the beat to move on. */
+static void *watcher(void *arg)
+{
+    struct watch_case *c = arg;
+    struct async_worker_watch a, b;
+    int i;
+
+    for (i = 0; i < BOUND_MS / 5 && !c->seen_blocked; i++) {
+        CHECK_OK(async_worker_watch(c->rt, 1, &a));
+        pause_ms(5);
+        CHECK_OK(async_worker_watch(c->rt, 1, &b));
+        c->seen_blocked = atomic_load(&c->blocking) && a.beat == b.beat && b.fn == blocker &&
+                          b.group == c->group;
+    }
+    CHECK(write(c->pipe[1], "x", 1) == 1);
+    for (i = 0; i < BOUND_MS / 5 && !c->seen_moving; i++) {
+        pause_ms(5);
+        CHECK_OK(async_worker_watch(c->rt, 1, &a));
+        c->seen_moving = a.beat != b.beat && a.fn != blocker;
+    }
+    return NULL;
+}
+
+static void *watch_body(void *arg)
+{
+    struct watch_case *c = arg;
+    struct async_worker_watch w;
+    pthread_t th;
+    int i;
+
+    CHECK((c->rt = async_runtime_self()) != NULL);
+    CHECK_FAILS(async_worker_watch(c->rt, 2, &w), EINVAL);
+    CHECK_FAILS(async_worker_watch(c->rt, 0, NULL), EINVAL);
+    CHECK_FAILS(async_worker_watch(NULL, 0, &w), EINVAL);
+    /* the other worker (main may run on either) has nothing to run: it
+     * waits, with no fiber on it */
+    for (i = 0; i < BOUND_MS && !c->idle_fn_null; i++) {
+        CHECK_OK(async_worker_watch(c->rt, (unsigned)async_worker_id() ^ 1, &w));
+        c->idle_fn_null = w.fn == NULL;
+        async_sleep_ms(1);
+    }
+    CHECK((c->group = async_group_new()) != NULL);
+    CHECK_OK(pipe(c->pipe));
+    CHECK(pthread_create(&th, NULL, watcher, c) == 0);
+    CHECK_OK(async_group_spawn(c->group, launch_blocker, c));
+    CHECK_OK(async_group_join(c->group));
+    pthread_join(th, NULL);
+    async_group_free(c->group);
+    close(c->pipe[0]);
+    close(c->pipe[1]);
+    return NULL;
+}
+
+/* A fiber blocking its thread is seen from outside: the beat of its worker
+ * stands still with its entry function and group, and moves on once it
+ * returns to the scheduler. */
+static void sched_a_blocked_worker_is_seen_by_a_watcher_thread(void **state)
+{
+    struct watch_case c = {0};
+
+    (void)state;
+    RUN(2, watch_body, &c);
+    assert_true(c.idle_fn_null);
+    assert_true(c.seen_blocked);
+    assert_true(c.seen_moving);
+}
+
+static void sched_runtime_self_outside_a_runtime_is_eperm(void **state)
+{
+    (void)state;
+    errno = 0;
+    assert_null(async_runtime_self());
+    assert_int_equal(errno, EPERM);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1151,6 +1269,8 @@ int main(void)
         cmocka_unit_test(stats_report_workers_and_live_fibers),
         cmocka_unit_test(stats_outside_runtime_fail_eperm),
         cmocka_unit_test(stats_null_fails_einval),
+        cmocka_unit_test(sched_a_blocked_worker_is_seen_by_a_watcher_thread),
+        cmocka_unit_test(sched_runtime_self_outside_a_runtime_is_eperm),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
