@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,10 +38,63 @@ static void skip_string(struct cursor *c, const char **s, size_t *len)
         c->p++;
 }
 
-/* Walks one value; when path[0..n) names a member below it, stores the
- * position of that member's key in *found.  The text is valid JSON (jansson
- * parsed it), so the scanner can be trusting. */
-static void walk(struct cursor *c, char **path, int n, const char **found)
+/* Paths name members by key and array elements by index, "a.b[2].c".  A
+ * key may itself hold '.' or '[' (a header named "X.Y"): a member matches
+ * when its key is a prefix of the path followed by the path's end, '.' or
+ * '[', so every reading is tried and the text decides. */
+struct found {
+    const char *at;     /* where the path, or its longest matched prefix, starts */
+    int depth;          /* steps matched there */
+    bool exact;         /* the whole path */
+};
+
+static void note(struct found *f, const char *at, const char *rest, int depth)
+{
+    bool exact = *rest == '\0';
+
+    if (!f->exact && (exact || depth > f->depth)) {
+        f->at = at;
+        f->depth = depth;
+        f->exact = exact;
+    }
+}
+
+/* The path after the member key[0..len) when it starts with that key. */
+static const char *after_key(const char *path, const char *key, size_t len)
+{
+    if (strnlen(path, len) < len || memcmp(path, key, len) != 0)
+        return NULL;
+    switch (path[len]) {
+    case '\0':
+    case '[':
+        return path + len;
+    case '.':
+        return path + len + 1;
+    default:
+        return NULL;
+    }
+}
+
+/* The path after "[i]" when it starts with that index. */
+static const char *after_index(const char *path, size_t i)
+{
+    size_t n = 0;
+    const char *p = path + 1;
+
+    if (path[0] != '[' || *p < '0' || *p > '9')
+        return NULL;
+    for (; *p >= '0' && *p <= '9'; p++)
+        if ((n = n * 10 + (size_t)(*p - '0')) > i)
+            return NULL;
+    if (*p != ']' || n != i)
+        return NULL;
+    return p[1] == '.' ? p + 2 : p + 1;
+}
+
+/* Walks one value; rest is what remains of the path below it (NULL: the
+ * value is off the path), depth the steps matched so far.  The text is
+ * valid JSON (jansson parsed it), so the scanner can be trusting. */
+static void walk(struct cursor *c, const char *rest, int depth, struct found *f)
 {
     skip_ws(c);
     if (c->p >= c->end)
@@ -48,9 +102,8 @@ static void walk(struct cursor *c, char **path, int n, const char **found)
     if (*c->p == '{') {
         c->p++;
         for (;;) {
-            const char *key, *at;
+            const char *key, *at, *next;
             size_t len;
-            int match;
 
             skip_ws(c);
             if (c->p >= c->end || *c->p == '}') {
@@ -59,25 +112,32 @@ static void walk(struct cursor *c, char **path, int n, const char **found)
             }
             at = c->p;
             skip_string(c, &key, &len);
-            match = n > 0 && strlen(path[0]) == len && memcmp(path[0], key, len) == 0;
-            if (match && n == 1 && *found == NULL)
-                *found = at;
+            next = rest != NULL ? after_key(rest, key, len) : NULL;
+            if (next != NULL)
+                note(f, at, next, depth + 1);
             skip_ws(c);
             c->p++; /* ':' */
-            walk(c, path + 1, match ? n - 1 : 0, found);
+            walk(c, next != NULL && *next != '\0' ? next : NULL, depth + 1, f);
             skip_ws(c);
             if (c->p < c->end && *c->p == ',')
                 c->p++;
         }
     } else if (*c->p == '[') {
+        size_t i;
+
         c->p++;
-        for (;;) {
+        for (i = 0;; i++) {
+            const char *next;
+
             skip_ws(c);
             if (c->p >= c->end || *c->p == ']') {
                 c->p++;
                 return;
             }
-            walk(c, NULL, 0, found);
+            next = rest != NULL ? after_index(rest, i) : NULL;
+            if (next != NULL)
+                note(f, c->p, next, depth + 1);
+            walk(c, next != NULL && *next != '\0' ? next : NULL, depth + 1, f);
             skip_ws(c);
             if (c->p < c->end && *c->p == ',')
                 c->p++;
@@ -93,23 +153,23 @@ static void walk(struct cursor *c, char **path, int n, const char **found)
     }
 }
 
+/* The line and column of path's member key (or array element); of its
+ * longest prefix found when the path names something absent ("a missing
+ * key" points at the object that lacks it); of the file's start when
+ * nothing matches. */
 static void locate(const char *text, const char *path, int *line, int *col)
 {
-    char buf[512], *parts[32], *save = NULL, *tok;
     struct cursor c = {text, text + strlen(text)};
-    const char *found = NULL, *q;
-    int n = 0;
+    struct found f = {NULL, 0, false};
+    const char *q;
 
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (tok = strtok_r(buf, ".", &save); tok != NULL && n < 32; tok = strtok_r(NULL, ".", &save))
-        parts[n++] = tok;
-    if (n > 0)
-        walk(&c, parts, n, &found);
-    if (found == NULL)
-        found = text;
+    if (path[0] != '\0')
+        walk(&c, path, 0, &f);
+    if (f.at == NULL)
+        f.at = text;
     *line = 1;
     *col = 1;
-    for (q = text; q < found; q++) {
+    for (q = text; q < f.at; q++) {
         if (*q == '\n') {
             (*line)++;
             *col = 1;
