@@ -313,9 +313,12 @@ static void asyncd_reload_adds_removes_restarts_and_leaves_the_rest_alone(void *
     assert_true(echoes(p2b));
     close(c2);
 
-    /* echo2 removed: stopped and unloaded; echo untouched. */
+    /* echo2 removed (its file and its entry): stopped and unloaded; echo
+     * untouched. */
     snprintf(path, sizeof(path), "%s/modules/echo2.so", dir);
     assert_int_equal(unlink(path), 0);
+    write_file("asyncd.json", "{ \"modules_dir\": \"modules\", \"modules\": {\n"
+                              "  \"echo\": { \"listen\": [\"127.0.0.1:0\"] } } }\n");
     kill(d.pid, SIGHUP);
     wait_next(&d, "unloaded module echo2");
     wait_next(&d, "reloaded: 1 module(s) running");
