@@ -264,6 +264,7 @@ const struct async_module async_module = {
     .abi_version = ASYNC_MODULE_ABI_VERSION,
     .name = "http",
     .version = "1.0",
-    .check = http_config_check,
+    .validate = http_config_validate,
+    .effective_config = http_config_effective,
     .run = http_run,
 };
