@@ -41,7 +41,13 @@ static void skip_string(struct cursor *c, const char **s, size_t *len)
 /* Paths name members by key and array elements by index, "a.b[2].c".  A
  * key may itself hold '.' or '[' (a header named "X.Y"): a member matches
  * when its key is a prefix of the path followed by the path's end, '.' or
- * '[', so every reading is tried and the text decides. */
+ * '[', so every reading is tried and the text decides.  What follows a
+ * step says what the next must be: after '.' a member of an object, after
+ * '[' an element of an array (so "runtime[1" is not read as the member
+ * "[1" of runtime). */
+#define STEP_MEMBER 1
+#define STEP_INDEX 2
+
 struct found {
     const char *at;     /* where the path, or its longest matched prefix, starts */
     int depth;          /* steps matched there */
@@ -59,24 +65,26 @@ static void note(struct found *f, const char *at, const char *rest, int depth)
     }
 }
 
+/* What rest (the path after a step) asks of the next step, and rest
+ * past a '.'. */
+static const char *next_step(const char *rest, int *kind)
+{
+    *kind = *rest == '[' ? STEP_INDEX : STEP_MEMBER;
+    return *rest == '.' ? rest + 1 : rest;
+}
+
 /* The path after the member key[0..len) when it starts with that key. */
-static const char *after_key(const char *path, const char *key, size_t len)
+static const char *after_key(const char *path, const char *key, size_t len, int *kind)
 {
     if (strnlen(path, len) < len || memcmp(path, key, len) != 0)
         return NULL;
-    switch (path[len]) {
-    case '\0':
-    case '[':
-        return path + len;
-    case '.':
-        return path + len + 1;
-    default:
+    if (path[len] != '\0' && path[len] != '.' && path[len] != '[')
         return NULL;
-    }
+    return next_step(path + len, kind);
 }
 
 /* The path after "[i]" when it starts with that index. */
-static const char *after_index(const char *path, size_t i)
+static const char *after_index(const char *path, size_t i, int *kind)
 {
     size_t n = 0;
     const char *p = path + 1;
@@ -86,15 +94,16 @@ static const char *after_index(const char *path, size_t i)
     for (; *p >= '0' && *p <= '9'; p++)
         if ((n = n * 10 + (size_t)(*p - '0')) > i)
             return NULL;
-    if (*p != ']' || n != i)
+    if (*p != ']' || n != i || (p[1] != '\0' && p[1] != '.' && p[1] != '['))
         return NULL;
-    return p[1] == '.' ? p + 2 : p + 1;
+    return next_step(p + 1, kind);
 }
 
 /* Walks one value; rest is what remains of the path below it (NULL: the
- * value is off the path), depth the steps matched so far.  The text is
- * valid JSON (jansson parsed it), so the scanner can be trusting. */
-static void walk(struct cursor *c, const char *rest, int depth, struct found *f)
+ * value is off the path), kind the STEP_* it may take, depth the steps
+ * matched so far.  The text is valid JSON (jansson parsed it), so the
+ * scanner can be trusting. */
+static void walk(struct cursor *c, const char *rest, int kind, int depth, struct found *f)
 {
     skip_ws(c);
     if (c->p >= c->end)
@@ -104,6 +113,7 @@ static void walk(struct cursor *c, const char *rest, int depth, struct found *f)
         for (;;) {
             const char *key, *at, *next;
             size_t len;
+            int k = 0;
 
             skip_ws(c);
             if (c->p >= c->end || *c->p == '}') {
@@ -112,12 +122,12 @@ static void walk(struct cursor *c, const char *rest, int depth, struct found *f)
             }
             at = c->p;
             skip_string(c, &key, &len);
-            next = rest != NULL ? after_key(rest, key, len) : NULL;
+            next = rest != NULL && (kind & STEP_MEMBER) ? after_key(rest, key, len, &k) : NULL;
             if (next != NULL)
                 note(f, at, next, depth + 1);
             skip_ws(c);
             c->p++; /* ':' */
-            walk(c, next != NULL && *next != '\0' ? next : NULL, depth + 1, f);
+            walk(c, next != NULL && *next != '\0' ? next : NULL, k, depth + 1, f);
             skip_ws(c);
             if (c->p < c->end && *c->p == ',')
                 c->p++;
@@ -128,16 +138,17 @@ static void walk(struct cursor *c, const char *rest, int depth, struct found *f)
         c->p++;
         for (i = 0;; i++) {
             const char *next;
+            int k = 0;
 
             skip_ws(c);
             if (c->p >= c->end || *c->p == ']') {
                 c->p++;
                 return;
             }
-            next = rest != NULL ? after_index(rest, i) : NULL;
+            next = rest != NULL && (kind & STEP_INDEX) ? after_index(rest, i, &k) : NULL;
             if (next != NULL)
                 note(f, c->p, next, depth + 1);
-            walk(c, next != NULL && *next != '\0' ? next : NULL, depth + 1, f);
+            walk(c, next != NULL && *next != '\0' ? next : NULL, k, depth + 1, f);
             skip_ws(c);
             if (c->p < c->end && *c->p == ',')
                 c->p++;
@@ -164,7 +175,7 @@ static void locate(const char *text, const char *path, int *line, int *col)
     const char *q;
 
     if (path[0] != '\0')
-        walk(&c, path, 0, &f);
+        walk(&c, path, STEP_MEMBER | STEP_INDEX, 0, &f);
     if (f.at == NULL)
         f.at = text;
     *line = 1;
