@@ -23,6 +23,7 @@
 #include "config.h"
 #include "log.h"
 #include "modules.h"
+#include "monitor.h"
 #include "notify.h"
 
 #include <async_io.h>
@@ -187,10 +188,11 @@ static void *daemon_main(void *arg)
     struct daemon *d = arg;
     struct signalfd_siginfo si;
     int64_t period_ms = 0;
-    async_task *dog;
+    async_task *dog, *mon;
 
     start_all(d); /* loaded and checked by main */
     dog = start_watchdog(&period_ms);
+    mon = asyncd_monitor_start();
     for (;;) {
         ssize_t n = read(d->sigfd, &si, sizeof(si));
 
@@ -211,6 +213,7 @@ static void *daemon_main(void *arg)
         async_cancel(dog);
         async_join(dog, NULL);
     }
+    asyncd_monitor_stop(mon);
     d->exit_code = stop_all(d);
     if (d->exit_code != 0) {
         /* A module ignores cancellation: its code must stay mapped, and the

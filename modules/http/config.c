@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,14 +31,19 @@ static const struct limit limits[] = {
     {"open_file_cache_ms", 0, 3600000, 1000},
     {"max_header_bytes", 256, 1048576, 8192},
     {"max_body_bytes", 0, (int64_t)1 << 50, 1048576},
-    {"max_connections", 1, 10000000, 100000},
+    {"max_connections", 1, 10000000, -1}, /* -1: from the descriptor limit */
+    {"max_headers", 1, HTTP_MAX_HEADERS, HTTP_DEFAULT_MAX_HEADERS},
+    {"lingering_time_ms", 0, 3600000, 30000},
+    {"lingering_timeout_ms", 1, 3600000, 5000},
+    {"lingering_max_bytes", 0, (int64_t)1 << 50, 64 << 20},
 };
 
 static const char *const keys[] = {
     "listen", "root", "index", "routes", "status_path", "access_log", "keepalive_timeout_ms",
     "header_timeout_ms", "body_timeout_ms", "send_timeout_ms", "open_file_cache_ms",
     "max_header_bytes",
-    "max_body_bytes", "max_connections",
+    "max_body_bytes", "max_connections", "max_headers", "lingering_time_ms",
+    "lingering_timeout_ms", "lingering_max_bytes",
     "serve_hidden",
 };
 
@@ -402,7 +408,26 @@ int http_config_load(const json_t *config, struct http_config *c)
     c->max_header_bytes = (size_t)val[5];
     c->max_body_bytes = (uint64_t)val[6];
     c->max_connections = (long)val[7];
+    c->max_headers = (unsigned)val[8];
+    c->lingering_time_ms = val[9];
+    c->lingering_timeout_ms = val[10];
+    c->lingering_max_bytes = (uint64_t)val[11];
     return 0;
+}
+
+/* What the descriptor limit allows: a connection costs one, and a tenth
+ * of the limit stays for files, logs, listeners and the daemon.  Past it,
+ * new connections get a 503 instead of an accept that waits for a
+ * descriptor while the queue fills. */
+long http_default_max_connections(void)
+{
+    struct rlimit rl;
+    rlim_t n;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 100000;
+    n = rl.rlim_cur - rl.rlim_cur / 10;
+    return n < 1 ? 1 : n > 10000000 ? 10000000 : (long)n;
 }
 
 /* A route with every key: status 200, body "", headers {} (content_type
@@ -445,6 +470,10 @@ json_t *http_config_effective(const json_t *config)
     for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++)
         if (json_object_get(out, limits[i].key) == NULL)
             json_object_set_new(out, limits[i].key, json_integer(limits[i].def));
+    /* what this process's descriptor limit gives; a service manager may
+     * start the daemon with another (LimitNOFILE=) */
+    if (!json_is_integer(json_object_get(config, "max_connections")))
+        json_object_set_new(out, "max_connections", json_integer(http_default_max_connections()));
     return out;
 }
 

@@ -414,7 +414,6 @@ void http_files_serve(struct http_server *srv, const struct http_request *req,
         f = NULL;
         r->file_off = (off_t)off;
         r->file_len = len;
-        r->body_bytes = len;
     }
 end_head:
     if (f != NULL)

@@ -5,7 +5,8 @@
  *   conn.c      one fiber per connection: read, parse, answer, repeat
  *   response.c  status lines, the Date cache, the output buffer
  *   files.c     static files beneath the root (sendfile, ranges, 304)
- *   access_log.c  combined log format, buffered
+ *   access_log.c  the access log's destination
+ *   log_line.c  its lines, written once the response has left
  *   parse.c     the request parser (pure; see parse.h)
  *
  * Threads: every connection runs on one worker; the server struct is
@@ -62,8 +63,15 @@ struct http_config {
     int64_t send_timeout_ms;    /* between two successful writes */
     int64_t open_file_cache_ms; /* how long an open file is reused; 0: never */
     size_t max_header_bytes;
+    unsigned max_headers;
     uint64_t max_body_bytes;
-    long max_connections;
+    long max_connections;       /* -1 until server_open sets it from RLIMIT_NOFILE */
+    /* Closing while the peer may still send (conn.c): read and discard for
+     * at most lingering_time_ms, lingering_timeout_ms between reads and
+     * lingering_max_bytes in all; lingering_time_ms 0 closes at once. */
+    int64_t lingering_time_ms;
+    int64_t lingering_timeout_ms;
+    uint64_t lingering_max_bytes;
     bool serve_hidden;          /* serve path segments that start with '.' */
 };
 
@@ -73,6 +81,8 @@ int http_config_validate(const json_t *config, async_module_report *report);
 /* A config validate accepted, with every default filled in (asyncd -T):
  * a new reference, or NULL. */
 json_t *http_config_effective(const json_t *config);
+/* max_connections when the config does not say: what RLIMIT_NOFILE allows. */
+long http_default_max_connections(void);
 /* Reads a config that passed the check; 0 or -1 (ENOMEM). */
 int http_config_load(const json_t *config, struct http_config *c);
 void http_config_free(struct http_config *c);
@@ -89,6 +99,27 @@ void http_log_line(struct http_log *l, const char *line, size_t len);
 void http_log_flush(struct http_log *l);
 void http_log_close(struct http_log *l);
 
+/* ---- access-log lines (log_line.c) ---- */
+
+struct http_logq;
+
+struct http_log_peer {
+    uint8_t family;             /* AF_INET, AF_INET6, or 0: unknown */
+    uint8_t addr[16];
+};
+
+/* Stages the line of a response whose body occupies [body_start,
+ * body_end) of the connection's output buffer, or, when sent >= 0, whose
+ * body bytes are already counted (a file).  req may be NULL (a request
+ * that could not be parsed).  *qp is made on first use. */
+void http_logq_add(struct http_logq **qp, const struct http_log_peer *peer,
+                   const struct http_request *req, int status, size_t body_start,
+                   size_t body_end, int64_t sent);
+/* The output buffer's first out_sent bytes have left: writes every staged
+ * line with the body bytes of it that left, and empties the queue. */
+void http_logq_settle(struct http_logq *q, struct http_log *log, size_t out_sent);
+void http_logq_free(struct http_logq *q);
+
 struct http_conn;
 
 struct http_server {
@@ -104,6 +135,8 @@ struct http_server {
     pthread_mutex_t lock;       /* guards conns */
     struct http_conn *conns;
     _Atomic bool draining;
+    _Atomic uint64_t refused;   /* connections refused for max_connections */
+    _Atomic int64_t busy_logged_at; /* when that was last logged (async_now_ms) */
     /* per-worker state (local.c) */
     unsigned gen;               /* tells this server's from a predecessor's */
     size_t in_size;             /* input buffer size */
@@ -192,6 +225,8 @@ struct http_file_cache {
 
 /* Drops every entry (files in use stay open until their last put). */
 void http_file_cache_clear(struct http_file_cache *c);
+/* Drops the entries that expired by now. */
+void http_file_cache_expire(struct http_file_cache *c, int64_t now);
 
 /* ---- what each worker keeps for itself (local.c) ---- */
 
@@ -227,7 +262,7 @@ void http_locals_free(struct http_server *srv);
  * buffer) and possibly a file range to send after it. */
 struct http_reply {
     int status;
-    uint64_t body_bytes;        /* for the access log */
+    uint64_t body_bytes;        /* of the body in the output buffer (the last bytes) */
     struct http_file *file;     /* NULL: none; the body to send after the head */
     off_t file_off;
     uint64_t file_len;
