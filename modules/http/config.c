@@ -150,9 +150,26 @@ static void check_listen(const json_t *v, struct check *ck)
     }
 }
 
-static void check_headers(const json_t *v, size_t route, struct check *ck)
+/* The name in headers that came before name and matches it in any case,
+ * or NULL: JSON keeps "Server" and "server" apart, HTTP does not. */
+static const char *earlier_name(const json_t *headers, const char *name)
 {
-    const char *name;
+    const char *other;
+    const json_t *v;
+
+    json_object_foreach((json_t *)headers, other, v) {
+        if (other == name || strcmp(other, name) == 0)
+            return NULL;
+        if (strcasecmp(other, name) == 0)
+            return other;
+    }
+    return NULL;
+}
+
+static void check_headers(const json_t *v, const json_t *route_obj, size_t route,
+                          struct check *ck)
+{
+    const char *name, *twin;
     const json_t *hv;
     char path[512];
     size_t k;
@@ -174,6 +191,12 @@ static void check_headers(const json_t *v, size_t route, struct check *ck)
         if (k < sizeof(framing) / sizeof(framing[0]))
             problem(ck, path, "%s is hop-by-hop or framing: the server writes it itself",
                     framing[k]);
+        else if ((twin = earlier_name(v, name)) != NULL)
+            problem(ck, path, "repeats routes[%zu].headers.%s (field names ignore case)", route,
+                    twin);
+        else if (strcasecmp(name, "Content-Type") == 0 &&
+                 json_object_get(route_obj, "content_type") != NULL)
+            problem(ck, path, "repeats routes[%zu].content_type", route);
         else if (!json_is_string(hv) || has_ctl(json_string_value(hv)) || has_nul(hv))
             problem(ck, path, "must be a string without control characters");
     }
@@ -207,7 +230,7 @@ static void check_route(const json_t *r, size_t i, struct check *ck)
             if (!json_is_string(v))
                 problem(ck, path, "must be a string");
         } else if (strcmp(key, "headers") == 0) {
-            check_headers(v, i, ck);
+            check_headers(v, r, i, ck);
         } else {
             problem(ck, path, "unknown key");
         }

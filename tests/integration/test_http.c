@@ -2752,6 +2752,8 @@ static void http_check_config_T_prints_every_default_as_json(void **state)
              "assert h[\"serve_hidden\"] is False and h[\"index\"]==[\"index.html\"], h; "
              "assert h[\"enabled\"] is True and h[\"routes\"][1][\"status\"]==301, h; "
              "assert h[\"routes\"][1][\"body\"]==\"\", h; "
+             "assert h[\"max_headers\"]==100 and h[\"lingering_time_ms\"]==30000, h; "
+             "assert h[\"max_connections\"]>=1, h; " /* from the descriptor limit, never -1 */
              "assert d[\"runtime\"][\"workers\"]>0 and d[\"runtime\"][\"stack_size\"]>=16384, d; "
              "assert d[\"shutdown_timeout_ms\"]==5000 and d[\"log_level\"]==\"info\", d; "
              "assert d[\"modules_dir\"].startswith(\"/\"), d' '%s/effective.json'",
@@ -2795,6 +2797,19 @@ static void http_route_framing_headers_are_rejected_with_their_path(void **state
         if (strstr(out, "X-Ok") != NULL)
             fail_msg("a harmless header was rejected:\n%s", out);
     }
+    /* a field given twice in two cases, or Content-Type beside content_type,
+     * would go out twice */
+    write_file("asyncd.json",
+               "{\"modules_dir\":\"modules\",\"modules\":{\"http\":{\"listen\":[\"127.0.0.1:0\"],"
+               "\"routes\":[{\"path\":\"/x\",\"headers\":{\"Server\":\"a\",\"X-A\":\"1\","
+               "\"server\":\"b\"}},{\"path\":\"/y\",\"content_type\":\"text/plain\","
+               "\"headers\":{\"content-type\":\"text/html\"}}]}}}\n");
+    assert_int_equal(run_to_end("--check-config", cfg, out, sizeof(out)), 78);
+    if (strstr(out, "modules.http.routes[0].headers.server: repeats routes[0].headers.Server") ==
+            NULL ||
+        strstr(out, "modules.http.routes[1].headers.content-type: repeats routes[1].content_type") ==
+            NULL || strstr(out, "headers.Server:") != NULL)
+        fail_msg("expected the repeated fields named:\n%s", out);
 }
 
 /* How many fields named name (any case) the head holds. */
