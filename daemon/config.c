@@ -1,194 +1,17 @@
 #include "config.h"
 
 #include "log.h"
+#include "where.h"
 
 #include <errno.h>
 #include <libgen.h>
 #include <stdarg.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define DEFAULT_SHUTDOWN_MS 10000
-
-/* ---- where a JSON path sits in the text ---- */
-
-struct cursor {
-    const char *p, *end;
-};
-
-static void skip_ws(struct cursor *c)
-{
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
-        c->p++;
-}
-
-/* Skips a JSON string at c->p, returning its raw contents (escapes kept). */
-static void skip_string(struct cursor *c, const char **s, size_t *len)
-{
-    const char *start = ++c->p;
-
-    while (c->p < c->end && *c->p != '"')
-        c->p += *c->p == '\\' ? 2 : 1;
-    *s = start;
-    *len = (size_t)(c->p - start);
-    if (c->p < c->end)
-        c->p++;
-}
-
-/* Paths name members by key and array elements by index, "a.b[2].c".  A
- * key may itself hold '.' or '[' (a header named "X.Y"): a member matches
- * when its key is a prefix of the path followed by the path's end, '.' or
- * '[', so every reading is tried and the text decides.  What follows a
- * step says what the next must be: after '.' a member of an object, after
- * '[' an element of an array (so "runtime[1" is not read as the member
- * "[1" of runtime). */
-#define STEP_MEMBER 1
-#define STEP_INDEX 2
-
-struct found {
-    const char *at;     /* where the path, or its longest matched prefix, starts */
-    int depth;          /* steps matched there */
-    bool exact;         /* the whole path */
-};
-
-static void note(struct found *f, const char *at, const char *rest, int depth)
-{
-    bool exact = *rest == '\0';
-
-    if (!f->exact && (exact || depth > f->depth)) {
-        f->at = at;
-        f->depth = depth;
-        f->exact = exact;
-    }
-}
-
-/* What rest (the path after a step) asks of the next step, and rest
- * past a '.'. */
-static const char *next_step(const char *rest, int *kind)
-{
-    *kind = *rest == '[' ? STEP_INDEX : STEP_MEMBER;
-    return *rest == '.' ? rest + 1 : rest;
-}
-
-/* The path after the member key[0..len) when it starts with that key. */
-static const char *after_key(const char *path, const char *key, size_t len, int *kind)
-{
-    if (strnlen(path, len) < len || memcmp(path, key, len) != 0)
-        return NULL;
-    if (path[len] != '\0' && path[len] != '.' && path[len] != '[')
-        return NULL;
-    return next_step(path + len, kind);
-}
-
-/* The path after "[i]" when it starts with that index. */
-static const char *after_index(const char *path, size_t i, int *kind)
-{
-    size_t n = 0;
-    const char *p = path + 1;
-
-    if (path[0] != '[' || *p < '0' || *p > '9')
-        return NULL;
-    for (; *p >= '0' && *p <= '9'; p++)
-        if ((n = n * 10 + (size_t)(*p - '0')) > i)
-            return NULL;
-    if (*p != ']' || n != i || (p[1] != '\0' && p[1] != '.' && p[1] != '['))
-        return NULL;
-    return next_step(p + 1, kind);
-}
-
-/* Walks one value; rest is what remains of the path below it (NULL: the
- * value is off the path), kind the STEP_* it may take, depth the steps
- * matched so far.  The text is valid JSON (jansson parsed it), so the
- * scanner can be trusting. */
-static void walk(struct cursor *c, const char *rest, int kind, int depth, struct found *f)
-{
-    skip_ws(c);
-    if (c->p >= c->end)
-        return;
-    if (*c->p == '{') {
-        c->p++;
-        for (;;) {
-            const char *key, *at, *next;
-            size_t len;
-            int k = 0;
-
-            skip_ws(c);
-            if (c->p >= c->end || *c->p == '}') {
-                c->p++;
-                return;
-            }
-            at = c->p;
-            skip_string(c, &key, &len);
-            next = rest != NULL && (kind & STEP_MEMBER) ? after_key(rest, key, len, &k) : NULL;
-            if (next != NULL)
-                note(f, at, next, depth + 1);
-            skip_ws(c);
-            c->p++; /* ':' */
-            walk(c, next != NULL && *next != '\0' ? next : NULL, k, depth + 1, f);
-            skip_ws(c);
-            if (c->p < c->end && *c->p == ',')
-                c->p++;
-        }
-    } else if (*c->p == '[') {
-        size_t i;
-
-        c->p++;
-        for (i = 0;; i++) {
-            const char *next;
-            int k = 0;
-
-            skip_ws(c);
-            if (c->p >= c->end || *c->p == ']') {
-                c->p++;
-                return;
-            }
-            next = rest != NULL && (kind & STEP_INDEX) ? after_index(rest, i, &k) : NULL;
-            if (next != NULL)
-                note(f, c->p, next, depth + 1);
-            walk(c, next != NULL && *next != '\0' ? next : NULL, k, depth + 1, f);
-            skip_ws(c);
-            if (c->p < c->end && *c->p == ',')
-                c->p++;
-        }
-    } else if (*c->p == '"') {
-        const char *s;
-        size_t len;
-
-        skip_string(c, &s, &len);
-    } else {
-        while (c->p < c->end && strchr(",]} \t\r\n", *c->p) == NULL)
-            c->p++;
-    }
-}
-
-/* The line and column of path's member key (or array element); of its
- * longest prefix found when the path names something absent ("a missing
- * key" points at the object that lacks it); of the file's start when
- * nothing matches. */
-static void locate(const char *text, const char *path, int *line, int *col)
-{
-    struct cursor c = {text, text + strlen(text)};
-    struct found f = {NULL, 0, false};
-    const char *q;
-
-    if (path[0] != '\0')
-        walk(&c, path, STEP_MEMBER | STEP_INDEX, 0, &f);
-    if (f.at == NULL)
-        f.at = text;
-    *line = 1;
-    *col = 1;
-    for (q = text; q < f.at; q++) {
-        if (*q == '\n') {
-            (*line)++;
-            *col = 1;
-        } else {
-            (*col)++;
-        }
-    }
-}
 
 /* ---- problems ---- */
 
@@ -214,8 +37,7 @@ void asyncd_problem(struct asyncd_problems *p, const struct asyncd_config *c, co
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    if (c->text != NULL)
-        locate(c->text, path, &line, &col);
+    asyncd_where_find(c->where, path, &line, &col);
     if (asprintf(&msg, "%s:%d:%d: %s: %s", c->file, line, col, path[0] ? path : "(top)", text) >= 0)
         add(p, msg);
 }
@@ -382,7 +204,7 @@ static void validate(struct asyncd_config *c, struct asyncd_problems *p)
 
 int asyncd_config_load(const char *file, struct asyncd_config *c, struct asyncd_problems *p)
 {
-    size_t before = p->n;
+    size_t before = p->n, deep;
     json_error_t jerr;
     int err = 0;
 
@@ -396,6 +218,17 @@ int asyncd_config_load(const char *file, struct asyncd_config *c, struct asyncd_
             add(p, msg);
         return -1;
     }
+    /* before anything recursive reads it, on a fiber's stack at reload */
+    if ((deep = asyncd_json_too_deep(c->text, ASYNCD_MAX_DEPTH)) != (size_t)-1) {
+        char *msg;
+        int line, col;
+
+        asyncd_where_offset(c->text, deep, &line, &col);
+        if (asprintf(&msg, "%s:%d:%d: nested deeper than %d objects and arrays", file, line,
+                     col, ASYNCD_MAX_DEPTH) >= 0)
+            add(p, msg);
+        return -1;
+    }
     c->root = json_loads(c->text, JSON_REJECT_DUPLICATES, &jerr);
     if (c->root == NULL) {
         char *msg;
@@ -404,6 +237,7 @@ int asyncd_config_load(const char *file, struct asyncd_config *c, struct asyncd_
             add(p, msg);
         return -1;
     }
+    c->where = asyncd_where_new(c->text); /* NULL (no memory): problems are placed at 1:1 */
     if (!json_is_object(c->root)) {
         asyncd_problem(p, c, "", "the top level must be an object");
         return -1;
@@ -417,6 +251,7 @@ void asyncd_config_free(struct asyncd_config *c)
     json_decref(c->root);
     free(c->file);
     free(c->text);
+    asyncd_where_free(c->where);
     free(c->modules_dir);
     memset(c, 0, sizeof(*c));
 }

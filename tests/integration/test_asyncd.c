@@ -160,6 +160,7 @@ static void asyncd_check_config_places_keys_with_dots_and_brackets(void **state)
         "6:3: ].: unknown key",            "7:3: .: unknown key",
         "8:16: runtime.x.y: unknown key",  "9:16: runtime.[1: unknown key",
         "10:3: runtime[1: unknown key", /* not the member "[1" of runtime */
+        "11:3: caf\xc3\xa9: unknown key",  /* placed by its decoded name */
     };
     size_t i;
 
@@ -173,7 +174,8 @@ static void asyncd_check_config_places_keys_with_dots_and_brackets(void **state)
                             "  \".\": 5,\n"
                             "  \"runtime\": { \"x.y\": 6,\n"
                             "               \"[1\": 7 },\n"
-                            "  \"runtime[1\": 8\n"
+                            "  \"runtime[1\": 8,\n"
+                            "  \"caf\\u00e9\": 9\n"
                             "}\n");
     snprintf(cfg, sizeof(cfg), "%s/keys.json", dir);
     assert_int_equal(run_to_end("--check-config", cfg, out, sizeof(out)), 78);
@@ -454,6 +456,58 @@ static void asyncd_reload_adds_removes_restarts_and_leaves_the_rest_alone(void *
     assert_int_equal(stop(&d, SIGTERM), 0);
 }
 
+/* Writes modules_dir, then "x" holding depth - 1 nested arrays under the
+ * top-level object, then echo's config: the bracket that makes depth
+ * levels opens at column strlen(head) + depth - 1. */
+static void write_nested(int depth)
+{
+    static const char head[] = "{\"modules_dir\":\"modules\",\"x\":";
+    size_t n = (size_t)depth - 1, len = strlen(head);
+    char *text = malloc(len + 2 * n + 100);
+
+    assert_non_null(text);
+    memcpy(text, head, len);
+    memset(text + len, '[', n);
+    memset(text + len + n, ']', n);
+    strcpy(text + len + 2 * n, ",\"modules\":{\"echo\":{\"listen\":[\"127.0.0.1:0\"]}}}\n");
+    write_file("asyncd.json", text);
+    free(text);
+}
+
+/* The config is parsed, copied and compared by recursive code on a
+ * fiber's stack at reload: 2,000 nested arrays overflowed it and killed
+ * the daemon.  Nesting is now bounded (32) before anything recursive
+ * reads the file. */
+static void asyncd_refuses_deep_nesting_and_a_reload_of_it_keeps_serving(void **state)
+{
+    char out[8192], cfg[600], want[700];
+    struct daemon d;
+    int port;
+
+    link_module(ECHO_SO, "echo.so");
+    snprintf(cfg, sizeof(cfg), "%s/asyncd.json", dir);
+    write_nested(32); /* as deep as allowed: only x is wrong */
+    assert_int_equal(run_to_end("-t", cfg, out, sizeof(out)), 78);
+    if (strstr(out, ":1:26: x: unknown key") == NULL || strstr(out, "nested deeper") != NULL)
+        fail_msg("32 levels:\n%s", out);
+    write_nested(33);
+    assert_int_equal(run_to_end("-t", cfg, out, sizeof(out)), 78);
+    snprintf(want, sizeof(want), "%s:1:%d: nested deeper than 32 objects and arrays", cfg,
+             (int)strlen("{\"modules_dir\":\"modules\",\"x\":") + 32);
+    if (strstr(out, want) == NULL)
+        fail_msg("expected \"%s\" in:\n%s", want, out);
+
+    write_file("asyncd.json", good_config);
+    daemon_start(&d, "asyncd.json", NULL);
+    port = echo_port(&d);
+    write_nested(100000);
+    kill(d.pid, SIGHUP);
+    wait_next(&d, ": nested deeper than 32 objects and arrays");
+    wait_next(&d, "reload rejected");
+    assert_true(echoes(port));
+    assert_int_equal(stop(&d, SIGTERM), 0);
+}
+
 static void asyncd_reload_rejects_unknown_names_and_bad_configs_of_new_modules(void **state)
 {
     struct daemon d;
@@ -582,6 +636,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             asyncd_reload_rejects_unknown_names_and_bad_configs_of_new_modules, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            asyncd_refuses_deep_nesting_and_a_reload_of_it_keeps_serving, setup, teardown),
         cmocka_unit_test_setup_teardown(asyncd_serves_a_module_built_with_pkg_config_after_a_reload,
                                         setup, teardown),
     };
