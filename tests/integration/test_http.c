@@ -2705,6 +2705,64 @@ static void http_check_config_reports_every_problem_with_line_column_and_path(vo
     assert_int_equal(reap(&D, 10000), 78);
     if (strstr(D.log, "listening") != NULL || strstr(D.log, "routes[2].status") == NULL)
         fail_msg("start-up did not refuse the config as the check does:\n%s", D.log);
+    /* a problem in an object the file does not have is placed at the
+     * nearest one it has: here http.so runs with {} and lacks listen */
+    write_file("asyncd.json", "{\"modules_dir\":\"modules\",\n"
+                              "  \"modules\": {}}\n");
+    assert_int_equal(run_to_end("-t", cfg, out, sizeof(out)), 78);
+    expect_line(out, cfg, "2:3: modules.http: needs \"listen\"");
+}
+
+/* 20,000 routes with a bad status and a repeated path: every problem is
+ * reported, each at its own line, in bounded time.  The check used to walk
+ * the whole file per problem and compare each route's path with all the
+ * ones before it: 59 s for this file, 0.3 s now (release build); the bound
+ * below leaves room for sanitizers and a busy machine. */
+static void http_check_config_places_20000_problems_quickly(void **state)
+{
+    enum { N = 20000 };
+    size_t cap = (size_t)N * 64 + 4096, len = 0, outcap = (size_t)N * 256, got = 0;
+    char *text = malloc(cap), *out = malloc(outcap), cfg[600], cmd[1400], want[800];
+    int64_t started;
+    FILE *f;
+    size_t n, i, lines = 0;
+    int status;
+    const char *p;
+
+    (void)state;
+    assert_non_null(text);
+    assert_non_null(out);
+    len += (size_t)snprintf(text + len, cap - len,
+                            "{\"modules_dir\":\"modules\",\"modules\":{\"http\":{"
+                            "\"listen\":[\"127.0.0.1:0\"],\"routes\":[\n");
+    for (i = 0; i < N; i++) /* route i on line i + 2 */
+        len += (size_t)snprintf(text + len, cap - len, "{\"path\":\"/r%zu\",\"status\":99},\n",
+                                i == N - 1 ? (size_t)0 : i);
+    snprintf(text + len - 2, cap - len + 2, "]}}}\n");
+    write_file("asyncd.json", text);
+    path_of(cfg, sizeof(cfg), "asyncd.json");
+    snprintf(cmd, sizeof(cmd), "'%s' -t '%s' 2>&1", ASYNCD, cfg);
+    started = now_ms();
+    f = popen(cmd, "r");
+    assert_non_null(f);
+    while (got < outcap - 1 && (n = fread(out + got, 1, outcap - 1 - got, f)) > 0)
+        got += n;
+    out[got] = '\0';
+    status = pclose(f);
+    if (now_ms() - started > 20000)
+        fail_msg("the check took %lld ms", (long long)(now_ms() - started));
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 78);
+    for (p = out; (p = strstr(p, ".status: must be an integer from 200 to 599")) != NULL; p++)
+        lines++;
+    assert_int_equal(lines, N);
+    expect_line(out, cfg, "2:15: modules.http.routes[0].status: must be an integer");
+    snprintf(want, sizeof(want), "%d:15: modules.http.routes[%d].status", N + 1, N - 1);
+    expect_line(out, cfg, want);
+    snprintf(want, sizeof(want), "%d:2: modules.http.routes[%d].path: repeats routes[0].path",
+             N + 1, N - 1);
+    expect_line(out, cfg, want);
+    free(text);
+    free(out);
 }
 
 static void http_check_config_rejects_hostile_listen_addresses(void **state)
@@ -3041,6 +3099,7 @@ int main(void)
         T(http_check_config_rejects_unknown_key_with_78),
         T(http_check_config_reports_every_problem_with_line_column_and_path),
         T(http_check_config_rejects_hostile_listen_addresses),
+        T(http_check_config_places_20000_problems_quickly),
         T(http_check_config_T_prints_every_default_as_json),
         T(http_route_framing_headers_are_rejected_with_their_path),
         T(http_route_server_and_date_replace_the_defaults),
