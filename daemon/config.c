@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "log.h"
+#include "where.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -11,113 +12,6 @@
 #include <unistd.h>
 
 #define DEFAULT_SHUTDOWN_MS 10000
-
-/* ---- where a JSON path sits in the text ---- */
-
-struct cursor {
-    const char *p, *end;
-};
-
-static void skip_ws(struct cursor *c)
-{
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
-        c->p++;
-}
-
-/* Skips a JSON string at c->p, returning its raw contents (escapes kept). */
-static void skip_string(struct cursor *c, const char **s, size_t *len)
-{
-    const char *start = ++c->p;
-
-    while (c->p < c->end && *c->p != '"')
-        c->p += *c->p == '\\' ? 2 : 1;
-    *s = start;
-    *len = (size_t)(c->p - start);
-    if (c->p < c->end)
-        c->p++;
-}
-
-/* Walks one value; when path[0..n) names a member below it, stores the
- * position of that member's key in *found.  The text is valid JSON (jansson
- * parsed it), so the scanner can be trusting. */
-static void walk(struct cursor *c, char **path, int n, const char **found)
-{
-    skip_ws(c);
-    if (c->p >= c->end)
-        return;
-    if (*c->p == '{') {
-        c->p++;
-        for (;;) {
-            const char *key, *at;
-            size_t len;
-            int match;
-
-            skip_ws(c);
-            if (c->p >= c->end || *c->p == '}') {
-                c->p++;
-                return;
-            }
-            at = c->p;
-            skip_string(c, &key, &len);
-            match = n > 0 && strlen(path[0]) == len && memcmp(path[0], key, len) == 0;
-            if (match && n == 1 && *found == NULL)
-                *found = at;
-            skip_ws(c);
-            c->p++; /* ':' */
-            walk(c, path + 1, match ? n - 1 : 0, found);
-            skip_ws(c);
-            if (c->p < c->end && *c->p == ',')
-                c->p++;
-        }
-    } else if (*c->p == '[') {
-        c->p++;
-        for (;;) {
-            skip_ws(c);
-            if (c->p >= c->end || *c->p == ']') {
-                c->p++;
-                return;
-            }
-            walk(c, NULL, 0, found);
-            skip_ws(c);
-            if (c->p < c->end && *c->p == ',')
-                c->p++;
-        }
-    } else if (*c->p == '"') {
-        const char *s;
-        size_t len;
-
-        skip_string(c, &s, &len);
-    } else {
-        while (c->p < c->end && strchr(",]} \t\r\n", *c->p) == NULL)
-            c->p++;
-    }
-}
-
-static void locate(const char *text, const char *path, int *line, int *col)
-{
-    char buf[512], *parts[32], *save = NULL, *tok;
-    struct cursor c = {text, text + strlen(text)};
-    const char *found = NULL, *q;
-    int n = 0;
-
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (tok = strtok_r(buf, ".", &save); tok != NULL && n < 32; tok = strtok_r(NULL, ".", &save))
-        parts[n++] = tok;
-    if (n > 0)
-        walk(&c, parts, n, &found);
-    if (found == NULL)
-        found = text;
-    *line = 1;
-    *col = 1;
-    for (q = text; q < found; q++) {
-        if (*q == '\n') {
-            (*line)++;
-            *col = 1;
-        } else {
-            (*col)++;
-        }
-    }
-}
 
 /* ---- problems ---- */
 
@@ -143,8 +37,7 @@ void asyncd_problem(struct asyncd_problems *p, const struct asyncd_config *c, co
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    if (c->text != NULL)
-        locate(c->text, path, &line, &col);
+    asyncd_where_find(c->where, path, &line, &col);
     if (asprintf(&msg, "%s:%d:%d: %s: %s", c->file, line, col, path[0] ? path : "(top)", text) >= 0)
         add(p, msg);
 }
@@ -311,7 +204,7 @@ static void validate(struct asyncd_config *c, struct asyncd_problems *p)
 
 int asyncd_config_load(const char *file, struct asyncd_config *c, struct asyncd_problems *p)
 {
-    size_t before = p->n;
+    size_t before = p->n, deep;
     json_error_t jerr;
     int err = 0;
 
@@ -325,6 +218,17 @@ int asyncd_config_load(const char *file, struct asyncd_config *c, struct asyncd_
             add(p, msg);
         return -1;
     }
+    /* before anything recursive reads it, on a fiber's stack at reload */
+    if ((deep = asyncd_json_too_deep(c->text, ASYNCD_MAX_DEPTH)) != (size_t)-1) {
+        char *msg;
+        int line, col;
+
+        asyncd_where_offset(c->text, deep, &line, &col);
+        if (asprintf(&msg, "%s:%d:%d: nested deeper than %d objects and arrays", file, line,
+                     col, ASYNCD_MAX_DEPTH) >= 0)
+            add(p, msg);
+        return -1;
+    }
     c->root = json_loads(c->text, JSON_REJECT_DUPLICATES, &jerr);
     if (c->root == NULL) {
         char *msg;
@@ -333,6 +237,7 @@ int asyncd_config_load(const char *file, struct asyncd_config *c, struct asyncd_
             add(p, msg);
         return -1;
     }
+    c->where = asyncd_where_new(c->text); /* NULL (no memory): problems are placed at 1:1 */
     if (!json_is_object(c->root)) {
         asyncd_problem(p, c, "", "the top level must be an object");
         return -1;
@@ -346,6 +251,7 @@ void asyncd_config_free(struct asyncd_config *c)
     json_decref(c->root);
     free(c->file);
     free(c->text);
+    asyncd_where_free(c->where);
     free(c->modules_dir);
     memset(c, 0, sizeof(*c));
 }

@@ -14,7 +14,8 @@ struct asyncd_problems {
 
 struct asyncd_config {
     char *file;                 /* as given */
-    char *text;                 /* its bytes, to locate problems */
+    char *text;                 /* its bytes */
+    struct asyncd_where *where; /* where each path sits in text (where.h) */
     unsigned workers;           /* runtime.workers, 0 = online CPUs */
     size_t stack_size;          /* runtime.stack_size, 0 = default */
     char *modules_dir;          /* resolved against the file's folder */
@@ -28,9 +29,10 @@ struct asyncd_config {
 int  asyncd_config_load(const char *file, struct asyncd_config *c, struct asyncd_problems *p);
 void asyncd_config_free(struct asyncd_config *c);
 
-/* Appends "FILE:LINE:COL: PATH: message" (path like "modules.echo.listen";
- * the position is that of the member's key, or of the file's start when
- * the path is not found). */
+/* Appends "FILE:LINE:COL: PATH: message" (path like "modules.echo.listen"
+ * or "modules.http.routes[2].status"; the position is that of the
+ * member's key or the element, of the longest prefix present when the
+ * path names something absent, or of the file's start; where.h). */
 void asyncd_problem(struct asyncd_problems *p, const struct asyncd_config *c, const char *path,
                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void asyncd_problems_free(struct asyncd_problems *p);

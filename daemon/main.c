@@ -4,12 +4,22 @@
  *   asyncd [--config FILE]        run (FILE defaults to ASYNCD_DEFAULT_CONFIG)
  *   asyncd --check-config [FILE]  validate the daemon's part and every
  *                                 module's part; exit 0 or 78 (EX_CONFIG)
+ *   asyncd -t [FILE]              the same (nginx's spelling)
+ *   asyncd -T [FILE]              the same, then print the effective
+ *                                 configuration (every default filled in)
  *   asyncd --version | --help
+ *
+ * Start-up checks the config as --check-config does, modules' parts and
+ * names included, and refuses a bad one (exit 78) before anything
+ * listens: the modules are loaded, and checked, before the runtime
+ * starts.  (A .so that cannot be loaded is an error for the check but
+ * only logged and skipped at start-up: the others still run.)
  *
  * Signals: SIGHUP reloads (see reload()); SIGTERM and SIGINT stop every
  * module (cancel, then wait up to shutdown_timeout_ms) and exit 0, or 1
  * naming a module still running at the deadline.  They are received through a signalfd read by a fiber, so
  * no handler ever runs on a fiber's stack. */
+#include "check.h"
 #include "config.h"
 #include "log.h"
 #include "modules.h"
@@ -154,7 +164,7 @@ static void reload(struct daemon *d)
     asyncd_notify("RELOADING=1\nMONOTONIC_USEC=%lld", (long long)monotonic_usec());
     asyncd_log(ASYNC_LOG_NOTICE, "reloading %s", d->file);
     if (asyncd_config_load(d->file, &next, &p) != 0 ||
-        asyncd_modules_check(&next, d->modules, &p) != 0) {
+        asyncd_modules_check_folder(&next, d->modules, &p) != 0) {
         print_problems(&p);
         asyncd_log(ASYNC_LOG_ERROR, "reload rejected: %zu problem(s); the running configuration "
                    "stays", p.n);
@@ -180,8 +190,7 @@ static void *daemon_main(void *arg)
     int64_t period_ms = 0;
     async_task *dog, *mon;
 
-    d->modules = asyncd_modules_load(&d->config, NULL);
-    start_all(d);
+    start_all(d); /* loaded and checked by main */
     dog = start_watchdog(&period_ms);
     mon = asyncd_monitor_start();
     for (;;) {
@@ -215,25 +224,64 @@ static void *daemon_main(void *arg)
     return NULL;
 }
 
-static int check_config(const char *file)
+static void free_modules(struct asyncd_module *m)
+{
+    struct asyncd_module *next;
+
+    for (; m != NULL; m = next) {
+        next = m->next;
+        asyncd_module_free(m);
+    }
+}
+
+/* asyncd -T: the effective configuration on stdout, as JSON. */
+static int print_effective(const struct asyncd_config *c, const struct asyncd_module *list)
+{
+    const struct async_module **mods;
+    const struct asyncd_module *m;
+    size_t n = 0;
+    json_t *eff = NULL;
+    int rc;
+
+    for (m = list; m != NULL; m = m->next)
+        n++;
+    mods = calloc(n + 1, sizeof(*mods));
+    for (n = 0, m = list; mods != NULL && m != NULL; m = m->next)
+        mods[n++] = m->desc;
+    if (mods != NULL)
+        eff = asyncd_effective_config(c, mods, n);
+    free(mods);
+    rc = eff != NULL && json_dumpf(eff, stdout, JSON_INDENT(2)) == 0 && putchar('\n') != EOF &&
+         fflush(stdout) == 0 ? 0 : 1;
+    json_decref(eff);
+    if (rc != 0)
+        fprintf(stderr, "cannot print the effective configuration\n");
+    return rc;
+}
+
+/* --check-config, -t, and with effective -T.  Problems go to stderr; the
+ * verdict of -T too, so that its stdout is JSON and nothing else. */
+static int check_config(const char *file, bool effective)
 {
     struct asyncd_config c;
     struct asyncd_problems p = {0};
-    struct asyncd_module *m, *next;
+    struct asyncd_module *list = NULL;
     size_t i;
     int rc;
 
     rc = asyncd_config_load(file, &c, &p);
-    if (c.root != NULL && json_is_object(c.root))
-        for (m = asyncd_modules_load(&c, &p); m != NULL; m = next) {
-            next = m->next;
-            asyncd_module_free(m);
-        }
+    if (c.root != NULL && json_is_object(c.root)) {
+        list = asyncd_modules_load(&c, &p);
+        asyncd_modules_check(&c, list, &p);
+    }
     for (i = 0; i < p.n; i++)
         fprintf(stderr, "%s\n", p.msg[i]);
     rc = p.n == 0 && rc == 0 ? 0 : EX_CONFIG;
+    if (rc == 0 && effective)
+        rc = print_effective(&c, list);
     if (rc == 0)
-        printf("%s: configuration OK\n", file);
+        fprintf(effective ? stderr : stdout, "%s: configuration OK\n", file);
+    free_modules(list);
     asyncd_problems_free(&p);
     asyncd_config_free(&c);
     return rc;
@@ -277,8 +325,11 @@ static void raise_nofile(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: asyncd [--config FILE]\n"
-               "       asyncd --check-config [FILE]\n"
+    fprintf(f, "usage: asyncd [--config FILE]             run\n"
+               "       asyncd --check-config [FILE]       check FILE, modules included; exit 0 or 78\n"
+               "       asyncd -t [FILE]                   the same\n"
+               "       asyncd -T [FILE]                   check, then print the effective\n"
+               "                                          configuration (defaults filled in)\n"
                "       asyncd --version | --help\n"
                "default FILE: %s\n", ASYNCD_DEFAULT_CONFIG);
 }
@@ -296,11 +347,12 @@ int main(int argc, char **argv)
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             file = argv[++i];
-        } else if (strcmp(argv[i], "--check-config") == 0) {
+        } else if (strcmp(argv[i], "--check-config") == 0 || strcmp(argv[i], "-t") == 0 ||
+                   strcmp(argv[i], "-T") == 0) {
             const char *f = i + 1 < argc ? argv[i + 1] : file;
             char *abs = enter_config_dir(f);
 
-            rc_check = check_config(abs != NULL ? abs : f);
+            rc_check = check_config(abs != NULL ? abs : f, strcmp(argv[i], "-T") == 0);
             free(abs);
             return rc_check;
         } else if (strcmp(argv[i], "--version") == 0) {
@@ -318,14 +370,20 @@ int main(int argc, char **argv)
     if (abs_file != NULL)
         file = abs_file;
     d.file = file;
-    if (asyncd_config_load(file, &d.config, &p) != 0) {
+    rc_check = asyncd_config_load(file, &d.config, &p);
+    if (rc_check == 0) {
+        asyncd_log_set_level(d.config.log_level);
+        d.modules = asyncd_modules_load(&d.config, NULL); /* unloadable files: logged, skipped */
+        rc_check = asyncd_modules_check(&d.config, d.modules, &p);
+    }
+    if (rc_check != 0) {
         print_problems(&p);
         asyncd_log(ASYNC_LOG_ERROR, "%s: configuration rejected", file);
         asyncd_problems_free(&p);
+        free_modules(d.modules);
         asyncd_config_free(&d.config);
         return EX_CONFIG;
     }
-    asyncd_log_set_level(d.config.log_level);
     raise_nofile();
     /* Block before any thread exists, so every worker inherits the mask
      * and the signals queue on the signalfd. */

@@ -1,5 +1,6 @@
 #include "modules.h"
 
+#include "check.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -36,6 +37,10 @@ int64_t async_module_stop_deadline(const async_module_host *host)
     return atomic_load(&host->module->stop_by);
 }
 
+/* Where load_one's reasons go: p when not NULL, the log unless QUIET. */
+static struct asyncd_problems quiet_problems;
+#define QUIET (&quiet_problems)
+
 static void skip(struct asyncd_problems *p, const char *file, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void skip(struct asyncd_problems *p, const char *file, const char *fmt, ...)
@@ -43,6 +48,8 @@ static void skip(struct asyncd_problems *p, const char *file, const char *fmt, .
     char reason[1024], *msg;
     va_list ap;
 
+    if (p == QUIET)
+        return;
     va_start(ap, fmt);
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
@@ -74,7 +81,9 @@ static struct asyncd_module *find(struct asyncd_module *list, const char *name)
     return NULL;
 }
 
-/* Vets one file; a module on success, NULL (logged) otherwise. */
+/* Vets one file; a module on success, NULL (logged) otherwise.  Its
+ * config is checked apart (asyncd_modules_check), so that one pass can
+ * report every problem of a file. */
 static struct asyncd_module *load_one(const struct asyncd_config *c, const char *file,
                                       struct asyncd_module *loaded, struct asyncd_problems *p)
 {
@@ -82,7 +91,6 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
     const struct async_module *desc;
     struct async_module d = {0};
     struct asyncd_module *m, *dup;
-    char err[512] = "";
     json_t *cfg, *own;
     int enabled;
 
@@ -115,11 +123,6 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
     own = asyncd_module_config(c, desc->name, &enabled);
     cfg = own != NULL ? json_deep_copy(own) : json_object();
     json_object_del(cfg, "enabled");
-    if (enabled && desc->check != NULL && desc->check(cfg, err, sizeof(err)) != 0) {
-        skip(p, file, "modules.%s: %s", desc->name, err[0] ? err : "rejected by its check");
-        json_decref(cfg);
-        goto fail;
-    }
     m = calloc(1, sizeof(*m));
     if (m == NULL || (m->file = strdup(file)) == NULL) {
         free(m);
@@ -304,26 +307,62 @@ static void retire(struct asyncd_module *m, int64_t timeout_ms, struct asyncd_mo
 int asyncd_modules_check(const struct asyncd_config *c, const struct asyncd_module *loaded,
                          struct asyncd_problems *p)
 {
+    const struct async_module **mods;
     const struct asyncd_module *m;
-    size_t before = p->n;
+    size_t n = 0;
+    int rc;
 
-    for (m = loaded; m != NULL; m = m->next) {
-        json_t *own, *cfg;
-        char err[512] = "", path[300];
-        int enabled;
-
-        own = asyncd_module_config(c, m->desc->name, &enabled);
-        if (!enabled || m->desc->check == NULL)
-            continue;
-        cfg = own != NULL ? json_deep_copy(own) : json_object();
-        json_object_del(cfg, "enabled");
-        if (m->desc->check(cfg, err, sizeof(err)) != 0) {
-            snprintf(path, sizeof(path), "modules.%s", m->desc->name);
-            asyncd_problem(p, c, path, "%s", err);
-        }
-        json_decref(cfg);
+    for (m = loaded; m != NULL; m = m->next)
+        n++;
+    mods = calloc(n + 1, sizeof(*mods));
+    if (mods == NULL) {
+        asyncd_problem(p, c, "modules", "out of memory");
+        return -1;
     }
-    return p->n == before ? 0 : -1;
+    for (n = 0, m = loaded; m != NULL; m = m->next)
+        mods[n++] = m->desc;
+    rc = asyncd_check_modules(c, mods, n, p);
+    free(mods);
+    return rc;
+}
+
+int asyncd_modules_check_folder(const struct asyncd_config *c, const struct asyncd_module *loaded,
+                                struct asyncd_problems *p)
+{
+    char **files = list_files(c->modules_dir, QUIET);
+    struct asyncd_module *view = NULL, **tail = &view, *m, *next;
+    const struct asyncd_module *old;
+    size_t i;
+    int rc;
+
+    if (files == NULL) /* unreadable: the reload will change nothing */
+        return asyncd_modules_check(c, loaded, p);
+    for (i = 0; files[i] != NULL; i++) {
+        /* A file loaded already answers with the name it had; one that was
+         * rebuilt in place is read as the old one too (the loader maps a
+         * path once: a probe would get the old mapping back). */
+        for (old = loaded; old != NULL && strcmp(old->file, files[i]) != 0; old = old->next)
+            ;
+        if (old == NULL && (m = load_one(c, files[i], view, QUIET)) != NULL) {
+            *tail = m;
+            tail = &m->next;
+        } else if (old != NULL && (m = calloc(1, sizeof(*m))) != NULL) {
+            m->d = old->d; /* a shell: its name and hooks, no handle of its own */
+            m->desc = &m->d;
+            *tail = m;
+            tail = &m->next;
+        }
+    }
+    rc = asyncd_modules_check(c, view, p);
+    for (m = view; m != NULL; m = next) {
+        next = m->next;
+        if (m->dl != NULL)
+            asyncd_module_free(m);
+        else
+            free(m);
+    }
+    free_files(files);
+    return rc;
 }
 
 struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
@@ -369,13 +408,11 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
             cfg = own != NULL ? json_deep_copy(own) : json_object();
             json_object_del(cfg, "enabled");
             if ((bool)enabled != m->enabled || !json_equal(cfg, m->config)) {
-                char err[512] = "";
-
                 /* reload() ran the checks first; this one only catches a
                  * check that changed its mind since (files on disk). */
-                if (enabled && m->desc->check != NULL && m->desc->check(cfg, err, sizeof(err)) != 0) {
-                    asyncd_log(ASYNC_LOG_ERROR, "module %s: new config rejected (%s); unloading it",
-                               m->desc->name, err);
+                if (enabled && asyncd_module_validate(c, m->desc, cfg, NULL) != 0) {
+                    asyncd_log(ASYNC_LOG_ERROR, "module %s: new config rejected; unloading it",
+                               m->desc->name);
                     json_decref(cfg);
                     retire(m, c->shutdown_timeout_ms, stuck);
                     continue;
@@ -403,6 +440,11 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
             if (find(keep, m->desc->name) != NULL) { /* taken by a module we keep */
                 asyncd_log(ASYNC_LOG_ERROR, "skipping module %s: a module named '%s' is already "
                            "loaded", m->file, m->desc->name);
+                asyncd_module_free(m);
+                continue;
+            }
+            if (m->enabled && asyncd_module_validate(c, m->desc, m->config, NULL) != 0) {
+                asyncd_log(ASYNC_LOG_ERROR, "skipping module %s: its config is rejected", m->file);
                 asyncd_module_free(m);
                 continue;
             }

@@ -32,10 +32,11 @@ struct asyncd_module {
 };
 
 /* Loads every *.so of c->modules_dir in name order.  A file that is not a
- * loadable object, lacks `async_module`, speaks another ABI, is incomplete,
- * repeats a loaded name or fails its config check is skipped: logged (and
- * added to p when p is not NULL) with the file and the reason.  Returns the
- * loaded modules, disabled ones included. */
+ * loadable object, lacks `async_module`, speaks another ABI, is incomplete
+ * or repeats a loaded name is skipped: logged (and added to p when p is
+ * not NULL) with the file and the reason.  Configs are not checked here
+ * (asyncd_modules_check).  Returns the loaded modules, disabled ones
+ * included. */
 struct asyncd_module *asyncd_modules_load(const struct asyncd_config *c, struct asyncd_problems *p);
 
 /* Starts m's run in a new group, supervised: restarted with back-off
@@ -56,6 +57,20 @@ void asyncd_module_free(struct asyncd_module *m);
  * (logged, naming it) if it is still running.  Fiber. */
 int asyncd_module_stop(struct asyncd_module *m, int64_t timeout_ms);
 
+/* Checks the modules part of c against the loaded modules: every enabled
+ * module's config through its validate (or check) hook, every problem as
+ * "FILE:LINE:COL: modules.NAME.PATH: message", and every modules.<name>
+ * that no loaded module declares.  0, or -1 with the problems appended to
+ * p.  From a fiber the hooks run on a helper thread. */
+int asyncd_modules_check(const struct asyncd_config *c, const struct asyncd_module *loaded,
+                         struct asyncd_problems *p);
+
+/* asyncd_modules_check for a reload: against what the folder holds now,
+ * the loaded modules whose file is still there and the modules of new
+ * files (opened to read their name and hooks, then closed again). */
+int asyncd_modules_check_folder(const struct asyncd_config *c, const struct asyncd_module *loaded,
+                                struct asyncd_problems *p);
+
 /* A reload against the new config c: modules whose file is gone or
  * changed, or that are now disabled, are stopped and unloaded; modules
  * whose config changed are restarted; new ones are loaded and started;
@@ -63,11 +78,6 @@ int asyncd_module_stop(struct asyncd_module *m, int64_t timeout_ms);
  * it was, if the folder cannot be read).  A module
  * that does not stop in time cannot be unloaded: it is moved to *stuck.
  * Fiber. */
-/* Runs the check hook of every loaded module on its part of c: 0, or -1
- * with the problems appended to p (as "modules.NAME: message"). */
-int asyncd_modules_check(const struct asyncd_config *c, const struct asyncd_module *loaded,
-                         struct asyncd_problems *p);
-
 struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                                             struct asyncd_module *old,
                                             struct asyncd_module **stuck);

@@ -33,6 +33,22 @@ extern "C" {
 typedef struct async_listener async_listener;
 typedef struct async_stream async_stream;
 
+/* Reads address exactly as async_listener_bind and async_tcp_connect do,
+ * without resolving a name or touching the network, so that a
+ * configuration can be checked before anything listens.  Accepted forms:
+ * "host:port" where host is a name (letters, digits, '-' and '.') or an
+ * IPv4 address, "[v6]:port" (an IPv6 literal, optionally with a %zone),
+ * and "*:port" or ":port" for every local address; port is 0 to 65535 in
+ * at most five decimal digits.  0, with the host (no brackets, "" for
+ * every local address) copied into host[0..hostlen) when host is not
+ * NULL, and the port in *port when port is not NULL.  -1 + EINVAL when
+ * malformed (also for a NULL address), or ENAMETOOLONG when the host does
+ * not fit hostlen; *why, when why is not NULL, then points to a short
+ * static reason in English ("port above 65535").  Never parks; any
+ * thread. */
+ASYNC_API int async_address_parse(const char *address, char *host, size_t hostlen, int *port,
+                                  const char **why);
+
 /* A listening socket on address: non-blocking, close-on-exec, SO_REUSEADDR,
  * backlog SOMAXCONN.  NULL + EINVAL / ENXIO / EADDRINUSE / EACCES / EMFILE /
  * ENOMEM, ...  Parks only to resolve a host name (then only in a fiber;

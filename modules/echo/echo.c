@@ -3,7 +3,9 @@
  *   "echo": { "listen": ["127.0.0.1:7000"] }
  *
  * One fiber per listener accepts; one fiber per connection echoes.  They
- * all live in the module's group, so a stop cancels them all. */
+ * all live in the module's group, so a stop cancels them all.  Its config
+ * check is the single-message `check` hook (validate is the richer one,
+ * see the http module): it stays an example of that simpler form. */
 #include <async_io.h>
 #include <async_io/module.h>
 
@@ -35,8 +37,14 @@ static int echo_check(const json_t *config, char *err, size_t errlen)
         return -1;
     }
     json_array_foreach(listen, i, v) {
+        const char *why;
+
         if (!json_is_string(v)) {
             snprintf(err, errlen, "listen[%zu]: must be a \"host:port\" string", i);
+            return -1;
+        }
+        if (async_address_parse(json_string_value(v), NULL, 0, NULL, &why) != 0) {
+            snprintf(err, errlen, "listen[%zu]: \"%s\": %s", i, json_string_value(v), why);
             return -1;
         }
     }

@@ -413,8 +413,7 @@ static void answer(struct http_conn *c, const struct http_request *req, struct h
         if (strcmp(path, rt->path) != 0)
             continue;
         if (req->method == HTTP_GET || req->method == HTTP_HEAD)
-            http_reply_simple(&c->out, r, req, rt->status, rt->content_type, rt->body,
-                              rt->body_len, rt->headers);
+            http_reply_route(&c->out, r, req, rt);
         else
             set_allow(&c->out, r, req);
         return;

@@ -211,18 +211,78 @@ static bool if_range_holds(const struct http_request *req, const char *etag, con
     return v->n == strlen(lastmod) && memcmp(v->p, lastmod, v->n) == 0;
 }
 
+/* Whether byte c may stand for itself in the path of a Location: '/',
+ * unreserved and sub-delims, ':' and '@' (RFC 3986 §3.3).  The rest is
+ * percent-encoded, '%' first of all: the path here is decoded, so a name
+ * holding "%41" must not be decoded a second time by the client, a '?' or
+ * '#' must not start a query or fragment, and CR, LF or any control must
+ * not end the header line (response splitting). */
+static bool path_safe(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("/-._~!$&'()*+,;=:@", c) != NULL);
+}
+
+/* path percent-encoded into a new string, or NULL. */
+static char *encode_path(const char *path)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(path), o = 0, i;
+    char *out = malloc(3 * n + 1);
+
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)path[i];
+
+        if (path_safe(c)) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* The query goes back as received: it was never decoded, and the parser
+ * admits no byte at or below ' ' (nor DEL) in a request-target, so it
+ * cannot carry CR or LF. */
 static void redirect_slash(const struct http_request *req, const char *path,
                            struct http_out *o, struct http_reply *r)
 {
-    char *loc = NULL;
+    char *loc = NULL, *enc = encode_path(path);
 
-    if (asprintf(&loc, "Location: %s/%s%.*s\r\n", path, req->query.n ? "?" : "",
-                 (int)req->query.n, req->query.p ? req->query.p : "") < 0) {
+    if (enc == NULL || asprintf(&loc, "Location: %s/%s%.*s\r\n", enc, req->query.n ? "?" : "",
+                                (int)req->query.n, req->query.p ? req->query.p : "") < 0) {
+        free(enc);
         http_reply_simple(o, r, req, 500, NULL, NULL, 0, NULL);
         return;
     }
     http_reply_simple(o, r, req, 301, "text/plain; charset=utf-8", "Moved Permanently\n", 18, loc);
     free(loc);
+    free(enc);
+}
+
+/* Whether a decoded, normalised path names something hidden: a segment
+ * that starts with '.' (".git", ".env", ".htpasswd"), outside the
+ * top-level /.well-known/ (RFC 8615), which is public by definition.  A
+ * hidden segment below /.well-known/ stays hidden.  A scan of the path
+ * for "/.", nothing more. */
+static bool hidden(const char *path)
+{
+    const char *p = path;
+
+    while ((p = strstr(p, "/.")) != NULL) {
+        if (p == path && strncmp(p, "/.well-known", 12) == 0 && (p[12] == '/' || p[12] == '\0')) {
+            p += 12;
+            continue;
+        }
+        return true;
+    }
+    return false;
 }
 
 /* Out of descriptors the request cannot be served, but the operator must
@@ -330,6 +390,10 @@ void http_files_serve(struct http_server *srv, const struct http_request *req,
     bool redirect;
     int rc = 0;
 
+    if (!srv->cfg.serve_hidden && hidden(path)) {
+        error_reply(req, ENOENT, o, r); /* the 404 of a missing file: nothing to tell apart */
+        return;
+    }
     if ((f = http_file_get(srv, path, &redirect)) == NULL) {
         if (redirect)
             redirect_slash(req, path, o, r);

@@ -203,21 +203,6 @@ static void drain(struct http_server *srv)
     }
 }
 
-/* What the descriptor limit allows: a connection costs one, and a tenth
- * of the limit stays for files, logs, listeners and the daemon.  Past it,
- * new connections get a 503 instead of an accept that waits for a
- * descriptor while the queue fills. */
-static long default_max_connections(void)
-{
-    struct rlimit rl;
-    rlim_t n;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
-        return 100000;
-    n = rl.rlim_cur - rl.rlim_cur / 10;
-    return n < 1 ? 1 : n > 10000000 ? 10000000 : (long)n;
-}
-
 static int server_open(struct http_server *srv, async_module_host *host, const json_t *config)
 {
     static _Atomic unsigned generation;
@@ -237,7 +222,7 @@ static int server_open(struct http_server *srv, async_module_host *host, const j
     if (srv->cfg.max_connections < 0) {
         struct rlimit rl;
 
-        srv->cfg.max_connections = default_max_connections();
+        srv->cfg.max_connections = http_default_max_connections();
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
             async_module_log(host, ASYNC_LOG_INFO,
                              "max_connections %ld (from the descriptor limit, %llu)",
@@ -377,6 +362,7 @@ const struct async_module async_module = {
     .abi_version = ASYNC_MODULE_ABI_VERSION,
     .name = "http",
     .version = "1.0",
-    .check = http_config_check,
+    .validate = http_config_validate,
+    .effective_config = http_config_effective,
     .run = http_run,
 };

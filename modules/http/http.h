@@ -34,6 +34,8 @@
 #define HTTP_MAX_LISTEN 16
 #define HTTP_IN_EXTRA 4096      /* input buffer room beyond max_header_bytes, for pipelining */
 #define HTTP_SERVER_NAME "async_io"
+#define HTTP_OWN_SERVER 1u      /* the route's headers carry Server: write no default */
+#define HTTP_OWN_DATE 2u        /* ... Date */
 
 struct http_route {
     char *path;                 /* exact, decoded path */
@@ -42,6 +44,7 @@ struct http_route {
     char *body;
     size_t body_len;
     char *headers;              /* extra header lines, each ending in CRLF */
+    unsigned own;               /* HTTP_OWN_*: defaults that headers replace */
 };
 
 struct http_config {
@@ -69,10 +72,17 @@ struct http_config {
     int64_t lingering_time_ms;
     int64_t lingering_timeout_ms;
     uint64_t lingering_max_bytes;
+    bool serve_hidden;          /* serve path segments that start with '.' */
 };
 
-/* Validates modules.http; 0, or -1 with a message naming the JSON path. */
-int http_config_check(const json_t *config, char *err, size_t errlen);
+/* Validates modules.http, reporting every problem by its JSON path: 0, or
+ * -1 when it reported one. */
+int http_config_validate(const json_t *config, async_module_report *report);
+/* A config validate accepted, with every default filled in (asyncd -T):
+ * a new reference, or NULL. */
+json_t *http_config_effective(const json_t *config);
+/* max_connections when the config does not say: what RLIMIT_NOFILE allows. */
+long http_default_max_connections(void);
 /* Reads a config that passed the check; 0 or -1 (ENOMEM). */
 int http_config_load(const json_t *config, struct http_config *c);
 void http_config_free(struct http_config *c);
@@ -277,5 +287,11 @@ void http_status_reply(struct http_server *srv, const struct http_request *req,
 void http_reply_simple(struct http_out *o, struct http_reply *r, const struct http_request *req,
                        int status, const char *content_type, const char *body, size_t len,
                        const char *extra_headers);
+
+/* A route's fixed response: as http_reply_simple with the route's status,
+ * type, body and headers, and the route's own Server or Date instead of
+ * the defaults. */
+void http_reply_route(struct http_out *o, struct http_reply *r, const struct http_request *req,
+                      const struct http_route *rt);
 
 #endif

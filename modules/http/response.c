@@ -178,15 +178,40 @@ void http_out_status(struct http_out *o, int status)
     http_out_add(o, LIT("\r\n"));
 }
 
-void http_reply_simple(struct http_out *o, struct http_reply *r, const struct http_request *req,
-                       int status, const char *content_type, const char *body, size_t len,
-                       const char *extra_headers)
+/* The status line with the Server and Date the headers of a route do not
+ * carry themselves (own: HTTP_OWN_*).  Only routes that replace one pay
+ * for the choice; everything else takes http_out_status. */
+static void status_owned(struct http_out *o, int status, unsigned own)
+{
+    const char *reason = http_reason(status);
+    char code[4] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+                    (char)('0' + status % 10), ' '};
+
+    http_out_add(o, LIT("HTTP/1.1 "));
+    http_out_add(o, code, 4);
+    http_out_add(o, reason, strlen(reason));
+    http_out_add(o, LIT("\r\n"));
+    if (!(own & HTTP_OWN_SERVER))
+        http_out_add(o, LIT("Server: " HTTP_SERVER_NAME "\r\n"));
+    if (!(own & HTTP_OWN_DATE)) {
+        http_out_add(o, LIT("Date: "));
+        http_out_add(o, http_date_now(), 29);
+        http_out_add(o, LIT("\r\n"));
+    }
+}
+
+static void reply(struct http_out *o, struct http_reply *r, const struct http_request *req,
+                  int status, const char *content_type, const char *body, size_t len,
+                  const char *extra_headers, unsigned own)
 {
     bool head = req != NULL && req->method == HTTP_HEAD;
     bool bodyless = status == 204 || status == 304 || status < 200;
 
     r->status = status;
-    http_out_status(o, status);
+    if (own == 0)
+        http_out_status(o, status);
+    else
+        status_owned(o, status, own);
     if (content_type != NULL && !bodyless) {
         http_out_add(o, LIT("Content-Type: "));
         http_out_add(o, content_type, strlen(content_type));
@@ -208,4 +233,17 @@ void http_reply_simple(struct http_out *o, struct http_reply *r, const struct ht
         http_out_add(o, body, len);
         r->body_bytes = len;
     }
+}
+
+void http_reply_simple(struct http_out *o, struct http_reply *r, const struct http_request *req,
+                       int status, const char *content_type, const char *body, size_t len,
+                       const char *extra_headers)
+{
+    reply(o, r, req, status, content_type, body, len, extra_headers, 0);
+}
+
+void http_reply_route(struct http_out *o, struct http_reply *r, const struct http_request *req,
+                      const struct http_route *rt)
+{
+    reply(o, r, req, rt->status, rt->content_type, rt->body, rt->body_len, rt->headers, rt->own);
 }

@@ -1,54 +1,174 @@
-/* runtime/net/addr — "host:port" parsing and name resolution. */
+/* runtime/net/addr — "host:port" parsing and name resolution.
+ *
+ * One parser serves bind, connect and async_address_parse, so a config
+ * checker that calls the last accepts exactly what the first two will. */
 #include "net.h"
 
 #include <async_io/blocking.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int async__split_address(const char *address, struct async__hostport *out)
+/* The host of an unbracketed address: "" (any), an IPv4 address, or a
+ * name.  NULL if fine, else why not.  A run of digits and dots is read
+ * as IPv4 by getaddrinfo (inet_aton's forms, "127.1" included); one that
+ * is not would be looked up as a name and fail late, so it fails here. */
+static const char *plain_host(const char *h, size_t n)
 {
-    const char *host, *port, *end;
-    size_t hlen, plen, i;
+    char buf[256];
+    struct in_addr a;
+    bool numeric = true;
+    size_t i;
 
-    if (address == NULL)
+    for (i = 0; i < n; i++) {
+        char c = h[i];
+
+        if (c == ':')
+            return "a bare IPv6 address needs brackets: \"[::1]:80\"";
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.'))
+            return "the host may hold only letters, digits, '-' and '.'";
+        numeric = numeric && ((c >= '0' && c <= '9') || c == '.');
+    }
+    if (n > 253)
+        return "the host name is longer than 253 bytes";
+    if (numeric && n > 0) {
+        memcpy(buf, h, n);
+        buf[n] = '\0';
+        if (inet_aton(buf, &a) == 0)
+            return "not an IPv4 address";
+    }
+    return NULL;
+}
+
+/* The inside of "[...]": an IPv6 literal, optionally "%zone". */
+static const char *bracketed_host(const char *h, size_t n)
+{
+    char buf[INET6_ADDRSTRLEN + 1];
+    struct in6_addr a;
+    const char *zone = memchr(h, '%', n);
+    size_t alen = zone != NULL ? (size_t)(zone - h) : n, i;
+
+    if (n == 0)
+        return "empty brackets";
+    if (alen >= sizeof(buf))
+        return "not an IPv6 address";
+    memcpy(buf, h, alen);
+    buf[alen] = '\0';
+    if (inet_pton(AF_INET6, buf, &a) != 1)
+        return "not an IPv6 address";
+    if (zone != NULL) {
+        if (zone + 1 == h + n || n - alen > 1 + 15)
+            return "the %zone must name an interface";
+        for (i = alen + 1; i < n; i++)
+            if (!((h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z') ||
+                  (h[i] >= '0' && h[i] <= '9') || h[i] == '-' || h[i] == '.' || h[i] == '_'))
+                return "the %zone must name an interface";
+    }
+    return NULL;
+}
+
+/* 0 or an errno value, with *why saying what was wrong. */
+static int parse_address(const char *address, char *host, size_t hostlen, int *port,
+                         const char **why)
+{
+    const char *h, *p, *end, *reason;
+    size_t hlen, plen, i;
+    long value = 0;
+
+    *why = NULL;
+    if (address == NULL) {
+        *why = "no address";
         return EINVAL;
+    }
     if (address[0] == '[') { /* [v6]:port */
-        host = address + 1;
-        end = strchr(host, ']');
-        if (end == NULL || end[1] != ':')
+        h = address + 1;
+        end = strchr(h, ']');
+        if (end == NULL) {
+            *why = "'[' without ']'";
             return EINVAL;
-        hlen = (size_t)(end - host);
-        port = end + 2;
-        if (hlen == 0)
+        }
+        if (end[1] != ':') {
+            *why = "']' must be followed by \":port\"";
             return EINVAL;
+        }
+        hlen = (size_t)(end - h);
+        p = end + 2;
+        reason = bracketed_host(h, hlen);
     } else {
         end = strrchr(address, ':');
-        if (end == NULL)
+        if (end == NULL) {
+            *why = "no \":port\" (\"host:port\", \"[::1]:port\" or \"*:port\")";
             return EINVAL;
-        host = address;
+        }
+        h = address;
         hlen = (size_t)(end - address);
-        port = end + 1;
-        if (memchr(host, ':', hlen) != NULL)
-            return EINVAL; /* a bare IPv6 address needs brackets */
-        if (hlen == 1 && host[0] == '*')
+        p = end + 1;
+        if (hlen == 1 && h[0] == '*')
             hlen = 0;
+        reason = plain_host(h, hlen);
     }
-    plen = strlen(port);
-    if (hlen >= sizeof(out->host) || plen == 0 || plen >= sizeof(out->port))
+    if (reason != NULL) {
+        *why = reason;
         return EINVAL;
-    for (i = 0; i < plen; i++)
-        if (port[i] < '0' || port[i] > '9')
-            return EINVAL;
-    if (strtol(port, NULL, 10) > 65535)
+    }
+    plen = strlen(p);
+    if (plen == 0) {
+        *why = "no port after ':'";
         return EINVAL;
-    for (i = 0; i < hlen; i++)
-        if ((unsigned char)host[i] <= ' ' || host[i] == '/' || host[i] == '[' || host[i] == ']')
+    }
+    for (i = 0; i < plen; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            *why = "the port must be decimal digits";
             return EINVAL;
-    memcpy(out->host, host, hlen);
-    out->host[hlen] = '\0';
-    memcpy(out->port, port, plen + 1);
+        }
+        if (i < 6)
+            value = value * 10 + (p[i] - '0');
+    }
+    if (plen > 5 || value > 65535) {
+        *why = "the port is above 65535";
+        return EINVAL;
+    }
+    if (host != NULL) {
+        if (hlen >= hostlen) {
+            *why = "the host does not fit";
+            return ENAMETOOLONG;
+        }
+        memcpy(host, h, hlen);
+        host[hlen] = '\0';
+    }
+    if (port != NULL)
+        *port = (int)value;
+    return 0;
+}
+
+int async_address_parse(const char *address, char *host, size_t hostlen, int *port,
+                        const char **why)
+{
+    const char *reason;
+    int err = parse_address(address, host, hostlen, port, &reason);
+
+    if (why != NULL)
+        *why = reason;
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+int async__split_address(const char *address, struct async__hostport *out)
+{
+    const char *why;
+    int port, err = parse_address(address, out->host, sizeof(out->host), &port, &why);
+
+    if (err != 0)
+        return EINVAL;
+    snprintf(out->port, sizeof(out->port), "%d", port);
     return 0;
 }
 

@@ -102,6 +102,117 @@ static void asyncd_rejects_invalid_json_with_its_position(void **state)
     assert_non_null(strstr(out, "asyncd "));
 }
 
+static void asyncd_check_config_rejects_a_module_name_no_module_declares(void **state)
+{
+    char out[8192], t_out[8192], cfg[600], want[1400];
+    struct daemon d;
+
+    link_module(ECHO_SO, "echo.so");
+    write_file("typo.json", "{\n"
+                            "  \"modules_dir\": \"modules\",\n"
+                            "  \"modules\": {\n"
+                            "    \"echo\": { \"listen\": [\"127.0.0.1:0\"] },\n"
+                            "    \"ecoh\": { \"enabled\": false },\n"
+                            "    \"zzzzzz\": {}\n"
+                            "  }\n"
+                            "}\n");
+    snprintf(cfg, sizeof(cfg), "%s/typo.json", dir);
+    assert_int_equal(run_to_end("--check-config", cfg, out, sizeof(out)), 78);
+    snprintf(want, sizeof(want), "%s:5:5: modules.ecoh: no module named 'ecoh' in %s/modules "
+             "(modules there: echo); did you mean 'echo'?", cfg, dir);
+    if (strstr(out, want) == NULL)
+        fail_msg("expected \"%s\" in:\n%s", want, out);
+    snprintf(want, sizeof(want), "%s:6:5: modules.zzzzzz: no module named 'zzzzzz'", cfg);
+    if (strstr(out, want) == NULL || strstr(strstr(out, want), "did you mean") != NULL)
+        fail_msg("expected \"%s\" without a guess in:\n%s", want, out);
+    /* -t is --check-config */
+    assert_int_equal(run_to_end("-t", cfg, t_out, sizeof(t_out)), 78);
+    assert_non_null(strstr(t_out, "modules.ecoh: no module named 'ecoh'"));
+    /* start-up refuses it before any module runs */
+    daemon_start(&d, "typo.json", NULL);
+    assert_int_equal(reap(&d, 10000), 78);
+    assert_non_null(strstr(d.log, "modules.ecoh: no module named 'ecoh'"));
+    assert_null(strstr(d.log, "listening on"));
+}
+
+static void asyncd_refuses_to_start_with_a_module_config_its_check_rejects(void **state)
+{
+    char cfg[600], out[4096];
+    struct daemon d;
+
+    link_module(ECHO_SO, "echo.so");
+    write_file("asyncd.json", "{\n  \"modules_dir\": \"modules\",\n"
+                              "  \"modules\": { \"echo\": { \"listen\": [\"127.0.0.1:99999\"] } }\n}\n");
+    daemon_start(&d, "asyncd.json", NULL); /* used to skip echo and run on */
+    assert_int_equal(reap(&d, 10000), 78);
+    if (strstr(d.log, ":3:16: modules.echo: listen[0]: \"127.0.0.1:99999\": the port is above "
+                      "65535") == NULL || strstr(d.log, "configuration rejected") == NULL)
+        fail_msg("expected the echo check's problem at 3:16 (modules.echo); log:\n%s", d.log);
+    snprintf(cfg, sizeof(cfg), "%s/asyncd.json", dir);
+    assert_int_equal(run_to_end("--check-config", cfg, out, sizeof(out)), 78);
+}
+
+static void asyncd_check_config_places_keys_with_dots_and_brackets(void **state)
+{
+    char out[8192], cfg[600], want[700];
+    static const char *const expect[] = {
+        "3:3: a.b: unknown key",           "4:3: c[0]: unknown key", "5:3: [: unknown key",
+        "6:3: ].: unknown key",            "7:3: .: unknown key",
+        "8:16: runtime.x.y: unknown key",  "9:16: runtime.[1: unknown key",
+        "10:3: runtime[1: unknown key", /* not the member "[1" of runtime */
+        "11:3: caf\xc3\xa9: unknown key",  /* placed by its decoded name */
+    };
+    size_t i;
+
+    link_module(ECHO_SO, "echo.so");
+    write_file("keys.json", "{\n"
+                            "  \"modules_dir\": \"modules\",\n"
+                            "  \"a.b\": 1,\n"
+                            "  \"c[0]\": 2,\n"
+                            "  \"[\": 3,\n"
+                            "  \"].\": 4,\n"
+                            "  \".\": 5,\n"
+                            "  \"runtime\": { \"x.y\": 6,\n"
+                            "               \"[1\": 7 },\n"
+                            "  \"runtime[1\": 8,\n"
+                            "  \"caf\\u00e9\": 9\n"
+                            "}\n");
+    snprintf(cfg, sizeof(cfg), "%s/keys.json", dir);
+    assert_int_equal(run_to_end("--check-config", cfg, out, sizeof(out)), 78);
+    for (i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
+        snprintf(want, sizeof(want), "%s:%s", cfg, expect[i]);
+        if (strstr(out, want) == NULL)
+            fail_msg("expected \"%s\" in:\n%s", want, out);
+    }
+}
+
+static void asyncd_T_prints_the_effective_configuration_as_json(void **state)
+{
+    char cmd[2048], out[4096];
+
+    link_module(ECHO_SO, "echo.so");
+    write_file("asyncd.json", "{ \"modules_dir\": \"modules\", \"log_level\": \"notice\",\n"
+                              "  \"modules\": { \"echo\": { \"listen\": [\"127.0.0.1:0\"] } } }\n");
+    /* stdout alone must be JSON: the verdict goes to stderr */
+    snprintf(cmd, sizeof(cmd),
+             "'%s' -T '%s/asyncd.json' 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); "
+             "assert d[\"runtime\"][\"workers\"]>0 and d[\"runtime\"][\"stack_size\"]>=65536, d; "
+             "assert d[\"shutdown_timeout_ms\"]==10000 and d[\"log_level\"]==\"notice\", d; "
+             "assert d[\"modules_dir\"]==sys.argv[1]+\"/modules\", d; "
+             "assert d[\"modules\"]=={\"echo\":{\"enabled\":True,\"listen\":[\"127.0.0.1:0\"]}}, d' '%s'",
+             ASYNCD, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    /* a bad config: 78, as for --check-config */
+    write_file("asyncd.json", "{ \"modules_dir\": \"modules\", \"modules\": { \"ecoh\": {} } }\n");
+    snprintf(cmd, sizeof(cmd), "%s/asyncd.json", dir);
+    assert_int_equal(run_to_end("-T", cmd, out, sizeof(out)), 78);
+    assert_null(strstr(out, "\"runtime\""));
+    /* --help names the short forms */
+    assert_int_equal(run_to_end("--help", NULL, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "asyncd -t [FILE]"));
+    assert_non_null(strstr(out, "asyncd -T [FILE]"));
+}
+
 /* ---- a running daemon ---- */
 
 /* Signals the daemon, waits for it to exit, checks that it said it was
@@ -313,9 +424,12 @@ static void asyncd_reload_adds_removes_restarts_and_leaves_the_rest_alone(void *
     assert_true(echoes(p2b));
     close(c2);
 
-    /* echo2 removed: stopped and unloaded; echo untouched. */
+    /* echo2 removed (its file and its entry): stopped and unloaded; echo
+     * untouched. */
     snprintf(path, sizeof(path), "%s/modules/echo2.so", dir);
     assert_int_equal(unlink(path), 0);
+    write_file("asyncd.json", "{ \"modules_dir\": \"modules\", \"modules\": {\n"
+                              "  \"echo\": { \"listen\": [\"127.0.0.1:0\"] } } }\n");
     kill(d.pid, SIGHUP);
     wait_next(&d, "unloaded module echo2");
     wait_next(&d, "reloaded: 1 module(s) running");
@@ -338,6 +452,108 @@ static void asyncd_reload_adds_removes_restarts_and_leaves_the_rest_alone(void *
     wait_next(&d, "reload rejected");
     assert_true(round_trip(c1, "survived"));
     assert_true(echoes(p1));
+    close(c1);
+    assert_int_equal(stop(&d, SIGTERM), 0);
+}
+
+/* Writes modules_dir, then "x" holding depth - 1 nested arrays under the
+ * top-level object, then echo's config: the bracket that makes depth
+ * levels opens at column strlen(head) + depth - 1. */
+static void write_nested(int depth)
+{
+    static const char head[] = "{\"modules_dir\":\"modules\",\"x\":";
+    size_t n = (size_t)depth - 1, len = strlen(head);
+    char *text = malloc(len + 2 * n + 100);
+
+    assert_non_null(text);
+    memcpy(text, head, len);
+    memset(text + len, '[', n);
+    memset(text + len + n, ']', n);
+    strcpy(text + len + 2 * n, ",\"modules\":{\"echo\":{\"listen\":[\"127.0.0.1:0\"]}}}\n");
+    write_file("asyncd.json", text);
+    free(text);
+}
+
+/* The config is parsed, copied and compared by recursive code on a
+ * fiber's stack at reload: 2,000 nested arrays overflowed it and killed
+ * the daemon.  Nesting is now bounded (32) before anything recursive
+ * reads the file. */
+static void asyncd_refuses_deep_nesting_and_a_reload_of_it_keeps_serving(void **state)
+{
+    char out[8192], cfg[600], want[700];
+    struct daemon d;
+    int port;
+
+    link_module(ECHO_SO, "echo.so");
+    snprintf(cfg, sizeof(cfg), "%s/asyncd.json", dir);
+    write_nested(32); /* as deep as allowed: only x is wrong */
+    assert_int_equal(run_to_end("-t", cfg, out, sizeof(out)), 78);
+    if (strstr(out, ":1:26: x: unknown key") == NULL || strstr(out, "nested deeper") != NULL)
+        fail_msg("32 levels:\n%s", out);
+    write_nested(33);
+    assert_int_equal(run_to_end("-t", cfg, out, sizeof(out)), 78);
+    snprintf(want, sizeof(want), "%s:1:%d: nested deeper than 32 objects and arrays", cfg,
+             (int)strlen("{\"modules_dir\":\"modules\",\"x\":") + 32);
+    if (strstr(out, want) == NULL)
+        fail_msg("expected \"%s\" in:\n%s", want, out);
+
+    write_file("asyncd.json", good_config);
+    daemon_start(&d, "asyncd.json", NULL);
+    port = echo_port(&d);
+    write_nested(100000);
+    kill(d.pid, SIGHUP);
+    wait_next(&d, ": nested deeper than 32 objects and arrays");
+    wait_next(&d, "reload rejected");
+    assert_true(echoes(port));
+    assert_int_equal(stop(&d, SIGTERM), 0);
+}
+
+static void asyncd_reload_rejects_unknown_names_and_bad_configs_of_new_modules(void **state)
+{
+    struct daemon d;
+    int p1, c1;
+
+    link_module(ECHO_SO, "echo.so");
+    write_file("asyncd.json", good_config);
+    daemon_start(&d, "asyncd.json", NULL);
+    p1 = echo_port(&d);
+    c1 = connect_to(p1);
+    assert_true(round_trip(c1, "before"));
+
+    /* a typo'd module name: rejected whole, echo keeps serving */
+    write_file("asyncd.json",
+               "{ \"modules_dir\": \"modules\", \"modules\": {\n"
+               "  \"echo\": { \"listen\": [\"127.0.0.1:0\", \"127.0.0.1:0\"] },\n"
+               "  \"ehco2\": { \"listen\": [\"127.0.0.1:0\"] } } }\n");
+    kill(d.pid, SIGHUP);
+    wait_next(&d, ":3:3: modules.ehco2: no module named 'ehco2'");
+    wait_next(&d, "reload rejected");
+    assert_null(strstr(d.log, "module echo: config changed")); /* echo's change was not applied */
+    assert_true(round_trip(c1, "after a typo"));
+    assert_true(echoes(p1));
+
+    /* a new module file with a config its check rejects: rejected too,
+     * and the new module does not start */
+    link_module(ECHO2_SO, "echo2.so");
+    write_file("asyncd.json",
+               "{ \"modules_dir\": \"modules\", \"modules\": {\n"
+               "  \"echo\": { \"listen\": [\"127.0.0.1:0\"] },\n"
+               "  \"echo2\": { \"listen\": [\"127.0.0.1:65536\"] } } }\n");
+    kill(d.pid, SIGHUP);
+    wait_next(&d, ":3:3: modules.echo2: listen[0]: \"127.0.0.1:65536\": the port is above 65535");
+    wait_next(&d, "reload rejected");
+    assert_null(strstr(d.log, "echo2: listening"));
+    assert_true(round_trip(c1, "after a bad new module"));
+
+    /* fixed: the new module's name is known (probed from its file) and it starts */
+    write_file("asyncd.json",
+               "{ \"modules_dir\": \"modules\", \"modules\": {\n"
+               "  \"echo\": { \"listen\": [\"127.0.0.1:0\"] },\n"
+               "  \"echo2\": { \"listen\": [\"127.0.0.1:0\"] } } }\n");
+    kill(d.pid, SIGHUP);
+    wait_next(&d, "reloaded: 2 module(s) running");
+    wait_log(&d, "echo2: listening on 127.0.0.1:0 (port ");
+    assert_true(round_trip(c1, "still the same connection"));
     close(c1);
     assert_int_equal(stop(&d, SIGTERM), 0);
 }
@@ -401,6 +617,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(asyncd_check_config_names_file_line_column_and_path, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(asyncd_rejects_invalid_json_with_its_position, setup, teardown),
+        cmocka_unit_test_setup_teardown(asyncd_check_config_rejects_a_module_name_no_module_declares,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(asyncd_refuses_to_start_with_a_module_config_its_check_rejects,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(asyncd_check_config_places_keys_with_dots_and_brackets, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(asyncd_T_prints_the_effective_configuration_as_json, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             asyncd_skips_bad_modules_runs_good_ones_and_restarts_failing_ones, setup, teardown),
         cmocka_unit_test_setup_teardown(asyncd_tells_systemd_ready_watchdog_and_stopping, setup,
@@ -410,6 +634,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(asyncd_reload_adds_removes_restarts_and_leaves_the_rest_alone,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            asyncd_reload_rejects_unknown_names_and_bad_configs_of_new_modules, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            asyncd_refuses_deep_nesting_and_a_reload_of_it_keeps_serving, setup, teardown),
         cmocka_unit_test_setup_teardown(asyncd_serves_a_module_built_with_pkg_config_after_a_reload,
                                         setup, teardown),
     };

@@ -237,7 +237,9 @@ static void tcp_connect_to_a_closed_port_is_refused(void **state)
 static void *bad_addresses(void *arg)
 {
     static const char *bad[] = {"", "1.2.3.4", "1.2.3.4:", "1.2.3.4:99999", "1.2.3.4:8x",
-                                "::1:80", "[::1]80", "[::1", "[]:80", "a b:80", "*:-1"};
+                                "::1:80", "[::1]80", "[::1", "[]:80", "a b:80", "*:-1",
+                                /* what async_address_parse refuses, bind and connect do */
+                                "bad_host:80", "300.1.1.1:80", "[foo]:80", "1.2.3.4:65536"};
     size_t i;
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -1,0 +1,274 @@
+/* daemon/check.c — see check.h.
+ *
+ * A module reports problems by JSON path inside its own object
+ * (async_module_problem); the daemon owns the file, so it prefixes
+ * "modules.NAME" and finds the line and column (config.c, locate).  A
+ * report belongs to one validate call on one thread: no locking. */
+#include "check.h"
+
+#include "log.h"
+
+#include <async_io/blocking.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The runtime's documented default for stack_size 0 (async_io/runtime.h):
+ * the daemon is built with the same sanitizer flags as the library. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RUNTIME_DEFAULT_STACK (256 * 1024)
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RUNTIME_DEFAULT_STACK (256 * 1024)
+#endif
+#endif
+#ifndef RUNTIME_DEFAULT_STACK
+#define RUNTIME_DEFAULT_STACK (64 * 1024)
+#endif
+
+struct async_module_report {
+    const struct asyncd_config *config;
+    const char *module;                 /* its name: paths are below modules.NAME */
+    struct asyncd_problems *problems;
+    size_t count;                       /* problems reported through this report */
+};
+
+void async_module_problem(async_module_report *report, const char *path, const char *fmt, ...)
+{
+    char msg[1024], full[1024];
+    va_list ap;
+
+    if (report == NULL || fmt == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (path == NULL)
+        path = "";
+    /* "listen[1]" goes below the object as ".listen[1]"; "[0]" (a module
+     * whose config were an array) as is */
+    snprintf(full, sizeof(full), "modules.%s%s%s", report->module,
+             path[0] == '\0' || path[0] == '[' ? "" : ".", path);
+    asyncd_problem(report->problems, report->config, full, "%s", msg);
+    report->count++;
+}
+
+/* ---- running the hooks ---- */
+
+struct job {
+    const struct asyncd_config *c;
+    const struct async_module *desc;
+    const json_t *cfg;
+    struct asyncd_problems *p;
+    int rc;
+};
+
+static void *run_hook(void *arg)
+{
+    struct job *j = arg;
+    char path[300];
+
+    if (j->desc->validate != NULL) {
+        struct async_module_report r = {j->c, j->desc->name, j->p, 0};
+
+        j->rc = j->desc->validate(j->cfg, &r);
+        if (j->rc != 0 && r.count == 0)
+            async_module_problem(&r, "", "rejected by the module's validate hook");
+        j->rc = r.count > 0 ? -1 : 0;
+    } else if (j->desc->check != NULL) {
+        char err[1024] = "";
+
+        j->rc = j->desc->check(j->cfg, err, sizeof(err)) != 0 ? -1 : 0;
+        if (j->rc != 0) {
+            snprintf(path, sizeof(path), "modules.%s", j->desc->name);
+            asyncd_problem(j->p, j->c, path, "%s", err[0] ? err : "rejected by the module's check");
+        }
+    }
+    return NULL;
+}
+
+int asyncd_module_validate(const struct asyncd_config *c, const struct async_module *desc,
+                           const json_t *cfg, struct asyncd_problems *p)
+{
+    struct asyncd_problems own = {0};
+    struct job j = {c, desc, cfg, p != NULL ? p : &own, 0};
+    size_t i;
+
+    if (desc->validate == NULL && desc->check == NULL)
+        return 0;
+    /* A hook may use more stack than a fiber has, and may block (stat,
+     * access): from a fiber it runs on a helper thread.  The daemon's
+     * fiber is never cancelled, so j on its stack outlives the call. */
+    if (async_blocking(run_hook, &j, NULL) != 0) {
+        if (errno == EPERM) { /* not a fiber: this thread's stack is a thread's */
+            run_hook(&j);
+        } else {
+            char path[300];
+
+            snprintf(path, sizeof(path), "modules.%s", desc->name);
+            asyncd_problem(j.p, c, path, "cannot run the module's check: %s", strerror(errno));
+            j.rc = -1;
+        }
+    }
+    for (i = 0; i < own.n; i++)
+        asyncd_log(ASYNC_LOG_ERROR, "%s", own.msg[i]);
+    asyncd_problems_free(&own);
+    return j.rc;
+}
+
+/* ---- names nobody declares ---- */
+
+/* Optimal string alignment distance (a swap counts 1), for names short
+ * enough to be names; larger than any threshold otherwise. */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), i, j;
+    size_t d[33][33];
+
+    if (la > 32 || lb > 32)
+        return (size_t)-1;
+    for (i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (i = 1; i <= la; i++)
+        for (j = 1; j <= lb; j++) {
+            size_t cost = a[i - 1] != b[j - 1], best = d[i - 1][j - 1] + cost;
+
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb];
+}
+
+static void unknown_name(const struct asyncd_config *c, const char *name,
+                         const struct async_module *const *mods, size_t n,
+                         struct asyncd_problems *p)
+{
+    char there[512] = "", guess[160] = "", path[512];
+    size_t i, len = 0, best = 3; /* a guess is at most two edits away */
+
+    for (i = 0; i < n; i++) {
+        size_t d = distance(name, mods[i]->name);
+
+        if (len < sizeof(there))
+            len += (size_t)snprintf(there + len, sizeof(there) - len, "%s%s", i ? ", " : "",
+                                    mods[i]->name);
+        if (d < best) {
+            best = d;
+            snprintf(guess, sizeof(guess), "; did you mean '%s'?", mods[i]->name);
+        }
+    }
+    snprintf(path, sizeof(path), "modules.%s", name);
+    asyncd_problem(p, c, path, "no module named '%s' in %s (%s%s)%s", name, c->modules_dir,
+                   n > 0 ? "modules there: " : "it holds none", there, guess);
+}
+
+int asyncd_check_modules(const struct asyncd_config *c, const struct async_module *const *mods,
+                         size_t n, struct asyncd_problems *p)
+{
+    size_t before = p->n, i;
+    const char *name;
+    json_t *m;
+
+    for (i = 0; i < n; i++) {
+        json_t *own, *cfg;
+        int enabled;
+
+        own = asyncd_module_config(c, mods[i]->name, &enabled);
+        if (!enabled)
+            continue;
+        cfg = own != NULL ? json_deep_copy(own) : json_object();
+        if (cfg == NULL) {
+            asyncd_problem(p, c, "modules", "out of memory");
+            break;
+        }
+        json_object_del(cfg, "enabled");
+        asyncd_module_validate(c, mods[i], cfg, p);
+        json_decref(cfg);
+    }
+    /* An unreadable folder was reported already (config.c); naming every
+     * entry unknown on top would bury that one line. */
+    if (c->modules_dir != NULL && access(c->modules_dir, R_OK | X_OK) == 0)
+        json_object_foreach(c->modules, name, m) {
+            for (i = 0; i < n && strcmp(mods[i]->name, name) != 0; i++)
+                ;
+            if (i == n)
+                unknown_name(c, name, mods, n, p);
+        }
+    return p->n == before ? 0 : -1;
+}
+
+/* ---- asyncd -T ---- */
+
+static const char *level_name(int level)
+{
+    switch (level) {
+    case ASYNC_LOG_DEBUG: return "debug";
+    case ASYNC_LOG_INFO: return "info";
+    case ASYNC_LOG_NOTICE: return "notice";
+    case ASYNC_LOG_WARNING: return "warning";
+    default: return "error";
+    }
+}
+
+static json_t *module_effective(const struct asyncd_config *c, const struct async_module *desc)
+{
+    json_t *own, *cfg, *eff = NULL, *out;
+    int enabled;
+
+    own = asyncd_module_config(c, desc->name, &enabled);
+    cfg = own != NULL ? json_deep_copy(own) : json_object();
+    out = json_pack("{s:b}", "enabled", enabled);
+    if (cfg == NULL || out == NULL)
+        goto fail;
+    json_object_del(cfg, "enabled");
+    /* the hook reads only configs its validate accepted: enabled ones */
+    if (enabled && desc->effective_config != NULL)
+        eff = desc->effective_config(cfg);
+    if (json_object_update(out, eff != NULL ? eff : cfg) != 0)
+        goto fail;
+    json_decref(eff);
+    json_decref(cfg);
+    return out;
+fail:
+    json_decref(eff);
+    json_decref(cfg);
+    json_decref(out);
+    return NULL;
+}
+
+json_t *asyncd_effective_config(const struct asyncd_config *c,
+                                const struct async_module *const *mods, size_t n)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    json_t *root, *modules;
+    size_t i;
+
+    /* workers and stack_size as the runtime will take them on this machine */
+    root = json_pack("{s:{s:I,s:I},s:s,s:I,s:s,s:{}}", "runtime", "workers",
+                     (json_int_t)(c->workers != 0 ? c->workers : cpus > 0 ? (unsigned)cpus : 1),
+                     "stack_size",
+                     (json_int_t)(c->stack_size != 0 ? c->stack_size : RUNTIME_DEFAULT_STACK),
+                     "modules_dir", c->modules_dir, "shutdown_timeout_ms",
+                     (json_int_t)c->shutdown_timeout_ms, "log_level", level_name(c->log_level),
+                     "modules");
+    modules = json_object_get(root, "modules");
+    for (i = 0; root != NULL && i < n; i++)
+        if (json_object_set_new(modules, mods[i]->name, module_effective(c, mods[i])) != 0) {
+            json_decref(root);
+            return NULL;
+        }
+    return root;
+}
