@@ -391,7 +391,7 @@ void http_files_serve(struct http_server *srv, const struct http_request *req,
     int rc = 0;
 
     if (!srv->cfg.serve_hidden && hidden(path)) {
-        error_reply(req, ENOENT, o, r); /* the 404 of a missing file: nothing to tell apart */
+        error_reply(srv, req, ENOENT, o, r); /* the 404 of a missing file: nothing to tell apart */
         return;
     }
     if ((f = http_file_get(srv, path, &redirect)) == NULL) {
