@@ -218,6 +218,7 @@ static int http_run(async_module_host *host, const json_t *config)
         return 1;
     }
     n = srv->cfg.nlisten;
+    async_module_ready(host); /* every listener is bound: READY=1 may go */
     if (srv->log != NULL)
         flusher = async_spawn(log_flusher, srv);
     if (srv->cfg.keepalive_timeout_ms > 0 && (sweeper = async_spawn(idle_sweeper, srv)) == NULL)
@@ -266,4 +267,5 @@ const struct async_module async_module = {
     .version = "1.0",
     .check = http_config_check,
     .run = http_run,
+    .flags = ASYNC_MODULE_NOTIFY_READY,
 };
