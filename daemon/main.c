@@ -19,6 +19,7 @@
 #include "config.h"
 #include "log.h"
 #include "modules.h"
+#include "monitor.h"
 #include "notify.h"
 #include "ready.h"
 
@@ -302,7 +303,7 @@ static void *daemon_main(void *arg)
 {
     struct daemon *d = arg;
     int64_t period_ms = 0;
-    async_task *dog, *signals;
+    async_task *dog, *mon, *signals;
     int code;
 
     d->events = async_channel_new(sizeof(int));
@@ -317,11 +318,13 @@ static void *daemon_main(void *arg)
     d->modules = asyncd_modules_load(&d->config, NULL);
     start_all(d);
     dog = start_watchdog(&period_ms);
+    mon = asyncd_monitor_start();
     code = serve(d);
     if (dog != NULL) {
         async_cancel(dog);
         async_join(dog, NULL);
     }
+    asyncd_monitor_stop(mon);
     async_cancel(signals);
     async_join(signals, NULL);
     d->exit_code = stop_all(d);
