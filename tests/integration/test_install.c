@@ -275,6 +275,21 @@ static void installed_man_pages_render_without_warnings(void **state)
     }
 }
 
+/* The build under test, configured with another prefix (/usr/local),
+ * installed with --prefix: the config follows the prefix, so nothing is
+ * written outside it. */
+static void install_with_another_prefix_keeps_the_config_under_it(void **state)
+{
+    char out[4096], cmd[1024];
+
+    snprintf(cmd, sizeof(cmd), "cmake --install %s --prefix %s/other", BUILD_DIR, destdir);
+    assert_int_equal(run(cmd, out, sizeof(out)), 0);
+    if (strstr(out, "Installing: /etc/") != NULL || strstr(out, "Installing: /usr/") != NULL)
+        fail_msg("installed outside the prefix:\n%s", out);
+    expect_file("/other/etc/asyncd/asyncd.json");
+    expect_file("/other/sbin/asyncd");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -284,6 +299,7 @@ int main(void)
         cmocka_unit_test(installed_asyncd_accepts_the_installed_config),
         cmocka_unit_test(install_adds_both_units_and_the_man_pages),
         cmocka_unit_test(installed_man_pages_render_without_warnings),
+        cmocka_unit_test(install_with_another_prefix_keeps_the_config_under_it),
     };
 
     return cmocka_run_group_tests(tests, install_tree, remove_tree);
