@@ -29,7 +29,7 @@
 #include "daemon.h"
 
 static int notify_fd = -1;      /* the test's NOTIFY_SOCKET */
-static char notify_path[108];
+static char notify_path[sizeof(dir) + sizeof("/notify")]; /* fits sun_path: setup checks */
 
 static void link_module(const char *src, const char *name)
 {
