@@ -183,18 +183,18 @@ int asyncd_check_modules(const struct asyncd_config *c, const struct async_modul
     json_t *m;
 
     for (i = 0; i < n; i++) {
-        json_t *own, *cfg;
+        json_t *cfg;
         int enabled;
 
-        own = asyncd_module_config(c, mods[i]->name, &enabled);
-        if (!enabled)
-            continue;
-        cfg = own != NULL ? json_deep_copy(own) : json_object();
+        cfg = asyncd_module_part(c, mods[i]->name, &enabled);
         if (cfg == NULL) {
             asyncd_problem(p, c, "modules", "out of memory");
             break;
         }
-        json_object_del(cfg, "enabled");
+        if (!enabled) {
+            json_decref(cfg);
+            continue;
+        }
         asyncd_module_validate(c, mods[i], cfg, p);
         json_decref(cfg);
     }
@@ -225,15 +225,14 @@ static const char *level_name(int level)
 
 static json_t *module_effective(const struct asyncd_config *c, const struct async_module *desc)
 {
-    json_t *own, *cfg, *eff = NULL, *out;
+    json_t *cfg, *eff = NULL, *out;
     int enabled;
 
-    own = asyncd_module_config(c, desc->name, &enabled);
-    cfg = own != NULL ? json_deep_copy(own) : json_object();
-    out = json_pack("{s:b}", "enabled", enabled);
+    cfg = asyncd_module_part(c, desc->name, &enabled);
+    out = json_pack("{s:b,s:b}", "enabled", enabled, "optional",
+                    asyncd_module_optional(c, desc->name));
     if (cfg == NULL || out == NULL)
         goto fail;
-    json_object_del(cfg, "enabled");
     /* the hook reads only configs its validate accepted: enabled ones */
     if (enabled && desc->effective_config != NULL)
         eff = desc->effective_config(cfg);

@@ -188,16 +188,22 @@ static void validate(struct asyncd_config *c, struct asyncd_problems *p)
     }
     json_object_foreach(c->modules, name, m) {
         char path[512];
-        json_t *enabled;
+        json_t *enabled, *optional;
 
         snprintf(path, sizeof(path), "modules.%s", name);
         if (!json_is_object(m)) {
             asyncd_problem(p, c, path, "must be an object");
             continue;
         }
+        /* The daemon's own keys in a module's object; the module never
+         * sees them (modules.c takes them out). */
         enabled = json_object_get(m, "enabled");
         snprintf(path, sizeof(path), "modules.%s.enabled", name);
         if (enabled != NULL && !json_is_boolean(enabled))
+            asyncd_problem(p, c, path, "must be true or false");
+        optional = json_object_get(m, "optional");
+        snprintf(path, sizeof(path), "modules.%s.optional", name);
+        if (optional != NULL && !json_is_boolean(optional))
             asyncd_problem(p, c, path, "must be true or false");
     }
 }
@@ -265,4 +271,23 @@ json_t *asyncd_module_config(const struct asyncd_config *c, const char *name, in
      * .so into the directory and it starts. */
     *enabled = m == NULL || e == NULL || json_is_true(e);
     return m;
+}
+
+json_t *asyncd_module_part(const struct asyncd_config *c, const char *name, int *enabled)
+{
+    json_t *own = asyncd_module_config(c, name, enabled);
+    json_t *cfg = own != NULL ? json_deep_copy(own) : json_object();
+
+    if (cfg != NULL) {
+        json_object_del(cfg, "enabled");
+        json_object_del(cfg, "optional");
+    }
+    return cfg;
+}
+
+bool asyncd_module_optional(const struct asyncd_config *c, const char *name)
+{
+    json_t *m = c->modules != NULL ? json_object_get(c->modules, name) : NULL;
+
+    return m != NULL && json_is_true(json_object_get(m, "optional"));
 }

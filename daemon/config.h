@@ -4,6 +4,7 @@
 #define ASYNCD_CONFIG_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,5 +41,14 @@ void asyncd_problems_free(struct asyncd_problems *p);
 /* modules.<name>: its object (NULL if absent) and whether it is enabled
  * (absent or without "enabled": yes). */
 json_t *asyncd_module_config(const struct asyncd_config *c, const char *name, int *enabled);
+
+/* modules.<name>.optional: a module that fails to start is then logged
+ * and skipped instead of stopping asyncd (absent: false). */
+bool asyncd_module_optional(const struct asyncd_config *c, const char *name);
+
+/* What a module's hooks and run get: a copy of modules.<name> (an empty
+ * object if absent) without the daemon's own keys ("enabled",
+ * "optional"); NULL when out of memory. */
+json_t *asyncd_module_part(const struct asyncd_config *c, const char *name, int *enabled);
 
 #endif

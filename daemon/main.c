@@ -17,14 +17,21 @@
  *
  * Signals: SIGHUP reloads (see reload()); SIGTERM and SIGINT stop every
  * module (cancel, then wait up to shutdown_timeout_ms) and exit 0, or 1
- * naming a module still running at the deadline.  They are received through a signalfd read by a fiber, so
- * no handler ever runs on a fiber's stack. */
+ * naming a module still running at the deadline.  They are received
+ * through a signalfd read by a fiber, so no handler ever runs on a fiber's
+ * stack; that fiber hands them to the daemon's fiber on the same channel
+ * as the modules' changes of state, so the daemon waits for both at once.
+ *
+ * READY=1 is sent once every started module is ready or has failed
+ * (daemon/ready.h).  A module that is not optional and fails to start at
+ * start-up makes asyncd stop the others and exit 1. */
 #include "check.h"
 #include "config.h"
 #include "log.h"
 #include "modules.h"
 #include "monitor.h"
 #include "notify.h"
+#include "ready.h"
 
 #include <async_io.h>
 
@@ -46,6 +53,9 @@
 #define ASYNCD_VERSION "0.1.0"
 #endif
 #define EX_CONFIG 78
+#define START_NAG_MS 10000      /* at start-up, name the modules not ready yet this often */
+#define EVENT_MODULE 0          /* on the events channel: a module's state changed; */
+#define EVENT_BROKEN (-1)       /* the signals cannot be read; any other: a signal */
 
 struct daemon {
     const char *file;
@@ -54,6 +64,10 @@ struct daemon {
     struct asyncd_module *stuck;        /* would not stop on reload: never unloaded */
     int sigfd;
     int exit_code;
+    async_channel *events;              /* ints: EVENT_*, or a signal number */
+    enum asyncd_wait wait;              /* what READY=1 is being waited for */
+    int64_t wait_began, wait_until;     /* async_now_ms; wait_until -1: no bound */
+    bool reload_pending;                /* a SIGHUP came during the start-up wait */
 };
 
 static void print_problems(const struct asyncd_problems *p)
@@ -64,22 +78,26 @@ static void print_problems(const struct asyncd_problems *p)
         asyncd_log(ASYNC_LOG_ERROR, "%s", p->msg[i]);
 }
 
+static void begin_wait(struct daemon *d, enum asyncd_wait wait, int64_t bound_ms)
+{
+    d->wait = wait;
+    d->wait_began = async_now_ms();
+    d->wait_until = d->wait_began + bound_ms;
+}
+
+/* Starts every enabled module; READY=1 waits until they are ready. */
 static void start_all(struct daemon *d)
 {
     struct asyncd_module *m;
     unsigned started = 0;
 
-    for (m = d->modules; m != NULL; m = m->next) {
-        if (!m->enabled)
-            continue;
-        if (asyncd_module_start(m) != 0) {
-            asyncd_log(ASYNC_LOG_ERROR, "cannot start module %s: %s", m->desc->name, strerror(errno));
-            continue;
+    for (m = d->modules; m != NULL; m = m->next)
+        if (m->enabled) {
+            asyncd_module_start(m); /* a failure leaves it FAILED, with the reason */
+            started++;
         }
-        started++;
-    }
-    asyncd_log(ASYNC_LOG_NOTICE, "started %u module(s)", started);
-    asyncd_notify("READY=1\nSTATUS=%u module(s) running", started);
+    asyncd_log(ASYNC_LOG_NOTICE, "starting %u module(s)", started);
+    begin_wait(d, ASYNCD_WAIT_START, START_NAG_MS);
 }
 
 /* Cancels every module and waits for them up to the shutdown timeout.
@@ -153,13 +171,12 @@ static int64_t monotonic_usec(void)
 }
 
 /* SIGHUP: re-read the file and the folder.  A config that fails
- * validation is rejected as a whole and the running one stays. */
+ * validation is rejected as a whole and the running one stays.  READY=1
+ * waits, up to shutdown_timeout_ms, for the modules it (re)started. */
 static void reload(struct daemon *d)
 {
     struct asyncd_config next;
     struct asyncd_problems p = {0};
-    struct asyncd_module *m;
-    unsigned running = 0;
 
     asyncd_notify("RELOADING=1\nMONOTONIC_USEC=%lld", (long long)monotonic_usec());
     asyncd_log(ASYNC_LOG_NOTICE, "reloading %s", d->file);
@@ -177,50 +194,159 @@ static void reload(struct daemon *d)
     d->modules = asyncd_modules_reload(&next, d->modules, &d->stuck);
     asyncd_config_free(&d->config);
     d->config = next;
-    for (m = d->modules; m != NULL; m = m->next)
-        running += m->group != NULL;
-    asyncd_log(ASYNC_LOG_NOTICE, "reloaded: %u module(s) running", running);
-    asyncd_notify("READY=1\nSTATUS=%u module(s) running", running);
+    begin_wait(d, ASYNCD_WAIT_RELOAD, d->config.shutdown_timeout_ms);
+}
+
+/* Hands each signal to the daemon's fiber, in order. */
+static void *read_signals(void *arg)
+{
+    struct daemon *d = arg;
+    struct signalfd_siginfo si;
+    int ev;
+
+    for (;;) {
+        ssize_t n = read(d->sigfd, &si, sizeof(si));
+
+        if (n == (ssize_t)sizeof(si)) {
+            ev = (int)si.ssi_signo;
+            async_channel_send(d->events, &ev);
+        } else if (!(n < 0 && errno == EAGAIN && async_fd_wait(d->sigfd, ASYNC_READABLE) == 0)) {
+            break;
+        }
+    }
+    if (errno != ECANCELED) {
+        asyncd_log(ASYNC_LOG_ERROR, "reading signals: %s", strerror(errno));
+        ev = EVENT_BROKEN;
+        async_channel_send(d->events, &ev);
+    }
+    return NULL;
+}
+
+/* While READY=1 is waited for: looks at the modules, and says READY=1
+ * when none is starting.  A reload deferred by the start-up wait runs
+ * then, and its own wait is looked at at once: it may restart nothing,
+ * and then no module's change would come to wake the daemon.  -1 if
+ * asyncd must exit (a failed start). */
+static int settle(struct daemon *d)
+{
+    while (d->wait != ASYNCD_WAIT_NONE) {
+        int starting = asyncd_ready_look(d->modules, d->wait);
+
+        if (starting < 0)
+            return -1;
+        if (starting > 0)
+            return 0;
+        asyncd_ready_tell(d->modules, d->wait);
+        d->wait = ASYNCD_WAIT_NONE;
+        if (d->reload_pending) {
+            d->reload_pending = false;
+            reload(d);
+        }
+    }
+    return 0;
+}
+
+/* The next event: a signal, a module's change, or ETIMEDOUT at the end
+ * of the wait's bound.  0 or -1 (errno). */
+static int next_event(struct daemon *d, int *ev)
+{
+    int64_t old = async_deadline(d->wait != ASYNCD_WAIT_NONE ? d->wait_until : -1);
+    int rc = async_channel_receive(d->events, ev);
+    int err = errno;
+
+    async_deadline(old);
+    errno = err;
+    return rc;
+}
+
+/* The wait's bound passed: at start-up, say who is late and keep waiting
+ * (systemd's TimeoutStartSec is the real bound, and SIGTERM is heard
+ * meanwhile); after a reload, say who is late and report it done. */
+static void late(struct daemon *d)
+{
+    asyncd_ready_late(d->modules, d->wait, async_now_ms() - d->wait_began);
+    if (d->wait == ASYNCD_WAIT_START) {
+        d->wait_until = async_now_ms() + START_NAG_MS;
+        return;
+    }
+    asyncd_ready_tell(d->modules, d->wait);
+    d->wait = ASYNCD_WAIT_NONE;
+}
+
+/* Until a stop: waits for signals and the modules' readiness.  Returns
+ * the exit code the stop should end with. */
+static int serve(struct daemon *d)
+{
+    int ev;
+
+    for (;;) {
+        if (settle(d) != 0) {
+            asyncd_log(ASYNC_LOG_ERROR, "stopping, to exit 1: a module that is not optional "
+                       "failed to start");
+            return 1;
+        }
+        if (next_event(d, &ev) != 0) {
+            if (errno == ETIMEDOUT) {
+                late(d);
+                continue;
+            }
+            asyncd_log(ASYNC_LOG_ERROR, "waiting for events: %s", strerror(errno));
+            return 1;
+        }
+        if (ev == EVENT_MODULE)
+            continue;
+        if (ev == EVENT_BROKEN)
+            return 1;
+        if (ev == SIGHUP) {
+            if (d->wait == ASYNCD_WAIT_START)
+                d->reload_pending = true; /* the start-up rule first */
+            else
+                reload(d);
+            continue;
+        }
+        asyncd_log(ASYNC_LOG_NOTICE, "%s: stopping", strsignal(ev));
+        return 0;
+    }
 }
 
 static void *daemon_main(void *arg)
 {
     struct daemon *d = arg;
-    struct signalfd_siginfo si;
     int64_t period_ms = 0;
-    async_task *dog, *mon;
+    async_task *dog, *mon, *signals;
+    int code;
 
+    d->events = async_channel_new(sizeof(int));
+    signals = d->events != NULL ? async_spawn(read_signals, d) : NULL;
+    if (signals == NULL) {
+        asyncd_log(ASYNC_LOG_ERROR, "cannot start: %s", strerror(errno));
+        async_channel_free(d->events);
+        d->exit_code = 1;
+        return NULL;
+    }
+    asyncd_modules_watch(d->events);
     start_all(d); /* loaded and checked by main */
     dog = start_watchdog(&period_ms);
     mon = asyncd_monitor_start();
-    for (;;) {
-        ssize_t n = read(d->sigfd, &si, sizeof(si));
-
-        if (n != (ssize_t)sizeof(si)) {
-            if (n < 0 && errno == EAGAIN && async_fd_wait(d->sigfd, ASYNC_READABLE) == 0)
-                continue;
-            asyncd_log(ASYNC_LOG_ERROR, "reading signals: %s", strerror(errno));
-            break;
-        }
-        if (si.ssi_signo == SIGHUP) {
-            reload(d);
-            continue;
-        }
-        asyncd_log(ASYNC_LOG_NOTICE, "%s: stopping", strsignal((int)si.ssi_signo));
-        break;
-    }
+    code = serve(d);
     if (dog != NULL) {
         async_cancel(dog);
         async_join(dog, NULL);
     }
     asyncd_monitor_stop(mon);
+    async_cancel(signals);
+    async_join(signals, NULL);
     d->exit_code = stop_all(d);
-    if (d->exit_code != 0) {
+    if (d->exit_code == 0)
+        d->exit_code = code;
+    if (d->exit_code != 0 && d->modules != NULL) {
         /* A module ignores cancellation: its code must stay mapped, and the
          * runtime would wait for it forever. */
         asyncd_log(ASYNC_LOG_ERROR, "exiting with modules still running");
         _exit(1);
     }
+    asyncd_modules_watch(NULL);
+    async_channel_free(d->events);
     return NULL;
 }
 

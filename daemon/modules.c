@@ -1,3 +1,19 @@
+/* daemon/modules.c — finding, loading, vetting and supervising modules.
+ *
+ * Who touches what, across threads.  The list and every field not named
+ * below belong to the daemon's fiber (load, start, reload, stop).
+ *   state       atomic.  asyncd_module_start sets STARTING and
+ *               asyncd_module_join IDLE, on the daemon's fiber, while no
+ *               fiber of the module runs; in between, STARTING becomes
+ *               READY (async_module_ready, any thread, or the supervisor)
+ *               or FAILED (the supervisor) by compare-and-swap only, so a
+ *               late async_module_ready cannot undo a failure.
+ *   reason      under reason_lock: written by async_module_log (any
+ *               thread), read by the daemon.
+ *   stopping, stop_by   atomics: set by the daemon, read by the module.
+ * Each change to READY or FAILED sends a token on the daemon's channel
+ * (asyncd_modules_watch); the daemon re-reads every state when it wakes,
+ * so a token says only "look". */
 #include "modules.h"
 
 #include "check.h"
@@ -16,13 +32,67 @@
 #define BACKOFF_MAX_MS 60000
 #define ABI_OLDEST 1            /* modules built for ABI 1 still load */
 
+static async_channel *watcher; /* set before any module starts, then read only */
+
+void asyncd_modules_watch(async_channel *ch)
+{
+    watcher = ch;
+}
+
+static void changed(void)
+{
+    static const int token = 0;
+
+    if (watcher != NULL)
+        async_channel_send(watcher, &token);
+}
+
+/* STARTING -> to; true if this call made the change. */
+static bool leave_starting(struct asyncd_module *m, int to)
+{
+    int expected = ASYNCD_MODULE_STARTING;
+
+    if (!atomic_compare_exchange_strong(&m->state, &expected, to))
+        return false;
+    changed();
+    return true;
+}
+
+int asyncd_module_state(const struct asyncd_module *m)
+{
+    return atomic_load(&((struct asyncd_module *)m)->state);
+}
+
+void asyncd_module_reason(struct asyncd_module *m, char *buf, size_t len)
+{
+    pthread_mutex_lock(&m->reason_lock);
+    snprintf(buf, len, "%s", m->reason);
+    pthread_mutex_unlock(&m->reason_lock);
+}
+
 void async_module_log(async_module_host *host, int level, const char *fmt, ...)
 {
     va_list ap;
 
+    if (host != NULL && level <= ASYNC_LOG_ERROR) {
+        /* kept whatever the log level, to name why a start failed */
+        struct asyncd_module *m = host->module;
+
+        va_start(ap, fmt);
+        pthread_mutex_lock(&m->reason_lock);
+        vsnprintf(m->reason, sizeof(m->reason), fmt, ap);
+        pthread_mutex_unlock(&m->reason_lock);
+        va_end(ap);
+    }
     va_start(ap, fmt);
     asyncd_vlog(level, host != NULL ? host->module->desc->name : "?", fmt, ap);
     va_end(ap);
+}
+
+void async_module_ready(async_module_host *host)
+{
+    if (host != NULL && leave_starting(host->module, ASYNCD_MODULE_READY))
+        asyncd_log(ASYNC_LOG_INFO, "module %s is ready", host->module->desc->name);
 }
 
 const char *async_module_name(const async_module_host *host)
@@ -91,7 +161,7 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
     const struct async_module *desc;
     struct async_module d = {0};
     struct asyncd_module *m, *dup;
-    json_t *cfg, *own;
+    json_t *cfg;
     int enabled;
 
     if (dl == NULL) {
@@ -120,9 +190,11 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
         skip(p, file, "a module named '%s' is already loaded from %s", desc->name, dup->file);
         goto fail;
     }
-    own = asyncd_module_config(c, desc->name, &enabled);
-    cfg = own != NULL ? json_deep_copy(own) : json_object();
-    json_object_del(cfg, "enabled");
+    cfg = asyncd_module_part(c, desc->name, &enabled);
+    if (cfg == NULL) {
+        skip(p, file, "out of memory");
+        goto fail;
+    }
     m = calloc(1, sizeof(*m));
     if (m == NULL || (m->file = strdup(file)) == NULL) {
         free(m);
@@ -138,6 +210,8 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
     m->host.module = m;
     m->config = cfg;
     m->enabled = enabled;
+    m->optional = asyncd_module_optional(c, desc->name);
+    pthread_mutex_init(&m->reason_lock, NULL);
     return m;
 fail:
     dlclose(dl);
@@ -201,17 +275,38 @@ struct asyncd_module *asyncd_modules_load(const struct asyncd_config *c, struct 
     return list;
 }
 
-/* The module's first fiber: runs it, and restarts it while it fails. */
+/* Records why m failed when it logged no error of its own. */
+static void default_reason(struct asyncd_module *m, int rc)
+{
+    pthread_mutex_lock(&m->reason_lock);
+    if (m->reason[0] == '\0')
+        snprintf(m->reason, sizeof(m->reason), rc != 0 ? "run returned %d" :
+                 "run returned 0 before it was ready", rc);
+    pthread_mutex_unlock(&m->reason_lock);
+}
+
+/* The module's first fiber: runs it, and restarts it while it fails.  A
+ * module that ends before it was ever ready is not restarted: the cause
+ * (a port taken, a file missing) is in its surroundings, not passing, and
+ * the daemon decides (asyncd exits at start-up, or it waits for a
+ * reload).  Failures after it was ready are restarts. */
 static void *supervise(void *arg)
 {
     struct asyncd_module *m = arg;
     int64_t backoff = BACKOFF_FIRST_MS;
 
+    if (!(m->desc->flags & ASYNC_MODULE_NOTIFY_READY))
+        leave_starting(m, ASYNCD_MODULE_READY); /* ready when run starts */
     for (;;) {
         int rc = m->desc->run(&m->host, m->config);
 
         if (atomic_load(&m->stopping))
             break;
+        if (atomic_load(&m->state) != ASYNCD_MODULE_READY) {
+            default_reason(m, rc);
+            leave_starting(m, ASYNCD_MODULE_FAILED);
+            break;
+        }
         if (rc == 0) {
             asyncd_log(ASYNC_LOG_NOTICE, "module %s finished", m->desc->name);
             break;
@@ -227,17 +322,34 @@ static void *supervise(void *arg)
 
 int asyncd_module_start(struct asyncd_module *m)
 {
-    m->group = async_group_new();
-    if (m->group == NULL)
-        return -1;
+    int err;
+
+    pthread_mutex_lock(&m->reason_lock);
+    m->reason[0] = '\0';
+    pthread_mutex_unlock(&m->reason_lock);
+    m->reported = false;
     atomic_store(&m->stopping, false);
     atomic_store(&m->stop_by, -1);
-    if (async_group_spawn(m->group, supervise, m) != 0) {
-        async_group_free(m->group);
-        m->group = NULL;
-        return -1;
-    }
+    atomic_store(&m->state, ASYNCD_MODULE_STARTING);
+    m->group = async_group_new();
+    if (m->group == NULL)
+        goto fail;
+    if (async_group_spawn(m->group, supervise, m) != 0)
+        goto fail_group;
     return 0;
+fail_group:
+    err = errno;
+    async_group_free(m->group);
+    m->group = NULL;
+    errno = err;
+fail:
+    err = errno;
+    pthread_mutex_lock(&m->reason_lock);
+    snprintf(m->reason, sizeof(m->reason), "cannot start it: %s", strerror(err));
+    pthread_mutex_unlock(&m->reason_lock);
+    leave_starting(m, ASYNCD_MODULE_FAILED);
+    errno = err;
+    return -1;
 }
 
 void asyncd_module_cancel(struct asyncd_module *m, int64_t stop_by)
@@ -255,11 +367,13 @@ int asyncd_module_join(struct asyncd_module *m)
         return -1;
     async_group_free(m->group);
     m->group = NULL;
+    atomic_store(&m->state, ASYNCD_MODULE_IDLE);
     return 0;
 }
 
 void asyncd_module_free(struct asyncd_module *m)
 {
+    pthread_mutex_destroy(&m->reason_lock);
     dlclose(m->dl);
     json_decref(m->config);
     free(m->file);
@@ -400,14 +514,17 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
         for (pm = &keep; *pm != NULL && strcmp((*pm)->file, files[i]) != 0; pm = &(*pm)->next)
             ;
         if ((m = *pm) != NULL) {
-            json_t *own, *cfg;
+            bool failed = asyncd_module_state(m) == ASYNCD_MODULE_FAILED, same;
+            json_t *cfg;
             int enabled;
 
             *pm = m->next;
-            own = asyncd_module_config(c, m->desc->name, &enabled);
-            cfg = own != NULL ? json_deep_copy(own) : json_object();
-            json_object_del(cfg, "enabled");
-            if ((bool)enabled != m->enabled || !json_equal(cfg, m->config)) {
+            cfg = asyncd_module_part(c, m->desc->name, &enabled);
+            same = cfg != NULL && (bool)enabled == m->enabled && json_equal(cfg, m->config);
+            m->optional = asyncd_module_optional(c, m->desc->name);
+            /* A module that failed to start is tried again: the reload is
+             * how its operator says the cause is fixed. */
+            if (cfg != NULL && (!same || (enabled && failed))) {
                 /* reload() ran the checks first; this one only catches a
                  * check that changed its mind since (files on disk). */
                 if (enabled && asyncd_module_validate(c, m->desc, cfg, NULL) != 0) {
@@ -426,8 +543,12 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                 json_decref(m->config);
                 m->config = cfg;
                 m->enabled = enabled;
-                asyncd_log(ASYNC_LOG_NOTICE, "module %s: config changed, %s", m->desc->name,
-                           enabled ? "restarting" : "now disabled");
+                if (same)
+                    asyncd_log(ASYNC_LOG_NOTICE, "module %s: it failed to start; trying again",
+                               m->desc->name);
+                else
+                    asyncd_log(ASYNC_LOG_NOTICE, "module %s: config changed, %s",
+                               m->desc->name, enabled ? "restarting" : "now disabled");
                 if (enabled)
                     asyncd_module_start(m);
             } else {

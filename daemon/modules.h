@@ -7,12 +7,22 @@
 #include <async_io.h>
 #include <async_io/module.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
 #include <stdbool.h>
 
 struct async_module_host {
     struct asyncd_module *module;
+};
+
+/* Where a started module stands (asyncd_module_start to asyncd_module_join). */
+enum asyncd_module_state {
+    ASYNCD_MODULE_IDLE,         /* not started, or stopped and joined */
+    ASYNCD_MODULE_STARTING,     /* run began; a module with ASYNC_MODULE_NOTIFY_READY
+                                   has not called async_module_ready yet */
+    ASYNCD_MODULE_READY,        /* serving, or was and is being restarted */
+    ASYNCD_MODULE_FAILED,       /* run ended before it was ready: not restarted */
 };
 
 struct asyncd_module {
@@ -24,12 +34,30 @@ struct asyncd_module {
     struct async_module d;              /* the module's descriptor, ABI 2 fields
                                            zero for an ABI 1 module */
     struct async_module_host host;
-    json_t *config;                     /* what run gets: modules.<name> minus "enabled" */
+    json_t *config;                     /* what run gets: modules.<name> minus the
+                                           daemon's keys ("enabled", "optional") */
     bool enabled;
+    bool optional;                      /* a failed start is skipped, not fatal */
+    bool reported;                      /* its failed start has been logged */
     async_group *group;                 /* while started */
     _Atomic bool stopping;              /* the daemon is stopping it: no restart */
     _Atomic int64_t stop_by;            /* while stopping: when the daemon gives up */
+    _Atomic int state;                  /* enum asyncd_module_state */
+    pthread_mutex_t reason_lock;        /* guards reason */
+    char reason[512];                   /* its last error line since it was started */
 };
+
+/* From now on every change of a module's state (ready, failed before
+ * ready) sends one int, 0, to ch: the daemon's fiber wakes and looks.
+ * Call once, before any module starts. */
+void asyncd_modules_watch(async_channel *ch);
+
+/* m's state (enum asyncd_module_state).  Any thread. */
+int asyncd_module_state(const struct asyncd_module *m);
+
+/* Why m failed: the last error line it logged since it was started, or
+ * what its run returned.  Any thread. */
+void asyncd_module_reason(struct asyncd_module *m, char *buf, size_t len);
 
 /* Loads every *.so of c->modules_dir in name order.  A file that is not a
  * loadable object, lacks `async_module`, speaks another ABI, is incomplete
@@ -39,8 +67,10 @@ struct asyncd_module {
  * included. */
 struct asyncd_module *asyncd_modules_load(const struct asyncd_config *c, struct asyncd_problems *p);
 
-/* Starts m's run in a new group, supervised: restarted with back-off
- * (1 s doubling to 60 s) when it fails while not being stopped.  Fiber. */
+/* Starts m's run in a new group, supervised: once it has been ready, it is
+ * restarted with back-off (1 s doubling to 60 s) when it fails while not
+ * being stopped; if it ends before it was ready it is left FAILED.  -1
+ * (errno) if it cannot be started, and then it is FAILED too.  Fiber. */
 int asyncd_module_start(struct asyncd_module *m);
 
 /* Cancels m's group (its fibers' parking calls fail with ECANCELED),
@@ -73,7 +103,8 @@ int asyncd_modules_check_folder(const struct asyncd_config *c, const struct asyn
 
 /* A reload against the new config c: modules whose file is gone or
  * changed, or that are now disabled, are stopped and unloaded; modules
- * whose config changed are restarted; new ones are loaded and started;
+ * whose config changed, or that failed to start, are restarted; new ones
+ * are loaded and started;
  * the others are left running untouched.  Returns the new list (old, as
  * it was, if the folder cannot be read).  A module
  * that does not stop in time cannot be unloaded: it is moved to *stuck.

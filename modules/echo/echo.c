@@ -112,6 +112,8 @@ static int echo_run(async_module_host *host, const json_t *config)
     }
     for (i = 0; rc == 0 && i < n; i++)
         t[i] = async_spawn(accept_loop, &a[i]);
+    if (rc == 0)
+        async_module_ready(host); /* every listener is bound: READY=1 may go */
     /* Until the module is stopped.  A cancelled fiber cannot join (the join
      * fails at once with ECANCELED), so it detaches instead: the acceptors
      * were cancelled too, end soon, and the daemon waits for them. */
@@ -129,4 +131,5 @@ const struct async_module async_module = {
     .version = "1.0",
     .check = echo_check,
     .run = echo_run,
+    .flags = ASYNC_MODULE_NOTIFY_READY,
 };

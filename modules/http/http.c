@@ -312,6 +312,7 @@ static int http_run(async_module_host *host, const json_t *config)
         return 1;
     }
     n = srv->cfg.nlisten;
+    async_module_ready(host); /* every listener is bound: READY=1 may go */
     if (srv->log != NULL)
         flusher = async_spawn(log_flusher, srv);
     if ((sweeper = async_spawn(idle_sweeper, srv)) == NULL)
@@ -365,4 +366,5 @@ const struct async_module async_module = {
     .validate = http_config_validate,
     .effective_config = http_config_effective,
     .run = http_run,
+    .flags = ASYNC_MODULE_NOTIFY_READY,
 };

@@ -1,6 +1,9 @@
-/* The systemd unit: it must verify, and its sandbox must score "OK" (2.0
- * or lower) in systemd-analyze security.  The copy tested here points
- * ExecStart at the build tree, since verify insists the binary exists. */
+/* The systemd units, asyncd.service and the template asyncd@.service (one
+ * file, systemd/asyncd.service.in, made twice): each must verify, its man
+ * pages included, and its sandbox must score "OK" (2.0 or lower) in
+ * systemd-analyze security.  The copies tested here point ExecStart at
+ * the build tree, since verify insists the binary exists, and MANPATH at
+ * the built man pages. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,25 +16,36 @@
 #include <string.h>
 #include <unistd.h>
 
-static char unit[256];
+static char dir[256];
 
-static int make_unit(void **state)
+/* dir/name from the .in, with config as its @CONFIG@ and which as @WHICH@. */
+static int make_unit(const char *name, const char *config, const char *which)
 {
     char cmd[2048];
 
-    snprintf(unit, sizeof(unit), "/tmp/asyncd-unit-%d/asyncd.service", (int)getpid());
     snprintf(cmd, sizeof(cmd),
-             "mkdir -p $(dirname %s) && sed -e 's|@SBINDIR@|%s|g' -e 's|@SYSCONFDIR@/asyncd/asyncd.json|%s|g' "
-             "-e 's|@DOCDIR@|%s|g' %s > %s",
-             unit, BUILD_DIR, CONFIG, SOURCE_DIR, UNIT_IN, unit);
+             "sed -e 's|@SBINDIR@|%s|g' -e 's|@CONFIG@|%s|g' -e 's|@WHICH@|%s|g' "
+             "-e 's|@SYSCONFDIR@|/etc|g' -e 's|@DOCDIR@|%s|g' %s > %s/%s",
+             BUILD_DIR, config, which, SOURCE_DIR, UNIT_IN, dir, name);
     return system(cmd) == 0 ? 0 : -1;
 }
 
-static int remove_unit(void **state)
+static int make_units(void **state)
+{
+    snprintf(dir, sizeof(dir), "/tmp/asyncd-unit-XXXXXX");
+    if (mkdtemp(dir) == NULL)
+        return -1;
+    setenv("MANPATH", BUILD_DIR "/man", 1);
+    if (make_unit("asyncd.service", CONFIG, "") != 0)
+        return -1;
+    return make_unit("asyncd@.service", SOURCE_DIR "/conf/%i.json", "@%i");
+}
+
+static int remove_units(void **state)
 {
     char cmd[512];
 
-    snprintf(cmd, sizeof(cmd), "rm -rf $(dirname %s)", unit);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     return system(cmd) == 0 ? 0 : -1;
 }
 
@@ -40,17 +54,18 @@ static int have_analyze(void)
     return system("command -v systemd-analyze > /dev/null 2>&1") == 0;
 }
 
-static void systemd_unit_verifies(void **state)
+/* unit: a file of dir, or an instance of a template in dir. */
+static void verifies(const char *unit)
 {
     char cmd[512];
 
     if (!have_analyze())
         skip();
-    snprintf(cmd, sizeof(cmd), "systemd-analyze verify %s", unit);
+    snprintf(cmd, sizeof(cmd), "systemd-analyze verify %s/%s", dir, unit);
     assert_int_equal(system(cmd), 0);
 }
 
-static void systemd_unit_sandbox_scores_ok(void **state)
+static void scores_ok(const char *unit)
 {
     char cmd[512], line[512];
     double score = 99;
@@ -58,7 +73,7 @@ static void systemd_unit_sandbox_scores_ok(void **state)
 
     if (!have_analyze())
         skip();
-    snprintf(cmd, sizeof(cmd), "systemd-analyze security --offline=yes %s 2>&1", unit);
+    snprintf(cmd, sizeof(cmd), "systemd-analyze security --offline=yes %s/%s 2>&1", dir, unit);
     f = popen(cmd, "r");
     assert_non_null(f);
     while (fgets(line, sizeof(line), f) != NULL) {
@@ -68,8 +83,28 @@ static void systemd_unit_sandbox_scores_ok(void **state)
             score = strtod(at + 1, NULL);
     }
     pclose(f);
-    print_message("exposure level: %.1f\n", score);
+    print_message("%s: exposure level %.1f\n", unit, score);
     assert_true(score <= 2.0);
+}
+
+static void systemd_unit_verifies(void **state)
+{
+    verifies("asyncd.service");
+}
+
+static void systemd_unit_sandbox_scores_ok(void **state)
+{
+    scores_ok("asyncd.service");
+}
+
+static void systemd_template_instance_verifies(void **state)
+{
+    verifies("asyncd@test.service");
+}
+
+static void systemd_template_sandbox_scores_ok(void **state)
+{
+    scores_ok("asyncd@test.service");
 }
 
 int main(void)
@@ -77,7 +112,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(systemd_unit_verifies),
         cmocka_unit_test(systemd_unit_sandbox_scores_ok),
+        cmocka_unit_test(systemd_template_instance_verifies),
+        cmocka_unit_test(systemd_template_sandbox_scores_ok),
     };
 
-    return cmocka_run_group_tests(tests, make_unit, remove_unit);
+    return cmocka_run_group_tests(tests, make_units, remove_units);
 }
