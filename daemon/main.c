@@ -290,6 +290,7 @@ int main(int argc, char **argv)
     sigset_t set;
     int i, rc_check;
 
+    asyncd_log_init();
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             file = argv[++i];
