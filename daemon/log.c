@@ -1,5 +1,7 @@
 #include "log.h"
 
+#include "logsink.h"
+
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,7 +121,8 @@ void asyncd_vlog(int level, const char *prefix, const char *fmt, va_list ap)
     if (level > atomic_load(&threshold))
         return;
     n = asyncd_log_format(line, sizeof(line), level, prefix, fmt, ap);
-    (void)!write(STDERR_FILENO, line, n);
+    if (!asyncd_logsink_stderr(line, n))
+        (void)!write(STDERR_FILENO, line, n);
 }
 
 void asyncd_log(int level, const char *fmt, ...)

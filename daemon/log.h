@@ -7,8 +7,9 @@
  * run`, a redirect to a file) it is "2026-12-07 07:02:56.123 [notice]
  * asyncd: message", local time to the millisecond.
  *
- * Each line is one write(2), so lines from several threads never
- * interleave. */
+ * Lines go through the stderr sink (logsink.h) while its writer runs, so a
+ * stderr nobody reads never blocks a worker; before it starts and after it
+ * stops, each line is one write(2) to fd 2. */
 #ifndef ASYNCD_LOG_H
 #define ASYNCD_LOG_H
 

@@ -9,9 +9,14 @@
  * Signals: SIGHUP reloads (see reload()); SIGTERM and SIGINT stop every
  * module (cancel, then wait up to shutdown_timeout_ms) and exit 0, or 1
  * naming a module still running at the deadline.  They are received through a signalfd read by a fiber, so
- * no handler ever runs on a fiber's stack. */
+ * no handler ever runs on a fiber's stack.
+ *
+ * Log lines, the daemon's and the modules' log files, are written by the
+ * log writer thread (logsink.c); at exit what is queued is written within
+ * EXIT_FLUSH_MS. */
 #include "config.h"
 #include "log.h"
+#include "logsink.h"
 #include "modules.h"
 #include "notify.h"
 
@@ -20,6 +25,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +41,7 @@
 #define ASYNCD_VERSION "0.1.0"
 #endif
 #define EX_CONFIG 78
+#define EXIT_FLUSH_MS 2000      /* the most an exit waits for queued log lines */
 
 struct daemon {
     const char *file;
@@ -207,6 +214,7 @@ static void *daemon_main(void *arg)
         /* A module ignores cancellation: its code must stay mapped, and the
          * runtime would wait for it forever. */
         asyncd_log(ASYNC_LOG_ERROR, "exiting with modules still running");
+        asyncd_logsink_stop(EXIT_FLUSH_MS);
         _exit(1);
     }
     return NULL;
@@ -338,15 +346,21 @@ int main(int argc, char **argv)
         asyncd_log(ASYNC_LOG_ERROR, "signalfd: %s", strerror(errno));
         return 1;
     }
+    if (asyncd_logsink_start() != 0)
+        asyncd_log(ASYNC_LOG_WARNING, "no log writer thread (%s): log lines are written by "
+                   "the threads that log them, and modules cannot open log files",
+                   strerror(errno));
     rc.workers = d.config.workers;
     rc.stack_size = d.config.stack_size;
     asyncd_log(ASYNC_LOG_INFO, "asyncd %s starting with %s", ASYNCD_VERSION, file);
     if (async_runtime(&rc, daemon_main, &d) != 0) {
         asyncd_log(ASYNC_LOG_ERROR, "cannot start the runtime: %s", strerror(errno));
+        asyncd_logsink_stop(EXIT_FLUSH_MS);
         return 1;
     }
     close(d.sigfd);
     asyncd_config_free(&d.config);
     asyncd_log(ASYNC_LOG_NOTICE, "stopped");
+    asyncd_logsink_stop(EXIT_FLUSH_MS);
     return d.exit_code;
 }

@@ -1,6 +1,7 @@
 #include "modules.h"
 
 #include "log.h"
+#include "logsink.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -34,6 +35,31 @@ int64_t async_module_stop_deadline(const async_module_host *host)
     if (host == NULL || !atomic_load(&host->module->stopping))
         return -1;
     return atomic_load(&host->module->stop_by);
+}
+
+/* Log files the daemon writes for a module: the log writer's sinks. */
+async_module_logfile *async_module_logfile_open(async_module_host *host, const char *dest)
+{
+    if (host == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return asyncd_logsink_open(dest);
+}
+
+void async_module_logfile_write(async_module_logfile *f, const char *line, size_t len)
+{
+    asyncd_logsink_write(f, line, len);
+}
+
+uint64_t async_module_logfile_dropped(const async_module_logfile *f)
+{
+    return asyncd_logsink_dropped(f);
+}
+
+void async_module_logfile_close(async_module_logfile *f)
+{
+    asyncd_logsink_close(f);
 }
 
 static void skip(struct asyncd_problems *p, const char *file, const char *fmt, ...)
