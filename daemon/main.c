@@ -6,10 +6,13 @@
  *                                 module's part; exit 0 or 78 (EX_CONFIG)
  *   asyncd --version | --help
  *
- * Signals: SIGHUP reloads (see reload()); SIGTERM and SIGINT stop every
- * module (cancel, then wait up to shutdown_timeout_ms) and exit 0, or 1
- * naming a module still running at the deadline.  They are received through a signalfd read by a fiber, so
- * no handler ever runs on a fiber's stack.
+ * Signals: SIGHUP reloads (see reload()); SIGUSR1 reopens the log files
+ * (logrotate); SIGTERM, SIGINT and SIGQUIT stop every module (cancel, then
+ * wait up to shutdown_timeout_ms) and exit 0, or 1 naming a module still
+ * running at the deadline; the other signals that would end the process
+ * without a fault of its own are logged and ignored (signals.c).  They are
+ * received through a signalfd read by a fiber, so no handler ever runs on
+ * a fiber's stack.
  *
  * Log lines, the daemon's and the modules' log files, are written by the
  * log writer thread (logsink.c); at exit what is queued is written within
@@ -19,6 +22,7 @@
 #include "logsink.h"
 #include "modules.h"
 #include "notify.h"
+#include "signals.h"
 
 #include <async_io.h>
 
@@ -179,6 +183,41 @@ static void reload(struct daemon *d)
     asyncd_notify("READY=1\nSTATUS=%u module(s) running", running);
 }
 
+/* SIGUSR1: the log files the daemon writes (its writer reopens them),
+ * then the files modules write by themselves. */
+static void reopen_logs(struct daemon *d)
+{
+    asyncd_log(ASYNC_LOG_NOTICE, "SIGUSR1: reopening log files");
+    asyncd_logsink_reopen();
+    asyncd_modules_reopen(d->modules);
+}
+
+/* One signal off the signalfd: true when it asks the daemon to stop. */
+static bool handle_signal(struct daemon *d, const struct signalfd_siginfo *si)
+{
+    int sig = (int)si->ssi_signo;
+    char name[32];
+
+    switch (sig) {
+    case SIGHUP:
+        reload(d);
+        return false;
+    case SIGUSR1:
+        reopen_logs(d);
+        return false;
+    case SIGTERM:
+    case SIGINT:
+    case SIGQUIT:
+        asyncd_log(ASYNC_LOG_NOTICE, "%s: stopping", strsignal(sig));
+        return true;
+    default:
+        asyncd_log(ASYNC_LOG_WARNING, "%s (%s) from pid %u: ignored",
+                   asyncd_signal_name(sig, name, sizeof(name)), strsignal(sig),
+                   (unsigned)si->ssi_pid);
+        return false;
+    }
+}
+
 static void *daemon_main(void *arg)
 {
     struct daemon *d = arg;
@@ -198,12 +237,8 @@ static void *daemon_main(void *arg)
             asyncd_log(ASYNC_LOG_ERROR, "reading signals: %s", strerror(errno));
             break;
         }
-        if (si.ssi_signo == SIGHUP) {
-            reload(d);
-            continue;
-        }
-        asyncd_log(ASYNC_LOG_NOTICE, "%s: stopping", strsignal((int)si.ssi_signo));
-        break;
+        if (handle_signal(d, &si))
+            break;
     }
     if (dog != NULL) {
         async_cancel(dog);
@@ -333,13 +368,13 @@ int main(int argc, char **argv)
     }
     asyncd_log_set_level(d.config.log_level);
     raise_nofile();
-    /* Block before any thread exists, so every worker inherits the mask
+    /* Block before any thread exists (the log writer's, the runtime's
+     * workers, the blocking-call helpers), so every one inherits the mask
      * and the signals queue on the signalfd. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigprocmask(SIG_BLOCK, &set, NULL);
+    if (asyncd_signals_block(&set) != 0) {
+        asyncd_log(ASYNC_LOG_ERROR, "blocking signals: %s", strerror(errno));
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     d.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (d.sigfd < 0) {

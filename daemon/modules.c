@@ -231,8 +231,11 @@ static void *supervise(void *arg)
     int64_t backoff = BACKOFF_FIRST_MS;
 
     for (;;) {
-        int rc = m->desc->run(&m->host, m->config);
+        int rc;
 
+        atomic_store(&m->running, true);
+        rc = m->desc->run(&m->host, m->config);
+        atomic_store(&m->running, false);
         if (atomic_load(&m->stopping))
             break;
         if (rc == 0) {
@@ -279,6 +282,15 @@ int asyncd_module_join(struct asyncd_module *m)
     async_group_free(m->group);
     m->group = NULL;
     return 0;
+}
+
+void asyncd_modules_reopen(struct asyncd_module *list)
+{
+    struct asyncd_module *m;
+
+    for (m = list; m != NULL; m = m->next)
+        if (m->group != NULL && atomic_load(&m->running) && m->desc->reopen != NULL)
+            m->desc->reopen(&m->host);
 }
 
 void asyncd_module_free(struct asyncd_module *m)
