@@ -21,6 +21,7 @@
 #include "log.h"
 #include "logsink.h"
 #include "modules.h"
+#include "monitor.h"
 #include "notify.h"
 #include "signals.h"
 
@@ -223,11 +224,12 @@ static void *daemon_main(void *arg)
     struct daemon *d = arg;
     struct signalfd_siginfo si;
     int64_t period_ms = 0;
-    async_task *dog;
+    async_task *dog, *mon;
 
     d->modules = asyncd_modules_load(&d->config, NULL);
     start_all(d);
     dog = start_watchdog(&period_ms);
+    mon = asyncd_monitor_start();
     for (;;) {
         ssize_t n = read(d->sigfd, &si, sizeof(si));
 
@@ -244,6 +246,7 @@ static void *daemon_main(void *arg)
         async_cancel(dog);
         async_join(dog, NULL);
     }
+    asyncd_monitor_stop(mon);
     d->exit_code = stop_all(d);
     if (d->exit_code != 0) {
         /* A module ignores cancellation: its code must stay mapped, and the

@@ -4,6 +4,7 @@
 # 127.0.0.1:$PORT with $WORKERS workers, no access log, like the nginx peer.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
+tree="${ASYNCD_TREE:-$here}"    # another tree's build (bench/http/cpu.sh)
 : "${PORT:?}" "${WORKERS:=1}"
 dir="$(mktemp -d /tmp/asyncd-bench.XXXXXX)"
 mkdir -p "$dir/www/static"
@@ -12,7 +13,7 @@ head -c 1048576 /dev/urandom > "$dir/www/static/1m.bin"
 cat > "$dir/asyncd.json" <<JSON
 {
   "runtime": { "workers": $WORKERS },
-  "modules_dir": "$here/build/modules",
+  "modules_dir": "$tree/build/modules",
   "log_level": "warning",
   "modules": {
     "echo": { "enabled": false, "listen": ["127.0.0.1:0"] },
@@ -28,4 +29,4 @@ cat > "$dir/asyncd.json" <<JSON
 }
 JSON
 ulimit -n "$(ulimit -Hn)"
-exec "$here/build/asyncd" --config "$dir/asyncd.json"
+exec "$tree/build/asyncd" --config "$dir/asyncd.json"

@@ -88,6 +88,12 @@ ASYNC_API ssize_t async_stream_write(async_stream *s, const void *buf, size_t le
  * sent. */
 ASYNC_API int async_stream_write_all(async_stream *s, const void *buf, size_t len);
 
+/* How many times, since the process started, an accept found the process
+ * or the system out of descriptors (EMFILE, ENFILE) or memory and waited
+ * (accept rides such shortages out with a 1-64 ms back-off, so its caller
+ * never sees them): a monitor that compares it over time can say so. */
+ASYNC_API uint64_t async_fd_shortages(void);
+
 /* Parks until s is readable and/or writable (events as for async_fd_wait):
  * 0, or -1 with ECANCELED / ETIMEDOUT / EBADF (closed meanwhile) / EPERM /
  * EINVAL.  Uses the stream's own registration with the reactor, so unlike

@@ -28,14 +28,19 @@ static const struct limit limits[] = {
     {"open_file_cache_ms", 0, 3600000, 1000},
     {"max_header_bytes", 256, 1048576, 8192},
     {"max_body_bytes", 0, (int64_t)1 << 50, 1048576},
-    {"max_connections", 1, 10000000, 100000},
+    {"max_connections", 1, 10000000, -1}, /* -1: from the descriptor limit */
+    {"max_headers", 1, HTTP_MAX_HEADERS, HTTP_DEFAULT_MAX_HEADERS},
+    {"lingering_time_ms", 0, 3600000, 30000},
+    {"lingering_timeout_ms", 1, 3600000, 5000},
+    {"lingering_max_bytes", 0, (int64_t)1 << 50, 64 << 20},
 };
 
 static const char *const keys[] = {
     "listen", "root", "index", "routes", "status_path", "access_log", "keepalive_timeout_ms",
     "header_timeout_ms", "body_timeout_ms", "send_timeout_ms", "open_file_cache_ms",
     "max_header_bytes",
-    "max_body_bytes", "max_connections",
+    "max_body_bytes", "max_connections", "max_headers", "lingering_time_ms",
+    "lingering_timeout_ms", "lingering_max_bytes",
 };
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -299,6 +304,10 @@ int http_config_load(const json_t *config, struct http_config *c)
     c->max_header_bytes = (size_t)val[5];
     c->max_body_bytes = (uint64_t)val[6];
     c->max_connections = (long)val[7];
+    c->max_headers = (unsigned)val[8];
+    c->lingering_time_ms = val[9];
+    c->lingering_timeout_ms = val[10];
+    c->lingering_max_bytes = (uint64_t)val[11];
     return 0;
 }
 

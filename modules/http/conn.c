@@ -1,6 +1,6 @@
-/* modules/http/conn.c — one fiber per connection, written like blocking
- * code: read, answer every complete request in the buffer, write the
- * answers in one go, repeat.
+/* modules/http/conn.c — one fiber per connection while it has work,
+ * written like blocking code: read, answer every complete request in the
+ * buffer, write the answers in one go, repeat.
  *
  * Buffer.  in[off..len) holds bytes not yet consumed; a request head is
  * parsed in place and its slices stay valid until the answer is built.  A
@@ -10,23 +10,42 @@
  *
  * Output.  Answers to pipelined requests gather in out and leave in one
  * send when no complete request is left in the buffer (or out grows
- * large); a file body follows its head with sendfile.
+ * large); a file body follows its head with sendfile.  Their access-log
+ * lines are written once they have left (log_line.c).
  *
- * Timeouts are the fiber's deadline, set per phase: keepalive_timeout_ms
- * while idle, header_timeout_ms from a head's first byte, body_timeout_ms
- * per body, send_timeout_ms per write that makes progress.
+ * Parked connections hold no fiber, no stack and no buffer: a connection
+ * waiting for its first request (header_timeout_ms), idle between requests
+ * (keepalive_timeout_ms) or lingering after the server closed it (below)
+ * is handed to a fiber that starts only when bytes or the end arrive
+ * (async_spawn_when_readable).  Its deadline is park_until, kept by the
+ * sweeper (http.c), which shuts the read side down once it passes: that
+ * makes the socket readable, so the connection wakes and ends.
+ *
+ * Lingering close (RFC 9112 §9.6, as nginx does it).  Closing a socket
+ * whose receive queue holds unread bytes sends a reset, and a reset makes
+ * the peer's kernel drop whatever it had not yet handed to the client —
+ * often our error answer.  So when the server ends a connection whose
+ * peer may still be sending (an error before the request was read whole,
+ * or bytes pipelined after a "Connection: close" request), it sends the
+ * answer, shuts its write side down and reads and drops what comes for at
+ * most lingering_time_ms, lingering_timeout_ms between reads and
+ * lingering_max_bytes in all, then closes.
+ *
+ * Timeouts while a fiber runs are its deadline, set per phase:
+ * header_timeout_ms from a head's first byte, body_timeout_ms per body,
+ * send_timeout_ms per write that makes progress.
  *
  * Stop.  Connection fibers run shielded from the module's cancellation
  * (async_shield): a stopping server lets each finish the request in
- * progress.  The drain (http.c) sets srv->draining, shuts the read side of
- * idle connections (their read returns 0) and, past the daemon's budget,
- * shuts every connection down.  Idle and draining are a Dekker pair: the
- * connection stores idle then loads draining, the drain stores draining
- * then loads idle, both seq_cst, so one of them sees the other. */
+ * progress.  The drain (http.c) sets srv->draining and shuts the read side
+ * of idle connections (their read returns 0); past the daemon's budget it
+ * shuts every connection down.  Parked-idle and draining are a Dekker
+ * pair: the connection stores parked then loads draining, the drain
+ * stores draining then loads parked, both seq_cst, so one of them sees
+ * the other. */
 #define _GNU_SOURCE
 #include "http.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -38,24 +57,33 @@
 #include <unistd.h>
 
 #define OUT_FLUSH (64 * 1024)   /* send gathered answers once out is this big */
-#define DISCARD_CHUNK 16384
+#define LINGER_ROUND (256 * 1024) /* bytes dropped per wake before others get a turn */
 
-/* Kept small: an idle connection is this, its stream and a parked task
- * (128 + 128 + 144 bytes of malloc chunks). */
+enum park {
+    PARK_NONE,                  /* a fiber runs it */
+    PARK_IDLE,                  /* waiting for a request */
+    PARK_LINGER,                /* closed by us, dropping what the peer still sends */
+};
+
+/* Kept small: a parked connection is this, its stream and a parked task
+ * (about 150 + 128 + 144 bytes of malloc chunks). */
 struct http_conn {
     struct http_server *srv;
     async_stream *s;
     struct http_conn *prev, *next; /* srv->conns, under srv->lock */
-    char *in;                   /* NULL while idle */
+    char *in;                   /* NULL while parked */
     struct http_out out;
-    _Atomic int64_t idle_at;    /* when it went idle; read by the sweeper after idle */
+    struct http_logq *logq;     /* access-log lines waiting for their bytes */
+    _Atomic int64_t park_until; /* parked: when the sweeper shuts it down */
     int64_t head_started;       /* when the head being read began, ms */
+    int64_t linger_end;         /* lingering: the end of lingering_time_ms */
+    uint64_t lingered;          /* lingering: bytes dropped so far */
     int fd;
     uint32_t off, len, cap;     /* in[off..len) unread; cap: srv->in_size */
-    _Atomic bool idle;          /* waiting for the first byte of a request */
-    bool awake;                 /* new or just woken: read before going idle */
-    uint8_t peer_family;        /* AF_INET, AF_INET6, or 0: unknown (access log) */
-    uint8_t peer[16];           /* its address */
+    _Atomic uint8_t parked;     /* enum park; read by the sweeper and the drain */
+    bool awake;                 /* new or just woken: try a read before parking */
+    bool fresh;                 /* no request yet: the idle limit is header_timeout_ms */
+    struct http_log_peer peer;  /* for the access log */
 };
 
 /* A mutex, not a spinlock: the drain and the sweeper walk every
@@ -80,11 +108,7 @@ struct http_conn *http_conn_new(struct http_server *srv, async_stream *s)
     c->s = s;
     c->fd = async_stream_fd(s);
     c->cap = (uint32_t)srv->in_size;
-    c->in = http_buf_get(srv, c->cap);
-    if (c->in == NULL) {
-        free(c);
-        return NULL;
-    }
+    c->fresh = true;
     atomic_fetch_add_explicit(&srv->open, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&srv->total, 1, memory_order_relaxed);
     lock(srv);
@@ -94,6 +118,17 @@ struct http_conn *http_conn_new(struct http_server *srv, async_stream *s)
     srv->conns = c;
     unlock(srv);
     return c;
+}
+
+/* Lets go of the buffers a parked connection does not keep. */
+static void drop_buffers(struct http_conn *c)
+{
+    http_buf_put(c->srv, c->in);
+    c->in = NULL;
+    free(c->out.buf);
+    c->out = (struct http_out){0};
+    http_logq_free(c->logq);
+    c->logq = NULL;
 }
 
 static void conn_free(struct http_conn *c)
@@ -108,9 +143,10 @@ static void conn_free(struct http_conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     unlock(srv);
+    /* answers that never left are logged with the bytes that did: none */
+    http_logq_settle(c->logq, srv->log, 0);
     async_stream_close(c->s);
-    http_buf_put(c->srv, c->in);
-    free(c->out.buf);
+    drop_buffers(c);
     free(c);
     /* last: http.c frees srv once open reaches 0 */
     atomic_fetch_sub_explicit(&srv->open, 1, memory_order_release);
@@ -127,7 +163,7 @@ void http_conns_drain(struct http_server *srv)
 
     lock(srv);
     for (c = srv->conns; c != NULL; c = c->next)
-        if (atomic_load(&c->idle))
+        if (atomic_load(&c->parked) == PARK_IDLE)
             shutdown(c->fd, SHUT_RD);
     unlock(srv);
 }
@@ -142,6 +178,18 @@ void http_conns_abort(struct http_server *srv)
     unlock(srv);
 }
 
+void http_conns_expire(struct http_server *srv, int64_t now)
+{
+    struct http_conn *c;
+
+    lock(srv);
+    for (c = srv->conns; c != NULL; c = c->next)
+        if (atomic_load_explicit(&c->parked, memory_order_acquire) != PARK_NONE &&
+            now >= atomic_load_explicit(&c->park_until, memory_order_relaxed))
+            shutdown(c->fd, SHUT_RD);
+    unlock(srv);
+}
+
 /* ---- writing ---- */
 
 /* The peer reads too slowly for the socket buffer: wait, but no longer
@@ -153,15 +201,19 @@ static int wait_writable(struct http_conn *c)
     return async_stream_wait(c->s, ASYNC_WRITABLE);
 }
 
-static int send_all(struct http_conn *c, const char *p, size_t n, bool more)
+/* Sends p[0..n); 0, or -1 when the peer went or stalled.  *sent: how many
+ * bytes left either way. */
+static int send_all(struct http_conn *c, const char *p, size_t n, bool more, size_t *sent)
 {
     ssize_t k;
 
+    *sent = 0;
     while (n > 0) {
         k = send(c->fd, p, n, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
         if (k > 0) {
             p += k;
             n -= (size_t)k;
+            *sent += (size_t)k;
         } else if (k < 0 && errno == EINTR) {
             continue;
         } else if (k < 0 && errno == EAGAIN) {
@@ -174,26 +226,32 @@ static int send_all(struct http_conn *c, const char *p, size_t n, bool more)
     return 0;
 }
 
+/* Sends what out gathered, then logs the answers in it. */
 static int flush(struct http_conn *c, bool more)
 {
+    size_t sent = 0;
     int rc = 0;
 
     if (c->out.len > 0)
-        rc = send_all(c, c->out.buf, c->out.len, more);
+        rc = send_all(c, c->out.buf, c->out.len, more, &sent);
     c->out.len = 0;
+    http_logq_settle(c->logq, c->srv->log, sent);
     return rc;
 }
 
-static int send_file(struct http_conn *c, struct http_reply *r)
+/* Sends the file range of r; 0 or -1.  *sent: the bytes that left. */
+static int send_file(struct http_conn *c, struct http_reply *r, uint64_t *sent)
 {
     off_t off = r->file_off;
     uint64_t left = r->file_len;
     ssize_t k;
 
+    *sent = 0;
     while (left > 0) {
         k = sendfile(c->fd, r->file->fd, &off, left > (1u << 30) ? (1u << 30) : (size_t)left);
         if (k > 0) {
             left -= (uint64_t)k;
+            *sent += (uint64_t)k;
         } else if (k < 0 && errno == EINTR) {
             continue;
         } else if (k < 0 && errno == EAGAIN) {
@@ -371,78 +429,15 @@ static void answer(struct http_conn *c, const struct http_request *req, struct h
         set_allow(&c->out, r, req);
 }
 
-/* ---- access log ---- */
-
-/* Appends s to the line, escaping what would break the format. */
-static size_t log_str(char *dst, size_t room, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0, i;
-
-    for (i = 0; i < n && o + 4 < room; i++) {
-        unsigned char ch = (unsigned char)s[i];
-
-        if (ch < ' ' || ch >= 0x7f || ch == '"' || ch == '\\') {
-            dst[o++] = '\\';
-            dst[o++] = 'x';
-            dst[o++] = hex[ch >> 4];
-            dst[o++] = hex[ch & 15];
-        } else {
-            dst[o++] = (char)ch;
-        }
-    }
-    return o;
-}
-
-static const char *log_time(void)
-{
-    static __thread time_t at = -1;
-    static __thread char text[32];
-    time_t now = time(NULL);
-    struct tm tm;
-
-    if (now != at) {
-        localtime_r(&now, &tm);
-        strftime(text, sizeof(text), "%d/%b/%Y:%H:%M:%S %z", &tm);
-        at = now;
-    }
-    return text;
-}
-
-static void log_request(struct http_conn *c, const struct http_request *req,
-                        const struct http_reply *r)
-{
-    const struct http_slice *ref = req ? http_header_get(req, "referer") : NULL;
-    const struct http_slice *ua = req ? http_header_get(req, "user-agent") : NULL;
-    char line[2048], peer[INET6_ADDRSTRLEN] = "-";
-    size_t n;
-
-    if (c->peer_family != 0)
-        inet_ntop(c->peer_family, c->peer, peer, sizeof(peer));
-    n = (size_t)snprintf(line, sizeof(line), "%s - - [%s] \"", peer, log_time());
-    if (req != NULL && req->method_name.n > 0) {
-        n += log_str(line + n, 512, req->method_name.p, req->method_name.n);
-        line[n++] = ' ';
-        n += log_str(line + n, 1024, req->target.p, req->target.n);
-        n += (size_t)snprintf(line + n, sizeof(line) - n, " HTTP/1.%d", req->minor);
-    }
-    n += (size_t)snprintf(line + n, sizeof(line) - n, "\" %d %" PRIu64 " \"", r->status,
-                          r->body_bytes);
-    n += log_str(line + n, 200, ref != NULL ? ref->p : "-", ref != NULL ? ref->n : 1);
-    line[n++] = '"';
-    line[n++] = ' ';
-    line[n++] = '"';
-    n += log_str(line + n, 200, ua != NULL ? ua->p : "-", ua != NULL ? ua->n : 1);
-    line[n++] = '"';
-    line[n++] = '\n';
-    http_log_line(c->srv->log, line, n);
-}
-
-static void finish(struct http_conn *c, const struct http_request *req, struct http_reply *r)
+/* Counts the answer just built (ending at out's end) and stages its log
+ * line; a file body is logged after it has been sent. */
+static void finish(struct http_conn *c, const struct http_request *req,
+                   const struct http_reply *r)
 {
     http_count_status(c->srv, r->status);
-    if (c->srv->log != NULL)
-        log_request(c, req, r);
+    if (c->srv->log != NULL && r->file == NULL)
+        http_logq_add(&c->logq, &c->peer, req, r->status, c->out.len - r->body_bytes,
+                      c->out.len, -1);
 }
 
 /* ---- the loop ---- */
@@ -450,17 +445,33 @@ static void finish(struct http_conn *c, const struct http_request *req, struct h
 enum step {
     STEP_MORE,
     STEP_CLOSE,
-    STEP_GONE,      /* handed to a fiber that starts when bytes arrive */
+    STEP_LINGER,    /* close, but the peer may still be sending */
+    STEP_GONE,      /* parked: a fiber starts when bytes arrive */
 };
 
-/* An answer for a request we will not read to the end: then close. */
+/* An answer for a request we will not read to the end: then close,
+ * lingering. */
 static enum step refuse(struct http_conn *c, const struct http_request *req, int status)
 {
     struct http_reply r = {.close = true};
 
     error_page(&c->out, &r, req, status);
     finish(c, req, &r);
-    return STEP_CLOSE;
+    return STEP_LINGER;
+}
+
+/* Sends the file body of r after everything gathered before it. */
+static int send_file_reply(struct http_conn *c, const struct http_request *req,
+                           struct http_reply *r)
+{
+    uint64_t sent = 0;
+    int rc = flush(c, true) != 0 || send_file(c, r, &sent) != 0 ? -1 : 0;
+
+    if (c->srv->log != NULL)
+        http_logq_add(&c->logq, &c->peer, req, r->status, 0, 0, (int64_t)sent);
+    http_logq_settle(c->logq, c->srv->log, 0);
+    http_file_put(r->file);
+    return rc;
 }
 
 /* Answers the request whose head is in[off..off+head). */
@@ -480,7 +491,7 @@ static enum step serve_one(struct http_conn *c, struct http_request *req, size_t
         memmove(c->in, c->in + c->off, c->len - c->off);
         c->len -= c->off;
         c->off = 0;
-        http_parse_request(c->in, c->len, cfg->max_header_bytes, req);
+        http_parse_request(c->in, c->len, cfg->max_header_bytes, cfg->max_headers, req);
         body = head;
     }
     if (has_body) {
@@ -489,8 +500,16 @@ static enum step serve_one(struct http_conn *c, struct http_request *req, size_t
             if (flush(c, false) != 0)
                 return STEP_CLOSE;
         }
-        if ((status = consume_body(c, req, body)) != 0)
-            return status < 0 ? STEP_CLOSE : refuse(c, req, status);
+        if ((status = consume_body(c, req, body)) < 0)
+            return STEP_CLOSE;
+        if (status == 408) {
+            /* a client too slow to send its body gets its 408 and a plain
+             * close: lingering would only give it more time */
+            refuse(c, req, status);
+            return STEP_CLOSE;
+        }
+        if (status != 0)
+            return refuse(c, req, status);
     }
     r.close = !req->keep_alive || atomic_load(&c->srv->draining) ||
               cfg->keepalive_timeout_ms == 0;
@@ -498,112 +517,199 @@ static enum step serve_one(struct http_conn *c, struct http_request *req, size_t
     finish(c, req, &r);
     c->off = body;
     if (r.file != NULL) {
-        int rc = flush(c, true) != 0 || send_file(c, &r) != 0 ? -1 : 0;
-
-        http_file_put(r.file);
-        if (rc != 0)
+        if (send_file_reply(c, req, &r) != 0)
             return STEP_CLOSE;
     } else if (c->out.len >= OUT_FLUSH && flush(c, false) != 0) {
         return STEP_CLOSE;
     }
-    return r.close ? STEP_CLOSE : STEP_MORE;
+    if (!r.close)
+        return STEP_MORE;
+    /* bytes the peer sent after a request that closes: drain them */
+    return c->off < c->len ? STEP_LINGER : STEP_CLOSE;
 }
 
 /* Answers every complete request in the buffer. */
 static enum step serve_buffered(struct http_conn *c)
 {
+    const struct http_config *cfg = &c->srv->cfg;
     struct http_request req;
+    enum step s;
     long n;
 
     while (c->off < c->len) {
-        n = http_parse_request(c->in + c->off, c->len - c->off, c->srv->cfg.max_header_bytes,
-                               &req);
+        n = http_parse_request(c->in + c->off, c->len - c->off, cfg->max_header_bytes,
+                               cfg->max_headers, &req);
         if (n == 0)
             return STEP_MORE;
         if (n < 0)
             return refuse(c, req.method_name.n > 0 ? &req : NULL, (int)-n);
         c->head_started = -1;
-        if (serve_one(c, &req, (size_t)n) == STEP_CLOSE)
-            return STEP_CLOSE;
+        c->fresh = false;
+        if ((s = serve_one(c, &req, (size_t)n)) != STEP_MORE)
+            return s;
     }
     return STEP_MORE;
 }
 
 static void *conn_resume(void *arg);
+static void *linger_resume(void *arg);
 
-/* An idle connection keeps no fiber and no buffers: it is handed to a
- * fiber that starts when bytes (or the end) arrive; the sweeper in http.c
- * shuts it down once idle past keepalive_timeout_ms.  STEP_GONE, or
- * STEP_MORE to wait here after all (no memory for the hand-over). */
-static enum step hand_over(struct http_conn *c)
+/* Hands the connection to a fiber that starts when bytes (or the end)
+ * arrive, keeping no buffer; the sweeper shuts it down at until.
+ * STEP_GONE, or STEP_CLOSE (a drain under way, or no memory). */
+static enum step park(struct http_conn *c, enum park how, int64_t until, async_fn resume)
 {
-    http_buf_put(c->srv, c->in);
-    free(c->out.buf);
-    c->in = NULL;
-    c->out = (struct http_out){0};
-    if (async_spawn_when_readable(c->s, conn_resume, c) == 0)
-        return STEP_GONE;
-    c->in = http_buf_get(c->srv, c->cap);
-    return c->in != NULL ? STEP_MORE : STEP_CLOSE;
+    drop_buffers(c);
+    atomic_store_explicit(&c->park_until, until, memory_order_relaxed);
+    atomic_store(&c->parked, (uint8_t)how); /* then load draining: see the top */
+    if (how == PARK_IDLE && atomic_load(&c->srv->draining)) {
+        atomic_store(&c->parked, PARK_NONE);
+        return STEP_CLOSE;
+    }
+    if (async_spawn_when_readable(c->s, resume, c) == 0)
+        return STEP_GONE; /* c belongs to the next fiber now */
+    atomic_store(&c->parked, PARK_NONE);
+    return STEP_CLOSE;
 }
 
 /* Waits for and reads the next bytes.  STEP_CLOSE when the connection
- * should end (idle timeout, peer gone, drain, header timeout), STEP_GONE
- * when it went idle and was handed over. */
+ * should end (peer gone, drain, header timeout), STEP_GONE when it went
+ * idle and was parked. */
 static enum step read_more(struct http_conn *c)
 {
-    struct http_server *srv = c->srv;
-    bool idle = c->off == c->len;
-    enum step s;
+    const struct http_config *cfg = &c->srv->cfg;
     ssize_t n;
 
-    if (idle) {
+    if (c->off == c->len) { /* between requests */
         int64_t now = async_now_ms();
 
-        atomic_store_explicit(&c->idle_at, now, memory_order_relaxed);
-        atomic_store(&c->idle, true);
-        if (atomic_load(&srv->draining) || srv->cfg.keepalive_timeout_ms == 0) {
-            atomic_store(&c->idle, false);
-            return STEP_CLOSE;
-        }
         c->off = c->len = 0;
+        if (atomic_load(&c->srv->draining) || (!c->fresh && cfg->keepalive_timeout_ms == 0))
+            return STEP_CLOSE;
         /* A new connection's first request is usually on its way, and a
-         * woken one has bytes waiting: read first, hand over after. */
-        if (!c->awake && (s = hand_over(c)) != STEP_MORE)
-            return s;
-        c->awake = false;
-        async_deadline(now + srv->cfg.keepalive_timeout_ms);
-    } else {
-        if (c->head_started < 0)
-            c->head_started = async_now_ms();
-        async_deadline(c->head_started + srv->cfg.header_timeout_ms);
+         * woken one has bytes waiting: try a read first.  Never wait here
+         * with a stack and a buffer: park. */
+        if (c->awake) {
+            c->awake = false;
+            n = recv(c->fd, c->in, c->cap, MSG_DONTWAIT);
+            if (n > 0) {
+                c->len = (uint32_t)n;
+                return STEP_MORE;
+            }
+            if (n == 0 || (errno != EAGAIN && errno != EINTR))
+                return STEP_CLOSE;
+        }
+        return park(c, PARK_IDLE,
+                    now + (c->fresh ? cfg->header_timeout_ms : cfg->keepalive_timeout_ms),
+                    conn_resume);
     }
+    if (c->head_started < 0)
+        c->head_started = async_now_ms();
+    async_deadline(c->head_started + cfg->header_timeout_ms);
     n = fill(c);
-    atomic_store_explicit(&c->idle, false, memory_order_relaxed);
     if (n > 0)
         return STEP_MORE; /* the header timeout starts if the head is not complete */
-    if (n < 0 && errno == ETIMEDOUT && !idle)
-        refuse(c, NULL, 408); /* a slow head: say so, then close */
+    if (n < 0 && errno == ETIMEDOUT)
+        refuse(c, NULL, 408); /* a slow head: say so, then close (no lingering) */
     return STEP_CLOSE;
+}
+
+/* ---- lingering close ---- */
+
+/* Reads and drops what the peer sends.  STEP_GONE once parked again,
+ * STEP_CLOSE when lingering is over (the peer closed, or a bound was
+ * reached). */
+static enum step discard(struct http_conn *c, int64_t now)
+{
+    static __thread char sink[16384];
+    const struct http_config *cfg = &c->srv->cfg;
+    size_t round = 0;
+    int64_t until;
+    ssize_t n;
+
+    while (round < LINGER_ROUND) {
+        n = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
+        if (n > 0) {
+            round += (size_t)n;
+            if ((c->lingered += (uint64_t)n) > cfg->lingering_max_bytes)
+                return STEP_CLOSE;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        return STEP_CLOSE; /* the end: the peer read our answer and closed */
+    }
+    if (now >= c->linger_end)
+        return STEP_CLOSE;
+    /* after a full round the socket is still readable: the park is a yield */
+    until = now + cfg->lingering_timeout_ms;
+    return park(c, PARK_LINGER, until < c->linger_end ? until : c->linger_end, linger_resume);
+}
+
+/* The answer has been sent (flushed): start lingering. */
+static enum step linger(struct http_conn *c)
+{
+    int64_t now = async_now_ms();
+
+    if (c->srv->cfg.lingering_time_ms == 0 || shutdown(c->fd, SHUT_WR) != 0)
+        return STEP_CLOSE;
+    c->linger_end = now + c->srv->cfg.lingering_time_ms;
+    c->lingered = 0;
+    return discard(c, now);
+}
+
+/* The fiber of a lingering connection with bytes, the end, or a timeout. */
+static void *linger_resume(void *arg)
+{
+    struct http_conn *c = arg;
+    int64_t now = async_now_ms();
+
+    atomic_store_explicit(&c->parked, PARK_NONE, memory_order_relaxed);
+    /* Past its deadline (the sweeper woke it, or the bytes came too late),
+     * or the module stops (its cancel starts every parked fiber, and a
+     * park now would start again at once): once more, then close. */
+    if (now >= atomic_load_explicit(&c->park_until, memory_order_relaxed) ||
+        async_module_stop_deadline(c->srv->host) >= 0) {
+        c->linger_end = now;
+        discard(c, now);
+        conn_free(c);
+        return NULL;
+    }
+    if (discard(c, now) == STEP_CLOSE)
+        conn_free(c);
+    return NULL;
 }
 
 static void *conn_loop(struct http_conn *c)
 {
-    for (;;) {
-        enum step s = serve_buffered(c);
+    enum step s;
 
-        if (flush(c, false) != 0 || s == STEP_CLOSE)
-            break;
-        s = read_more(c);
+    for (;;) {
+        s = serve_buffered(c);
+        if (flush(c, false) != 0)
+            s = STEP_CLOSE;
+        if (s == STEP_MORE)
+            s = read_more(c);
+        if (s == STEP_MORE)
+            continue;
         if (s == STEP_GONE)
             return NULL; /* c belongs to the next fiber now */
-        if (s == STEP_CLOSE) {
-            flush(c, false);
-            break;
-        }
+        flush(c, false); /* a 408 from read_more */
+        if (s == STEP_LINGER && linger(c) == STEP_GONE)
+            return NULL;
+        break;
     }
     conn_free(c);
     return NULL;
+}
+
+/* Gets the input buffer a running connection reads into. */
+static bool take_buffer(struct http_conn *c)
+{
+    c->in = http_buf_get(c->srv, c->cap);
+    return c->in != NULL;
 }
 
 /* The fiber of a connection that was idle and has bytes (or news) now. */
@@ -612,7 +718,7 @@ static void *conn_resume(void *arg)
     struct http_conn *c = arg;
 
     async_shield(1); /* see http_conn_main */
-    atomic_store_explicit(&c->idle, false, memory_order_relaxed);
+    atomic_store_explicit(&c->parked, PARK_NONE, memory_order_relaxed);
     /* The module's stop starts every idle connection at once (its group's
      * cancel): one with nothing to say leaves now, before it takes a
      * buffer, instead of waiting for the drain to cut it. */
@@ -624,8 +730,7 @@ static void *conn_resume(void *arg)
             return NULL;
         }
     }
-    c->in = http_buf_get(c->srv, c->cap);
-    if (c->in == NULL) {
+    if (!take_buffer(c)) {
         conn_free(c);
         return NULL;
     }
@@ -647,24 +752,15 @@ void *http_conn_main(void *arg)
     c->awake = true;
     if (c->srv->log != NULL && getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
         if (ss.ss_family == AF_INET)
-            memcpy(c->peer, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+            memcpy(c->peer.addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
         else if (ss.ss_family == AF_INET6)
-            memcpy(c->peer, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+            memcpy(c->peer.addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
         if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
-            c->peer_family = (uint8_t)ss.ss_family;
+            c->peer.family = (uint8_t)ss.ss_family;
+    }
+    if (!take_buffer(c)) {
+        conn_free(c);
+        return NULL;
     }
     return conn_loop(c);
-}
-
-void http_conns_expire(struct http_server *srv, int64_t now)
-{
-    int64_t limit = srv->cfg.keepalive_timeout_ms;
-    struct http_conn *c;
-
-    lock(srv);
-    for (c = srv->conns; c != NULL; c = c->next)
-        if (atomic_load_explicit(&c->idle, memory_order_acquire) &&
-            now - atomic_load_explicit(&c->idle_at, memory_order_relaxed) >= limit)
-            shutdown(c->fd, SHUT_RD);
-    unlock(srv);
 }

@@ -14,6 +14,11 @@
  * it): no locks on the way.  It lives in the worker's struct http_local
  * (local.c).
  *
+ * Entries also expire while nobody asks for them: a fiber per worker
+ * (http.c) prunes that worker's cache every open_file_cache_ms / 2, so an
+ * idle server holds no descriptor past its time and a deleted file's
+ * blocks come back.
+ *
  * Lifetime of an entry: refs counts the responses sending it plus one
  * while it sits in the table; the descriptor is closed when refs drops to
  * zero, so an entry evicted while a slow download still reads it stays
@@ -136,6 +141,14 @@ struct http_file *http_file_get(struct http_server *srv, const char *path, bool 
     *chain = f;
     c->n++;
     return f;
+}
+
+void http_file_cache_expire(struct http_file_cache *c, int64_t now)
+{
+    unsigned i;
+
+    for (i = 0; i < HTTP_FILE_BUCKETS && c->n > 0; i++)
+        prune(c, &c->bucket[i], now);
 }
 
 void http_file_cache_clear(struct http_file_cache *c)

@@ -225,16 +225,32 @@ static void redirect_slash(const struct http_request *req, const char *path,
     free(loc);
 }
 
-static void error_reply(const struct http_request *req, int err, struct http_out *o,
-                        struct http_reply *r)
+/* Out of descriptors the request cannot be served, but the operator must
+ * hear of it: a 503 alone looks like a healthy server refusing. */
+static void note_no_descriptor(struct http_server *srv, int err)
 {
-    if (err == EACCES || err == EPERM)
+    uint64_t n = atomic_fetch_add_explicit(&srv->fd_refused, 1, memory_order_relaxed) + 1;
+
+    if (http_once_a_second(&srv->fd_logged_at))
+        async_module_log(srv->host, ASYNC_LOG_WARNING,
+                         "cannot open a file to serve: %s; %" PRIu64 " request(s) answered "
+                         "503 for it so far", strerror(err), n);
+}
+
+static void error_reply(struct http_server *srv, const struct http_request *req, int err,
+                        struct http_out *o, struct http_reply *r)
+{
+    if (err == EACCES || err == EPERM) {
         http_reply_simple(o, r, req, 403, "text/plain; charset=utf-8", "Forbidden\n", 10, NULL);
-    else if (err == EMFILE || err == ENFILE || err == ENOMEM)
+    } else if (err == EMFILE || err == ENFILE || err == ENOMEM) {
+        if (err != ENOMEM)
+            note_no_descriptor(srv, err);
         http_reply_simple(o, r, req, 503, "text/plain; charset=utf-8",
                           "Service Unavailable\n", 20, "Retry-After: 1\r\n");
-    else /* ENOENT, ENOTDIR, EXDEV (outside the root), ELOOP, ... */
+    }
+    else { /* ENOENT, ENOTDIR, EXDEV (outside the root), ELOOP, ... */
         http_reply_simple(o, r, req, 404, "text/plain; charset=utf-8", "Not Found\n", 10, NULL);
+    }
 }
 
 /* Opens the file path names, or its index file for a directory: fd and st
@@ -318,7 +334,7 @@ void http_files_serve(struct http_server *srv, const struct http_request *req,
         if (redirect)
             redirect_slash(req, path, o, r);
         else
-            error_reply(req, errno, o, r);
+            error_reply(srv, req, errno, o, r);
         return;
     }
     size = len = (uint64_t)f->st.st_size;
@@ -350,7 +366,6 @@ void http_files_serve(struct http_server *srv, const struct http_request *req,
         f = NULL;
         r->file_off = (off_t)off;
         r->file_len = len;
-        r->body_bytes = len;
     }
 end_head:
     if (f != NULL)

@@ -17,8 +17,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,13 +39,44 @@ static const char busy_reply[] =
     "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\nRetry-After: 1\r\n"
     "Connection: close\r\n\r\nService Unavailable\n";
 
+bool http_once_a_second(_Atomic int64_t *at)
+{
+    int64_t now = async_now_ms(), last = atomic_load_explicit(at, memory_order_relaxed);
+
+    /* one winner among the workers that see the second has passed */
+    return now - last >= 1000 &&
+           atomic_compare_exchange_strong_explicit(at, &last, now, memory_order_relaxed,
+                                                   memory_order_relaxed);
+}
+
+/* At most one line a second about connections refused for max_connections. */
+static void note_busy(struct http_server *srv)
+{
+    uint64_t n = atomic_fetch_add_explicit(&srv->refused, 1, memory_order_relaxed) + 1;
+
+    if (http_once_a_second(&srv->busy_logged_at))
+        async_module_log(srv->host, ASYNC_LOG_WARNING,
+                         "max_connections (%ld) reached: %" PRIu64 " connection(s) refused with "
+                         "503 so far", srv->cfg.max_connections, n);
+}
+
 static void refuse_busy(struct http_server *srv, async_stream *s)
 {
+    int fd = async_stream_fd(s);
+    char sink[4096];
+
     /* One try, never parks: a full socket buffer on a fresh connection is
-     * not worth waiting for when we are already over the limit. */
-    if (send(async_stream_fd(s), busy_reply, sizeof(busy_reply) - 1,
-             MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+     * not worth waiting for when we are already over the limit.  Then a
+     * short linger, without any state: shut the write side and drop the
+     * request if it is there already, so that the close sends a FIN, not a
+     * reset that would destroy the 503 in the client's kernel. */
+    if (send(fd, busy_reply, sizeof(busy_reply) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
         atomic_fetch_add_explicit(&srv->by_class[5], 1, memory_order_relaxed);
+        shutdown(fd, SHUT_WR);
+        while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+            ;
+    }
+    note_busy(srv);
     async_stream_close(s);
 }
 
@@ -87,13 +120,48 @@ static void *accept_loop(void *arg)
     return NULL;
 }
 
-/* Idle connections hold no fiber (conn.c), so their keep-alive timeout is
- * kept here: a sweep a few times per timeout shuts down those past it. */
+/* Each worker's open-file cache closes its expired entries even while
+ * no request comes to look them up (deleted files give their blocks
+ * back, descriptors return to the pool): one fiber per worker, pinned,
+ * since a cache belongs to its worker. */
+static void *cache_sweeper(void *arg)
+{
+    struct http_server *srv = arg;
+    int64_t every = srv->cfg.open_file_cache_ms / 2;
+    struct http_local *l;
+
+    every = every < 10 ? 10 : every > 1000 ? 1000 : every;
+    while (async_sleep_ms((uint64_t)every) == 0)
+        if ((l = http_local(srv)) != NULL)
+            http_file_cache_expire(&l->files, async_now_ms());
+    return NULL;
+}
+
+/* Cancels and joins the tasks of a NULL-ended array, and frees it. */
+static void stop_tasks(async_task **t)
+{
+    size_t i;
+
+    for (i = 0; t != NULL && t[i] != NULL; i++)
+        async_cancel(t[i]);
+    for (i = 0; t != NULL && t[i] != NULL; i++)
+        async_join(t[i], NULL);
+    free(t);
+}
+
+/* Parked connections hold no fiber (conn.c), so their deadlines are kept
+ * here: a sweep a few times per timeout shuts down those past it. */
 static void *idle_sweeper(void *arg)
 {
     struct http_server *srv = arg;
-    int64_t every = srv->cfg.keepalive_timeout_ms / 4;
+    const struct http_config *cfg = &srv->cfg;
+    int64_t every = cfg->header_timeout_ms;
 
+    if (cfg->keepalive_timeout_ms > 0 && cfg->keepalive_timeout_ms < every)
+        every = cfg->keepalive_timeout_ms;
+    if (cfg->lingering_time_ms > 0 && cfg->lingering_timeout_ms < every)
+        every = cfg->lingering_timeout_ms;
+    every /= 4;
     every = every < 10 ? 10 : every > 1000 ? 1000 : every;
     while (async_sleep_ms((uint64_t)every) == 0)
         http_conns_expire(srv, async_now_ms());
@@ -126,6 +194,21 @@ static void drain(struct http_server *srv)
     }
 }
 
+/* What the descriptor limit allows: a connection costs one, and a tenth
+ * of the limit stays for files, logs, listeners and the daemon.  Past it,
+ * new connections get a 503 instead of an accept that waits for a
+ * descriptor while the queue fills. */
+static long default_max_connections(void)
+{
+    struct rlimit rl;
+    rlim_t n;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 100000;
+    n = rl.rlim_cur - rl.rlim_cur / 10;
+    return n < 1 ? 1 : n > 10000000 ? 10000000 : (long)n;
+}
+
 static int server_open(struct http_server *srv, async_module_host *host, const json_t *config)
 {
     static _Atomic unsigned generation;
@@ -135,12 +218,22 @@ static int server_open(struct http_server *srv, async_module_host *host, const j
     srv->root_fd = -1;
     pthread_mutex_init(&srv->lock, NULL);
     srv->gen = atomic_fetch_add(&generation, 1) + 1;
+    atomic_store(&srv->busy_logged_at, INT64_MIN / 2);
     pthread_mutex_init(&srv->locals_lock, NULL);
     if (http_config_load(config, &srv->cfg) != 0) {
         async_module_log(host, ASYNC_LOG_ERROR, "out of memory reading the config");
         return -1;
     }
     srv->in_size = srv->cfg.max_header_bytes + HTTP_IN_EXTRA;
+    if (srv->cfg.max_connections < 0) {
+        struct rlimit rl;
+
+        srv->cfg.max_connections = default_max_connections();
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+            async_module_log(host, ASYNC_LOG_INFO,
+                             "max_connections %ld (from the descriptor limit, %llu)",
+                             srv->cfg.max_connections, (unsigned long long)rl.rlim_cur);
+    }
     http_files_init();
     if (srv->cfg.root != NULL) {
         srv->root_fd = open(srv->cfg.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -193,11 +286,27 @@ static int bind_all(struct http_server *srv, struct acceptor *a)
     return 0;
 }
 
+/* One cache sweeper per worker: an array of their tasks, NULL-ended, or
+ * NULL when one cannot be started (those that were are stopped). */
+static async_task **start_cache_sweepers(struct http_server *srv)
+{
+    unsigned w, workers = (unsigned)async_workers();
+    async_task **t = calloc(workers + 1, sizeof(*t));
+
+    for (w = 0; t != NULL && w < workers; w++)
+        if ((t[w] = async_spawn_on(w, cache_sweeper, srv)) == NULL) {
+            stop_tasks(t);
+            return NULL;
+        }
+    return t;
+}
+
 static int http_run(async_module_host *host, const json_t *config)
 {
     struct http_server *srv = malloc(sizeof(*srv));
     struct acceptor a[HTTP_MAX_LISTEN];
     async_task *t[HTTP_MAX_LISTEN], *sweeper = NULL;
+    async_task **caches = NULL;
     size_t i, n;
     int rc = 0;
 
@@ -209,7 +318,10 @@ static int http_run(async_module_host *host, const json_t *config)
         return 1;
     }
     n = srv->cfg.nlisten;
-    if (srv->cfg.keepalive_timeout_ms > 0 && (sweeper = async_spawn(idle_sweeper, srv)) == NULL)
+    if ((sweeper = async_spawn(idle_sweeper, srv)) == NULL)
+        rc = 1;
+    if (srv->cfg.open_file_cache_ms > 0 && srv->root_fd >= 0 &&
+        (caches = start_cache_sweepers(srv)) == NULL)
         rc = 1;
     for (i = 0; i < n; i++)
         if ((t[i] = async_spawn(accept_loop, &a[i])) == NULL)
@@ -239,6 +351,7 @@ static int http_run(async_module_host *host, const json_t *config)
         async_cancel(sweeper);
         async_join(sweeper, NULL);
     }
+    stop_tasks(caches);
     server_close(srv);
     free(srv);
     async_shield(0);

@@ -5,7 +5,8 @@
  *   conn.c      one fiber per connection: read, parse, answer, repeat
  *   response.c  status lines, the Date cache, the output buffer
  *   files.c     static files beneath the root (sendfile, ranges, 304)
- *   access_log.c  the access log, through the daemon's log writer
+ *   access_log.c  the access log's destination, through the daemon's log writer
+ *   log_line.c  its lines, written once the response has left
  *   parse.c     the request parser (pure; see parse.h)
  *
  * Threads: every connection runs on one worker; the server struct is
@@ -59,8 +60,15 @@ struct http_config {
     int64_t send_timeout_ms;    /* between two successful writes */
     int64_t open_file_cache_ms; /* how long an open file is reused; 0: never */
     size_t max_header_bytes;
+    unsigned max_headers;
     uint64_t max_body_bytes;
-    long max_connections;
+    long max_connections;       /* -1 until server_open sets it from RLIMIT_NOFILE */
+    /* Closing while the peer may still send (conn.c): read and discard for
+     * at most lingering_time_ms, lingering_timeout_ms between reads and
+     * lingering_max_bytes in all; lingering_time_ms 0 closes at once. */
+    int64_t lingering_time_ms;
+    int64_t lingering_timeout_ms;
+    uint64_t lingering_max_bytes;
 };
 
 /* Validates modules.http; 0, or -1 with a message naming the JSON path. */
@@ -82,7 +90,32 @@ uint64_t http_log_dropped(const struct http_log *l);
 /* Hands over what is queued and frees l; never blocks. */
 void http_log_close(struct http_log *l);
 
+/* ---- access-log lines (log_line.c) ---- */
+
+struct http_logq;
+
+struct http_log_peer {
+    uint8_t family;             /* AF_INET, AF_INET6, or 0: unknown */
+    uint8_t addr[16];
+};
+
+/* Stages the line of a response whose body occupies [body_start,
+ * body_end) of the connection's output buffer, or, when sent >= 0, whose
+ * body bytes are already counted (a file).  req may be NULL (a request
+ * that could not be parsed).  *qp is made on first use. */
+void http_logq_add(struct http_logq **qp, const struct http_log_peer *peer,
+                   const struct http_request *req, int status, size_t body_start,
+                   size_t body_end, int64_t sent);
+/* The output buffer's first out_sent bytes have left: writes every staged
+ * line with the body bytes of it that left, and empties the queue. */
+void http_logq_settle(struct http_logq *q, struct http_log *log, size_t out_sent);
+void http_logq_free(struct http_logq *q);
+
 struct http_conn;
+
+/* True at most once a second for one *at (the async_now_ms it last was),
+ * among any number of workers: for warnings a flood would repeat. */
+bool http_once_a_second(_Atomic int64_t *at);
 
 struct http_server {
     async_module_host *host;
@@ -97,6 +130,10 @@ struct http_server {
     pthread_mutex_t lock;       /* guards conns */
     struct http_conn *conns;
     _Atomic bool draining;
+    _Atomic uint64_t refused;   /* connections refused for max_connections */
+    _Atomic int64_t busy_logged_at; /* when that was last logged (async_now_ms) */
+    _Atomic uint64_t fd_refused; /* requests answered 503: no descriptor for a file */
+    _Atomic int64_t fd_logged_at;
     /* per-worker state (local.c) */
     unsigned gen;               /* tells this server's from a predecessor's */
     size_t in_size;             /* input buffer size */
@@ -185,6 +222,8 @@ struct http_file_cache {
 
 /* Drops every entry (files in use stay open until their last put). */
 void http_file_cache_clear(struct http_file_cache *c);
+/* Drops the entries that expired by now. */
+void http_file_cache_expire(struct http_file_cache *c, int64_t now);
 
 /* ---- what each worker keeps for itself (local.c) ---- */
 
@@ -220,7 +259,7 @@ void http_locals_free(struct http_server *srv);
  * buffer) and possibly a file range to send after it. */
 struct http_reply {
     int status;
-    uint64_t body_bytes;        /* for the access log */
+    uint64_t body_bytes;        /* of the body in the output buffer (the last bytes) */
     struct http_file *file;     /* NULL: none; the body to send after the head */
     off_t file_off;
     uint64_t file_len;

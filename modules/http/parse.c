@@ -266,13 +266,16 @@ static int interpret(struct http_request *req)
     return 0;
 }
 
-long http_parse_request(const char *buf, size_t len, size_t max_head, struct http_request *req)
+long http_parse_request(const char *buf, size_t len, size_t max_head, unsigned max_headers,
+                        struct http_request *req)
 {
     size_t p = 0, start;
     unsigned empty = 0;
     long e;
     int rc;
 
+    if (max_headers > HTTP_MAX_HEADERS)
+        max_headers = HTTP_MAX_HEADERS;
     memset(req, 0, offsetof(struct http_request, headers));
     req->nheaders = 0;
     req->host = (struct http_slice){NULL, 0};
@@ -310,7 +313,7 @@ long http_parse_request(const char *buf, size_t len, size_t max_head, struct htt
             return -400;
         if (e == -1)
             return len >= max_head + start ? -431 : 0;
-        if (req->nheaders == HTTP_MAX_HEADERS)
+        if (req->nheaders == max_headers)
             return -431;
         if ((rc = field_line(buf, p, (size_t)e, &req->headers[req->nheaders])) != 0)
             return rc;

@@ -15,7 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HTTP_MAX_HEADERS 64
+#define HTTP_MAX_HEADERS 256        /* the most max_headers may allow */
+#define HTTP_DEFAULT_MAX_HEADERS 100 /* nginx accepts about as many */
 
 enum http_method {
     HTTP_OTHER = 0,     /* a well-formed token we do not implement (501) */
@@ -61,19 +62,20 @@ struct http_request {
 
 /* Parses one request head (request line, fields, empty line) at the start
  * of buf[0..len); up to 4 empty lines before the request line are skipped
- * (RFC 9112 §2.2).  max_head bounds the head's length in bytes.  Returns:
+ * (RFC 9112 §2.2).  max_head bounds the head's length in bytes,
+ * max_headers (at most HTTP_MAX_HEADERS) the number of fields.  Returns:
  *   > 0   the head is complete: its length including the empty line (and
  *         any skipped empty lines); *req is filled;
  *   0     incomplete: read more bytes and call again with all of them;
  *   < 0   minus the status to answer with, then close the connection:
  *         -400 malformed or ambiguous framing, -414 request line longer
  *         than max_head, -431 fields longer than max_head or more than
- *         HTTP_MAX_HEADERS of them, -417 an Expect other than 100-continue,
+ *         max_headers of them, -417 an Expect other than 100-continue,
  *         -501 a Transfer-Encoding other than "chunked", -505 a major
  *         version other than 1.
  * On a negative return, *req holds whatever was parsed before the error
  * (method, target and minor are set once the request line was read). */
-long http_parse_request(const char *buf, size_t len, size_t max_head,
+long http_parse_request(const char *buf, size_t len, size_t max_head, unsigned max_headers,
                         struct http_request *req);
 
 /* The value of the first field named name (case-insensitive), or NULL. */

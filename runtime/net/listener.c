@@ -109,11 +109,21 @@ int async_listener_port(const async_listener *l)
     return l->port;
 }
 
+/* Times accept found no descriptor or memory, process-wide: for a
+ * monitor that logs it (asyncd does, at most once a second). */
+static _Atomic uint64_t shortages;
+
+uint64_t async_fd_shortages(void)
+{
+    return atomic_load_explicit(&shortages, memory_order_relaxed);
+}
+
 /* Out of descriptors: wait for some to be closed, 1 ms doubling to 64. */
 static int back_off(unsigned *ms)
 {
     int err;
 
+    atomic_fetch_add_explicit(&shortages, 1, memory_order_relaxed);
     *ms = *ms == 0 ? 1 : (*ms < 64 ? *ms * 2 : 64);
     if (async_sleep_ms(*ms) != 0) {
         err = errno;

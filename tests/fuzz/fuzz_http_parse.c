@@ -79,7 +79,7 @@ static size_t fuzz_parse(const char *data, size_t size, size_t max_head)
     long r;
 
     memset(&req, 0xa5, sizeof req);
-    r = http_parse_request(data, size, max_head, &req);
+    r = http_parse_request(data, size, max_head, HTTP_MAX_HEADERS, &req);
     if (r == 0)
         return 0;
     if (r < 0) {
@@ -101,14 +101,14 @@ static size_t fuzz_parse(const char *data, size_t size, size_t max_head)
 
         CHECK(copy != NULL);
         memcpy(copy, data, (size_t)r);
-        CHECK(http_parse_request(copy, (size_t)r, max_head, &again) == r);
+        CHECK(http_parse_request(copy, (size_t)r, max_head, HTTP_MAX_HEADERS, &again) == r);
         CHECK(again.nheaders == req.nheaders && again.method == req.method &&
               again.minor == req.minor && again.chunked == req.chunked &&
               again.has_content_length == req.has_content_length &&
               again.content_length == req.content_length &&
               again.keep_alive == req.keep_alive &&
               again.expect_continue == req.expect_continue);
-        CHECK(http_parse_request(copy, (size_t)r - 1, max_head, &again) == 0);
+        CHECK(http_parse_request(copy, (size_t)r - 1, max_head, HTTP_MAX_HEADERS, &again) == 0);
         free(copy);
     }
     return (size_t)r;

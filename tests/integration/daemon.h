@@ -23,12 +23,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 static char dir[256]; /* the test's temp folder: setup makes it, teardown removes it */
 static pid_t live;    /* a daemon a failed test left running: teardown kills it */
+static unsigned long daemon_nofile; /* non-zero: the next daemon's RLIMIT_NOFILE (soft and hard) */
 
 /* ---- time ---- */
 
@@ -112,6 +114,12 @@ static inline void daemon_start(struct daemon *d, const char *cfgname, const cha
     assert_true(d->pid >= 0);
     if (d->pid == 0) {
         dup2(fds[1], 2);
+        if (daemon_nofile != 0) {
+            struct rlimit rl = {daemon_nofile, daemon_nofile};
+
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+                _exit(126);
+        }
         if (notify != NULL)
             setenv("NOTIFY_SOCKET", notify, 1);
         else

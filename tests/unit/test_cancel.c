@@ -873,7 +873,7 @@ static void runtime_may_be_called_again_after_it_returns(void **state)
 /* ------------------------------------------------------------------ */
 /* 100,000 fibers                                                      */
 
-#define HUNDRED_K 100000
+#define HUNDRED_K SCALED(100000)
 
 static void *square_fn(void *arg)
 {

@@ -54,12 +54,17 @@ static int free_held(void **state)
 }
 
 /* http_parse_request on an exact-size copy of s[0..n); fills req. */
-static long parse_n_max(const char *s, size_t n, size_t max_head)
+static long parse_n_fields(const char *s, size_t n, size_t max_head, unsigned max_headers)
 {
     free_held(NULL);
     held = dup(s, n);
     memset(&req, 0, sizeof req);
-    return http_parse_request(held, n, max_head, &req);
+    return http_parse_request(held, n, max_head, max_headers, &req);
+}
+
+static long parse_n_max(const char *s, size_t n, size_t max_head)
+{
+    return parse_n_fields(s, n, max_head, HTTP_DEFAULT_MAX_HEADERS);
 }
 
 static long parse_n(const char *s, size_t n)
@@ -123,7 +128,7 @@ static void parse_slices_point_into_the_callers_buffer(void **state)
     (void)state;
     static const char in[] = "GET /x HTTP/1.1\r\nHost: h\r\n\r\n";
 
-    assert_int_equal(http_parse_request(in, strlen(in), MAX_HEAD, &req), (long)strlen(in));
+    assert_int_equal(http_parse_request(in, strlen(in), MAX_HEAD, HTTP_DEFAULT_MAX_HEADERS, &req), (long)strlen(in));
     assert_ptr_equal(req.method_name.p, in);
     assert_ptr_equal(req.target.p, in + 4);
     assert_ptr_equal(req.path.p, in + 4);
@@ -450,29 +455,50 @@ static void parse_head_of_exactly_max_head_bytes_parses(void **state)
     assert_int_equal(parse_n_max(in, n, n - 1), -431);
 }
 
-static void parse_max_headers_fields_parse(void **state)
+/* A head of n fields: Host and n - 1 others. */
+static int fields_head(char *buf, size_t cap, int n)
+{
+    int len = snprintf(buf, cap, "GET / HTTP/1.1\r\nHost: h\r\n");
+
+    for (int i = 1; i < n; i++)
+        len += snprintf(buf + len, cap - (size_t)len, "X-%d: v\r\n", i);
+    len += snprintf(buf + len, cap - (size_t)len, "\r\n");
+    return len;
+}
+
+static void parse_default_max_headers_fields_parse(void **state)
 {
     (void)state;
-    char buf[4096];
-    int n = snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nHost: h\r\n");
+    char buf[8192];
+    int n = fields_head(buf, sizeof buf, HTTP_DEFAULT_MAX_HEADERS);
 
-    for (int i = 1; i < HTTP_MAX_HEADERS; i++)
-        n += snprintf(buf + n, sizeof buf - (size_t)n, "X-%d: v\r\n", i);
-    n += snprintf(buf + n, sizeof buf - (size_t)n, "\r\n");
+    assert_int_equal(HTTP_DEFAULT_MAX_HEADERS, 100); /* nginx's practice */
     assert_int_equal(parse_n(buf, (size_t)n), n);
-    assert_int_equal(req.nheaders, HTTP_MAX_HEADERS);
+    assert_int_equal(req.nheaders, HTTP_DEFAULT_MAX_HEADERS);
 }
 
 static void parse_more_than_max_headers_fields_is_431(void **state)
 {
     (void)state;
-    char buf[4096];
-    int n = snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nHost: h\r\n");
+    char buf[8192];
+    int n = fields_head(buf, sizeof buf, HTTP_DEFAULT_MAX_HEADERS + 1);
 
-    for (int i = 1; i <= HTTP_MAX_HEADERS; i++)
-        n += snprintf(buf + n, sizeof buf - (size_t)n, "X-%d: v\r\n", i);
-    n += snprintf(buf + n, sizeof buf - (size_t)n, "\r\n");
     assert_int_equal(parse_n(buf, (size_t)n), -431);
+}
+
+static void parse_max_headers_is_the_callers_limit(void **state)
+{
+    (void)state;
+    char buf[16384];
+    int n = fields_head(buf, sizeof buf, 10);
+
+    assert_int_equal(parse_n_fields(buf, (size_t)n, sizeof buf, 10), n);
+    assert_int_equal(parse_n_fields(buf, (size_t)n, sizeof buf, 9), -431);
+    /* a limit past the array's size is the array's size */
+    n = fields_head(buf, sizeof buf, HTTP_MAX_HEADERS);
+    assert_int_equal(parse_n_fields(buf, (size_t)n, sizeof buf, 100000), n);
+    n = fields_head(buf, sizeof buf, HTTP_MAX_HEADERS + 1);
+    assert_int_equal(parse_n_fields(buf, (size_t)n, sizeof buf, 100000), -431);
 }
 
 /* ---- Content-Length ---- */
@@ -1101,7 +1127,8 @@ int main(void)
         TEST(parse_short_incomplete_request_line_is_incomplete),
         TEST(parse_fields_longer_than_max_head_is_431),
         TEST(parse_head_of_exactly_max_head_bytes_parses),
-        TEST(parse_max_headers_fields_parse),
+        TEST(parse_default_max_headers_fields_parse),
+        TEST(parse_max_headers_is_the_callers_limit),
         TEST(parse_more_than_max_headers_fields_is_431),
         /* Content-Length */
         TEST(parse_content_length_sets_length),

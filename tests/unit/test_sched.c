@@ -250,7 +250,7 @@ static void *add_one(void *arg)
 
 static void *hundred_thousand(void *arg)
 {
-    enum { N = 100000 };
+    enum { N = SCALED(100000) };
     async_task **t = malloc(sizeof(*t) * N);
     intptr_t i;
 
@@ -757,7 +757,7 @@ static long rss_kib(void)
     return kib;
 }
 
-#define WAVE 20000
+#define WAVE SCALED(20000)
 #define WAVES 12
 
 static atomic_long wave_ran;
