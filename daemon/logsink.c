@@ -32,21 +32,22 @@
  * while it serves the other sinks.  Only a regular file can hold it, for as
  * long as the disk takes.
  *
- * Sizing.  CHUNK_BYTES is 64 KiB: one write(2) per ~400 access-log lines
- * of ~160 bytes.  SINK_CHUNKS is 8, so a sink queues at most 512 KiB
- * (allocated as it is needed, kept once allocated): what a stalled
- * destination may cost in memory, and how long a stall is absorbed before
- * lines are dropped — about 3,200 access-log lines, a quarter of a second
- * at 13k requests/s and 25 ms at the 130k/s of the benchmarks.  The writer
- * itself empties a 64 KiB chunk into the page cache in tens of
- * microseconds, so in normal running one or two chunks are in use.
+ * Sizing.  CHUNK_BYTES is 64 KiB: one write(2) per ~750 access-log lines
+ * of ~87 bytes (curl's, with a short User-Agent).  SINK_CHUNKS is 8, so a
+ * sink queues at most 512 KiB, allocated as it is needed and kept once
+ * allocated (the daemon's stderr sink one chunk more, see append): what a
+ * stalled destination may cost in memory, and how long a stall is
+ * absorbed before lines are dropped.  With its reader stopped, stderr (a
+ * 4 KiB pipe and the sink) took 5,770 such lines before it dropped any
+ * (test_logging's set-up, 2026-12): about 50 ms of the ~120k requests/s
+ * of README's /hello benchmark.
  *
  * Locks, and who touches what:
  *   sinks.lock  the sink list (sinks.head, s->next), s->refs, sinks.started,
  *               sinks.stop, sinks.stop_by, sinks.done.  Taken by open and
  *               close (any thread) and by the writer.
- *   s->lock     s->cur, s->full, s->spare, s->nchunks, s->stopped and
- *               s->dropped.  Taken by appenders (any thread) and by the
+ *   s->lock     s->cur, s->cur_reserve, s->full, s->spare, s->in_use,
+ *               s->stopped and s->dropped.  Taken by appenders (any thread) and by the
  *               writer when it takes chunks or gives them back.
  *               Order: sinks.lock, then s->lock; nothing is taken inside
  *               s->lock, and no lock is held across a write(2).
@@ -110,7 +111,8 @@ struct sink {
     struct chunk *cur;          /* being filled; NULL until the next line */
     struct chunk *full, **full_tail;
     struct chunk *spare;
-    unsigned nchunks;           /* allocated, wherever they are now */
+    unsigned in_use;            /* chunks out of spare: cur, full and writing */
+    bool cur_reserve;           /* cur is the daemon's reserve (see append) */
     bool stopped;               /* the writer is gone: lines are refused */
     uint64_t dropped;           /* lines dropped, all handles */
     /* the writer only */
@@ -180,17 +182,19 @@ static uint64_t count_lines(const char *p, size_t n)
 
 /* ---- appending (any thread) ---- */
 
-/* A chunk to fill, or NULL when the sink holds all it may.  Under s->lock. */
-static struct chunk *take_chunk(struct sink *s)
+/* A chunk to fill, or NULL when the sink holds all it may: SINK_CHUNKS,
+ * one more for a daemon line.  Under s->lock. */
+static struct chunk *take_chunk(struct sink *s, bool reserve)
 {
     struct chunk *c = s->spare;
 
+    if (s->in_use >= SINK_CHUNKS + (reserve ? 1u : 0u))
+        return NULL;
     if (c != NULL)
         s->spare = c->next;
-    else if (s->nchunks < SINK_CHUNKS && (c = malloc(sizeof(*c))) != NULL)
-        s->nchunks++;
-    else
+    else if ((c = malloc(sizeof(*c))) == NULL)
         return NULL;
+    s->in_use++;
     c->next = NULL;
     c->len = 0;
     return c;
@@ -204,8 +208,12 @@ static void queue_full(struct sink *s, struct chunk *c)
     s->full_tail = &c->next;
 }
 
-/* urgent: the daemon's own line, written at once rather than within
- * FLUSH_MS (they are few, and journald stamps a line when it arrives). */
+/* urgent: the daemon's own line.  It is written at once rather than
+ * within FLUSH_MS (they are few, and journald stamps a line when it
+ * arrives), and it may take one chunk more than the sink's share: modules
+ * may flood stderr with access-log lines, and then the daemon's lines
+ * still have room.  Module lines stay out of that reserve chunk: they
+ * take a chunk of their own or are dropped. */
 static bool append(asyncd_logfile *f, const char *line, size_t len, bool urgent)
 {
     struct sink *s;
@@ -224,12 +232,23 @@ static bool append(asyncd_logfile *f, const char *line, size_t len, bool urgent)
         return false;
     }
     c = s->cur;
-    if (need <= CHUNK_BYTES && (c == NULL || c->len + need > CHUNK_BYTES)) {
-        if (c != NULL) {
+    if (need <= CHUNK_BYTES &&
+        (c == NULL || c->len + need > CHUNK_BYTES || (s->cur_reserve && !urgent))) {
+        struct chunk *fresh;
+
+        if (c != NULL && c->len + need > CHUNK_BYTES) { /* full: to the writer */
             queue_full(s, c);
             kick = true;
+            s->cur = c = NULL;
         }
-        c = s->cur = take_chunk(s);
+        if ((fresh = take_chunk(s, urgent)) != NULL) {
+            if (c != NULL) /* the reserve, given back for writing */
+                queue_full(s, c);
+            kick |= c != NULL;
+            s->cur = fresh;
+            s->cur_reserve = s->in_use > SINK_CHUNKS;
+        }
+        c = fresh;
     }
     if (need > CHUNK_BYTES || c == NULL) {
         uint64_t lines = count_lines(line, len);
@@ -417,17 +436,23 @@ void asyncd_logsink_close(asyncd_logfile *f)
 /* ---- the writer thread ---- */
 
 /* Takes every full chunk into s->writing, and the partly filled ones too
- * when sweep (or when the sink is closing).  Returns the list's head. */
-static struct sink *collect(bool sweep)
+ * when sweep (or when the sink is closing), but only from a sink that has
+ * written all it took before: a partly filled chunk could not leave any
+ * sooner from behind a FIFO or pipe that blocks, and there it would hold
+ * the daemon's reserve chunk (see append) hostage.  all (stopping): every
+ * chunk of every sink.  Returns the list's head. */
+static struct sink *collect(bool sweep, bool all)
 {
     struct sink *s, *head;
 
     pthread_mutex_lock(&sinks.lock);
     for (s = sinks.head; s != NULL; s = s->next) {
         pthread_mutex_lock(&s->lock);
-        if ((sweep || s->refs == 0) && s->cur != NULL && s->cur->len > 0) {
+        if ((all || ((sweep || s->refs == 0) && s->writing == NULL)) && s->cur != NULL &&
+            s->cur->len > 0) {
             queue_full(s, s->cur);
             s->cur = NULL;
+            s->cur_reserve = false;
         }
         if (s->full != NULL) {
             *s->writing_tail = s->full;
@@ -478,6 +503,7 @@ static void write_sink(struct sink *s)
         pthread_mutex_lock(&s->lock);
         c->next = s->spare;
         s->spare = c;
+        s->in_use--;
         pthread_mutex_unlock(&s->lock);
     }
 }
@@ -522,23 +548,25 @@ static void reopen_all(struct sink *head)
 }
 
 /* Drop and loss reports for s, at most one per REPORT_MS; returns when it
- * wants to be called again for a report it held back (-1: no need). */
+ * wants to be called again for a report it held back (-1: no need).  The
+ * drops of a file or a FIFO are told while they go on; stderr's once it
+ * takes lines again (the report itself would be dropped before). */
 static int64_t report(struct sink *s, int64_t now)
 {
     uint64_t dropped;
-    bool can_take;
+    bool tell;
 
     pthread_mutex_lock(&s->lock);
     dropped = s->dropped;
-    can_take = s->spare != NULL || s->nchunks < SINK_CHUNKS;
+    tell = dropped > s->reported && (!s->is_stderr || s->in_use < SINK_CHUNKS);
     pthread_mutex_unlock(&s->lock);
     if (s->lost > 0 && s->is_stderr)
         s->lost = 0; /* nowhere to say it: its report would be lost too */
-    if ((dropped == s->reported || !can_take) && s->lost == 0)
-        return -1; /* nothing, or nothing until the sink takes lines again */
+    if (!tell && s->lost == 0)
+        return -1;
     if (now < s->report_at)
         return s->report_at;
-    if (dropped > s->reported && can_take) {
+    if (tell) {
         asyncd_log(ASYNC_LOG_WARNING, "log: dropped %" PRIu64 " line(s) to %s: queue full",
                    dropped - s->reported, s->dest);
         s->reported = dropped;
@@ -670,7 +698,8 @@ static void release_all(void)
             free_chunks(s->spare);
             free_chunks(s->writing);
             s->cur = s->full = s->spare = s->writing = NULL;
-            s->nchunks = 0;
+            s->in_use = 0;
+            s->cur_reserve = false;
             pthread_mutex_unlock(&s->lock);
             if (s->own_fd)
                 close(s->fd);
@@ -734,10 +763,10 @@ static void *writer_main(void *arg)
         stop_by = sinks.stop_by;
         pthread_mutex_unlock(&sinks.lock);
         if (stopping || reopen || urgent || (flush_at >= 0 && now >= flush_at)) {
-            head = collect(true);
+            head = collect(true, stopping);
             flush_at = -1;
         } else {
-            head = collect(false);
+            head = collect(false, false);
         }
         for (s = head; s != NULL; s = s->next) {
             write_sink(s);
