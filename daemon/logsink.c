@@ -44,8 +44,8 @@
  *
  * Locks, and who touches what:
  *   sinks.lock  the sink list (sinks.head, s->next), s->refs, sinks.started,
- *               sinks.stop, sinks.stop_by, sinks.done.  Taken by open and
- *               close (any thread) and by the writer.
+ *               sinks.stop, sinks.stop_by, sinks.done, sinks.abandoned.
+ *               Taken by open and close (any thread) and by the writer.
  *   s->lock     s->cur, s->cur_reserve, s->full, s->spare, s->in_use,
  *               s->stopped and s->dropped.  Taken by appenders (any thread) and by the
  *               writer when it takes chunks or gives them back.
@@ -119,6 +119,7 @@ struct sink {
     int fd;
     bool own_fd;                /* opened here (closed here) */
     bool use_send;              /* a socket: send(MSG_DONTWAIT) */
+    bool may_block;             /* stderr kept blocking (no /proc): see say() */
     bool blocked;               /* the last write would have blocked */
     bool reopen_wanted;         /* a reopen waits for a chunk to finish */
     struct chunk *writing, **writing_tail;
@@ -139,6 +140,7 @@ static struct {
     pthread_cond_t done_cv;     /* the writer finished (monotonic clock) */
     struct sink *head;
     bool started, stop, done;
+    bool abandoned;             /* a stop gave up on a stuck writer: no restart */
     int64_t stop_by;
     pthread_t thread;
     int efd;                    /* wakes the writer */
@@ -580,9 +582,11 @@ static int64_t report(struct sink *s, int64_t now)
     return -1;
 }
 
-/* Frees the sinks nobody holds once their lines are written. */
-static void reap(int64_t now)
+/* Frees the sinks nobody holds once their lines are written; returns the
+ * list's head, which may have been one of them. */
+static struct sink *reap(int64_t now)
 {
+    struct sink *head;
     struct sink **ps, *s;
 
     pthread_mutex_lock(&sinks.lock);
@@ -605,7 +609,9 @@ static void reap(int64_t now)
         *ps = s->next;
         sink_free(s);
     }
+    head = sinks.head;
     pthread_mutex_unlock(&sinks.lock);
+    return head;
 }
 
 /* Lines are waiting in some sink (filled, queued or held): under the locks. */
@@ -654,6 +660,8 @@ static void say(const char *fmt, ...)
     va_list ap;
     size_t n;
 
+    if (err_sink.may_block) /* the stop must not hang where the writer did */
+        return;
     va_start(ap, fmt);
     n = asyncd_log_format(line, sizeof(line), ASYNC_LOG_ERROR, "asyncd", fmt, ap);
     va_end(ap);
@@ -807,7 +815,7 @@ static void *writer_main(void *arg)
                 if (again >= 0 && (at < 0 || again < at))
                     at = again;
             }
-            reap(now);
+            head = reap(now); /* head may be gone: the list as it is now */
             if (flush_at < 0) { /* arm: see the invariants at the top */
                 atomic_store(&sinks.unarmed, true);
                 pending(&partial);
@@ -849,17 +857,19 @@ static void stderr_target(struct sink *s)
     s->fd = STDERR_FILENO;
     s->own_fd = false;
     s->use_send = false;
+    s->may_block = true;
     if (fstat(STDERR_FILENO, &st) != 0)
         return;
     if (S_ISSOCK(st.st_mode)) {
         s->use_send = true;
     } else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
         fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-        if (fd >= 0) { /* else: fd 2 as it is, blocking (no /proc, no reader) */
-            s->fd = fd;
-            s->own_fd = true;
-        }
+        if (fd < 0)
+            return; /* fd 2 as it is, blocking (no /proc): the writer may hang on it */
+        s->fd = fd;
+        s->own_fd = true;
     }
+    s->may_block = false; /* a socket, our non-blocking descriptor, or a file */
 }
 
 /* The wake-up eventfd and the done condition live as long as the process:
@@ -893,8 +903,12 @@ int asyncd_logsink_start(void)
         return -1;
     }
     pthread_mutex_lock(&sinks.lock);
-    if (sinks.started) {
+    if (sinks.started || sinks.abandoned) {
         pthread_mutex_unlock(&sinks.lock);
+        if (!sinks.started) { /* the stuck one would race a new one */
+            errno = EBUSY;
+            return -1;
+        }
         return 0;
     }
     pthread_mutex_unlock(&sinks.lock);
@@ -965,6 +979,7 @@ void asyncd_logsink_stop(int64_t ms)
         ;
     done = sinks.done;
     sinks.started = false;
+    sinks.abandoned = !done;
     pthread_mutex_unlock(&sinks.lock);
     if (!done) { /* stuck in a write(2): the process exits without it */
         say("log: the log writer is stuck in a write; exiting without it");

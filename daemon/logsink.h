@@ -20,7 +20,8 @@ typedef struct async_module_logfile asyncd_logfile;
 /* Starts the writer thread and the stderr sink: from then on the daemon's
  * own log lines go through it.  Call with every signal the daemon reads
  * already blocked (the thread inherits the mask).  0, or -1 with errno
- * (then log lines keep being written directly). */
+ * (EBUSY: a stop gave up on the previous writer, stuck in a write); then
+ * log lines keep being written directly. */
 int asyncd_logsink_start(void);
 
 /* Writes what is queued, everywhere, for up to ms (a writer stuck on a
