@@ -15,8 +15,8 @@
  * a fiber's stack.
  *
  * Log lines, the daemon's and the modules' log files, are written by the
- * log writer thread (logsink.c); at exit what is queued is written within
- * EXIT_FLUSH_MS. */
+ * log writer thread (logsink.c, logwriter.c); at exit what is queued is
+ * written within EXIT_FLUSH_MS. */
 #include "config.h"
 #include "log.h"
 #include "logsink.h"
