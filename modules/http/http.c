@@ -3,8 +3,8 @@
  * asyncd stops the module.
  *
  * Stop, step by step.  asyncd cancels the module's group: the acceptors'
- * accept fails with ECANCELED and each closes its listener; the idle
- * sweeper's sleep and run's join fail too; idle connections wake and,
+ * accept fails with ECANCELED and each closes its listener; the
+ * sweepers' sleeps and run's join fail too; idle connections wake and,
  * having nothing to say, close (conn.c).  run then raises its shield (so
  * it can still park), waits for the acceptors, marks the server draining
  * and cuts the idle connections left; busy ones finish the request in
