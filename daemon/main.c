@@ -15,12 +15,19 @@
  * starts.  (A .so that cannot be loaded is an error for the check but
  * only logged and skipped at start-up: the others still run.)
  *
- * Signals: SIGHUP reloads (see reload()); SIGTERM and SIGINT stop every
- * module (cancel, then wait up to shutdown_timeout_ms) and exit 0, or 1
- * naming a module still running at the deadline.  They are received
- * through a signalfd read by a fiber, so no handler ever runs on a fiber's
- * stack; that fiber hands them to the daemon's fiber on the same channel
- * as the modules' changes of state, so the daemon waits for both at once.
+ * Signals: SIGHUP reloads (see reload()); SIGUSR1 reopens the log files
+ * (logrotate); SIGTERM, SIGINT and SIGQUIT stop every module (cancel, then
+ * wait up to shutdown_timeout_ms) and exit 0, or 1 naming a module still
+ * running at the deadline; the other signals that would end the process
+ * without a fault of its own are logged and ignored (signals.c).  They are
+ * received through a signalfd read by a fiber, so no handler ever runs on
+ * a fiber's stack; that fiber hands them to the daemon's fiber on the same
+ * channel as the modules' changes of state, so the daemon waits for both
+ * at once.
+ *
+ * Log lines, the daemon's and the modules' log files, are written by the
+ * log writer thread (logsink.c, logwriter.c); at exit what is queued is
+ * written within EXIT_FLUSH_MS.
  *
  * READY=1 is sent once every started module is ready or has failed
  * (daemon/ready.h).  A module that is not optional and fails to start at
@@ -28,16 +35,19 @@
 #include "check.h"
 #include "config.h"
 #include "log.h"
+#include "logsink.h"
 #include "modules.h"
 #include "monitor.h"
 #include "notify.h"
 #include "ready.h"
+#include "signals.h"
 
 #include <async_io.h>
 
 #include <errno.h>
 #include <libgen.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +66,7 @@
 #define START_NAG_MS 10000      /* at start-up, name the modules not ready yet this often */
 #define EVENT_MODULE 0          /* on the events channel: a module's state changed; */
 #define EVENT_BROKEN (-1)       /* the signals cannot be read; any other: a signal */
+#define EXIT_FLUSH_MS 2000      /* the most an exit waits for queued log lines */
 
 struct daemon {
     const char *file;
@@ -197,7 +208,29 @@ static void reload(struct daemon *d)
     begin_wait(d, ASYNCD_WAIT_RELOAD, d->config.shutdown_timeout_ms);
 }
 
-/* Hands each signal to the daemon's fiber, in order. */
+/* A signal the daemon does not act on: logged here, where the sender is
+ * known, and ignored.  True for those. */
+static bool stray_signal(const struct signalfd_siginfo *si)
+{
+    int sig = (int)si->ssi_signo;
+    char name[32];
+
+    switch (sig) {
+    case SIGHUP:
+    case SIGUSR1:
+    case SIGTERM:
+    case SIGINT:
+    case SIGQUIT:
+        return false;
+    default:
+        asyncd_log(ASYNC_LOG_WARNING, "%s (%s) from pid %u: ignored",
+                   asyncd_signal_name(sig, name, sizeof(name)), strsignal(sig),
+                   (unsigned)si->ssi_pid);
+        return true;
+    }
+}
+
+/* Hands each signal the daemon acts on to its fiber, in order. */
 static void *read_signals(void *arg)
 {
     struct daemon *d = arg;
@@ -208,8 +241,10 @@ static void *read_signals(void *arg)
         ssize_t n = read(d->sigfd, &si, sizeof(si));
 
         if (n == (ssize_t)sizeof(si)) {
-            ev = (int)si.ssi_signo;
-            async_channel_send(d->events, &ev);
+            if (!stray_signal(&si)) {
+                ev = (int)si.ssi_signo;
+                async_channel_send(d->events, &ev);
+            }
         } else if (!(n < 0 && errno == EAGAIN && async_fd_wait(d->sigfd, ASYNC_READABLE) == 0)) {
             break;
         }
@@ -273,6 +308,15 @@ static void late(struct daemon *d)
     d->wait = ASYNCD_WAIT_NONE;
 }
 
+/* SIGUSR1: the log files the daemon writes (its writer reopens them),
+ * then the files modules write by themselves. */
+static void reopen_logs(struct daemon *d)
+{
+    asyncd_log(ASYNC_LOG_NOTICE, "SIGUSR1: reopening log files");
+    asyncd_logsink_reopen();
+    asyncd_modules_reopen(d->modules);
+}
+
 /* Until a stop: waits for signals and the modules' readiness.  Returns
  * the exit code the stop should end with. */
 static int serve(struct daemon *d)
@@ -302,6 +346,10 @@ static int serve(struct daemon *d)
                 d->reload_pending = true; /* the start-up rule first */
             else
                 reload(d);
+            continue;
+        }
+        if (ev == SIGUSR1) {
+            reopen_logs(d);
             continue;
         }
         asyncd_log(ASYNC_LOG_NOTICE, "%s: stopping", strsignal(ev));
@@ -343,6 +391,7 @@ static void *daemon_main(void *arg)
         /* A module ignores cancellation: its code must stay mapped, and the
          * runtime would wait for it forever. */
         asyncd_log(ASYNC_LOG_ERROR, "exiting with modules still running");
+        asyncd_logsink_stop(EXIT_FLUSH_MS);
         _exit(1);
     }
     asyncd_modules_watch(NULL);
@@ -470,6 +519,7 @@ int main(int argc, char **argv)
     sigset_t set;
     int i, rc_check;
 
+    asyncd_log_init();
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             file = argv[++i];
@@ -511,28 +561,34 @@ int main(int argc, char **argv)
         return EX_CONFIG;
     }
     raise_nofile();
-    /* Block before any thread exists, so every worker inherits the mask
+    /* Block before any thread exists (the log writer's, the runtime's
+     * workers, the blocking-call helpers), so every one inherits the mask
      * and the signals queue on the signalfd. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigprocmask(SIG_BLOCK, &set, NULL);
+    if (asyncd_signals_block(&set) != 0) {
+        asyncd_log(ASYNC_LOG_ERROR, "blocking signals: %s", strerror(errno));
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     d.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (d.sigfd < 0) {
         asyncd_log(ASYNC_LOG_ERROR, "signalfd: %s", strerror(errno));
         return 1;
     }
+    if (asyncd_logsink_start() != 0)
+        asyncd_log(ASYNC_LOG_WARNING, "no log writer thread (%s): log lines are written by "
+                   "the threads that log them, and modules cannot open log files",
+                   strerror(errno));
     rc.workers = d.config.workers;
     rc.stack_size = d.config.stack_size;
     asyncd_log(ASYNC_LOG_INFO, "asyncd %s starting with %s", ASYNCD_VERSION, file);
     if (async_runtime(&rc, daemon_main, &d) != 0) {
         asyncd_log(ASYNC_LOG_ERROR, "cannot start the runtime: %s", strerror(errno));
+        asyncd_logsink_stop(EXIT_FLUSH_MS);
         return 1;
     }
     close(d.sigfd);
     asyncd_config_free(&d.config);
     asyncd_log(ASYNC_LOG_NOTICE, "stopped");
+    asyncd_logsink_stop(EXIT_FLUSH_MS);
     return d.exit_code;
 }

@@ -18,6 +18,7 @@
 
 #include "check.h"
 #include "log.h"
+#include "logsink.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -110,6 +111,31 @@ int64_t async_module_stop_deadline(const async_module_host *host)
 /* Where load_one's reasons go: p when not NULL, the log unless QUIET. */
 static struct asyncd_problems quiet_problems;
 #define QUIET (&quiet_problems)
+
+/* Log files the daemon writes for a module: the log writer's sinks. */
+async_module_logfile *async_module_logfile_open(async_module_host *host, const char *dest)
+{
+    if (host == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return asyncd_logsink_open(dest);
+}
+
+void async_module_logfile_write(async_module_logfile *f, const char *line, size_t len)
+{
+    asyncd_logsink_write(f, line, len);
+}
+
+uint64_t async_module_logfile_dropped(const async_module_logfile *f)
+{
+    return asyncd_logsink_dropped(f);
+}
+
+void async_module_logfile_close(async_module_logfile *f)
+{
+    asyncd_logsink_close(f);
+}
 
 static void skip(struct asyncd_problems *p, const char *file, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -298,8 +324,11 @@ static void *supervise(void *arg)
     if (!(m->desc->flags & ASYNC_MODULE_NOTIFY_READY))
         leave_starting(m, ASYNCD_MODULE_READY); /* ready when run starts */
     for (;;) {
-        int rc = m->desc->run(&m->host, m->config);
+        int rc;
 
+        atomic_store(&m->running, true);
+        rc = m->desc->run(&m->host, m->config);
+        atomic_store(&m->running, false);
         if (atomic_load(&m->stopping))
             break;
         if (atomic_load(&m->state) != ASYNCD_MODULE_READY) {
@@ -369,6 +398,15 @@ int asyncd_module_join(struct asyncd_module *m)
     m->group = NULL;
     atomic_store(&m->state, ASYNCD_MODULE_IDLE);
     return 0;
+}
+
+void asyncd_modules_reopen(struct asyncd_module *list)
+{
+    struct asyncd_module *m;
+
+    for (m = list; m != NULL; m = m->next)
+        if (m->group != NULL && atomic_load(&m->running) && m->desc->reopen != NULL)
+            m->desc->reopen(&m->host);
 }
 
 void asyncd_module_free(struct asyncd_module *m)

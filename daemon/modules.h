@@ -41,6 +41,7 @@ struct asyncd_module {
     bool reported;                      /* its failed start has been logged */
     async_group *group;                 /* while started */
     _Atomic bool stopping;              /* the daemon is stopping it: no restart */
+    _Atomic bool running;               /* inside run (not between restarts) */
     _Atomic int64_t stop_by;            /* while stopping: when the daemon gives up */
     _Atomic int state;                  /* enum asyncd_module_state */
     pthread_mutex_t reason_lock;        /* guards reason */
@@ -112,5 +113,11 @@ int asyncd_modules_check_folder(const struct asyncd_config *c, const struct asyn
 struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                                             struct asyncd_module *old,
                                             struct asyncd_module **stuck);
+
+/* SIGUSR1: calls the reopen hook of every module of list whose run is
+ * running and that has one (ABI 2).  The hooks must not park.  Fiber (the
+ * daemon's signal fiber, which also does reloads: no module is unloaded
+ * while its hook runs). */
+void asyncd_modules_reopen(struct asyncd_module *list);
 
 #endif

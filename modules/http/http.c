@@ -1,17 +1,17 @@
 /* modules/http/http.c — the http module: listeners, one acceptor fiber per
- * listener, one fiber per connection (conn.c), an access-log flusher, and
- * the graceful drain when asyncd stops the module.
+ * listener, one fiber per connection (conn.c), and the graceful drain when
+ * asyncd stops the module.
  *
  * Stop, step by step.  asyncd cancels the module's group: the acceptors'
  * accept fails with ECANCELED and each closes its listener; the
- * flusher's sleep and run's join fail too; idle connections wake and,
+ * sweepers' sleeps and run's join fail too; idle connections wake and,
  * having nothing to say, close (conn.c).  run then raises its shield (so
  * it can still park), waits for the acceptors, marks the server draining
  * and cuts the idle connections left; busy ones finish the request in
  * progress and close.  It waits for them until
  * shortly before the daemon's own deadline (async_module_stop_deadline),
- * shuts down whatever is left, waits for those fibers to leave, writes the
- * last log lines and frees the server. */
+ * shuts down whatever is left, waits for those fibers to leave, hands the
+ * last log lines to the daemon (which writes them) and frees the server. */
 #define _GNU_SOURCE
 #include "http.h"
 
@@ -137,15 +137,6 @@ static void *cache_sweeper(void *arg)
     return NULL;
 }
 
-static void *log_flusher(void *arg)
-{
-    struct http_server *srv = arg;
-
-    while (async_sleep_ms(1000) == 0)
-        http_log_flush(srv->log);
-    return NULL;
-}
-
 /* Cancels and joins the tasks of a NULL-ended array, and frees it. */
 static void stop_tasks(async_task **t)
 {
@@ -238,7 +229,7 @@ static int server_open(struct http_server *srv, async_module_host *host, const j
         }
     }
     if (srv->cfg.access_log != NULL) {
-        srv->log = http_log_open(srv->cfg.access_log);
+        srv->log = http_log_open(host, srv->cfg.access_log);
         if (srv->log == NULL) {
             async_module_log(host, ASYNC_LOG_ERROR, "access_log %s: %s", srv->cfg.access_log,
                              strerror(errno));
@@ -299,7 +290,7 @@ static int http_run(async_module_host *host, const json_t *config)
 {
     struct http_server *srv = malloc(sizeof(*srv));
     struct acceptor a[HTTP_MAX_LISTEN];
-    async_task *t[HTTP_MAX_LISTEN], *flusher = NULL, *sweeper = NULL;
+    async_task *t[HTTP_MAX_LISTEN], *sweeper = NULL;
     async_task **caches = NULL;
     size_t i, n;
     int rc = 0;
@@ -313,8 +304,6 @@ static int http_run(async_module_host *host, const json_t *config)
     }
     n = srv->cfg.nlisten;
     async_module_ready(host); /* every listener is bound: READY=1 may go */
-    if (srv->log != NULL)
-        flusher = async_spawn(log_flusher, srv);
     if ((sweeper = async_spawn(idle_sweeper, srv)) == NULL)
         rc = 1;
     if (srv->cfg.open_file_cache_ms > 0 && srv->root_fd >= 0 &&
@@ -344,10 +333,6 @@ static int http_run(async_module_host *host, const json_t *config)
         }
     }
     drain(srv);
-    if (flusher != NULL) {
-        async_cancel(flusher);
-        async_join(flusher, NULL);
-    }
     if (sweeper != NULL) {
         async_cancel(sweeper);
         async_join(sweeper, NULL);

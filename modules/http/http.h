@@ -5,7 +5,7 @@
  *   conn.c      one fiber per connection: read, parse, answer, repeat
  *   response.c  status lines, the Date cache, the output buffer
  *   files.c     static files beneath the root (sendfile, ranges, 304)
- *   access_log.c  the access log's destination
+ *   access_log.c  the access log's destination, through the daemon's log writer
  *   log_line.c  its lines, written once the response has left
  *   parse.c     the request parser (pure; see parse.h)
  *
@@ -89,14 +89,15 @@ void http_config_free(struct http_config *c);
 
 struct http_log;
 
-/* Opens the access log described by dest ("stderr" or a path); NULL and
- * errno on failure. */
-struct http_log *http_log_open(const char *dest);
-/* Appends one line (copied into the buffer; written at most a second
- * later, or sooner when the buffer fills).  Any thread. */
+/* Opens the access log described by dest ("stderr" or a path, through
+ * the daemon's log writer); NULL and errno on failure. */
+struct http_log *http_log_open(async_module_host *host, const char *dest);
+/* Queues one line (written by the daemon within a second; dropped and
+ * counted if its queue is full).  Never blocks.  Any thread. */
 void http_log_line(struct http_log *l, const char *line, size_t len);
-/* Writes what is buffered. */
-void http_log_flush(struct http_log *l);
+/* Lines dropped so far because the daemon's queue was full. */
+uint64_t http_log_dropped(const struct http_log *l);
+/* Hands over what is queued and frees l; never blocks. */
 void http_log_close(struct http_log *l);
 
 /* ---- access-log lines (log_line.c) ---- */

@@ -1,5 +1,5 @@
-/* modules/http/status.c — the status endpoint: the server's counters and
- * the runtime's own figures, as JSON. */
+/* modules/http/status.c — the status endpoint: the server's counters, the
+ * access log's dropped lines and the runtime's own figures, as JSON. */
 #define _GNU_SOURCE
 #include "http.h"
 
@@ -20,17 +20,21 @@ void http_status_reply(struct http_server *srv, const struct http_request *req,
     http_out_addf(&body,
                   "{\"connections\":{\"open\":%ld,\"total\":%" PRIu64 "},"
                   "\"requests\":{\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64 ",\"3xx\":%" PRIu64
-                  ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "},"
-                  "\"runtime\":{\"workers\":%u,\"fibers_live\":%" PRIu64
-                  ",\"fibers_spawned\":%" PRIu64 ",\"global_queue\":%zu,\"run_queue\":[",
+                  ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "},",
                   atomic_load_explicit(&srv->open, memory_order_relaxed),
                   atomic_load_explicit(&srv->total, memory_order_relaxed),
                   http_count_sum(srv, 1),
                   http_count_sum(srv, 2),
                   http_count_sum(srv, 3),
                   http_count_sum(srv, 4),
-                  http_count_sum(srv, 5), st.workers,
-                  st.fibers_live, st.fibers_spawned, st.global_queue);
+                  http_count_sum(srv, 5));
+    if (srv->log != NULL) /* lines the daemon's log writer had no room for */
+        http_out_addf(&body, "\"access_log\":{\"dropped\":%" PRIu64 "},",
+                      http_log_dropped(srv->log));
+    http_out_addf(&body,
+                  "\"runtime\":{\"workers\":%u,\"fibers_live\":%" PRIu64
+                  ",\"fibers_spawned\":%" PRIu64 ",\"global_queue\":%zu,\"run_queue\":[",
+                  st.workers, st.fibers_live, st.fibers_spawned, st.global_queue);
     n = st.workers < MAX_WORKERS_SHOWN ? st.workers : MAX_WORKERS_SHOWN;
     for (i = 0; i < n; i++)
         http_out_addf(&body, "%s%zu", i ? "," : "", per[i].run_queue);

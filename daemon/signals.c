@@ -1,0 +1,77 @@
+/* daemon/signals — every signal an operator (or a stray `kill`) may send
+ * that would otherwise end asyncd, taken in through the signalfd instead.
+ *
+ * Read and acted on (main.c): SIGHUP reloads, SIGUSR1 reopens the log
+ * files, SIGTERM, SIGINT and SIGQUIT stop gracefully.
+ *
+ * Read and logged, nothing else: the signals whose default action
+ * terminates the process or dumps core but that report no fault of the
+ * process's own — SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO (SIGPOLL),
+ * SIGXCPU, SIGXFSZ, SIGPWR, SIGSTKFLT and the realtime signals
+ * SIGRTMIN..SIGRTMAX — and SIGWINCH (ignored by default; logged because it
+ * costs nothing and tells an operator their signal arrived).  With SIGXFSZ
+ * blocked, a write past RLIMIT_FSIZE fails with EFBIG (a log line lost)
+ * instead of killing the daemon; SIGXCPU is logged each second until the
+ * hard CPU limit's SIGKILL.
+ *
+ * Left alone:
+ *   - the synchronous faults SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT and
+ *     SIGSYS: blocking one does not stop the kernel killing the process
+ *     when the fault is real, it only hides a `kill -SEGV`; crash reports
+ *     are another part's business.
+ *   - SIGTRAP: a fault too (a breakpoint instruction, a single-step), and
+ *     it belongs to debuggers: under ptrace the tracer sees it whatever
+ *     the mask, but a program that traps on purpose (__builtin_debugtrap,
+ *     a sanitizer) expects the default action, not a log line.  Nobody
+ *     sends it by habit.
+ *   - SIGPIPE: ignored (SIG_IGN), so writes to a vanished peer fail with
+ *     EPIPE.
+ *   - SIGKILL and SIGSTOP (cannot be caught); SIGTSTP, SIGTTIN and SIGTTOU
+ *     (job control: Ctrl-Z under `make run` still stops the daemon);
+ *     SIGCHLD, SIGCONT and SIGURG (ignored or harmless by default).
+ *   - glibc's two internal realtime signals below SIGRTMIN (thread
+ *     cancellation, setxid): sigaddset refuses them anyway.
+ *
+ * The mask is inherited by every thread the daemon starts (the runtime's
+ * workers, the blocking-call helpers, the log writer), which is why it is
+ * set first.  It would be inherited by a child process across fork and
+ * exec too: the daemon starts none, and one that ever does must restore
+ * the mask (and SIGPIPE's disposition) in the child. */
+#include "signals.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const int taken[] = {
+    SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1,                           /* acted on */
+    SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGXCPU, SIGXFSZ, SIGPWR, /* logged */
+    SIGSTKFLT, SIGWINCH,
+};
+
+int asyncd_signals_block(sigset_t *set)
+{
+    size_t i;
+    int sig;
+
+    sigemptyset(set);
+    for (i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
+        sigaddset(set, taken[i]);
+    for (sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
+        sigaddset(set, sig);
+    return sigprocmask(SIG_BLOCK, set, NULL);
+}
+
+const char *asyncd_signal_name(int sig, char *buf, size_t len)
+{
+    const char *abbrev = sig < SIGRTMIN ? sigabbrev_np(sig) : NULL;
+
+    if (abbrev != NULL)
+        snprintf(buf, len, "SIG%s", abbrev);
+    else if (sig == SIGRTMIN)
+        snprintf(buf, len, "SIGRTMIN");
+    else if (sig > SIGRTMIN && sig <= SIGRTMAX)
+        snprintf(buf, len, "SIGRTMIN+%d", sig - SIGRTMIN);
+    else
+        snprintf(buf, len, "signal %d", sig);
+    return buf;
+}
