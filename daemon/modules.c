@@ -13,7 +13,28 @@
  *   stopping, stop_by   atomics: set by the daemon, read by the module.
  * Each change to READY or FAILED sends a token on the daemon's channel
  * (asyncd_modules_watch); the daemon re-reads every state when it wakes,
- * so a token says only "look". */
+ * so a token says only "look".
+ *
+ * The address table (asyncd_modules_find_by_addr) is written by the
+ * daemon's fiber only (load_one, asyncd_module_free) and read from any
+ * thread, signal handlers included: each slot is a seqlock.  The writer
+ * makes seq odd, writes base, end, name and file, then makes seq even
+ * (release); a reader loads seq (acquire), copies, re-loads seq, and
+ * trusts the copy only when both loads saw the same even value.  base
+ * and end are atomics; name and file are plain bytes whose torn reads the
+ * sequence check discards.
+ *
+ * Private copies.  A module is never mapped from its file: load_one reads
+ * the file into a memfd, seals it (no write, shrink or grow, ever), and
+ * dlopens /proc/self/fd/N.  cp or truncation of the file then cannot touch
+ * the pages the daemon runs (mapping the file itself, a truncation drops
+ * them: SIGBUS or SIGSEGV).  The memfd stays open while the module is
+ * loaded: a reload compares the file's bytes with it (content decides a
+ * change, not inode or mtime), and while it is open its fd number cannot
+ * be reused, so no other module's /proc/self/fd/N can match this one's
+ * link map by name (glibc's dlopen matches loaded objects by name before
+ * inode).  Each memfd is its own inode, so two generations of a module
+ * coexist while one replaces the other. */
 #include "modules.h"
 
 #include "check.h"
@@ -23,11 +44,16 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <link.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
 
 #define BACKOFF_FIRST_MS 1000
 #define BACKOFF_MAX_MS 60000
@@ -177,21 +203,262 @@ static struct asyncd_module *find(struct asyncd_module *list, const char *name)
     return NULL;
 }
 
+/* ---- the address table ---- */
+
+#define SLOTS 128
+
+static struct slot {
+    _Atomic unsigned seq;
+    _Atomic uintptr_t base, end;        /* end == 0: free */
+    char name[sizeof(((struct asyncd_module_where *)0)->name)];
+    char file[sizeof(((struct asyncd_module_where *)0)->file)];
+} slots[SLOTS];
+
+/* Byte copy with a NUL: memcpy and strlcpy need not be async-signal-safe. */
+static void copy_str(char *to, const char *from, size_t size)
+{
+    size_t i;
+
+    for (i = 0; i + 1 < size && from[i] != '\0'; i++)
+        to[i] = from[i];
+    to[i] = '\0';
+}
+
+static void slot_write(struct slot *s, uintptr_t base, uintptr_t end, const char *name,
+                       const char *file)
+{
+    unsigned seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+
+    atomic_store_explicit(&s->seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&s->base, base, memory_order_relaxed);
+    atomic_store_explicit(&s->end, end, memory_order_relaxed);
+    if (name != NULL) {
+        copy_str(s->name, name, sizeof(s->name));
+        copy_str(s->file, file, sizeof(s->file));
+    }
+    atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
+}
+
+bool asyncd_modules_find_by_addr(const void *addr, struct asyncd_module_where *out)
+{
+    uintptr_t a = (uintptr_t)addr;
+    size_t i;
+    int tries;
+
+    for (i = 0; i < SLOTS; i++) {
+        struct slot *s = &slots[i];
+
+        for (tries = 0; tries < 4; tries++) {
+            unsigned seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+            uintptr_t base, end;
+
+            if (seq & 1)
+                continue; /* being written */
+            base = atomic_load_explicit(&s->base, memory_order_relaxed);
+            end = atomic_load_explicit(&s->end, memory_order_relaxed);
+            if (end == 0 || a < base || a >= end)
+                break;
+            copy_str(out->name, s->name, sizeof(out->name));
+            copy_str(out->file, s->file, sizeof(out->file));
+            out->base = base;
+            out->end = end;
+            atomic_thread_fence(memory_order_acquire);
+            if (atomic_load_explicit(&s->seq, memory_order_relaxed) == seq)
+                return true;
+        }
+    }
+    return false;
+}
+
+struct range {
+    const char *name;   /* the link map's name, /proc/self/fd/N */
+    uintptr_t addr;     /* its load bias */
+    uintptr_t base, end;
+};
+
+static int find_range(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    struct range *r = arg;
+    int i;
+
+    (void)size;
+    if (info->dlpi_addr != r->addr || info->dlpi_name == NULL ||
+        strcmp(info->dlpi_name, r->name) != 0)
+        return 0;
+    for (i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+        if (ph->p_type != PT_LOAD)
+            continue;
+        if (r->end == 0 || info->dlpi_addr + ph->p_vaddr < r->base)
+            r->base = info->dlpi_addr + ph->p_vaddr;
+        if (info->dlpi_addr + ph->p_vaddr + ph->p_memsz > r->end)
+            r->end = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+    }
+    return 1;
+}
+
+/* Enters m's mapped range in the table (a full table: m is not named in
+ * crash reports, nothing else). */
+static void publish(struct asyncd_module *m)
+{
+    struct link_map *lm = NULL;
+    struct range r = {0};
+    int i;
+
+    m->slot = -1;
+    if (dlinfo(m->dl, RTLD_DI_LINKMAP, &lm) != 0 || lm == NULL)
+        return;
+    r.name = lm->l_name;
+    r.addr = lm->l_addr;
+    dl_iterate_phdr(find_range, &r);
+    if (r.end == 0)
+        return;
+    for (i = 0; i < SLOTS; i++)
+        if (atomic_load_explicit(&slots[i].end, memory_order_relaxed) == 0) {
+            slot_write(&slots[i], r.base, r.end, m->desc->name, m->file);
+            m->slot = i;
+            return;
+        }
+    asyncd_log(ASYNC_LOG_WARNING, "module %s: the address table is full; a crash in its code "
+               "will not name it", m->desc->name);
+}
+
+static void unpublish(struct asyncd_module *m)
+{
+    if (m->slot >= 0)
+        slot_write(&slots[m->slot], 0, 0, NULL, NULL);
+    m->slot = -1;
+}
+
+/* ---- private copies ---- */
+
+/* A sealed memfd holding file's bytes (and the file's stat in *st), or -1
+ * with the reason in why. */
+static int private_copy(const char *file, struct stat *st, off_t *size, char *why, size_t len)
+{
+    const char *base = strrchr(file, '/');
+    struct stat cs;
+    int fd, copy;
+    ssize_t n;
+
+    fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, len, "cannot open it: %s", strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+        snprintf(why, len, "not a regular file");
+        goto fail_fd;
+    }
+    base = base != NULL ? base + 1 : file;
+#ifdef MFD_EXEC
+    /* Kernels with vm.memfd_noexec want the intent said; older ones
+     * refuse the flag they do not know. */
+    copy = memfd_create(base, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+    if (copy < 0 && errno == EINVAL)
+#endif
+        copy = memfd_create(base, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (copy < 0) {
+        snprintf(why, len, "cannot make a private copy: memfd_create: %s", strerror(errno));
+        goto fail_fd;
+    }
+    while ((n = sendfile(copy, fd, NULL, 1 << 20)) > 0)
+        ;
+    if (n < 0) {
+        snprintf(why, len, "cannot copy it: %s", strerror(errno));
+        goto fail_copy;
+    }
+    if (fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0 ||
+        fstat(copy, &cs) != 0) {
+        snprintf(why, len, "cannot seal its private copy: %s", strerror(errno));
+        goto fail_copy;
+    }
+    *size = cs.st_size;
+    close(fd);
+    return copy;
+fail_copy:
+    close(copy);
+fail_fd:
+    close(fd);
+    return -1;
+}
+
+/* Whether file holds, byte for byte, what m was loaded from; *st gets its
+ * stat.  Read by chunks, never mapped: a file truncated meanwhile would
+ * fault a mapping. */
+static bool same_bytes(const struct asyncd_module *m, const char *file, struct stat *st)
+{
+    enum { CHUNK = 1 << 16 };
+    char *a = NULL, *b = NULL;
+    bool same = false;
+    off_t at = 0;
+    int fd;
+
+    fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    if (fstat(fd, st) != 0 || st->st_size != m->size)
+        goto out;
+    a = malloc(CHUNK); /* not on the stack: reloads run on a fiber's */
+    b = malloc(CHUNK);
+    if (a == NULL || b == NULL)
+        goto out;
+    for (;;) {
+        ssize_t n = read(fd, a, CHUNK), k;
+
+        if (n < 0)
+            goto out;
+        if (n == 0) {
+            same = at == m->size;
+            goto out;
+        }
+        k = pread(m->copy_fd, b, (size_t)n, at);
+        if (k != n || memcmp(a, b, (size_t)n) != 0)
+            goto out;
+        at += n;
+    }
+out:
+    free(a);
+    free(b);
+    close(fd);
+    return same;
+}
+
 /* Vets one file; a module on success, NULL (logged) otherwise.  Its
  * config is checked apart (asyncd_modules_check), so that one pass can
  * report every problem of a file. */
 static struct asyncd_module *load_one(const struct asyncd_config *c, const char *file,
                                       struct asyncd_module *loaded, struct asyncd_problems *p)
 {
-    void *dl = dlopen(file, RTLD_NOW | RTLD_LOCAL);
     const struct async_module *desc;
     struct async_module d = {0};
     struct asyncd_module *m, *dup;
+    char why[512], path[64];
+    struct stat st;
+    off_t size = 0;
     json_t *cfg;
-    int enabled;
+    int enabled, copy;
+    void *dl;
 
+    copy = private_copy(file, &st, &size, why, sizeof(why));
+    if (copy < 0) {
+        skip(p, file, "%s", why);
+        return NULL;
+    }
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", copy);
+    dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
-        skip(p, file, "not a loadable module: %s", dlerror());
+        const char *e = dlerror();
+        const char *at = e != NULL ? strstr(e, path) : NULL;
+
+        /* dlerror names the copy; the operator knows the file */
+        if (at != NULL)
+            e = at + strlen(path) + (at[strlen(path)] == ':' ? 1 : 0);
+        skip(p, file, "not a loadable module:%s%s", e != NULL && *e != ' ' ? " " : "",
+             e != NULL ? e : "?");
+        close(copy);
         return NULL;
     }
     desc = dlsym(dl, "async_module");
@@ -228,8 +495,9 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
         skip(p, file, "out of memory");
         goto fail;
     }
-    if (stat(file, &m->st) != 0)
-        memset(&m->st, 0, sizeof(m->st));
+    m->st = st;
+    m->copy_fd = copy;
+    m->size = size;
     m->dl = dl;
     m->d = d;
     m->desc = &m->d;
@@ -238,9 +506,11 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
     m->enabled = enabled;
     m->optional = asyncd_module_optional(c, desc->name);
     pthread_mutex_init(&m->reason_lock, NULL);
+    publish(m);
     return m;
 fail:
     dlclose(dl);
+    close(copy);
     return NULL;
 }
 
@@ -412,7 +682,24 @@ void asyncd_modules_reopen(struct asyncd_module *list)
 void asyncd_module_free(struct asyncd_module *m)
 {
     pthread_mutex_destroy(&m->reason_lock);
-    dlclose(m->dl);
+    if (m->dl != NULL)
+        unpublish(m);
+    if (m->dl != NULL && dlclose(m->dl) == 0 && m->copy_fd >= 0) {
+        char path[64];
+        void *still;
+
+        /* A library that cannot be unloaded (RTLD_NODELETE, unique
+         * symbols) keeps its link map named /proc/self/fd/N: its fd stays
+         * open, so no later copy gets that number and, by name, this map. */
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", m->copy_fd);
+        still = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+        if (still != NULL) {
+            dlclose(still);
+            asyncd_log(ASYNC_LOG_DEBUG, "module %s stays mapped after dlclose", m->file);
+        } else {
+            close(m->copy_fd);
+        }
+    }
     json_decref(m->config);
     free(m->file);
     free(m);
@@ -435,13 +722,43 @@ int asyncd_module_stop(struct asyncd_module *m, int64_t timeout_ms)
     return rc;
 }
 
-static bool same_file(const struct asyncd_module *m, const char *file)
+/* Whether file is m's file with the bytes m runs.  Logs a rewrite that
+ * kept the bytes (cp of the same build): nothing restarts for it. */
+static bool same_file(struct asyncd_module *m, const char *file)
 {
     struct stat st;
 
-    return strcmp(m->file, file) == 0 && stat(file, &st) == 0 && st.st_dev == m->st.st_dev &&
-           st.st_ino == m->st.st_ino && st.st_mtim.tv_sec == m->st.st_mtim.tv_sec &&
-           st.st_mtim.tv_nsec == m->st.st_mtim.tv_nsec;
+    if (strcmp(m->file, file) != 0 || !same_bytes(m, file, &st))
+        return false;
+    if (st.st_dev != m->st.st_dev || st.st_ino != m->st.st_ino ||
+        st.st_mtim.tv_sec != m->st.st_mtim.tv_sec || st.st_mtim.tv_nsec != m->st.st_mtim.tv_nsec) {
+        asyncd_log(ASYNC_LOG_NOTICE, "module %s: %s was rewritten with the same bytes; not "
+                   "restarted", m->desc->name, file);
+        m->st = st;
+    }
+    return true;
+}
+
+/* The new generation of m's changed file, loaded beside the running one
+ * (each copy is its own inode, so the loader maps both), or NULL (logged:
+ * the running one stays) when it does not load or declares another name. */
+static struct asyncd_module *next_generation(const struct asyncd_config *c,
+                                             const struct asyncd_module *m,
+                                             struct asyncd_problems *p)
+{
+    struct asyncd_module *nm = load_one(c, m->file, NULL, p);
+
+    if (nm != NULL && strcmp(nm->desc->name, m->desc->name) != 0) {
+        if (p != QUIET)
+            asyncd_log(ASYNC_LOG_ERROR, "module %s: %s now declares '%s'; the running module "
+                       "stays", m->desc->name, m->file, nm->desc->name);
+        asyncd_module_free(nm);
+        return NULL;
+    }
+    if (nm == NULL && p != QUIET)
+        asyncd_log(ASYNC_LOG_ERROR, "module %s: %s changed but cannot be loaded; the running "
+                   "module stays", m->desc->name, m->file);
+    return nm;
 }
 
 /* Stops and unloads m, or parks it in *stuck if it will not stop. */
@@ -490,12 +807,22 @@ int asyncd_modules_check_folder(const struct asyncd_config *c, const struct asyn
     if (files == NULL) /* unreadable: the reload will change nothing */
         return asyncd_modules_check(c, loaded, p);
     for (i = 0; files[i] != NULL; i++) {
-        /* A file loaded already answers with the name it had; one that was
-         * rebuilt in place is read as the old one too (the loader maps a
-         * path once: a probe would get the old mapping back). */
+        /* A file loaded already, with the same bytes, answers with the
+         * name and hooks it had: a shell, no second copy. */
         for (old = loaded; old != NULL && strcmp(old->file, files[i]) != 0; old = old->next)
             ;
-        if (old == NULL && (m = load_one(c, files[i], view, QUIET)) != NULL) {
+        m = NULL;
+        if (old != NULL) {
+            struct stat st;
+
+            /* a changed file is answered by its new generation, as the
+             * reload will load it, or by the running one that then stays */
+            if (!same_bytes(old, files[i], &st))
+                m = next_generation(c, old, QUIET);
+        } else {
+            m = load_one(c, files[i], view, QUIET);
+        }
+        if (m != NULL) {
             *tail = m;
             tail = &m->next;
         } else if (old != NULL && (m = calloc(1, sizeof(*m))) != NULL) {
@@ -522,27 +849,42 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                                             struct asyncd_module **stuck)
 {
     char **files = list_files(c->modules_dir, NULL);
-    struct asyncd_module *list = NULL, **tail = &list, *m, *next, *keep = NULL;
+    struct asyncd_module *list = NULL, **tail = &list, *m, *next, *keep = NULL, *fresh = NULL;
     size_t i;
 
     if (files == NULL) /* unreadable folder (logged): change nothing */
         return old;
 
-    /* 1. Modules whose file is gone or changed go first: the loader maps a
-     *    path only once, so the old code must be unloaded before the new
-     *    file can be loaded. */
+    /* 1. Modules whose file is gone go first, and those whose file changed
+     *    once its new generation has loaded (beside the old, which goes
+     *    before the new starts: they would share ports).  A new file that
+     *    cannot replace its module leaves the running one as it is. */
     for (m = old; m != NULL; m = next) {
-        bool present = false;
+        bool listed = false, present = false;
+        struct asyncd_module *nm = NULL;
 
         next = m->next;
-        for (i = 0; files != NULL && files[i] != NULL && !present; i++)
-            present = same_file(m, files[i]);
+        for (i = 0; files[i] != NULL && !listed; i++)
+            if (strcmp(m->file, files[i]) == 0)
+                listed = true;
+        present = listed && same_file(m, m->file);
+        if (listed && !present) {
+            asyncd_log(ASYNC_LOG_NOTICE, "module %s: %s changed; loading its new bytes",
+                       m->desc->name, m->file);
+            nm = next_generation(c, m, NULL);
+            present = nm == NULL;
+        }
         if (present) {
             m->next = keep;
             keep = m;
-        } else {
-            asyncd_log(ASYNC_LOG_NOTICE, "module %s: %s is gone or changed", m->desc->name, m->file);
-            retire(m, c->shutdown_timeout_ms, stuck);
+            continue;
+        }
+        if (!listed)
+            asyncd_log(ASYNC_LOG_NOTICE, "module %s: %s is gone", m->desc->name, m->file);
+        retire(m, c->shutdown_timeout_ms, stuck);
+        if (nm != NULL) {
+            nm->next = fresh;
+            fresh = nm;
         }
     }
     /* 2. In name order: keep, restart or load. */
@@ -593,7 +935,13 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                 json_decref(cfg); /* untouched, still running */
             }
         } else {
-            m = load_one(c, files[i], list, NULL);
+            for (pm = &fresh; *pm != NULL && strcmp((*pm)->file, files[i]) != 0;
+                 pm = &(*pm)->next)
+                ;
+            if ((m = *pm) != NULL)
+                *pm = m->next; /* the new generation of a changed file */
+            else
+                m = load_one(c, files[i], list, NULL);
             if (m == NULL)
                 continue;
             if (find(keep, m->desc->name) != NULL) { /* taken by a module we keep */
@@ -620,6 +968,10 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
     for (m = keep; m != NULL; m = next) {
         next = m->next;
         retire(m, c->shutdown_timeout_ms, stuck);
+    }
+    for (m = fresh; m != NULL; m = next) { /* likewise */
+        next = m->next;
+        asyncd_module_free(m);
     }
     free_files(files);
     return list;

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <sys/stat.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct async_module_host {
     struct asyncd_module *module;
@@ -28,7 +29,12 @@ enum asyncd_module_state {
 struct asyncd_module {
     struct asyncd_module *next;
     char *file;                         /* the .so it came from */
-    struct stat st;                     /* its identity when loaded (dev, inode, mtime) */
+    struct stat st;                     /* the file's identity when loaded (dev, inode,
+                                           mtime): only to say it was rewritten */
+    int copy_fd;                        /* the sealed memfd holding its bytes: what
+                                           was dlopened, through /proc/self/fd */
+    off_t size;                         /* of the copy */
+    int slot;                           /* its entry in the address table, or -1 */
     void *dl;                           /* dlopen handle */
     const struct async_module *desc;    /* &d */
     struct async_module d;              /* the module's descriptor, ABI 2 fields
@@ -59,6 +65,26 @@ int asyncd_module_state(const struct asyncd_module *m);
 /* Why m failed: the last error line it logged since it was started, or
  * what its run returned.  Any thread. */
 void asyncd_module_reason(struct asyncd_module *m, char *buf, size_t len);
+
+/* What asyncd_modules_find_by_addr tells about the module whose code
+ * holds an address. */
+struct asyncd_module_where {
+    char name[64];              /* the name it declares */
+    char file[256];             /* the real file it was loaded from (not /proc/self/fd/N) */
+    uintptr_t base, end;        /* its mapped range [base, end) */
+};
+
+/* The module whose mapped object contains addr: true and *out filled in,
+ * or false (not a module's code, or more modules than the table holds).
+ *
+ * Every module is dlopened from a private copy (a sealed memfd, through
+ * /proc/self/fd/N), so dladdr's dli_fname names "/proc/self/fd/N", not the
+ * file: this is the way back to the module and its file.  Async-signal-safe
+ * and lock-free (atomic loads and byte copies into *out, no malloc), so a
+ * fatal-signal handler may call it; the table is a fixed array written only
+ * by the daemon's fiber, each entry under a sequence counter: a reader that
+ * races an update retries a few times, then gives up (false). */
+bool asyncd_modules_find_by_addr(const void *addr, struct asyncd_module_where *out);
 
 /* Loads every *.so of c->modules_dir in name order.  A file that is not a
  * loadable object, lacks `async_module`, speaks another ABI, is incomplete
@@ -102,8 +128,11 @@ int asyncd_modules_check(const struct asyncd_config *c, const struct asyncd_modu
 int asyncd_modules_check_folder(const struct asyncd_config *c, const struct asyncd_module *loaded,
                                 struct asyncd_problems *p);
 
-/* A reload against the new config c: modules whose file is gone or
- * changed, or that are now disabled, are stopped and unloaded; modules
+/* A reload against the new config c: modules whose file is gone, or that
+ * are now disabled, are stopped and unloaded; a module whose file holds
+ * other bytes than its private copy (content, not inode or mtime, decides)
+ * is replaced by the new file once that has loaded and declares the same
+ * name (else the running one stays, logged); modules
  * whose config changed, or that failed to start, are restarted; new ones
  * are loaded and started;
  * the others are left running untouched.  Returns the new list (old, as
