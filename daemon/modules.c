@@ -163,20 +163,12 @@ void async_module_logfile_close(async_module_logfile *f)
     asyncd_logsink_close(f);
 }
 
-static void skip(struct asyncd_problems *p, const char *file, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void skip(struct asyncd_problems *p, const char *file, const char *fmt, ...)
+/* "FILE: reason" appended to p (not NULL, not QUIET). */
+static void record(struct asyncd_problems *p, const char *file, const char *reason)
 {
-    char reason[1024], *msg;
-    va_list ap;
+    char *msg;
 
-    if (p == QUIET)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(reason, sizeof(reason), fmt, ap);
-    va_end(ap);
-    asyncd_log(ASYNC_LOG_ERROR, "skipping module %s: %s", file, reason);
-    if (p != NULL && asprintf(&msg, "%s: %s", file, reason) >= 0) {
+    if (asprintf(&msg, "%s: %s", file, reason) >= 0) {
         char **grown = realloc(p->msg, sizeof(*grown) * (p->n + 1));
 
         if (grown != NULL) {
@@ -186,6 +178,91 @@ static void skip(struct asyncd_problems *p, const char *file, const char *fmt, .
             free(msg);
         }
     }
+}
+
+static void skip(struct asyncd_problems *p, const char *file, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void skip(struct asyncd_problems *p, const char *file, const char *fmt, ...)
+{
+    char reason[1024];
+    va_list ap;
+
+    if (p == QUIET)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    asyncd_log(ASYNC_LOG_ERROR, "skipping module %s: %s", file, reason);
+    if (p != NULL)
+        record(p, file, reason);
+}
+
+/* The files the last load or reload refused (strict_modules, a name that
+ * is not the file's), for STATUS=: "a.so (why), b.so (why)".  The daemon's
+ * fiber only. */
+static char refused_files[640];
+
+const char *asyncd_modules_refused(void)
+{
+    return refused_files;
+}
+
+static void note_refused(const char *file, const char *why)
+{
+    const char *base = strrchr(file, '/');
+    size_t at = strlen(refused_files);
+
+    if (at < sizeof(refused_files))
+        snprintf(refused_files + at, sizeof(refused_files) - at, "%s%s (%s)", at ? ", " : "",
+                 base != NULL ? base + 1 : file, why);
+}
+
+/* sshd's StrictModes for a module file or its folder: what another user
+ * can write, asyncd would run as its own code. */
+static bool unsafe(const struct stat *st, const char *what, char *why, size_t len)
+{
+    uid_t me = geteuid();
+
+    if (st->st_uid != 0 && st->st_uid != me) {
+        snprintf(why, len, "%s is owned by uid %u, neither root nor asyncd's uid %u "
+                 "(strict_modules)", what, (unsigned)st->st_uid, (unsigned)me);
+        return true;
+    }
+    if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(why, len, "%s is writable by %s (mode %04o; strict_modules)", what,
+                 (st->st_mode & S_IWOTH) ? "others" : "its group",
+                 (unsigned)(st->st_mode & 07777));
+        return true;
+    }
+    return false;
+}
+
+/* Whether strict_modules refuses a module file (st: of the opened file,
+ * after symlinks) or its folder; why says which and why. */
+static bool refused(const struct asyncd_config *c, const struct stat *st, char *why, size_t len)
+{
+    struct stat ds;
+    char what[600];
+
+    if (!c->strict_modules)
+        return false;
+    if (stat(c->modules_dir, &ds) != 0) {
+        snprintf(why, len, "cannot stat the modules directory %s: %s", c->modules_dir,
+                 strerror(errno));
+        return true;
+    }
+    snprintf(what, sizeof(what), "the modules directory %s", c->modules_dir);
+    return unsafe(&ds, what, why, len) || unsafe(st, "the file", why, len);
+}
+
+/* Whether file is named after name: http.so for http. */
+static bool named_as(const char *file, const char *name)
+{
+    const char *base = strrchr(file, '/');
+    size_t n = strlen(name);
+
+    base = base != NULL ? base + 1 : file;
+    return strncmp(base, name, n) == 0 && strcmp(base + n, ".so") == 0;
 }
 
 static int is_so(const struct dirent *e)
@@ -335,8 +412,10 @@ static void unpublish(struct asyncd_module *m)
 /* ---- private copies ---- */
 
 /* A sealed memfd holding file's bytes (and the file's stat in *st), or -1
- * with the reason in why. */
-static int private_copy(const char *file, struct stat *st, off_t *size, char *why, size_t len)
+ * with the reason in why (*refusal: strict_modules refused it).  The
+ * checks and the copy are of the same open file. */
+static int private_copy(const struct asyncd_config *c, const char *file, struct stat *st,
+                        off_t *size, bool *refusal, char *why, size_t len)
 {
     const char *base = strrchr(file, '/');
     struct stat cs;
@@ -348,8 +427,13 @@ static int private_copy(const char *file, struct stat *st, off_t *size, char *wh
         snprintf(why, len, "cannot open it: %s", strerror(errno));
         return -1;
     }
+    *refusal = false;
     if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
         snprintf(why, len, "not a regular file");
+        goto fail_fd;
+    }
+    if (refused(c, st, why, len)) {
+        *refusal = true;
         goto fail_fd;
     }
     base = base != NULL ? base + 1 : file;
@@ -441,10 +525,13 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
     json_t *cfg;
     int enabled, copy;
     void *dl;
+    bool refusal = false;
 
-    copy = private_copy(file, &st, &size, why, sizeof(why));
+    copy = private_copy(c, file, &st, &size, &refusal, why, sizeof(why));
     if (copy < 0) {
         skip(p, file, "%s", why);
+        if (refusal && p != QUIET)
+            note_refused(file, why);
         return NULL;
     }
     snprintf(path, sizeof(path), "/proc/self/fd/%d", copy);
@@ -477,6 +564,16 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
     desc = &d;
     if (desc->name == NULL || desc->name[0] == '\0' || desc->run == NULL) {
         skip(p, file, "incomplete descriptor (a name and a run function are required)");
+        goto fail;
+    }
+    if (!named_as(file, desc->name)) {
+        /* a backup (http-old.so) must not stand in for http.so */
+        if (p != QUIET) {
+            snprintf(why, sizeof(why), "it declares '%s': a module's file must be %s.so",
+                     desc->name, desc->name);
+            asyncd_log(ASYNC_LOG_WARNING, "skipping module %s: %s", file, why);
+            note_refused(file, why);
+        }
         goto fail;
     }
     if ((dup = find(loaded, desc->name)) != NULL) {
@@ -555,8 +652,11 @@ static void free_files(char **files)
 struct asyncd_module *asyncd_modules_load(const struct asyncd_config *c, struct asyncd_problems *p)
 {
     struct asyncd_module *list = NULL, **tail = &list;
-    char **files = list_files(c->modules_dir, p);
+    char **files;
     size_t i;
+
+    refused_files[0] = '\0';
+    files = list_files(c->modules_dir, p);
 
     for (i = 0; files != NULL && files[i] != NULL; i++) {
         struct asyncd_module *m = load_one(c, files[i], list, p);
@@ -741,20 +841,15 @@ static bool same_file(struct asyncd_module *m, const char *file)
 
 /* The new generation of m's changed file, loaded beside the running one
  * (each copy is its own inode, so the loader maps both), or NULL (logged:
- * the running one stays) when it does not load or declares another name. */
+ * the running one stays) when it does not load, is refused or declares
+ * another name than its file's. */
 static struct asyncd_module *next_generation(const struct asyncd_config *c,
                                              const struct asyncd_module *m,
                                              struct asyncd_problems *p)
 {
+    /* load_one holds it to the file's name, which is m's */
     struct asyncd_module *nm = load_one(c, m->file, NULL, p);
 
-    if (nm != NULL && strcmp(nm->desc->name, m->desc->name) != 0) {
-        if (p != QUIET)
-            asyncd_log(ASYNC_LOG_ERROR, "module %s: %s now declares '%s'; the running module "
-                       "stays", m->desc->name, m->file, nm->desc->name);
-        asyncd_module_free(nm);
-        return NULL;
-    }
     if (nm == NULL && p != QUIET)
         asyncd_log(ASYNC_LOG_ERROR, "module %s: %s changed but cannot be loaded; the running "
                    "module stays", m->desc->name, m->file);
@@ -795,6 +890,25 @@ int asyncd_modules_check(const struct asyncd_config *c, const struct asyncd_modu
     return rc;
 }
 
+/* For the reload's check: a file the reload would load that
+ * strict_modules refuses is a problem (the reload is rejected whole). */
+static bool refused_in_check(const struct asyncd_config *c, const char *file,
+                             struct asyncd_problems *p)
+{
+    char why[700];
+    struct stat st;
+    bool r;
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return false; /* the load says why */
+    r = fstat(fd, &st) == 0 && refused(c, &st, why, sizeof(why));
+    close(fd);
+    if (r)
+        record(p, file, why);
+    return r;
+}
+
 int asyncd_modules_check_folder(const struct asyncd_config *c, const struct asyncd_module *loaded,
                                 struct asyncd_problems *p)
 {
@@ -817,9 +931,9 @@ int asyncd_modules_check_folder(const struct asyncd_config *c, const struct asyn
 
             /* a changed file is answered by its new generation, as the
              * reload will load it, or by the running one that then stays */
-            if (!same_bytes(old, files[i], &st))
+            if (!same_bytes(old, files[i], &st) && !refused_in_check(c, files[i], p))
                 m = next_generation(c, old, QUIET);
-        } else {
+        } else if (!refused_in_check(c, files[i], p)) {
             m = load_one(c, files[i], view, QUIET);
         }
         if (m != NULL) {
@@ -848,9 +962,12 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                                             struct asyncd_module *old,
                                             struct asyncd_module **stuck)
 {
-    char **files = list_files(c->modules_dir, NULL);
     struct asyncd_module *list = NULL, **tail = &list, *m, *next, *keep = NULL, *fresh = NULL;
+    char **files;
     size_t i;
+
+    refused_files[0] = '\0';
+    files = list_files(c->modules_dir, NULL);
 
     if (files == NULL) /* unreadable folder (logged): change nothing */
         return old;

@@ -86,13 +86,22 @@ struct asyncd_module_where {
  * races an update retries a few times, then gives up (false). */
 bool asyncd_modules_find_by_addr(const void *addr, struct asyncd_module_where *out);
 
-/* Loads every *.so of c->modules_dir in name order.  A file that is not a
- * loadable object, lacks `async_module`, speaks another ABI, is incomplete
- * or repeats a loaded name is skipped: logged (and added to p when p is
- * not NULL) with the file and the reason.  Configs are not checked here
+/* Loads every *.so of c->modules_dir in name order, each from a private
+ * copy.  A file that is not a loadable object, lacks `async_module`,
+ * speaks another ABI, is incomplete or repeats a loaded name is skipped:
+ * logged (and added to p when p is not NULL) with the file and the reason.
+ * So is one c->strict_modules refuses: the file (after symlinks) or the
+ * folder writable by group or others, or owned by a user other than root
+ * or asyncd's euid.  A file not named after the module it declares
+ * (http-old.so declaring http) is skipped with a warning, not a problem.  Configs are not checked here
  * (asyncd_modules_check).  Returns the loaded modules, disabled ones
  * included. */
 struct asyncd_module *asyncd_modules_load(const struct asyncd_config *c, struct asyncd_problems *p);
+
+/* The files the last asyncd_modules_load or asyncd_modules_reload refused
+ * (strict_modules, or a file not named after the module it declares),
+ * "a.so (why), b.so (why)", or "": for STATUS=.  The daemon's fiber. */
+const char *asyncd_modules_refused(void);
 
 /* Starts m's run in a new group, supervised: once it has been ready, it is
  * restarted with back-off (1 s doubling to 60 s) when it fails while not

@@ -1,10 +1,12 @@
-/* Module files changed under a running asyncd: cp over a loaded module
- * (the same bytes, another module's, a rebuild), truncation to zero, each
- * while a client thread keeps requesting from http and echo, with and
- * without a SIGHUP after.  The daemon runs private copies of its modules:
- * nothing done to the files touches the running code, and a reload acts
- * on what the bytes say.  Waits are bounded and on the log or on counts
- * of answered requests; nothing sleeps to synchronise. */
+/* Module files as asyncd must treat them.  Changed under a running asyncd:
+ * cp over a loaded module (the same bytes, another module's, a rebuild),
+ * truncation to zero, each while a client thread keeps requesting from
+ * http and echo, with and without a SIGHUP after.  The daemon runs private
+ * copies of its modules: nothing done to the files touches the running
+ * code, and a reload acts on what the bytes say.  And unsafe to load
+ * (strict_modules): writable by others, owned by another user, or not
+ * named after the module they declare.  Waits are bounded and on the log
+ * or on counts of answered requests; nothing sleeps to synchronise. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -311,8 +313,8 @@ static void truncation_to_zero_leaves_the_running_modules_alone(void **state)
     finish(&d);
 }
 
-/* echo.so copied over http.so: the file now declares 'echo', which is
- * taken; the reload refuses it and http keeps serving. */
+/* echo.so copied over http.so: the file now declares 'echo', not what
+ * its name says; the reload skips it and http keeps serving. */
 static void cp_of_another_module_is_refused_and_the_running_one_stays(void **state)
 {
     struct daemon d;
@@ -322,7 +324,8 @@ static void cp_of_another_module_is_refused_and_the_running_one_stays(void **sta
     cp(ECHO_SO, "modules/http.so");
     answered_after(&d);
     reload(&d);
-    assert_non_null(strstr(d.log, "http.so now declares 'echo'; the running module stays"));
+    assert_non_null(strstr(d.log, "http.so: it declares 'echo': a module's file must be echo.so"));
+    assert_non_null(strstr(d.log, "http.so changed but cannot be loaded; the running module stays"));
     answered_after(&d);
     stop_load(&d, false);
     assert_true(hello_on(kept_http));
@@ -364,6 +367,146 @@ static void a_rebuilt_module_is_replaced_on_reload_only(void **state)
     assert_int_equal(daemon_stop(&d, SIGTERM), 0);
 }
 
+
+/* ---- strict_modules ---- */
+
+static const char echo_only[] =
+    "{\"modules_dir\":\"modules\",\"shutdown_timeout_ms\":5000,\"log_level\":\"info\",\n"
+    " \"modules\":{\"echo\":{\"listen\":[\"127.0.0.1:0\"]}}}\n";
+
+static const char both[] =
+    "{\"modules_dir\":\"modules\",\"shutdown_timeout_ms\":5000,\"log_level\":\"info\",\n"
+    " \"modules\":{\"echo\":{\"listen\":[\"127.0.0.1:0\"]},\n"
+    "  \"http\":{\"listen\":[\"127.0.0.1:0\"]}}}\n";
+
+static int check(const char *cfgname, char *out, size_t len)
+{
+    char cfg[600];
+
+    path_of(cfg, sizeof(cfg), cfgname);
+    return run_to_end("--check-config", cfg, out, len);
+}
+
+static void chmod_in(const char *name, mode_t mode)
+{
+    char path[512];
+
+    path_of(path, sizeof(path), name);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+/* Files and folders others can write, or owned by another user, are
+ * refused: at start (logged, in STATUS=, the others load) and by
+ * --check-config (a problem); strict_modules: false lets them load. */
+static void strict_modules_refuses_what_others_can_write(void **state)
+{
+    char out[8192];
+    struct daemon d;
+
+    (void)state;
+    cp(ECHO_SO, "modules/echo.so");
+    cp(HTTP_SO, "modules/http.so");
+    chmod_in("modules/http.so", 0664);
+    write_file("asyncd.json", both);
+    assert_int_equal(check("asyncd.json", out, sizeof(out)), 78);
+    assert_non_null(strstr(out, "modules/http.so: the file is writable by its group (mode 0664; "
+                                "strict_modules)"));
+    write_file("asyncd.json", echo_only); /* modules.http would name a module not loaded */
+    daemon_start(&d, "asyncd.json", NULL);
+    wait_log(&d, "skipping module ");
+    wait_log(&d, "ready: 1 module(s) running; refused: http.so (the file is writable by its group");
+    assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+    write_file("asyncd.json", both);
+
+    chmod_in("modules/http.so", 0646);
+    assert_int_equal(check("asyncd.json", out, sizeof(out)), 78);
+    assert_non_null(strstr(out, "http.so: the file is writable by others (mode 0646"));
+    chmod_in("modules/http.so", 0644);
+    assert_int_equal(check("asyncd.json", out, sizeof(out)), 0);
+    if (geteuid() == 0) {
+        char path[512];
+
+        path_of(path, sizeof(path), "modules/http.so");
+        assert_int_equal(chown(path, 1, 1), 0);
+        assert_int_equal(check("asyncd.json", out, sizeof(out)), 78);
+        assert_non_null(strstr(out, "http.so: the file is owned by uid 1, neither root nor "
+                                    "asyncd's uid 0"));
+        assert_int_equal(chown(path, 0, 0), 0);
+    }
+
+    chmod_in("modules", 0770); /* the folder: every file in it */
+    assert_int_equal(check("asyncd.json", out, sizeof(out)), 78);
+    assert_non_null(strstr(out, "echo.so: the modules directory "));
+    assert_non_null(strstr(out, "is writable by its group (mode 0770"));
+
+    write_file("asyncd.json",
+               "{\"modules_dir\":\"modules\",\"strict_modules\":false,\n"
+               " \"modules\":{\"echo\":{\"listen\":[\"127.0.0.1:0\"]},\n"
+               "  \"http\":{\"listen\":[\"127.0.0.1:0\"]}}}\n");
+    chmod_in("modules/http.so", 0666);
+    assert_int_equal(check("asyncd.json", out, sizeof(out)), 0);
+    write_file("asyncd.json", "{\"modules_dir\":\"modules\",\n \"strict_modules\":\"no\"}\n");
+    chmod_in("modules", 0700);
+    assert_int_equal(check("asyncd.json", out, sizeof(out)), 78);
+    assert_non_null(strstr(out, "asyncd.json:2:2: strict_modules: must be true or false"));
+    if (geteuid() != 0)
+        skip(); /* the ownership part needs root */
+}
+
+/* A reload that would load a refused file is rejected whole; the running
+ * modules go on; once the file is safe the same reload goes through. */
+static void a_reload_that_would_load_a_refused_module_is_rejected(void **state)
+{
+    struct daemon d;
+    int port;
+
+    (void)state;
+    cp(ECHO_SO, "modules/echo.so");
+    write_file("asyncd.json", echo_only);
+    daemon_start(&d, "asyncd.json", NULL);
+    port = atoi(wait_log(&d, ECHO_LINE) + strlen(ECHO_LINE));
+    kept_echo = dial(port);
+    assert_true(echo_on(kept_echo));
+    cp(HTTP_SO, "modules/http.so");
+    chmod_in("modules/http.so", 0666);
+    write_file("asyncd.json", both);
+    assert_int_equal(kill(d.pid, SIGHUP), 0);
+    wait_next(&d, "http.so: the file is writable by others (mode 0666; strict_modules)");
+    wait_next(&d, "reload rejected");
+    assert_true(echo_on(kept_echo));
+    chmod_in("modules/http.so", 0644);
+    assert_int_equal(kill(d.pid, SIGHUP), 0);
+    wait_next(&d, "loaded module http");
+    wait_next(&d, "reloaded: 2 module(s) running");
+    assert_true(echo_on(kept_echo));
+    close(kept_echo);
+    assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
+/* A backup beside the real file (http-old.so sorts before http.so) is
+ * skipped with a warning, at start and on reload; http.so is loaded. */
+static void a_file_not_named_after_its_module_is_skipped(void **state)
+{
+    struct daemon d;
+
+    (void)state;
+    cp(HTTP_SO, "modules/http-old.so");
+    cp(HTTP_SO, "modules/http.so");
+    write_file("asyncd.json",
+               "{\"modules_dir\":\"modules\",\"log_level\":\"info\",\n"
+               " \"modules\":{\"http\":{\"listen\":[\"127.0.0.1:0\"]}}}\n");
+    daemon_start(&d, "asyncd.json", NULL);
+    wait_log(&d, "[warning] asyncd: skipping module ");
+    wait_log(&d, "http-old.so: it declares 'http': a module's file must be http.so");
+    /* loaded module http 1.0 from DIR/modules/http.so: the only line ending so */
+    wait_log(&d, "/modules/http.so\n");
+    assert_null(strstr(d.log, "/modules/http-old.so\n"));
+    wait_log(&d, "ready: 1 module(s) running; refused: http-old.so (it declares 'http'");
+    assert_int_equal(kill(d.pid, SIGHUP), 0);
+    wait_next(&d, "reloaded: 1 module(s) running; refused: http-old.so");
+    assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +517,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(cp_of_another_module_is_refused_and_the_running_one_stays,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(a_rebuilt_module_is_replaced_on_reload_only, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(strict_modules_refuses_what_others_can_write, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_reload_that_would_load_a_refused_module_is_rejected,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(a_file_not_named_after_its_module_is_skipped, setup,
                                         teardown),
     };
 
