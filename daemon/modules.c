@@ -15,44 +15,30 @@
  * (asyncd_modules_watch); the daemon re-reads every state when it wakes,
  * so a token says only "look".
  *
- * The address table (asyncd_modules_find_by_addr) is written by the
- * daemon's fiber only (load_one, asyncd_module_free) and read from any
- * thread, signal handlers included: each slot is a seqlock.  The writer
- * makes seq odd, writes base, end, name and file, then makes seq even
- * (release); a reader loads seq (acquire), copies, re-loads seq, and
- * trusts the copy only when both loads saw the same even value.  base
- * and end are atomics; name and file are plain bytes whose torn reads the
- * sequence check discards.
- *
- * Private copies.  A module is never mapped from its file: load_one reads
- * the file into a memfd, seals it (no write, shrink or grow, ever), and
- * dlopens /proc/self/fd/N.  cp or truncation of the file then cannot touch
- * the pages the daemon runs (mapping the file itself, a truncation drops
- * them: SIGBUS or SIGSEGV).  The memfd stays open while the module is
- * loaded: a reload compares the file's bytes with it (content decides a
- * change, not inode or mtime), and while it is open its fd number cannot
- * be reused, so no other module's /proc/self/fd/N can match this one's
- * link map by name (glibc's dlopen matches loaded objects by name before
- * inode).  Each memfd is its own inode, so two generations of a module
+ * Each module is loaded from a private sealed copy of its file (modfile.c
+ * says why and how) and entered in the address table (modmap.c).  The
+ * copy's descriptor stays open while the module is loaded: the reload
+ * compares the file's bytes with it, and an fd number held cannot be
+ * reused, so no later copy's /proc/self/fd/N can match this one's link
+ * map by name (glibc's dlopen matches loaded objects by name before
+ * inode).  Each copy is its own inode: two generations of a module
  * coexist while one replaces the other. */
 #include "modules.h"
 
 #include "check.h"
 #include "log.h"
 #include "logsink.h"
+#include "modfile.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <link.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/sendfile.h>
 #include <unistd.h>
 
 #define BACKOFF_FIRST_MS 1000
@@ -217,54 +203,6 @@ static void note_refused(const char *file, const char *why)
                  base != NULL ? base + 1 : file, why);
 }
 
-/* sshd's StrictModes for a module file or its folder: what another user
- * can write, asyncd would run as its own code. */
-static bool unsafe(const struct stat *st, const char *what, char *why, size_t len)
-{
-    uid_t me = geteuid();
-
-    if (st->st_uid != 0 && st->st_uid != me) {
-        snprintf(why, len, "%s is owned by uid %u, neither root nor asyncd's uid %u "
-                 "(strict_modules)", what, (unsigned)st->st_uid, (unsigned)me);
-        return true;
-    }
-    if (st->st_mode & (S_IWGRP | S_IWOTH)) {
-        snprintf(why, len, "%s is writable by %s (mode %04o; strict_modules)", what,
-                 (st->st_mode & S_IWOTH) ? "others" : "its group",
-                 (unsigned)(st->st_mode & 07777));
-        return true;
-    }
-    return false;
-}
-
-/* Whether strict_modules refuses a module file (st: of the opened file,
- * after symlinks) or its folder; why says which and why. */
-static bool refused(const struct asyncd_config *c, const struct stat *st, char *why, size_t len)
-{
-    struct stat ds;
-    char what[600];
-
-    if (!c->strict_modules)
-        return false;
-    if (stat(c->modules_dir, &ds) != 0) {
-        snprintf(why, len, "cannot stat the modules directory %s: %s", c->modules_dir,
-                 strerror(errno));
-        return true;
-    }
-    snprintf(what, sizeof(what), "the modules directory %s", c->modules_dir);
-    return unsafe(&ds, what, why, len) || unsafe(st, "the file", why, len);
-}
-
-/* Whether file is named after name: http.so for http. */
-static bool named_as(const char *file, const char *name)
-{
-    const char *base = strrchr(file, '/');
-    size_t n = strlen(name);
-
-    base = base != NULL ? base + 1 : file;
-    return strncmp(base, name, n) == 0 && strcmp(base + n, ".so") == 0;
-}
-
 static int is_so(const struct dirent *e)
 {
     size_t n = strlen(e->d_name);
@@ -278,236 +216,6 @@ static struct asyncd_module *find(struct asyncd_module *list, const char *name)
         if (strcmp(list->desc->name, name) == 0)
             return list;
     return NULL;
-}
-
-/* ---- the address table ---- */
-
-#define SLOTS 128
-
-static struct slot {
-    _Atomic unsigned seq;
-    _Atomic uintptr_t base, end;        /* end == 0: free */
-    char name[sizeof(((struct asyncd_module_where *)0)->name)];
-    char file[sizeof(((struct asyncd_module_where *)0)->file)];
-} slots[SLOTS];
-
-/* Byte copy with a NUL: memcpy and strlcpy need not be async-signal-safe. */
-static void copy_str(char *to, const char *from, size_t size)
-{
-    size_t i;
-
-    for (i = 0; i + 1 < size && from[i] != '\0'; i++)
-        to[i] = from[i];
-    to[i] = '\0';
-}
-
-static void slot_write(struct slot *s, uintptr_t base, uintptr_t end, const char *name,
-                       const char *file)
-{
-    unsigned seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
-
-    atomic_store_explicit(&s->seq, seq + 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
-    atomic_store_explicit(&s->base, base, memory_order_relaxed);
-    atomic_store_explicit(&s->end, end, memory_order_relaxed);
-    if (name != NULL) {
-        copy_str(s->name, name, sizeof(s->name));
-        copy_str(s->file, file, sizeof(s->file));
-    }
-    atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
-}
-
-bool asyncd_modules_find_by_addr(const void *addr, struct asyncd_module_where *out)
-{
-    uintptr_t a = (uintptr_t)addr;
-    size_t i;
-    int tries;
-
-    for (i = 0; i < SLOTS; i++) {
-        struct slot *s = &slots[i];
-
-        for (tries = 0; tries < 4; tries++) {
-            unsigned seq = atomic_load_explicit(&s->seq, memory_order_acquire);
-            uintptr_t base, end;
-
-            if (seq & 1)
-                continue; /* being written */
-            base = atomic_load_explicit(&s->base, memory_order_relaxed);
-            end = atomic_load_explicit(&s->end, memory_order_relaxed);
-            if (end == 0 || a < base || a >= end)
-                break;
-            copy_str(out->name, s->name, sizeof(out->name));
-            copy_str(out->file, s->file, sizeof(out->file));
-            out->base = base;
-            out->end = end;
-            atomic_thread_fence(memory_order_acquire);
-            if (atomic_load_explicit(&s->seq, memory_order_relaxed) == seq)
-                return true;
-        }
-    }
-    return false;
-}
-
-struct range {
-    const char *name;   /* the link map's name, /proc/self/fd/N */
-    uintptr_t addr;     /* its load bias */
-    uintptr_t base, end;
-};
-
-static int find_range(struct dl_phdr_info *info, size_t size, void *arg)
-{
-    struct range *r = arg;
-    int i;
-
-    (void)size;
-    if (info->dlpi_addr != r->addr || info->dlpi_name == NULL ||
-        strcmp(info->dlpi_name, r->name) != 0)
-        return 0;
-    for (i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-
-        if (ph->p_type != PT_LOAD)
-            continue;
-        if (r->end == 0 || info->dlpi_addr + ph->p_vaddr < r->base)
-            r->base = info->dlpi_addr + ph->p_vaddr;
-        if (info->dlpi_addr + ph->p_vaddr + ph->p_memsz > r->end)
-            r->end = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
-    }
-    return 1;
-}
-
-/* Enters m's mapped range in the table (a full table: m is not named in
- * crash reports, nothing else). */
-static void publish(struct asyncd_module *m)
-{
-    struct link_map *lm = NULL;
-    struct range r = {0};
-    int i;
-
-    m->slot = -1;
-    if (dlinfo(m->dl, RTLD_DI_LINKMAP, &lm) != 0 || lm == NULL)
-        return;
-    r.name = lm->l_name;
-    r.addr = lm->l_addr;
-    dl_iterate_phdr(find_range, &r);
-    if (r.end == 0)
-        return;
-    for (i = 0; i < SLOTS; i++)
-        if (atomic_load_explicit(&slots[i].end, memory_order_relaxed) == 0) {
-            slot_write(&slots[i], r.base, r.end, m->desc->name, m->file);
-            m->slot = i;
-            return;
-        }
-    asyncd_log(ASYNC_LOG_WARNING, "module %s: the address table is full; a crash in its code "
-               "will not name it", m->desc->name);
-}
-
-static void unpublish(struct asyncd_module *m)
-{
-    if (m->slot >= 0)
-        slot_write(&slots[m->slot], 0, 0, NULL, NULL);
-    m->slot = -1;
-}
-
-/* ---- private copies ---- */
-
-/* A sealed memfd holding file's bytes (and the file's stat in *st), or -1
- * with the reason in why (*refusal: strict_modules refused it).  The
- * checks and the copy are of the same open file. */
-static int private_copy(const struct asyncd_config *c, const char *file, struct stat *st,
-                        off_t *size, bool *refusal, char *why, size_t len)
-{
-    const char *base = strrchr(file, '/');
-    struct stat cs;
-    int fd, copy;
-    ssize_t n;
-
-    fd = open(file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(why, len, "cannot open it: %s", strerror(errno));
-        return -1;
-    }
-    *refusal = false;
-    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
-        snprintf(why, len, "not a regular file");
-        goto fail_fd;
-    }
-    if (refused(c, st, why, len)) {
-        *refusal = true;
-        goto fail_fd;
-    }
-    base = base != NULL ? base + 1 : file;
-#ifdef MFD_EXEC
-    /* Kernels with vm.memfd_noexec want the intent said; older ones
-     * refuse the flag they do not know. */
-    copy = memfd_create(base, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
-    if (copy < 0 && errno == EINVAL)
-#endif
-        copy = memfd_create(base, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (copy < 0) {
-        snprintf(why, len, "cannot make a private copy: memfd_create: %s", strerror(errno));
-        goto fail_fd;
-    }
-    while ((n = sendfile(copy, fd, NULL, 1 << 20)) > 0)
-        ;
-    if (n < 0) {
-        snprintf(why, len, "cannot copy it: %s", strerror(errno));
-        goto fail_copy;
-    }
-    if (fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0 ||
-        fstat(copy, &cs) != 0) {
-        snprintf(why, len, "cannot seal its private copy: %s", strerror(errno));
-        goto fail_copy;
-    }
-    *size = cs.st_size;
-    close(fd);
-    return copy;
-fail_copy:
-    close(copy);
-fail_fd:
-    close(fd);
-    return -1;
-}
-
-/* Whether file holds, byte for byte, what m was loaded from; *st gets its
- * stat.  Read by chunks, never mapped: a file truncated meanwhile would
- * fault a mapping. */
-static bool same_bytes(const struct asyncd_module *m, const char *file, struct stat *st)
-{
-    enum { CHUNK = 1 << 16 };
-    char *a = NULL, *b = NULL;
-    bool same = false;
-    off_t at = 0;
-    int fd;
-
-    fd = open(file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    if (fstat(fd, st) != 0 || st->st_size != m->size)
-        goto out;
-    a = malloc(CHUNK); /* not on the stack: reloads run on a fiber's */
-    b = malloc(CHUNK);
-    if (a == NULL || b == NULL)
-        goto out;
-    for (;;) {
-        ssize_t n = read(fd, a, CHUNK), k;
-
-        if (n < 0)
-            goto out;
-        if (n == 0) {
-            same = at == m->size;
-            goto out;
-        }
-        k = pread(m->copy_fd, b, (size_t)n, at);
-        if (k != n || memcmp(a, b, (size_t)n) != 0)
-            goto out;
-        at += n;
-    }
-out:
-    free(a);
-    free(b);
-    close(fd);
-    return same;
 }
 
 /* Vets one file; a module on success, NULL (logged) otherwise.  Its
@@ -527,7 +235,7 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
     void *dl;
     bool refusal = false;
 
-    copy = private_copy(c, file, &st, &size, &refusal, why, sizeof(why));
+    copy = asyncd_modfile_copy(c, file, &st, &size, &refusal, why, sizeof(why));
     if (copy < 0) {
         skip(p, file, "%s", why);
         if (refusal && p != QUIET)
@@ -566,7 +274,7 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
         skip(p, file, "incomplete descriptor (a name and a run function are required)");
         goto fail;
     }
-    if (!named_as(file, desc->name)) {
+    if (!asyncd_modfile_named(file, desc->name)) {
         /* a backup (http-old.so) must not stand in for http.so */
         if (p != QUIET) {
             snprintf(why, sizeof(why), "it declares '%s': a module's file must be %s.so",
@@ -603,7 +311,7 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
     m->enabled = enabled;
     m->optional = asyncd_module_optional(c, desc->name);
     pthread_mutex_init(&m->reason_lock, NULL);
-    publish(m);
+    m->slot = asyncd_modmap_add(dl, m->desc->name, m->file);
     return m;
 fail:
     dlclose(dl);
@@ -783,7 +491,7 @@ void asyncd_module_free(struct asyncd_module *m)
 {
     pthread_mutex_destroy(&m->reason_lock);
     if (m->dl != NULL)
-        unpublish(m);
+        asyncd_modmap_remove(m->slot);
     if (m->dl != NULL && dlclose(m->dl) == 0 && m->copy_fd >= 0) {
         char path[64];
         void *still;
@@ -828,7 +536,7 @@ static bool same_file(struct asyncd_module *m, const char *file)
 {
     struct stat st;
 
-    if (strcmp(m->file, file) != 0 || !same_bytes(m, file, &st))
+    if (strcmp(m->file, file) != 0 || !asyncd_modfile_same(m->copy_fd, m->size, file, &st))
         return false;
     if (st.st_dev != m->st.st_dev || st.st_ino != m->st.st_ino ||
         st.st_mtim.tv_sec != m->st.st_mtim.tv_sec || st.st_mtim.tv_nsec != m->st.st_mtim.tv_nsec) {
@@ -902,7 +610,7 @@ static bool refused_in_check(const struct asyncd_config *c, const char *file,
 
     if (fd < 0)
         return false; /* the load says why */
-    r = fstat(fd, &st) == 0 && refused(c, &st, why, sizeof(why));
+    r = fstat(fd, &st) == 0 && asyncd_modfile_refused(c, &st, why, sizeof(why));
     close(fd);
     if (r)
         record(p, file, why);
@@ -931,7 +639,7 @@ int asyncd_modules_check_folder(const struct asyncd_config *c, const struct asyn
 
             /* a changed file is answered by its new generation, as the
              * reload will load it, or by the running one that then stays */
-            if (!same_bytes(old, files[i], &st) && !refused_in_check(c, files[i], p))
+            if (!asyncd_modfile_same(old->copy_fd, old->size, files[i], &st) && !refused_in_check(c, files[i], p))
                 m = next_generation(c, old, QUIET);
         } else if (!refused_in_check(c, files[i], p)) {
             m = load_one(c, files[i], view, QUIET);

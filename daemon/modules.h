@@ -3,6 +3,7 @@
 #define ASYNCD_MODULES_H
 
 #include "config.h"
+#include "modmap.h" /* asyncd_modules_find_by_addr: a module from a code address */
 
 #include <async_io.h>
 #include <async_io/module.h>
@@ -11,7 +12,6 @@
 #include <stdatomic.h>
 #include <sys/stat.h>
 #include <stdbool.h>
-#include <stdint.h>
 
 struct async_module_host {
     struct asyncd_module *module;
@@ -34,7 +34,8 @@ struct asyncd_module {
     int copy_fd;                        /* the sealed memfd holding its bytes: what
                                            was dlopened, through /proc/self/fd */
     off_t size;                         /* of the copy */
-    int slot;                           /* its entry in the address table, or -1 */
+    int slot;                           /* its entry in the address table (modmap.h),
+                                           or -1 */
     void *dl;                           /* dlopen handle */
     const struct async_module *desc;    /* &d */
     struct async_module d;              /* the module's descriptor, ABI 2 fields
@@ -65,26 +66,6 @@ int asyncd_module_state(const struct asyncd_module *m);
 /* Why m failed: the last error line it logged since it was started, or
  * what its run returned.  Any thread. */
 void asyncd_module_reason(struct asyncd_module *m, char *buf, size_t len);
-
-/* What asyncd_modules_find_by_addr tells about the module whose code
- * holds an address. */
-struct asyncd_module_where {
-    char name[64];              /* the name it declares */
-    char file[256];             /* the real file it was loaded from (not /proc/self/fd/N) */
-    uintptr_t base, end;        /* its mapped range [base, end) */
-};
-
-/* The module whose mapped object contains addr: true and *out filled in,
- * or false (not a module's code, or more modules than the table holds).
- *
- * Every module is dlopened from a private copy (a sealed memfd, through
- * /proc/self/fd/N), so dladdr's dli_fname names "/proc/self/fd/N", not the
- * file: this is the way back to the module and its file.  Async-signal-safe
- * and lock-free (atomic loads and byte copies into *out, no malloc), so a
- * fatal-signal handler may call it; the table is a fixed array written only
- * by the daemon's fiber, each entry under a sequence counter: a reader that
- * races an update retries a few times, then gives up (false). */
-bool asyncd_modules_find_by_addr(const void *addr, struct asyncd_module_where *out);
 
 /* Loads every *.so of c->modules_dir in name order, each from a private
  * copy.  A file that is not a loadable object, lacks `async_module`,
