@@ -145,11 +145,12 @@ static char *resolve(const char *file, const char *rel)
 static void validate(struct asyncd_config *c, struct asyncd_problems *p)
 {
     static const char *const top[] = {"runtime", "modules_dir", "shutdown_timeout_ms", "log_level",
-                                      "modules", NULL};
+                                      "strict_modules", "modules", NULL};
     static const char *const rt[] = {"workers", "stack_size", NULL};
     json_t *runtime = json_object_get(c->root, "runtime");
     json_t *dir = json_object_get(c->root, "modules_dir");
     json_t *level = json_object_get(c->root, "log_level");
+    json_t *strict = json_object_get(c->root, "strict_modules");
     const char *name;
     json_t *m;
 
@@ -175,6 +176,11 @@ static void validate(struct asyncd_config *c, struct asyncd_problems *p)
                                           "\"warning\", \"error\"");
         c->log_level = ASYNC_LOG_INFO;
     }
+    c->strict_modules = true;
+    if (strict != NULL && !json_is_boolean(strict))
+        asyncd_problem(p, c, "strict_modules", "must be true or false");
+    else if (strict != NULL)
+        c->strict_modules = json_is_true(strict);
     if (dir != NULL && (!json_is_string(dir) || json_string_length(dir) == 0))
         asyncd_problem(p, c, "modules_dir", "must be a non-empty string");
     c->modules_dir = resolve(c->file, dir != NULL && json_is_string(dir) && json_string_length(dir)
@@ -215,6 +221,7 @@ int asyncd_config_load(const char *file, struct asyncd_config *c, struct asyncd_
     int err = 0;
 
     memset(c, 0, sizeof(*c));
+    c->strict_modules = true; /* the safe side, whatever fails below */
     c->file = strdup(file);
     c->text = read_file(file, &err);
     if (c->text == NULL) {

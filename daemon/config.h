@@ -22,6 +22,8 @@ struct asyncd_config {
     char *modules_dir;          /* resolved against the file's folder */
     int64_t shutdown_timeout_ms;
     int log_level;
+    bool strict_modules;        /* refuse module files and folders others can write
+                                   (default true) */
     json_t *root;
     json_t *modules;            /* root's "modules" object (borrowed from root) */
 };

@@ -13,21 +13,33 @@
  *   stopping, stop_by   atomics: set by the daemon, read by the module.
  * Each change to READY or FAILED sends a token on the daemon's channel
  * (asyncd_modules_watch); the daemon re-reads every state when it wakes,
- * so a token says only "look". */
+ * so a token says only "look".
+ *
+ * Each module is loaded from a private sealed copy of its file (modfile.c
+ * says why and how) and entered in the address table (modmap.c).  The
+ * copy's descriptor stays open while the module is loaded: the reload
+ * compares the file's bytes with it, and an fd number held cannot be
+ * reused, so no later copy's /proc/self/fd/N can match this one's link
+ * map by name (glibc's dlopen matches loaded objects by name before
+ * inode).  Each copy is its own inode: two generations of a module
+ * coexist while one replaces the other. */
 #include "modules.h"
 
 #include "check.h"
 #include "log.h"
 #include "logsink.h"
+#include "modfile.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define BACKOFF_FIRST_MS 1000
 #define BACKOFF_MAX_MS 60000
@@ -137,20 +149,12 @@ void async_module_logfile_close(async_module_logfile *f)
     asyncd_logsink_close(f);
 }
 
-static void skip(struct asyncd_problems *p, const char *file, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void skip(struct asyncd_problems *p, const char *file, const char *fmt, ...)
+/* "FILE: reason" appended to p (not NULL, not QUIET). */
+static void record(struct asyncd_problems *p, const char *file, const char *reason)
 {
-    char reason[1024], *msg;
-    va_list ap;
+    char *msg;
 
-    if (p == QUIET)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(reason, sizeof(reason), fmt, ap);
-    va_end(ap);
-    asyncd_log(ASYNC_LOG_ERROR, "skipping module %s: %s", file, reason);
-    if (p != NULL && asprintf(&msg, "%s: %s", file, reason) >= 0) {
+    if (asprintf(&msg, "%s: %s", file, reason) >= 0) {
         char **grown = realloc(p->msg, sizeof(*grown) * (p->n + 1));
 
         if (grown != NULL) {
@@ -160,6 +164,43 @@ static void skip(struct asyncd_problems *p, const char *file, const char *fmt, .
             free(msg);
         }
     }
+}
+
+static void skip(struct asyncd_problems *p, const char *file, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void skip(struct asyncd_problems *p, const char *file, const char *fmt, ...)
+{
+    char reason[1024];
+    va_list ap;
+
+    if (p == QUIET)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    asyncd_log(ASYNC_LOG_ERROR, "skipping module %s: %s", file, reason);
+    if (p != NULL)
+        record(p, file, reason);
+}
+
+/* The files the last load or reload refused (strict_modules, a name that
+ * is not the file's), for STATUS=: "a.so (why), b.so (why)".  The daemon's
+ * fiber only. */
+static char refused_files[640];
+
+const char *asyncd_modules_refused(void)
+{
+    return refused_files;
+}
+
+static void note_refused(const char *file, const char *why)
+{
+    const char *base = strrchr(file, '/');
+    size_t at = strlen(refused_files);
+
+    if (at < sizeof(refused_files))
+        snprintf(refused_files + at, sizeof(refused_files) - at, "%s%s (%s)", at ? ", " : "",
+                 base != NULL ? base + 1 : file, why);
 }
 
 static int is_so(const struct dirent *e)
@@ -183,15 +224,36 @@ static struct asyncd_module *find(struct asyncd_module *list, const char *name)
 static struct asyncd_module *load_one(const struct asyncd_config *c, const char *file,
                                       struct asyncd_module *loaded, struct asyncd_problems *p)
 {
-    void *dl = dlopen(file, RTLD_NOW | RTLD_LOCAL);
     const struct async_module *desc;
     struct async_module d = {0};
     struct asyncd_module *m, *dup;
+    char why[512], path[64];
+    struct stat st;
+    off_t size = 0;
     json_t *cfg;
-    int enabled;
+    int enabled, copy;
+    void *dl;
+    bool refusal = false;
 
+    copy = asyncd_modfile_copy(c, file, &st, &size, &refusal, why, sizeof(why));
+    if (copy < 0) {
+        skip(p, file, "%s", why);
+        if (refusal && p != QUIET)
+            note_refused(file, why);
+        return NULL;
+    }
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", copy);
+    dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
-        skip(p, file, "not a loadable module: %s", dlerror());
+        const char *e = dlerror();
+        const char *at = e != NULL ? strstr(e, path) : NULL;
+
+        /* dlerror names the copy; the operator knows the file */
+        if (at != NULL)
+            e = at + strlen(path) + (at[strlen(path)] == ':' ? 1 : 0);
+        skip(p, file, "not a loadable module:%s%s", e != NULL && *e != ' ' ? " " : "",
+             e != NULL ? e : "?");
+        close(copy);
         return NULL;
     }
     desc = dlsym(dl, "async_module");
@@ -212,6 +274,16 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
         skip(p, file, "incomplete descriptor (a name and a run function are required)");
         goto fail;
     }
+    if (!asyncd_modfile_named(file, desc->name)) {
+        /* a backup (http-old.so) must not stand in for http.so */
+        if (p != QUIET) {
+            snprintf(why, sizeof(why), "it declares '%s': a module's file must be %s.so",
+                     desc->name, desc->name);
+            asyncd_log(ASYNC_LOG_WARNING, "skipping module %s: %s", file, why);
+            note_refused(file, why);
+        }
+        goto fail;
+    }
     if ((dup = find(loaded, desc->name)) != NULL) {
         skip(p, file, "a module named '%s' is already loaded from %s", desc->name, dup->file);
         goto fail;
@@ -228,8 +300,9 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
         skip(p, file, "out of memory");
         goto fail;
     }
-    if (stat(file, &m->st) != 0)
-        memset(&m->st, 0, sizeof(m->st));
+    m->st = st;
+    m->copy_fd = copy;
+    m->size = size;
     m->dl = dl;
     m->d = d;
     m->desc = &m->d;
@@ -238,9 +311,11 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
     m->enabled = enabled;
     m->optional = asyncd_module_optional(c, desc->name);
     pthread_mutex_init(&m->reason_lock, NULL);
+    m->slot = asyncd_modmap_add(dl, m->desc->name, m->file);
     return m;
 fail:
     dlclose(dl);
+    close(copy);
     return NULL;
 }
 
@@ -285,8 +360,11 @@ static void free_files(char **files)
 struct asyncd_module *asyncd_modules_load(const struct asyncd_config *c, struct asyncd_problems *p)
 {
     struct asyncd_module *list = NULL, **tail = &list;
-    char **files = list_files(c->modules_dir, p);
+    char **files;
     size_t i;
+
+    refused_files[0] = '\0';
+    files = list_files(c->modules_dir, p);
 
     for (i = 0; files != NULL && files[i] != NULL; i++) {
         struct asyncd_module *m = load_one(c, files[i], list, p);
@@ -412,7 +490,24 @@ void asyncd_modules_reopen(struct asyncd_module *list)
 void asyncd_module_free(struct asyncd_module *m)
 {
     pthread_mutex_destroy(&m->reason_lock);
-    dlclose(m->dl);
+    if (m->dl != NULL)
+        asyncd_modmap_remove(m->slot);
+    if (m->dl != NULL && dlclose(m->dl) == 0 && m->copy_fd >= 0) {
+        char path[64];
+        void *still;
+
+        /* A library that cannot be unloaded (RTLD_NODELETE, unique
+         * symbols) keeps its link map named /proc/self/fd/N: its fd stays
+         * open, so no later copy gets that number and, by name, this map. */
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", m->copy_fd);
+        still = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+        if (still != NULL) {
+            dlclose(still);
+            asyncd_log(ASYNC_LOG_DEBUG, "module %s stays mapped after dlclose", m->file);
+        } else {
+            close(m->copy_fd);
+        }
+    }
     json_decref(m->config);
     free(m->file);
     free(m);
@@ -435,13 +530,38 @@ int asyncd_module_stop(struct asyncd_module *m, int64_t timeout_ms)
     return rc;
 }
 
-static bool same_file(const struct asyncd_module *m, const char *file)
+/* Whether file is m's file with the bytes m runs.  Logs a rewrite that
+ * kept the bytes (cp of the same build): nothing restarts for it. */
+static bool same_file(struct asyncd_module *m, const char *file)
 {
     struct stat st;
 
-    return strcmp(m->file, file) == 0 && stat(file, &st) == 0 && st.st_dev == m->st.st_dev &&
-           st.st_ino == m->st.st_ino && st.st_mtim.tv_sec == m->st.st_mtim.tv_sec &&
-           st.st_mtim.tv_nsec == m->st.st_mtim.tv_nsec;
+    if (strcmp(m->file, file) != 0 || !asyncd_modfile_same(m->copy_fd, m->size, file, &st))
+        return false;
+    if (st.st_dev != m->st.st_dev || st.st_ino != m->st.st_ino ||
+        st.st_mtim.tv_sec != m->st.st_mtim.tv_sec || st.st_mtim.tv_nsec != m->st.st_mtim.tv_nsec) {
+        asyncd_log(ASYNC_LOG_NOTICE, "module %s: %s was rewritten with the same bytes; not "
+                   "restarted", m->desc->name, file);
+        m->st = st;
+    }
+    return true;
+}
+
+/* The new generation of m's changed file, loaded beside the running one
+ * (each copy is its own inode, so the loader maps both), or NULL (logged:
+ * the running one stays) when it does not load, is refused or declares
+ * another name than its file's. */
+static struct asyncd_module *next_generation(const struct asyncd_config *c,
+                                             const struct asyncd_module *m,
+                                             struct asyncd_problems *p)
+{
+    /* load_one holds it to the file's name, which is m's */
+    struct asyncd_module *nm = load_one(c, m->file, NULL, p);
+
+    if (nm == NULL && p != QUIET)
+        asyncd_log(ASYNC_LOG_ERROR, "module %s: %s changed but cannot be loaded; the running "
+                   "module stays", m->desc->name, m->file);
+    return nm;
 }
 
 /* Stops and unloads m, or parks it in *stuck if it will not stop. */
@@ -478,6 +598,25 @@ int asyncd_modules_check(const struct asyncd_config *c, const struct asyncd_modu
     return rc;
 }
 
+/* For the reload's check: a file the reload would load that
+ * strict_modules refuses is a problem (the reload is rejected whole). */
+static bool refused_in_check(const struct asyncd_config *c, const char *file,
+                             struct asyncd_problems *p)
+{
+    char why[700];
+    struct stat st;
+    bool r;
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return false; /* the load says why */
+    r = fstat(fd, &st) == 0 && asyncd_modfile_refused(c, &st, why, sizeof(why));
+    close(fd);
+    if (r)
+        record(p, file, why);
+    return r;
+}
+
 int asyncd_modules_check_folder(const struct asyncd_config *c, const struct asyncd_module *loaded,
                                 struct asyncd_problems *p)
 {
@@ -490,12 +629,22 @@ int asyncd_modules_check_folder(const struct asyncd_config *c, const struct asyn
     if (files == NULL) /* unreadable: the reload will change nothing */
         return asyncd_modules_check(c, loaded, p);
     for (i = 0; files[i] != NULL; i++) {
-        /* A file loaded already answers with the name it had; one that was
-         * rebuilt in place is read as the old one too (the loader maps a
-         * path once: a probe would get the old mapping back). */
+        /* A file loaded already, with the same bytes, answers with the
+         * name and hooks it had: a shell, no second copy. */
         for (old = loaded; old != NULL && strcmp(old->file, files[i]) != 0; old = old->next)
             ;
-        if (old == NULL && (m = load_one(c, files[i], view, QUIET)) != NULL) {
+        m = NULL;
+        if (old != NULL) {
+            struct stat st;
+
+            /* a changed file is answered by its new generation, as the
+             * reload will load it, or by the running one that then stays */
+            if (!asyncd_modfile_same(old->copy_fd, old->size, files[i], &st) && !refused_in_check(c, files[i], p))
+                m = next_generation(c, old, QUIET);
+        } else if (!refused_in_check(c, files[i], p)) {
+            m = load_one(c, files[i], view, QUIET);
+        }
+        if (m != NULL) {
             *tail = m;
             tail = &m->next;
         } else if (old != NULL && (m = calloc(1, sizeof(*m))) != NULL) {
@@ -521,28 +670,46 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                                             struct asyncd_module *old,
                                             struct asyncd_module **stuck)
 {
-    char **files = list_files(c->modules_dir, NULL);
-    struct asyncd_module *list = NULL, **tail = &list, *m, *next, *keep = NULL;
+    struct asyncd_module *list = NULL, **tail = &list, *m, *next, *keep = NULL, *fresh = NULL;
+    char **files;
     size_t i;
+
+    refused_files[0] = '\0';
+    files = list_files(c->modules_dir, NULL);
 
     if (files == NULL) /* unreadable folder (logged): change nothing */
         return old;
 
-    /* 1. Modules whose file is gone or changed go first: the loader maps a
-     *    path only once, so the old code must be unloaded before the new
-     *    file can be loaded. */
+    /* 1. Modules whose file is gone go first, and those whose file changed
+     *    once its new generation has loaded (beside the old, which goes
+     *    before the new starts: they would share ports).  A new file that
+     *    cannot replace its module leaves the running one as it is. */
     for (m = old; m != NULL; m = next) {
-        bool present = false;
+        bool listed = false, present = false;
+        struct asyncd_module *nm = NULL;
 
         next = m->next;
-        for (i = 0; files != NULL && files[i] != NULL && !present; i++)
-            present = same_file(m, files[i]);
+        for (i = 0; files[i] != NULL && !listed; i++)
+            if (strcmp(m->file, files[i]) == 0)
+                listed = true;
+        present = listed && same_file(m, m->file);
+        if (listed && !present) {
+            asyncd_log(ASYNC_LOG_NOTICE, "module %s: %s changed; loading its new bytes",
+                       m->desc->name, m->file);
+            nm = next_generation(c, m, NULL);
+            present = nm == NULL;
+        }
         if (present) {
             m->next = keep;
             keep = m;
-        } else {
-            asyncd_log(ASYNC_LOG_NOTICE, "module %s: %s is gone or changed", m->desc->name, m->file);
-            retire(m, c->shutdown_timeout_ms, stuck);
+            continue;
+        }
+        if (!listed)
+            asyncd_log(ASYNC_LOG_NOTICE, "module %s: %s is gone", m->desc->name, m->file);
+        retire(m, c->shutdown_timeout_ms, stuck);
+        if (nm != NULL) {
+            nm->next = fresh;
+            fresh = nm;
         }
     }
     /* 2. In name order: keep, restart or load. */
@@ -593,7 +760,13 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                 json_decref(cfg); /* untouched, still running */
             }
         } else {
-            m = load_one(c, files[i], list, NULL);
+            for (pm = &fresh; *pm != NULL && strcmp((*pm)->file, files[i]) != 0;
+                 pm = &(*pm)->next)
+                ;
+            if ((m = *pm) != NULL)
+                *pm = m->next; /* the new generation of a changed file */
+            else
+                m = load_one(c, files[i], list, NULL);
             if (m == NULL)
                 continue;
             if (find(keep, m->desc->name) != NULL) { /* taken by a module we keep */
@@ -620,6 +793,10 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
     for (m = keep; m != NULL; m = next) {
         next = m->next;
         retire(m, c->shutdown_timeout_ms, stuck);
+    }
+    for (m = fresh; m != NULL; m = next) { /* likewise */
+        next = m->next;
+        asyncd_module_free(m);
     }
     free_files(files);
     return list;

@@ -3,6 +3,7 @@
 #define ASYNCD_MODULES_H
 
 #include "config.h"
+#include "modmap.h" /* asyncd_modules_find_by_addr: a module from a code address */
 
 #include <async_io.h>
 #include <async_io/module.h>
@@ -28,7 +29,13 @@ enum asyncd_module_state {
 struct asyncd_module {
     struct asyncd_module *next;
     char *file;                         /* the .so it came from */
-    struct stat st;                     /* its identity when loaded (dev, inode, mtime) */
+    struct stat st;                     /* the file's identity when loaded (dev, inode,
+                                           mtime): only to say it was rewritten */
+    int copy_fd;                        /* the sealed memfd holding its bytes: what
+                                           was dlopened, through /proc/self/fd */
+    off_t size;                         /* of the copy */
+    int slot;                           /* its entry in the address table (modmap.h),
+                                           or -1 */
     void *dl;                           /* dlopen handle */
     const struct async_module *desc;    /* &d */
     struct async_module d;              /* the module's descriptor, ABI 2 fields
@@ -60,13 +67,22 @@ int asyncd_module_state(const struct asyncd_module *m);
  * what its run returned.  Any thread. */
 void asyncd_module_reason(struct asyncd_module *m, char *buf, size_t len);
 
-/* Loads every *.so of c->modules_dir in name order.  A file that is not a
- * loadable object, lacks `async_module`, speaks another ABI, is incomplete
- * or repeats a loaded name is skipped: logged (and added to p when p is
- * not NULL) with the file and the reason.  Configs are not checked here
+/* Loads every *.so of c->modules_dir in name order, each from a private
+ * copy.  A file that is not a loadable object, lacks `async_module`,
+ * speaks another ABI, is incomplete or repeats a loaded name is skipped:
+ * logged (and added to p when p is not NULL) with the file and the reason.
+ * So is one c->strict_modules refuses: the file (after symlinks) or the
+ * folder writable by group or others, or owned by a user other than root
+ * or asyncd's euid.  A file not named after the module it declares
+ * (http-old.so declaring http) is skipped with a warning, not a problem.  Configs are not checked here
  * (asyncd_modules_check).  Returns the loaded modules, disabled ones
  * included. */
 struct asyncd_module *asyncd_modules_load(const struct asyncd_config *c, struct asyncd_problems *p);
+
+/* The files the last asyncd_modules_load or asyncd_modules_reload refused
+ * (strict_modules, or a file not named after the module it declares),
+ * "a.so (why), b.so (why)", or "": for STATUS=.  The daemon's fiber. */
+const char *asyncd_modules_refused(void);
 
 /* Starts m's run in a new group, supervised: once it has been ready, it is
  * restarted with back-off (1 s doubling to 60 s) when it fails while not
@@ -102,8 +118,11 @@ int asyncd_modules_check(const struct asyncd_config *c, const struct asyncd_modu
 int asyncd_modules_check_folder(const struct asyncd_config *c, const struct asyncd_module *loaded,
                                 struct asyncd_problems *p);
 
-/* A reload against the new config c: modules whose file is gone or
- * changed, or that are now disabled, are stopped and unloaded; modules
+/* A reload against the new config c: modules whose file is gone, or that
+ * are now disabled, are stopped and unloaded; a module whose file holds
+ * other bytes than its private copy (content, not inode or mtime, decides)
+ * is replaced by the new file once that has loaded and declares the same
+ * name (else the running one stays, logged); modules
  * whose config changed, or that failed to start, are restarted; new ones
  * are loaded and started;
  * the others are left running untouched.  Returns the new list (old, as

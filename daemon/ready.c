@@ -62,6 +62,11 @@ void asyncd_ready_tell(struct asyncd_module *list, enum asyncd_wait wait)
     snprintf(status, sizeof(status), "%u module(s) running", running);
     names(status, sizeof(status), list, ASYNCD_MODULE_FAILED, "failed to start");
     names(status, sizeof(status), list, ASYNCD_MODULE_STARTING, "still starting");
+    if (asyncd_modules_refused()[0] != '\0') {
+        size_t at = strlen(status);
+
+        snprintf(status + at, sizeof(status) - at, "; refused: %s", asyncd_modules_refused());
+    }
     if (wait == ASYNCD_WAIT_RELOAD)
         asyncd_log(ASYNC_LOG_NOTICE, "reloaded: %s", status);
     else

@@ -270,7 +270,7 @@ static void asyncd_skips_bad_modules_runs_good_ones_and_restarts_failing_ones(vo
     wait_log(&d, "abi1: ABI 1 module running"); /* old modules still load */
     wait_log(&d, "no_symbol.so: no 'async_module' symbol");
     wait_log(&d, "junk.so: not a loadable module");
-    wait_log(&d, "echo_again.so: a module named 'echo' is already loaded");
+    wait_log(&d, "echo_again.so: it declares 'echo': a module's file must be echo.so");
     wait_log(&d, "module failing failed (run returned 1); restarting in 1000 ms");
     wait_log(&d, "module failing failed (run returned 1); restarting in 2000 ms");
     assert_true(echoes(echo_port(&d))); /* still serving */
