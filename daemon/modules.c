@@ -19,6 +19,7 @@
 #include "check.h"
 #include "log.h"
 #include "logsink.h"
+#include "modmap.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -363,6 +364,7 @@ int asyncd_module_start(struct asyncd_module *m)
     m->group = async_group_new();
     if (m->group == NULL)
         goto fail;
+    asyncd_modmap_group(m); /* before its first fiber runs: the watcher names it */
     if (async_group_spawn(m->group, supervise, m) != 0)
         goto fail_group;
     return 0;
@@ -396,6 +398,7 @@ int asyncd_module_join(struct asyncd_module *m)
         return -1;
     async_group_free(m->group);
     m->group = NULL;
+    asyncd_modmap_group(m);
     atomic_store(&m->state, ASYNCD_MODULE_IDLE);
     return 0;
 }
