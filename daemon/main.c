@@ -31,7 +31,8 @@
  *
  * A watcher thread (watcher.h) names a worker that a module's fiber keeps
  * from its scheduler, and pets systemd's watchdog only while there is
- * none.  It learns the modules from modmap.h, which this file
+ * none; a fault writes one line naming the module before the process dies
+ * of it (crash.h).  Both learn the modules from modmap.h, which this file
  * publishes whenever the list changes.
  *
  * READY=1 is sent once every started module is ready or has failed
@@ -39,6 +40,7 @@
  * start-up makes asyncd stop the others and exit 1. */
 #include "check.h"
 #include "config.h"
+#include "crash.h"
 #include "log.h"
 #include "logsink.h"
 #include "modmap.h"
@@ -581,6 +583,7 @@ int main(int argc, char **argv)
                    "the threads that log them, and modules cannot open log files",
                    strerror(errno));
     asyncd_modmap_publish(d.modules, NULL);
+    asyncd_crash_install(); /* before the runtime's overflow handler, which chains to it */
     rc.workers = d.config.workers;
     rc.stack_size = d.config.stack_size;
     asyncd_log(ASYNC_LOG_INFO, "asyncd %s starting with %s", ASYNCD_VERSION, file);

@@ -1,5 +1,6 @@
 /* asyncd guarding against its modules: a worker a module's fiber blocks
- * is noticed and named, and systemd's watchdog waits for it. */
+ * is noticed and named, systemd's watchdog waits for it, and a module that
+ * crashes the process is named in its last line. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,7 +24,7 @@
 #include "daemon.h"
 
 #define IO_MS 10000             /* http_client.h's bound on one exchange */
-static struct daemon D;         /* http_client.h's daemon */
+static struct daemon D;         /* http_client.h's daemon; the crash tests' too */
 
 #include "http_client.h"
 
@@ -40,12 +41,15 @@ static void link_module(const char *src, const char *name)
 static int setup(void **state)
 {
     char path[600];
+    struct rlimit no_core = {0, 0};
 
     (void)state;
     snprintf(dir, sizeof(dir), "/tmp/asyncd-guard-XXXXXX");
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof(path), "%s/modules", dir);
     assert_int_equal(mkdir(path, 0700), 0);
+    /* the crashes below would dump cores: the daemons inherit this */
+    assert_int_equal(setrlimit(RLIMIT_CORE, &no_core), 0);
     return 0;
 }
 
@@ -179,6 +183,116 @@ static void asyncd_pets_the_watchdog_only_while_no_worker_is_blocked(void **stat
     close(fd);
 }
 
+/* ---- crashes ---- */
+
+/* Waits for a daemon that is meant to die; how it ended. */
+static int reap_crash(struct daemon *d)
+{
+    int status;
+
+    read_log_to_eof(d, 10000);
+    close(d->err);
+    d->err = -1;
+    assert_int_equal(waitpid(d->pid, &status, 0), d->pid);
+    live = 0;
+    return status;
+}
+
+/* asyncd with the crasher module doing how; its log and end. */
+static int crash(const char *how, struct daemon *d)
+{
+    char text[512];
+
+    link_module(CRASHER_SO, "crasher.so");
+    snprintf(text, sizeof(text), "{\"modules_dir\":\"modules\",\n"
+                                 " \"modules\":{\"crasher\":{\"how\":\"%s\"}}}\n", how);
+    write_file("asyncd.json", text);
+    daemon_start(d, "asyncd.json", NULL);
+    return reap_crash(d);
+}
+
+static void expect_death(const struct daemon *d, int status, int sig, const char *line)
+{
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != sig)
+        fail_msg("asyncd ended with status %#x, not signal %d; log:\n%s", status, sig, d->log);
+    if (strstr(d->log, line) == NULL)
+        fail_msg("no '%s' in asyncd's log:\n%s", line, d->log);
+    /* one line, naming the module whose fiber ran */
+    if (strstr(strstr(d->log, line), "fiber of module crasher, entry its run, crasher.so+0x") ==
+        NULL)
+        fail_msg("the crash line does not name the fiber's module:\n%s", d->log);
+}
+
+static void asyncd_dies_of_a_modules_sigsegv_naming_the_module(void **state)
+{
+    (void)state;
+    expect_death(&D, crash("segv", &D), SIGSEGV, "asyncd: fatal SIGSEGV (address 0x0) at crasher.so+0x");
+    assert_non_null(strstr(D.log, " in module crasher; worker "));
+}
+
+static void asyncd_dies_of_a_modules_abort_naming_the_module(void **state)
+{
+    (void)state;
+    expect_death(&D, crash("abort", &D), SIGABRT,
+                 "asyncd: fatal SIGABRT (raised by asyncd itself: abort() or an assertion)");
+}
+
+static void asyncd_dies_of_a_modules_sigfpe_naming_the_module(void **state)
+{
+    (void)state;
+    expect_death(&D, crash("fpe", &D), SIGFPE, "asyncd: fatal SIGFPE (address 0x");
+    assert_non_null(strstr(D.log, " in module crasher; worker "));
+}
+
+static void a_fiber_stack_overflow_in_a_module_still_gets_the_runtimes_report(void **state)
+{
+    int status;
+
+    (void)state;
+    status = crash("overflow", &D);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
+        fail_msg("asyncd ended with status %#x; log:\n%s", status, D.log);
+    assert_non_null(strstr(D.log, "async_io: fiber stack overflow: fiber "));
+    assert_non_null(strstr(D.log, "asyncd: fatal SIGABRT"));
+    assert_non_null(strstr(D.log, "fiber of module crasher, entry crasher.so+0x"));
+}
+
+/* The access log's queued lines reach the file before the process dies:
+ * the writer would otherwise take them up to a second later. */
+static void a_crash_writes_the_queued_access_log_first(void **state)
+{
+    struct daemon d;
+    char out[4096], text[1024], path[600], log[8192];
+    int port, i, status;
+    FILE *f;
+    size_t n;
+
+    (void)state;
+    link_module(HTTP_SO, "http.so");
+    link_module(CRASHER_SO, "crasher.so");
+    snprintf(text, sizeof(text),
+             "{\"modules_dir\":\"modules\",\n"
+             " \"modules\":{\"crasher\":{\"how\":\"segv\",\"trigger\":\"%s/go\"},\n"
+             "  \"http\":{\"listen\":[\"127.0.0.1:0\"],\"access_log\":\"access.log\",\n"
+             "   \"routes\":[{\"path\":\"/hello\",\"body\":\"hi\"}]}}}\n", dir);
+    write_file("asyncd.json", text);
+    daemon_start(&d, "asyncd.json", NULL);
+    port = number_after(&d, PORT_LINE);
+    for (i = 0; i < 3; i++)
+        assert_int_equal(curl(out, sizeof(out), "http://127.0.0.1:%d/hello?n=%d", port, i), 0);
+    write_file("go", "");
+    status = reap_crash(&d);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV);
+    path_of(path, sizeof(path), "access.log");
+    f = fopen(path, "r");
+    assert_non_null(f);
+    n = fread(log, 1, sizeof(log) - 1, f);
+    log[n] = '\0';
+    fclose(f);
+    if (strstr(log, "/hello?n=2") == NULL)
+        fail_msg("the access log lost its last lines:\n%s\nasyncd's log:\n%s", log, d.log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -188,6 +302,16 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(asyncd_pets_the_watchdog_only_while_no_worker_is_blocked,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(asyncd_dies_of_a_modules_sigsegv_naming_the_module, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(asyncd_dies_of_a_modules_abort_naming_the_module, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(asyncd_dies_of_a_modules_sigfpe_naming_the_module, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            a_fiber_stack_overflow_in_a_module_still_gets_the_runtimes_report, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_crash_writes_the_queued_access_log_first, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
