@@ -96,17 +96,19 @@ void asyncd_modmap_group(const struct asyncd_module *m)
     unsigned g = atomic_load_explicit(&gen, memory_order_relaxed);
     const struct table *old = &tables[g & 1];
     struct table *t = &tables[(g + 1) & 1];
+    struct asyncd_modmap_entry e;
     size_t i;
 
-    *t = *old;
-    for (i = 0; i < t->n && t->e[i].module != m; i++)
-        ;
-    if (i == t->n) {
-        if (t->n == ASYNCD_MODMAP_MAX)
-            return;
-        fill(&t->e[t->n++], m);
-    }
-    t->e[i].group = m->group;
+    /* Filled afresh: a reload may have freed a module whose memory m now
+     * reuses, and mapped m where another was.  Entries that key on m or
+     * overlap its span are such leftovers: dropped. */
+    fill(&e, m);
+    t->n = 0;
+    for (i = 0; i < old->n; i++)
+        if (old->e[i].module != m && !(old->e[i].lo < e.hi && e.lo < old->e[i].hi))
+            t->e[t->n++] = old->e[i];
+    if (t->n < ASYNCD_MODMAP_MAX)
+        t->e[t->n++] = e;
     atomic_store_explicit(&gen, g + 1, memory_order_release);
 }
 

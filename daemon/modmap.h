@@ -34,8 +34,8 @@ void asyncd_modmap_publish(const struct asyncd_module *list, const struct asyncd
 
 /* m's group changed (started or joined, modules.c): published at once,
  * so that the watcher and a crash name a module whose fiber runs before
- * the daemon publishes the whole list again.  m is added if it is not in
- * the map yet.  The same one publisher. */
+ * the daemon publishes the whole list again.  m's entry is made afresh
+ * (added if m is new).  The same one publisher. */
 void asyncd_modmap_group(const struct asyncd_module *m);
 
 /* The module whose segments hold addr, or whose group is group (when not
