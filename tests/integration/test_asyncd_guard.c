@@ -120,7 +120,8 @@ static int notify_socket(struct sockaddr_un *sa)
 
     sa->sun_family = AF_UNIX;
     assert_true(strlen(dir) + sizeof("/notify") <= sizeof(sa->sun_path));
-    snprintf(sa->sun_path, sizeof(sa->sun_path), "%s/notify", dir);
+    memcpy(sa->sun_path, dir, strlen(dir));
+    memcpy(sa->sun_path + strlen(dir), "/notify", sizeof("/notify"));
     fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
     assert_int_equal(bind(fd, (struct sockaddr *)sa, sizeof(*sa)), 0);
     return fd;
@@ -128,7 +129,7 @@ static int notify_socket(struct sockaddr_un *sa)
 
 static void asyncd_pets_the_watchdog_only_while_no_worker_is_blocked(void **state)
 {
-    struct sockaddr_un sa;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     struct daemon d;
     int64_t until = now_ms() + 15000, last = 0, gap = 0, gap_at = 0;
     int fd, before = 0, after = 0;
