@@ -89,6 +89,25 @@ static void asyncd_names_the_module_and_fiber_that_block_a_worker(void **state)
     assert_int_equal(daemon_stop(&d, SIGTERM), 0);
 }
 
+/* A module's run enters through the daemon's supervisor: run is named. */
+static void asyncd_names_a_modules_run_that_blocks_a_worker(void **state)
+{
+    struct daemon d;
+    const char *at;
+
+    (void)state;
+    link_module(BLOCKER_SO, "blocker.so");
+    write_file("asyncd.json", "{\"modules_dir\":\"modules\",\"blocked_warn_ms\":50,\n"
+                              " \"modules\":{\"blocker\":{\"delay_ms\":0,\"block_ms\":300,"
+                              "\"in_run\":true}}}\n");
+    daemon_start(&d, "asyncd.json", NULL);
+    at = wait_log(&d, " blocked for ");
+    assert_non_null(strstr(at, "by module blocker, entry blocker.so+0x"));
+    assert_non_null(strstr(at, " (its run): every fiber"));
+    wait_log(&d, " moved again after ");
+    assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
 static void asyncd_reads_blocked_warn_ms_and_checks_it(void **state)
 {
     struct daemon d;
@@ -299,6 +318,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(asyncd_names_the_module_and_fiber_that_block_a_worker,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(asyncd_names_a_modules_run_that_blocks_a_worker, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(asyncd_reads_blocked_warn_ms_and_checks_it, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(asyncd_pets_the_watchdog_only_while_no_worker_is_blocked,
