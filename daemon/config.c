@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #define DEFAULT_SHUTDOWN_MS 10000
+#define DEFAULT_BLOCKED_WARN_MS 200
 
 /* ---- problems ---- */
 
@@ -145,7 +146,7 @@ static char *resolve(const char *file, const char *rel)
 static void validate(struct asyncd_config *c, struct asyncd_problems *p)
 {
     static const char *const top[] = {"runtime", "modules_dir", "shutdown_timeout_ms", "log_level",
-                                      "strict_modules", "modules", NULL};
+                                      "blocked_warn_ms", "strict_modules", "modules", NULL};
     static const char *const rt[] = {"workers", "stack_size", NULL};
     json_t *runtime = json_object_get(c->root, "runtime");
     json_t *dir = json_object_get(c->root, "modules_dir");
@@ -169,6 +170,8 @@ static void validate(struct asyncd_config *c, struct asyncd_problems *p)
     }
     c->shutdown_timeout_ms = get_int(c, p, c->root, "shutdown_timeout_ms", "shutdown_timeout_ms",
                                      0, 3600000, DEFAULT_SHUTDOWN_MS);
+    c->blocked_warn_ms = get_int(c, p, c->root, "blocked_warn_ms", "blocked_warn_ms", 1, 3600000,
+                                 DEFAULT_BLOCKED_WARN_MS);
     c->log_level = ASYNC_LOG_INFO;
     if (level != NULL && (!json_is_string(level) ||
                           (c->log_level = asyncd_log_parse_level(json_string_value(level))) < 0)) {

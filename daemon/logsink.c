@@ -50,6 +50,17 @@ static void wake(void)
         (void)!write(asyncd_sinks.efd, &one, sizeof(one));
 }
 
+bool asyncd_logsink_kick(void)
+{
+    /* started is read without its lock: a signal handler may take none,
+     * and a wrong guess only costs a wasted eventfd write or a flush. */
+    if (!asyncd_sinks.started || asyncd_sinks.efd < 0)
+        return false;
+    atomic_store(&asyncd_sinks.urgent, true);
+    wake();
+    return true;
+}
+
 /* ---- appending (any thread) ---- */
 
 /* A chunk to fill, or NULL when the sink holds all it may: SINK_CHUNKS,

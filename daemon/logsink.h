@@ -54,6 +54,12 @@ uint64_t asyncd_logsink_dropped(const asyncd_logfile *f);
 /* Releases f; what it queued is still written.  Never blocks. */
 void asyncd_logsink_close(asyncd_logfile *f);
 
+/* For a process about to die of a fault (crash.c): asks the writer to
+ * write everything queued now, as a daemon line would.  Only an atomic
+ * store and a write(2) to the writer's eventfd, so a signal handler may
+ * call it; it does not wait.  false when no writer runs. */
+bool asyncd_logsink_kick(void);
+
 /* One of the daemon's own lines, through the stderr sink: false when the
  * writer is not running (the caller then writes it itself). */
 bool asyncd_logsink_stderr(const char *line, size_t len);

@@ -29,18 +29,27 @@
  * log writer thread (logsink.c, logwriter.c); at exit what is queued is
  * written within EXIT_FLUSH_MS.
  *
+ * A watcher thread (watcher.h) names a worker that a module's fiber keeps
+ * from its scheduler, and pets systemd's watchdog only while there is
+ * none; a fault writes one line naming the module before the process dies
+ * of it (crash.h).  Both learn the modules from modmap.h, which this file
+ * publishes whenever the list changes.
+ *
  * READY=1 is sent once every started module is ready or has failed
  * (daemon/ready.h).  A module that is not optional and fails to start at
  * start-up makes asyncd stop the others and exit 1. */
 #include "check.h"
 #include "config.h"
+#include "crash.h"
 #include "log.h"
 #include "logsink.h"
+#include "modmap.h"
 #include "modules.h"
 #include "monitor.h"
 #include "notify.h"
 #include "ready.h"
 #include "signals.h"
+#include "watcher.h"
 
 #include <async_io.h>
 
@@ -107,6 +116,7 @@ static void start_all(struct daemon *d)
             asyncd_module_start(m); /* a failure leaves it FAILED, with the reason */
             started++;
         }
+    asyncd_modmap_publish(d->modules, d->stuck); /* their groups, for the watcher */
     asyncd_log(ASYNC_LOG_NOTICE, "starting %u module(s)", started);
     begin_wait(d, ASYNCD_WAIT_START, START_NAG_MS);
 }
@@ -139,6 +149,7 @@ static int stop_all(struct daemon *d)
     async_deadline(-1);
     if (stuck)
         return 1;
+    asyncd_modmap_publish(NULL, NULL); /* before their code goes */
     for (m = d->modules; m != NULL; m = next) {
         next = m->next;
         asyncd_module_free(m);
@@ -147,30 +158,22 @@ static int stop_all(struct daemon *d)
     return 0;
 }
 
-/* Pets systemd's watchdog at half its period, from a fiber: a wedged
- * runtime stops petting it and systemd restarts the daemon. */
-static void *watchdog(void *arg)
-{
-    int64_t period_ms = *(int64_t *)arg;
-
-    do
-        asyncd_notify("WATCHDOG=1");
-    while (async_sleep_ms((uint64_t)period_ms) == 0);
-    return NULL;
-}
-
-/* A watchdog fiber if systemd asked for one (WATCHDOG_USEC, and
- * WATCHDOG_PID unset or ours), else NULL. */
-static async_task *start_watchdog(int64_t *period_ms)
+/* The watchdog period systemd asked for (WATCHDOG_USEC, with WATCHDOG_PID
+ * unset or ours), halved: how often to pet it; 0 when it asked for none.
+ * The watcher thread pets it, and only while every worker makes
+ * progress (watcher.h). */
+static int64_t watchdog_period_ms(void)
 {
     const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
     long long us = usec != NULL ? strtoll(usec, NULL, 10) : 0;
+    int64_t period_ms;
 
     if (us <= 0 || (pid != NULL && strtol(pid, NULL, 10) != (long)getpid()))
-        return NULL;
-    *period_ms = us / 2000 > 0 ? us / 2000 : 1;
-    asyncd_log(ASYNC_LOG_INFO, "watchdog: petting every %lld ms", (long long)*period_ms);
-    return async_spawn(watchdog, period_ms);
+        return 0;
+    period_ms = us / 2000 > 0 ? us / 2000 : 1;
+    asyncd_log(ASYNC_LOG_INFO, "watchdog: petting every %lld ms while no worker is blocked",
+               (long long)period_ms);
+    return period_ms;
 }
 
 static int64_t monotonic_usec(void)
@@ -202,7 +205,9 @@ static void reload(struct daemon *d)
         return;
     }
     asyncd_log_set_level(next.log_level);
+    asyncd_watcher_set_warn_ms(next.blocked_warn_ms);
     d->modules = asyncd_modules_reload(&next, d->modules, &d->stuck);
+    asyncd_modmap_publish(d->modules, d->stuck);
     asyncd_config_free(&d->config);
     d->config = next;
     begin_wait(d, ASYNCD_WAIT_RELOAD, d->config.shutdown_timeout_ms);
@@ -360,8 +365,7 @@ static int serve(struct daemon *d)
 static void *daemon_main(void *arg)
 {
     struct daemon *d = arg;
-    int64_t period_ms = 0;
-    async_task *dog, *mon, *signals;
+    async_task *mon, *signals;
     int code;
 
     d->events = async_channel_new(sizeof(int));
@@ -374,13 +378,13 @@ static void *daemon_main(void *arg)
     }
     asyncd_modules_watch(d->events);
     start_all(d); /* loaded and checked by main */
-    dog = start_watchdog(&period_ms);
+    if (asyncd_watcher_start(async_runtime_self(), d->config.blocked_warn_ms,
+                             watchdog_period_ms()) != 0)
+        asyncd_log(ASYNC_LOG_WARNING, "no watcher thread (%s): blocked workers go unnoticed "
+                   "and systemd's watchdog is not petted", strerror(errno));
     mon = asyncd_monitor_start();
     code = serve(d);
-    if (dog != NULL) {
-        async_cancel(dog);
-        async_join(dog, NULL);
-    }
+    asyncd_watcher_stop();
     asyncd_monitor_stop(mon);
     async_cancel(signals);
     async_join(signals, NULL);
@@ -578,6 +582,8 @@ int main(int argc, char **argv)
         asyncd_log(ASYNC_LOG_WARNING, "no log writer thread (%s): log lines are written by "
                    "the threads that log them, and modules cannot open log files",
                    strerror(errno));
+    asyncd_modmap_publish(d.modules, NULL);
+    asyncd_crash_install(); /* before the runtime's overflow handler, which chains to it */
     rc.workers = d.config.workers;
     rc.stack_size = d.config.stack_size;
     asyncd_log(ASYNC_LOG_INFO, "asyncd %s starting with %s", ASYNCD_VERSION, file);

@@ -1,146 +1,153 @@
-/* daemon/modmap.c — which module's code holds an address: a fixed table
- * of the loaded modules' mapped ranges, readable from a signal handler.
+/* daemon/modmap — see modmap.h.
  *
- * The table is written by the daemon's fiber only (asyncd_modmap_add and
- * asyncd_modmap_remove, from the loader) and read from any thread, fatal
- * signal handlers included: each slot is a seqlock.  The writer makes seq
- * odd, writes base, end, name and file, then makes seq even (release); a
- * reader loads seq (acquire), copies, re-loads seq, and trusts the copy
- * only when both loads saw the same even value.  base and end are
- * atomics; name and file are plain bytes whose torn reads the sequence
- * check discards.  No lock, no allocation on the reading side. */
+ * Two tables and a generation count.  The one publisher fills the table
+ * the readers are not reading (tables[(gen + 1) & 1]) and then increments
+ * gen (release): from then on readers take that one.  A reader loads gen
+ * (acquire), copies from tables[gen & 1], and loads gen again: if it moved
+ * by more than one, the publisher may have rewritten the table under the
+ * copy and the reader tries again.  No lock, no call: a signal handler
+ * may read, even one interrupting the publisher itself (which only ever
+ * writes the table nobody reads).  The copy loop reads plain memory the
+ * publisher may be writing: the generation check, not the C memory model,
+ * is what tells a torn copy from a good one. */
 #include "modmap.h"
-
-#include "log.h"
 
 #include <dlfcn.h>
 #include <link.h>
 #include <stdatomic.h>
 #include <string.h>
 
-#define SLOTS ASYNCD_MODMAP_SLOTS
+#define READ_TRIES 4
 
-static struct slot {
-    _Atomic unsigned seq;
-    _Atomic uintptr_t base, end;        /* end == 0: free */
-    char name[sizeof(((struct asyncd_module_where *)0)->name)];
-    char file[sizeof(((struct asyncd_module_where *)0)->file)];
-} slots[SLOTS];
-
-/* Byte copy with a NUL: memcpy and strlcpy need not be async-signal-safe. */
-static void copy_str(char *to, const char *from, size_t size)
-{
-    size_t i;
-
-    for (i = 0; i + 1 < size && from[i] != '\0'; i++)
-        to[i] = from[i];
-    to[i] = '\0';
-}
-
-static void slot_write(struct slot *s, uintptr_t base, uintptr_t end, const char *name,
-                       const char *file)
-{
-    unsigned seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
-
-    atomic_store_explicit(&s->seq, seq + 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
-    atomic_store_explicit(&s->base, base, memory_order_relaxed);
-    atomic_store_explicit(&s->end, end, memory_order_relaxed);
-    if (name != NULL) {
-        copy_str(s->name, name, sizeof(s->name));
-        copy_str(s->file, file, sizeof(s->file));
-    }
-    atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
-}
-
-bool asyncd_modules_find_by_addr(const void *addr, struct asyncd_module_where *out)
-{
-    uintptr_t a = (uintptr_t)addr;
-    size_t i;
-    int tries;
-
-    for (i = 0; i < SLOTS; i++) {
-        struct slot *s = &slots[i];
-
-        for (tries = 0; tries < 4; tries++) {
-            unsigned seq = atomic_load_explicit(&s->seq, memory_order_acquire);
-            uintptr_t base, end;
-
-            if (seq & 1)
-                continue; /* being written */
-            base = atomic_load_explicit(&s->base, memory_order_relaxed);
-            end = atomic_load_explicit(&s->end, memory_order_relaxed);
-            if (end == 0 || a < base || a >= end)
-                break;
-            copy_str(out->name, s->name, sizeof(out->name));
-            copy_str(out->file, s->file, sizeof(out->file));
-            out->base = base;
-            out->end = end;
-            atomic_thread_fence(memory_order_acquire);
-            if (atomic_load_explicit(&s->seq, memory_order_relaxed) == seq)
-                return true;
-        }
-    }
-    return false;
-}
-
-struct range {
-    const char *name;   /* the link map's name, /proc/self/fd/N */
-    uintptr_t addr;     /* its load bias */
-    uintptr_t base, end;
+struct table {
+    size_t n;
+    struct asyncd_modmap_entry e[ASYNCD_MODMAP_MAX];
 };
 
-static int find_range(struct dl_phdr_info *info, size_t size, void *arg)
+static struct table tables[2];
+static _Atomic unsigned gen;
+
+/* Finds the segments of the object loaded at base. */
+struct span {
+    uintptr_t base, lo, hi;
+};
+
+static int find_span(struct dl_phdr_info *info, size_t size, void *arg)
 {
-    struct range *r = arg;
+    struct span *s = arg;
     int i;
 
     (void)size;
-    if (info->dlpi_addr != r->addr || info->dlpi_name == NULL ||
-        strcmp(info->dlpi_name, r->name) != 0)
+    if (info->dlpi_addr != s->base)
         return 0;
+    s->lo = UINTPTR_MAX;
+    s->hi = 0;
     for (i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 
         if (ph->p_type != PT_LOAD)
             continue;
-        if (r->end == 0 || info->dlpi_addr + ph->p_vaddr < r->base)
-            r->base = info->dlpi_addr + ph->p_vaddr;
-        if (info->dlpi_addr + ph->p_vaddr + ph->p_memsz > r->end)
-            r->end = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+        if (info->dlpi_addr + ph->p_vaddr < s->lo)
+            s->lo = info->dlpi_addr + ph->p_vaddr;
+        if (info->dlpi_addr + ph->p_vaddr + ph->p_memsz > s->hi)
+            s->hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
     }
     return 1;
 }
 
-int asyncd_modmap_add(void *dl, const char *name, const char *file)
+static void fill(struct asyncd_modmap_entry *e, const struct asyncd_module *m)
 {
     struct link_map *lm = NULL;
-    struct range r = {0};
-    int i;
+    struct span s = {0};
+    const char *slash = strrchr(m->file, '/');
 
-    if (dlinfo(dl, RTLD_DI_LINKMAP, &lm) != 0 || lm == NULL)
-        goto fail;
-    r.name = lm->l_name;
-    r.addr = lm->l_addr;
-    dl_iterate_phdr(find_range, &r);
-    if (r.end == 0)
-        goto fail;
-    for (i = 0; i < SLOTS; i++)
-        if (atomic_load_explicit(&slots[i].end, memory_order_relaxed) == 0) {
-            slot_write(&slots[i], r.base, r.end, name, file);
-            return i;
+    memset(e, 0, sizeof(*e));
+    e->module = m;
+    strncpy(e->name, m->desc->name, sizeof(e->name) - 1);
+    strncpy(e->file, slash != NULL ? slash + 1 : m->file, sizeof(e->file) - 1);
+    e->group = m->group;
+    e->run = (void *)m->desc->run;
+    if (dlinfo(m->dl, RTLD_DI_LINKMAP, &lm) == 0 && lm != NULL) {
+        s.base = lm->l_addr;
+        if (dl_iterate_phdr(find_span, &s) == 1) {
+            e->base = s.base;
+            e->lo = s.lo;
+            e->hi = s.hi;
         }
-    asyncd_log(ASYNC_LOG_WARNING, "module %s: the address table is full; a crash in its code "
-               "will not name it", name);
-    return -1;
-fail:
-    asyncd_log(ASYNC_LOG_WARNING, "module %s: its mapping cannot be found; a crash in its code "
-               "will not name it", name);
-    return -1;
+    }
 }
 
-void asyncd_modmap_remove(int slot)
+void asyncd_modmap_publish(const struct asyncd_module *list, const struct asyncd_module *stuck)
 {
-    if (slot >= 0 && slot < SLOTS)
-        slot_write(&slots[slot], 0, 0, NULL, NULL);
+    unsigned g = atomic_load_explicit(&gen, memory_order_relaxed);
+    struct table *t = &tables[(g + 1) & 1];
+    const struct asyncd_module *lists[2] = {list, stuck}, *m;
+    size_t i, n = 0;
+
+    for (i = 0; i < 2; i++)
+        for (m = lists[i]; m != NULL && n < ASYNCD_MODMAP_MAX; m = m->next)
+            fill(&t->e[n++], m);
+    t->n = n;
+    atomic_store_explicit(&gen, g + 1, memory_order_release);
+}
+
+void asyncd_modmap_group(const struct asyncd_module *m)
+{
+    unsigned g = atomic_load_explicit(&gen, memory_order_relaxed);
+    const struct table *old = &tables[g & 1];
+    struct table *t = &tables[(g + 1) & 1];
+    struct asyncd_modmap_entry e;
+    size_t i;
+
+    /* Filled afresh: a reload may have freed a module whose memory m now
+     * reuses, and mapped m where another was.  Entries that key on m or
+     * overlap its span are such leftovers: dropped. */
+    fill(&e, m);
+    t->n = 0;
+    for (i = 0; i < old->n; i++)
+        if (old->e[i].module != m && !(old->e[i].lo < e.hi && e.lo < old->e[i].hi))
+            t->e[t->n++] = old->e[i];
+    if (t->n < ASYNCD_MODMAP_MAX)
+        t->e[t->n++] = e;
+    atomic_store_explicit(&gen, g + 1, memory_order_release);
+}
+
+/* Copies the first entry that matches (addr in its span, or its group). */
+static bool find(uintptr_t addr, const void *group, struct asyncd_modmap_entry *out)
+{
+    int tries;
+
+    for (tries = 0; tries < READ_TRIES; tries++) {
+        unsigned g = atomic_load_explicit(&gen, memory_order_acquire);
+        const struct table *t = &tables[g & 1];
+        size_t i, n = t->n < ASYNCD_MODMAP_MAX ? t->n : ASYNCD_MODMAP_MAX;
+        bool found = false;
+
+        for (i = 0; i < n && !found; i++) {
+            const struct asyncd_modmap_entry *e = &t->e[i];
+
+            if ((addr != 0 && addr >= e->lo && addr < e->hi) ||
+                (group != NULL && e->group == group)) {
+                *out = *e;
+                found = true;
+            }
+        }
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&gen, memory_order_relaxed) - g <= 1) {
+            out->name[sizeof(out->name) - 1] = '\0';
+            out->file[sizeof(out->file) - 1] = '\0';
+            return found;
+        }
+    }
+    return false;
+}
+
+bool asyncd_modmap_by_addr(uintptr_t addr, struct asyncd_modmap_entry *out)
+{
+    return addr != 0 && find(addr, NULL, out);
+}
+
+bool asyncd_modmap_by_group(const void *group, struct asyncd_modmap_entry *out)
+{
+    return group != NULL && find(0, group, out);
 }

@@ -1,40 +1,48 @@
-/* daemon/modmap — which module's code holds an address (for crash and
- * blocked-worker reports: dladdr names a module's private copy,
- * /proc/self/fd/N, not its file). */
+/* daemon/modmap — a copy of what the loaded modules are, for threads that
+ * may not touch the module list: the watcher thread (watcher.c) and the
+ * crash handler (crash.c), which runs inside a signal and may take no
+ * lock and call nothing.
+ *
+ * For each loaded module: its name, its file, the group its fibers run in
+ * while it is started, its run function, and the span of addresses its
+ * code and data are mapped at.  The daemon's fiber publishes a new copy
+ * whenever modules are loaded, started, stopped or unloaded
+ * (asyncd_modmap_publish); readers copy one entry out and never wait. */
 #ifndef ASYNCD_MODMAP_H
 #define ASYNCD_MODMAP_H
+
+#include "modules.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#define ASYNCD_MODMAP_SLOTS 128 /* modules named at once; more load, unnamed */
+#define ASYNCD_MODMAP_MAX 64    /* modules past this many are not named */
 
-/* What asyncd_modules_find_by_addr tells about the module whose code
- * holds an address. */
-struct asyncd_module_where {
-    char name[64];              /* the name it declares */
-    char file[256];             /* the real file it was loaded from (not /proc/self/fd/N) */
-    uintptr_t base, end;        /* its mapped range [base, end) */
+struct asyncd_modmap_entry {
+    const void *module;         /* the struct asyncd_module: a key, never used */
+    char name[64];
+    char file[128];             /* the .so's base name, for FILE+0xOFFSET */
+    const void *group;          /* its group while started, else NULL: compare, never use */
+    void *run;                  /* its run function */
+    uintptr_t base;             /* where it is loaded (offsets are from here) */
+    uintptr_t lo, hi;           /* [lo, hi): its mapped segments */
 };
 
-/* The module whose mapped object contains addr: true and *out filled in,
- * or false (not a module's code, or a module the full table left out).
- * Every module is dlopened from a private copy (a sealed memfd, through
- * /proc/self/fd/N), so dladdr's dli_fname names "/proc/self/fd/N", not
- * the file: this is the way back to the module and its file.
- * Async-signal-safe and lock-free (atomic loads and byte copies into
- * *out; no lock, no malloc): a fatal-signal handler may call it.  A
- * reader that races an update of the slot it reads retries a few times,
- * then goes on (false if no other slot holds addr). */
-bool asyncd_modules_find_by_addr(const void *addr, struct asyncd_module_where *out);
+/* Publishes the modules of list and of stuck (either may be NULL).  One
+ * publisher: the daemon's fiber (or main before the runtime starts). */
+void asyncd_modmap_publish(const struct asyncd_module *list, const struct asyncd_module *stuck);
 
-/* Enters the mapped range of the object dl (a dlopen handle) as module
- * name from file (both copied, truncated to the fields' sizes): its slot,
- * or -1 (logged when the table is full).  The daemon's fiber only. */
-int asyncd_modmap_add(void *dl, const char *name, const char *file);
+/* m's group changed (started or joined, modules.c): published at once,
+ * so that the watcher and a crash name a module whose fiber runs before
+ * the daemon publishes the whole list again.  m's entry is made afresh
+ * (added if m is new).  The same one publisher. */
+void asyncd_modmap_group(const struct asyncd_module *m);
 
-/* Empties slot (from asyncd_modmap_add; -1 is ignored), before the object
- * is unloaded.  The daemon's fiber only. */
-void asyncd_modmap_remove(int slot);
+/* The module whose segments hold addr, or whose group is group (when not
+ * NULL): copied into *out, true.  Lock-free and call-free, so a signal
+ * handler may use them; a publication racing the copy is detected and
+ * the copy retried (a few times, then false). */
+bool asyncd_modmap_by_addr(uintptr_t addr, struct asyncd_modmap_entry *out);
+bool asyncd_modmap_by_group(const void *group, struct asyncd_modmap_entry *out);
 
 #endif

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "logsink.h"
 #include "modfile.h"
+#include "modmap.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -311,7 +312,6 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
     m->enabled = enabled;
     m->optional = asyncd_module_optional(c, desc->name);
     pthread_mutex_init(&m->reason_lock, NULL);
-    m->slot = asyncd_modmap_add(dl, m->desc->name, m->file);
     return m;
 fail:
     dlclose(dl);
@@ -441,6 +441,7 @@ int asyncd_module_start(struct asyncd_module *m)
     m->group = async_group_new();
     if (m->group == NULL)
         goto fail;
+    asyncd_modmap_group(m); /* before its first fiber runs: the watcher names it */
     if (async_group_spawn(m->group, supervise, m) != 0)
         goto fail_group;
     return 0;
@@ -474,6 +475,7 @@ int asyncd_module_join(struct asyncd_module *m)
         return -1;
     async_group_free(m->group);
     m->group = NULL;
+    asyncd_modmap_group(m);
     atomic_store(&m->state, ASYNCD_MODULE_IDLE);
     return 0;
 }
@@ -490,8 +492,6 @@ void asyncd_modules_reopen(struct asyncd_module *list)
 void asyncd_module_free(struct asyncd_module *m)
 {
     pthread_mutex_destroy(&m->reason_lock);
-    if (m->dl != NULL)
-        asyncd_modmap_remove(m->slot);
     if (m->dl != NULL && dlclose(m->dl) == 0 && m->copy_fd >= 0) {
         char path[64];
         void *still;

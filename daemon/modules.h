@@ -3,7 +3,6 @@
 #define ASYNCD_MODULES_H
 
 #include "config.h"
-#include "modmap.h" /* asyncd_modules_find_by_addr: a module from a code address */
 
 #include <async_io.h>
 #include <async_io/module.h>
@@ -34,8 +33,6 @@ struct asyncd_module {
     int copy_fd;                        /* the sealed memfd holding its bytes: what
                                            was dlopened, through /proc/self/fd */
     off_t size;                         /* of the copy */
-    int slot;                           /* its entry in the address table (modmap.h),
-                                           or -1 */
     void *dl;                           /* dlopen handle */
     const struct async_module *desc;    /* &d */
     struct async_module d;              /* the module's descriptor, ABI 2 fields

@@ -32,7 +32,10 @@
  * effective_config hook for `asyncd -T`, a reopen hook for SIGUSR1, and
  * host calls for readiness and for log files the daemon writes on the
  * module's behalf.  asyncd loads ABI 1 modules as before and reads the ABI
- * 2 fields only from modules that declare abi_version 2. */
+ * 2 fields only from modules that declare abi_version 2.
+ *
+ * Host calls added within ABI 2 (a module that calls one needs an asyncd
+ * at least as new; the descriptor is unchanged): async_module_blocked_workers. */
 #ifndef ASYNC_IO_MODULE_H
 #define ASYNC_IO_MODULE_H
 
@@ -137,6 +140,11 @@ ASYNC_API void async_module_logfile_write(async_module_logfile *f, const char *l
 ASYNC_API uint64_t async_module_logfile_dropped(const async_module_logfile *f);
 /* Hands what is queued to the writer and releases f; never blocks. */
 ASYNC_API void async_module_logfile_close(async_module_logfile *f);
+
+/* Added within ABI 2.  How many times, since asyncd started, a worker was
+ * found held by one fiber (a blocking call, a long computation) for longer
+ * than the daemon's blocked_warn_ms: for status pages.  Any thread. */
+ASYNC_API uint64_t async_module_blocked_workers(void);
 
 #ifdef __cplusplus
 }

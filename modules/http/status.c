@@ -31,10 +31,14 @@ void http_status_reply(struct http_server *srv, const struct http_request *req,
     if (srv->log != NULL) /* lines the daemon's log writer had no room for */
         http_out_addf(&body, "\"access_log\":{\"dropped\":%" PRIu64 "},",
                       http_log_dropped(srv->log));
+    /* workers_blocked: times a worker was held by one fiber past the
+     * daemon's blocked_warn_ms (its log names the module and fiber). */
     http_out_addf(&body,
-                  "\"runtime\":{\"workers\":%u,\"fibers_live\":%" PRIu64
-                  ",\"fibers_spawned\":%" PRIu64 ",\"global_queue\":%zu,\"run_queue\":[",
-                  st.workers, st.fibers_live, st.fibers_spawned, st.global_queue);
+                  "\"runtime\":{\"workers\":%u,\"workers_blocked\":%" PRIu64
+                  ",\"fibers_live\":%" PRIu64 ",\"fibers_spawned\":%" PRIu64
+                  ",\"global_queue\":%zu,\"run_queue\":[",
+                  st.workers, async_module_blocked_workers(), st.fibers_live,
+                  st.fibers_spawned, st.global_queue);
     n = st.workers < MAX_WORKERS_SHOWN ? st.workers : MAX_WORKERS_SHOWN;
     for (i = 0; i < n; i++)
         http_out_addf(&body, "%s%zu", i ? "," : "", per[i].run_queue);
