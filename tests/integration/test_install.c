@@ -244,7 +244,7 @@ static void installed_asyncd_accepts_the_installed_config(void **state)
         fail_msg("the installed http module was not checked:\n%s", out);
 }
 
-static void install_adds_both_units_and_the_man_pages(void **state)
+static void install_adds_both_units_the_man_pages_and_the_logrotate_file(void **state)
 {
     expect_in_file("/usr/lib/systemd/system/asyncd.service", "LogsDirectory=asyncd\n");
     expect_in_file("/usr/lib/systemd/system/asyncd@.service", "LogsDirectory=asyncd\n");
@@ -257,6 +257,8 @@ static void install_adds_both_units_and_the_man_pages(void **state)
     expect_in_file("/usr/share/man/man5/asyncd.json.5", ".TH ASYNCD.JSON 5 ");
     expect_in_file("/usr/share/man/man5/asyncd.json.5", "/var/log/asyncd/access.log");
     expect_file("/usr/share/doc/async_io/README.md");
+    /* logrotate's file beside the config, rotating where the config logs */
+    expect_in_file("/etc/logrotate.d/asyncd", "/var/log/asyncd/*.log");
 }
 
 static void installed_man_pages_render_without_warnings(void **state)
@@ -297,7 +299,7 @@ int main(void)
         cmocka_unit_test(installed_asyncd_finds_its_library_without_ldconfig),
         cmocka_unit_test(installed_config_serves_http_only_and_logs_in_var_log_asyncd),
         cmocka_unit_test(installed_asyncd_accepts_the_installed_config),
-        cmocka_unit_test(install_adds_both_units_and_the_man_pages),
+        cmocka_unit_test(install_adds_both_units_the_man_pages_and_the_logrotate_file),
         cmocka_unit_test(installed_man_pages_render_without_warnings),
         cmocka_unit_test(install_with_another_prefix_keeps_the_config_under_it),
     };
