@@ -29,4 +29,5 @@ cat > "$dir/asyncd.json" <<JSON
 }
 JSON
 ulimit -n "$(ulimit -Hn)"
-exec "$tree/build/asyncd" --config "$dir/asyncd.json"
+# ASYNCD_WRAP: a command to run asyncd under (bench/http/instructions.sh: valgrind)
+exec ${ASYNCD_WRAP:-} "$tree/build/asyncd" --config "$dir/asyncd.json"
