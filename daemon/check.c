@@ -92,6 +92,16 @@ static void *run_hook(void *arg)
     return NULL;
 }
 
+int asyncd_off_stack(async_fn fn, void *arg)
+{
+    if (async_blocking(fn, arg, NULL) == 0)
+        return 0;
+    if (errno != EPERM)
+        return -1;
+    fn(arg); /* not a fiber: this thread's stack is a thread's */
+    return 0;
+}
+
 int asyncd_module_validate(const struct asyncd_config *c, const struct async_module *desc,
                            const json_t *cfg, struct asyncd_problems *p)
 {
@@ -102,18 +112,13 @@ int asyncd_module_validate(const struct asyncd_config *c, const struct async_mod
     if (desc->validate == NULL && desc->check == NULL)
         return 0;
     /* A hook may use more stack than a fiber has, and may block (stat,
-     * access): from a fiber it runs on a helper thread.  The daemon's
-     * fiber is never cancelled, so j on its stack outlives the call. */
-    if (async_blocking(run_hook, &j, NULL) != 0) {
-        if (errno == EPERM) { /* not a fiber: this thread's stack is a thread's */
-            run_hook(&j);
-        } else {
-            char path[300];
+     * access). */
+    if (asyncd_off_stack(run_hook, &j) != 0) {
+        char path[300];
 
-            snprintf(path, sizeof(path), "modules.%s", desc->name);
-            asyncd_problem(j.p, c, path, "cannot run the module's check: %s", strerror(errno));
-            j.rc = -1;
-        }
+        snprintf(path, sizeof(path), "modules.%s", desc->name);
+        asyncd_problem(j.p, c, path, "cannot run the module's check: %s", strerror(errno));
+        j.rc = -1;
     }
     for (i = 0; i < own.n; i++)
         asyncd_log(ASYNC_LOG_ERROR, "%s", own.msg[i]);

@@ -12,6 +12,14 @@
 #include <jansson.h>
 #include <stddef.h>
 
+/* Runs fn(arg) where a large input or a module's code cannot overflow a
+ * fiber's stack: from a fiber, on a helper thread (async_blocking) while
+ * the fiber waits; elsewhere (main, before the runtime) right here.  0, or
+ * -1 with errno when no helper could run it (fn did not run).  The
+ * daemon's fiber is never cancelled, so arg on its stack outlives the
+ * call. */
+int asyncd_off_stack(async_fn fn, void *arg);
+
 /* Runs desc's validate hook (preferred) or check hook on cfg, the module's
  * object without "enabled": 0, or -1 with each problem appended to p as
  * "FILE:LINE:COL: modules.NAME.PATH: message" (an ABI 1 check's message

@@ -187,14 +187,35 @@ static int64_t monotonic_usec(void)
 /* SIGHUP: re-read the file and the folder.  A config that fails
  * validation is rejected as a whole and the running one stays.  READY=1
  * waits, up to shutdown_timeout_ms, for the modules it (re)started. */
+/* Reading and parsing the file, off the fiber's stack (asyncd_off_stack):
+ * a large or deeply nested file must not be able to overflow it. */
+struct load_job {
+    const char *file;
+    struct asyncd_config *out;
+    struct asyncd_problems *p;
+    int rc;
+};
+
+static void *load_job(void *arg)
+{
+    struct load_job *j = arg;
+
+    j->rc = asyncd_config_load(j->file, j->out, j->p);
+    return NULL;
+}
+
 static void reload(struct daemon *d)
 {
-    struct asyncd_config next;
+    struct asyncd_config next = {0};
     struct asyncd_problems p = {0};
+    struct load_job job = {d->file, &next, &p, -1};
 
     asyncd_notify("RELOADING=1\nMONOTONIC_USEC=%lld", (long long)monotonic_usec());
     asyncd_log(ASYNC_LOG_NOTICE, "reloading %s", d->file);
-    if (asyncd_config_load(d->file, &next, &p) != 0 ||
+    if (asyncd_off_stack(load_job, &job) != 0)
+        asyncd_log(ASYNC_LOG_ERROR, "cannot read %s off the daemon's stack: %s", d->file,
+                   strerror(errno));
+    if (job.rc != 0 ||
         asyncd_modules_check_folder(&next, d->modules, &p) != 0) {
         print_problems(&p);
         asyncd_log(ASYNC_LOG_ERROR, "reload rejected: %zu problem(s); the running configuration "

@@ -222,6 +222,26 @@ static struct asyncd_module *find(struct asyncd_module *list, const char *name)
 /* Vets one file; a module on success, NULL (logged) otherwise.  Its
  * config is checked apart (asyncd_modules_check), so that one pass can
  * report every problem of a file. */
+/* dlopen runs the module's constructors, and its own code needs a few KiB
+ * of stack: never on a fiber's.  dlerror is per thread, so it is read
+ * where dlopen ran. */
+struct open_job {
+    const char *path;
+    void *dl;
+    char err[512];
+};
+
+static void *open_job(void *arg)
+{
+    struct open_job *j = arg;
+    const char *e;
+
+    j->dl = dlopen(j->path, RTLD_NOW | RTLD_LOCAL);
+    if (j->dl == NULL && (e = dlerror()) != NULL)
+        snprintf(j->err, sizeof(j->err), "%s", e);
+    return NULL;
+}
+
 static struct asyncd_module *load_one(const struct asyncd_config *c, const char *file,
                                       struct asyncd_module *loaded, struct asyncd_problems *p)
 {
@@ -229,6 +249,7 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
     struct async_module d = {0};
     struct asyncd_module *m, *dup;
     char why[512], path[64];
+    struct open_job job = {0};
     struct stat st;
     off_t size = 0;
     json_t *cfg;
@@ -244,9 +265,13 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
         return NULL;
     }
     snprintf(path, sizeof(path), "/proc/self/fd/%d", copy);
-    dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    job.path = path;
+    if (asyncd_off_stack(open_job, &job) != 0)
+        snprintf(job.err, sizeof(job.err), "cannot run dlopen off the fiber: %s",
+                 strerror(errno));
+    dl = job.dl;
     if (dl == NULL) {
-        const char *e = dlerror();
+        const char *e = job.err[0] != '\0' ? job.err : NULL;
         const char *at = e != NULL ? strstr(e, path) : NULL;
 
         /* dlerror names the copy; the operator knows the file */

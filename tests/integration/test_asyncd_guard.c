@@ -132,6 +132,26 @@ static void asyncd_reads_blocked_warn_ms_and_checks_it(void **state)
     assert_null(strstr(d.log, " blocked for "));
 }
 
+/* A module that appears on a reload is loaded, its constructors run, off
+ * the daemon fiber's stack: one that needs 1 MiB of stack used to end
+ * asyncd with "fiber stack overflow" on SIGHUP. */
+static void asyncd_loads_a_module_with_a_deep_constructor_on_reload(void **state)
+{
+    struct daemon d;
+
+    (void)state;
+    link_module(BLOCKER_SO, "blocker.so");
+    write_file("asyncd.json", "{\"modules_dir\":\"modules\",\n"
+                              " \"modules\":{\"blocker\":{\"delay_ms\":0,\"block_ms\":0}}}\n");
+    daemon_start(&d, "asyncd.json", NULL);
+    wait_log(&d, "ready: 1 module(s) running");
+    link_module(DEEP_CTOR_SO, "deep_ctor.so");
+    kill(d.pid, SIGHUP);
+    wait_log(&d, "deep_ctor: deep constructor ran");
+    wait_log(&d, "reloaded: 2 module(s) running");
+    assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
 /* The test's NOTIFY_SOCKET, in the test folder. */
 static int notify_socket(struct sockaddr_un *sa)
 {
@@ -332,6 +352,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             a_fiber_stack_overflow_in_a_module_still_gets_the_runtimes_report, setup, teardown),
+        cmocka_unit_test_setup_teardown(asyncd_loads_a_module_with_a_deep_constructor_on_reload,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(a_crash_writes_the_queued_access_log_first, setup,
                                         teardown),
     };
