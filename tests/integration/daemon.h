@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,6 +73,28 @@ static inline void write_bytes(const char *name, const void *p, size_t len)
 static inline void write_file(const char *name, const char *text)
 {
     write_bytes(name, text, strlen(text));
+}
+
+/* The whole file (NUL-terminated, malloc'd; *len its size), or NULL when
+ * it does not exist. */
+static inline char *read_bytes(const char *name, size_t *len)
+{
+    char path[512], *buf;
+    struct stat st;
+    int fd;
+
+    path_of(path, sizeof(path), name);
+    fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return NULL;
+    assert_int_equal(fstat(fd, &st), 0);
+    buf = malloc((size_t)st.st_size + 1);
+    assert_non_null(buf);
+    assert_int_equal(read(fd, buf, (size_t)st.st_size), st.st_size);
+    buf[st.st_size] = '\0';
+    close(fd);
+    *len = (size_t)st.st_size;
+    return buf;
 }
 
 /* Kills a daemon a failed test left behind and removes the folder. */

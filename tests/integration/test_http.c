@@ -84,26 +84,6 @@ static void make_big_file(const char *name, uint64_t size)
     free(block);
 }
 
-static char *read_file(const char *name, size_t *len)
-{
-    char path[512], *buf;
-    struct stat st;
-    int fd;
-
-    path_of(path, sizeof(path), name);
-    fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return NULL;
-    assert_int_equal(fstat(fd, &st), 0);
-    buf = malloc((size_t)st.st_size + 1);
-    assert_non_null(buf);
-    assert_int_equal(read(fd, buf, (size_t)st.st_size), st.st_size);
-    buf[st.st_size] = '\0';
-    close(fd);
-    *len = (size_t)st.st_size;
-    return buf;
-}
-
 /* ---- fixtures ---- */
 
 static int setup(void **state)
@@ -1848,7 +1828,7 @@ static void http_open_file_cache_download_survives_rename_of_its_file(void **sta
 
     (void)state;
     make_big_file("www/big.bin", size);
-    want = read_file("www/big.bin", &wl);
+    want = read_bytes("www/big.bin", &wl);
     assert_int_equal(wl, size);
     /* the replacement: other bytes, other size */
     fresh = malloc(size / 2);
@@ -2265,7 +2245,7 @@ static void http_access_log_gets_combined_format_lines(void **state)
     snprintf(want, sizeof(want), "\"GET /hello HTTP/1.1\" 200 13 \"-\" \"curl/%s\"\n", version);
     while (now_ms() < until) {
         free(log);
-        log = read_file("access.log", &len);
+        log = read_bytes("access.log", &len);
         if (log != NULL && count_lines(log) >= 4)
             break;
         pump(&D, 50); /* a bounded wait that also drains the daemon's stderr */
@@ -2292,7 +2272,7 @@ static void http_access_log_gets_combined_format_lines(void **state)
     for (i = 0; i < 2; i++)
         assert_int_equal(curl(out, sizeof(out), "-o /dev/null http://127.0.0.1:%d/old", D.port), 0);
     stop_daemon(&D);
-    log = read_file("access.log", &len);
+    log = read_bytes("access.log", &len);
     assert_non_null(log);
     if (count_lines(log) != 6)
         fail_msg("expected 6 lines after the stop, got:\n%s", log);

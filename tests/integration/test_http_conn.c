@@ -557,26 +557,6 @@ static void conn_silent_connections_hold_no_stack_and_end_at_header_timeout(void
 
 /* ================= 4. the access log tells the truth ================= */
 
-static char *read_log(size_t *len)
-{
-    char path[512], *buf;
-    struct stat st;
-    int fd;
-
-    path_of(path, sizeof(path), "access.log");
-    fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return NULL;
-    assert_int_equal(fstat(fd, &st), 0);
-    buf = malloc((size_t)st.st_size + 1);
-    assert_non_null(buf);
-    assert_int_equal(read(fd, buf, (size_t)st.st_size), st.st_size);
-    buf[st.st_size] = '\0';
-    close(fd);
-    *len = (size_t)st.st_size;
-    return buf;
-}
-
 /* The access log's line for target (bounded wait: lines reach the file
  * within about a second); the byte count in it, or -1. */
 static long long logged_bytes(const char *target, int status)
@@ -590,7 +570,7 @@ static long long logged_bytes(const char *target, int status)
     snprintf(want, sizeof(want), "\"GET %s HTTP/1.1\" %d ", target, status);
     while (now_ms() < until) {
         free(log);
-        log = read_log(&len);
+        log = read_bytes("access.log", &len);
         if (log != NULL && (at = strstr(log, want)) != NULL)
             break;
         pump(&D, 50);
@@ -655,7 +635,7 @@ static void conn_access_log_counts_the_body_bytes_that_left(void **state)
         size_t len;
 
         stop();
-        log = read_log(&len);
+        log = read_bytes("access.log", &len);
         assert_non_null(log);
         if (strstr(log, "\"HEAD /hello HTTP/1.1\" 200 0 ") == NULL)
             fail_msg("no HEAD line with 0 bytes in:\n%s", log);

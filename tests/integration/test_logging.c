@@ -268,26 +268,6 @@ static void logging_access_log_fifo_nobody_reads_drops_and_counts(void **state)
 
 /* ================= 9. SIGUSR1, and the other signals ================= */
 
-static char *read_named(const char *name, size_t *len)
-{
-    char path[512], *buf;
-    struct stat st;
-    int fd;
-
-    path_of(path, sizeof(path), name);
-    fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return NULL;
-    assert_int_equal(fstat(fd, &st), 0);
-    buf = malloc((size_t)st.st_size + 1);
-    assert_non_null(buf);
-    assert_int_equal(read(fd, buf, (size_t)st.st_size), st.st_size);
-    buf[st.st_size] = '\0';
-    close(fd);
-    *len = (size_t)st.st_size;
-    return buf;
-}
-
 static off_t size_of(const char *name)
 {
     char path[512];
@@ -393,7 +373,7 @@ static void logging_usr1_after_rename_loses_and_duplicates_no_line(void **state)
     seen = calloc((size_t)answered, 1);
     assert_non_null(seen);
     for (r = 0; r < 4; r++) {
-        char *text = read_named(files[r], &len);
+        char *text = read_bytes(files[r], &len);
         long n;
 
         assert_non_null(text);
@@ -426,7 +406,7 @@ static void logging_usr1_reopen_failure_keeps_the_old_file(void **state)
                  "still writing to the old file");
     must_burst(1, 1);
     stop_with(SIGTERM);
-    text = read_named("gone/access.log", &len);
+    text = read_bytes("gone/access.log", &len);
     assert_non_null(text);
     if (strstr(text, "\"GET /hello?n=0 ") == NULL || strstr(text, "\"GET /hello?n=1 ") == NULL)
         fail_msg("gone/access.log should hold both lines:\n%s", text);
@@ -501,7 +481,7 @@ static void logging_sigquit_stops_gracefully(void **state)
     stop_with(SIGQUIT);
     assert_non_null(strstr(D.log, "Quit: stopping"));
     assert_non_null(strstr(D.log, "asyncd: stopped"));
-    text = read_named("access.log", &len);
+    text = read_bytes("access.log", &len);
     assert_non_null(text);
     assert_int_equal(count_char(text, '\n'), 3);
     free(text);
@@ -567,7 +547,7 @@ static void logging_access_log_escapes_quotes_controls_and_high_bytes(void **sta
         resp_free(&r);
     client_close(c);
     stop_with(SIGTERM);
-    text = read_named("access.log", &len);
+    text = read_bytes("access.log", &len);
     assert_non_null(text);
     print_message("      %s", text);
     if (strstr(text, "\"GET /q\\x22x\\x5Cy\\xC3\\xA9 HTTP/1.1\" 404 10 \"\\x80r\\x22\" "
