@@ -9,5 +9,6 @@
 #include "async_io/mutex.h"
 #include "async_io/tcp.h"
 #include "async_io/blocking.h"
+#include "async_io/http.h"
 
 #endif

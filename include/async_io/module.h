@@ -39,6 +39,7 @@
 #ifndef ASYNC_IO_MODULE_H
 #define ASYNC_IO_MODULE_H
 
+#include "http.h"
 #include "runtime.h"
 
 #include <jansson.h>
@@ -145,6 +146,34 @@ ASYNC_API void async_module_logfile_close(async_module_logfile *f);
  * found held by one fiber (a blocking call, a long computation) for longer
  * than the daemon's blocked_warn_ms: for status pages.  Any thread. */
 ASYNC_API uint64_t async_module_blocked_workers(void);
+
+/* ---- HTTP handlers (added within ABI 2) ----
+ *
+ * A module serves HTTP by registering named handlers; the http module's
+ * routes name them ({"prefix": "/kv/", "handler": "kv"}) and calls them on
+ * the connection's fiber.  A name is unique across the daemon.  A module's
+ * handlers are withdrawn when it stops, and asyncd waits (within
+ * shutdown_timeout_ms) for the requests inside them before it unloads the
+ * module's code. */
+
+/* From run (any fiber of the module): 0; -1 EEXIST (the name is taken),
+ * EINVAL (empty, longer than 64 bytes, or not letters, digits, '_', '-',
+ * '.'), ENOMEM. */
+ASYNC_API int async_module_add_http_handler(async_module_host *host, const char *name,
+                                            async_http_handler fn, void *ctx);
+
+/* For modules that route requests (the http module).  The slot of a
+ * handler name: made on first use, whether or not a module provides the
+ * name yet, and valid for the daemon's life.  NULL with EINVAL or ENOMEM. */
+typedef struct async_module_http_slot async_module_http_slot;
+ASYNC_API async_module_http_slot *async_module_http_slot(async_module_host *host,
+                                                         const char *name);
+/* Calls the handler that provides the slot's name, on this fiber: its
+ * return value; or -1 ENOENT, having sent nothing, when no module provides
+ * the name.  While it runs, the provider's code stays loaded. */
+ASYNC_API int async_module_http_call(async_module_http_slot *slot, async_http_request *req);
+/* Whether a module provides the slot's name now. */
+ASYNC_API int async_module_http_provided(const async_module_http_slot *slot);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,207 @@
+/* async_io/http.h — an HTTP/1.1 server engine (RFC 9112) for fibers.
+ *
+ * A handler serves one request on the connection's own fiber and reads
+ * like blocking code: it may park (read the body, connect to a backend,
+ * lock a mutex, sleep) but must not block its thread (async_blocking).
+ *
+ *     static int hello(async_http_request *req, void *ctx)
+ *     {
+ *         return async_http_respond(req, 200, "text/plain", "Hello\n", 6);
+ *     }
+ *     ...
+ *     async_http_serve(stream, hello, NULL);   // one connection, to its end
+ *
+ * The engine reads and parses requests strictly (no request smuggling:
+ * CRLF only, one valid Content-Length, never with Transfer-Encoding,
+ * chunked the only coding), answers malformed ones itself (400, 413, 414,
+ * 417, 431, 501, 505, 408) and closes those connections lingering, so the
+ * answer reaches a client still sending; it keeps connections alive and
+ * answers pipelined requests in order.
+ *
+ * Responses.  The head is sent by the first write (or when the handler
+ * returns): the status line, Server and Date (unless the handler set its
+ * own), the handler's headers, and the framing.  Without a Content-Length
+ * from the handler an HTTP/1.1 body is chunked and an HTTP/1.0 one ends
+ * with the connection.  HEAD gets the head only (writes are counted, not
+ * sent); 1xx, 204 and 304 get no body.  A handler that set Content-Length
+ * and writes more gets EMSGSIZE, fewer: the connection is closed.
+ *
+ * Buffering.  Writes coalesce in the connection's output buffer, up to
+ * ASYNC_HTTP_COALESCE_BYTES, and a write that would pass it sends the
+ * buffer (parking until the kernel has taken it); so do async_http_flush,
+ * a read of the body that has to wait for the peer, and the end of a
+ * response when no further pipelined request is waiting.  Responses to
+ * pipelined requests leave together in one send.
+ *
+ * Request bodies.  async_http_read_body de-chunks, stops at the server's
+ * max_body_bytes (EMSGSIZE: answer 413 if nothing was sent yet), and
+ * sends "100 Continue" on its first call when the client asked for it.  A
+ * body the handler leaves unread is read and dropped before the next
+ * request, up to ASYNC_HTTP_DRAIN_MAX_BYTES; past that the connection is
+ * closed after the response.
+ *
+ * Every string a request accessor returns stays valid until the handler
+ * returns.  Threads: a request belongs to the fiber that serves it. */
+#ifndef ASYNC_IO_HTTP_H
+#define ASYNC_IO_HTTP_H
+
+#include "runtime.h"
+#include "tcp.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ASYNC_HTTP_COALESCE_BYTES (64 * 1024)
+#define ASYNC_HTTP_DRAIN_MAX_BYTES (1024 * 1024)
+
+typedef struct async_http_request async_http_request;  /* one exchange: request in, response out;
+                                                          valid until the handler returns */
+typedef int (*async_http_handler)(async_http_request *req, void *ctx);
+/* return 0: the response is complete (if nothing was sent: the status set,
+   default 200, with an empty body; an unfinished chunked body is ended).
+   return -1: if the head was not sent, 500; otherwise the connection is
+   closed. */
+
+/* ---- the request ---- */
+
+ASYNC_API const char *async_http_method(const async_http_request *req);  /* "GET", as received */
+ASYNC_API const char *async_http_target(const async_http_request *req);  /* raw request-target */
+/* percent-decoded, "." and ".." resolved, slashes merged; the path of an
+ * absolute-form target ("http://host/x" gives "/x") */
+ASYNC_API const char *async_http_path(const async_http_request *req);
+ASYNC_API const char *async_http_query(const async_http_request *req);   /* after '?', raw; "" if none */
+ASYNC_API int async_http_version(const async_http_request *req);         /* 10 or 11 */
+/* The first value of the field, name case-insensitive; NULL if absent. */
+ASYNC_API const char *async_http_header(const async_http_request *req, const char *name);
+/* The i-th field as received: 0, or -1 ENOENT past the end. */
+ASYNC_API int async_http_header_at(const async_http_request *req, size_t i, const char **name,
+                                   const char **value);
+/* "1.2.3.4:5678" or "[::1]:5678"; "-" when the socket cannot say. */
+ASYNC_API const char *async_http_peer(const async_http_request *req);
+
+/* Parks; de-chunked body bytes into buf, 0 at the end of the body, -1 with
+ * EMSGSIZE (past max_body_bytes), ETIMEDOUT (body_timeout_ms since the
+ * body began), ECONNRESET (the peer went or sent a malformed chunk),
+ * ECANCELED, EPERM (outside the request's fiber). */
+ASYNC_API ssize_t async_http_read_body(async_http_request *req, void *buf, size_t len);
+
+/* ---- the response ---- */
+
+/* 0; -1 EALREADY (head sent), EINVAL (outside 100..999) */
+ASYNC_API int async_http_set_status(async_http_request *req, int status);
+/* 0; -1 EALREADY, EINVAL (a name that is not a token, CR/LF/NUL in the
+ * value, a hop-by-hop field or Transfer-Encoding), ENOMEM.  Content-Length
+ * fixes the body's length; Server and Date replace the defaults. */
+ASYNC_API int async_http_add_header(async_http_request *req, const char *name, const char *value);
+/* Parks; the first call sends the head.  0 or -1 EPIPE / ECONNRESET /
+ * ECANCELED / ETIMEDOUT (send_timeout_ms without progress) / EMSGSIZE
+ * (past Content-Length). */
+ASYNC_API int async_http_write(async_http_request *req, const void *buf, size_t len);
+/* Parks; sends len bytes of fd from offset after what was written before
+ * (sendfile(2)).  Errors as async_http_write, and EIO when the file ends
+ * before len bytes. */
+ASYNC_API int async_http_sendfile(async_http_request *req, int fd, off_t offset, size_t len);
+/* A whole response with Content-Length (content_type may be NULL). */
+ASYNC_API int async_http_respond(async_http_request *req, int status, const char *content_type,
+                                 const void *body, size_t len);
+
+/* Beyond the contract. */
+
+/* Parks; sends what writes coalesced.  0 or -1 as async_http_write. */
+ASYNC_API int async_http_flush(async_http_request *req);
+/* The status set so far (200 unless set). */
+ASYNC_API int async_http_status(const async_http_request *req);
+/* Whether the head has been sent (async_http_set_status fails then). */
+ASYNC_API int async_http_head_sent(const async_http_request *req);
+/* Marks the connection to close after this response ("Connection: close"). */
+ASYNC_API void async_http_close_after(async_http_request *req);
+
+/* ---- serving ---- */
+
+/* Serves one connection (keep-alive, pipelining) with the default limits
+ * until it ends; closes s.  Parks.  0, or -1 EPERM outside a fiber. */
+ASYNC_API int async_http_serve(async_stream *s, async_http_handler fn, void *ctx);
+
+/* A server: limits, many connections, counts, an access log and a
+ * graceful shutdown.  Configure it before its first connection; it is
+ * then shared, read-only, by every worker. */
+typedef struct async_http_server async_http_server;
+
+enum async_http_option {
+    ASYNC_HTTP_MAX_HEADER_BYTES = 1, /* request line or field section; 8192 (256..1 MiB) */
+    ASYNC_HTTP_MAX_HEADERS,          /* fields per request; 100 (1..256) */
+    ASYNC_HTTP_MAX_BODY_BYTES,       /* per request body; 1 MiB */
+    ASYNC_HTTP_HEADER_TIMEOUT_MS,    /* a request head, from its first byte (and a new
+                                        connection's first byte); 10000 */
+    ASYNC_HTTP_BODY_TIMEOUT_MS,      /* a request body, from its start; 10000 */
+    ASYNC_HTTP_KEEPALIVE_TIMEOUT_MS, /* idle between requests; 75000; 0: one request
+                                        per connection */
+    ASYNC_HTTP_SEND_TIMEOUT_MS,      /* a write without progress; 60000 */
+    ASYNC_HTTP_LINGERING_TIME_MS,    /* closing while the peer sends: drop its bytes for at
+                                        most this long; 30000; 0: close at once */
+    ASYNC_HTTP_LINGERING_TIMEOUT_MS, /* ... this long between its bytes; 5000 */
+    ASYNC_HTTP_LINGERING_MAX_BYTES,  /* ... and this many in all; 64 MiB */
+    ASYNC_HTTP_MAX_CONNECTIONS,      /* async_http_server_start answers 503 past it; none */
+};
+
+ASYNC_API async_http_server *async_http_server_new(async_http_handler fn, void *ctx);
+/* 0, or -1 EINVAL (an unknown option or a value out of its range),
+ * EBUSY (the server has served already). */
+ASYNC_API int async_http_server_set(async_http_server *srv, enum async_http_option opt,
+                                    int64_t value);
+/* The Server field of every response ("async_io" by default; NULL: none).
+ * Copied.  0, or -1 EINVAL (CR/LF), ENOMEM, EBUSY. */
+ASYNC_API int async_http_server_set_name(async_http_server *srv, const char *name);
+
+/* Access logging that tells the truth.  fmt is called once per exchange,
+ * on its fiber, when the response is complete — with the request still
+ * valid (a request that could not be parsed has method "") — and writes
+ * the line into line; the engine keeps it until the response's bytes have
+ * left (or failed to) and then calls write with whole lines, the count of
+ * body bytes that left put where fmt called async_http_log_body_bytes.
+ * write must not park. */
+typedef struct async_http_log_line async_http_log_line;
+typedef void (*async_http_log_format)(const async_http_request *req, async_http_log_line *line,
+                                      void *ctx);
+typedef void (*async_http_log_write)(const char *lines, size_t len, void *ctx);
+ASYNC_API void async_http_log_add(async_http_log_line *line, const void *p, size_t len);
+ASYNC_API void async_http_log_body_bytes(async_http_log_line *line);
+ASYNC_API int async_http_server_set_log(async_http_server *srv, async_http_log_format fmt,
+                                        async_http_log_write write, void *ctx);
+
+/* Serves s on this fiber until the connection ends; closes s.  Parks. */
+ASYNC_API int async_http_server_serve(async_http_server *srv, async_stream *s);
+/* Serves s on fibers of its own on worker (mod the worker count; -1: this
+ * one), and returns at once: a connection waiting for a request holds no
+ * fiber, stack or buffer.  The fibers join the caller's group.  0, or -1
+ * EBUSY (past max_connections: answered 503 and closed), ENOMEM (closed),
+ * ESHUTDOWN (the server is shutting down: closed). */
+ASYNC_API int async_http_server_start(async_http_server *srv, async_stream *s, int worker);
+/* Parks: stops taking connections, ends idle ones, lets busy ones finish
+ * the response in progress (answered "Connection: close"), and waits for
+ * them until deadline_ms (async_now_ms scale; -1: no limit); then cuts
+ * those left and waits for their fibers.  Runs shielded from cancellation.
+ * Returns how many connections had to be cut. */
+ASYNC_API long async_http_server_shutdown(async_http_server *srv, int64_t deadline_ms);
+/* Frees a server that served no connection or was shut down. */
+ASYNC_API void async_http_server_free(async_http_server *srv);
+
+struct async_http_stats {
+    uint64_t connections_open;       /* now, including idle and lingering ones */
+    uint64_t connections_total;      /* since the server was made */
+    uint64_t connections_refused;    /* past max_connections */
+    uint64_t requests;               /* responses begun */
+    uint64_t responses[6];           /* [1..5]: by status class */
+};
+/* Figures so far; any thread. */
+ASYNC_API void async_http_server_stats(async_http_server *srv, struct async_http_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
