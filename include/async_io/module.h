@@ -166,8 +166,8 @@ ASYNC_API int async_module_add_http_handler(async_module_host *host, const char 
  * handler name: made on first use, whether or not a module provides the
  * name yet, and valid for the daemon's life.  NULL with EINVAL or ENOMEM. */
 typedef struct async_module_http_slot async_module_http_slot;
-ASYNC_API async_module_http_slot *async_module_http_slot(async_module_host *host,
-                                                         const char *name);
+ASYNC_API async_module_http_slot *async_module_http_slot_get(async_module_host *host,
+                                                             const char *name);
 /* Calls the handler that provides the slot's name, on this fiber: its
  * return value; or -1 ENOENT, having sent nothing, when no module provides
  * the name.  While it runs, the provider's code stays loaded. */
