@@ -270,6 +270,10 @@ static void unparsed(struct async_http_request *req, struct http_conn *c, bool b
 {
     req->c = c;
     req->valid = false;
+    req->body_done = true;
+    req->body_error = 0;
+    req->body_malformed = false;
+    req->continue_due = false;
     if (blank)
         memset(&req->h, 0, offsetof(struct http_request, headers));
 }

@@ -487,7 +487,11 @@ void async__http_emit_head(struct async_http_request *req, bool streaming)
 
     if (bodyless)
         req->no_body = true;
-    if (atomic_load_explicit(&srv->draining, memory_order_relaxed))
+    /* A drain, or a body too big to read away unless the handler reads it:
+     * say now that the connection ends after this answer. */
+    if (atomic_load_explicit(&srv->draining, memory_order_relaxed) ||
+        (!req->body_done && req->body_error == 0 && !req->h.chunked &&
+         req->body_left > ASYNC_HTTP_DRAIN_MAX_BYTES))
         req->close = true;
     async__http_out_status_line(o, status);
     if (!req->own_server && srv->server_line != NULL)
