@@ -1,0 +1,630 @@
+/* modules/proxy/proxy.c — a reverse proxy on the handler platform: each
+ * upstream in the config is an HTTP handler of its name, which the http
+ * module's routes send requests to ({"prefix": "/", "handler": "app"}).
+ *
+ *   "proxy": { "upstreams": { "app": {
+ *       "servers": ["127.0.0.1:9001", "127.0.0.1:9002"],
+ *       "balance": "round_robin",          // or "least_conn"
+ *       "keepalive": 32,                   // idle connections kept per server and worker
+ *       "connect_timeout_ms": 2000, "response_timeout_ms": 30000,
+ *       "health": { "path": "/health", "interval_ms": 1000, "timeout_ms": 1000,
+ *                   "fall": 3, "rise": 2 },
+ *       "retries": 1, "host": "app.internal" } } }
+ *
+ * A request goes to the next server that is up (round robin, or the one
+ * with the fewest requests in flight); a refused or reset connection — or
+ * an upstream that closes before any response byte, for idempotent
+ * methods — moves to the next server, up to `retries` times, and only
+ * while nothing of the request body has been read (a body cannot be sent
+ * twice).  Once response bytes were forwarded nothing is retried.  Failures
+ * answer 502 (refused, reset, a malformed response) or 504 (timeouts);
+ * with every server down, 503 with Retry-After.  A server that fails
+ * `fall` health checks in a row (or as many requests) leaves the
+ * rotation until `rise` checks pass.
+ *
+ * Forwarding (RFC 9110 §7.6): hop-by-hop fields are dropped both ways
+ * (Connection and the fields it names, Keep-Alive, TE, Trailer,
+ * Transfer-Encoding, Upgrade, Proxy-*); X-Forwarded-For gets the client's
+ * address appended, X-Forwarded-Proto and X-Forwarded-Host are set, Via
+ * is added; Host passes through unless the upstream sets "host".  Bodies
+ * stream both ways through the handler's fiber, a buffer at a time, so a
+ * large upload or download holds no more memory than that buffer.
+ *
+ * Threads: handlers run on every worker.  A server's counters are relaxed
+ * atomics; its up/down state is an atomic flag written by its health
+ * fiber and by failing requests. */
+#include <async_io.h>
+#include <async_io/http.h>
+#include <async_io/module.h>
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define BUF_SIZE (64 * 1024)
+#define MAX_SERVERS 64
+
+struct server {
+    char *address;
+    _Atomic bool up;
+    _Atomic unsigned fails;     /* in a row */
+    _Atomic unsigned oks;       /* in a row, while down */
+    _Atomic long active;        /* requests in flight */
+    _Atomic uint64_t requests, failures;
+};
+
+struct upstream {
+    const char *name;           /* the config's key (borrowed from the config) */
+    struct server servers[MAX_SERVERS];
+    size_t n;
+    bool least_conn;
+    unsigned keepalive;
+    int64_t connect_timeout_ms, response_timeout_ms;
+    const char *health_path;    /* NULL: no active checks */
+    int64_t health_interval_ms, health_timeout_ms;
+    unsigned fall, rise, retries;
+    const char *host;
+    async_http_pool *pool;
+    _Atomic unsigned next;
+    async_module_host *mod;
+};
+
+/* ---- config ---- */
+
+static const char *const upstream_keys[] = {
+    "servers", "balance", "keepalive", "connect_timeout_ms", "response_timeout_ms", "health",
+    "retries", "host",
+};
+static const char *const health_keys[] = {"path", "interval_ms", "timeout_ms", "fall", "rise"};
+
+static bool known(const char *key, const char *const *keys, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (strcmp(key, keys[i]) == 0)
+            return true;
+    return false;
+}
+
+static void check_int(async_module_report *r, const char *path, const json_t *v, json_int_t lo,
+                      json_int_t hi, int *bad)
+{
+    if (v != NULL && (!json_is_integer(v) || json_integer_value(v) < lo ||
+                      json_integer_value(v) > hi)) {
+        async_module_problem(r, path, "must be an integer from %lld to %lld", (long long)lo,
+                             (long long)hi);
+        (*bad)++;
+    }
+}
+
+static void check_upstream(async_module_report *r, const char *name, const json_t *u, int *bad)
+{
+    char path[512];
+    const char *key;
+    const json_t *v, *s;
+    size_t i;
+
+    snprintf(path, sizeof(path), "upstreams.%s", name);
+    if (!json_is_object(u)) {
+        async_module_problem(r, path, "must be an object");
+        (*bad)++;
+        return;
+    }
+    json_object_foreach((json_t *)u, key, v) {
+        if (!known(key, upstream_keys, sizeof(upstream_keys) / sizeof(upstream_keys[0]))) {
+            snprintf(path, sizeof(path), "upstreams.%s.%s", name, key);
+            async_module_problem(r, path, "unknown key");
+            (*bad)++;
+        }
+    }
+    snprintf(path, sizeof(path), "upstreams.%s.servers", name);
+    v = json_object_get(u, "servers");
+    if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > MAX_SERVERS) {
+        async_module_problem(r, path, "must be a list of 1 to %d \"host:port\" addresses",
+                             MAX_SERVERS);
+        (*bad)++;
+    } else {
+        json_array_foreach(v, i, s) {
+            const char *why = "a port is needed";
+            char host[256];
+            int port = 0;
+
+            if (!json_is_string(s) || async_address_parse(json_string_value(s), host,
+                                                          sizeof(host), &port, &why) != 0 ||
+                port == 0) {
+                snprintf(path, sizeof(path), "upstreams.%s.servers[%zu]", name, i);
+                async_module_problem(r, path, "not a \"host:port\" address: %s",
+                                     json_is_string(s) ? why : "not a string");
+                (*bad)++;
+            }
+        }
+    }
+    v = json_object_get(u, "balance");
+    if (v != NULL && (!json_is_string(v) || (strcmp(json_string_value(v), "round_robin") != 0 &&
+                                             strcmp(json_string_value(v), "least_conn") != 0))) {
+        snprintf(path, sizeof(path), "upstreams.%s.balance", name);
+        async_module_problem(r, path, "must be \"round_robin\" or \"least_conn\"");
+        (*bad)++;
+    }
+#define INT_KEY(k, lo, hi)                                                                  \
+    do {                                                                                    \
+        snprintf(path, sizeof(path), "upstreams.%s.%s", name, k);                           \
+        check_int(r, path, json_object_get(u, k), lo, hi, bad);                             \
+    } while (0)
+    INT_KEY("keepalive", 0, 100000);
+    INT_KEY("connect_timeout_ms", 1, 3600000);
+    INT_KEY("response_timeout_ms", 1, 86400000);
+    INT_KEY("retries", 0, MAX_SERVERS);
+    v = json_object_get(u, "host");
+    if (v != NULL && (!json_is_string(v) || strpbrk(json_string_value(v), "\r\n") != NULL ||
+                      json_string_length(v) == 0)) {
+        snprintf(path, sizeof(path), "upstreams.%s.host", name);
+        async_module_problem(r, path, "must be a host name");
+        (*bad)++;
+    }
+    v = json_object_get(u, "health");
+    if (v != NULL) {
+        snprintf(path, sizeof(path), "upstreams.%s.health", name);
+        if (!json_is_object(v)) {
+            async_module_problem(r, path, "must be an object");
+            (*bad)++;
+            return;
+        }
+        json_object_foreach((json_t *)v, key, s)
+            if (!known(key, health_keys, sizeof(health_keys) / sizeof(health_keys[0]))) {
+                snprintf(path, sizeof(path), "upstreams.%s.health.%s", name, key);
+                async_module_problem(r, path, "unknown key");
+                (*bad)++;
+            }
+        s = json_object_get(v, "path");
+        if (s == NULL || !json_is_string(s) || json_string_value(s)[0] != '/') {
+            snprintf(path, sizeof(path), "upstreams.%s.health.path", name);
+            async_module_problem(r, path, "must be a path starting with '/'");
+            (*bad)++;
+        }
+#define HEALTH_KEY(k, lo, hi)                                                               \
+    do {                                                                                    \
+        snprintf(path, sizeof(path), "upstreams.%s.health.%s", name, k);                    \
+        check_int(r, path, json_object_get(v, k), lo, hi, bad);                             \
+    } while (0)
+        HEALTH_KEY("interval_ms", 10, 3600000);
+        HEALTH_KEY("timeout_ms", 1, 3600000);
+        HEALTH_KEY("fall", 1, 1000);
+        HEALTH_KEY("rise", 1, 1000);
+    }
+}
+
+static int proxy_validate(const json_t *config, async_module_report *r)
+{
+    const json_t *ups = json_object_get(config, "upstreams"), *u;
+    const char *key, *name;
+    int bad = 0;
+
+    json_object_foreach((json_t *)config, key, u)
+        if (strcmp(key, "upstreams") != 0) {
+            async_module_problem(r, key, "unknown key");
+            bad++;
+        }
+    if (ups == NULL) /* nothing to proxy: the module idles */
+        return bad > 0 ? -1 : 0;
+    if (!json_is_object(ups)) {
+        async_module_problem(r, "upstreams", "must be an object of upstreams by name");
+        return -1;
+    }
+    json_object_foreach((json_t *)ups, name, u)
+        check_upstream(r, name, u, &bad);
+    return bad > 0 ? -1 : 0;
+}
+
+static int64_t int_or(const json_t *o, const char *key, int64_t def)
+{
+    const json_t *v = json_object_get(o, key);
+
+    return v != NULL ? (int64_t)json_integer_value(v) : def;
+}
+
+static int upstream_load(struct upstream *up, const char *name, const json_t *u)
+{
+    const json_t *v = json_object_get(u, "servers"), *s, *h;
+    size_t i;
+
+    memset(up, 0, sizeof(*up));
+    up->name = name;
+    json_array_foreach(v, i, s) {
+        if ((up->servers[i].address = strdup(json_string_value(s))) == NULL)
+            return -1;
+        atomic_store(&up->servers[i].up, true);
+        up->n++;
+    }
+    v = json_object_get(u, "balance");
+    up->least_conn = v != NULL && strcmp(json_string_value(v), "least_conn") == 0;
+    up->keepalive = (unsigned)int_or(u, "keepalive", 32);
+    up->connect_timeout_ms = int_or(u, "connect_timeout_ms", 2000);
+    up->response_timeout_ms = int_or(u, "response_timeout_ms", 30000);
+    up->retries = (unsigned)int_or(u, "retries", 1);
+    up->host = json_string_value(json_object_get(u, "host"));
+    h = json_object_get(u, "health");
+    up->fall = (unsigned)int_or(h, "fall", 3);
+    up->rise = (unsigned)int_or(h, "rise", 2);
+    if (h != NULL) {
+        up->health_path = json_string_value(json_object_get(h, "path"));
+        up->health_interval_ms = int_or(h, "interval_ms", 1000);
+        up->health_timeout_ms = int_or(h, "timeout_ms", 1000);
+    }
+    return 0;
+}
+
+/* ---- servers up and down ---- */
+
+static void server_failed(struct upstream *up, struct server *s, const char *why)
+{
+    atomic_fetch_add_explicit(&s->failures, 1, memory_order_relaxed);
+    atomic_store(&s->oks, 0);
+    if (atomic_fetch_add(&s->fails, 1) + 1u >= up->fall && atomic_exchange(&s->up, false))
+        async_module_log(up->mod, ASYNC_LOG_WARNING, "upstream %s: server %s is down (%s)",
+                         up->name, s->address, why);
+}
+
+static void server_ok(struct upstream *up, struct server *s)
+{
+    atomic_store(&s->fails, 0);
+    if (!atomic_load(&s->up) && atomic_fetch_add(&s->oks, 1) + 1u >= up->rise &&
+        !atomic_exchange(&s->up, true))
+        async_module_log(up->mod, ASYNC_LOG_NOTICE, "upstream %s: server %s is up again",
+                         up->name, s->address);
+}
+
+/* The next server that is up and not in tried (a bit per server), or NULL. */
+static struct server *pick(struct upstream *up, uint64_t tried)
+{
+    struct server *best = NULL;
+    unsigned start = atomic_fetch_add_explicit(&up->next, 1, memory_order_relaxed);
+    size_t i;
+
+    for (i = 0; i < up->n; i++) {
+        size_t k = (start + i) % up->n;
+        struct server *s = &up->servers[k];
+
+        if ((tried >> k & 1) || !atomic_load_explicit(&s->up, memory_order_relaxed))
+            continue;
+        if (!up->least_conn)
+            return s;
+        if (best == NULL || atomic_load_explicit(&s->active, memory_order_relaxed) <
+                                atomic_load_explicit(&best->active, memory_order_relaxed))
+            best = s;
+    }
+    return best;
+}
+
+/* Active checks of one server: GET health_path every interval. */
+struct check_arg {
+    struct upstream *up;
+    struct server *s;
+};
+
+static void *health_loop(void *arg)
+{
+    struct check_arg *a = arg;
+    struct upstream *up = a->up;
+    struct server *s = a->s;
+    async_http_call *c;
+    char sink[4096];
+    int status;
+
+    while (async_sleep_ms((uint64_t)up->health_interval_ms) == 0) {
+        c = async_http_call_new(NULL, "GET", s->address, up->health_path);
+        if (c == NULL)
+            continue;
+        if (up->host != NULL)
+            async_http_call_add_header(c, "Host", up->host);
+        async_deadline(async_now_ms() + up->health_timeout_ms);
+        status = async_http_call_send(c) == 0 ? async_http_call_status(c) : -errno;
+        while (status > 0 && async_http_call_read(c, sink, sizeof(sink)) > 0)
+            ;
+        async_deadline(-1);
+        async_http_call_free(c);
+        if (status >= 200 && status < 400)
+            server_ok(up, s);
+        else if (errno != ECANCELED)
+            server_failed(up, s, status > 0 ? "health check status" : "health check failed");
+    }
+    free(a);
+    return NULL;
+}
+
+/* ---- forwarding ---- */
+
+static bool hop_by_hop(const char *name, const char *connection)
+{
+    static const char *const names[] = {"Connection", "Keep-Alive", "TE", "Trailer",
+                                        "Transfer-Encoding", "Upgrade"};
+    size_t i, n = strlen(name);
+    const char *p;
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return true;
+    if (strncasecmp(name, "Proxy-", 6) == 0)
+        return true;
+    /* and the fields Connection names */
+    for (p = connection; p != NULL && *p != '\0';) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (strncasecmp(p, name, n) == 0 && (p[n] == '\0' || p[n] == ',' || p[n] == ' ' ||
+                                             p[n] == '\t'))
+            return true;
+        p = strchr(p, ',');
+    }
+    return false;
+}
+
+/* The request's fields onto the call, as RFC 9110 §7.6 says. */
+static int forward_request_fields(async_http_request *req, async_http_call *c,
+                                  const struct upstream *up)
+{
+    const char *connection = async_http_header(req, "Connection"), *name, *value;
+    const char *xff = NULL, *host = async_http_header(req, "Host");
+    char peer[64], buf[1024];
+    size_t i;
+
+    for (i = 0; async_http_header_at(req, i, &name, &value) == 0; i++) {
+        if (hop_by_hop(name, connection) || strcasecmp(name, "Content-Length") == 0)
+            continue;
+        if (strcasecmp(name, "X-Forwarded-For") == 0) {
+            xff = value;
+            continue;
+        }
+        if (strcasecmp(name, "X-Forwarded-Proto") == 0 ||
+            strcasecmp(name, "X-Forwarded-Host") == 0 ||
+            (strcasecmp(name, "Host") == 0 && up->host != NULL))
+            continue;
+        if (async_http_call_add_header(c, name, value) != 0)
+            return -1;
+    }
+    /* the client's address without its port */
+    snprintf(peer, sizeof(peer), "%s", async_http_peer(req));
+    if (peer[0] == '[') {
+        char *end = strchr(peer, ']');
+
+        memmove(peer, peer + 1, strlen(peer));
+        if (end != NULL)
+            *(end - 1) = '\0';
+    } else if (strrchr(peer, ':') != NULL) {
+        *strrchr(peer, ':') = '\0';
+    }
+    snprintf(buf, sizeof(buf), "%s%s%s", xff != NULL ? xff : "", xff != NULL ? ", " : "", peer);
+    if (async_http_call_add_header(c, "X-Forwarded-For", buf) != 0 ||
+        async_http_call_add_header(c, "X-Forwarded-Proto", "http") != 0 ||
+        (host != NULL && async_http_call_add_header(c, "X-Forwarded-Host", host) != 0) ||
+        async_http_call_add_header(c, "Via", async_http_version(req) == 10 ? "1.0 asyncd"
+                                                                             : "1.1 asyncd") != 0 ||
+        (up->host != NULL && async_http_call_add_header(c, "Host", up->host) != 0))
+        return -1;
+    return 0;
+}
+
+static int forward_response_fields(async_http_request *req, async_http_call *c)
+{
+    const char *connection = async_http_call_header(c, "Connection"), *name, *value;
+    size_t i;
+
+    for (i = 0; async_http_call_header_at(c, i, &name, &value) == 0; i++) {
+        if (hop_by_hop(name, connection))
+            continue;
+        /* the engine frames the answer; a Content-Length we pass on fixes
+         * it, Server and Date replace ours */
+        if (async_http_add_header(req, name, value) != 0 && errno != EINVAL)
+            return -1;
+    }
+    return 0;
+}
+
+static int answer(async_http_request *req, int status)
+{
+    char body[64];
+    int n = snprintf(body, sizeof(body), "%d %s\n", status, async_http_reason(status));
+
+    if (status == 503)
+        async_http_add_header(req, "Retry-After", "1");
+    return async_http_respond(req, status, "text/plain; charset=utf-8", body, (size_t)n);
+}
+
+/* Sends the request body along as it comes. */
+static int forward_body(async_http_request *req, async_http_call *c, char *buf, bool *read_any)
+{
+    ssize_t n;
+
+    while ((n = async_http_read_body(req, buf, BUF_SIZE)) > 0) {
+        *read_any = true;
+        if (async_http_call_write(c, buf, (size_t)n) != 0)
+            return -1;
+    }
+    return n < 0 ? -2 : 0; /* -2: the client's side failed */
+}
+
+static int proxy_handle(async_http_request *req, void *ctx)
+{
+    struct upstream *up = ctx;
+    const char *method = async_http_method(req);
+    bool idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
+                      strcmp(method, "OPTIONS") == 0 || strcmp(method, "PUT") == 0 ||
+                      strcmp(method, "DELETE") == 0;
+    bool body = async_http_header(req, "Content-Length") != NULL ||
+                async_http_header(req, "Transfer-Encoding") != NULL;
+    bool read_any = false;
+    uint64_t tried = 0;
+    struct server *s;
+    async_http_call *c = NULL;
+    char *buf;
+    unsigned attempt;
+    int rc = -1, err = 0;
+    ssize_t n;
+
+    if ((buf = malloc(BUF_SIZE)) == NULL)
+        return -1;
+    for (attempt = 0; attempt <= up->retries; attempt++) {
+        if ((s = pick(up, tried)) == NULL) {
+            rc = answer(req, attempt == 0 ? 503 : err == ETIMEDOUT ? 504 : 502);
+            goto out;
+        }
+        tried |= 1ull << (s - up->servers);
+        atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
+        c = async_http_call_new(up->pool, method, s->address, async_http_target(req));
+        async_deadline(async_now_ms() + up->connect_timeout_ms + up->response_timeout_ms);
+        if (c == NULL || forward_request_fields(req, c, up) != 0) {
+            err = errno;
+        } else if ((rc = body ? forward_body(req, c, buf, &read_any) : 0) == -2) {
+            async_deadline(-1);
+            atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
+            async_http_call_free(c);
+            free(buf);
+            return -1; /* the client's body failed: the engine answers (413, 400, 408) */
+        } else if (rc == 0 && async_http_call_send(c) == 0) {
+            async_deadline(-1);
+            break; /* an answer */
+        } else {
+            err = errno;
+        }
+        async_deadline(-1);
+        atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
+        async_http_call_free(c);
+        c = NULL;
+        if (err == ECANCELED)
+            goto out;
+        server_failed(up, s, strerror(err));
+        /* Only what cannot have reached the application is tried again. */
+        if (read_any || !(err == ECONNREFUSED || (err == ECONNRESET && idempotent))) {
+            rc = answer(req, err == ETIMEDOUT ? 504 : 502);
+            goto out;
+        }
+    }
+    if (c == NULL) {
+        rc = answer(req, err == ETIMEDOUT ? 504 : 502);
+        goto out;
+    }
+    server_ok(up, s);
+    async_http_set_status(req, async_http_call_status(c));
+    if (forward_response_fields(req, c) != 0) {
+        rc = -1;
+    } else {
+        rc = 0;
+        async_deadline(async_now_ms() + up->response_timeout_ms);
+        while ((n = async_http_call_read(c, buf, BUF_SIZE)) > 0)
+            if (async_http_write(req, buf, (size_t)n) != 0) {
+                rc = -1;
+                break;
+            }
+        if (n < 0)
+            rc = -1; /* cut mid-body: the engine closes the client's connection */
+        async_deadline(-1);
+    }
+    atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
+    async_http_call_free(c);
+out:
+    free(buf);
+    return rc;
+}
+
+/* ---- the module ---- */
+
+struct proxy {
+    struct upstream *ups;
+    size_t n;
+    async_task **checks;        /* health fibers, joined before anything is freed */
+    size_t nchecks;
+};
+
+static void proxy_free(struct proxy *p)
+{
+    size_t i, k;
+
+    for (i = 0; i < p->n; i++) {
+        async_http_pool_free(p->ups[i].pool);
+        for (k = 0; k < p->ups[i].n; k++)
+            free(p->ups[i].servers[k].address);
+    }
+    free(p->ups);
+}
+
+static int proxy_run(async_module_host *host, const json_t *config)
+{
+    const json_t *ups = json_object_get(config, "upstreams"), *u;
+    struct proxy p = {0};
+    const char *name;
+    size_t i, k;
+    int rc = 1;
+
+    if (json_object_size(ups) == 0)
+        async_module_log(host, ASYNC_LOG_INFO, "no upstreams configured");
+    p.ups = calloc(json_object_size(ups) + 1, sizeof(*p.ups));
+    p.checks = calloc(json_object_size(ups) * MAX_SERVERS + 1, sizeof(*p.checks));
+    if (p.ups == NULL || p.checks == NULL) {
+        free(p.ups);
+        free(p.checks);
+        return 1;
+    }
+    json_object_foreach((json_t *)ups, name, u) {
+        struct upstream *up = &p.ups[p.n];
+
+        if (upstream_load(up, name, u) != 0 || (up->pool = async_http_pool_new(up->keepalive)) == NULL)
+            goto done;
+        up->mod = host;
+        p.n++;
+    }
+    for (i = 0; i < p.n; i++) {
+        struct upstream *up = &p.ups[i];
+
+        for (k = 0; up->health_path != NULL && k < up->n; k++) {
+            struct check_arg *a = malloc(sizeof(*a));
+            async_task *t;
+
+            if (a == NULL)
+                goto done;
+            a->up = up;
+            a->s = &up->servers[k];
+            if ((t = async_spawn(health_loop, a)) == NULL) {
+                free(a);
+                goto done;
+            }
+            p.checks[p.nchecks++] = t;
+        }
+        if (async_module_add_http_handler(host, up->name, proxy_handle, up) != 0) {
+            async_module_log(host, ASYNC_LOG_ERROR, "upstream %s: cannot register it: %s",
+                             up->name, strerror(errno));
+            goto done;
+        }
+        async_module_log(host, ASYNC_LOG_NOTICE, "upstream %s: %zu server(s), %s", up->name,
+                         up->n, up->least_conn ? "least_conn" : "round_robin");
+    }
+    /* Serve until stopped: asyncd withdraws the handlers and waits for the
+     * requests inside them before it cancels us. */
+    while (async_sleep_ms(60000) == 0)
+        ;
+    rc = 0;
+done:
+    /* the health fibers use what we free: stop them first */
+    async_shield(1);
+    for (i = 0; i < p.nchecks; i++)
+        async_cancel(p.checks[i]);
+    for (i = 0; i < p.nchecks; i++)
+        async_join(p.checks[i], NULL);
+    async_shield(0);
+    free(p.checks);
+    proxy_free(&p);
+    return rc;
+}
+
+const struct async_module async_module = {
+    .abi_version = ASYNC_MODULE_ABI_VERSION,
+    .size = ASYNC_MODULE_SIZE,
+    .name = "proxy",
+    .version = "1.0",
+    .validate = proxy_validate,
+    .run = proxy_run,
+};

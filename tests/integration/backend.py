@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""An application server for the proxy tests: Python's own HTTP/1.1 server
+(keep-alive), on 127.0.0.1, port 0; prints "port N" once it listens.
+
+  backend.py NAME [SICK_FILE]
+
+  GET  /id          "backend NAME"
+  GET  /health      200, or 503 while SICK_FILE exists
+  ANY  /headers     the request's fields, one "name: value" per line
+  POST /echo        the body back (Content-Length)
+  GET  /sleep?ms=N  200 after N ms
+  GET  /big?n=N     N bytes of 'x', chunked
+"""
+import http.server
+import os
+import sys
+import time
+import urllib.parse
+
+NAME = sys.argv[1]
+SICK = sys.argv[2] if len(sys.argv) > 2 else None
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def reply(self, status, body, ctype="text/plain"):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Backend", NAME)
+        self.send_header("Connection", "keep-alive, X-Secret")
+        self.send_header("X-Secret", "hop-by-hop, must not pass")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def body(self):
+        n = int(self.headers.get("Content-Length", "0") or 0)
+        if n:
+            return self.rfile.read(n)
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            out = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b""):
+                        pass
+                    return out
+                out += self.rfile.read(size)
+                self.rfile.readline()
+        return b""
+
+    def route(self):
+        url = urllib.parse.urlsplit(self.path)
+        q = urllib.parse.parse_qs(url.query)
+        data = self.body()
+        if url.path == "/id":
+            return self.reply(200, ("backend %s" % NAME).encode())
+        if url.path == "/health":
+            sick = SICK is not None and os.path.exists(SICK)
+            return self.reply(503 if sick else 200, b"sick" if sick else b"ok")
+        if url.path == "/headers":
+            text = "".join("%s: %s\n" % (k, v) for k, v in self.headers.items())
+            return self.reply(200, text.encode())
+        if url.path == "/echo":
+            return self.reply(200, data, "application/octet-stream")
+        if url.path == "/sleep":
+            time.sleep(int(q.get("ms", ["100"])[0]) / 1000)
+            return self.reply(200, b"slept")
+        if url.path == "/big":
+            n = int(q.get("n", ["0"])[0])
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            left = n
+            while left:
+                k = min(left, 65536)
+                self.wfile.write(b"%x\r\n" % k + b"x" * k + b"\r\n")
+                left -= k
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        return self.reply(404, b"no such thing")
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = route
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print("port %d" % server.server_address[1], flush=True)
+server.serve_forever()

@@ -1,0 +1,359 @@
+/* The proxy module in front of real application servers (Python's
+ * http.server, tests/integration/backend.py): asyncd with http.so and
+ * proxy.so over 127.0.0.1, raw clients; every wait is bounded. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define PORT_LINE "http: listening on 127.0.0.1:0 (port "
+#define IO_MS 10000
+
+#include "daemon.h"
+
+static struct daemon D;
+
+#include "http_client.h"
+
+struct backend {
+    pid_t pid;
+    int port;
+};
+
+static struct backend B[2];
+
+/* Starts backend.py NAME [SICK_FILE] and reads its port. */
+static void backend_start(struct backend *b, const char *name, const char *sick)
+{
+    int fds[2];
+    char line[64] = "";
+    size_t got = 0;
+
+    assert_int_equal(pipe(fds), 0);
+    b->pid = fork();
+    assert_true(b->pid >= 0);
+    if (b->pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        execlp("python3", "python3", BACKEND_PY, name, sick, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    while (got < sizeof(line) - 1 && strchr(line, '\n') == NULL) {
+        struct pollfd p = {fds[0], POLLIN, 0};
+        ssize_t n;
+
+        assert_int_equal(poll(&p, 1, 10000), 1);
+        n = read(fds[0], line + got, sizeof(line) - 1 - got);
+        assert_true(n > 0);
+        got += (size_t)n;
+        line[got] = '\0';
+    }
+    close(fds[0]);
+    assert_int_equal(sscanf(line, "port %d", &b->port), 1);
+}
+
+static void backend_stop(struct backend *b)
+{
+    if (b->pid > 0) {
+        kill(b->pid, SIGKILL);
+        waitpid(b->pid, NULL, 0);
+        b->pid = 0;
+    }
+}
+
+static int setup(void **state)
+{
+    char path[512];
+
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/proxy-test-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    path_of(path, sizeof(path), "modules");
+    assert_int_equal(mkdir(path, 0700), 0);
+    path_of(path, sizeof(path), "modules/http.so");
+    assert_int_equal(symlink(HTTP_SO, path), 0);
+    path_of(path, sizeof(path), "modules/proxy.so");
+    assert_int_equal(symlink(PROXY_SO, path), 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    close_leftover_clients();
+    backend_stop(&B[0]);
+    backend_stop(&B[1]);
+    remove_test_dir();
+    return 0;
+}
+
+/* asyncd.json routing / to upstream app over servers (a JSON list) with
+ * more upstream keys ("" or starting with ','). */
+static void start(const char *servers, const char *extra)
+{
+    char text[4096];
+
+    snprintf(text, sizeof(text),
+             "{\"modules_dir\":\"modules\",\"shutdown_timeout_ms\":5000,\"log_level\":\"info\",\n"
+             " \"modules\":{\"http\":{\"listen\":[\"127.0.0.1:0\"],\n"
+             "  \"routes\":[{\"prefix\":\"/\",\"handler\":\"app\"}]},\n"
+             " \"proxy\":{\"upstreams\":{\"app\":{\"servers\":%s%s}}}}}\n",
+             servers, extra);
+    write_file("asyncd.json", text);
+    daemon_start(&D, "asyncd.json", NULL);
+    D.port = number_after(&D, PORT_LINE);
+    assert_true(D.port > 0);
+    wait_log(&D, "upstream app:");
+}
+
+static void stop(void)
+{
+    int rc = daemon_stop(&D, SIGTERM);
+
+    if (rc != 0)
+        fail_msg("asyncd exited %d; log:\n%s", rc, D.log);
+}
+
+static void two_servers(char *out, size_t n)
+{
+    snprintf(out, n, "[\"127.0.0.1:%d\",\"127.0.0.1:%d\"]", B[0].port, B[1].port);
+}
+
+static void proxy_round_robin_over_two_application_servers(void **state)
+{
+    struct client *c;
+    struct resp r;
+    char servers[128];
+    int i, seen[2] = {0, 0};
+
+    (void)state;
+    backend_start(&B[0], "a", NULL);
+    backend_start(&B[1], "b", NULL);
+    two_servers(servers, sizeof(servers));
+    start(servers, "");
+    c = client_open(D.port);
+    for (i = 0; i < 10; i++) {
+        assert_true(client_send(c, "GET /id HTTP/1.1\r\nHost: site.test\r\n\r\n"));
+        must_respond(c, false, &r);
+        assert_status(&r, 200);
+        if (strcmp(r.body, "backend a") == 0)
+            seen[0]++;
+        else if (strcmp(r.body, "backend b") == 0)
+            seen[1]++;
+        else
+            fail_msg("body %s", r.body);
+        resp_free(&r);
+    }
+    assert_int_equal(seen[0], 5);
+    assert_int_equal(seen[1], 5);
+    client_close(c);
+    stop();
+}
+
+/* RFC 9110 §7.6: hop-by-hop fields stay on their hop, both ways; the
+ * X-Forwarded-* fields and Via are added; Host passes through. */
+static void proxy_forwards_fields_as_a_proxy_should(void **state)
+{
+    struct resp r;
+    char servers[64];
+
+    (void)state;
+    backend_start(&B[0], "a", NULL);
+    snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
+    start(servers, "");
+    exchange("GET /headers HTTP/1.1\r\nHost: site.test\r\nConnection: X-Private\r\n"
+             "X-Private: secret\r\nKeep-Alive: 5\r\nX-Forwarded-For: 10.0.0.1\r\n"
+             "X-Keep: yes\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 200);
+    print_message("      %s", r.body);
+    assert_non_null(strstr(r.body, "Host: site.test\n"));
+    assert_non_null(strstr(r.body, "X-Keep: yes\n"));
+    assert_non_null(strstr(r.body, "X-Forwarded-For: 10.0.0.1, 127.0.0.1\n"));
+    assert_non_null(strstr(r.body, "X-Forwarded-Proto: http\n"));
+    assert_non_null(strstr(r.body, "X-Forwarded-Host: site.test\n"));
+    assert_non_null(strstr(r.body, "Via: 1.1 asyncd\n"));
+    assert_null(strstr(r.body, "X-Private"));
+    assert_null(strstr(r.body, "Keep-Alive"));
+    /* the answer's own hop-by-hop fields stay behind too */
+    assert_non_null(strstr(r.head, "X-Backend: a"));
+    assert_null(strstr(r.head, "X-Secret"));
+    resp_free(&r);
+    stop();
+}
+
+static void proxy_streams_bodies_both_ways(void **state)
+{
+    struct client *c;
+    struct resp r;
+    char servers[64], head[256];
+    char *body = malloc(300000);
+    int i, n;
+
+    (void)state;
+    assert_non_null(body);
+    for (i = 0; i < 300000; i++)
+        body[i] = (char)('A' + i % 26);
+    backend_start(&B[0], "a", NULL);
+    snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
+    start(servers, "");
+    c = client_open(D.port);
+    n = snprintf(head, sizeof(head), "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 300000\r\n\r\n");
+    assert_true(client_sendn(c, head, (size_t)n));
+    assert_true(client_sendn(c, body, 300000));
+    must_respond(c, false, &r);
+    assert_status(&r, 200);
+    assert_int_equal(r.body_len, 300000);
+    assert_memory_equal(r.body, body, 300000);
+    resp_free(&r);
+    /* a chunked download of 3 MB */
+    assert_true(client_send(c, "GET /big?n=3000000 HTTP/1.1\r\nHost: t\r\n\r\n"));
+    must_respond(c, false, &r);
+    assert_status(&r, 200);
+    assert_int_equal(r.body_len, 3000000);
+    resp_free(&r);
+    client_close(c);
+    free(body);
+    stop();
+}
+
+/* A server that refuses connections: requests go to the other (retries),
+ * and once it fails `fall` times it leaves the rotation; with nobody left,
+ * 502 for the request that found out and 503 after. */
+static void proxy_fails_over_and_marks_servers_down(void **state)
+{
+    struct resp r;
+    char servers[128];
+    int i;
+
+    (void)state;
+    backend_start(&B[0], "a", NULL);
+    backend_start(&B[1], "b", NULL);
+    two_servers(servers, sizeof(servers));
+    backend_stop(&B[1]); /* its port now refuses */
+    start(servers, ",\"retries\":1");
+    for (i = 0; i < 8; i++) {
+        exchange("GET /id HTTP/1.1\r\nHost: t\r\n\r\n", false, &r, NULL);
+        assert_status(&r, 200);
+        assert_string_equal(r.body, "backend a");
+        resp_free(&r);
+    }
+    wait_log(&D, "is down (");
+    backend_stop(&B[0]);
+    exchange("GET /id HTTP/1.1\r\nHost: t\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 502);
+    resp_free(&r);
+    for (i = 0; i < 5; i++) { /* until a falls too */
+        exchange("GET /id HTTP/1.1\r\nHost: t\r\n\r\n", false, &r, NULL);
+        if (r.status == 503)
+            break;
+        assert_status(&r, 502);
+        resp_free(&r);
+    }
+    assert_status(&r, 503);
+    assert_header(&r, "Retry-After", "1");
+    resp_free(&r);
+    stop();
+}
+
+/* Active health checks take a sick server out and bring it back. */
+static void proxy_health_checks_take_a_server_out_and_back(void **state)
+{
+    struct resp r;
+    char servers[128], sick[512], extra[256];
+    int i, b_seen;
+
+    (void)state;
+    path_of(sick, sizeof(sick), "sick");
+    backend_start(&B[0], "a", NULL);
+    backend_start(&B[1], "b", sick);
+    two_servers(servers, sizeof(servers));
+    snprintf(extra, sizeof(extra), ",\"health\":{\"path\":\"/health\",\"interval_ms\":20,"
+                                   "\"timeout_ms\":1000,\"fall\":2,\"rise\":2}");
+    write_file("sick", "1");
+    start(servers, extra);
+    wait_log(&D, "is down (health check status)");
+    for (i = 0; i < 6; i++) {
+        exchange("GET /id HTTP/1.1\r\nHost: t\r\n\r\n", false, &r, NULL);
+        assert_string_equal(r.body, "backend a");
+        resp_free(&r);
+    }
+    unlink(sick);
+    wait_log(&D, "is up again");
+    for (i = 0, b_seen = 0; i < 6; i++) {
+        exchange("GET /id HTTP/1.1\r\nHost: t\r\n\r\n", false, &r, NULL);
+        b_seen += strcmp(r.body, "backend b") == 0;
+        resp_free(&r);
+    }
+    assert_int_equal(b_seen, 3);
+    stop();
+}
+
+static void proxy_answers_504_when_the_upstream_is_too_slow(void **state)
+{
+    struct resp r;
+    char servers[64];
+
+    (void)state;
+    backend_start(&B[0], "a", NULL);
+    snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
+    start(servers, ",\"response_timeout_ms\":200,\"connect_timeout_ms\":100,\"retries\":0");
+    exchange("GET /sleep?ms=2000 HTTP/1.1\r\nHost: t\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 504);
+    resp_free(&r);
+    exchange("GET /sleep?ms=10 HTTP/1.1\r\nHost: t\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 200);
+    resp_free(&r);
+    stop();
+}
+
+static void proxy_config_problems_are_named_by_path(void **state)
+{
+    char out[8192], cfg[600];
+
+    (void)state;
+    write_file("asyncd.json",
+               "{\"modules_dir\":\"modules\",\"modules\":{\"http\":{\"listen\":[\"127.0.0.1:0\"]},\n"
+               " \"proxy\":{\"upstreams\":{\"app\":{\"servers\":[\"127.0.0.1\"],\"balance\":\"random\",\n"
+               "  \"retries\":-1,\"health\":{\"path\":\"health\",\"fall\":0},\"colour\":1}}}}}\n");
+    path_of(cfg, sizeof(cfg), "asyncd.json");
+    assert_int_equal(run_to_end("-t", cfg, out, sizeof(out)), 78);
+    assert_non_null(strstr(out, "modules.proxy.upstreams.app.servers[0]: not a \"host:port\""));
+    assert_non_null(strstr(out, "modules.proxy.upstreams.app.balance: must be"));
+    assert_non_null(strstr(out, "modules.proxy.upstreams.app.retries: must be an integer"));
+    assert_non_null(strstr(out, "modules.proxy.upstreams.app.health.path: must be a path"));
+    assert_non_null(strstr(out, "modules.proxy.upstreams.app.health.fall: must be an integer"));
+    assert_non_null(strstr(out, "modules.proxy.upstreams.app.colour: unknown key"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(proxy_round_robin_over_two_application_servers, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(proxy_forwards_fields_as_a_proxy_should, setup, teardown),
+        cmocka_unit_test_setup_teardown(proxy_streams_bodies_both_ways, setup, teardown),
+        cmocka_unit_test_setup_teardown(proxy_fails_over_and_marks_servers_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(proxy_health_checks_take_a_server_out_and_back, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(proxy_answers_504_when_the_upstream_is_too_slow, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(proxy_config_problems_are_named_by_path, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
