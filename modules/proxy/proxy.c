@@ -102,6 +102,8 @@ static void check_int(async_module_report *r, const char *path, const json_t *v,
     }
 }
 
+static void check_health(async_module_report *r, const char *name, const json_t *v, int *bad);
+
 static void check_upstream(async_module_report *r, const char *name, const json_t *u, int *bad)
 {
     char path[512];
@@ -160,6 +162,7 @@ static void check_upstream(async_module_report *r, const char *name, const json_
     INT_KEY("connect_timeout_ms", 1, 3600000);
     INT_KEY("response_timeout_ms", 1, 86400000);
     INT_KEY("retries", 0, MAX_SERVERS);
+#undef INT_KEY
     v = json_object_get(u, "host");
     if (v != NULL && (!json_is_string(v) || strpbrk(json_string_value(v), "\r\n") != NULL ||
                       json_string_length(v) == 0)) {
@@ -167,36 +170,44 @@ static void check_upstream(async_module_report *r, const char *name, const json_
         async_module_problem(r, path, "must be a host name");
         (*bad)++;
     }
-    v = json_object_get(u, "health");
-    if (v != NULL) {
-        snprintf(path, sizeof(path), "upstreams.%s.health", name);
-        if (!json_is_object(v)) {
-            async_module_problem(r, path, "must be an object");
+    if ((v = json_object_get(u, "health")) != NULL)
+        check_health(r, name, v, bad);
+}
+
+static void check_health(async_module_report *r, const char *name, const json_t *v, int *bad)
+{
+    char path[512];
+    const char *key;
+    const json_t *s;
+
+    snprintf(path, sizeof(path), "upstreams.%s.health", name);
+    if (!json_is_object(v)) {
+        async_module_problem(r, path, "must be an object");
+        (*bad)++;
+        return;
+    }
+    json_object_foreach((json_t *)v, key, s)
+        if (!known(key, health_keys, sizeof(health_keys) / sizeof(health_keys[0]))) {
+            snprintf(path, sizeof(path), "upstreams.%s.health.%s", name, key);
+            async_module_problem(r, path, "unknown key");
             (*bad)++;
-            return;
         }
-        json_object_foreach((json_t *)v, key, s)
-            if (!known(key, health_keys, sizeof(health_keys) / sizeof(health_keys[0]))) {
-                snprintf(path, sizeof(path), "upstreams.%s.health.%s", name, key);
-                async_module_problem(r, path, "unknown key");
-                (*bad)++;
-            }
-        s = json_object_get(v, "path");
-        if (s == NULL || !json_is_string(s) || json_string_value(s)[0] != '/') {
-            snprintf(path, sizeof(path), "upstreams.%s.health.path", name);
-            async_module_problem(r, path, "must be a path starting with '/'");
-            (*bad)++;
-        }
+    s = json_object_get(v, "path");
+    if (s == NULL || !json_is_string(s) || json_string_value(s)[0] != '/') {
+        snprintf(path, sizeof(path), "upstreams.%s.health.path", name);
+        async_module_problem(r, path, "must be a path starting with '/'");
+        (*bad)++;
+    }
 #define HEALTH_KEY(k, lo, hi)                                                               \
     do {                                                                                    \
         snprintf(path, sizeof(path), "upstreams.%s.health.%s", name, k);                    \
         check_int(r, path, json_object_get(v, k), lo, hi, bad);                             \
     } while (0)
-        HEALTH_KEY("interval_ms", 10, 3600000);
-        HEALTH_KEY("timeout_ms", 1, 3600000);
-        HEALTH_KEY("fall", 1, 1000);
-        HEALTH_KEY("rise", 1, 1000);
-    }
+    HEALTH_KEY("interval_ms", 10, 3600000);
+    HEALTH_KEY("timeout_ms", 1, 3600000);
+    HEALTH_KEY("fall", 1, 1000);
+    HEALTH_KEY("rise", 1, 1000);
+#undef HEALTH_KEY
 }
 
 static int proxy_validate(const json_t *config, async_module_report *r)
@@ -447,6 +458,52 @@ static int forward_body(async_http_request *req, async_http_call *c, char *buf, 
     return n < 0 ? -2 : 0; /* -2: the client's side failed */
 }
 
+/* One try on server s: 0 with *out, the call, its response head read;
+ * -1 with errno when the upstream failed; -2 when the client's body did
+ * (the engine then answers 413, 400 or 408). */
+static int try_server(async_http_request *req, struct upstream *up, struct server *s,
+                      bool body, char *buf, bool *read_any, async_http_call **out)
+{
+    async_http_call *c;
+    int rc = -1, err;
+
+    atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
+    c = async_http_call_new(up->pool, async_http_method(req), s->address, async_http_target(req));
+    async_deadline(async_now_ms() + up->connect_timeout_ms + up->response_timeout_ms);
+    if (c != NULL && forward_request_fields(req, c, up) == 0 &&
+        (rc = body ? forward_body(req, c, buf, read_any) : 0) == 0)
+        rc = async_http_call_send(c);
+    err = errno;
+    async_deadline(-1);
+    if (rc == 0) {
+        *out = c;
+        return 0;
+    }
+    async_http_call_free(c);
+    errno = err;
+    return rc;
+}
+
+/* The upstream's answer to the client, a buffer at a time: 0, or -1 when
+ * either side failed mid-body (the engine closes the client's end). */
+static int relay(async_http_request *req, struct upstream *up, async_http_call *c, char *buf)
+{
+    ssize_t n;
+    int rc = 0;
+
+    async_http_set_status(req, async_http_call_status(c));
+    if (forward_response_fields(req, c) != 0)
+        return -1;
+    async_deadline(async_now_ms() + up->response_timeout_ms);
+    while ((n = async_http_call_read(c, buf, BUF_SIZE)) > 0)
+        if (async_http_write(req, buf, (size_t)n) != 0) {
+            rc = -1;
+            break;
+        }
+    async_deadline(-1);
+    return n < 0 ? -1 : rc;
+}
+
 static int proxy_handle(async_http_request *req, void *ctx)
 {
     struct upstream *up = ctx;
@@ -458,12 +515,11 @@ static int proxy_handle(async_http_request *req, void *ctx)
                 async_http_header(req, "Transfer-Encoding") != NULL;
     bool read_any = false;
     uint64_t tried = 0;
-    struct server *s;
     async_http_call *c = NULL;
-    char *buf;
+    struct server *s;
     unsigned attempt;
     int rc = -1, err = 0;
-    ssize_t n;
+    char *buf;
 
     if ((buf = malloc(BUF_SIZE)) == NULL)
         return -1;
@@ -474,58 +530,26 @@ static int proxy_handle(async_http_request *req, void *ctx)
         }
         tried |= 1ull << (s - up->servers);
         atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
-        c = async_http_call_new(up->pool, method, s->address, async_http_target(req));
-        async_deadline(async_now_ms() + up->connect_timeout_ms + up->response_timeout_ms);
-        if (c == NULL || forward_request_fields(req, c, up) != 0) {
-            err = errno;
-        } else if ((rc = body ? forward_body(req, c, buf, &read_any) : 0) == -2) {
-            async_deadline(-1);
-            atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
+        rc = try_server(req, up, s, body, buf, &read_any, &c);
+        if (rc == 0) {
+            server_ok(up, s);
+            rc = relay(req, up, c, buf);
             async_http_call_free(c);
-            free(buf);
-            return -1; /* the client's body failed: the engine answers (413, 400, 408) */
-        } else if (rc == 0 && async_http_call_send(c) == 0) {
-            async_deadline(-1);
-            break; /* an answer */
-        } else {
-            err = errno;
-        }
-        async_deadline(-1);
-        atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
-        async_http_call_free(c);
-        c = NULL;
-        if (err == ECANCELED)
+            atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
             goto out;
+        }
+        err = errno;
+        atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
+        if (rc == -2 || err == ECANCELED) {
+            rc = -1;
+            goto out;
+        }
         server_failed(up, s, strerror(err));
         /* Only what cannot have reached the application is tried again. */
-        if (read_any || !(err == ECONNREFUSED || (err == ECONNRESET && idempotent))) {
-            rc = answer(req, err == ETIMEDOUT ? 504 : 502);
-            goto out;
-        }
+        if (read_any || !(err == ECONNREFUSED || (err == ECONNRESET && idempotent)))
+            break;
     }
-    if (c == NULL) {
-        rc = answer(req, err == ETIMEDOUT ? 504 : 502);
-        goto out;
-    }
-    server_ok(up, s);
-    async_http_set_status(req, async_http_call_status(c));
-    if (forward_response_fields(req, c) != 0) {
-        rc = -1;
-    } else {
-        rc = 0;
-        async_deadline(async_now_ms() + up->response_timeout_ms);
-        while ((n = async_http_call_read(c, buf, BUF_SIZE)) > 0)
-            if (async_http_write(req, buf, (size_t)n) != 0) {
-                rc = -1;
-                break;
-            }
-        if (n < 0)
-            rc = -1; /* cut mid-body: the engine closes the client's connection */
-        async_deadline(-1);
-    }
-    atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
-    async_http_call_free(c);
+    rc = answer(req, err == ETIMEDOUT ? 504 : 502);
 out:
     free(buf);
     return rc;
