@@ -120,6 +120,16 @@ ASYNC_API int async_http_status(const async_http_request *req);
 ASYNC_API int async_http_head_sent(const async_http_request *req);
 /* Marks the connection to close after this response ("Connection: close"). */
 ASYNC_API void async_http_close_after(async_http_request *req);
+/* Switches the connection to another protocol (WebSocket, a tunnel):
+ * sends "101 Switching Protocols" with "Connection: Upgrade", "Upgrade:
+ * protocol" and the handler's headers, and returns the connection's stream
+ * for the handler to read and write until it returns; the connection is
+ * closed then.  Bytes the client sent after the request head, already
+ * read, are in *early (valid until the handler returns), *early_len of
+ * them.  Parks.  NULL + EALREADY (the head was sent), EINVAL (protocol not
+ * a token), EPIPE / ECONNRESET / ETIMEDOUT / ECANCELED. */
+ASYNC_API async_stream *async_http_upgrade(async_http_request *req, const char *protocol,
+                                           const void **early, size_t *early_len);
 /* The reason phrase of a status ("Not Found"); a generic one for codes
  * without their own. */
 ASYNC_API const char *async_http_reason(int status);
@@ -267,6 +277,14 @@ ASYNC_API int async_http_call_header_at(const async_http_call *c, size_t i, cons
  * ECONNRESET (the connection ended early), EPROTO (a malformed chunk),
  * ETIMEDOUT, ECANCELED. */
 ASYNC_API ssize_t async_http_call_read(async_http_call *c, void *buf, size_t len);
+/* Asks the server to switch to protocol (sends "Connection: Upgrade" and
+ * "Upgrade: protocol" with the request).  0, -1 EALREADY / EINVAL. */
+ASYNC_API int async_http_call_upgrade(async_http_call *c, const char *protocol);
+/* After a 101 answer: the connection's stream, now the caller's to use
+ * and close, and the bytes the server sent after its answer's head
+ * (*early, valid until the call is freed).  NULL + EINVAL (no 101). */
+ASYNC_API async_stream *async_http_call_take_stream(async_http_call *c, const void **early,
+                                                    size_t *early_len);
 /* Ends the call: its connection goes back to the pool when the response
  * was read to its end and both sides may keep it, else it is closed. */
 ASYNC_API void async_http_call_free(async_http_call *c);

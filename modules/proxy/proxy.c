@@ -9,7 +9,7 @@
  *       "connect_timeout_ms": 2000, "response_timeout_ms": 30000,
  *       "health": { "path": "/health", "interval_ms": 1000, "timeout_ms": 1000,
  *                   "fall": 3, "rise": 2 },
- *       "retries": 1, "host": "app.internal" } } }
+ *       "retries": 1, "host": "app.internal", "tunnel_idle_timeout_ms": 60000 } } }
  *
  * A request goes to the next server that is up (round robin, or the one
  * with the fewest requests in flight); a refused or reset connection — or
@@ -30,9 +30,16 @@
  * stream both ways through the handler's fiber, a buffer at a time, so a
  * large upload or download holds no more memory than that buffer.
  *
+ * Upgrades.  A request with "Connection: Upgrade" (WebSocket) is sent on
+ * with its Upgrade; when the upstream answers 101 the client's connection
+ * and the upstream's become one two-way byte tunnel — one fiber per
+ * direction — that ends when either side closes or nothing passes for
+ * tunnel_idle_timeout_ms.
+ *
  * Threads: handlers run on every worker.  A server's counters are relaxed
  * atomics; its up/down state is an atomic flag written by its health
  * fiber and by failing requests. */
+#define _GNU_SOURCE
 #include <async_io.h>
 #include <async_io/http.h>
 #include <async_io/module.h>
@@ -44,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #define BUF_SIZE (64 * 1024)
 #define MAX_SERVERS 64
@@ -64,6 +72,7 @@ struct upstream {
     bool least_conn;
     unsigned keepalive;
     int64_t connect_timeout_ms, response_timeout_ms;
+    int64_t tunnel_idle_timeout_ms;
     const char *health_path;    /* NULL: no active checks */
     int64_t health_interval_ms, health_timeout_ms;
     unsigned fall, rise, retries;
@@ -77,7 +86,7 @@ struct upstream {
 
 static const char *const upstream_keys[] = {
     "servers", "balance", "keepalive", "connect_timeout_ms", "response_timeout_ms", "health",
-    "retries", "host",
+    "retries", "host", "tunnel_idle_timeout_ms",
 };
 static const char *const health_keys[] = {"path", "interval_ms", "timeout_ms", "fall", "rise"};
 
@@ -162,6 +171,7 @@ static void check_upstream(async_module_report *r, const char *name, const json_
     INT_KEY("connect_timeout_ms", 1, 3600000);
     INT_KEY("response_timeout_ms", 1, 86400000);
     INT_KEY("retries", 0, MAX_SERVERS);
+    INT_KEY("tunnel_idle_timeout_ms", 1, 86400000);
 #undef INT_KEY
     v = json_object_get(u, "host");
     if (v != NULL && (!json_is_string(v) || strpbrk(json_string_value(v), "\r\n") != NULL ||
@@ -258,6 +268,7 @@ static int upstream_load(struct upstream *up, const char *name, const json_t *u)
     up->connect_timeout_ms = int_or(u, "connect_timeout_ms", 2000);
     up->response_timeout_ms = int_or(u, "response_timeout_ms", 30000);
     up->retries = (unsigned)int_or(u, "retries", 1);
+    up->tunnel_idle_timeout_ms = int_or(u, "tunnel_idle_timeout_ms", 60000);
     up->host = json_string_value(json_object_get(u, "host"));
     h = json_object_get(u, "health");
     up->fall = (unsigned)int_or(h, "fall", 3);
@@ -458,6 +469,83 @@ static int forward_body(async_http_request *req, async_http_call *c, char *buf, 
     return n < 0 ? -2 : 0; /* -2: the client's side failed */
 }
 
+/* ---- tunnels ---- */
+
+struct pipe_end {
+    async_stream *from, *to;
+    int64_t idle_ms;
+};
+
+/* Copies one direction until its end, then passes the end on (a FIN);
+ * an error or a silence past idle_ms cuts both directions. */
+static void *pipe_copy(void *arg)
+{
+    struct pipe_end *p = arg;
+    char buf[16384];
+    ssize_t n;
+
+    for (;;) {
+        async_deadline(async_now_ms() + p->idle_ms);
+        n = async_stream_read(p->from, buf, sizeof(buf));
+        if (n <= 0 || async_stream_write_all(p->to, buf, (size_t)n) != 0)
+            break;
+    }
+    async_deadline(-1);
+    if (n == 0) {
+        shutdown(async_stream_fd(p->to), SHUT_WR);
+    } else {
+        shutdown(async_stream_fd(p->from), SHUT_RDWR);
+        shutdown(async_stream_fd(p->to), SHUT_RDWR);
+    }
+    return NULL;
+}
+
+/* The connection tokens of a request say "upgrade". */
+static bool wants_upgrade(async_http_request *req)
+{
+    const char *conn = async_http_header(req, "Connection"), *p;
+
+    if (conn == NULL || async_http_header(req, "Upgrade") == NULL)
+        return false;
+    for (p = conn; (p = strcasestr(p, "upgrade")) != NULL; p += 7)
+        if ((p == conn || p[-1] == ' ' || p[-1] == ',' || p[-1] == '\t') &&
+            (p[7] == '\0' || p[7] == ',' || p[7] == ' ' || p[7] == '\t'))
+            return true;
+    return false;
+}
+
+/* After the upstream's 101: the client's and the upstream's connections
+ * joined until either ends. */
+static int tunnel(async_http_request *req, struct upstream *up, async_http_call *c)
+{
+    const char *proto = async_http_call_header(c, "Upgrade");
+    const void *early_c, *early_u;
+    size_t nc, nu;
+    struct pipe_end down, upward;
+    async_stream *cs, *us;
+    async_task *t;
+
+    if (proto == NULL || forward_response_fields(req, c) != 0)
+        return -1;
+    if ((cs = async_http_upgrade(req, proto, &early_c, &nc)) == NULL)
+        return -1;
+    if ((us = async_http_call_take_stream(c, &early_u, &nu)) == NULL)
+        return -1;
+    if ((nu > 0 && async_stream_write_all(cs, early_u, nu) != 0) ||
+        (nc > 0 && async_stream_write_all(us, early_c, nc) != 0)) {
+        async_stream_close(us);
+        return -1;
+    }
+    down = (struct pipe_end){us, cs, up->tunnel_idle_timeout_ms};
+    upward = (struct pipe_end){cs, us, up->tunnel_idle_timeout_ms};
+    if ((t = async_spawn(pipe_copy, &down)) != NULL) {
+        pipe_copy(&upward);
+        async_join(t, NULL);
+    }
+    async_stream_close(us);
+    return 0;
+}
+
 /* One try on server s: 0 with *out, the call, its response head read;
  * -1 with errno when the upstream failed; -2 when the client's body did
  * (the engine then answers 413, 400 or 408). */
@@ -470,7 +558,10 @@ static int try_server(async_http_request *req, struct upstream *up, struct serve
     atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
     c = async_http_call_new(up->pool, async_http_method(req), s->address, async_http_target(req));
     async_deadline(async_now_ms() + up->connect_timeout_ms + up->response_timeout_ms);
-    if (c != NULL && forward_request_fields(req, c, up) == 0 &&
+    if (c != NULL && wants_upgrade(req) &&
+        async_http_call_upgrade(c, async_http_header(req, "Upgrade")) != 0)
+        rc = -1;
+    else if (c != NULL && forward_request_fields(req, c, up) == 0 &&
         (rc = body ? forward_body(req, c, buf, read_any) : 0) == 0)
         rc = async_http_call_send(c);
     err = errno;
@@ -533,7 +624,7 @@ static int proxy_handle(async_http_request *req, void *ctx)
         rc = try_server(req, up, s, body, buf, &read_any, &c);
         if (rc == 0) {
             server_ok(up, s);
-            rc = relay(req, up, c, buf);
+            rc = async_http_call_status(c) == 101 ? tunnel(req, up, c) : relay(req, up, c, buf);
             async_http_call_free(c);
             atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
             goto out;

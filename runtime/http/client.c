@@ -58,6 +58,7 @@ struct async_http_call {
     struct http_out hdr;        /* the caller's fields */
     struct http_out body;       /* body bytes not yet sent (before streaming) */
     struct http_out out;        /* what was sent unstreamed, kept for a retry */
+    char *upgrade;              /* a protocol to switch to, or NULL */
     bool has_host, has_length;
     bool streaming;             /* the head left; body bytes stream */
     bool req_done;
@@ -339,6 +340,11 @@ static void build_head(async_http_call *c, bool chunked)
     }
     if (c->hdr.len > 0)
         async__http_out_add(o, c->hdr.buf, c->hdr.len);
+    if (c->upgrade != NULL) {
+        async__http_out_add(o, LIT("Connection: Upgrade\r\nUpgrade: "));
+        async__http_out_add(o, c->upgrade, strlen(c->upgrade));
+        async__http_out_add(o, LIT("\r\n"));
+    }
     if (c->has_length || !chunked) {
         uint64_t n = c->has_length ? c->length : c->written;
 
@@ -678,6 +684,38 @@ ssize_t async_http_call_read(async_http_call *c, void *buf, size_t len)
     }
 }
 
+int async_http_call_upgrade(async_http_call *c, const char *protocol)
+{
+    if (c->streaming || c->req_done) {
+        errno = EALREADY;
+        return -1;
+    }
+    if (protocol == NULL || !token(protocol)) {
+        errno = EINVAL;
+        return -1;
+    }
+    free(c->upgrade);
+    return (c->upgrade = strdup(protocol)) != NULL ? 0 : -1;
+}
+
+async_stream *async_http_call_take_stream(async_http_call *c, const void **early,
+                                          size_t *early_len)
+{
+    async_stream *s = c->s;
+
+    if (!c->have_response || c->r.status != 101 || s == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (early != NULL)
+        *early = c->in + c->off;
+    if (early_len != NULL)
+        *early_len = c->len - c->off;
+    c->off = c->len;
+    c->s = NULL; /* the caller's now */
+    return s;
+}
+
 void async_http_call_free(async_http_call *c)
 {
     if (c == NULL)
@@ -692,6 +730,7 @@ void async_http_call_free(async_http_call *c)
         else
             async_stream_close(c->s);
     }
+    free(c->upgrade);
     free(c->hdr.buf);
     free(c->body.buf);
     free(c->out.buf);

@@ -216,6 +216,7 @@ struct async_http_request {
     bool own_server, own_date;
     bool close;                 /* close the connection after this response */
     bool broken;                /* the response cannot be completed: close */
+    bool upgraded;              /* the stream is the handler's (async_http_upgrade) */
     uint64_t length;            /* Content-Length, when has_length */
     uint64_t written;           /* body bytes the handler wrote */
     uint64_t body_sent;         /* body bytes known to have left */

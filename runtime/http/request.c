@@ -64,6 +64,7 @@ static void response_reset(struct async_http_request *req)
     req->own_server = false;
     req->own_date = false;
     req->broken = false;
+    req->upgraded = false;
     req->length = 0;
     req->written = 0;
     req->body_sent = 0;
@@ -655,6 +656,51 @@ int async_http_flush(async_http_request *req)
     return 0;
 }
 
+async_stream *async_http_upgrade(async_http_request *req, const char *protocol,
+                                 const void **early, size_t *early_len)
+{
+    struct http_conn *c = req->c;
+    struct http_out *o = &c->out;
+    const unsigned char *p;
+
+    if (req->head_sent) {
+        errno = EALREADY;
+        return NULL;
+    }
+    for (p = (const unsigned char *)(protocol != NULL ? protocol : ""); token[*p]; p++)
+        ;
+    if (protocol == NULL || *protocol == '\0' || *p != '\0') {
+        errno = EINVAL;
+        return NULL;
+    }
+    req->status = 101;
+    async__http_out_status_line(o, 101);
+    if (!req->own_server && c->srv->server_line != NULL)
+        async__http_out_add(o, c->srv->server_line, c->srv->server_line_len);
+    async__http_out_add(o, LIT("Connection: Upgrade\r\nUpgrade: "));
+    async__http_out_add(o, protocol, strlen(protocol));
+    async__http_out_add(o, LIT("\r\n"));
+    if (c->hdr.len > 0)
+        async__http_out_add(o, c->hdr.buf, c->hdr.len);
+    async__http_out_add(o, LIT("\r\n"));
+    req->head_sent = true;
+    req->no_body = true;
+    req->upgraded = true;
+    req->close = true;
+    req->body_done = true; /* whatever follows is the new protocol's */
+    async__http_count(c->srv, 101);
+    if (async__http_flush(c, false) != 0) {
+        req->broken = true;
+        return NULL;
+    }
+    if (early != NULL)
+        *early = c->in + req->body_at;
+    if (early_len != NULL)
+        *early_len = c->len - req->body_at;
+    c->len = (uint32_t)req->body_at; /* those bytes are the handler's now */
+    return c->s;
+}
+
 int async_http_status(const async_http_request *req)
 {
     return req->status;
@@ -747,6 +793,8 @@ bool async__http_request_finish(struct async_http_request *req, int rc)
                                               req->body_left > ASYNC_HTTP_DRAIN_MAX_BYTES)))
             req->close = true;
         async__http_emit_head(req, false);
+    } else if (req->upgraded) {
+        req->broken = true; /* the stream was another protocol's: just close it */
     } else if (!req->broken) {
         if (req->chunked && !req->no_body)
             async__http_out_add(&c->out, LIT("0\r\n\r\n"));

@@ -321,6 +321,65 @@ static void proxy_answers_504_when_the_upstream_is_too_slow(void **state)
     stop();
 }
 
+/* Debian's python3 (where python3-websockets lives), before another one
+ * earlier on PATH. */
+static const char *debian_python(void)
+{
+    return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+}
+
+/* A WebSocket through the proxy: the upgrade goes up, the 101 comes back,
+ * and then messages flow both ways (python3-websockets on both ends). */
+static void proxy_tunnels_websockets(void **state)
+{
+    const char *py = debian_python();
+
+    char servers[64], cmd[1024], out[256] = "";
+    int fds[2];
+    size_t got = 0;
+    FILE *f;
+
+    (void)state;
+    snprintf(cmd, sizeof(cmd), "%s -c 'import websockets' 2>/dev/null", py);
+    if (system(cmd) != 0) {
+        print_message("      python3-websockets is not installed (make deps installs it)\n");
+        skip();
+    }
+    /* the echo server: its port on its stdout */
+    assert_int_equal(pipe(fds), 0);
+    B[0].pid = fork();
+    if (B[0].pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        execlp(py, py, WS_ECHO_PY, "serve", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    while (got < sizeof(out) - 1 && strchr(out, '\n') == NULL) {
+        struct pollfd p = {fds[0], POLLIN, 0};
+        ssize_t n;
+
+        assert_int_equal(poll(&p, 1, 10000), 1);
+        n = read(fds[0], out + got, sizeof(out) - 1 - got);
+        assert_true(n > 0);
+        got += (size_t)n;
+        out[got] = '\0';
+    }
+    close(fds[0]);
+    assert_int_equal(sscanf(out, "port %d", &B[0].port), 1);
+    snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
+    start(servers, ",\"tunnel_idle_timeout_ms\":10000");
+    snprintf(cmd, sizeof(cmd), "timeout 30 %s %s talk ws://127.0.0.1:%d/chat 2>&1", py,
+             WS_ECHO_PY, D.port);
+    f = popen(cmd, "r");
+    assert_non_null(f);
+    got = fread(out, 1, sizeof(out) - 1, f);
+    out[got] = '\0';
+    if (pclose(f) != 0 || strstr(out, "talked") == NULL)
+        fail_msg("the WebSocket client says:\n%s\nasyncd:\n%s", out, D.log);
+    stop();
+}
+
 static void proxy_config_problems_are_named_by_path(void **state)
 {
     char out[8192], cfg[600];
@@ -352,6 +411,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(proxy_answers_504_when_the_upstream_is_too_slow, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(proxy_tunnels_websockets, setup, teardown),
         cmocka_unit_test_setup_teardown(proxy_config_problems_are_named_by_path, setup, teardown),
     };
 
