@@ -416,20 +416,20 @@ static int write_pending(kv_store *s)
     struct buf t;
     uint64_t upto;
     struct io_job job;
-    int err;
+    int err, old;
 
     if (atomic_load(&s->broken)) {
         errno = EIO;
         return -1;
     }
-    async_shield(1); /* buf_lock parks at most briefly; the swap must happen */
+    old = async_shield(1); /* buf_lock parks at most briefly; the swap must happen */
     async_mutex_lock(s->buf_lock);
     t = s->pending;
     s->pending = s->spare;
     s->spare = t;
     upto = s->appended;
     async_mutex_unlock(s->buf_lock);
-    async_shield(0);
+    async_shield(old);
     if (s->spare.len == 0)
         return 0;
     job = (struct io_job){.fd = s->fd, .p = s->spare.p, .len = s->spare.len};
@@ -448,19 +448,24 @@ static int write_pending(kv_store *s)
     return 0;
 }
 
-/* Parks until the log bytes up to end reached write(2): 0, or -1 EIO /
- * ECANCELED / ETIMEDOUT. */
+/* Parks until the log bytes up to end reached write(2): 0, or -1 EIO.
+ * Shielded and without a deadline: the change is in the table already,
+ * so its caller must learn whether it was acknowledged, not give up. */
 static int log_wait(kv_store *s, uint64_t end)
 {
-    int rc = 0;
+    int rc = 0, old;
+    int64_t dl;
 
     if (atomic_load_explicit(&s->written, memory_order_acquire) >= end)
         return 0;
-    if (async_mutex_lock(s->write_lock) != 0)
-        return -1;
+    old = async_shield(1);
+    dl = async_deadline(-1);
+    async_mutex_lock(s->write_lock);
     if (atomic_load_explicit(&s->written, memory_order_acquire) < end)
         rc = write_pending(s);
     async_mutex_unlock(s->write_lock);
+    async_deadline(dl);
+    async_shield(old);
     return rc;
 }
 
@@ -682,13 +687,13 @@ static int sync_now(kv_store *s)
 {
     struct io_job job;
     uint64_t w;
-    int err, rc = 0;
+    int err, rc = 0, old;
 
-    async_shield(1);
+    old = async_shield(1);
     async_mutex_lock(s->write_lock);
     rc = write_pending(s);
     async_mutex_unlock(s->write_lock);
-    async_shield(0);
+    async_shield(old);
     w = atomic_load_explicit(&s->written, memory_order_acquire);
     if (w == s->synced)
         return rc;
@@ -924,11 +929,11 @@ static void compact_job_free(struct compact_job *j)
 static int compact_locked(kv_store *s)
 {
     struct compact_job j = {.path = s->path, .fd = -1};
-    int err = 0, i;
+    int err = 0, i, old;
 
     if (asprintf(&j.tmp, "%s.compact", s->path) < 0)
         return ENOMEM;
-    async_shield(1); /* the locks below must all be taken together */
+    old = async_shield(1); /* the locks below must all be taken together */
     for (i = 0; i < NSHARDS; i++)
         async_mutex_lock(s->shard[i].lock);
     async_mutex_lock(s->write_lock);
@@ -964,7 +969,7 @@ static int compact_locked(kv_store *s)
     if (err != 0) {
         on_helper(unlink_job, &j, NULL);
     }
-    async_shield(0);
+    async_shield(old);
     compact_job_free(&j);
     return err;
 }

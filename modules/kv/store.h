@@ -106,8 +106,10 @@ void kv_value_release(struct kv_value *v);
 /* Parks.  Sets key to the value (copied) if cond holds: KV_OK with the new
  * version in *version (may be NULL) once the record reached write(2);
  * KV_PRECONDITION.  -1: EINVAL (empty key or past KV_MAX_KEY), ENOMEM,
- * EIO (the log could not be written: the store refuses changes from then
- * on), ECANCELED / ETIMEDOUT (nothing changed). */
+ * ECANCELED / ETIMEDOUT (before anything changed), EIO (the log could not
+ * be written: the change is in the table but not acknowledged, and the
+ * store refuses changes from then on).  Once the change is made the call
+ * waits for its write, shielded: a cancel cannot leave it unknown. */
 int kv_store_put(kv_store *s, const char *key, size_t klen, const void *val, size_t vlen,
                  const struct kv_cond *cond, uint64_t *version);
 
