@@ -60,8 +60,8 @@ test-ucontext: build-ucontext
 test-fuzz:
 	@if ! command -v clang >/dev/null; then echo "test-fuzz: clang not found, skipped"; exit 0; fi; \
 	mkdir -p build-fuzz; \
-	if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -Imodules/http \
-	     tests/fuzz/fuzz_http_parse.c modules/http/parse.c -o build-fuzz/fuzz_http_parse; then \
+	if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -Iruntime/http \
+	     tests/fuzz/fuzz_http_parse.c runtime/http/parse.c -o build-fuzz/fuzz_http_parse; then \
 	  echo "test-fuzz: clang cannot build a libFuzzer target here, skipped"; exit 0; fi; \
 	rm -rf build-fuzz/corpus && cp -r tests/fuzz/corpus build-fuzz/corpus && \
 	./build-fuzz/fuzz_http_parse -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus

@@ -39,6 +39,7 @@
  * (daemon/ready.h).  A module that is not optional and fails to start at
  * start-up makes asyncd stop the others and exit 1. */
 #include "check.h"
+#include "handlers.h"
 #include "config.h"
 #include "crash.h"
 #include "log.h"
@@ -155,6 +156,7 @@ static int stop_all(struct daemon *d)
         asyncd_module_free(m);
     }
     d->modules = NULL;
+    asyncd_handlers_free_all();
     return 0;
 }
 

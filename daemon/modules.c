@@ -26,6 +26,7 @@
 #include "modules.h"
 
 #include "check.h"
+#include "handlers.h"
 #include "log.h"
 #include "logsink.h"
 #include "modfile.h"
@@ -432,6 +433,10 @@ static void *supervise(void *arg)
         atomic_store(&m->running, true);
         rc = m->desc->run(&m->host, m->config);
         atomic_store(&m->running, false);
+        /* Its handlers go with the run that registered them: the next run
+         * registers its own, once calls into these have left. */
+        asyncd_handlers_withdraw(m);
+        asyncd_handlers_wait(m, async_now_ms() + BACKOFF_FIRST_MS);
         if (atomic_load(&m->stopping))
             break;
         if (atomic_load(&m->state) != ASYNCD_MODULE_READY) {
@@ -489,13 +494,27 @@ void asyncd_module_cancel(struct asyncd_module *m, int64_t stop_by)
 {
     atomic_store(&m->stop_by, stop_by);
     atomic_store(&m->stopping, true);
+    /* No new request enters its handlers; those inside finish while the
+     * module still runs whatever they depend on. */
+    asyncd_handlers_withdraw(m);
+    asyncd_handlers_wait(m, stop_by);
     async_group_cancel(m->group);
 }
 
 int asyncd_module_join(struct asyncd_module *m)
 {
+    int64_t deadline;
+
     if (m->group == NULL)
         return 0;
+    /* Its code must stay loaded while another module's fiber runs in one
+     * of its handlers. */
+    deadline = async_deadline(-1);
+    async_deadline(deadline);
+    if (asyncd_handlers_wait(m, deadline) != 0) {
+        errno = ETIMEDOUT;
+        return -1;
+    }
     if (async_group_join(m->group) != 0)
         return -1;
     async_group_free(m->group);

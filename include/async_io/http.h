@@ -120,6 +120,9 @@ ASYNC_API int async_http_status(const async_http_request *req);
 ASYNC_API int async_http_head_sent(const async_http_request *req);
 /* Marks the connection to close after this response ("Connection: close"). */
 ASYNC_API void async_http_close_after(async_http_request *req);
+/* The reason phrase of a status ("Not Found"); a generic one for codes
+ * without their own. */
+ASYNC_API const char *async_http_reason(int status);
 
 /* ---- serving ---- */
 

@@ -107,6 +107,11 @@ ASYNC_API int async_stats(struct async_stats *st, struct async_worker_stats *per
  * the previous setting (0 or 1), or -1 EPERM outside a fiber. */
 ASYNC_API int async_shield(int on);
 
+/* 1 if the calling fiber has been cancelled (shielded or not), else 0;
+ * -1 EPERM outside a fiber.  For a shielded fiber that must tell a stop
+ * from other news. */
+ASYNC_API int async_cancelled(void);
+
 /* Lets the other runnable fibers of this worker run; no-op outside fibers. */
 ASYNC_API void async_yield(void);
 

@@ -28,9 +28,11 @@ struct http_log *http_log_open(async_module_host *host, const char *dest)
     return l;
 }
 
-void http_log_line(struct http_log *l, const char *line, size_t len)
+void http_log_write(const char *lines, size_t len, void *log)
 {
-    async_module_logfile_write(l->file, line, len);
+    struct http_log *l = log;
+
+    async_module_logfile_write(l->file, lines, len);
 }
 
 uint64_t http_log_dropped(const struct http_log *l)

@@ -215,10 +215,26 @@ static void check_headers(const json_t *v, const json_t *route_obj, size_t route
     json_decref(seen);
 }
 
+/* Handler names as the daemon accepts them (async_module_add_http_handler). */
+static bool is_handler_name(const json_t *v)
+{
+    const char *s = json_string_value(v);
+    size_t n;
+
+    if (s == NULL || has_nul(v) || (n = strlen(s)) == 0 || n > 64)
+        return false;
+    for (; *s != '\0'; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '-' || *s == '.'))
+            return false;
+    return true;
+}
+
 static void check_route(const json_t *r, size_t i, struct check *ck)
 {
     const char *key;
     const json_t *v;
+    bool handler;
     char path[512];
 
     snprintf(path, sizeof(path), "routes[%zu]", i);
@@ -226,13 +242,22 @@ static void check_route(const json_t *r, size_t i, struct check *ck)
         problem(ck, path, "must be an object");
         return;
     }
-    if (json_object_get(r, "path") == NULL)
-        problem(ck, path, "needs a \"path\"");
+    handler = json_object_get(r, "handler") != NULL;
+    if ((json_object_get(r, "path") == NULL) == (json_object_get(r, "prefix") == NULL))
+        problem(ck, path, "needs a \"path\" or a \"prefix\" (one of them)");
+    if (json_object_get(r, "prefix") != NULL && !handler)
+        problem(ck, path, "a \"prefix\" route needs a \"handler\"");
     json_object_foreach((json_t *)r, key, v) {
         snprintf(path, sizeof(path), "routes[%zu].%s", i, key);
-        if (strcmp(key, "path") == 0) {
+        if (strcmp(key, "path") == 0 || strcmp(key, "prefix") == 0) {
             if (!is_path(v))
                 problem(ck, path, "must be a string starting with '/'");
+        } else if (strcmp(key, "handler") == 0) {
+            if (!is_handler_name(v))
+                problem(ck, path, "must be a handler name (1 to 64 letters, digits, '_', '-', '.')");
+        } else if (handler && (strcmp(key, "status") == 0 || strcmp(key, "content_type") == 0 ||
+                               strcmp(key, "body") == 0 || strcmp(key, "headers") == 0)) {
+            problem(ck, path, "a route with a \"handler\" has no fixed answer");
         } else if (strcmp(key, "status") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 200 || json_integer_value(v) > 599)
                 problem(ck, path, "must be an integer from 200 to 599");
@@ -254,27 +279,30 @@ static void check_routes(const json_t *v, struct check *ck)
 {
     json_t *seen, *first;
     const json_t *r, *a;
-    char path[64];
+    const char *kind;
+    char path[64], key[4200];
     size_t i;
 
     if (!json_is_array(v)) {
         problem(ck, "routes", "must be an array of objects");
         return;
     }
-    /* path -> the first route with it: a hash, not a scan per route (20,000
-     * routes took 7 s to check with one) */
+    /* "path:/x" or "prefix:/x" -> the first route with it: a hash, not a
+     * scan per route (20,000 routes took 7 s to check with one) */
     if ((seen = json_object()) == NULL) {
         problem(ck, "routes", "out of memory");
         return;
     }
     json_array_foreach(v, i, r) {
         check_route(r, i, ck);
-        if (!is_path(a = json_object_get(r, "path")))
+        kind = json_object_get(r, "path") != NULL ? "path" : "prefix";
+        if (!is_path(a = json_object_get(r, kind)) ||
+            (size_t)snprintf(key, sizeof(key), "%s:%s", kind, json_string_value(a)) >= sizeof(key))
             continue;
-        if ((first = json_object_get(seen, json_string_value(a))) != NULL) {
-            snprintf(path, sizeof(path), "routes[%zu].path", i);
-            problem(ck, path, "repeats routes[%lld].path", (long long)json_integer_value(first));
-        } else if (json_object_set_new(seen, json_string_value(a), json_integer((json_int_t)i)) != 0) {
+        if ((first = json_object_get(seen, key)) != NULL) {
+            snprintf(path, sizeof(path), "routes[%zu].%s", i, kind);
+            problem(ck, path, "repeats routes[%lld].%s", (long long)json_integer_value(first), kind);
+        } else if (json_object_set_new(seen, key, json_integer((json_int_t)i)) != 0) {
             problem(ck, "routes", "out of memory");
             break;
         }
@@ -383,33 +411,36 @@ static char *dup_or_null(const json_t *v)
 
 static int load_route(const json_t *r, struct http_route *out)
 {
-    const json_t *v = json_object_get(r, "headers"), *hv;
+    const json_t *v, *hv;
     const char *name;
-    char *h = NULL;
-    size_t hlen = 0;
-    FILE *f;
+    size_t n;
 
-    out->path = strdup(json_string_value(json_object_get(r, "path")));
+    out->path = dup_or_null(json_object_get(r, "path"));
+    out->prefix = dup_or_null(json_object_get(r, "prefix"));
+    out->prefix_len = out->prefix != NULL ? strlen(out->prefix) : 0;
+    out->handler = dup_or_null(json_object_get(r, "handler"));
+    if (out->path == NULL && out->prefix == NULL)
+        return -1;
     v = json_object_get(r, "status");
     out->status = v != NULL ? (int)json_integer_value(v) : 200;
     out->content_type = dup_or_null(json_object_get(r, "content_type"));
     v = json_object_get(r, "body");
     out->body = strdup(v != NULL ? json_string_value(v) : "");
     out->body_len = v != NULL ? json_string_length(v) : 0;
-    f = open_memstream(&h, &hlen);
-    if (f == NULL)
+    v = json_object_get(r, "headers");
+    n = v != NULL ? json_object_size(v) : 0;
+    out->hname = calloc(n + 1, sizeof(char *));
+    out->hvalue = calloc(n + 1, sizeof(char *));
+    if (out->body == NULL || out->hname == NULL || out->hvalue == NULL)
         return -1;
-    json_object_foreach((json_t *)json_object_get(r, "headers"), name, hv) {
-        fprintf(f, "%s: %s\r\n", name, json_string_value(hv));
-        /* the operator's Server or Date replaces ours (response.c) */
-        if (strcasecmp(name, "Server") == 0)
-            out->own |= HTTP_OWN_SERVER;
-        else if (strcasecmp(name, "Date") == 0)
-            out->own |= HTTP_OWN_DATE;
+    json_object_foreach((json_t *)v, name, hv) {
+        out->hname[out->nheaders] = strdup(name);
+        out->hvalue[out->nheaders] = strdup(json_string_value(hv));
+        if (out->hname[out->nheaders] == NULL || out->hvalue[out->nheaders] == NULL)
+            return -1;
+        out->nheaders++;
     }
-    fclose(f);
-    out->headers = h;
-    return out->path != NULL && out->body != NULL && h != NULL ? 0 : -1;
+    return 0;
 }
 
 int http_config_load(const json_t *config, struct http_config *c)
@@ -480,8 +511,8 @@ static json_t *effective_route(const json_t *r)
 {
     json_t *out = json_deep_copy(r);
 
-    if (out == NULL)
-        return NULL;
+    if (out == NULL || json_object_get(out, "handler") != NULL)
+        return out;
     if (json_object_get(out, "status") == NULL)
         json_object_set_new(out, "status", json_integer(200));
     if (json_object_get(out, "body") == NULL)
@@ -532,10 +563,20 @@ void http_config_free(struct http_config *c)
         free(c->index[i]);
     free(c->index);
     for (i = 0; c->routes != NULL && i < c->nroutes; i++) {
-        free(c->routes[i].path);
-        free(c->routes[i].content_type);
-        free(c->routes[i].body);
-        free(c->routes[i].headers);
+        struct http_route *rt = &c->routes[i];
+        size_t k;
+
+        for (k = 0; k < rt->nheaders; k++) {
+            free(rt->hname[k]);
+            free(rt->hvalue[k]);
+        }
+        free(rt->hname);
+        free(rt->hvalue);
+        free(rt->path);
+        free(rt->prefix);
+        free(rt->handler);
+        free(rt->content_type);
+        free(rt->body);
     }
     free(c->routes);
     free(c->status_path);

@@ -7,9 +7,9 @@
  * one component at a time with O_NOFOLLOW: symlinks are then refused
  * outright.  Paths reach here decoded and normalised (no "." or "..").
  *
- * The body goes out with sendfile(2) after the head (conn.c); here we only
- * decide status and headers and hand over the open file (file_cache.c
- * keeps it open for the next requests, open_file_cache_ms long). */
+ * The body goes out with sendfile(2) after the head (async_http_sendfile);
+ * file_cache.c keeps the file open for the next requests,
+ * open_file_cache_ms long. */
 #define _GNU_SOURCE
 #include "http.h"
 
@@ -133,57 +133,57 @@ static const char *mime_type(const char *path)
 }
 
 /* Whether an If-None-Match list names etag (weak comparison) or is "*". */
-static bool etag_listed(const struct http_slice *v, const char *etag)
+static bool etag_listed(const char *v, const char *etag)
 {
-    size_t i = 0, n = strlen(etag);
+    size_t i = 0, n = strlen(etag), vn = strlen(v);
 
-    while (i < v->n) {
-        while (i < v->n && (v->p[i] == ' ' || v->p[i] == '\t' || v->p[i] == ','))
+    while (i < vn) {
+        while (i < vn && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
             i++;
-        if (i < v->n && v->p[i] == '*')
+        if (i < vn && v[i] == '*')
             return true;
-        if (i + 2 <= v->n && v->p[i] == 'W' && v->p[i + 1] == '/')
+        if (i + 2 <= vn && v[i] == 'W' && v[i + 1] == '/')
             i += 2;
-        if (i + n <= v->n && memcmp(v->p + i, etag, n) == 0)
+        if (i + n <= vn && memcmp(v + i, etag, n) == 0)
             return true;
-        while (i < v->n && v->p[i] != ',')
+        while (i < vn && v[i] != ',')
             i++;
     }
     return false;
 }
 
-static bool not_modified(const struct http_request *req, const char *etag, time_t mtime)
+static bool not_modified(const async_http_request *req, const char *etag, time_t mtime)
 {
-    const struct http_slice *inm = http_header_get(req, "if-none-match");
-    const struct http_slice *ims;
+    const char *inm = async_http_header(req, "if-none-match");
+    const char *ims;
     time_t since;
 
     if (inm != NULL)
         return etag_listed(inm, etag);
-    ims = http_header_get(req, "if-modified-since");
-    return ims != NULL && (since = http_date_parse(ims->p, ims->n)) != -1 && mtime <= since;
+    ims = async_http_header(req, "if-modified-since");
+    return ims != NULL && (since = http_date_parse(ims)) != -1 && mtime <= since;
 }
 
 /* One "bytes=first-last" range against size.  1 and the range, 0 to serve
  * the whole file (no range, several ranges, or a form we ignore), -1 for
  * an unsatisfiable one. */
-static int byte_range(const struct http_slice *v, uint64_t size, uint64_t *off, uint64_t *len)
+static int byte_range(const char *v, uint64_t size, uint64_t *off, uint64_t *len)
 {
     uint64_t a = 0, b = 0;
-    size_t i = 6;
+    size_t i = 6, n = strlen(v);
     bool has_a = false, has_b = false;
 
-    if (v->n < 7 || strncasecmp(v->p, "bytes=", 6) != 0 || memchr(v->p, ',', v->n) != NULL)
+    if (n < 7 || strncasecmp(v, "bytes=", 6) != 0 || strchr(v, ',') != NULL)
         return 0;
-    for (; i < v->n && v->p[i] >= '0' && v->p[i] <= '9'; i++, has_a = true)
-        if ((a = a * 10 + (uint64_t)(v->p[i] - '0')) > (UINT64_MAX >> 4))
+    for (; i < n && v[i] >= '0' && v[i] <= '9'; i++, has_a = true)
+        if ((a = a * 10 + (uint64_t)(v[i] - '0')) > (UINT64_MAX >> 4))
             return 0;
-    if (i >= v->n || v->p[i++] != '-')
+    if (i >= n || v[i++] != '-')
         return 0;
-    for (; i < v->n && v->p[i] >= '0' && v->p[i] <= '9'; i++, has_b = true)
-        if ((b = b * 10 + (uint64_t)(v->p[i] - '0')) > (UINT64_MAX >> 4))
+    for (; i < n && v[i] >= '0' && v[i] <= '9'; i++, has_b = true)
+        if ((b = b * 10 + (uint64_t)(v[i] - '0')) > (UINT64_MAX >> 4))
             return 0;
-    if (i != v->n || (!has_a && !has_b) || (has_a && has_b && b < a))
+    if (i != n || (!has_a && !has_b) || (has_a && has_b && b < a))
         return 0; /* syntactically invalid: ignore the field (RFC 9110 §14.2) */
     if (!has_a) { /* suffix: the last b bytes */
         if (b == 0)
@@ -200,15 +200,15 @@ static int byte_range(const struct http_slice *v, uint64_t size, uint64_t *off, 
 }
 
 /* If-Range: the range applies only to the representation it names. */
-static bool if_range_holds(const struct http_request *req, const char *etag, const char *lastmod)
+static bool if_range_holds(const async_http_request *req, const char *etag, const char *lastmod)
 {
-    const struct http_slice *v = http_header_get(req, "if-range");
+    const char *v = async_http_header(req, "if-range");
 
     if (v == NULL)
         return true;
-    if (v->n > 0 && v->p[0] == '"')
-        return v->n == strlen(etag) && memcmp(v->p, etag, v->n) == 0;
-    return v->n == strlen(lastmod) && memcmp(v->p, lastmod, v->n) == 0;
+    if (v[0] == '"')
+        return strcmp(v, etag) == 0;
+    return strcmp(v, lastmod) == 0;
 }
 
 /* Whether byte c may stand for itself in the path of a Location: '/',
@@ -250,20 +250,22 @@ static char *encode_path(const char *path)
 /* The query goes back as received: it was never decoded, and the parser
  * admits no byte at or below ' ' (nor DEL) in a request-target, so it
  * cannot carry CR or LF. */
-static void redirect_slash(const struct http_request *req, const char *path,
-                           struct http_out *o, struct http_reply *r)
+static int redirect_slash(async_http_request *req, const char *path)
 {
+    const char *query = async_http_query(req);
     char *loc = NULL, *enc = encode_path(path);
+    int rc;
 
-    if (enc == NULL || asprintf(&loc, "Location: %s/%s%.*s\r\n", enc, req->query.n ? "?" : "",
-                                (int)req->query.n, req->query.p ? req->query.p : "") < 0) {
+    if (enc == NULL || asprintf(&loc, "%s/%s%s", enc, query[0] != '\0' ? "?" : "", query) < 0) {
         free(enc);
-        http_reply_simple(o, r, req, 500, NULL, NULL, 0, NULL);
-        return;
+        return -1;
     }
-    http_reply_simple(o, r, req, 301, "text/plain; charset=utf-8", "Moved Permanently\n", 18, loc);
+    rc = async_http_add_header(req, "Location", loc) == 0
+             ? async_http_respond(req, 301, "text/plain; charset=utf-8", "Moved Permanently\n", 18)
+             : -1;
     free(loc);
     free(enc);
+    return rc;
 }
 
 /* Whether a decoded, normalised path names something hidden: a segment
@@ -297,20 +299,17 @@ static void note_no_descriptor(struct http_server *srv, int err)
                          "503 for it so far", strerror(err), n);
 }
 
-static void error_reply(struct http_server *srv, const struct http_request *req, int err,
-                        struct http_out *o, struct http_reply *r)
+static int error_reply(struct http_server *srv, async_http_request *req, int err)
 {
-    if (err == EACCES || err == EPERM) {
-        http_reply_simple(o, r, req, 403, "text/plain; charset=utf-8", "Forbidden\n", 10, NULL);
-    } else if (err == EMFILE || err == ENFILE || err == ENOMEM) {
+    if (err == EACCES || err == EPERM)
+        return http_text(req, 403, "Forbidden\n");
+    if (err == EMFILE || err == ENFILE || err == ENOMEM) {
         if (err != ENOMEM)
             note_no_descriptor(srv, err);
-        http_reply_simple(o, r, req, 503, "text/plain; charset=utf-8",
-                          "Service Unavailable\n", 20, "Retry-After: 1\r\n");
+        async_http_add_header(req, "Retry-After", "1");
+        return http_text(req, 503, "Service Unavailable\n");
     }
-    else { /* ENOENT, ENOTDIR, EXDEV (outside the root), ELOOP, ... */
-        http_reply_simple(o, r, req, 404, "text/plain; charset=utf-8", "Not Found\n", 10, NULL);
-    }
+    return http_text(req, 404, "Not Found\n"); /* ENOENT, ENOTDIR, EXDEV, ELOOP, ... */
 }
 
 /* Opens the file path names, or its index file for a directory: fd and st
@@ -381,62 +380,56 @@ int http_file_open(struct http_server *srv, const char *path, struct http_file *
     return 0;
 }
 
-void http_files_serve(struct http_server *srv, const struct http_request *req,
-                      const char *path, struct http_out *o, struct http_reply *r)
+static int head_fields(async_http_request *req, const struct http_file *f)
 {
-    const struct http_slice *range;
+    return async_http_add_header(req, "ETag", f->etag) != 0 ||
+           async_http_add_header(req, "Last-Modified", f->lastmod) != 0 ? -1 : 0;
+}
+
+int http_files_serve(struct http_server *srv, async_http_request *req, const char *path)
+{
+    const char *range;
     struct http_file *f;
     uint64_t off = 0, len, size;
+    char num[96];
     bool redirect;
     int rc = 0;
 
-    if (!srv->cfg.serve_hidden && hidden(path)) {
-        error_reply(srv, req, ENOENT, o, r); /* the 404 of a missing file: nothing to tell apart */
-        return;
-    }
-    if ((f = http_file_get(srv, path, &redirect)) == NULL) {
-        if (redirect)
-            redirect_slash(req, path, o, r);
-        else
-            error_reply(srv, req, errno, o, r);
-        return;
-    }
+    if (!srv->cfg.serve_hidden && hidden(path))
+        return error_reply(srv, req, ENOENT); /* the 404 of a missing file: nothing to tell apart */
+    if ((f = http_file_get(srv, path, &redirect)) == NULL)
+        return redirect ? redirect_slash(req, path) : error_reply(srv, req, errno);
     size = len = (uint64_t)f->st.st_size;
     if (not_modified(req, f->etag, f->st.st_mtime)) {
-        r->status = 304;
-        http_out_status(o, 304);
-        http_out_addf(o, "ETag: %s\r\nLast-Modified: %s\r\n", f->etag, f->lastmod);
-        goto end_head;
+        rc = head_fields(req, f) == 0 ? async_http_respond(req, 304, NULL, NULL, 0) : -1;
+        goto done;
     }
-    range = req->method == HTTP_GET ? http_header_get(req, "range") : NULL;
+    range = strcmp(async_http_method(req), "GET") == 0 ? async_http_header(req, "range") : NULL;
     if (range != NULL && if_range_holds(req, f->etag, f->lastmod))
         rc = byte_range(range, size, &off, &len);
     if (rc < 0) {
-        r->status = 416;
-        http_out_status(o, 416);
-        http_out_addf(o, "Content-Range: bytes */%" PRIu64 "\r\nContent-Length: 0\r\n", size);
-        goto end_head;
+        snprintf(num, sizeof(num), "bytes */%" PRIu64, size);
+        rc = async_http_add_header(req, "Content-Range", num) == 0
+                 ? async_http_respond(req, 416, NULL, NULL, 0) : -1;
+        goto done;
     }
-    r->status = rc > 0 ? 206 : 200;
-    http_out_status(o, r->status);
-    http_out_addf(o, "Content-Type: %s\r\nContent-Length: %" PRIu64 "\r\n"
-                     "ETag: %s\r\nLast-Modified: %s\r\nAccept-Ranges: bytes\r\n",
-                  f->type, len, f->etag, f->lastmod);
-    if (rc > 0)
-        http_out_addf(o, "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n", off,
-                      off + len - 1, size);
-    if (req->method != HTTP_HEAD && len > 0) {
-        r->file = f; /* conn.c sends it, then puts it */
-        f = NULL;
-        r->file_off = (off_t)off;
-        r->file_len = len;
+    if (rc > 0) {
+        snprintf(num, sizeof(num), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, off, off + len - 1,
+                 size);
+        if (async_http_add_header(req, "Content-Range", num) != 0)
+            goto fail;
     }
-end_head:
-    if (f != NULL)
-        http_file_put(f);
-    if (r->close)
-        http_out_add(o, "Connection: close\r\n", 19);
-    else if (req->minor == 0)
-        http_out_add(o, "Connection: keep-alive\r\n", 24);
-    http_out_add(o, "\r\n", 2);
+    async_http_set_status(req, rc > 0 ? 206 : 200);
+    snprintf(num, sizeof(num), "%" PRIu64, len);
+    if (async_http_add_header(req, "Content-Type", f->type) != 0 ||
+        async_http_add_header(req, "Content-Length", num) != 0 || head_fields(req, f) != 0 ||
+        async_http_add_header(req, "Accept-Ranges", "bytes") != 0)
+        goto fail;
+    rc = len > 0 ? async_http_sendfile(req, f->fd, (off_t)off, len) : 0;
+done:
+    http_file_put(f);
+    return rc;
+fail:
+    http_file_put(f);
+    return -1;
 }

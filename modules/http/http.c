@@ -5,13 +5,13 @@
  * Stop, step by step.  asyncd cancels the module's group: the acceptors'
  * accept fails with ECANCELED and each closes its listener; the
  * sweepers' sleeps and run's join fail too; idle connections wake and,
- * having nothing to say, close (conn.c).  run then raises its shield (so
- * it can still park), waits for the acceptors, marks the server draining
- * and cuts the idle connections left; busy ones finish the request in
- * progress and close.  It waits for them until
- * shortly before the daemon's own deadline (async_module_stop_deadline),
- * shuts down whatever is left, waits for those fibers to leave, hands the
- * last log lines to the daemon (which writes them) and frees the server. */
+ * having nothing to say, close (the engine).  run then raises its shield
+ * (so it can still park), waits for the acceptors and shuts the engine's
+ * server down: idle connections are cut, busy ones finish the request in
+ * progress and close; it waits for them until shortly before the daemon's
+ * own deadline (async_module_stop_deadline), cuts whatever is left, waits
+ * for those fibers to leave, hands the last log lines to the daemon
+ * (which writes them) and frees the server. */
 #define _GNU_SOURCE
 #include "http.h"
 
@@ -25,7 +25,6 @@
 #include <unistd.h>
 
 #define DRAIN_MARGIN_MS 250     /* leave the daemon this much of its budget */
-#define DRAIN_POLL_MS 5
 #define DEFAULT_DRAIN_MS 5000   /* when the daemon names no deadline */
 
 struct acceptor {
@@ -33,11 +32,6 @@ struct acceptor {
     async_listener *listener;
     const char *address;
 };
-
-static const char busy_reply[] =
-    "HTTP/1.1 503 Service Unavailable\r\nServer: " HTTP_SERVER_NAME "\r\n"
-    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\nRetry-After: 1\r\n"
-    "Connection: close\r\n\r\nService Unavailable\n";
 
 bool http_once_a_second(_Atomic int64_t *at)
 {
@@ -52,64 +46,33 @@ bool http_once_a_second(_Atomic int64_t *at)
 /* At most one line a second about connections refused for max_connections. */
 static void note_busy(struct http_server *srv)
 {
-    uint64_t n = atomic_fetch_add_explicit(&srv->refused, 1, memory_order_relaxed) + 1;
+    struct async_http_stats st;
 
-    if (http_once_a_second(&srv->busy_logged_at))
-        async_module_log(srv->host, ASYNC_LOG_WARNING,
-                         "max_connections (%ld) reached: %" PRIu64 " connection(s) refused with "
-                         "503 so far", srv->cfg.max_connections, n);
-}
-
-static void refuse_busy(struct http_server *srv, async_stream *s)
-{
-    int fd = async_stream_fd(s);
-    char sink[4096];
-
-    /* One try, never parks: a full socket buffer on a fresh connection is
-     * not worth waiting for when we are already over the limit.  Then a
-     * short linger, without any state: shut the write side and drop the
-     * request if it is there already, so that the close sends a FIN, not a
-     * reset that would destroy the 503 in the client's kernel. */
-    if (send(fd, busy_reply, sizeof(busy_reply) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
-        atomic_fetch_add_explicit(&srv->by_class[5], 1, memory_order_relaxed);
-        shutdown(fd, SHUT_WR);
-        while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
-            ;
-    }
-    note_busy(srv);
-    async_stream_close(s);
+    if (!http_once_a_second(&srv->busy_logged_at))
+        return;
+    async_http_server_stats(srv->engine, &st);
+    async_module_log(srv->host, ASYNC_LOG_WARNING,
+                     "max_connections (%ld) reached: %" PRIu64 " connection(s) refused with "
+                     "503 so far", srv->cfg.max_connections, st.connections_refused);
 }
 
 static void *accept_loop(void *arg)
 {
     struct acceptor *a = arg;
     struct http_server *srv = a->srv;
-    unsigned next = (unsigned)async_worker_id(), workers = (unsigned)async_workers();
+    unsigned next = (unsigned)async_worker_id();
     async_stream *s;
 
     while ((s = async_listener_accept(a->listener)) != NULL) {
-        struct http_conn *c;
-        async_task *t;
-
-        if (atomic_load_explicit(&srv->open, memory_order_relaxed) >= srv->cfg.max_connections) {
-            refuse_busy(srv, s);
-            continue;
-        }
-        c = http_conn_new(srv, s);
-        if (c == NULL) {
-            refuse_busy(srv, s);
-            continue;
-        }
         /* Connections go to the workers in turn: a burst of connects is
          * shared out evenly however busy this worker is when it comes
          * (bench/accept_bench.c, README "Listeners"). */
-        t = async_spawn_on(next++ % workers, http_conn_main, c);
-        if (t == NULL) {
-            async_module_log(srv->host, ASYNC_LOG_WARNING, "no memory for a connection fiber");
-            http_conn_close(c);
+        if (async_http_server_start(srv->engine, s, (int)(next++ & 0x7fffffff)) == 0)
             continue;
-        }
-        async_detach(t);
+        if (errno == EBUSY)
+            note_busy(srv);
+        else if (errno == ENOMEM)
+            async_module_log(srv->host, ASYNC_LOG_WARNING, "no memory for a connection");
     }
     if (errno != ECANCELED && errno != EBADF)
         async_module_log(srv->host, ASYNC_LOG_ERROR, "accept on %s: %s", a->address,
@@ -149,49 +112,80 @@ static void stop_tasks(async_task **t)
     free(t);
 }
 
-/* Parked connections hold no fiber (conn.c), so their deadlines are kept
- * here: a sweep a few times per timeout shuts down those past it. */
-static void *idle_sweeper(void *arg)
-{
-    struct http_server *srv = arg;
-    const struct http_config *cfg = &srv->cfg;
-    int64_t every = cfg->header_timeout_ms;
-
-    if (cfg->keepalive_timeout_ms > 0 && cfg->keepalive_timeout_ms < every)
-        every = cfg->keepalive_timeout_ms;
-    if (cfg->lingering_time_ms > 0 && cfg->lingering_timeout_ms < every)
-        every = cfg->lingering_timeout_ms;
-    every /= 4;
-    every = every < 10 ? 10 : every > 1000 ? 1000 : every;
-    while (async_sleep_ms((uint64_t)every) == 0)
-        http_conns_expire(srv, async_now_ms());
-    return NULL;
-}
-
-/* Parks (shielded) until every connection has left or until at_ms. */
-static void wait_conns(struct http_server *srv, int64_t at_ms)
-{
-    while (atomic_load_explicit(&srv->open, memory_order_acquire) > 0 &&
-           (at_ms < 0 || async_now_ms() < at_ms))
-        async_sleep_ms(DRAIN_POLL_MS);
-}
-
 static void drain(struct http_server *srv)
 {
     int64_t until = async_module_stop_deadline(srv->host);
-    long left;
+    long cut;
 
     until = until >= 0 ? until - DRAIN_MARGIN_MS : async_now_ms() + DEFAULT_DRAIN_MS;
-    atomic_store(&srv->draining, true);
-    http_conns_drain(srv);
-    wait_conns(srv, until);
-    left = atomic_load(&srv->open);
-    if (left > 0) {
+    cut = async_http_server_shutdown(srv->engine, until);
+    if (cut > 0)
         async_module_log(srv->host, ASYNC_LOG_WARNING,
-                         "drain: cutting %ld connection(s) still busy", left);
-        http_conns_abort(srv);
-        wait_conns(srv, -1);
+                         "drain: cut %ld connection(s) still busy", cut);
+}
+
+/* The engine, set up from the config. */
+static async_http_server *engine_new(struct http_server *srv)
+{
+    const struct http_config *c = &srv->cfg;
+    async_http_server *e = async_http_server_new(http_handle, srv);
+    const struct {
+        enum async_http_option opt;
+        int64_t value;
+    } opts[] = {
+        {ASYNC_HTTP_MAX_HEADER_BYTES, (int64_t)c->max_header_bytes},
+        {ASYNC_HTTP_MAX_HEADERS, c->max_headers},
+        {ASYNC_HTTP_MAX_BODY_BYTES, (int64_t)c->max_body_bytes},
+        {ASYNC_HTTP_HEADER_TIMEOUT_MS, c->header_timeout_ms},
+        {ASYNC_HTTP_BODY_TIMEOUT_MS, c->body_timeout_ms},
+        {ASYNC_HTTP_KEEPALIVE_TIMEOUT_MS, c->keepalive_timeout_ms},
+        {ASYNC_HTTP_SEND_TIMEOUT_MS, c->send_timeout_ms},
+        {ASYNC_HTTP_LINGERING_TIME_MS, c->lingering_time_ms},
+        {ASYNC_HTTP_LINGERING_TIMEOUT_MS, c->lingering_timeout_ms},
+        {ASYNC_HTTP_LINGERING_MAX_BYTES, (int64_t)c->lingering_max_bytes},
+        {ASYNC_HTTP_MAX_CONNECTIONS, c->max_connections},
+    };
+    size_t i;
+
+    if (e == NULL)
+        return NULL;
+    for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+        if (async_http_server_set(e, opts[i].opt, opts[i].value) != 0) {
+            async_module_log(srv->host, ASYNC_LOG_ERROR, "engine option %d = %lld: %s",
+                             (int)opts[i].opt, (long long)opts[i].value, strerror(errno));
+            async_http_server_free(e);
+            return NULL;
+        }
+    if (srv->log != NULL &&
+        async_http_server_set_log(e, http_log_format, http_log_write, srv->log) != 0) {
+        async_http_server_free(e);
+        return NULL;
     }
+    return e;
+}
+
+/* The daemon's slot for every route that names a handler. */
+static int bind_handlers(struct http_server *srv)
+{
+    size_t i;
+
+    for (i = 0; i < srv->cfg.nroutes; i++) {
+        struct http_route *rt = &srv->cfg.routes[i];
+
+        if (rt->handler == NULL)
+            continue;
+        rt->slot = async_module_http_slot_get(srv->host, rt->handler);
+        if (rt->slot == NULL) {
+            async_module_log(srv->host, ASYNC_LOG_ERROR, "handler %s: %s", rt->handler,
+                             strerror(errno));
+            return -1;
+        }
+        if (!async_module_http_provided(rt->slot))
+            async_module_log(srv->host, ASYNC_LOG_WARNING,
+                             "routes[%zu]: no module provides handler \"%s\" yet", i,
+                             rt->handler);
+    }
+    return 0;
 }
 
 static int server_open(struct http_server *srv, async_module_host *host, const json_t *config)
@@ -201,7 +195,6 @@ static int server_open(struct http_server *srv, async_module_host *host, const j
     memset(srv, 0, sizeof(*srv));
     srv->host = host;
     srv->root_fd = -1;
-    pthread_mutex_init(&srv->lock, NULL);
     srv->gen = atomic_fetch_add(&generation, 1) + 1;
     atomic_store(&srv->busy_logged_at, INT64_MIN / 2);
     pthread_mutex_init(&srv->locals_lock, NULL);
@@ -209,7 +202,6 @@ static int server_open(struct http_server *srv, async_module_host *host, const j
         async_module_log(host, ASYNC_LOG_ERROR, "out of memory reading the config");
         return -1;
     }
-    srv->in_size = srv->cfg.max_header_bytes + HTTP_IN_EXTRA;
     if (srv->cfg.max_connections < 0) {
         struct rlimit rl;
 
@@ -236,14 +228,21 @@ static int server_open(struct http_server *srv, async_module_host *host, const j
             return -1;
         }
     }
+    if (bind_handlers(srv) != 0)
+        return -1;
+    if ((srv->engine = engine_new(srv)) == NULL) {
+        async_module_log(host, ASYNC_LOG_ERROR, "cannot make the HTTP engine: %s",
+                         strerror(errno));
+        return -1;
+    }
     return 0;
 }
 
 static void server_close(struct http_server *srv)
 {
+    async_http_server_free(srv->engine);
     http_locals_free(srv);
     pthread_mutex_destroy(&srv->locals_lock);
-    pthread_mutex_destroy(&srv->lock);
     http_log_close(srv->log);
     if (srv->root_fd >= 0)
         close(srv->root_fd);
@@ -290,7 +289,7 @@ static int http_run(async_module_host *host, const json_t *config)
 {
     struct http_server *srv = malloc(sizeof(*srv));
     struct acceptor a[HTTP_MAX_LISTEN];
-    async_task *t[HTTP_MAX_LISTEN], *sweeper = NULL;
+    async_task *t[HTTP_MAX_LISTEN];
     async_task **caches = NULL;
     size_t i, n;
     int rc = 0;
@@ -304,8 +303,6 @@ static int http_run(async_module_host *host, const json_t *config)
     }
     n = srv->cfg.nlisten;
     async_module_ready(host); /* every listener is bound: READY=1 may go */
-    if ((sweeper = async_spawn(idle_sweeper, srv)) == NULL)
-        rc = 1;
     if (srv->cfg.open_file_cache_ms > 0 && srv->root_fd >= 0 &&
         (caches = start_cache_sweepers(srv)) == NULL)
         rc = 1;
@@ -333,10 +330,6 @@ static int http_run(async_module_host *host, const json_t *config)
         }
     }
     drain(srv);
-    if (sweeper != NULL) {
-        async_cancel(sweeper);
-        async_join(sweeper, NULL);
-    }
     stop_tasks(caches);
     server_close(srv);
     free(srv);

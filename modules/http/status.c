@@ -1,49 +1,86 @@
-/* modules/http/status.c — the status endpoint: the server's counters, the
+/* modules/http/status.c — the status endpoint: the engine's counters, the
  * access log's dropped lines and the runtime's own figures, as JSON. */
-#define _GNU_SOURCE
 #include "http.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #define MAX_WORKERS_SHOWN 256
 
-void http_status_reply(struct http_server *srv, const struct http_request *req,
-                       struct http_out *o, struct http_reply *r)
+struct text {
+    char *buf;
+    size_t len, cap;
+    bool failed;
+};
+
+static void addf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void addf(struct text *t, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(t->buf != NULL ? t->buf + t->len : NULL, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = true;
+            return;
+        }
+        if ((size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        }
+        char *p = realloc(t->buf, t->cap * 2 + (size_t)n + 1);
+
+        if (p == NULL) {
+            t->failed = true;
+            return;
+        }
+        t->buf = p;
+        t->cap = t->cap * 2 + (size_t)n + 1;
+    }
+}
+
+int http_status_reply(struct http_server *srv, async_http_request *req)
 {
     struct async_worker_stats per[MAX_WORKERS_SHOWN];
     struct async_stats st = {0};
-    struct http_out body = {0};
+    struct async_http_stats hs;
+    struct text body = {0};
     unsigned i, n;
+    int rc;
 
     async_stats(&st, per, MAX_WORKERS_SHOWN);
-    http_out_addf(&body,
-                  "{\"connections\":{\"open\":%ld,\"total\":%" PRIu64 "},"
-                  "\"requests\":{\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64 ",\"3xx\":%" PRIu64
-                  ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "},",
-                  atomic_load_explicit(&srv->open, memory_order_relaxed),
-                  atomic_load_explicit(&srv->total, memory_order_relaxed),
-                  http_count_sum(srv, 1),
-                  http_count_sum(srv, 2),
-                  http_count_sum(srv, 3),
-                  http_count_sum(srv, 4),
-                  http_count_sum(srv, 5));
+    async_http_server_stats(srv->engine, &hs);
+    addf(&body,
+         "{\"connections\":{\"open\":%" PRIu64 ",\"total\":%" PRIu64 ",\"refused\":%" PRIu64 "},"
+         "\"requests\":{\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64 ",\"3xx\":%" PRIu64
+         ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "},",
+         hs.connections_open, hs.connections_total, hs.connections_refused, hs.responses[1],
+         hs.responses[2], hs.responses[3], hs.responses[4], hs.responses[5]);
     if (srv->log != NULL) /* lines the daemon's log writer had no room for */
-        http_out_addf(&body, "\"access_log\":{\"dropped\":%" PRIu64 "},",
-                      http_log_dropped(srv->log));
+        addf(&body, "\"access_log\":{\"dropped\":%" PRIu64 "},", http_log_dropped(srv->log));
     /* workers_blocked: times a worker was held by one fiber past the
      * daemon's blocked_warn_ms (its log names the module and fiber). */
-    http_out_addf(&body,
-                  "\"runtime\":{\"workers\":%u,\"workers_blocked\":%" PRIu64
-                  ",\"fibers_live\":%" PRIu64 ",\"fibers_spawned\":%" PRIu64
-                  ",\"global_queue\":%zu,\"run_queue\":[",
-                  st.workers, async_module_blocked_workers(), st.fibers_live,
-                  st.fibers_spawned, st.global_queue);
+    addf(&body,
+         "\"runtime\":{\"workers\":%u,\"workers_blocked\":%" PRIu64 ",\"fibers_live\":%" PRIu64
+         ",\"fibers_spawned\":%" PRIu64 ",\"global_queue\":%zu,\"run_queue\":[",
+         st.workers, async_module_blocked_workers(), st.fibers_live, st.fibers_spawned,
+         st.global_queue);
     n = st.workers < MAX_WORKERS_SHOWN ? st.workers : MAX_WORKERS_SHOWN;
     for (i = 0; i < n; i++)
-        http_out_addf(&body, "%s%zu", i ? "," : "", per[i].run_queue);
-    http_out_add(&body, "]}}\n", 4);
-    http_reply_simple(o, r, req, 200, "application/json", body.buf, body.len,
-                      "Cache-Control: no-store\r\n");
+        addf(&body, "%s%zu", i ? "," : "", per[i].run_queue);
+    addf(&body, "]}}\n");
+    if (body.failed) {
+        free(body.buf);
+        return -1;
+    }
+    rc = async_http_add_header(req, "Cache-Control", "no-store") == 0
+             ? async_http_respond(req, 200, "application/json", body.buf, body.len) : -1;
     free(body.buf);
+    return rc;
 }

@@ -260,6 +260,17 @@ int async_shield(int on)
     return old;
 }
 
+int async_cancelled(void)
+{
+    struct async_task *t = async__current();
+
+    if (t == NULL) {
+        errno = EPERM;
+        return -1;
+    }
+    return atomic_load_explicit(&t->cancelled, memory_order_relaxed) ? 1 : 0;
+}
+
 int64_t async_deadline(int64_t at_ms)
 {
     struct async_task *t = async__current();

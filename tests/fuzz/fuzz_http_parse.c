@@ -79,7 +79,7 @@ static size_t fuzz_parse(const char *data, size_t size, size_t max_head)
     long r;
 
     memset(&req, 0xa5, sizeof req);
-    r = http_parse_request(data, size, max_head, HTTP_MAX_HEADERS, &req);
+    r = async__http_parse_request(data, size, max_head, HTTP_MAX_HEADERS, &req);
     if (r == 0)
         return 0;
     if (r < 0) {
@@ -101,14 +101,14 @@ static size_t fuzz_parse(const char *data, size_t size, size_t max_head)
 
         CHECK(copy != NULL);
         memcpy(copy, data, (size_t)r);
-        CHECK(http_parse_request(copy, (size_t)r, max_head, HTTP_MAX_HEADERS, &again) == r);
+        CHECK(async__http_parse_request(copy, (size_t)r, max_head, HTTP_MAX_HEADERS, &again) == r);
         CHECK(again.nheaders == req.nheaders && again.method == req.method &&
               again.minor == req.minor && again.chunked == req.chunked &&
               again.has_content_length == req.has_content_length &&
               again.content_length == req.content_length &&
               again.keep_alive == req.keep_alive &&
               again.expect_continue == req.expect_continue);
-        CHECK(http_parse_request(copy, (size_t)r - 1, max_head, HTTP_MAX_HEADERS, &again) == 0);
+        CHECK(async__http_parse_request(copy, (size_t)r - 1, max_head, HTTP_MAX_HEADERS, &again) == 0);
         free(copy);
     }
     return (size_t)r;
@@ -141,7 +141,7 @@ static void fuzz_chunked(const char *body, size_t len, const uint8_t *sel, size_
     uint64_t data_bytes = 0;
     size_t off = 0, fed = 0;
 
-    http_chunked_init(&c);
+    async__http_chunked_init(&c);
     for (size_t k = 0; off < len; k++) {
         size_t want = 1 + (nsel ? sel[k % nsel] % 7 : k % 7);
         size_t n = len - off < want ? len - off : want;
@@ -152,7 +152,7 @@ static void fuzz_chunked(const char *body, size_t len, const uint8_t *sel, size_
         memcpy(piece, body + off, n);
         sink.piece = piece;
         sink.piece_len = n;
-        r = http_chunked_feed(&c, piece, n, &data_bytes, on_data, &sink);
+        r = async__http_chunked_feed(&c, piece, n, &data_bytes, on_data, &sink);
         free(piece);
         if (r < 0) {
             CHECK(r == -400);
@@ -183,7 +183,7 @@ static void fuzz_path(const char *data, size_t size)
 
     CHECK(in != NULL && out != NULL);
     memcpy(in, data, size);
-    r = http_path_normalize(in, size, out);
+    r = async__http_path_normalize(in, size, out);
     if (r < 0) {
         CHECK(r == -1);
     } else {

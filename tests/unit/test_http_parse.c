@@ -53,13 +53,13 @@ static int free_held(void **state)
     return 0;
 }
 
-/* http_parse_request on an exact-size copy of s[0..n); fills req. */
+/* async__http_parse_request on an exact-size copy of s[0..n); fills req. */
 static long parse_n_fields(const char *s, size_t n, size_t max_head, unsigned max_headers)
 {
     free_held(NULL);
     held = dup(s, n);
     memset(&req, 0, sizeof req);
-    return http_parse_request(held, n, max_head, max_headers, &req);
+    return async__http_parse_request(held, n, max_head, max_headers, &req);
 }
 
 static long parse_n_max(const char *s, size_t n, size_t max_head)
@@ -128,7 +128,7 @@ static void parse_slices_point_into_the_callers_buffer(void **state)
     (void)state;
     static const char in[] = "GET /x HTTP/1.1\r\nHost: h\r\n\r\n";
 
-    assert_int_equal(http_parse_request(in, strlen(in), MAX_HEAD, HTTP_DEFAULT_MAX_HEADERS, &req), (long)strlen(in));
+    assert_int_equal(async__http_parse_request(in, strlen(in), MAX_HEAD, HTTP_DEFAULT_MAX_HEADERS, &req), (long)strlen(in));
     assert_ptr_equal(req.method_name.p, in);
     assert_ptr_equal(req.target.p, in + 4);
     assert_ptr_equal(req.path.p, in + 4);
@@ -674,13 +674,13 @@ static void parse_obs_text_in_value_is_allowed(void **state)
     assert_slice(req.headers[1].value, "caf\xc3\xa9 \x80\xff");
 }
 
-/* Asserts that http_header_get(&req, name) finds a field whose value is
+/* Asserts that async__http_header_get(&req, name) finds a field whose value is
  * exactly expected. */
 #define assert_header(name, expected)                                              \
     do {                                                                           \
-        const struct http_slice *v_ = http_header_get(&req, (name));               \
+        const struct http_slice *v_ = async__http_header_get(&req, (name));               \
         if (v_ == NULL)                                                            \
-            fail_msg("http_header_get(\"%s\") is NULL, expected \"%s\"", (name),   \
+            fail_msg("async__http_header_get(\"%s\") is NULL, expected \"%s\"", (name),   \
                      (expected));                                                  \
         assert_slice(*v_, (expected));                                             \
     } while (0)
@@ -706,9 +706,9 @@ static void header_get_returns_null_for_absent_name(void **state)
 {
     (void)state;
     assert_true(parse("GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n") > 0);
-    assert_null(http_header_get(&req, "X-B"));
-    assert_null(http_header_get(&req, "X-"));
-    assert_null(http_header_get(&req, "X-AA"));
+    assert_null(async__http_header_get(&req, "X-B"));
+    assert_null(async__http_header_get(&req, "X-"));
+    assert_null(async__http_header_get(&req, "X-AA"));
 }
 
 /* ---- request target ---- */
@@ -771,11 +771,11 @@ static long chunked_all(const char *s, size_t n, struct http_chunked *c, uint64_
     char *p = dup(s, n);
     long r;
 
-    http_chunked_init(c);
+    async__http_chunked_init(c);
     *bytes = 0;
     if (sink)
         sink->n = 0;
-    r = http_chunked_feed(c, p, n, bytes, sink ? sink_data : NULL, sink);
+    r = async__http_chunked_feed(c, p, n, bytes, sink ? sink_data : NULL, sink);
     free(p);
     return r;
 }
@@ -804,10 +804,10 @@ static void chunked_body_decodes_one_byte_at_a_time(void **state)
     struct sink sink = {.n = 0};
     uint64_t bytes = 0;
 
-    http_chunked_init(&c);
+    async__http_chunked_init(&c);
     for (size_t i = 0; i < n; i++) {
         char *p = dup(in + i, 1);
-        long r = http_chunked_feed(&c, p, 1, &bytes, sink_data, &sink);
+        long r = async__http_chunked_feed(&c, p, 1, &bytes, sink_data, &sink);
 
         free(p);
         if (r != 1)
@@ -952,7 +952,7 @@ static long norm_n(const char *s, size_t n, char *result, size_t cap)
 
     assert_non_null(out);
     memset(out, 'Z', n + 1);
-    r = http_path_normalize(in, n, out);
+    r = async__http_path_normalize(in, n, out);
     if (r >= 0) {
         assert_true((size_t)r <= n);
         assert_int_equal(out[r], '\0');

@@ -1,4 +1,4 @@
-/* modules/http/parse.h — HTTP/1.1 request heads and chunked bodies
+/* runtime/http/parse.h — HTTP/1.1 request heads and chunked bodies
  * (RFC 9112), parsed by pure functions over bytes: no I/O, no allocation,
  * no global state.  The results point into the caller's buffer.
  *
@@ -8,8 +8,8 @@
  * no obs-fold, no control characters in field values, exactly one valid
  * Content-Length, never Content-Length together with Transfer-Encoding,
  * and Transfer-Encoding must be exactly "chunked". */
-#ifndef HTTP_PARSE_H
-#define HTTP_PARSE_H
+#ifndef ASYNC_HTTP_PARSE_H
+#define ASYNC_HTTP_PARSE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -75,13 +75,13 @@ struct http_request {
  *         version other than 1.
  * On a negative return, *req holds whatever was parsed before the error
  * (method, target and minor are set once the request line was read). */
-long http_parse_request(const char *buf, size_t len, size_t max_head, unsigned max_headers,
+long async__http_parse_request(const char *buf, size_t len, size_t max_head, unsigned max_headers,
                         struct http_request *req);
 
 /* The value of the first field named name (case-insensitive), or NULL. */
-const struct http_slice *http_header_get(const struct http_request *req, const char *name);
+const struct http_slice *async__http_header_get(const struct http_request *req, const char *name);
 
-/* Decoder state for a chunked body; zero it (or http_chunked_init) before
+/* Decoder state for a chunked body; zero it (or async__http_chunked_init) before
  * the first call. */
 struct http_chunked {
     int state;              /* internal */
@@ -92,7 +92,7 @@ struct http_chunked {
     bool done;              /* the last chunk and the trailers were read */
 };
 
-static inline void http_chunked_init(struct http_chunked *c)
+static inline void async__http_chunked_init(struct http_chunked *c)
 {
     *c = (struct http_chunked){0};
 }
@@ -104,7 +104,7 @@ static inline void http_chunked_init(struct http_chunked *c)
  * trailer line too long).  For each piece of chunk data it finds, calls
  * on_data(ctx, p, n) when on_data is not NULL (p points into buf) and adds
  * n to *data_bytes.  c->done turns true once the body is complete. */
-long http_chunked_feed(struct http_chunked *c, const char *buf, size_t len,
+long async__http_chunked_feed(struct http_chunked *c, const char *buf, size_t len,
                        uint64_t *data_bytes,
                        void (*on_data)(void *ctx, const char *p, size_t n), void *ctx);
 
@@ -114,6 +114,6 @@ long http_chunked_feed(struct http_chunked *c, const char *buf, size_t len,
  * the decoded length, or -1 for a path that does not start with '/', a
  * bad %-escape, an encoded NUL, or a ".." above the root. The result is
  * NUL-terminated. */
-long http_path_normalize(const char *in, size_t n, char *out);
+long async__http_path_normalize(const char *in, size_t n, char *out);
 
 #endif

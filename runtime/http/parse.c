@@ -1,4 +1,4 @@
-/* modules/http/parse.c — see parse.h.  Everything here reads bytes and
+/* runtime/http/parse.c — see parse.h.  Everything here reads bytes and
  * writes the caller's structs; nothing else. */
 #include "parse.h"
 
@@ -266,7 +266,7 @@ static int interpret(struct http_request *req)
     return 0;
 }
 
-long http_parse_request(const char *buf, size_t len, size_t max_head, unsigned max_headers,
+long async__http_parse_request(const char *buf, size_t len, size_t max_head, unsigned max_headers,
                         struct http_request *req)
 {
     size_t p = 0, start;
@@ -325,7 +325,7 @@ long http_parse_request(const char *buf, size_t len, size_t max_head, unsigned m
     return (long)(p + 2);
 }
 
-const struct http_slice *http_header_get(const struct http_request *req, const char *name)
+const struct http_slice *async__http_header_get(const struct http_request *req, const char *name)
 {
     unsigned i;
 
@@ -360,7 +360,7 @@ static int hexval(unsigned char c)
     return -1;
 }
 
-long http_chunked_feed(struct http_chunked *c, const char *buf, size_t len,
+long async__http_chunked_feed(struct http_chunked *c, const char *buf, size_t len,
                        uint64_t *data_bytes,
                        void (*on_data)(void *ctx, const char *p, size_t n), void *ctx)
 {
@@ -478,7 +478,7 @@ static int unhex(const char *p, size_t left)
     return hi << 4 | lo;
 }
 
-long http_path_normalize(const char *in, size_t n, char *out)
+long async__http_path_normalize(const char *in, size_t n, char *out)
 {
     size_t i = 0, o = 0, seg;
     int c;

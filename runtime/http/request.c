@@ -1,0 +1,725 @@
+/* runtime/http/request.c — the request object a handler sees: what was
+ * asked (accessors), the body (read_body), and the response (status,
+ * headers, writes), framed by the engine.
+ *
+ * Strings.  The head stays in the connection's input buffer until the
+ * handler returns; before the handler runs, the byte after each slice the
+ * accessors hand out (the SP after the method and the target, the ':'
+ * after a field name, the CR or blank after a value) is overwritten with
+ * a NUL, so every accessor returns a pointer into the buffer, copying
+ * nothing.
+ *
+ * Framing is decided when the head goes out (emit_head): the handler's
+ * Content-Length, else chunked for a streamed HTTP/1.1 body, else the end
+ * of the connection (HTTP/1.0); a response finished before any write gets
+ * Content-Length: 0. */
+#include "engine.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#define LIT(s) s, sizeof(s) - 1
+
+/* ---- setting up ---- */
+
+/* The path part of the target: origin-form as is, absolute-form without
+ * scheme and authority. */
+static struct http_slice target_path(const struct http_request *h)
+{
+    struct http_slice p = h->path;
+    const char *s;
+    size_t skip;
+
+    if (p.n > 0 && p.p[0] == '/')
+        return p;
+    if (p.n > 7 && strncasecmp(p.p, "http://", 7) == 0)
+        skip = 7;
+    else if (p.n > 8 && strncasecmp(p.p, "https://", 8) == 0)
+        skip = 8;
+    else
+        return (struct http_slice){NULL, 0};
+    s = memchr(p.p + skip, '/', p.n - skip);
+    if (s == NULL)
+        return (struct http_slice){"/", 1};
+    return (struct http_slice){s, p.n - (size_t)(s - p.p)};
+}
+
+/* The response side, as nothing had been said yet. */
+static void response_reset(struct async_http_request *req)
+{
+    struct http_conn *c = req->c;
+
+    req->status = 200;
+    req->head_sent = false;
+    req->has_length = false;
+    req->chunked = false;
+    req->until_close = false;
+    req->no_body = req->h.method == HTTP_HEAD;
+    req->own_server = false;
+    req->own_date = false;
+    req->broken = false;
+    req->length = 0;
+    req->written = 0;
+    req->body_sent = 0;
+    req->body_start = 0;
+    req->pending = 0;
+    c->hdr.len = 0;
+}
+
+/* NUL-terminates the request line's slices, which the parser set only once
+ * the whole line was read (each is followed by a SP). */
+static void terminate_request_line(struct async_http_request *req)
+{
+    if (req->h.method_name.n > 0)
+        ((char *)req->h.method_name.p)[req->h.method_name.n] = '\0';
+    if (req->h.target.n > 0)
+        ((char *)req->h.target.p)[req->h.target.n] = '\0';
+}
+
+void async__http_request_init(struct async_http_request *req, struct http_conn *c,
+                              size_t body_at)
+{
+    struct async_http_server *srv = c->srv;
+    struct http_slice raw;
+    unsigned i;
+
+    req->c = c;
+    req->body_at = body_at;
+    req->valid = false;
+    response_reset(req);
+    req->close = !req->h.keep_alive || srv->keepalive_timeout_ms == 0 ||
+                 atomic_load_explicit(&srv->draining, memory_order_relaxed);
+    /* body */
+    async__http_chunked_init(&req->ch);
+    req->body_left = req->h.chunked ? 0 : req->h.content_length;
+    req->body_read = 0;
+    req->body_deadline = -1;
+    req->body_error = 0;
+    req->body_malformed = false;
+    req->body_done = !req->h.chunked && req->h.content_length == 0;
+    req->continue_due = req->h.expect_continue && !req->body_done &&
+                        (req->h.chunked || c->len - body_at < req->h.content_length);
+    /* strings */
+    terminate_request_line(req);
+    req->query = req->h.query.p != NULL ? req->h.query.p : "";
+    for (i = 0; i < req->h.nheaders; i++) {
+        ((char *)req->h.headers[i].name.p)[req->h.headers[i].name.n] = '\0';
+        ((char *)req->h.headers[i].value.p)[req->h.headers[i].value.n] = '\0';
+    }
+    if (req->h.target.n == 1 && req->h.target.p[0] == '*') {
+        if (req->h.method != HTTP_OPTIONS) {
+            req->status = 400;
+            return;
+        }
+        memcpy(req->path, "*", 2);
+        req->valid = true;
+        return;
+    }
+    raw = target_path(&req->h);
+    if (raw.n > HTTP_PATH_MAX) {
+        req->status = 414;
+        return;
+    }
+    if (raw.p == NULL || async__http_path_normalize(raw.p, raw.n, req->path) < 0) {
+        req->status = 400;
+        return;
+    }
+    req->valid = true;
+}
+
+/* ---- what was asked ---- */
+
+const char *async_http_method(const async_http_request *req)
+{
+    return req->h.method_name.n > 0 ? req->h.method_name.p : "";
+}
+
+const char *async_http_target(const async_http_request *req)
+{
+    return req->h.target.n > 0 ? req->h.target.p : "";
+}
+
+const char *async_http_path(const async_http_request *req)
+{
+    return req->valid ? req->path : "";
+}
+
+const char *async_http_query(const async_http_request *req)
+{
+    return req->valid ? req->query : "";
+}
+
+int async_http_version(const async_http_request *req)
+{
+    return req->h.minor == 0 ? 10 : 11;
+}
+
+const char *async_http_header(const async_http_request *req, const char *name)
+{
+    unsigned i;
+
+    if (!req->valid || name == NULL)
+        return NULL;
+    for (i = 0; i < req->h.nheaders; i++)
+        if (strcasecmp(req->h.headers[i].name.p, name) == 0)
+            return req->h.headers[i].value.p;
+    return NULL;
+}
+
+int async_http_header_at(const async_http_request *req, size_t i, const char **name,
+                         const char **value)
+{
+    if (!req->valid || i >= req->h.nheaders) {
+        errno = ENOENT;
+        return -1;
+    }
+    if (name != NULL)
+        *name = req->h.headers[i].name.p;
+    if (value != NULL)
+        *value = req->h.headers[i].value.p;
+    return 0;
+}
+
+const char *async_http_peer(const async_http_request *req)
+{
+    struct http_conn *c = req->c;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char addr[INET6_ADDRSTRLEN], text[INET6_ADDRSTRLEN + 10];
+
+    if (c->peer != NULL)
+        return c->peer;
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) != 0)
+        return "-";
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+        inet_ntop(AF_INET, &in->sin_addr, addr, sizeof(addr));
+        snprintf(text, sizeof(text), "%s:%u", addr, ntohs(in->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+        inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof(addr));
+        snprintf(text, sizeof(text), "[%s]:%u", addr, ntohs(in6->sin6_port));
+    } else {
+        return "-";
+    }
+    c->peer = strdup(text);
+    return c->peer != NULL ? c->peer : "-";
+}
+
+/* ---- the body ---- */
+
+static ssize_t body_fail(struct async_http_request *req, int err)
+{
+    req->body_error = err;
+    req->close = true; /* where the next request starts is unknown now */
+    errno = err;
+    return -1;
+}
+
+/* A body read that must wait: what was answered so far leaves first, so
+ * that a client reading before it sends is never stuck behind us. */
+static ssize_t read_wait(struct async_http_request *req, char *buf, size_t len)
+{
+    struct http_conn *c = req->c;
+    ssize_t n;
+
+    if (c->out.len > 0 && async__http_flush(c, false) != 0)
+        return body_fail(req, ECONNRESET);
+    n = async__http_read(c, buf, len);
+    if (n == 0)
+        return body_fail(req, ECONNRESET);
+    if (n < 0)
+        return body_fail(req, errno);
+    return n;
+}
+
+struct sink {
+    char *p;
+    size_t got;
+};
+
+static void on_data(void *ctx, const char *p, size_t n)
+{
+    struct sink *s = ctx;
+
+    memcpy(s->p + s->got, p, n);
+    s->got += n;
+}
+
+/* One step of a chunked body: data decoded from what is buffered (at most
+ * len), 0 with *more when it needs bytes from the peer. */
+static ssize_t chunked_step(struct async_http_request *req, char *buf, size_t len, bool *more)
+{
+    struct http_conn *c = req->c;
+    uint64_t max = c->srv->max_body_bytes, data = 0;
+    size_t avail = c->len - req->body_at;
+    struct sink s = {buf, 0};
+    long k;
+
+    /* decoded bytes never outnumber the bytes fed, so len bounds both */
+    k = async__http_chunked_feed(&req->ch, c->in + req->body_at, avail < len ? avail : len,
+                                 &data, on_data, &s);
+    if (k < 0) {
+        req->body_malformed = true;
+        return body_fail(req, ECONNRESET);
+    }
+    memmove(c->in + req->body_at, c->in + req->body_at + k, avail - (size_t)k);
+    c->len -= (uint32_t)k;
+    req->body_read += s.got;
+    if (req->body_read > max || req->ch.left > max - req->body_read)
+        return body_fail(req, EMSGSIZE);
+    req->body_done = req->ch.done;
+    *more = s.got == 0 && !req->ch.done;
+    return (ssize_t)s.got;
+}
+
+static ssize_t length_step(struct async_http_request *req, char *buf, size_t len)
+{
+    struct http_conn *c = req->c;
+    size_t avail = c->len - req->body_at, take;
+    ssize_t n;
+
+    if (len > req->body_left)
+        len = (size_t)req->body_left;
+    if (avail > 0) {
+        take = avail < len ? avail : len;
+        memcpy(buf, c->in + req->body_at, take);
+        memmove(c->in + req->body_at, c->in + req->body_at + take, avail - take);
+        c->len -= (uint32_t)take;
+        n = (ssize_t)take;
+    } else if ((n = read_wait(req, buf, len)) < 0) { /* straight into the caller's buffer */
+        return -1;
+    }
+    req->body_left -= (uint64_t)n;
+    req->body_read += (uint64_t)n;
+    req->body_done = req->body_left == 0;
+    return n;
+}
+
+ssize_t async_http_read_body(async_http_request *req, void *buf, size_t len)
+{
+    struct http_conn *c = req->c;
+    int64_t prev;
+    ssize_t n;
+    bool more;
+
+    if (async_worker_id() < 0) {
+        errno = EPERM;
+        return -1;
+    }
+    if (!req->valid) {
+        errno = EPERM;
+        return -1;
+    }
+    if (req->body_error != 0) {
+        errno = req->body_error;
+        return -1;
+    }
+    if (req->body_done || len == 0)
+        return 0;
+    if (req->continue_due) {
+        req->continue_due = false;
+        if (!req->head_sent) {
+            async__http_out_add(&c->out, LIT("HTTP/1.1 100 Continue\r\n\r\n"));
+            if (async__http_flush(c, false) != 0)
+                return body_fail(req, ECONNRESET);
+        }
+    }
+    if (req->body_deadline < 0)
+        req->body_deadline = async_now_ms() + c->srv->body_timeout_ms;
+    prev = async__http_deadline(req->body_deadline);
+    if (!req->h.chunked) {
+        n = length_step(req, buf, len);
+    } else {
+        for (;;) {
+            n = chunked_step(req, buf, len, &more);
+            if (n < 0 || !more)
+                break;
+            if ((n = read_wait(req, c->in + c->len, c->cap - c->len)) < 0)
+                break;
+            c->len += (uint32_t)n;
+        }
+    }
+    async_deadline(prev);
+    return n;
+}
+
+/* ---- the response ---- */
+
+static bool token_char(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* Fields the engine writes itself or that belong to one connection hop. */
+static bool hop_by_hop(const char *name)
+{
+    static const char *const names[] = {"Connection", "Keep-Alive", "Proxy-Connection", "TE",
+                                        "Trailer", "Transfer-Encoding", "Upgrade"};
+    size_t i;
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return true;
+    return false;
+}
+
+int async_http_set_status(async_http_request *req, int status)
+{
+    if (req->head_sent) {
+        errno = EALREADY;
+        return -1;
+    }
+    if (status < 100 || status > 999) {
+        errno = EINVAL;
+        return -1;
+    }
+    req->status = status;
+    return 0;
+}
+
+static int parse_length(const char *v, uint64_t *out)
+{
+    uint64_t n = 0;
+
+    if (*v == '\0')
+        return -1;
+    for (; *v != '\0'; v++) {
+        if (*v < '0' || *v > '9' || n > (UINT64_MAX - 9) / 10)
+            return -1;
+        n = n * 10 + (uint64_t)(*v - '0');
+    }
+    *out = n;
+    return 0;
+}
+
+int async_http_add_header(async_http_request *req, const char *name, const char *value)
+{
+    struct http_conn *c = req->c;
+    const unsigned char *p;
+
+    if (req->head_sent) {
+        errno = EALREADY;
+        return -1;
+    }
+    if (name == NULL || value == NULL || *name == '\0')
+        goto invalid;
+    for (p = (const unsigned char *)name; *p != '\0'; p++)
+        if (!token_char(*p))
+            goto invalid;
+    for (p = (const unsigned char *)value; *p != '\0'; p++)
+        if ((*p < ' ' && *p != '\t') || *p == 0x7f)
+            goto invalid;
+    if (hop_by_hop(name))
+        goto invalid;
+    if (strcasecmp(name, "Content-Length") == 0) {
+        if (parse_length(value, &req->length) != 0)
+            goto invalid;
+        req->has_length = true;
+        return 0; /* the engine writes it, once */
+    }
+    if (strcasecmp(name, "Server") == 0)
+        req->own_server = true;
+    else if (strcasecmp(name, "Date") == 0)
+        req->own_date = true;
+    if (async__http_out_reserve(&c->hdr, strlen(name) + strlen(value) + 4) != 0)
+        return -1;
+    async__http_out_add(&c->hdr, name, strlen(name));
+    async__http_out_add(&c->hdr, LIT(": "));
+    async__http_out_add(&c->hdr, value, strlen(value));
+    async__http_out_add(&c->hdr, LIT("\r\n"));
+    return 0;
+invalid:
+    errno = EINVAL;
+    return -1;
+}
+
+void async__http_emit_head(struct async_http_request *req, bool streaming)
+{
+    struct http_conn *c = req->c;
+    struct async_http_server *srv = c->srv;
+    struct http_out *o = &c->out;
+    int status = req->status;
+    bool bodyless = status < 200 || status == 204 || status == 304;
+
+    if (bodyless)
+        req->no_body = true;
+    if (atomic_load_explicit(&srv->draining, memory_order_relaxed))
+        req->close = true;
+    async__http_out_status_line(o, status);
+    if (!req->own_server && srv->server_line != NULL)
+        async__http_out_add(o, srv->server_line, srv->server_line_len);
+    if (!req->own_date) {
+        async__http_out_add(o, LIT("Date: "));
+        async__http_out_add(o, async__http_date_now(), 29);
+        async__http_out_add(o, LIT("\r\n"));
+    }
+    if (c->hdr.len > 0)
+        async__http_out_add(o, c->hdr.buf, c->hdr.len);
+    if (req->has_length) {
+        if (status >= 200 && status != 204) {
+            async__http_out_add(o, LIT("Content-Length: "));
+            async__http_out_u64(o, req->length);
+            async__http_out_add(o, LIT("\r\n"));
+        }
+    } else if (!bodyless) {
+        if (!streaming) {
+            async__http_out_add(o, LIT("Content-Length: 0\r\n"));
+            req->has_length = true;
+        } else if (req->h.minor >= 1) {
+            async__http_out_add(o, LIT("Transfer-Encoding: chunked\r\n"));
+            req->chunked = true;
+        } else {
+            req->until_close = true;
+            req->close = true;
+        }
+    }
+    if (req->close)
+        async__http_out_add(o, LIT("Connection: close\r\n"));
+    else if (req->h.minor == 0)
+        async__http_out_add(o, LIT("Connection: keep-alive\r\n"));
+    async__http_out_add(o, LIT("\r\n"));
+    req->head_sent = true;
+    req->body_start = o->len;
+    req->pending = 0;
+    async__http_count(srv, status);
+}
+
+/* Body bytes p[0..n) after the head: gathered in out, or sent after it
+ * when they would not fit.  0, or -1 (the response is broken). */
+static int body_bytes(struct async_http_request *req, const void *p, size_t n)
+{
+    struct http_conn *c = req->c;
+    size_t sent;
+
+    if (c->out.len + n <= ASYNC_HTTP_COALESCE_BYTES) {
+        async__http_out_add(&c->out, p, n);
+        req->pending += n;
+        return 0;
+    }
+    if (async__http_send_direct(c, p, n, &sent) != 0) {
+        req->body_sent += sent;
+        req->broken = true;
+        return -1;
+    }
+    req->body_sent += sent;
+    return 0;
+}
+
+static int check_write(struct async_http_request *req, uint64_t len)
+{
+    if (req->broken) {
+        errno = EPIPE;
+        return -1;
+    }
+    if (req->has_length && len > req->length - req->written) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    return 0;
+}
+
+int async_http_write(async_http_request *req, const void *buf, size_t len)
+{
+    struct http_conn *c = req->c;
+
+    if (check_write(req, len) != 0)
+        return -1;
+    if (!req->head_sent)
+        async__http_emit_head(req, true);
+    req->written += len;
+    if (req->no_body || len == 0)
+        return 0;
+    if (req->chunked) {
+        async__http_out_hex(&c->out, len);
+        async__http_out_add(&c->out, LIT("\r\n"));
+    }
+    if (body_bytes(req, buf, len) != 0)
+        return -1;
+    if (req->chunked)
+        async__http_out_add(&c->out, LIT("\r\n"));
+    return 0;
+}
+
+int async_http_sendfile(async_http_request *req, int fd, off_t offset, size_t len)
+{
+    struct http_conn *c = req->c;
+    uint64_t sent;
+    int rc;
+
+    if (fd < 0 || offset < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (check_write(req, len) != 0)
+        return -1;
+    if (!req->head_sent)
+        async__http_emit_head(req, true);
+    req->written += len;
+    if (req->no_body || len == 0)
+        return 0;
+    if (req->chunked) {
+        async__http_out_hex(&c->out, len);
+        async__http_out_add(&c->out, LIT("\r\n"));
+    }
+    rc = async__http_send_file(c, fd, offset, len, &sent);
+    req->body_sent += sent;
+    if (rc != 0) {
+        req->broken = true;
+        return -1;
+    }
+    if (req->chunked)
+        async__http_out_add(&c->out, LIT("\r\n"));
+    return 0;
+}
+
+int async_http_respond(async_http_request *req, int status, const char *content_type,
+                       const void *body, size_t len)
+{
+    if (req->head_sent) {
+        errno = EALREADY;
+        return -1;
+    }
+    if (async_http_set_status(req, status) != 0)
+        return -1;
+    if (content_type != NULL && async_http_add_header(req, "Content-Type", content_type) != 0)
+        return -1;
+    req->has_length = true;
+    req->length = len;
+    async__http_emit_head(req, false);
+    req->written = len;
+    if (req->no_body || len == 0)
+        return 0;
+    return body_bytes(req, body, len);
+}
+
+int async_http_flush(async_http_request *req)
+{
+    if (req->broken) {
+        errno = EPIPE;
+        return -1;
+    }
+    if (!req->head_sent)
+        async__http_emit_head(req, true);
+    if (async__http_flush(req->c, false) != 0) {
+        req->broken = true;
+        return -1;
+    }
+    return 0;
+}
+
+int async_http_status(const async_http_request *req)
+{
+    return req->status;
+}
+
+int async_http_head_sent(const async_http_request *req)
+{
+    return req->head_sent;
+}
+
+void async_http_close_after(async_http_request *req)
+{
+    req->close = true;
+}
+
+/* ---- the end of an exchange ---- */
+
+/* Stages the access-log line of the response just completed. */
+static void log_response(struct async_http_request *req)
+{
+    struct http_conn *c = req->c;
+
+    if (c->srv->log_fmt != NULL)
+        async__http_logq_add(c, req, req->body_start, req->pending, req->body_sent);
+}
+
+void async__http_error(struct async_http_request *req, int status, bool close)
+{
+    struct http_conn *c = req->c;
+    char body[64];
+    int n = snprintf(body, sizeof(body), "%d %s\n", status, async__http_reason(status));
+
+    if (!req->valid) {
+        terminate_request_line(req);
+        req->no_body = false;
+    }
+    response_reset(req);
+    req->close = close;
+    req->status = status;
+    async__http_out_add(&c->hdr, LIT("Content-Type: text/plain; charset=utf-8\r\n"));
+    req->has_length = true;
+    req->length = (uint64_t)n;
+    async__http_emit_head(req, false);
+    req->written = (uint64_t)n;
+    if (!req->no_body)
+        body_bytes(req, body, (size_t)n);
+    log_response(req);
+}
+
+/* Reads away a body the handler left, up to ASYNC_HTTP_DRAIN_MAX_BYTES:
+ * true when it was all read. */
+static bool drain_body(struct async_http_request *req)
+{
+    static __thread char sink[16384];
+    uint64_t dropped = 0;
+    ssize_t n;
+
+    if (req->continue_due || (!req->h.chunked && req->body_left > ASYNC_HTTP_DRAIN_MAX_BYTES))
+        return false; /* the client waits for a 100 we will not send, or it is too much */
+    while (dropped <= ASYNC_HTTP_DRAIN_MAX_BYTES) {
+        n = async_http_read_body(req, sink, sizeof(sink));
+        if (n <= 0)
+            return n == 0;
+        dropped += (uint64_t)n;
+    }
+    return false;
+}
+
+bool async__http_request_finish(struct async_http_request *req, int rc)
+{
+    struct http_conn *c = req->c;
+    bool unread = !req->body_done && req->body_error == 0;
+
+    if (rc != 0 && !req->head_sent) {
+        /* a handler that gave up on its body: the status the body earned */
+        async__http_error(req, req->body_malformed ? 400
+                             : req->body_error == EMSGSIZE ? 413
+                             : req->body_error == ETIMEDOUT ? 408 : 500, req->close);
+        goto body;
+    }
+    if (rc != 0) {
+        req->broken = true;
+    } else if (!req->head_sent) {
+        if (req->has_length && req->length > 0 && !req->no_body &&
+            req->h.method != HTTP_HEAD) {
+            async__http_error(req, 500, req->close); /* promised bytes it never wrote */
+            goto body;
+        }
+        if (unread && (req->continue_due || (!req->h.chunked &&
+                                              req->body_left > ASYNC_HTTP_DRAIN_MAX_BYTES)))
+            req->close = true;
+        async__http_emit_head(req, false);
+    } else if (!req->broken) {
+        if (req->chunked && !req->no_body)
+            async__http_out_add(&c->out, LIT("0\r\n\r\n"));
+        if (req->has_length && !req->no_body && req->written != req->length)
+            req->broken = true;
+    }
+    log_response(req);
+body:
+    if (req->broken)
+        return false;
+    if (!req->body_done && req->body_error == 0 && !drain_body(req))
+        req->close = true;
+    return !req->close && req->body_done && req->body_error == 0;
+}
