@@ -17,6 +17,7 @@ cat > "$dir/asyncd.json" <<JSON
   "log_level": "warning",
   "modules": {
     "echo": { "enabled": false, "listen": ["127.0.0.1:0"] },
+    "kv": { "enabled": false },
     "http": {
       "listen": ["127.0.0.1:$PORT"],
       "root": "www",
