@@ -47,10 +47,12 @@
 #define MAX_MAX_VALUE (1LL << 30)
 #define INFLIGHT_SLOTS 64
 
-/* The module's state lives in its own data, not on run's stack: the
- * handler may be entered until the daemon withdraws it, which can be
- * after run has returned; the code (and so this) stays loaded until no
- * request is inside.  `store` is set by run before it registers and is
+/* The module's state lives in its own data, not on run's stack: the code
+ * (and so this) stays loaded until no request is inside the handler.
+ * The daemon withdraws the handler and waits for the requests inside it
+ * before it cancels the module, but that wait ends at its shutdown
+ * timeout; the counters below keep a request still running then from
+ * finding its store closed under it.  `store` is set by run before it registers and is
  * read by handlers only between their in-flight increment and decrement:
  * run sets `closing` and then waits for every counter to reach 0 before
  * it closes the store (both sides seq_cst: a handler either sees

@@ -64,7 +64,7 @@ static int teardown(void **state)
 
 /* asyncd.json: http routing /kv/ to the handler, kv with kv_extra keys
  * ("" or starting with ','). */
-static void write_config(const char *kv_extra)
+static void write_config_sync(int sync_ms, const char *kv_extra)
 {
     char text[2048];
 
@@ -73,9 +73,14 @@ static void write_config(const char *kv_extra)
              " \"modules\":{\n"
              "  \"http\":{\"listen\":[\"127.0.0.1:0\"],\"root\":\"www\",\n"
              "          \"routes\":[{\"prefix\":\"/kv/\",\"handler\":\"kv\"}]},\n"
-             "  \"kv\":{\"file\":\"kv.log\",\"sync_interval_ms\":50,\"max_value_bytes\":1024%s}}}\n",
-             kv_extra);
+             "  \"kv\":{\"file\":\"kv.log\",\"sync_interval_ms\":%d,\"max_value_bytes\":1024%s}}}\n",
+             sync_ms, kv_extra);
     write_file("asyncd.json", text);
+}
+
+static void write_config(const char *kv_extra)
+{
+    write_config_sync(50, kv_extra);
 }
 
 static void start(void)
@@ -271,6 +276,9 @@ struct loader {
     bool busy;
 };
 
+static struct loader L[CONNS];
+static int acks, refused; /* 204s; 503s (a reload's gap: not acknowledged) */
+
 static void send_put(struct loader *l, int conn)
 {
     char raw[512], body[128];
@@ -282,67 +290,110 @@ static void send_put(struct loader *l, int conn)
     l->busy = true;
 }
 
-/* Runs PUTs on CONNS connections until `want` have been acknowledged,
- * then sends sig while PUTs are in flight.  Returns the count acked. */
-static int load_then_signal(int want, int sig)
+/* An answer to connection i's PUT in flight: 204 counts as acknowledged,
+ * 503 (only where allowed) as refused; the next PUT goes out. */
+static void answered(int i, const struct resp *r, bool allow_503)
 {
-    struct loader l[CONNS];
-    int done = 0, in_flight = 0;
+    if (r->status == 204) {
+        acked[i][L[i].n] = 1;
+        acks++;
+    } else if (r->status == 503 && allow_503) {
+        refused++;
+    } else {
+        fail_msg("PUT %d/%d: status %d:\n%s\nlog:\n%s", i, L[i].n, r->status, r->head, D.log);
+    }
+    L[i].n++;
+    L[i].busy = false;
+    if (L[i].n < MAX_PUTS / CONNS)
+        send_put(&L[i], i);
+}
+
+static void load_start(void)
+{
+    memset(acked, 0, sizeof(acked));
+    acks = refused = 0;
+    for (int i = 0; i < CONNS; i++) {
+        L[i] = (struct loader){.c = client_open(D.port)};
+        send_put(&L[i], i);
+    }
+}
+
+static int count_in_log(const char *text)
+{
+    int n = 0;
+
+    for (const char *p = D.log; (p = strstr(p, text)) != NULL; p += strlen(text))
+        n++;
+    return n;
+}
+
+/* Keeps CONNS PUTs in flight until `want` are acknowledged and the
+ * daemon's log holds `text` at least `times` times (text NULL: no
+ * condition).  Bounded: 20 s. */
+static void load_until(int want, const char *text, int times, bool allow_503)
+{
     int64_t until = now_ms() + 20000;
 
-    memset(acked, 0, sizeof(acked));
-    for (int i = 0; i < CONNS; i++) {
-        l[i] = (struct loader){.c = client_open(D.port)};
-        send_put(&l[i], i);
-    }
-    while (done < want && now_ms() < until) {
+    while ((acks < want || (text != NULL && count_in_log(text) < times)) && now_ms() < until) {
         struct pollfd p[CONNS];
 
+        pump(&D, 0);
         for (int i = 0; i < CONNS; i++)
-            p[i] = (struct pollfd){l[i].c->fd, POLLIN, 0};
-        if (poll(p, CONNS, 1000) <= 0)
+            p[i] = (struct pollfd){L[i].c->fd, POLLIN, 0};
+        if (poll(p, CONNS, 100) <= 0)
             continue;
         for (int i = 0; i < CONNS; i++) {
             struct resp r;
 
             if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
                 continue;
-            if (client_fill(l[i].c, now_ms() + IO_MS) <= 0)
-                fail_msg("connection %d ended under load", i);
-            for (long n; (n = parse_response(l[i].c->buf, l[i].c->len, false, false, &r)) > 0;) {
-                consume(l[i].c, (size_t)n);
+            if (client_fill(L[i].c, now_ms() + IO_MS) <= 0)
+                fail_msg("connection %d ended under load; log:\n%s", i, D.log);
+            for (long n; (n = parse_response(L[i].c->buf, L[i].c->len, false, false, &r)) > 0;) {
+                consume(L[i].c, (size_t)n);
                 resp_free(&r);
-                if (r.status != 204)
-                    fail_msg("PUT %d/%d: status %d", i, l[i].n, r.status);
-                acked[i][l[i].n] = 1;
-                done++;
-                l[i].n++;
-                l[i].busy = false;
-                if (l[i].n < MAX_PUTS / CONNS)
-                    send_put(&l[i], i);
+                answered(i, &r, allow_503);
             }
         }
     }
-    assert_true(done >= want);
-    for (int i = 0; i < CONNS; i++)
-        in_flight += l[i].busy;
-    assert_true(in_flight > 0); /* the signal lands in the middle of writes */
-    assert_int_equal(kill(D.pid, sig), 0);
-    /* Answers that arrive after the signal still count as acknowledged. */
+    if (acks < want || (text != NULL && count_in_log(text) < times))
+        fail_msg("%d of %d PUTs acknowledged, '%s' %d of %d times in the log:\n%s", acks, want,
+                 text ? text : "", text ? count_in_log(text) : 0, times, D.log);
+}
+
+/* Reads the answers to the PUTs still in flight (those that come count:
+ * the server sent them) and closes the connections. */
+static void load_finish(void)
+{
     for (int i = 0; i < CONNS; i++) {
         struct resp r;
 
-        while (l[i].busy && client_response_ms(l[i].c, false, &r, 5000) == 0) {
+        if (L[i].busy && client_response_ms(L[i].c, false, &r, 5000) == 0) {
             if (r.status == 204) {
-                acked[i][l[i].n] = 1;
-                done++;
+                acked[i][L[i].n] = 1;
+                acks++;
             }
             resp_free(&r);
-            l[i].busy = false;
         }
-        client_close(l[i].c);
+        L[i].busy = false;
+        client_close(L[i].c);
     }
-    return done;
+}
+
+/* Runs PUTs on CONNS connections until `want` have been acknowledged,
+ * then sends sig while PUTs are in flight.  Returns the count acked. */
+static int load_then_signal(int want, int sig)
+{
+    int in_flight = 0;
+
+    load_start();
+    load_until(want, NULL, 0, false);
+    for (int i = 0; i < CONNS; i++)
+        in_flight += L[i].busy;
+    assert_true(in_flight > 0); /* the signal lands in the middle of writes */
+    assert_int_equal(kill(D.pid, sig), 0);
+    load_finish();
+    return acks;
 }
 
 /* After a restart: every acknowledged PUT is there with its value, and
@@ -381,12 +432,10 @@ static void check_acked(void)
 
 static void kv_kill9_under_write_load_loses_no_acknowledged_write(void **state)
 {
-    int acks;
-
     (void)state;
     write_config("");
     start();
-    acks = load_then_signal(3000, SIGKILL);
+    load_then_signal(3000, SIGKILL);
     {
         int status;
 
@@ -405,12 +454,12 @@ static void kv_kill9_under_write_load_loses_no_acknowledged_write(void **state)
 
 static void kv_sigterm_under_write_load_loses_no_acknowledged_write(void **state)
 {
-    int acks, rc;
+    int rc;
 
     (void)state;
     write_config("");
     start();
-    acks = load_then_signal(2000, SIGTERM);
+    load_then_signal(2000, SIGTERM);
     rc = reap(&D, 25000);
     if (rc != 0)
         fail_msg("asyncd exited %d; log:\n%s", rc, D.log);
@@ -419,6 +468,29 @@ static void kv_sigterm_under_write_load_loses_no_acknowledged_write(void **state
     check_acked();
     assert_null(strstr(D.log, "dropping")); /* a clean stop leaves a clean log */
     fprintf(stderr, "%d writes acknowledged before and during SIGTERM, all back\n", acks);
+    stop_clean();
+}
+
+static void kv_reload_under_write_load_loses_no_acknowledged_write(void **state)
+{
+    (void)state;
+    write_config("");
+    start();
+    load_start();
+    load_until(1000, NULL, 0, false);
+    /* A changed config restarts the module: the old one finishes what is
+     * inside and fsyncs, the new one waits for the log's lock, loads it
+     * and registers "kv" again.  Writes keep coming throughout. */
+    write_config_sync(60, "");
+    assert_int_equal(kill(D.pid, SIGHUP), 0);
+    load_until(acks + 1000, KV_READY, 2, true);
+    load_finish();
+    assert_non_null(strstr(D.log, "kv: stopped: log written and fsynced"));
+    stop_clean();
+    start();
+    check_acked();
+    fprintf(stderr, "%d writes acknowledged across a reload (%d answered 503), all back\n", acks,
+            refused);
     stop_clean();
 }
 
@@ -499,6 +571,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(kv_kill9_under_write_load_loses_no_acknowledged_write,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(kv_sigterm_under_write_load_loses_no_acknowledged_write,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(kv_reload_under_write_load_loses_no_acknowledged_write,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(kv_log_with_garbage_recovers_up_to_the_last_good_record,
                                         setup, teardown),
