@@ -64,7 +64,7 @@ static int teardown(void **state)
 
 /* asyncd.json: http routing /kv/ to the handler, kv with kv_extra keys
  * ("" or starting with ','). */
-static void write_config_sync(int sync_ms, const char *kv_extra)
+static void write_config_full(int sync_ms, long max_value, const char *kv_extra)
 {
     char text[2048];
 
@@ -73,9 +73,14 @@ static void write_config_sync(int sync_ms, const char *kv_extra)
              " \"modules\":{\n"
              "  \"http\":{\"listen\":[\"127.0.0.1:0\"],\"root\":\"www\",\n"
              "          \"routes\":[{\"prefix\":\"/kv/\",\"handler\":\"kv\"}]},\n"
-             "  \"kv\":{\"file\":\"kv.log\",\"sync_interval_ms\":%d,\"max_value_bytes\":1024%s}}}\n",
-             sync_ms, kv_extra);
+             "  \"kv\":{\"file\":\"kv.log\",\"sync_interval_ms\":%d,\"max_value_bytes\":%ld%s}}}\n",
+             sync_ms, max_value, kv_extra);
     write_file("asyncd.json", text);
+}
+
+static void write_config_sync(int sync_ms, const char *kv_extra)
+{
+    write_config_full(sync_ms, 1024, kv_extra);
 }
 
 static void write_config(const char *kv_extra)
@@ -195,6 +200,61 @@ static void kv_puts_gets_deletes_and_lists_over_http(void **state)
     big[1024] = '\0';
     put("big", big); /* exactly the limit */
     expect("GET", "/kv/big", NULL, NULL, 200, big);
+    stop_clean();
+}
+
+/* Bodies in chunks and bodies past the 4 KiB the handler reads on its
+ * stack, up to and past max_value_bytes. */
+static void kv_takes_chunked_and_large_values(void **state)
+{
+    size_t big = 300 * 1024, n;
+    char *raw = malloc(big + 256), *want = malloc(big + 1);
+    struct client *c;
+    struct resp r;
+
+    (void)state;
+    assert_non_null(raw);
+    assert_non_null(want);
+    write_config_full(50, 512 * 1024, "");
+    start();
+    exchange("PUT /kv/ch HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 204);
+    resp_free(&r);
+    expect("GET", "/kv/ch", NULL, NULL, 200, "hello world");
+
+    for (size_t i = 0; i < big; i++)
+        want[i] = (char)('a' + i % 23);
+    want[big] = '\0';
+    n = (size_t)snprintf(raw, 256, "PUT /kv/big HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+                         big);
+    memcpy(raw + n, want, big);
+    c = client_open(D.port);
+    assert_true(client_sendn(c, raw, n + big));
+    must_respond(c, false, &r);
+    assert_status(&r, 204);
+    resp_free(&r);
+    client_close(c);
+    expect("GET", "/kv/big", NULL, NULL, 200, want);
+
+    /* past max_value_bytes without a Content-Length to tell in advance */
+    c = client_open(D.port);
+    assert_true(client_send(c, "PUT /kv/huge HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"));
+    for (int i = 0; i < 2 && !c->eof; i++) { /* 2 x 300 KiB > 512 KiB */
+        n = (size_t)snprintf(raw, 32, "%zx\r\n", big);
+        memcpy(raw + n, want, big);
+        memcpy(raw + n + big, "\r\n", 2);
+        if (!client_sendn(c, raw, n + big + 2))
+            break; /* the server answered and closed early: fine */
+    }
+    client_send(c, "0\r\n\r\n");
+    must_respond(c, false, &r);
+    assert_status(&r, 413);
+    resp_free(&r);
+    client_close(c);
+    expect("GET", "/kv/huge", NULL, NULL, 404, NULL);
+    free(raw);
+    free(want);
     stop_clean();
 }
 
@@ -566,6 +626,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(kv_puts_gets_deletes_and_lists_over_http, setup, teardown),
+        cmocka_unit_test_setup_teardown(kv_takes_chunked_and_large_values, setup, teardown),
         cmocka_unit_test_setup_teardown(kv_if_match_is_compare_and_set, setup, teardown),
         cmocka_unit_test_setup_teardown(kv_restart_keeps_every_key_and_etag, setup, teardown),
         cmocka_unit_test_setup_teardown(kv_kill9_under_write_load_loses_no_acknowledged_write,
