@@ -13,6 +13,7 @@
 #include "../../modules/kv/store.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 static char dir[256];
@@ -463,6 +464,91 @@ static void kv_store_compaction_keeps_every_key_and_version(void **state)
     RUN(2, compact_body, NULL);
 }
 
+/* The flusher compacts by itself once the file outgrows the live data. */
+static void *auto_compact_body(void *arg)
+{
+    struct kv_store_options o = {.path = logpath, .sync_interval_ms = 5,
+                                 .compact_min_bytes = 16384, .log = capture};
+    kv_store *s = NULL;
+    char v[64];
+    int64_t until;
+
+    (void)arg;
+    if (!CHECK_OK(kv_store_open(&o, &s)))
+        return NULL;
+    for (int i = 0; i < 2000; i++) { /* one key, overwritten: ~100 KiB of log */
+        snprintf(v, sizeof(v), "version %d of the only key", i);
+        put(s, "only", v);
+    }
+    /* Waits (bounded) for the state: a file that is small again.  A
+     * compaction may have run while the puts went on; the flusher runs
+     * another once they stop, as long as the file is past the bounds.
+     * (The rename comes a moment before the log line.) */
+    until = async_now_ms() + BOUND_MS;
+    while ((file_size() >= 16384 || !said_has("compacted")) && async_now_ms() < until)
+        async_sleep_ms(5);
+    CHECK(file_size() < 16384);
+    CHECK(said_has("compacted"));
+    CHECK(has(s, "only", "version 1999 of the only key", NULL));
+    CHECK_OK(kv_store_close(s));
+    s = open_store();
+    if (s == NULL)
+        return NULL;
+    CHECK(has(s, "only", "version 1999 of the only key", NULL));
+    CHECK_OK(kv_store_close(s));
+    return NULL;
+}
+
+static void kv_store_flusher_compacts_a_log_that_outgrew_its_data(void **state)
+{
+    (void)state;
+    RUN(2, auto_compact_body, NULL);
+}
+
+/* A write that fails (here: past RLIMIT_FSIZE, EFBIG) is not
+ * acknowledged, and the store refuses every change after it, since what
+ * follows in the file can no longer be trusted to be whole. */
+static void *failed_write_body(void *arg)
+{
+    kv_store *s = open_store();
+    struct rlimit rl;
+    char big[8192];
+
+    (void)arg;
+    if (s == NULL)
+        return NULL;
+    put(s, "before", "ok");
+    CHECK_OK(kv_store_sync(s));
+    memset(big, 'x', sizeof(big));
+    getrlimit(RLIMIT_FSIZE, &rl);
+    rl.rlim_cur = (rlim_t)file_size() + 100;
+    CHECK_OK(setrlimit(RLIMIT_FSIZE, &rl));
+    CHECK_FAILS(kv_store_put(s, "big", 3, big, sizeof(big), NULL, NULL), EIO);
+    CHECK(said_has("refusing changes"));
+    CHECK_FAILS(kv_store_put(s, "small", 5, "x", 1, NULL, NULL), EIO);
+    CHECK_FAILS(kv_store_delete(s, "before", 6, NULL), EIO);
+    CHECK(has(s, "before", "ok", NULL)); /* reads go on */
+    rl.rlim_cur = rl.rlim_max;
+    CHECK_OK(setrlimit(RLIMIT_FSIZE, &rl));
+    CHECK_FAILS(kv_store_close(s), EIO); /* it says so at the end too */
+    s = open_store(); /* the torn record is dropped; what was acknowledged stays */
+    if (s == NULL)
+        return NULL;
+    CHECK(has(s, "before", "ok", NULL));
+    CHECK(has(s, "small", NULL, NULL));
+    put(s, "after", "writable again");
+    CHECK_OK(kv_store_close(s));
+    return NULL;
+}
+
+static void kv_store_refuses_changes_after_a_failed_write(void **state)
+{
+    (void)state;
+    signal(SIGXFSZ, SIG_IGN);
+    RUN(2, failed_write_body, NULL);
+    signal(SIGXFSZ, SIG_DFL);
+}
+
 /* ---- two stores on one file ---- */
 
 static void *lock_body(void *arg)
@@ -609,6 +695,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(kv_store_drops_garbage_after_the_last_good_record, setup, teardown),
         cmocka_unit_test_setup_teardown(kv_store_refuses_a_file_that_is_not_a_kv_log, setup, teardown),
         cmocka_unit_test_setup_teardown(kv_store_compaction_keeps_every_key_and_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(kv_store_flusher_compacts_a_log_that_outgrew_its_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(kv_store_refuses_changes_after_a_failed_write, setup, teardown),
         cmocka_unit_test_setup_teardown(kv_store_second_open_waits_for_the_first_to_close, setup, teardown),
         cmocka_unit_test_setup_teardown(kv_store_many_fibers_write_at_once, setup, teardown),
     };
