@@ -380,6 +380,18 @@ int http_file_open(struct http_server *srv, const char *path, struct http_file *
     return 0;
 }
 
+/* v in decimal into buf (21 bytes). */
+static const char *decimal(uint64_t v, char buf[21])
+{
+    char *p = buf + 20;
+
+    *p = '\0';
+    do
+        *--p = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    return p;
+}
+
 static int head_fields(async_http_request *req, const struct http_file *f)
 {
     return async_http_add_header(req, "ETag", f->etag) != 0 ||
@@ -420,9 +432,9 @@ int http_files_serve(struct http_server *srv, async_http_request *req, const cha
             goto fail;
     }
     async_http_set_status(req, rc > 0 ? 206 : 200);
-    snprintf(num, sizeof(num), "%" PRIu64, len);
     if (async_http_add_header(req, "Content-Type", f->type) != 0 ||
-        async_http_add_header(req, "Content-Length", num) != 0 || head_fields(req, f) != 0 ||
+        async_http_add_header(req, "Content-Length", decimal(len, num)) != 0 ||
+        head_fields(req, f) != 0 ||
         async_http_add_header(req, "Accept-Ranges", "bytes") != 0)
         goto fail;
     rc = len > 0 ? async_http_sendfile(req, f->fd, (off_t)off, len) : 0;

@@ -92,10 +92,10 @@ static void drop_buffers(struct http_conn *c)
 {
     async__http_buf_put(c->srv, c->in);
     c->in = NULL;
-    free(c->out.buf);
-    c->out = (struct http_out){0};
-    free(c->hdr.buf);
-    c->hdr = (struct http_out){0};
+    if (c->out.buf != NULL)
+        async__http_out_put(c->srv, &c->out);
+    if (c->hdr.buf != NULL)
+        async__http_out_put(c->srv, &c->hdr);
     async__http_logq_free(c->logq);
     c->logq = NULL;
 }
@@ -270,6 +270,10 @@ static void unparsed(struct async_http_request *req, struct http_conn *c, bool b
 {
     req->c = c;
     req->valid = false;
+    req->body_done = true;
+    req->body_error = 0;
+    req->body_malformed = false;
+    req->continue_due = false;
     if (blank)
         memset(&req->h, 0, offsetof(struct http_request, headers));
 }
@@ -541,11 +545,12 @@ static void conn_loop(struct http_conn *c)
     async__http_conn_free(c);
 }
 
-/* Gets the input buffer a running connection reads into. */
+/* Gets the buffers a running connection reads and writes with. */
 static bool take_buffer(struct http_conn *c)
 {
     c->in = async__http_buf_get(c->srv);
-    return c->in != NULL;
+    return c->in != NULL && async__http_out_get(c->srv, &c->out) == 0 &&
+           async__http_out_get(c->srv, &c->hdr) == 0;
 }
 
 /* The fiber of a connection that was idle and has bytes (or news) now. */

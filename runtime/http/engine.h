@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 #define HTTP_IN_EXTRA 4096      /* input room beyond max_header_bytes, for pipelining */
@@ -40,9 +41,22 @@ struct http_out {
     size_t len, cap;
 };
 
+#define HTTP_OUT_SIZE 4096      /* an output or header buffer's first size */
+
 int async__http_out_reserve(struct http_out *o, size_t more);
-/* Appends; out of memory for a few KiB of head is fatal (abort). */
-void async__http_out_add(struct http_out *o, const void *p, size_t n);
+void async__http_out_grow(struct http_out *o, const void *p, size_t n);
+
+/* Appends; out of memory for a few KiB of head is fatal (abort).  Inline:
+ * a response's head is a dozen of these. */
+static inline void async__http_out_add(struct http_out *o, const void *p, size_t n)
+{
+    if (o->len + n <= o->cap) {
+        memcpy(o->buf + o->len, p, n);
+        o->len += n;
+    } else {
+        async__http_out_grow(o, p, n);
+    }
+}
 void async__http_out_u64(struct http_out *o, uint64_t v);
 void async__http_out_hex(struct http_out *o, uint64_t v);
 /* "HTTP/1.1 NNN Reason\r\n" */
@@ -58,6 +72,8 @@ struct http_local {
     unsigned gen;
     char *in[HTTP_LOCAL_BUFS];
     unsigned nin;
+    char *outs[2 * HTTP_LOCAL_BUFS]; /* spare HTTP_OUT_SIZE buffers (output, headers) */
+    unsigned nouts;
     /* single writer (the owner), relaxed: no locked instruction per request */
     _Atomic uint64_t by_class[6];
     _Atomic uint64_t requests;
@@ -110,6 +126,10 @@ struct async_http_server {
 struct http_local *async__http_local(struct async_http_server *srv);
 char *async__http_buf_get(struct async_http_server *srv);
 void async__http_buf_put(struct async_http_server *srv, char *buf);
+/* An empty output buffer of HTTP_OUT_SIZE from the worker's spares (or
+ * malloc); 0 or -1.  out_put keeps it as a spare or frees it. */
+int async__http_out_get(struct async_http_server *srv, struct http_out *o);
+void async__http_out_put(struct async_http_server *srv, struct http_out *o);
 void async__http_count(struct async_http_server *srv, int status);
 /* Starts the idle sweeper of srv unless it runs (server.c). */
 void async__http_sweeper_ensure(struct async_http_server *srv);

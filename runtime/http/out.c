@@ -10,7 +10,7 @@
 
 int async__http_out_reserve(struct http_out *o, size_t more)
 {
-    size_t cap = o->cap != 0 ? o->cap : 4096;
+    size_t cap = o->cap != 0 ? o->cap : HTTP_OUT_SIZE;
     char *p;
 
     if (o->len + more <= o->cap)
@@ -25,7 +25,7 @@ int async__http_out_reserve(struct http_out *o, size_t more)
     return 0;
 }
 
-void async__http_out_add(struct http_out *o, const void *p, size_t n)
+void async__http_out_grow(struct http_out *o, const void *p, size_t n)
 {
     if (async__http_out_reserve(o, n) != 0)
         abort(); /* a few KiB of head: out of memory is fatal here */

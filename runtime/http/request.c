@@ -354,23 +354,46 @@ ssize_t async_http_read_body(async_http_request *req, void *buf, size_t len)
 
 /* ---- the response ---- */
 
-static bool token_char(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
+/* tchar (RFC 9110 §5.6.2) */
+static const unsigned char token[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
+};
 
-/* Fields the engine writes itself or that belong to one connection hop. */
-static bool hop_by_hop(const char *name)
-{
-    static const char *const names[] = {"Connection", "Keep-Alive", "Proxy-Connection", "TE",
-                                        "Trailer", "Transfer-Encoding", "Upgrade"};
-    size_t i;
+/* What a field value may not hold: controls but HTAB, and DEL; NUL ends
+ * the scan (2), so one table lookup per byte decides both. */
+static const unsigned char value_stop[256] = {
+    [0] = 2, [1 ... 8] = 1, [10 ... 31] = 1, [127] = 1,
+};
 
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcasecmp(name, names[i]) == 0)
-            return true;
-    return false;
+enum field {
+    FIELD_OTHER,
+    FIELD_HOP,          /* the engine's or one connection's: refused */
+    FIELD_LENGTH,
+    FIELD_SERVER,
+    FIELD_DATE,
+};
+
+/* What a field name means to the engine, by its length first: one
+ * comparison for most names. */
+static enum field field_kind(const char *name, size_t n)
+{
+    switch (n) {
+    case 2: return strcasecmp(name, "TE") == 0 ? FIELD_HOP : FIELD_OTHER;
+    case 4: return strcasecmp(name, "Date") == 0 ? FIELD_DATE : FIELD_OTHER;
+    case 6: return strcasecmp(name, "Server") == 0 ? FIELD_SERVER : FIELD_OTHER;
+    case 7:
+        return strcasecmp(name, "Upgrade") == 0 || strcasecmp(name, "Trailer") == 0
+                   ? FIELD_HOP : FIELD_OTHER;
+    case 10:
+        return strcasecmp(name, "Connection") == 0 || strcasecmp(name, "Keep-Alive") == 0
+                   ? FIELD_HOP : FIELD_OTHER;
+    case 14: return strcasecmp(name, "Content-Length") == 0 ? FIELD_LENGTH : FIELD_OTHER;
+    case 16: return strcasecmp(name, "Proxy-Connection") == 0 ? FIELD_HOP : FIELD_OTHER;
+    case 17: return strcasecmp(name, "Transfer-Encoding") == 0 ? FIELD_HOP : FIELD_OTHER;
+    default: return FIELD_OTHER;
+    }
 }
 
 int async_http_set_status(async_http_request *req, int status)
@@ -404,8 +427,9 @@ static int parse_length(const char *v, uint64_t *out)
 
 int async_http_add_header(async_http_request *req, const char *name, const char *value)
 {
-    struct http_conn *c = req->c;
+    struct http_out *h = &req->c->hdr;
     const unsigned char *p;
+    size_t nn, vn;
 
     if (req->head_sent) {
         errno = EALREADY;
@@ -413,30 +437,40 @@ int async_http_add_header(async_http_request *req, const char *name, const char 
     }
     if (name == NULL || value == NULL || *name == '\0')
         goto invalid;
-    for (p = (const unsigned char *)name; *p != '\0'; p++)
-        if (!token_char(*p))
-            goto invalid;
-    for (p = (const unsigned char *)value; *p != '\0'; p++)
-        if ((*p < ' ' && *p != '\t') || *p == 0x7f)
-            goto invalid;
-    if (hop_by_hop(name))
+    for (p = (const unsigned char *)name; token[*p]; p++)
+        ;
+    if (*p != '\0')
         goto invalid;
-    if (strcasecmp(name, "Content-Length") == 0) {
+    nn = (size_t)(p - (const unsigned char *)name);
+    for (p = (const unsigned char *)value; !value_stop[*p]; p++)
+        ;
+    if (*p != '\0')
+        goto invalid;
+    vn = (size_t)(p - (const unsigned char *)value);
+    switch (field_kind(name, nn)) {
+    case FIELD_HOP:
+        goto invalid;
+    case FIELD_LENGTH:
         if (parse_length(value, &req->length) != 0)
             goto invalid;
         req->has_length = true;
         return 0; /* the engine writes it, once */
-    }
-    if (strcasecmp(name, "Server") == 0)
+    case FIELD_SERVER:
         req->own_server = true;
-    else if (strcasecmp(name, "Date") == 0)
+        break;
+    case FIELD_DATE:
         req->own_date = true;
-    if (async__http_out_reserve(&c->hdr, strlen(name) + strlen(value) + 4) != 0)
+        break;
+    case FIELD_OTHER:
+        break;
+    }
+    if (async__http_out_reserve(h, nn + vn + 4) != 0)
         return -1;
-    async__http_out_add(&c->hdr, name, strlen(name));
-    async__http_out_add(&c->hdr, LIT(": "));
-    async__http_out_add(&c->hdr, value, strlen(value));
-    async__http_out_add(&c->hdr, LIT("\r\n"));
+    memcpy(h->buf + h->len, name, nn);
+    memcpy(h->buf + h->len + nn, ": ", 2);
+    memcpy(h->buf + h->len + nn + 2, value, vn);
+    memcpy(h->buf + h->len + nn + 2 + vn, "\r\n", 2);
+    h->len += nn + vn + 4;
     return 0;
 invalid:
     errno = EINVAL;
@@ -453,7 +487,11 @@ void async__http_emit_head(struct async_http_request *req, bool streaming)
 
     if (bodyless)
         req->no_body = true;
-    if (atomic_load_explicit(&srv->draining, memory_order_relaxed))
+    /* A drain, or a body too big to read away unless the handler reads it:
+     * say now that the connection ends after this answer. */
+    if (atomic_load_explicit(&srv->draining, memory_order_relaxed) ||
+        (!req->body_done && req->body_error == 0 && !req->h.chunked &&
+         req->body_left > ASYNC_HTTP_DRAIN_MAX_BYTES))
         req->close = true;
     async__http_out_status_line(o, status);
     if (!req->own_server && srv->server_line != NULL)

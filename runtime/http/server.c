@@ -234,6 +234,30 @@ void async__http_buf_put(struct async_http_server *srv, char *buf)
         free(buf);
 }
 
+int async__http_out_get(struct async_http_server *srv, struct http_out *o)
+{
+    struct http_local *l = async__http_local(srv);
+
+    o->len = 0;
+    if (l != NULL && l->nouts > 0)
+        o->buf = l->outs[--l->nouts];
+    else if ((o->buf = malloc(HTTP_OUT_SIZE)) == NULL)
+        return -1;
+    o->cap = HTTP_OUT_SIZE;
+    return 0;
+}
+
+void async__http_out_put(struct async_http_server *srv, struct http_out *o)
+{
+    struct http_local *l = o->cap == HTTP_OUT_SIZE ? async__http_local(srv) : NULL;
+
+    if (l != NULL && l->nouts < 2 * HTTP_LOCAL_BUFS)
+        l->outs[l->nouts++] = o->buf;
+    else
+        free(o->buf);
+    *o = (struct http_out){0};
+}
+
 static void bump(_Atomic uint64_t *n)
 {
     atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
@@ -494,6 +518,8 @@ void async_http_server_free(async_http_server *srv)
         next = l->next;
         while (l->nin > 0)
             free(l->in[--l->nin]);
+        while (l->nouts > 0)
+            free(l->outs[--l->nouts]);
         free(l);
     }
     pthread_mutex_destroy(&srv->locals_lock);

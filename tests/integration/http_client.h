@@ -213,6 +213,51 @@ static inline void resp_free(struct resp *r)
 /* Parses one response at the start of buf[0..len): bytes it spans, 0 if
  * incomplete (at_eof: a body without Content-Length ends at EOF), -1 if
  * the bytes are not a response. */
+/* A chunked body at buf[0..len): its length on the wire, its data
+ * de-chunked into a new *out (*outlen), 0 while incomplete, -1 if bad. */
+static inline long dechunk(const char *buf, size_t len, char **out, size_t *outlen)
+{
+    size_t p = 0, got = 0, n;
+    const char *eol;
+    char *data = NULL, *end;
+
+    for (;;) {
+        eol = memmem(buf + p, len - p, "\r\n", 2);
+        if (eol == NULL)
+            goto more;
+        n = strtoul(buf + p, &end, 16);
+        if (end == buf + p)
+            goto bad;
+        p = (size_t)(eol - buf) + 2;
+        if (n == 0)
+            break;
+        if (len - p < n + 2)
+            goto more;
+        data = realloc(data, got + n + 1);
+        assert_non_null(data);
+        memcpy(data + got, buf + p, n);
+        got += n;
+        p += n + 2;
+    }
+    /* trailers, then the empty line */
+    while ((eol = memmem(buf + p, len - p, "\r\n", 2)) != NULL && eol != buf + p)
+        p = (size_t)(eol - buf) + 2;
+    if (eol == NULL)
+        goto more;
+    if (data == NULL)
+        data = calloc(1, 1);
+    data[got] = '\0';
+    *out = data;
+    *outlen = got;
+    return (long)(p + 2);
+more:
+    free(data);
+    return 0;
+bad:
+    free(data);
+    return -1;
+}
+
 static inline long parse_response(const char *buf, size_t len, bool head_req, bool at_eof,
                            struct resp *r)
 {
@@ -229,9 +274,13 @@ static inline long parse_response(const char *buf, size_t len, bool head_req, bo
     memcpy(r->head, buf, hl - 2);
     r->head[hl - 2] = '\0';
     cl = hdr(r->head, "Content-Length");
-    if (head_req || r->status / 100 == 1 || r->status == 204 || r->status == 304)
+    if (head_req || r->status / 100 == 1 || r->status == 204 || r->status == 304) {
         bl = 0;
-    else if (cl != NULL)
+    } else if (hdr(r->head, "Transfer-Encoding") != NULL) {
+        long k = dechunk(buf + hl, len - hl, &r->body, &r->body_len);
+
+        return k <= 0 ? k : (long)hl + k;
+    } else if (cl != NULL)
         bl = (size_t)strtoull(cl, NULL, 10);
     else if (at_eof)
         bl = len - hl;

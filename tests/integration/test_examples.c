@@ -108,6 +108,48 @@ static void examples_hello_server_answers_pipelined_requests(void **state)
     stop_server(pid);
 }
 
+/* Reads until the peer closes (bounded by SO_RCVTIMEO). */
+static size_t read_to_end(int fd, char *buf, size_t cap)
+{
+    size_t got = 0;
+    ssize_t n;
+
+    while (got < cap - 1 && (n = recv(fd, buf + got, cap - 1 - got, 0)) > 0)
+        got += (size_t)n;
+    buf[got] = '\0';
+    return got;
+}
+
+static void examples_http_server_serves_pages_bodies_and_sleeps_on_the_engine(void **state)
+{
+    static const char ask[] =
+        "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        "GET /sleep?ms=20 HTTP/1.1\r\nHost: x\r\n\r\n"
+        "GET /missing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    int port, fd;
+    pid_t pid = start_server(HTTP_SERVER, "127.0.0.1:0", "2", &port);
+    char resp[8192];
+
+    (void)state;
+    fd = connect_to(port);
+    assert_int_equal(send(fd, ask, sizeof(ask) - 1, 0), (ssize_t)(sizeof(ask) - 1));
+    read_to_end(fd, resp, sizeof(resp));
+    close(fd);
+    assert_non_null(strstr(resp, "<p>client 1, request 1</p>"));
+    assert_non_null(strstr(resp, "Transfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n"));
+    assert_non_null(strstr(resp, "\r\n\r\nrested\n"));
+    assert_non_null(strstr(resp, "HTTP/1.1 404 Not Found\r\n"));
+    /* a second client is counted under the mutex */
+    fd = connect_to(port);
+    assert_true(send(fd, "GET / HTTP/1.0\r\n\r\n", 18, 0) == 18);
+    read_to_end(fd, resp, sizeof(resp));
+    close(fd);
+    assert_non_null(strstr(resp, "<p>client 2, request 2</p>"));
+    stop_server(pid);
+}
+
 static void examples_echo_server_and_client_round_trip(void **state)
 {
     int port, status;
@@ -144,6 +186,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(examples_hello_server_answers_pipelined_requests),
+        cmocka_unit_test(examples_http_server_serves_pages_bodies_and_sleeps_on_the_engine),
         cmocka_unit_test(examples_echo_server_and_client_round_trip),
         cmocka_unit_test(examples_kitchen_sink_prints_the_tour),
     };

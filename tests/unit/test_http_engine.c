@@ -1,0 +1,700 @@
+/* tests/unit/test_http_engine.c — the HTTP engine of libasync_io
+ * (async_io/http.h) as a program uses it, with no daemon: a listener on
+ * 127.0.0.1, handlers written as blocking code, and clients that are
+ * fibers writing raw bytes and reading the raw answer to the end of the
+ * connection (every test's last request says "Connection: close", so
+ * EOF ends each exchange without any timing). */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <async_io/http.h>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#define BIG (900 * 1024)              /* under the default max_body_bytes */
+#define HUGE (3 * 1024 * 1024)          /* over ASYNC_HTTP_DRAIN_MAX_BYTES */
+
+struct env {
+    async_listener *l;
+    int port;
+    async_http_server *srv;     /* NULL: async_http_serve per connection */
+    async_task *acceptor;
+    char *reply;                /* what the client read, NUL-terminated */
+    size_t reply_len;
+    _Atomic unsigned calls;
+    char log[8192];
+    size_t log_len;
+};
+
+static struct env E;
+
+/* ---- handlers ---- */
+
+/* Echoes what it was asked, accessors included. */
+static int h_info(async_http_request *req, void *ctx)
+{
+    char body[2048];
+    const char *name, *value;
+    size_t i, n;
+
+    (void)ctx;
+    atomic_fetch_add(&E.calls, 1);
+    n = (size_t)snprintf(body, sizeof(body), "m=%s t=%s p=%s q=%s v=%d host=%s peer=%s\n",
+                         async_http_method(req), async_http_target(req), async_http_path(req),
+                         async_http_query(req), async_http_version(req),
+                         async_http_header(req, "hOsT") ? async_http_header(req, "hOsT") : "-",
+                         async_http_peer(req));
+    for (i = 0; async_http_header_at(req, i, &name, &value) == 0; i++)
+        n += (size_t)snprintf(body + n, sizeof(body) - n, "[%s=%s]", name, value);
+    CHECK_FAILS(async_http_header_at(req, i, &name, &value), ENOENT);
+    return async_http_respond(req, 200, "text/plain", body, n);
+}
+
+/* The body back, streamed (chunked unless HTTP/1.0); 413 when too big. */
+static int h_echo(async_http_request *req, void *ctx)
+{
+    char buf[7000];
+    ssize_t n;
+
+    (void)ctx;
+    while ((n = async_http_read_body(req, buf, sizeof(buf))) > 0)
+        if (async_http_write(req, buf, (size_t)n) != 0)
+            return -1;
+    return n < 0 ? -1 : 0;
+}
+
+/* Three pieces and no Content-Length. */
+static int h_stream(async_http_request *req, void *ctx)
+{
+    (void)ctx;
+    CHECK_OK(async_http_add_header(req, "X-Kind", "stream"));
+    CHECK_OK(async_http_write(req, "one,", 4));
+    CHECK_OK(async_http_flush(req));
+    CHECK_FAILS(async_http_set_status(req, 201), EALREADY);
+    CHECK_FAILS(async_http_add_header(req, "X-Late", "1"), EALREADY);
+    CHECK_OK(async_http_write(req, "two,", 4));
+    CHECK_OK(async_http_write(req, "three", 5));
+    return 0;
+}
+
+/* The API's refusals, then an answer. */
+static int h_rules(async_http_request *req, void *ctx)
+{
+    (void)ctx;
+    CHECK_FAILS(async_http_add_header(req, "X-Bad", "a\r\nInjected: yes"), EINVAL);
+    CHECK_FAILS(async_http_add_header(req, "X-Bad", "a\nb"), EINVAL);
+    CHECK_FAILS(async_http_add_header(req, "Bad Name", "a"), EINVAL);
+    CHECK_FAILS(async_http_add_header(req, "", "a"), EINVAL);
+    CHECK_FAILS(async_http_add_header(req, "Transfer-Encoding", "chunked"), EINVAL);
+    CHECK_FAILS(async_http_add_header(req, "connection", "close"), EINVAL);
+    CHECK_FAILS(async_http_add_header(req, "Keep-Alive", "5"), EINVAL);
+    CHECK_FAILS(async_http_add_header(req, "Upgrade", "h2c"), EINVAL);
+    CHECK_FAILS(async_http_add_header(req, "Content-Length", "12x"), EINVAL);
+    CHECK_FAILS(async_http_set_status(req, 99), EINVAL);
+    CHECK_FAILS(async_http_set_status(req, 1000), EINVAL);
+    CHECK_OK(async_http_set_status(req, 202));
+    CHECK_OK(async_http_add_header(req, "Content-Length", "5"));
+    CHECK_OK(async_http_add_header(req, "Server", "mine"));
+    CHECK_OK(async_http_write(req, "abc", 3));
+    CHECK_FAILS(async_http_write(req, "def", 3), EMSGSIZE);
+    CHECK_OK(async_http_write(req, "de", 2));
+    return 0;
+}
+
+static int h_fail_early(async_http_request *req, void *ctx)
+{
+    (void)req;
+    (void)ctx;
+    return -1;
+}
+
+/* Promises 100 bytes, sends 5 and gives up. */
+static int h_fail_late(async_http_request *req, void *ctx)
+{
+    (void)ctx;
+    CHECK_OK(async_http_add_header(req, "Content-Length", "100"));
+    CHECK_OK(async_http_write(req, "short", 5));
+    CHECK_OK(async_http_flush(req));
+    return -1;
+}
+
+/* Ignores whatever body came. */
+static int h_ignore(async_http_request *req, void *ctx)
+{
+    (void)ctx;
+    atomic_fetch_add(&E.calls, 1);
+    return async_http_respond(req, 200, NULL, "ok\n", 3);
+}
+
+static char file_path[64];
+
+/* A file, with Content-Length (/file) or chunked (/file-chunked). */
+static int h_file(async_http_request *req, void *ctx)
+{
+    int fd = open(file_path, O_RDONLY), rc;
+    char num[32];
+
+    (void)ctx;
+    if (fd < 0)
+        return -1;
+    if (strcmp(async_http_path(req), "/file") == 0) {
+        snprintf(num, sizeof(num), "%d", 1000);
+        CHECK_OK(async_http_add_header(req, "Content-Length", num));
+    }
+    rc = async_http_sendfile(req, fd, 100, 1000);
+    close(fd);
+    return rc;
+}
+
+/* ---- the server side ---- */
+
+struct conn_arg {
+    async_stream *s;
+    async_http_handler fn;
+};
+
+static void *conn_fiber(void *arg)
+{
+    struct conn_arg *a = arg;
+
+    CHECK_OK(async_http_serve(a->s, a->fn, NULL));
+    free(a);
+    return NULL;
+}
+
+static async_http_handler acceptor_fn;
+
+static void *acceptor(void *arg)
+{
+    async_stream *s;
+
+    (void)arg;
+    while ((s = async_listener_accept(E.l)) != NULL) {
+        if (E.srv != NULL) {
+            if (async_http_server_start(E.srv, s, -1) != 0)
+                CHECK(errno == EBUSY);
+            continue;
+        }
+        struct conn_arg *a = malloc(sizeof(*a));
+        async_task *t;
+
+        a->s = s;
+        a->fn = acceptor_fn;
+        t = async_spawn(conn_fiber, a);
+        CHECK(t != NULL);
+        async_detach(t);
+    }
+    return NULL;
+}
+
+static void server_up(async_http_handler fn)
+{
+    E.l = async_listener_bind("127.0.0.1:0");
+    CHECK(E.l != NULL);
+    E.port = async_listener_port(E.l);
+    acceptor_fn = fn;
+    E.acceptor = async_spawn(acceptor, NULL);
+    CHECK(E.acceptor != NULL);
+}
+
+static void server_down(void)
+{
+    async_cancel(E.acceptor);
+    async_join(E.acceptor, NULL);
+    async_listener_close(E.l);
+    if (E.srv != NULL) {
+        async_http_server_shutdown(E.srv, async_now_ms() + BOUND_MS);
+        async_http_server_free(E.srv);
+        E.srv = NULL;
+    }
+}
+
+/* ---- the client side ---- */
+
+static async_stream *dial(void)
+{
+    char addr[64];
+    async_stream *s;
+
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", E.port);
+    s = async_tcp_connect(addr);
+    CHECK(s != NULL);
+    return s;
+}
+
+/* Reads to the end of the connection into E.reply. */
+static void read_all(async_stream *s)
+{
+    size_t cap = 1 << 16;
+    ssize_t n;
+
+    free(E.reply);
+    E.reply = malloc(cap + 1);
+    E.reply_len = 0;
+    async_deadline(async_now_ms() + BOUND_MS);
+    for (;;) {
+        if (E.reply_len == cap)
+            E.reply = realloc(E.reply, (cap *= 2) + 1);
+        n = async_stream_read(s, E.reply + E.reply_len, cap - E.reply_len);
+        if (n <= 0) {
+            CHECK(n == 0 || errno == ECONNRESET);
+            break;
+        }
+        E.reply_len += (size_t)n;
+    }
+    async_deadline(-1);
+    E.reply[E.reply_len] = '\0';
+}
+
+/* Sends text, then reads the whole answer. */
+static void ask(const char *text, size_t len)
+{
+    async_stream *s = dial();
+
+    if (s == NULL)
+        return;
+    CHECK_OK(async_stream_write_all(s, text, len));
+    read_all(s);
+    async_stream_close(s);
+}
+
+#define ASK(lit) ask(lit, sizeof(lit) - 1)
+
+static unsigned count(const char *hay, const char *needle)
+{
+    unsigned n = 0;
+
+    for (; (hay = strstr(hay, needle)) != NULL; hay += strlen(needle))
+        n++;
+    return n;
+}
+
+#define HAS(needle)                                                                     \
+    do {                                                                                \
+        if (strstr(E.reply, needle) == NULL)                                            \
+            failed(__FILE__, __LINE__, "no \"%s\" in:\n%.2000s", needle, E.reply);      \
+    } while (0)
+
+/* ---- tests ---- */
+
+static void *t_accessors(void *arg)
+{
+    (void)arg;
+    server_up(h_info);
+    ASK("GET /a/./b/../c%20d?x=1&y HTTP/1.1\r\nHost: example.test\r\nX-One: 1\r\n"
+        "Connection: close\r\n\r\n");
+    HAS("HTTP/1.1 200 OK\r\n");
+    HAS("Server: async_io\r\n");
+    HAS("\r\nDate: ");
+    HAS("Content-Length: ");
+    HAS("m=GET t=/a/./b/../c%20d?x=1&y p=/a/c d q=x=1&y v=11 host=example.test peer=127.0.0.1:");
+    HAS("[Host=example.test][X-One=1][Connection=close]");
+    ASK("GET http://other.test/abs/path HTTP/1.0\r\n\r\n");
+    HAS("p=/abs/path q= v=10 host=-");
+    HAS("Connection: close\r\n"); /* 1.0 without keep-alive */
+    CHECK_FAILS(async_http_serve(NULL, h_info, NULL), EINVAL);
+    server_down();
+    return NULL;
+}
+
+static void http_engine_accessors_give_the_request_as_received_and_decoded(void **state)
+{
+    (void)state;
+    RUN(2, t_accessors, NULL);
+}
+
+static void *t_pipeline(void *arg)
+{
+    (void)arg;
+    server_up(h_info);
+    atomic_store(&E.calls, 0);
+    ASK("GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+        "HEAD /3 HTTP/1.1\r\nHost: a\r\n\r\nGET /4 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    CHECK_EQ(count(E.reply, "HTTP/1.1 200 OK\r\n"), 4);
+    CHECK(strstr(E.reply, "p=/1 ") < strstr(E.reply, "p=/2 "));
+    CHECK(strstr(E.reply, "p=/2 ") < strstr(E.reply, "p=/4 "));
+    CHECK(strstr(E.reply, "p=/3 ") == NULL); /* HEAD: the head only */
+    CHECK_EQ(atomic_load(&E.calls), 4);
+    server_down();
+    return NULL;
+}
+
+static void http_engine_answers_pipelined_requests_in_order_and_head_without_body(void **state)
+{
+    (void)state;
+    RUN(2, t_pipeline, NULL);
+}
+
+static void *t_stream(void *arg)
+{
+    (void)arg;
+    server_up(h_stream);
+    ASK("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    HAS("Transfer-Encoding: chunked\r\n");
+    HAS("X-Kind: stream\r\n");
+    HAS("\r\n\r\n4\r\none,\r\n");
+    HAS("4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n");
+    ASK("GET / HTTP/1.0\r\n\r\n");
+    HAS("Connection: close\r\n");
+    CHECK(strstr(E.reply, "chunked") == NULL);
+    CHECK(E.reply_len > 13 && strcmp(E.reply + E.reply_len - 13, "one,two,three") == 0);
+    server_down();
+    return NULL;
+}
+
+static void http_engine_streams_chunked_for_1_1_and_until_close_for_1_0(void **state)
+{
+    (void)state;
+    RUN(1, t_stream, NULL);
+}
+
+static void *t_rules(void *arg)
+{
+    (void)arg;
+    server_up(h_rules);
+    ASK("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    HAS("HTTP/1.1 202 Accepted\r\n");
+    HAS("Server: mine\r\n");
+    CHECK(strstr(E.reply, "Server: async_io") == NULL);
+    CHECK(strstr(E.reply, "Injected") == NULL);
+    HAS("Content-Length: 5\r\n");
+    CHECK_EQ(count(E.reply, "Content-Length"), 1);
+    CHECK(strcmp(E.reply + E.reply_len - 9, "\r\n\r\nabcde") == 0);
+    server_down();
+    return NULL;
+}
+
+static void http_engine_refuses_bad_headers_statuses_and_writes_past_content_length(void **state)
+{
+    (void)state;
+    RUN(1, t_rules, NULL);
+}
+
+static void *t_failures(void *arg)
+{
+    (void)arg;
+    server_up(h_fail_early);
+    ASK("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    HAS("HTTP/1.1 500 Internal Server Error\r\n");
+    server_down();
+    server_up(h_fail_late);
+    ASK("GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /again HTTP/1.1\r\nHost: a\r\n\r\n");
+    HAS("Content-Length: 100\r\n");
+    CHECK(strcmp(E.reply + E.reply_len - 9, "\r\n\r\nshort") == 0); /* then closed */
+    CHECK_EQ(count(E.reply, "HTTP/1.1"), 1);
+    server_down();
+    return NULL;
+}
+
+static void http_engine_answers_500_or_closes_when_a_handler_fails(void **state)
+{
+    (void)state;
+    RUN(1, t_failures, NULL);
+}
+
+static void *t_bodies(void *arg)
+{
+    static const char chunked[] =
+        "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        "5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nTrailer: x\r\n\r\n";
+    char *big;
+    size_t n, i;
+
+    (void)arg;
+    server_up(h_echo);
+    ASK("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\nConnection: close\r\n\r\n"
+        "hello world");
+    HAS("\r\n\r\nb\r\nhello world\r\n0\r\n\r\n");
+    ask(chunked, sizeof(chunked) - 1);
+    HAS("hello world");
+    /* 900 KiB in pieces that straddle the buffer: every byte back */
+    big = malloc(HUGE + 256);
+    n = (size_t)sprintf(big, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n"
+                             "Connection: close\r\n\r\n", BIG);
+    for (i = 0; i < BIG; i++)
+        big[n + i] = (char)('a' + i % 26);
+    ask(big, n + BIG);
+    CHECK(count(E.reply, "HTTP/1.1 200") == 1);
+    {
+        /* de-chunk what came back and compare */
+        const char *p = strstr(E.reply, "\r\n\r\n");
+        size_t got = 0, len;
+        char *end;
+
+        CHECK(p != NULL);
+        for (p = p != NULL ? p + 4 : E.reply; p != NULL && (len = strtoul(p, &end, 16)) > 0;
+             p = end + 2 + len + 2) {
+            for (i = 0; i < len; i++)
+                if (end[2 + i] != (char)('a' + (got + i) % 26))
+                    break;
+            CHECK_EQ(i, len);
+            got += len;
+        }
+        CHECK_EQ(got, BIG);
+    }
+    /* over the default 1 MiB: 413 from the handler's -1 */
+    n = (size_t)sprintf(big, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             "200000\r\n");
+    memset(big + n, 'x', 0x200000);
+    ask(big, n + 0x200000);
+    HAS("HTTP/1.1 413 ");
+    /* a malformed chunk: 400 */
+    ASK("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+    HAS("HTTP/1.1 400 ");
+    free(big);
+    server_down();
+    return NULL;
+}
+
+static void http_engine_reads_bodies_de_chunked_and_bounded(void **state)
+{
+    (void)state;
+    RUN(2, t_bodies, NULL);
+}
+
+static void *t_continue(void *arg)
+{
+    async_stream *s;
+    char buf[256];
+    ssize_t n;
+
+    (void)arg;
+    server_up(h_echo);
+    s = dial();
+    if (s == NULL)
+        return NULL;
+    static const char head[] = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
+                               "Expect: 100-continue\r\nConnection: close\r\n\r\n";
+
+    CHECK_OK(async_stream_write_all(s, head, sizeof(head) - 1));
+    /* nothing of the body was sent: the interim answer must come first */
+    async_deadline(async_now_ms() + BOUND_MS);
+    n = async_stream_read(s, buf, sizeof(buf) - 1);
+    async_deadline(-1);
+    CHECK(n > 0);
+    buf[n > 0 ? n : 0] = '\0';
+    CHECK(strcmp(buf, "HTTP/1.1 100 Continue\r\n\r\n") == 0);
+    CHECK_OK(async_stream_write_all(s, "ping", 4));
+    read_all(s);
+    async_stream_close(s);
+    HAS("HTTP/1.1 200 OK\r\n");
+    HAS("4\r\nping\r\n0\r\n\r\n");
+    server_down();
+    return NULL;
+}
+
+static void http_engine_sends_100_continue_on_the_first_body_read(void **state)
+{
+    (void)state;
+    RUN(1, t_continue, NULL);
+}
+
+static void *t_unread(void *arg)
+{
+    char *big;
+    size_t n;
+
+    (void)arg;
+    E.srv = async_http_server_new(h_ignore, NULL);
+    CHECK_OK(async_http_server_set(E.srv, ASYNC_HTTP_MAX_BODY_BYTES, 64 << 20));
+    server_up(NULL);
+    atomic_store(&E.calls, 0);
+    /* a body the handler never reads is read away: the next request is served */
+    big = malloc(HUGE + 256);
+    n = (size_t)sprintf(big, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 20000\r\n\r\n");
+    memset(big + n, 'y', 20000);
+    n += 20000;
+    n += (size_t)sprintf(big + n, "GET /next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    ask(big, n);
+    CHECK_EQ(count(E.reply, "HTTP/1.1 200 OK"), 2);
+    CHECK_EQ(atomic_load(&E.calls), 2);
+    /* past ASYNC_HTTP_DRAIN_MAX_BYTES: answered, then closed */
+    n = (size_t)sprintf(big, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", HUGE);
+    memset(big + n, 'z', HUGE);
+    ask(big, n + 64 * 1024);
+    CHECK_EQ(count(E.reply, "HTTP/1.1 200 OK"), 1);
+    HAS("Connection: close\r\n");
+    free(big);
+    server_down();
+    return NULL;
+}
+
+static void http_engine_reads_away_unread_bodies_up_to_a_bound(void **state)
+{
+    (void)state;
+    RUN(1, t_unread, NULL);
+}
+
+static void *t_errors(void *arg)
+{
+    (void)arg;
+    server_up(h_info);
+    ASK("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    HAS("HTTP/1.1 400 Bad Request\r\n");
+    ASK("GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n");
+    HAS("HTTP/1.1 400 Bad Request\r\n");
+    ASK("GET / HTTP/2.0\r\nHost: a\r\n\r\n");
+    HAS("HTTP/1.1 505 ");
+    ASK("GET * HTTP/1.1\r\nHost: a\r\n\r\n");
+    HAS("HTTP/1.1 400 ");
+    ASK("GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n");
+    HAS("HTTP/1.1 417 ");
+    server_down();
+    return NULL;
+}
+
+static void http_engine_answers_malformed_requests_itself(void **state)
+{
+    (void)state;
+    RUN(1, t_errors, NULL);
+}
+
+static void *t_sendfile(void *arg)
+{
+    char data[2000];
+    int fd, i;
+
+    (void)arg;
+    strcpy(file_path, "/tmp/async-http-engine-XXXXXX");
+    fd = mkstemp(file_path);
+    CHECK(fd >= 0);
+    for (i = 0; i < (int)sizeof(data); i++)
+        data[i] = (char)('A' + i % 26);
+    CHECK(write(fd, data, sizeof(data)) == (ssize_t)sizeof(data));
+    close(fd);
+    server_up(h_file);
+    ASK("GET /file HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    HAS("Content-Length: 1000\r\n");
+    CHECK(E.reply_len >= 1000 && memcmp(E.reply + E.reply_len - 1000, data + 100, 1000) == 0);
+    ASK("GET /file-chunked HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    HAS("Transfer-Encoding: chunked\r\n");
+    HAS("\r\n\r\n3e8\r\n");
+    CHECK(E.reply_len > 1007 &&
+          memcmp(E.reply + E.reply_len - 1007, data + 100, 1000) == 0 &&
+          strcmp(E.reply + E.reply_len - 7, "\r\n0\r\n\r\n") == 0);
+    server_down();
+    unlink(file_path);
+    return NULL;
+}
+
+static void http_engine_sends_files_with_a_length_or_chunked(void **state)
+{
+    (void)state;
+    RUN(1, t_sendfile, NULL);
+}
+
+/* ---- the server object ---- */
+
+static void log_fmt(const async_http_request *req, async_http_log_line *line, void *ctx)
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof(buf), "%s %s %d ", async_http_method(req),
+                     async_http_target(req), async_http_status(req));
+
+    (void)ctx;
+    async_http_log_add(line, buf, (size_t)n);
+    async_http_log_body_bytes(line);
+    async_http_log_add(line, "\n", 1);
+}
+
+static void log_write(const char *lines, size_t len, void *ctx)
+{
+    (void)ctx;
+    if (E.log_len + len < sizeof(E.log)) {
+        memcpy(E.log + E.log_len, lines, len);
+        E.log_len += len;
+        E.log[E.log_len] = '\0';
+    }
+}
+
+static void *t_server(void *arg)
+{
+    struct async_http_stats st;
+    async_stream *idle;
+    char buf[16];
+
+    (void)arg;
+    E.srv = async_http_server_new(h_info, NULL);
+    CHECK(E.srv != NULL);
+    CHECK_FAILS(async_http_server_set(E.srv, ASYNC_HTTP_MAX_HEADERS, 0), EINVAL);
+    CHECK_FAILS(async_http_server_set(E.srv, (enum async_http_option)999, 1), EINVAL);
+    CHECK_OK(async_http_server_set(E.srv, ASYNC_HTTP_MAX_CONNECTIONS, 2));
+    CHECK_OK(async_http_server_set_name(E.srv, "engine-test"));
+    CHECK_OK(async_http_server_set_log(E.srv, log_fmt, log_write, NULL));
+    E.log_len = 0;
+    server_up(NULL);
+    ASK("GET /x HTTP/1.1\r\nHost: a\r\n\r\nGET /nope%zz HTTP/1.1\r\nHost: a\r\n\r\n");
+    HAS("Server: engine-test\r\n");
+    HAS("HTTP/1.1 400 ");
+    /* that connection has gone (it lingered until we closed) */
+    for (int i = 0; i < BOUND_MS / 5; i++) {
+        async_http_server_stats(E.srv, &st);
+        if (st.connections_open == 0)
+            break;
+        async_sleep_ms(5);
+    }
+    CHECK_EQ(st.connections_open, 0);
+    CHECK_FAILS(async_http_server_set(E.srv, ASYNC_HTTP_MAX_HEADERS, 10), EBUSY);
+    /* one idle connection holds a place; a third is over the limit */
+    idle = dial();
+    CHECK_OK(async_stream_write_all(idle, "GET /idle HTTP/1.1\r\nHost: a\r\n\r\n", 31));
+    async_deadline(async_now_ms() + BOUND_MS);
+    CHECK(async_stream_read(idle, buf, sizeof(buf)) > 0); /* answered: now idle, parked */
+    async_deadline(-1);
+    {
+        async_stream *s1 = dial(), *s2;
+
+        CHECK_OK(async_stream_write_all(s1, "GET /a HTTP/1.1\r\nHost: a\r\n\r\n", 28));
+        async_deadline(async_now_ms() + BOUND_MS);
+        CHECK(async_stream_read(s1, buf, sizeof(buf)) > 0);
+        async_deadline(-1);
+        s2 = dial();
+        read_all(s2);
+        HAS("HTTP/1.1 503 Service Unavailable\r\n");
+        HAS("Retry-After: 1\r\n");
+        async_stream_close(s2);
+        async_stream_close(s1);
+    }
+    async_http_server_stats(E.srv, &st);
+    CHECK(st.connections_refused >= 1);
+    CHECK(st.responses[2] >= 3);
+    CHECK(st.responses[4] >= 1);
+    /* shutdown ends the idle connection: its client reads the end */
+    async_cancel(E.acceptor);
+    async_join(E.acceptor, NULL);
+    CHECK_EQ(async_http_server_shutdown(E.srv, async_now_ms() + BOUND_MS), 0);
+    read_all(idle);
+    async_stream_close(idle);
+    async_listener_close(E.l);
+    async_http_server_free(E.srv);
+    E.srv = NULL;
+    if (strstr(E.log, "GET /x 200 ") == NULL || strstr(E.log, "GET /nope%zz 400 16\n") == NULL)
+        failed(__FILE__, __LINE__, "log:\n%s", E.log);
+    return NULL;
+}
+
+static void http_engine_server_limits_counts_logs_and_shuts_down(void **state)
+{
+    (void)state;
+    RUN(2, t_server, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(http_engine_accessors_give_the_request_as_received_and_decoded),
+        cmocka_unit_test(http_engine_answers_pipelined_requests_in_order_and_head_without_body),
+        cmocka_unit_test(http_engine_streams_chunked_for_1_1_and_until_close_for_1_0),
+        cmocka_unit_test(http_engine_refuses_bad_headers_statuses_and_writes_past_content_length),
+        cmocka_unit_test(http_engine_answers_500_or_closes_when_a_handler_fails),
+        cmocka_unit_test(http_engine_reads_bodies_de_chunked_and_bounded),
+        cmocka_unit_test(http_engine_sends_100_continue_on_the_first_body_read),
+        cmocka_unit_test(http_engine_reads_away_unread_bodies_up_to_a_bound),
+        cmocka_unit_test(http_engine_answers_malformed_requests_itself),
+        cmocka_unit_test(http_engine_sends_files_with_a_length_or_chunked),
+        cmocka_unit_test(http_engine_server_limits_counts_logs_and_shuts_down),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
