@@ -567,7 +567,8 @@ static int kv_run(async_module_host *host, const json_t *config)
     return rc;
 }
 
-const struct async_module async_module = {
+/* The one symbol kv.so exports (it is built with hidden visibility). */
+ASYNC_API const struct async_module async_module = {
     .abi_version = ASYNC_MODULE_ABI_VERSION,
     .name = "kv",
     .version = "1.0",
