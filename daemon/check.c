@@ -6,6 +6,8 @@
  * report belongs to one validate call on one thread: no locking. */
 #include "check.h"
 
+#include "host.h"
+
 #include "log.h"
 
 #include <async_io/blocking.h>
@@ -32,22 +34,21 @@
 #endif
 
 struct async_module_report {
+    const struct async_module_host_api *api; /* first: see async_io/module.h */
     const struct asyncd_config *config;
     const char *module;                 /* its name: paths are below modules.NAME */
     struct asyncd_problems *problems;
     size_t count;                       /* problems reported through this report */
 };
 
-void async_module_problem(async_module_report *report, const char *path, const char *fmt, ...)
+void asyncd_host_vproblem(async_module_report *report, const char *path, const char *fmt,
+                          va_list ap)
 {
     char msg[1024], full[1024];
-    va_list ap;
 
     if (report == NULL || fmt == NULL)
         return;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     if (path == NULL)
         path = "";
     /* "listen[1]" goes below the object as ".listen[1]"; "[0]" (a module
@@ -74,7 +75,7 @@ static void *run_hook(void *arg)
     char path[300];
 
     if (j->desc->validate != NULL) {
-        struct async_module_report r = {j->c, j->desc->name, j->p, 0};
+        struct async_module_report r = {&asyncd_host_api, j->c, j->desc->name, j->p, 0};
 
         j->rc = j->desc->validate(j->cfg, &r);
         if (j->rc != 0 && r.count == 0)

@@ -25,6 +25,7 @@
  *     the slot's list (a few dozen bytes per registration) until exit. */
 #include "handlers.h"
 
+#include "host.h"
 #include "log.h"
 
 #include <errno.h>
@@ -52,6 +53,7 @@ struct provider {
 };
 
 struct async_module_http_slot {
+    const struct async_module_host_api *api; /* first: see async_io/module.h */
     _Atomic(struct provider *) provider;
     struct provider *all;           /* under lock */
     struct async_module_http_slot *next;
@@ -85,12 +87,13 @@ static struct async_module_http_slot *slot_locked(const char *name)
     if ((s = calloc(1, sizeof(*s))) == NULL)
         return NULL;
     strcpy(s->name, name);
+    s->api = &asyncd_host_api;
     s->next = slots;
     slots = s;
     return s;
 }
 
-async_module_http_slot *async_module_http_slot_get(async_module_host *host, const char *name)
+async_module_http_slot *asyncd_handler_slot(async_module_host *host, const char *name)
 {
     struct async_module_http_slot *s;
 
@@ -107,8 +110,8 @@ async_module_http_slot *async_module_http_slot_get(async_module_host *host, cons
     return s;
 }
 
-int async_module_add_http_handler(async_module_host *host, const char *name,
-                                  async_http_handler fn, void *ctx)
+int asyncd_handler_add(async_module_host *host, const char *name, async_http_handler fn,
+                       void *ctx)
 {
     struct async_module_http_slot *s;
     struct provider *p;
@@ -139,7 +142,7 @@ int async_module_add_http_handler(async_module_host *host, const char *name,
     return 0;
 }
 
-int async_module_http_call(async_module_http_slot *s, async_http_request *req)
+int asyncd_handler_call(async_module_http_slot *s, async_http_request *req)
 {
     struct provider *p;
     struct lane *lane;
@@ -162,7 +165,7 @@ int async_module_http_call(async_module_http_slot *s, async_http_request *req)
     return rc;
 }
 
-int async_module_http_provided(const async_module_http_slot *s)
+int asyncd_handler_slot_provided(const async_module_http_slot *s)
 {
     return atomic_load(&s->provider) != NULL;
 }

@@ -98,6 +98,7 @@ struct asyncd_sink {
 };
 
 struct async_module_logfile {
+    const struct async_module_host_api *api; /* first: set by the daemon (host.c) */
     struct asyncd_sink *sink;
     _Atomic uint64_t dropped;
 };

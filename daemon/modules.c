@@ -27,6 +27,7 @@
 
 #include "check.h"
 #include "handlers.h"
+#include "host.h"
 #include "log.h"
 #include "logsink.h"
 #include "modfile.h"
@@ -45,7 +46,9 @@
 
 #define BACKOFF_FIRST_MS 1000
 #define BACKOFF_MAX_MS 60000
-#define ABI_OLDEST 1            /* modules built for ABI 1 still load */
+/* A module ABI 2 descriptor from before the size field (size reads 0,
+ * the padding it took) ends at reopen. */
+#define SIZE_BEFORE_SIZE (offsetof(struct async_module, reopen) + sizeof(void (*)(void)))
 
 static async_channel *watcher; /* set before any module starts, then read only */
 
@@ -85,37 +88,35 @@ void asyncd_module_reason(struct asyncd_module *m, char *buf, size_t len)
     pthread_mutex_unlock(&m->reason_lock);
 }
 
-void async_module_log(async_module_host *host, int level, const char *fmt, ...)
+void asyncd_host_vlog(async_module_host *host, int level, const char *fmt, va_list ap)
 {
-    va_list ap;
+    va_list copy;
 
     if (host != NULL && level <= ASYNC_LOG_ERROR) {
         /* kept whatever the log level, to name why a start failed */
         struct asyncd_module *m = host->module;
 
-        va_start(ap, fmt);
+        va_copy(copy, ap);
         pthread_mutex_lock(&m->reason_lock);
-        vsnprintf(m->reason, sizeof(m->reason), fmt, ap);
+        vsnprintf(m->reason, sizeof(m->reason), fmt, copy);
         pthread_mutex_unlock(&m->reason_lock);
-        va_end(ap);
+        va_end(copy);
     }
-    va_start(ap, fmt);
     asyncd_vlog(level, host != NULL ? host->module->desc->name : "?", fmt, ap);
-    va_end(ap);
 }
 
-void async_module_ready(async_module_host *host)
+void asyncd_host_ready(async_module_host *host)
 {
     if (host != NULL && leave_starting(host->module, ASYNCD_MODULE_READY))
         asyncd_log(ASYNC_LOG_INFO, "module %s is ready", host->module->desc->name);
 }
 
-const char *async_module_name(const async_module_host *host)
+const char *asyncd_host_name(const async_module_host *host)
 {
     return host != NULL ? host->module->desc->name : NULL;
 }
 
-int64_t async_module_stop_deadline(const async_module_host *host)
+int64_t asyncd_host_stop_deadline(const async_module_host *host)
 {
     if (host == NULL || !atomic_load(&host->module->stopping))
         return -1;
@@ -125,31 +126,6 @@ int64_t async_module_stop_deadline(const async_module_host *host)
 /* Where load_one's reasons go: p when not NULL, the log unless QUIET. */
 static struct asyncd_problems quiet_problems;
 #define QUIET (&quiet_problems)
-
-/* Log files the daemon writes for a module: the log writer's sinks. */
-async_module_logfile *async_module_logfile_open(async_module_host *host, const char *dest)
-{
-    if (host == NULL) {
-        errno = EINVAL;
-        return NULL;
-    }
-    return asyncd_logsink_open(dest);
-}
-
-void async_module_logfile_write(async_module_logfile *f, const char *line, size_t len)
-{
-    asyncd_logsink_write(f, line, len);
-}
-
-uint64_t async_module_logfile_dropped(const async_module_logfile *f)
-{
-    return asyncd_logsink_dropped(f);
-}
-
-void async_module_logfile_close(async_module_logfile *f)
-{
-    asyncd_logsink_close(f);
-}
 
 /* "FILE: reason" appended to p (not NULL, not QUIET). */
 static void record(struct asyncd_problems *p, const char *file, const char *reason)
@@ -288,14 +264,25 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
         skip(p, file, "no 'async_module' symbol");
         goto fail;
     }
-    if (desc->abi_version < ABI_OLDEST || desc->abi_version > ASYNC_MODULE_ABI_VERSION) {
-        /* the first field read */
-        skip(p, file, "module ABI version %u, this asyncd speaks %u to %u", desc->abi_version,
-             ABI_OLDEST, ASYNC_MODULE_ABI_VERSION);
+    if (desc->abi_version != ASYNC_MODULE_ABI_VERSION) { /* the first field read */
+        if (desc->abi_version < ASYNC_MODULE_ABI_VERSION)
+            skip(p, file, "built for module ABI %u; this asyncd loads ABI %u: rebuild it "
+                 "against this async_io's headers", desc->abi_version, ASYNC_MODULE_ABI_VERSION);
+        else
+            skip(p, file, "built for module ABI %u, newer than this asyncd's %u",
+                 desc->abi_version, ASYNC_MODULE_ABI_VERSION);
         goto fail;
     }
-    /* An ABI 1 descriptor ends at run: copy what it has, the rest stays 0. */
-    memcpy(&d, desc, desc->abi_version >= 2 ? sizeof(d) : offsetof(struct async_module, flags));
+    /* What the module's descriptor holds (size), the rest stays 0: hooks
+     * added after it was built are absent, hooks newer than us ignored. */
+    if (desc->size != 0 && desc->size < offsetof(struct async_module, flags)) {
+        skip(p, file, "descriptor size %u is smaller than any module ABI %u descriptor",
+             desc->size, ASYNC_MODULE_ABI_VERSION);
+        goto fail;
+    }
+    memset(&d, 0, sizeof(d));
+    memcpy(&d, desc, desc->size == 0 ? SIZE_BEFORE_SIZE
+                     : desc->size < sizeof(d) ? desc->size : sizeof(d));
     desc = &d;
     if (desc->name == NULL || desc->name[0] == '\0' || desc->run == NULL) {
         skip(p, file, "incomplete descriptor (a name and a run function are required)");
@@ -333,6 +320,7 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
     m->dl = dl;
     m->d = d;
     m->desc = &m->d;
+    m->host.api = &asyncd_host_api;
     m->host.module = m;
     m->config = cfg;
     m->enabled = enabled;

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 
 struct async_module_host {
+    const struct async_module_host_api *api; /* first: see async_io/module.h */
     struct asyncd_module *module;
 };
 

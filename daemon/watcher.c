@@ -261,8 +261,3 @@ uint64_t asyncd_watcher_blocked(void)
 {
     return atomic_load_explicit(&blocked, memory_order_relaxed);
 }
-
-uint64_t async_module_blocked_workers(void)
-{
-    return asyncd_watcher_blocked();
-}

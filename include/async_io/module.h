@@ -12,6 +12,13 @@
  *
  * asyncd reads abi_version first and refuses the module unless it equals
  * its own ASYNC_MODULE_ABI_VERSION; no other field is read before that.
+ * Then size (sizeof(struct async_module) as the module was built) says
+ * which fields the module has: a module built against an older ABI 2
+ * header, whose descriptor ends earlier, keeps loading when later ones add
+ * optional hooks at the end (those it lacks read as absent), and one built
+ * against a newer header loads here with the hooks this asyncd does not
+ * know ignored.  (A size of 0 is an ABI 2 module from before the field:
+ * its descriptor ends at reopen.)
  * run is the module's entry task: a fiber in the module's own group, so
  * every fiber it spawns (async_spawn) belongs to the module too.  To stop a
  * module the daemon cancels the group: every parking call of its fibers
@@ -29,13 +36,18 @@
  *
  * ABI 2 adds, all optional: flags (ASYNC_MODULE_NOTIFY_READY), a validate
  * hook that reports every problem of a config by JSON path, an
- * effective_config hook for `asyncd -T`, a reopen hook for SIGUSR1, and
- * host calls for readiness and for log files the daemon writes on the
- * module's behalf.  asyncd loads ABI 1 modules as before and reads the ABI
- * 2 fields only from modules that declare abi_version 2.
+ * effective_config hook for `asyncd -T`, a reopen hook for SIGUSR1, host
+ * calls for readiness, for log files the daemon writes on the module's
+ * behalf and for HTTP handlers.  ABI 1 modules are refused: rebuild them.
  *
- * Host calls added within ABI 2 (a module that calls one needs an asyncd
- * at least as new; the descriptor is unchanged): async_module_blocked_workers. */
+ * Host calls.  A module reaches asyncd only through the handles asyncd
+ * gives it (the host, a report, a log file, a handler slot), each of which
+ * starts with a pointer to asyncd's table of functions; the async_module_*
+ * calls below are inline wrappers that call through it.  So asyncd exports
+ * no symbols, a module links against nothing of asyncd's, and a test may
+ * load a module with a table of its own.  The table only grows: a call
+ * added later is checked with async_module_host_has before use by modules
+ * that must run on older daemons. */
 #ifndef ASYNC_IO_MODULE_H
 #define ASYNC_IO_MODULE_H
 
@@ -43,6 +55,7 @@
 #include "runtime.h"
 
 #include <jansson.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -72,6 +85,7 @@ enum async_log_level {
 
 struct async_module {
     unsigned abi_version;   /* ASYNC_MODULE_ABI_VERSION */
+    unsigned size;          /* sizeof(struct async_module): ASYNC_MODULE_SIZE */
     const char *name;       /* unique among the loaded modules */
     const char *version;
     /* Optional: validates the module's config object (modules.<name>,
@@ -95,85 +109,182 @@ struct async_module {
      * by the daemon without it.  Called on a daemon fiber while run runs;
      * must not park. */
     void (*reopen)(async_module_host *host);
+    /* Hooks added later go here, at the end. */
 };
+
+#define ASYNC_MODULE_SIZE ((unsigned)sizeof(struct async_module))
+
+/* ---- host calls ---- */
+
+typedef struct async_module_http_slot async_module_http_slot;
+
+/* asyncd's table of host calls (see the top).  Members are only ever
+ * added at the end; size is sizeof the table asyncd filled. */
+struct async_module_host_api {
+    size_t size;
+    void (*vlog)(async_module_host *host, int level, const char *fmt, va_list ap);
+    int64_t (*stop_deadline)(const async_module_host *host);
+    const char *(*name)(const async_module_host *host);
+    void (*vproblem)(async_module_report *report, const char *path, const char *fmt, va_list ap);
+    void (*ready)(async_module_host *host);
+    async_module_logfile *(*logfile_open)(async_module_host *host, const char *dest);
+    void (*logfile_write)(async_module_logfile *f, const char *line, size_t len);
+    uint64_t (*logfile_dropped)(const async_module_logfile *f);
+    void (*logfile_close)(async_module_logfile *f);
+    uint64_t (*blocked_workers)(const async_module_host *host);
+    int (*add_http_handler)(async_module_host *host, const char *name, async_http_handler fn,
+                            void *ctx);
+    async_module_http_slot *(*http_slot_get)(async_module_host *host, const char *name);
+    int (*http_call)(async_module_http_slot *slot, async_http_request *req);
+    int (*http_provided)(const async_module_http_slot *slot);
+};
+
+/* How every handle asyncd gives a module begins. */
+struct async_module_handle {
+    const struct async_module_host_api *api;
+};
+
+#define ASYNC_MODULE_API_(h) (((const struct async_module_handle *)(const void *)(h))->api)
+
+/* Whether the host's table has member (for calls added after a module's
+ * oldest supported asyncd). */
+#define async_module_host_has(host, member)                                               \
+    (ASYNC_MODULE_API_(host)->size >=                                                      \
+     offsetof(struct async_module_host_api, member) + sizeof(void (*)(void)))
 
 /* A log line from the module, prefixed with its name, filtered by the
  * daemon's log_level.  Any thread. */
-ASYNC_API void async_module_log(async_module_host *host, int level, const char *fmt, ...)
+static inline void async_module_log(async_module_host *host, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static inline void async_module_log(async_module_host *host, int level, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    ASYNC_MODULE_API_(host)->vlog(host, level, fmt, ap);
+    va_end(ap);
+}
 
 /* While the daemon stops the module: the time (async_now_ms scale) after
  * which it stops waiting for the module's fibers, so a module that drains
  * (finishes work in progress under async_shield) knows its budget.  -1
  * while the module is not being stopped.  Any thread. */
-ASYNC_API int64_t async_module_stop_deadline(const async_module_host *host);
+static inline int64_t async_module_stop_deadline(const async_module_host *host)
+{
+    return ASYNC_MODULE_API_(host)->stop_deadline(host);
+}
 
 /* The module's name. */
-ASYNC_API const char *async_module_name(const async_module_host *host);
-
-/* ---- ABI 2 ---- */
+static inline const char *async_module_name(const async_module_host *host)
+{
+    return ASYNC_MODULE_API_(host)->name(host);
+}
 
 /* From validate: one problem at path inside the module's config object
  * ("listen[1]", "routes[2].status"; "" for the object itself).  asyncd
  * prints it as FILE:LINE:COL: modules.NAME.PATH: message. */
-ASYNC_API void async_module_problem(async_module_report *report, const char *path,
-                                    const char *fmt, ...)
+static inline void async_module_problem(async_module_report *report, const char *path,
+                                        const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static inline void async_module_problem(async_module_report *report, const char *path,
+                                        const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    ASYNC_MODULE_API_(report)->vproblem(report, path, fmt, ap);
+    va_end(ap);
+}
 
 /* From run, in a module with ASYNC_MODULE_NOTIFY_READY: it serves now
  * (its listeners are bound).  asyncd tells systemd READY=1 once every
  * enabled module is ready or has failed.  Idempotent.  Any thread. */
-ASYNC_API void async_module_ready(async_module_host *host);
+static inline void async_module_ready(async_module_host *host)
+{
+    ASYNC_MODULE_API_(host)->ready(host);
+}
 
 /* A log file the daemon writes for the module: dest is "stderr" or a path
  * (relative to the config's folder), opened for appending.  Lines reach it
  * from a thread of the daemon, so a full disk or a pipe nobody reads never
  * blocks a fiber; SIGUSR1 reopens the path (logrotate).  NULL and errno
  * when it cannot be opened.  Close it before run returns. */
-ASYNC_API async_module_logfile *async_module_logfile_open(async_module_host *host,
-                                                          const char *dest);
+static inline async_module_logfile *async_module_logfile_open(async_module_host *host,
+                                                              const char *dest)
+{
+    return ASYNC_MODULE_API_(host)->logfile_open(host, dest);
+}
+
 /* Appends len bytes (whole lines, each ending in '\n').  Never blocks and
  * never parks: when the daemon's queue is full the bytes are dropped and
  * counted.  Any thread. */
-ASYNC_API void async_module_logfile_write(async_module_logfile *f, const char *line,
-                                          size_t len);
+static inline void async_module_logfile_write(async_module_logfile *f, const char *line,
+                                              size_t len)
+{
+    ASYNC_MODULE_API_(f)->logfile_write(f, line, len);
+}
+
 /* Lines dropped so far because the queue was full. */
-ASYNC_API uint64_t async_module_logfile_dropped(const async_module_logfile *f);
+static inline uint64_t async_module_logfile_dropped(const async_module_logfile *f)
+{
+    return ASYNC_MODULE_API_(f)->logfile_dropped(f);
+}
+
 /* Hands what is queued to the writer and releases f; never blocks. */
-ASYNC_API void async_module_logfile_close(async_module_logfile *f);
+static inline void async_module_logfile_close(async_module_logfile *f)
+{
+    if (f != NULL)
+        ASYNC_MODULE_API_(f)->logfile_close(f);
+}
 
-/* Added within ABI 2.  How many times, since asyncd started, a worker was
- * found held by one fiber (a blocking call, a long computation) for longer
- * than the daemon's blocked_warn_ms: for status pages.  Any thread. */
-ASYNC_API uint64_t async_module_blocked_workers(void);
+/* How many times, since asyncd started, a worker was found held by one
+ * fiber (a blocking call, a long computation) for longer than the
+ * daemon's blocked_warn_ms: for status pages.  Any thread. */
+static inline uint64_t async_module_blocked_workers(const async_module_host *host)
+{
+    return ASYNC_MODULE_API_(host)->blocked_workers(host);
+}
 
-/* ---- HTTP handlers (added within ABI 2) ----
+/* ---- HTTP handlers ----
  *
  * A module serves HTTP by registering named handlers; the http module's
  * routes name them ({"prefix": "/kv/", "handler": "kv"}) and calls them on
- * the connection's fiber.  A name is unique across the daemon.  A module's
- * handlers are withdrawn when it stops, and asyncd waits (within
- * shutdown_timeout_ms) for the requests inside them before it unloads the
- * module's code. */
+ * the connection's fiber.  A name is unique across the daemon.  When the
+ * module stops or its run returns, asyncd withdraws its handlers and waits
+ * (within shutdown_timeout_ms) for the requests inside them before it
+ * cancels the module's fibers or unloads its code. */
 
 /* From run (any fiber of the module): 0; -1 EEXIST (the name is taken),
  * EINVAL (empty, longer than 64 bytes, or not letters, digits, '_', '-',
  * '.'), ENOMEM. */
-ASYNC_API int async_module_add_http_handler(async_module_host *host, const char *name,
-                                            async_http_handler fn, void *ctx);
+static inline int async_module_add_http_handler(async_module_host *host, const char *name,
+                                                async_http_handler fn, void *ctx)
+{
+    return ASYNC_MODULE_API_(host)->add_http_handler(host, name, fn, ctx);
+}
 
 /* For modules that route requests (the http module).  The slot of a
  * handler name: made on first use, whether or not a module provides the
  * name yet, and valid for the daemon's life.  NULL with EINVAL or ENOMEM. */
-typedef struct async_module_http_slot async_module_http_slot;
-ASYNC_API async_module_http_slot *async_module_http_slot_get(async_module_host *host,
-                                                             const char *name);
+static inline async_module_http_slot *async_module_http_slot_get(async_module_host *host,
+                                                                 const char *name)
+{
+    return ASYNC_MODULE_API_(host)->http_slot_get(host, name);
+}
+
 /* Calls the handler that provides the slot's name, on this fiber: its
  * return value; or -1 ENOENT, having sent nothing, when no module provides
  * the name.  While it runs, the provider's code stays loaded. */
-ASYNC_API int async_module_http_call(async_module_http_slot *slot, async_http_request *req);
+static inline int async_module_http_call(async_module_http_slot *slot, async_http_request *req)
+{
+    return ASYNC_MODULE_API_(slot)->http_call(slot, req);
+}
+
 /* Whether a module provides the slot's name now. */
-ASYNC_API int async_module_http_provided(const async_module_http_slot *slot);
+static inline int async_module_http_provided(const async_module_http_slot *slot)
+{
+    return ASYNC_MODULE_API_(slot)->http_provided(slot);
+}
 
 #ifdef __cplusplus
 }

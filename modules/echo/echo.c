@@ -127,6 +127,7 @@ static int echo_run(async_module_host *host, const json_t *config)
 
 const struct async_module async_module = {
     .abi_version = ASYNC_MODULE_ABI_VERSION,
+    .size = ASYNC_MODULE_SIZE,
     .name = ECHO_NAME,
     .version = "1.0",
     .check = echo_check,

@@ -339,6 +339,7 @@ static int http_run(async_module_host *host, const json_t *config)
 
 const struct async_module async_module = {
     .abi_version = ASYNC_MODULE_ABI_VERSION,
+    .size = ASYNC_MODULE_SIZE,
     .name = "http",
     .version = "1.0",
     .validate = http_config_validate,

@@ -69,7 +69,7 @@ int http_status_reply(struct http_server *srv, async_http_request *req)
     addf(&body,
          "\"runtime\":{\"workers\":%u,\"workers_blocked\":%" PRIu64 ",\"fibers_live\":%" PRIu64
          ",\"fibers_spawned\":%" PRIu64 ",\"global_queue\":%zu,\"run_queue\":[",
-         st.workers, async_module_blocked_workers(), st.fibers_live, st.fibers_spawned,
+         st.workers, async_module_blocked_workers(srv->host), st.fibers_live, st.fibers_spawned,
          st.global_queue);
     n = st.workers < MAX_WORKERS_SHOWN ? st.workers : MAX_WORKERS_SHOWN;
     for (i = 0; i < n; i++)

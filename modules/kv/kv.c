@@ -570,6 +570,7 @@ static int kv_run(async_module_host *host, const json_t *config)
 /* The one symbol kv.so exports (it is built with hidden visibility). */
 ASYNC_API const struct async_module async_module = {
     .abi_version = ASYNC_MODULE_ABI_VERSION,
+    .size = ASYNC_MODULE_SIZE,
     .name = "kv",
     .version = "1.0",
     .run = kv_run,

@@ -262,12 +262,14 @@ static void asyncd_skips_bad_modules_runs_good_ones_and_restarts_failing_ones(vo
     link_module(NO_SYMBOL_SO, "no_symbol.so");
     link_module(FAILING_SO, "failing.so");
     link_module(ABI1_SO, "abi1.so");
+    link_module(BIG_DESC_SO, "big_desc.so");
     write_file("modules/junk.so", "this is not an ELF file\n");
     write_file("asyncd.json", good_config);
     daemon_start(&d, "asyncd.json", NULL);
     assert_true(echoes(echo_port(&d)));
-    wait_log(&d, "bad_abi.so: module ABI version 1000, this asyncd speaks 1 to 2");
-    wait_log(&d, "abi1: ABI 1 module running"); /* old modules still load */
+    wait_log(&d, "bad_abi.so: built for module ABI 1000, newer than this asyncd's 2");
+    wait_log(&d, "abi1.so: built for module ABI 1; this asyncd loads ABI 2: rebuild it");
+    wait_log(&d, "big_desc: big descriptor module running"); /* a newer ABI 2 header */
     wait_log(&d, "no_symbol.so: no 'async_module' symbol");
     wait_log(&d, "junk.so: not a loadable module");
     wait_log(&d, "echo_again.so: it declares 'echo': a module's file must be echo.so");

@@ -414,8 +414,8 @@ static void logging_usr1_reopen_failure_keeps_the_old_file(void **state)
     assert_true(size_of("logs") < 0); /* and nothing was made anew */
 }
 
-/* SIGUSR1 calls the reopen hook of an ABI 2 module that has one, and
- * leaves an ABI 1 module (no such field) alone. */
+/* SIGUSR1 calls the reopen hook of a module that has one, and leaves a
+ * module built against a smaller descriptor (no such field) alone. */
 static void logging_usr1_calls_module_reopen_hooks(void **state)
 {
     char path[512];
@@ -423,14 +423,14 @@ static void logging_usr1_calls_module_reopen_hooks(void **state)
     (void)state;
     path_of(path, sizeof(path), "modules/reopen.so");
     assert_int_equal(symlink(REOPEN_SO, path), 0);
-    path_of(path, sizeof(path), "modules/abi1.so");
-    assert_int_equal(symlink(ABI1_SO, path), 0);
+    path_of(path, sizeof(path), "modules/small_desc.so");
+    assert_int_equal(symlink(SMALL_DESC_SO, path), 0);
     write_file("asyncd.json", "{\"modules_dir\":\"modules\",\"log_level\":\"info\",\n"
-                              " \"modules\":{\"reopen\":{},\"abi1\":{},\"http\":{\"enabled\":false},"
+                              " \"modules\":{\"reopen\":{},\"small_desc\":{},\"http\":{\"enabled\":false},"
                               "\"echo\":{\"enabled\":false}}}\n");
     daemon_start(&D, "asyncd.json", NULL);
     wait_log(&D, "reopen fixture running");
-    wait_log(&D, "ABI 1 module running");
+    wait_log(&D, "small descriptor module running");
     assert_int_equal(kill(D.pid, SIGUSR1), 0);
     wait_next(&D, "reopen hook called (1)");
     assert_int_equal(kill(D.pid, SIGUSR1), 0);
