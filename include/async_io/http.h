@@ -204,6 +204,73 @@ struct async_http_stats {
 /* Figures so far; any thread. */
 ASYNC_API void async_http_server_stats(async_http_server *srv, struct async_http_stats *st);
 
+/* ---- the client ----
+ *
+ * One exchange with an HTTP/1.1 server, written like blocking code:
+ *
+ *     async_http_call *c = async_http_call_new(pool, "GET", "127.0.0.1:9001", "/health");
+ *     if (c != NULL && async_http_call_send(c) == 0 && async_http_call_status(c) == 200)
+ *         while ((n = async_http_call_read(c, buf, sizeof(buf))) > 0)
+ *             ...
+ *     async_http_call_free(c);     // the connection goes back to the pool
+ *
+ * Timeouts are the fiber's deadline (async_deadline) and cancellation its
+ * own: every parking call here fails with ETIMEDOUT or ECANCELED.
+ * Responses are parsed with the server's strictness: a malformed or
+ * ambiguous head (two Content-Lengths, Content-Length with
+ * Transfer-Encoding, a bare LF, ...) is EPROTO, never half-read. */
+
+/* Idle keep-alive connections for calls to come, per address and per
+ * worker (a connection stays on the worker that opened it): at most
+ * max_idle per address on each worker.  From a fiber.  NULL + errno. */
+typedef struct async_http_pool async_http_pool;
+ASYNC_API async_http_pool *async_http_pool_new(unsigned max_idle);
+/* Closes the idle connections; no call may be using the pool. */
+ASYNC_API void async_http_pool_free(async_http_pool *pool);
+/* Idle connections held now, all workers (for status pages). */
+ASYNC_API unsigned async_http_pool_idle(const async_http_pool *pool);
+
+typedef struct async_http_call async_http_call;
+/* A call to address ("host:port", as async_tcp_connect takes it) through
+ * pool (NULL: a connection of its own, closed at the end).  Host defaults
+ * to address.  NULL + EINVAL (a method that is not a token, a target with
+ * spaces or controls) or ENOMEM. */
+ASYNC_API async_http_call *async_http_call_new(async_http_pool *pool, const char *method,
+                                               const char *address, const char *target);
+/* The same over a connected stream the caller keeps (not closed by the
+ * call); host is the Host field. */
+ASYNC_API async_http_call *async_http_call_on(async_stream *s, const char *method,
+                                              const char *host, const char *target);
+/* 0; -1 EALREADY (the head was sent), EINVAL as async_http_add_header.
+ * Content-Length fixes the body's length; Host replaces the default. */
+ASYNC_API int async_http_call_add_header(async_http_call *c, const char *name, const char *value);
+/* Parks.  Request body bytes: without a Content-Length the body is sent
+ * chunked.  Up to ASYNC_HTTP_COALESCE_BYTES stay in the call's buffer
+ * until async_http_call_send (so a stale pooled connection can be replaced
+ * without losing them); past it they stream.  0 or -1 (ECONNREFUSED,
+ * EPIPE, ECONNRESET, EMSGSIZE past Content-Length, ETIMEDOUT, ECANCELED). */
+ASYNC_API int async_http_call_write(async_http_call *c, const void *buf, size_t len);
+/* Parks: ends the request and reads the response head (skipping 1xx).  A
+ * pooled connection the server had closed is replaced once, for
+ * idempotent methods whose bytes all sat in the buffer.  0, or -1 with
+ * ECONNREFUSED, ECONNRESET (closed before any response byte), EPROTO (a
+ * malformed or ambiguous response), EMSGSIZE (a body shorter than its
+ * Content-Length), ETIMEDOUT, ECANCELED. */
+ASYNC_API int async_http_call_send(async_http_call *c);
+ASYNC_API int async_http_call_status(const async_http_call *c);
+ASYNC_API int async_http_call_version(const async_http_call *c);      /* 10 or 11 */
+/* A response field, as async_http_header (valid until the call is freed). */
+ASYNC_API const char *async_http_call_header(const async_http_call *c, const char *name);
+ASYNC_API int async_http_call_header_at(const async_http_call *c, size_t i, const char **name,
+                                        const char **value);
+/* Parks; de-chunked response body bytes, 0 at its end, -1 with
+ * ECONNRESET (the connection ended early), EPROTO (a malformed chunk),
+ * ETIMEDOUT, ECANCELED. */
+ASYNC_API ssize_t async_http_call_read(async_http_call *c, void *buf, size_t len);
+/* Ends the call: its connection goes back to the pool when the response
+ * was read to its end and both sides may keep it, else it is closed. */
+ASYNC_API void async_http_call_free(async_http_call *c);
+
 #ifdef __cplusplus
 }
 #endif

@@ -325,6 +325,105 @@ long async__http_parse_request(const char *buf, size_t len, size_t max_head, uns
     return (long)(p + 2);
 }
 
+/* HTTP/1.d SP 3DIGIT [SP reason] in buf[p..e) (a missing reason is
+ * accepted without its SP too: servers omit both). */
+static int status_line(const char *buf, size_t p, size_t e, struct http_response *r)
+{
+    size_t i;
+
+    if (e - p < 12 || memcmp(buf + p, "HTTP/1.", 7) != 0 || buf[p + 7] < '0' || buf[p + 7] > '9' ||
+        buf[p + 8] != ' ')
+        return -1;
+    for (i = p + 9; i < p + 12; i++)
+        if (buf[i] < '0' || buf[i] > '9')
+            return -1;
+    r->minor = buf[p + 7] == '0' ? 0 : 1;
+    r->status = (buf[p + 9] - '0') * 100 + (buf[p + 10] - '0') * 10 + (buf[p + 11] - '0');
+    if (r->status < 100)
+        return -1;
+    if (e > p + 12 && buf[p + 12] != ' ')
+        return -1;
+    for (i = p + 13; i < e; i++)
+        if (!value_char((unsigned char)buf[i]))
+            return -1;
+    r->reason = e > p + 12 ? (struct http_slice){buf + p + 13, e - p - 13} : (struct http_slice){"", 0};
+    return 0;
+}
+
+static int interpret_response(struct http_response *r)
+{
+    struct connection_opts conn = {false, false};
+    unsigned i, lengths = 0;
+    int te = 0;
+    bool has_te = false;
+
+    for (i = 0; i < r->nheaders; i++) {
+        const struct http_header *h = &r->headers[i];
+
+        if (slice_ieq(h->name, "content-length")) {
+            if (lengths++ > 0 || content_length(h->value, &r->content_length) != 0)
+                return -1;
+            r->has_content_length = true;
+        } else if (slice_ieq(h->name, "transfer-encoding")) {
+            has_te = true;
+            if (list_foreach(h->value, te_token, &te) != 0)
+                return -1;
+        } else if (slice_ieq(h->name, "connection")) {
+            list_foreach(h->value, connection_token, &conn);
+        }
+    }
+    if (has_te) {
+        if (r->has_content_length || r->minor == 0 || te == 0)
+            return -1; /* two framings, or chunked where 1.0 has none */
+        r->chunked = true;
+    }
+    r->keep_alive = r->minor == 1 ? !conn.close : (conn.keep_alive && !conn.close);
+    return 0;
+}
+
+long async__http_parse_response(const char *buf, size_t len, size_t max_head, unsigned max_headers,
+                                struct http_response *r)
+{
+    size_t p = 0;
+    long e;
+
+    if (max_headers > HTTP_MAX_HEADERS)
+        max_headers = HTTP_MAX_HEADERS;
+    memset(r, 0, offsetof(struct http_response, headers));
+    r->nheaders = 0;
+    r->content_length = 0;
+    r->has_content_length = r->chunked = r->keep_alive = false;
+    if (len > max_head)
+        len = max_head;
+    e = line_end(buf, 0, len);
+    if (e == -2 || (e == -1 && len == max_head))
+        return -1;
+    if (e == -1)
+        return 0;
+    if (status_line(buf, 0, (size_t)e, r) != 0)
+        return -1;
+    p = (size_t)e + 2;
+    for (;;) {
+        if (p + 2 <= len && buf[p] == '\r' && buf[p + 1] == '\n')
+            break;
+        if (p < len && is_blank(buf[p]))
+            return -1;
+        e = line_end(buf, p, len);
+        if (e == -2 || (e == -1 && len == max_head))
+            return -1;
+        if (e == -1)
+            return 0;
+        if (r->nheaders == max_headers ||
+            field_line(buf, p, (size_t)e, &r->headers[r->nheaders]) != 0)
+            return -1;
+        r->nheaders++;
+        p = (size_t)e + 2;
+    }
+    if (interpret_response(r) != 0)
+        return -1;
+    return (long)(p + 2);
+}
+
 const struct http_slice *async__http_header_get(const struct http_request *req, const char *name)
 {
     unsigned i;

@@ -81,6 +81,29 @@ long async__http_parse_request(const char *buf, size_t len, size_t max_head, uns
 /* The value of the first field named name (case-insensitive), or NULL. */
 const struct http_slice *async__http_header_get(const struct http_request *req, const char *name);
 
+/* A response head (the HTTP client's). */
+struct http_response {
+    int status;
+    int minor;
+    struct http_slice reason;
+    struct http_header headers[HTTP_MAX_HEADERS];
+    unsigned nheaders;
+    uint64_t content_length;    /* 0 unless has_content_length */
+    bool has_content_length;
+    bool chunked;
+    bool keep_alive;
+};
+
+/* Parses one response head at the start of buf[0..len), with the request
+ * parser's strictness: CRLF only, no obs-fold, valid field names and
+ * values, exactly one valid Content-Length, never with Transfer-Encoding,
+ * and Transfer-Encoding exactly "chunked" (a response a proxy could read
+ * two ways is an error, never forwarded).  Returns the head's length, 0
+ * while incomplete, or -1 for a malformed or ambiguous head, or one
+ * longer than max_head bytes or with more than max_headers fields. */
+long async__http_parse_response(const char *buf, size_t len, size_t max_head, unsigned max_headers,
+                                struct http_response *resp);
+
 /* Decoder state for a chunked body; zero it (or async__http_chunked_init) before
  * the first call. */
 struct http_chunked {

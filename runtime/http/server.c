@@ -416,13 +416,14 @@ static void refuse_busy(struct async_http_server *srv, async_stream *s)
     int fd = async_stream_fd(s);
     char sink[4096];
 
+    /* counted first: whoever reads the 503 may look at the figures next */
+    atomic_fetch_add_explicit(&srv->refused, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&srv->by_class[5], 1, memory_order_relaxed);
     if (send(fd, busy_reply, sizeof(busy_reply) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
-        atomic_fetch_add_explicit(&srv->by_class[5], 1, memory_order_relaxed);
         shutdown(fd, SHUT_WR);
         while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
             ;
     }
-    atomic_fetch_add_explicit(&srv->refused, 1, memory_order_relaxed);
     async_stream_close(s);
 }
 

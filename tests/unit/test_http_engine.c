@@ -680,6 +680,203 @@ static void http_engine_server_limits_counts_logs_and_shuts_down(void **state)
     RUN(2, t_server, NULL);
 }
 
+/* ---- the client ---- */
+
+static int h_mux(async_http_request *req, void *ctx)
+{
+    if (strcmp(async_http_path(req), "/echo") == 0)
+        return h_echo(req, ctx);
+    return h_info(req, ctx);
+}
+
+/* A call's whole body into E.reply. */
+static void call_body(async_http_call *c)
+{
+    size_t cap = 1 << 16;
+    ssize_t n;
+
+    free(E.reply);
+    E.reply = malloc(cap + 1);
+    E.reply_len = 0;
+    for (;;) {
+        if (E.reply_len == cap)
+            E.reply = realloc(E.reply, (cap *= 2) + 1);
+        n = async_http_call_read(c, E.reply + E.reply_len, cap - E.reply_len);
+        if (n <= 0) {
+            CHECK_EQ(n, 0);
+            break;
+        }
+        E.reply_len += (size_t)n;
+    }
+    E.reply[E.reply_len] = '\0';
+}
+
+static void wait_open(size_t want)
+{
+    struct async_http_stats st;
+    int i;
+
+    for (i = 0; i < BOUND_MS / 5; i++) {
+        async_http_server_stats(E.srv, &st);
+        if (st.connections_open == want)
+            return;
+        async_sleep_ms(5);
+    }
+    failed(__FILE__, __LINE__, "%zu connections open, not %zu", (size_t)st.connections_open, want);
+}
+
+static void *t_client(void *arg)
+{
+    struct async_http_stats st;
+    async_http_pool *pool = async_http_pool_new(4);
+    async_http_call *c;
+    char addr[64], piece[10000];
+    int i;
+
+    (void)arg;
+    E.srv = async_http_server_new(h_mux, NULL);
+    CHECK_OK(async_http_server_set(E.srv, ASYNC_HTTP_KEEPALIVE_TIMEOUT_MS, 300));
+    server_up(NULL);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", E.port);
+    /* three calls, one connection: the pool keeps it between them */
+    for (i = 0; i < 3; i++) {
+        c = async_http_call_new(pool, "GET", addr, "/a?b=c");
+        CHECK(c != NULL);
+        CHECK_OK(async_http_call_add_header(c, "X-Try", "1"));
+        CHECK_FAILS(async_http_call_add_header(c, "X-Bad", "a\r\nb: c"), EINVAL);
+        CHECK_FAILS(async_http_call_add_header(c, "Transfer-Encoding", "chunked"), EINVAL);
+        CHECK_OK(async_http_call_send(c));
+        CHECK_EQ(async_http_call_status(c), 200);
+        CHECK_EQ(async_http_call_version(c), 11);
+        CHECK(async_http_call_header(c, "content-length") != NULL);
+        CHECK(strcmp(async_http_call_header(c, "Server"), "async_io") == 0);
+        call_body(c);
+        HAS("p=/a q=b=c v=11 host=127.0.0.1:");
+        HAS("[X-Try=1]");
+        async_http_call_free(c);
+    }
+    CHECK_EQ(async_http_pool_idle(pool), 1);
+    async_http_server_stats(E.srv, &st);
+    CHECK_EQ(st.connections_total, 1);
+    /* a body streamed chunked both ways: 200 KB out, every byte back */
+    c = async_http_call_new(pool, "POST", addr, "/echo");
+    for (i = 0; i < (int)sizeof(piece); i++)
+        piece[i] = (char)('0' + i % 10);
+    for (i = 0; i < 20; i++)
+        CHECK_OK(async_http_call_write(c, piece, sizeof(piece)));
+    CHECK_OK(async_http_call_send(c));
+    CHECK_EQ(async_http_call_status(c), 200);
+    CHECK(strcmp(async_http_call_header(c, "Transfer-Encoding"), "chunked") == 0);
+    call_body(c);
+    CHECK_EQ(E.reply_len, 20 * sizeof(piece));
+    for (i = 0; i < 20; i++)
+        CHECK(memcmp(E.reply + i * sizeof(piece), piece, sizeof(piece)) == 0);
+    async_http_call_free(c);
+    /* a small body with a length, and HEAD: no body to read */
+    c = async_http_call_new(pool, "POST", addr, "/echo");
+    CHECK_OK(async_http_call_add_header(c, "Content-Length", "5"));
+    CHECK_FAILS(async_http_call_write(c, "123456", 6), EMSGSIZE);
+    CHECK_OK(async_http_call_write(c, "12345", 5));
+    CHECK_OK(async_http_call_send(c));
+    call_body(c);
+    CHECK(strcmp(E.reply, "12345") == 0);
+    async_http_call_free(c);
+    c = async_http_call_new(pool, "HEAD", addr, "/h");
+    CHECK_OK(async_http_call_send(c));
+    CHECK_EQ(async_http_call_status(c), 200);
+    call_body(c);
+    CHECK_EQ(E.reply_len, 0);
+    async_http_call_free(c);
+    async_http_server_stats(E.srv, &st);
+    CHECK_EQ(st.connections_total, 1);
+    /* the server closes the idle connection: the pool finds out and the
+     * next call opens a new one */
+    wait_open(0);
+    c = async_http_call_new(pool, "GET", addr, "/again");
+    CHECK_OK(async_http_call_send(c));
+    call_body(c);
+    HAS("p=/again");
+    async_http_call_free(c);
+    async_http_server_stats(E.srv, &st);
+    CHECK_EQ(st.connections_total, 2);
+    server_down();
+    /* nobody listens there any more */
+    c = async_http_call_new(NULL, "GET", addr, "/");
+    CHECK_FAILS(async_http_call_send(c), ECONNREFUSED);
+    async_http_call_free(c);
+    CHECK(async_http_call_new(pool, "G T", addr, "/") == NULL);
+    CHECK(async_http_call_new(pool, "GET", addr, "/a b") == NULL);
+    async_http_pool_free(pool);
+    return NULL;
+}
+
+static void http_engine_client_calls_reuse_pooled_connections_and_stream_bodies(void **state)
+{
+    (void)state;
+    RUN(2, t_client, NULL);
+}
+
+/* A server that answers every connection with the bytes it is given. */
+static void *raw_server(void *arg)
+{
+    const char *answer = arg;
+    async_stream *s;
+    char buf[4096];
+
+    while ((s = async_listener_accept(E.l)) != NULL) {
+        async_deadline(async_now_ms() + BOUND_MS);
+        if (async_stream_read(s, buf, sizeof(buf)) > 0 && answer != NULL)
+            async_stream_write_all(s, answer, strlen(answer));
+        if (answer == NULL) /* silent: wait for the client to go */
+            while (async_stream_read(s, buf, sizeof(buf)) > 0)
+                ;
+        async_deadline(-1);
+        async_stream_close(s);
+    }
+    return NULL;
+}
+
+static void call_raw(const char *answer, int err)
+{
+    async_task *t;
+    async_http_call *c;
+    char addr[64];
+
+    E.l = async_listener_bind("127.0.0.1:0");
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", async_listener_port(E.l));
+    t = async_spawn(raw_server, (void *)answer);
+    c = async_http_call_new(NULL, "GET", addr, "/");
+    if (answer == NULL)
+        async_deadline(async_now_ms() + 200);
+    CHECK_FAILS(async_http_call_send(c), err);
+    async_deadline(-1);
+    async_http_call_free(c);
+    async_cancel(t);
+    async_join(t, NULL);
+    async_listener_close(E.l);
+}
+
+static void *t_client_bad(void *arg)
+{
+    (void)arg;
+    call_raw("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nhello",
+             EPROTO);
+    call_raw("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", EPROTO);
+    call_raw("HTTP/1.1 200 OK\nContent-Length: 1\n\nx", EPROTO);
+    call_raw("HTTP/1.1 200 OK\r\n Folded: yes\r\n\r\n", EPROTO);
+    call_raw("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", EPROTO);
+    call_raw("HTTP/1.1 2x0 OK\r\n\r\n", EPROTO);
+    call_raw("", ECONNRESET);     /* closed without a byte */
+    call_raw(NULL, ETIMEDOUT);    /* never answers: the fiber's deadline */
+    return NULL;
+}
+
+static void http_engine_client_refuses_malformed_and_ambiguous_responses(void **state)
+{
+    (void)state;
+    RUN(1, t_client_bad, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -694,6 +891,8 @@ int main(void)
         cmocka_unit_test(http_engine_answers_malformed_requests_itself),
         cmocka_unit_test(http_engine_sends_files_with_a_length_or_chunked),
         cmocka_unit_test(http_engine_server_limits_counts_logs_and_shuts_down),
+        cmocka_unit_test(http_engine_client_calls_reuse_pooled_connections_and_stream_bodies),
+        cmocka_unit_test(http_engine_client_refuses_malformed_and_ambiguous_responses),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
