@@ -28,6 +28,7 @@ cat > "$dir/asyncd.json" <<JSON
   "modules": {
     $greeter
     "echo": { "enabled": false, "listen": ["127.0.0.1:0"] },
+    "kv": { "enabled": false },
     "http": {
       "listen": ["127.0.0.1:$PORT"],
       "root": "www",

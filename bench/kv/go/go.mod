@@ -1,0 +1,3 @@
+module asyncio/bench/kv
+
+go 1.19
