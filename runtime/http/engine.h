@@ -50,6 +50,8 @@ void async__http_out_grow(struct http_out *o, const void *p, size_t n);
  * a response's head is a dozen of these. */
 static inline void async__http_out_add(struct http_out *o, const void *p, size_t n)
 {
+    if (n == 0)
+        return; /* p may be NULL then (an empty body) */
     if (o->len + n <= o->cap) {
         memcpy(o->buf + o->len, p, n);
         o->len += n;

@@ -41,7 +41,7 @@ struct async_http_log_line {
 
 void async_http_log_add(async_http_log_line *line, const void *p, size_t len)
 {
-    if (async__http_out_reserve(line->text, len) == 0) {
+    if (len > 0 && async__http_out_reserve(line->text, len) == 0) {
         memcpy(line->text->buf + line->text->len, p, len);
         line->text->len += len;
     }
@@ -124,9 +124,12 @@ static void batch_line(struct batch *b, const char *a, size_t an, const char *m,
         free(big);
         return;
     }
-    memcpy(b->buf + b->used, a, an);
-    memcpy(b->buf + b->used + an, m, mn);
-    memcpy(b->buf + b->used + an + mn, z, zn);
+    if (an > 0)
+        memcpy(b->buf + b->used, a, an);
+    if (mn > 0)
+        memcpy(b->buf + b->used + an, m, mn);
+    if (zn > 0)
+        memcpy(b->buf + b->used + an + mn, z, zn);
     b->used += n;
 }
 
