@@ -10,6 +10,8 @@
   POST /echo        the body back (Content-Length)
   GET  /sleep?ms=N  200 after N ms
   GET  /big?n=N     N bytes of 'x', chunked
+  GET  /twolengths  an answer with two Content-Lengths (a smuggling shape)
+  GET  /both        an answer with Content-Length and Transfer-Encoding
 """
 import http.server
 import os
@@ -71,6 +73,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if url.path == "/sleep":
             time.sleep(int(q.get("ms", ["100"])[0]) / 1000)
             return self.reply(200, b"slept")
+        if url.path in ("/twolengths", "/both"):
+            second = b"Content-Length: 6" if url.path == "/twolengths" else b"Transfer-Encoding: chunked"
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n" + second + b"\r\n\r\nhello!")
+            self.close_connection = True
+            return
         if url.path == "/big":
             n = int(q.get("n", ["0"])[0])
             self.send_response(200)

@@ -303,6 +303,28 @@ static void proxy_health_checks_take_a_server_out_and_back(void **state)
     stop();
 }
 
+/* Response smuggling shapes from the upstream are never forwarded. */
+static void proxy_answers_502_to_ambiguous_upstream_answers(void **state)
+{
+    struct resp r;
+    char servers[64];
+
+    (void)state;
+    backend_start(&B[0], "a", NULL);
+    snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
+    start(servers, ",\"retries\":0");
+    exchange("GET /twolengths HTTP/1.1\r\nHost: t\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 502);
+    resp_free(&r);
+    exchange("GET /both HTTP/1.1\r\nHost: t\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 502);
+    resp_free(&r);
+    exchange("GET /id HTTP/1.1\r\nHost: t\r\n\r\n", false, &r, NULL);
+    assert_status(&r, 200);
+    resp_free(&r);
+    stop();
+}
+
 static void proxy_answers_504_when_the_upstream_is_too_slow(void **state)
 {
     struct resp r;
@@ -410,6 +432,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(proxy_health_checks_take_a_server_out_and_back, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(proxy_answers_504_when_the_upstream_is_too_slow, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(proxy_answers_502_to_ambiguous_upstream_answers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(proxy_tunnels_websockets, setup, teardown),
         cmocka_unit_test_setup_teardown(proxy_config_problems_are_named_by_path, setup, teardown),
