@@ -56,13 +56,22 @@
 #define BUF_SIZE (64 * 1024)
 #define MAX_SERVERS 64
 
+enum failure { FAIL_REFUSED, FAIL_RESET, FAIL_TIMEOUT, FAIL_INVALID, FAIL_OTHER, FAIL_KINDS };
+static const char *const failure_names[FAIL_KINDS] = {"refused", "reset", "timeout", "invalid",
+                                                      "other"};
+/* Upper bounds (ms) of the response-time buckets; one more for the rest. */
+static const int64_t bucket_ms[] = {1, 5, 10, 50, 100, 500, 1000, 5000};
+#define BUCKETS (sizeof(bucket_ms) / sizeof(bucket_ms[0]) + 1)
+
 struct server {
     char *address;
     _Atomic bool up;
     _Atomic unsigned fails;     /* in a row */
     _Atomic unsigned oks;       /* in a row, while down */
     _Atomic long active;        /* requests in flight */
-    _Atomic uint64_t requests, failures;
+    _Atomic uint64_t requests;
+    _Atomic uint64_t failures[FAIL_KINDS];
+    _Atomic uint64_t head_ms[BUCKETS]; /* time to the response head */
 };
 
 struct upstream {
@@ -283,9 +292,20 @@ static int upstream_load(struct upstream *up, const char *name, const json_t *u)
 
 /* ---- servers up and down ---- */
 
-static void server_failed(struct upstream *up, struct server *s, const char *why)
+static enum failure failure_kind(int err)
 {
-    atomic_fetch_add_explicit(&s->failures, 1, memory_order_relaxed);
+    switch (err) {
+    case ECONNREFUSED: return FAIL_REFUSED;
+    case ECONNRESET: case EPIPE: return FAIL_RESET;
+    case ETIMEDOUT: return FAIL_TIMEOUT;
+    case EPROTO: return FAIL_INVALID;
+    default: return FAIL_OTHER;
+    }
+}
+
+static void server_failed(struct upstream *up, struct server *s, int err, const char *why)
+{
+    atomic_fetch_add_explicit(&s->failures[failure_kind(err)], 1, memory_order_relaxed);
     atomic_store(&s->oks, 0);
     if (atomic_fetch_add(&s->fails, 1) + 1u >= up->fall && atomic_exchange(&s->up, false))
         async_module_log(up->mod, ASYNC_LOG_WARNING, "upstream %s: server %s is down (%s)",
@@ -353,7 +373,8 @@ static void *health_loop(void *arg)
         if (status >= 200 && status < 400)
             server_ok(up, s);
         else if (errno != ECANCELED)
-            server_failed(up, s, status > 0 ? "health check status" : "health check failed");
+            server_failed(up, s, status > 0 ? 0 : -status,
+                          status > 0 ? "health check status" : "health check failed");
     }
     free(a);
     return NULL;
@@ -552,7 +573,9 @@ static int tunnel(async_http_request *req, struct upstream *up, async_http_call 
 static int try_server(async_http_request *req, struct upstream *up, struct server *s,
                       bool body, char *buf, bool *read_any, async_http_call **out)
 {
+    int64_t t0 = async_now_ms();
     async_http_call *c;
+    size_t b;
     int rc = -1, err;
 
     atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
@@ -567,6 +590,9 @@ static int try_server(async_http_request *req, struct upstream *up, struct serve
     err = errno;
     async_deadline(-1);
     if (rc == 0) {
+        for (b = 0; b < BUCKETS - 1 && async_now_ms() - t0 > bucket_ms[b]; b++)
+            ;
+        atomic_fetch_add_explicit(&s->head_ms[b], 1, memory_order_relaxed);
         *out = c;
         return 0;
     }
@@ -635,7 +661,7 @@ static int proxy_handle(async_http_request *req, void *ctx)
             rc = -1;
             goto out;
         }
-        server_failed(up, s, strerror(err));
+        server_failed(up, s, err, strerror(err));
         /* Only what cannot have reached the application is tried again. */
         if (read_any || !(err == ECONNREFUSED || (err == ECONNRESET && idempotent)))
             break;
@@ -646,6 +672,67 @@ out:
     return rc;
 }
 
+/* ---- figures ---- */
+
+static json_t *server_json(struct server *s)
+{
+    json_t *o = json_object(), *f = json_object(), *h = json_object();
+    char key[16];
+    size_t i;
+
+    for (i = 0; i < FAIL_KINDS; i++)
+        json_object_set_new(f, failure_names[i],
+                            json_integer((json_int_t)atomic_load(&s->failures[i])));
+    for (i = 0; i < BUCKETS; i++) {
+        if (i < BUCKETS - 1)
+            snprintf(key, sizeof(key), "le_%lld", (long long)bucket_ms[i]);
+        else
+            snprintf(key, sizeof(key), "more");
+        json_object_set_new(h, key, json_integer((json_int_t)atomic_load(&s->head_ms[i])));
+    }
+    json_object_set_new(o, "state", json_string(atomic_load(&s->up) ? "up" : "down"));
+    json_object_set_new(o, "requests", json_integer((json_int_t)atomic_load(&s->requests)));
+    json_object_set_new(o, "active", json_integer((json_int_t)atomic_load(&s->active)));
+    json_object_set_new(o, "failures", f);
+    json_object_set_new(o, "response_head_ms", h);
+    return o;
+}
+
+struct figures {
+    struct upstream *ups;
+    size_t n;
+};
+
+/* The "proxy_status" handler: every upstream's servers and counters. */
+static int status_handle(async_http_request *req, void *ctx)
+{
+    struct figures *f = ctx;
+    json_t *all = json_object(), *u, *servers;
+    char *text;
+    size_t i, k;
+    int rc;
+
+    for (i = 0; i < f->n; i++) {
+        u = json_object();
+        servers = json_object();
+        for (k = 0; k < f->ups[i].n; k++)
+            json_object_set_new(servers, f->ups[i].servers[k].address,
+                                server_json(&f->ups[i].servers[k]));
+        json_object_set_new(u, "idle_connections",
+                            json_integer(async_http_pool_idle(f->ups[i].pool)));
+        json_object_set_new(u, "servers", servers);
+        json_object_set_new(all, f->ups[i].name, u);
+    }
+    text = json_dumps(all, JSON_COMPACT);
+    json_decref(all);
+    if (text == NULL)
+        return -1;
+    async_http_add_header(req, "Cache-Control", "no-store");
+    rc = async_http_respond(req, 200, "application/json", text, strlen(text));
+    free(text);
+    return rc;
+}
+
 /* ---- the module ---- */
 
 struct proxy {
@@ -653,6 +740,7 @@ struct proxy {
     size_t n;
     async_task **checks;        /* health fibers, joined before anything is freed */
     size_t nchecks;
+    struct figures *figures;
 };
 
 static void proxy_free(struct proxy *p)
@@ -717,6 +805,19 @@ static int proxy_run(async_module_host *host, const json_t *config)
         async_module_log(host, ASYNC_LOG_NOTICE, "upstream %s: %zu server(s), %s", up->name,
                          up->n, up->least_conn ? "least_conn" : "round_robin");
     }
+    {
+        static const char status_name[] = "proxy_status";
+        struct figures *fig = malloc(sizeof(*fig));
+
+        /* the figures, for a route {"path": "/proxy-status", "handler": "proxy_status"} */
+        if (fig != NULL) {
+            fig->ups = p.ups;
+            fig->n = p.n;
+            p.figures = fig;
+            if (async_module_add_http_handler(host, status_name, status_handle, fig) != 0)
+                async_module_log(host, ASYNC_LOG_WARNING, "%s: %s", status_name, strerror(errno));
+        }
+    }
     /* Serve until stopped: asyncd withdraws the handlers and waits for the
      * requests inside them before it cancels us. */
     while (async_sleep_ms(60000) == 0)
@@ -731,6 +832,7 @@ done:
         async_join(p.checks[i], NULL);
     async_shield(0);
     free(p.checks);
+    free(p.figures);
     proxy_free(&p);
     return rc;
 }

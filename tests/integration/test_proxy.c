@@ -111,7 +111,8 @@ static void start(const char *servers, const char *extra)
     snprintf(text, sizeof(text),
              "{\"modules_dir\":\"modules\",\"shutdown_timeout_ms\":5000,\"log_level\":\"info\",\n"
              " \"modules\":{\"http\":{\"listen\":[\"127.0.0.1:0\"],\n"
-             "  \"routes\":[{\"prefix\":\"/\",\"handler\":\"app\"}]},\n"
+             "  \"routes\":[{\"prefix\":\"/\",\"handler\":\"app\"},\n"
+             "            {\"path\":\"/proxy-status\",\"handler\":\"proxy_status\"}]},\n"
              " \"proxy\":{\"upstreams\":{\"app\":{\"servers\":%s%s}}}}}\n",
              servers, extra);
     write_file("asyncd.json", text);
@@ -161,6 +162,15 @@ static void proxy_round_robin_over_two_application_servers(void **state)
     }
     assert_int_equal(seen[0], 5);
     assert_int_equal(seen[1], 5);
+    /* the figures: five each, both up, one idle connection kept to each */
+    assert_true(client_send(c, "GET /proxy-status HTTP/1.1\r\nHost: t\r\n\r\n"));
+    must_respond(c, false, &r);
+    assert_status(&r, 200);
+    print_message("      %s\n", r.body);
+    assert_non_null(strstr(r.body, "\"state\":\"up\",\"requests\":5,\"active\":0"));
+    assert_null(strstr(r.body, "\"requests\":4"));
+    assert_non_null(strstr(r.body, "\"refused\":0"));
+    resp_free(&r);
     client_close(c);
     stop();
 }
@@ -266,6 +276,10 @@ static void proxy_fails_over_and_marks_servers_down(void **state)
     }
     assert_status(&r, 503);
     assert_header(&r, "Retry-After", "1");
+    resp_free(&r);
+    exchange("GET /proxy-status HTTP/1.1\r\nHost: t\r\n\r\n", false, &r, NULL);
+    assert_non_null(strstr(r.body, "\"state\":\"down\""));
+    assert_null(strstr(r.body, "\"refused\":0"));
     resp_free(&r);
     stop();
 }
