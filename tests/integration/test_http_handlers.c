@@ -171,6 +171,28 @@ static void handlers_a_name_nobody_provides_answers_503_retry_after(void **state
     stop();
 }
 
+/* A handler module that fails in run before it registers: the reason is
+ * logged, the daemon and the http module carry on, and its routes answer
+ * 503 after the bounded wait. */
+static void handlers_a_provider_that_fails_before_registering_leaves_503(void **state)
+{
+    struct resp r;
+
+    (void)state;
+    write_config(ROUTES, "\"name\":\"no spaces allowed\"");
+    daemon_start(&D, "asyncd.json", NULL);
+    D.port = number_after(&D, PORT_LINE);
+    assert_true(D.port > 0);
+    wait_log(&D, "cannot register no spaces allowed: Invalid argument");
+    get("/api/x", &r);
+    assert_status(&r, 503);
+    resp_free(&r);
+    get("/api/exact", &r); /* the rest of the http module serves on */
+    assert_status(&r, 200);
+    resp_free(&r);
+    stop();
+}
+
 static void handlers_a_name_is_unique_across_the_daemon(void **state)
 {
     (void)state;
@@ -227,6 +249,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(handlers_a_name_is_unique_across_the_daemon, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            handlers_a_provider_that_fails_before_registering_leaves_503, setup, teardown),
         cmocka_unit_test_setup_teardown(handlers_reloading_the_provider_loses_no_request, setup,
                                         teardown),
     };
