@@ -505,7 +505,7 @@ void async__http_emit_head(struct async_http_request *req, bool streaming)
     if (c->hdr.len > 0)
         async__http_out_add(o, c->hdr.buf, c->hdr.len);
     if (req->has_length) {
-        if (status >= 200 && status != 204) {
+        if (!bodyless) { /* 1xx, 204 and 304 carry no length of their own */
             async__http_out_add(o, LIT("Content-Length: "));
             async__http_out_u64(o, req->length);
             async__http_out_add(o, LIT("\r\n"));
