@@ -43,7 +43,6 @@
  * pair: the connection stores parked then loads draining, the drain
  * stores draining then loads parked, both seq_cst, so one of them sees
  * the other. */
-#define _GNU_SOURCE
 #include "http.h"
 
 #include <errno.h>

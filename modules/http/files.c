@@ -10,7 +10,6 @@
  * The body goes out with sendfile(2) after the head (conn.c); here we only
  * decide status and headers and hand over the open file (file_cache.c
  * keeps it open for the next requests, open_file_cache_ms long). */
-#define _GNU_SOURCE
 #include "http.h"
 
 #include <errno.h>

@@ -12,7 +12,6 @@
  * module never touches its predecessor's (freed) state.  The server lists
  * every worker's state under locals_lock, to free them all once the last
  * connection has gone. */
-#define _GNU_SOURCE
 #include "http.h"
 
 #include <stdlib.h>

@@ -14,7 +14,6 @@
  * >= 0x7f written as \xHH so that a line is always one line and parses.
  *
  * Threads: a queue belongs to its connection's fiber. */
-#define _GNU_SOURCE
 #include "http.h"
 
 #include <arpa/inet.h>

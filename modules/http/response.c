@@ -1,6 +1,5 @@
 /* modules/http/response.c — building responses: the output buffer, status
  * lines, the cached Date, small complete replies. */
-#define _GNU_SOURCE
 #include "http.h"
 
 #include <stdarg.h>

@@ -1,6 +1,5 @@
 /* modules/http/status.c — the status endpoint: the server's counters, the
  * access log's dropped lines and the runtime's own figures, as JSON. */
-#define _GNU_SOURCE
 #include "http.h"
 
 #include <inttypes.h>
