@@ -457,7 +457,8 @@ static void expect_module_runs_in_installed_asyncd(const char *name)
 
     snprintf(cfg, sizeof(cfg), "%s/asyncd.json", name);
     write_in_dest(cfg, "{ \"modules_dir\": \"modules\", \"modules\": { \"hello\": {} } }\n");
-    snprintf(cmd, sizeof(cmd), "env -u NOTIFY_SOCKET -u LD_LIBRARY_PATH timeout -s KILL 60 %s --config %s",
+    snprintf(cmd, sizeof(cmd),
+             "env -u NOTIFY_SOCKET -u LD_LIBRARY_PATH timeout -s KILL 60 %s --config %s",
              in_dest("/usr/sbin/asyncd"), in_dest(cfg));
     if (run(cmd, out, sizeof(out)) != 0)
         fail_msg("%s:\n%s", cmd, out);
