@@ -56,15 +56,20 @@ test-ucontext: build-ucontext
 	ctest --test-dir build-ucontext --output-on-failure -j 2 -R '^(context|sched|reactor|cancel|channel)$$'
 
 # The HTTP parser under libFuzzer (with ASan+UBSan), for a bounded time,
-# when clang and its fuzzer runtime are present.
+# when clang and its fuzzer runtime are present: the CMake option
+# ASYNC_BUILD_FUZZ in a clang build of its own.
 test-fuzz:
 	@if ! command -v clang >/dev/null; then echo "test-fuzz: clang not found, skipped"; exit 0; fi; \
 	mkdir -p build-fuzz; \
-	if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -Iruntime/http \
-	     tests/fuzz/fuzz_http_parse.c runtime/http/parse.c -o build-fuzz/fuzz_http_parse; then \
+	if ! printf '%s\n' '#include <stddef.h>' '#include <stdint.h>' \
+	     'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { return 0; }' | \
+	     clang -fsanitize=fuzzer -x c - -o build-fuzz/probe; then \
 	  echo "test-fuzz: clang cannot build a libFuzzer target here, skipped"; exit 0; fi; \
+	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DASYNC_BUILD_FUZZ=ON -DASYNC_BUILD_TESTS=OFF -DASYNC_BUILD_BENCH=OFF && \
+	cmake --build build-fuzz --target fuzz_http_parse -j $(JOBS) && \
 	rm -rf build-fuzz/corpus && cp -r tests/fuzz/corpus build-fuzz/corpus && \
-	./build-fuzz/fuzz_http_parse -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus
+	./build-fuzz/tests/fuzz/fuzz_http_parse -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus
 
 test: test-release test-asan test-tsan test-ucontext test-fuzz
 

@@ -2,6 +2,7 @@
 #ifndef ASYNC_IO_H
 #define ASYNC_IO_H
 
+#include "async_io/version.h"
 #include "async_io/runtime.h"
 #include "async_io/group.h"
 #include "async_io/channel.h"

@@ -152,6 +152,12 @@ struct async_module_handle {
     (ASYNC_MODULE_API_(host)->size >=                                                      \
      offsetof(struct async_module_host_api, member) + sizeof(void (*)(void)))
 
+/* The descriptor every module defines.  Declared here so that its
+ * definition is visible even in a module built with -fvisibility=hidden
+ * (as async_io::module and async_io_module.pc build them), which then
+ * exports this one symbol, and so that the compiler checks its type. */
+ASYNC_API extern const struct async_module async_module;
+
 /* A log line from the module, prefixed with its name, filtered by the
  * daemon's log_level.  Any thread. */
 static inline void async_module_log(async_module_host *host, int level, const char *fmt, ...)

@@ -4,7 +4,6 @@
  * load then trusts what validate accepted, and effective_config fills in
  * every default for `asyncd -T`.  Relative paths resolve against asyncd's
  * working directory, which is the config file's folder. */
-#define _GNU_SOURCE
 #include "http.h"
 
 #include <ctype.h>

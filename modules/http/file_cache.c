@@ -23,7 +23,6 @@
  * while it sits in the table; the descriptor is closed when refs drops to
  * zero, so an entry evicted while a slow download still reads it stays
  * open until that download ends. */
-#define _GNU_SOURCE
 #include "http.h"
 
 #include <errno.h>

@@ -10,7 +10,6 @@
  * The body goes out with sendfile(2) after the head (async_http_sendfile);
  * file_cache.c keeps the file open for the next requests,
  * open_file_cache_ms long. */
-#define _GNU_SOURCE
 #include "http.h"
 
 #include <errno.h>

@@ -12,7 +12,6 @@
  * own deadline (async_module_stop_deadline), cuts whatever is left, waits
  * for those fibers to leave, hands the last log lines to the daemon
  * (which writes them) and frees the server. */
-#define _GNU_SOURCE
 #include "http.h"
 
 #include <errno.h>

@@ -1,7 +1,9 @@
 /* modules/kv/compact.c — compaction: the live table is written to
  * PATH.compact with what was logged meanwhile, fsynced and renamed over
  * the log, and the folder fsynced (store.h; locking in store_impl.h). */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* the build defines it for modules; the unit tests may not */
+#endif
 #include "store_impl.h"
 
 #include <async_io/blocking.h>

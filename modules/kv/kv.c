@@ -24,7 +24,9 @@
  *
  * Threads: the handler runs on the http connections' fibers, on every
  * worker at once; `state` below is shared by them and run. */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* the build defines it for modules; the unit tests may not */
+#endif
 #include "store.h"
 
 #include <async_io.h>

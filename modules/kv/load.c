@@ -1,7 +1,9 @@
 /* modules/kv/load.c — opening a kv log: the lock against a second store,
  * the magic, replaying every record, and recovery from a damaged tail
  * (store.h). */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* the build defines it for modules; the unit tests may not */
+#endif
 #include "store_impl.h"
 
 #include <async_io/blocking.h>

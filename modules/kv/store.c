@@ -2,7 +2,9 @@
  * the flusher, open and close (store.h says what "acknowledged" means;
  * store_impl.h who guards what).  Loading is in load.c, compaction in
  * compact.c, the record format in record.c. */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* the build defines it for modules; the unit tests may not */
+#endif
 #include "store_impl.h"
 
 #include <async_io/blocking.h>

@@ -39,7 +39,9 @@
  * Threads: handlers run on every worker.  A server's counters are relaxed
  * atomics; its up/down state is an atomic flag written by its health
  * fiber and by failing requests. */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* the build defines it for modules; the unit tests may not */
+#endif
 #include <async_io.h>
 #include <async_io/http.h>
 #include <async_io/module.h>

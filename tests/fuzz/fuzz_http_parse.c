@@ -1,8 +1,10 @@
 /* tests/fuzz/fuzz_http_parse — libFuzzer target for modules/http/parse.h.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Imodules/http \
- *       tests/fuzz/fuzz_http_parse.c modules/http/parse.c -o fuzz_http
- *   ./fuzz_http -max_total_time=60 CORPUS_COPY tests/fuzz/corpus
+ *   CC=clang cmake -S . -B build-fuzz -DASYNC_BUILD_FUZZ=ON
+ *   cmake --build build-fuzz --target fuzz_http_parse
+ *   ./build-fuzz/tests/fuzz/fuzz_http_parse -max_total_time=60 CORPUS_COPY tests/fuzz/corpus
+ *
+ * (`make test-fuzz` does this with a copy of the corpus.)
  *
  * The input is parsed as a request head with a few max_head values; a
  * parsed head must satisfy the invariants of the contract (length within

@@ -602,7 +602,7 @@ static void asyncd_serves_a_module_built_with_pkg_config_after_a_reload(void **s
     snprintf(cmd, sizeof(cmd),
              "cd %s && cc -shared -fPIC -o modules/hello.so.tmp hello.c "
              "$(PKG_CONFIG_PATH=%s/inst/lib/pkgconfig pkg-config --define-prefix --cflags --libs "
-             "async_io) && mv modules/hello.so.tmp modules/hello.so",
+             "async_io_module) && mv modules/hello.so.tmp modules/hello.so",
              dir, dir);
     assert_int_equal(system(cmd), 0);
     kill(d.pid, SIGHUP);
