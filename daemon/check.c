@@ -8,7 +8,9 @@
 
 #include "host.h"
 
+#include "handlers.h"
 #include "log.h"
+#include "where.h"
 
 #include <async_io/blocking.h>
 
@@ -41,6 +43,58 @@ struct async_module_report {
     size_t count;                       /* problems reported through this report */
 };
 
+/* Handler names modules provide and routes need, gathered by one
+ * asyncd_check_modules (set before its hooks run, which happens-before
+ * their threads read it; one check at a time: the daemon's fiber or main). */
+struct need {
+    char *path;                         /* the full JSON path */
+    char *name;
+};
+
+static struct handler_check {
+    char **provided;
+    size_t nprovided;
+    struct need *needs;
+    size_t nneeds;
+} *gathering;
+
+static void add_string(char ***v, size_t *n, const char *s)
+{
+    char **grown = realloc(*v, sizeof(**v) * (*n + 1));
+
+    if (grown == NULL || (grown[*n] = strdup(s)) == NULL) {
+        *v = grown != NULL ? grown : *v;
+        return;
+    }
+    *v = grown;
+    (*n)++;
+}
+
+void asyncd_host_provide_handler(async_module_report *report, const char *name)
+{
+    (void)report;
+    if (gathering != NULL && name != NULL)
+        add_string(&gathering->provided, &gathering->nprovided, name);
+}
+
+void asyncd_host_need_handler(async_module_report *report, const char *path, const char *name)
+{
+    struct need *grown;
+    char full[1024];
+
+    if (gathering == NULL || name == NULL || path == NULL)
+        return;
+    snprintf(full, sizeof(full), "modules.%s.%s", report->module, path);
+    grown = realloc(gathering->needs, sizeof(*grown) * (gathering->nneeds + 1));
+    if (grown == NULL)
+        return;
+    gathering->needs = grown;
+    grown[gathering->nneeds].path = strdup(full);
+    grown[gathering->nneeds].name = strdup(name);
+    if (grown[gathering->nneeds].path != NULL && grown[gathering->nneeds].name != NULL)
+        gathering->nneeds++;
+}
+
 void asyncd_host_vproblem(async_module_report *report, const char *path, const char *fmt,
                           va_list ap)
 {
@@ -72,11 +126,10 @@ struct job {
 static void *run_hook(void *arg)
 {
     struct job *j = arg;
+    struct async_module_report r = {&asyncd_host_api, j->c, j->desc->name, j->p, 0};
     char path[300];
 
     if (j->desc->validate != NULL) {
-        struct async_module_report r = {&asyncd_host_api, j->c, j->desc->name, j->p, 0};
-
         j->rc = j->desc->validate(j->cfg, &r);
         if (j->rc != 0 && r.count == 0)
             async_module_problem(&r, "", "rejected by the module's validate hook");
@@ -90,6 +143,8 @@ static void *run_hook(void *arg)
             asyncd_problem(j->p, j->c, path, "%s", err[0] ? err : "rejected by the module's check");
         }
     }
+    if (j->rc == 0 && gathering != NULL && j->desc->http_handlers != NULL)
+        j->desc->http_handlers(j->cfg, &r);
     return NULL;
 }
 
@@ -110,7 +165,7 @@ int asyncd_module_validate(const struct asyncd_config *c, const struct async_mod
     struct job j = {c, desc, cfg, p != NULL ? p : &own, 0};
     size_t i;
 
-    if (desc->validate == NULL && desc->check == NULL)
+    if (desc->validate == NULL && desc->check == NULL && desc->http_handlers == NULL)
         return 0;
     /* A hook may use more stack than a fiber has, and may block (stat,
      * access). */
@@ -181,9 +236,45 @@ static void unknown_name(const struct asyncd_config *c, const char *name,
                    n > 0 ? "modules there: " : "it holds none", there, guess);
 }
 
+/* A route naming a handler nobody provides is a warning, not an error: a
+ * module may register names it did not declare (one built before
+ * http_handlers existed), and the operator may add the provider later. */
+static void warn_unprovided(const struct asyncd_config *c, struct handler_check *hc)
+{
+    size_t i, k;
+    int line, col;
+
+    for (i = 0; i < hc->nneeds; i++) {
+        for (k = 0; k < hc->nprovided && strcmp(hc->provided[k], hc->needs[i].name) != 0; k++)
+            ;
+        if (k < hc->nprovided || asyncd_handler_provided(hc->needs[i].name))
+            continue;
+        line = col = 1;
+        asyncd_where_find(c->where, hc->needs[i].path, &line, &col);
+        asyncd_log(ASYNC_LOG_WARNING, "%s:%d:%d: %s: no module provides handler \"%s\" (its "
+                   "requests will get 503)", c->file, line, col, hc->needs[i].path,
+                   hc->needs[i].name);
+    }
+}
+
+static void handler_check_free(struct handler_check *hc)
+{
+    size_t i;
+
+    for (i = 0; i < hc->nprovided; i++)
+        free(hc->provided[i]);
+    for (i = 0; i < hc->nneeds; i++) {
+        free(hc->needs[i].path);
+        free(hc->needs[i].name);
+    }
+    free(hc->provided);
+    free(hc->needs);
+}
+
 int asyncd_check_modules(const struct asyncd_config *c, const struct async_module *const *mods,
                          size_t n, struct asyncd_problems *p)
 {
+    struct handler_check hc = {0};
     size_t before = p->n, i;
     const char *name;
     json_t *m;
@@ -201,9 +292,14 @@ int asyncd_check_modules(const struct asyncd_config *c, const struct async_modul
             json_decref(cfg);
             continue;
         }
+        gathering = &hc;
         asyncd_module_validate(c, mods[i], cfg, p);
+        gathering = NULL;
         json_decref(cfg);
     }
+    if (p->n == before) /* the warnings of a config that is otherwise fine */
+        warn_unprovided(c, &hc);
+    handler_check_free(&hc);
     /* An unreadable folder was reported already (config.c); naming every
      * entry unknown on top would bury that one line. */
     if (c->modules_dir != NULL && access(c->modules_dir, R_OK | X_OK) == 0)

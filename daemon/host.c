@@ -59,4 +59,6 @@ const struct async_module_host_api asyncd_host_api = {
     .http_slot_get = asyncd_handler_slot,
     .http_call = asyncd_handler_call,
     .http_provided = asyncd_handler_slot_provided,
+    .provide_handler = asyncd_host_provide_handler,
+    .need_handler = asyncd_host_need_handler,
 };

@@ -18,6 +18,8 @@ int64_t asyncd_host_stop_deadline(const async_module_host *host);
 /* check.c */
 void asyncd_host_vproblem(async_module_report *report, const char *path, const char *fmt,
                           va_list ap);
+void asyncd_host_provide_handler(async_module_report *report, const char *name);
+void asyncd_host_need_handler(async_module_report *report, const char *path, const char *name);
 /* handlers.c */
 int asyncd_handler_add(async_module_host *host, const char *name, async_http_handler fn,
                        void *ctx);

@@ -109,6 +109,12 @@ struct async_module {
      * by the daemon without it.  Called on a daemon fiber while run runs;
      * must not park. */
     void (*reopen)(async_module_host *host);
+    /* Optional, added within ABI 2 (a module built before it has a smaller
+     * size and simply lacks it): the names of the HTTP handlers run will
+     * register for this config, each told with async_module_provide_handler,
+     * so that `asyncd --check-config` can warn about a route to a handler
+     * no module provides.  Runs where validate runs. */
+    void (*http_handlers)(const json_t *config, async_module_report *report);
     /* Hooks added later go here, at the end. */
 };
 
@@ -137,6 +143,8 @@ struct async_module_host_api {
     async_module_http_slot *(*http_slot_get)(async_module_host *host, const char *name);
     int (*http_call)(async_module_http_slot *slot, async_http_request *req);
     int (*http_provided)(const async_module_http_slot *slot);
+    void (*provide_handler)(async_module_report *report, const char *name);
+    void (*need_handler)(async_module_report *report, const char *path, const char *name);
 };
 
 /* How every handle asyncd gives a module begins. */
@@ -249,6 +257,23 @@ static inline void async_module_logfile_close(async_module_logfile *f)
 static inline uint64_t async_module_blocked_workers(const async_module_host *host)
 {
     return ASYNC_MODULE_API_(host)->blocked_workers(host);
+}
+
+/* From http_handlers: run will register a handler of this name. */
+static inline void async_module_provide_handler(async_module_report *report, const char *name)
+{
+    if (async_module_host_has(report, provide_handler))
+        ASYNC_MODULE_API_(report)->provide_handler(report, name);
+}
+
+/* From validate, in a module that routes requests to handlers: the config
+ * at path names handler name; the check warns when no module provides it.
+ * (A no-op on an asyncd without the call.) */
+static inline void async_module_need_handler(async_module_report *report, const char *path,
+                                             const char *name)
+{
+    if (async_module_host_has(report, need_handler))
+        ASYNC_MODULE_API_(report)->need_handler(report, path, name);
 }
 
 /* ---- HTTP handlers ----

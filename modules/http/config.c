@@ -254,6 +254,8 @@ static void check_route(const json_t *r, size_t i, struct check *ck)
         } else if (strcmp(key, "handler") == 0) {
             if (!is_handler_name(v))
                 problem(ck, path, "must be a handler name (1 to 64 letters, digits, '_', '-', '.')");
+            else if (ck->rep != NULL)
+                async_module_need_handler(ck->rep, path, json_string_value(v));
         } else if (handler && (strcmp(key, "status") == 0 || strcmp(key, "content_type") == 0 ||
                                strcmp(key, "body") == 0 || strcmp(key, "headers") == 0)) {
             problem(ck, path, "a route with a \"handler\" has no fixed answer");

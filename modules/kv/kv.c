@@ -569,6 +569,13 @@ static int kv_run(async_module_host *host, const json_t *config)
     return rc;
 }
 
+/* The handler run registers: one, whatever the config. */
+static void kv_http_handlers(const json_t *config, async_module_report *report)
+{
+    (void)config;
+    async_module_provide_handler(report, "kv");
+}
+
 /* The one symbol kv.so exports (it is built with hidden visibility). */
 ASYNC_API const struct async_module async_module = {
     .abi_version = ASYNC_MODULE_ABI_VERSION,
@@ -579,4 +586,5 @@ ASYNC_API const struct async_module async_module = {
     .flags = ASYNC_MODULE_NOTIFY_READY,
     .validate = kv_validate,
     .effective_config = kv_effective,
+    .http_handlers = kv_http_handlers,
 };

@@ -839,6 +839,17 @@ done:
     return rc;
 }
 
+/* Each upstream is a handler of its name, and the figures are one more. */
+static void proxy_http_handlers(const json_t *config, async_module_report *report)
+{
+    const char *name;
+    const json_t *u;
+
+    json_object_foreach((json_t *)json_object_get(config, "upstreams"), name, u)
+        async_module_provide_handler(report, name);
+    async_module_provide_handler(report, "proxy_status");
+}
+
 const struct async_module async_module = {
     .abi_version = ASYNC_MODULE_ABI_VERSION,
     .size = ASYNC_MODULE_SIZE,
@@ -846,4 +857,5 @@ const struct async_module async_module = {
     .version = "1.0",
     .validate = proxy_validate,
     .run = proxy_run,
+    .http_handlers = proxy_http_handlers,
 };

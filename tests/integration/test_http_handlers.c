@@ -193,6 +193,29 @@ static void handlers_a_provider_that_fails_before_registering_leaves_503(void **
     stop();
 }
 
+/* --check-config knows which handlers the modules will provide: a route
+ * to one nobody declares is a warning with its place, the config still
+ * passes; a declared one is quiet. */
+static void handlers_check_config_warns_about_a_handler_nobody_provides(void **state)
+{
+    char out[8192], cfg[600];
+
+    (void)state;
+    write_config(ROUTES, "");
+    path_of(cfg, sizeof(cfg), "asyncd.json");
+    assert_int_equal(run_to_end("-t", cfg, out, sizeof(out)), 0);
+    print_message("      %s", out);
+    if (strstr(out, "asyncd.json:3:72: modules.http.routes[1].handler: no module provides "
+                    "handler \"nobody\"") == NULL)
+        fail_msg("no warning placed at routes[1].handler:\n%s", out);
+    assert_null(strstr(out, "handler \"greet\""));
+    /* the greeter declares the name its config gives it */
+    write_config(ROUTES, "\"name\":\"nobody\"");
+    assert_int_equal(run_to_end("-t", cfg, out, sizeof(out)), 0);
+    assert_null(strstr(out, "handler \"nobody\""));
+    assert_non_null(strstr(out, "handler \"greet\""));
+}
+
 static void handlers_a_name_is_unique_across_the_daemon(void **state)
 {
     (void)state;
@@ -249,6 +272,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(handlers_a_name_is_unique_across_the_daemon, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            handlers_check_config_warns_about_a_handler_nobody_provides, setup, teardown),
         cmocka_unit_test_setup_teardown(
             handlers_a_provider_that_fails_before_registering_leaves_503, setup, teardown),
         cmocka_unit_test_setup_teardown(handlers_reloading_the_provider_loses_no_request, setup,
