@@ -323,6 +323,25 @@ static inline bool wait_parked(async_task *t)
     return true;
 }
 
+/* ---- races with two right answers ---- */
+
+/* A race test that accepts either of two outcomes (a cancel that lands
+ * before or after a wake, a join that wins or gives up) tests the race only
+ * if both happened: it counts each over its rounds and checks, at the end,
+ * that neither count is zero.  Prints the counts, so that a side that is
+ * rare can be seen becoming rarer. */
+static inline bool both_outcomes(const char *file, int line, const char *a_name, long a,
+                                 const char *b_name, long b)
+{
+    fprintf(stderr, "  [%s] outcomes: %s %ld, %s %ld\n", current_test, a_name, a, b_name, b);
+    if (a != 0 && b != 0)
+        return true;
+    failed(file, line, "the race never went both ways: %s %ld, %s %ld", a_name, a, b_name, b);
+    return false;
+}
+
+#define CHECK_BOTH_OUTCOMES(a, b) both_outcomes(__FILE__, __LINE__, #a, (a), #b, (b))
+
 /* ---- objects, data ---- */
 
 static inline async_channel *channel_new_checked(size_t elem_size)

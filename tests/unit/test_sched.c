@@ -449,7 +449,8 @@ static void *join_cancel_race(void *arg)
 {
     struct race r = {.go = async_channel_new(sizeof(long)),
                      .empty = async_channel_new(sizeof(long))};
-    long round, v = 0;
+    long round, v = 0, joined_first = 0, gave_up = 0;
+    int i;
 
     for (round = 0; round < SCALED(20000); round++) { /* a tenth under TSan (watchdog) */
         async_task *j;
@@ -459,12 +460,21 @@ static void *join_cancel_race(void *arg)
         j = async_spawn(joins_then_parks, &r);
         async_yield();
         async_channel_send(r.go, &v);
+        /* 0 to 2 yields between the end and the cancel, so that both
+         * orders happen (counted below) */
+        for (i = 0; i < round % 3; i++)
+            async_yield();
         async_cancel(j);
         CHECK_OK(async_join(j, &joined));
-        if (joined == NULL)
+        if (joined == NULL) {
+            gave_up++;
             CHECK_OK(async_join(r.target, NULL)); /* still valid */
+        } else {
+            joined_first++;
+        }
     }
     CHECK_EQ(atomic_load(&r.stray), 0);
+    CHECK_BOTH_OUTCOMES(joined_first, gave_up);
     async_channel_free(r.go);
     async_channel_free(r.empty);
     return NULL;
