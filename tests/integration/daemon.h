@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../skips.h" /* SKIP(why), skips_exit */
+
 static char dir[256]; /* the test's temp folder: setup makes it, teardown removes it */
 static pid_t live;    /* a daemon a failed test left running: teardown kills it */
 static unsigned long daemon_nofile; /* non-zero: the next daemon's RLIMIT_NOFILE (soft and hard) */

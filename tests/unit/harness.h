@@ -1,6 +1,6 @@
 /* tests/unit/harness.h — the fiber-safe cmocka harness shared by the unit
- * tests of the synchronisation primitives (test_channel, test_ring,
- * test_cancel, test_group, test_mutex).
+ * tests that run fibers or threads (test_sched, test_reactor, test_stack,
+ * test_tcp, test_channel, test_ring, test_cancel, test_group, test_mutex).
  *
  * Why fibers do not use cmocka's assertions directly: a failed assert_*()
  * or fail_msg() ends the test by longjmp-ing back to the setjmp that cmocka's
@@ -13,7 +13,10 @@
  * runtime's teardown so that the next test starts on a broken runtime.
  * So fibers and threads only *record* failures, with CHECK* below (which never
  * jump), and run_in_runtime/RUN asserts with cmocka, on the test's own stack,
- * that none were recorded once async_runtime has returned.  A SIGALRM
+ * that none were recorded once async_runtime has returned.  The build
+ * enforces it: tests/check_fiber_asserts.py fails it when a cmocka assertion
+ * sits in a function that is passed around as a value (a fiber body, a
+ * thread, a callback) or in anything such a function calls.  A SIGALRM
  * watchdog turns a lost wake-up into an error that names the test instead
  * of a hang.
  *
@@ -39,6 +42,8 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+
+#include "../skips.h" /* SKIP(why), skips_exit */
 
 #include <async_io.h>
 
@@ -122,8 +127,9 @@ static inline void failed(const char *file, int line, const char *fmt, ...)
 #define CHECK(cond)                                                                 \
     ({                                                                              \
         bool ok_ = (cond);                                                          \
+        int e_ = errno;                                                             \
         if (!ok_)                                                                   \
-            failed(__FILE__, __LINE__, "CHECK(%s)", #cond);                         \
+            failed(__FILE__, __LINE__, "CHECK(%s) (errno: %s)", #cond, errname(e_)); \
         ok_;                                                                        \
     })
 
@@ -175,11 +181,11 @@ static inline void watchdog(int sig)
     _exit(3);
 }
 
-/* Runs fn(arg) as the main fiber of a runtime with `workers` workers, then
+/* Runs fn(arg) as the main fiber of a runtime configured by cfg, then
  * fails the cmocka test if any CHECK failed. */
-static inline void run_in_runtime(const char *name, unsigned workers, async_fn fn, void *arg)
+static inline void run_in_runtime_cfg(const char *name, const struct async_config *cfg,
+                                      async_fn fn, void *arg)
 {
-    struct async_config cfg = {.workers = workers};
     int rc, n;
 
     pthread_mutex_lock(&failure_lock);
@@ -189,7 +195,7 @@ static inline void run_in_runtime(const char *name, unsigned workers, async_fn f
     current_test = name;
     signal(SIGALRM, watchdog);
     alarm(WATCHDOG_SECONDS);
-    rc = async_runtime(&cfg, fn, arg);
+    rc = async_runtime(cfg, fn, arg);
     alarm(0);
     assert_int_equal(rc, 0);
     n = atomic_load(&failures);
@@ -197,7 +203,16 @@ static inline void run_in_runtime(const char *name, unsigned workers, async_fn f
         fail_msg("%d check(s) failed in fibers; first: %s", n, first_failure);
 }
 
+/* The same with a runtime of `workers` workers and default settings. */
+static inline void run_in_runtime(const char *name, unsigned workers, async_fn fn, void *arg)
+{
+    struct async_config cfg = {.workers = workers};
+
+    run_in_runtime_cfg(name, &cfg, fn, arg);
+}
+
 #define RUN(workers, fn, arg) run_in_runtime(__func__, (workers), (fn), (arg))
+#define RUN_CFG(cfg, fn, arg) run_in_runtime_cfg(__func__, (cfg), (fn), (arg))
 
 /* ---- tasks ---- */
 
@@ -307,6 +322,25 @@ static inline bool wait_parked(async_task *t)
         async_yield();
     return true;
 }
+
+/* ---- races with two right answers ---- */
+
+/* A race test that accepts either of two outcomes (a cancel that lands
+ * before or after a wake, a join that wins or gives up) tests the race only
+ * if both happened: it counts each over its rounds and checks, at the end,
+ * that neither count is zero.  Prints the counts, so that a side that is
+ * rare can be seen becoming rarer. */
+static inline bool both_outcomes(const char *file, int line, const char *a_name, long a,
+                                 const char *b_name, long b)
+{
+    fprintf(stderr, "  [%s] outcomes: %s %ld, %s %ld\n", current_test, a_name, a, b_name, b);
+    if (a != 0 && b != 0)
+        return true;
+    failed(file, line, "the race never went both ways: %s %ld, %s %ld", a_name, a, b_name, b);
+    return false;
+}
+
+#define CHECK_BOTH_OUTCOMES(a, b) both_outcomes(__FILE__, __LINE__, #a, (a), #b, (b))
 
 /* ---- objects, data ---- */
 

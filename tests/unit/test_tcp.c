@@ -1,49 +1,14 @@
 /* TCP on fibers, over 127.0.0.1 and ::1 only. */
 #define _GNU_SOURCE
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
-
-#include <async_io.h>
+#include "harness.h" /* fibers record failures with CHECK*, never assert */
 
 #include <arpa/inet.h>
 #include <dirent.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <unistd.h>
-
-/* Fibers record failures instead of asserting (a failed assertion would
- * longjmp off the fiber's stack); tests check the count afterwards. */
-static atomic_int failures;
-#define EXPECT(cond)                                                                       \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "%s:%d: expectation failed: %s (errno %d)\n", __FILE__, __LINE__, \
-                    #cond, errno);                                                         \
-            atomic_fetch_add(&failures, 1);                                                \
-        }                                                                                  \
-    } while (0)
-
-static void run(unsigned workers, async_fn fn, void *arg)
-{
-    struct async_config cfg = {.workers = workers};
-
-    atomic_store(&failures, 0);
-    assert_int_equal(async_runtime(&cfg, fn, arg), 0);
-    assert_int_equal(atomic_load(&failures), 0);
-}
 
 static char *join_address(char *buf, size_t len, const char *host, int port)
 {
@@ -76,7 +41,7 @@ static void *echo_accept_loop(void *arg)
 
     while ((s = async_listener_accept(l)) != NULL)
         async_detach(async_spawn(echo_conn, s));
-    EXPECT(errno == EBADF || errno == ECANCELED);
+    CHECK(errno == EBADF || errno == ECANCELED);
     return NULL;
 }
 
@@ -90,7 +55,7 @@ static void *send_half(void *arg)
     async_stream *s = ((void **)arg)[0];
     const unsigned char *data = ((void **)arg)[1];
 
-    EXPECT(async_stream_write_all(s, data, BYTES) == 0);
+    CHECK(async_stream_write_all(s, data, BYTES) == 0);
     return NULL;
 }
 
@@ -103,7 +68,7 @@ static void *echo_client(void *arg)
     void *pair[2];
     async_task *writer;
 
-    EXPECT(s != NULL);
+    CHECK(s != NULL);
     if (s == NULL)
         goto out;
     for (i = 0; i < BYTES; i++)
@@ -115,13 +80,13 @@ static void *echo_client(void *arg)
     while (got < BYTES) {
         ssize_t n = async_stream_read(s, back + got, BYTES - got);
 
-        EXPECT(n > 0);
+        CHECK(n > 0);
         if (n <= 0)
             break;
         got += (size_t)n;
     }
     async_join(writer, NULL);
-    EXPECT(got == BYTES && memcmp(data, back, BYTES) == 0);
+    CHECK(got == BYTES && memcmp(data, back, BYTES) == 0);
     async_stream_close(s);
 out:
     free(data);
@@ -139,7 +104,7 @@ static void *many_echo_clients(void *arg)
     int i;
 
     l = async_listener_bind(host[0] == '[' ? "[::1]:0" : "127.0.0.1:0");
-    EXPECT(l != NULL);
+    CHECK(l != NULL);
     if (l == NULL)
         return NULL;
     join_address(address, sizeof(address), host, async_listener_port(l));
@@ -159,12 +124,12 @@ static void *many_echo_clients(void *arg)
 
 static void tcp_200_echo_clients_with_large_transfers_over_ipv4(void **state)
 {
-    run(2, many_echo_clients, "127.0.0.1");
+    RUN(2, many_echo_clients, "127.0.0.1");
 }
 
 static void tcp_200_echo_clients_with_large_transfers_over_ipv6(void **state)
 {
-    run(2, many_echo_clients, "[::1]");
+    RUN(2, many_echo_clients, "[::1]");
 }
 
 /* ---- half-close ---- */
@@ -176,12 +141,12 @@ static void *half_close_server(void *arg)
     size_t total = 0;
     ssize_t n;
 
-    EXPECT(s != NULL);
+    CHECK(s != NULL);
     while ((n = async_stream_read(s, buf, sizeof(buf))) > 0)
         total += (size_t)n;
-    EXPECT(n == 0); /* EOF after the peer's SHUT_WR */
+    CHECK(n == 0); /* EOF after the peer's SHUT_WR */
     snprintf(buf, sizeof(buf), "got %zu", total);
-    EXPECT(async_stream_write_all(s, buf, strlen(buf)) == 0);
+    CHECK(async_stream_write_all(s, buf, strlen(buf)) == 0);
     async_stream_close(s);
     return NULL;
 }
@@ -196,14 +161,14 @@ static void *half_close(void *arg)
     ssize_t n;
 
     c = async_tcp_connect(join_address(address, sizeof(address), "127.0.0.1", async_listener_port(l)));
-    EXPECT(c != NULL);
-    EXPECT(async_stream_write_all(c, "hello, world", 12) == 0);
-    EXPECT(shutdown(async_stream_fd(c), SHUT_WR) == 0);
+    CHECK(c != NULL);
+    CHECK(async_stream_write_all(c, "hello, world", 12) == 0);
+    CHECK(shutdown(async_stream_fd(c), SHUT_WR) == 0);
     while ((n = async_stream_read(c, buf + got, sizeof(buf) - 1 - got)) > 0)
         got += (size_t)n;
-    EXPECT(n == 0);
+    CHECK(n == 0);
     buf[got] = '\0';
-    EXPECT(strcmp(buf, "got 12") == 0);
+    CHECK(strcmp(buf, "got 12") == 0);
     async_stream_close(c);
     async_join(srv, NULL);
     async_listener_close(l);
@@ -212,7 +177,7 @@ static void *half_close(void *arg)
 
 static void tcp_half_close_delivers_eof_and_the_reply(void **state)
 {
-    run(2, half_close, NULL);
+    RUN(2, half_close, NULL);
 }
 
 /* ---- connect errors, addresses, resolution ---- */
@@ -224,14 +189,14 @@ static void *refused(void *arg)
     int port = async_listener_port(l);
 
     async_listener_close(l);
-    EXPECT(async_tcp_connect(join_address(address, sizeof(address), "127.0.0.1", port)) == NULL);
-    EXPECT(errno == ECONNREFUSED);
+    CHECK(async_tcp_connect(join_address(address, sizeof(address), "127.0.0.1", port)) == NULL);
+    CHECK(errno == ECONNREFUSED);
     return NULL;
 }
 
 static void tcp_connect_to_a_closed_port_is_refused(void **state)
 {
-    run(1, refused, NULL);
+    RUN(1, refused, NULL);
 }
 
 static void *bad_addresses(void *arg)
@@ -244,24 +209,24 @@ static void *bad_addresses(void *arg)
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         errno = 0;
-        EXPECT(async_listener_bind(bad[i]) == NULL && errno == EINVAL);
+        CHECK(async_listener_bind(bad[i]) == NULL && errno == EINVAL);
         errno = 0;
-        EXPECT(async_tcp_connect(bad[i]) == NULL && errno == EINVAL);
+        CHECK(async_tcp_connect(bad[i]) == NULL && errno == EINVAL);
     }
-    EXPECT(async_listener_bind(NULL) == NULL && errno == EINVAL);
-    EXPECT(async_tcp_connect(NULL) == NULL && errno == EINVAL);
-    EXPECT(async_tcp_connect("*:80") == NULL && errno == EINVAL);
-    EXPECT(async_tcp_connect("no-such-host.invalid:80") == NULL && errno == ENXIO);
-    EXPECT(async_listener_port(NULL) == -1 && errno == EINVAL);
-    EXPECT(async_stream_fd(NULL) == -1 && errno == EINVAL);
-    EXPECT(async_stream_read(NULL, NULL, 0) == -1 && errno == EINVAL);
-    EXPECT(async_listener_accept(NULL) == NULL && errno == EINVAL);
+    CHECK(async_listener_bind(NULL) == NULL && errno == EINVAL);
+    CHECK(async_tcp_connect(NULL) == NULL && errno == EINVAL);
+    CHECK(async_tcp_connect("*:80") == NULL && errno == EINVAL);
+    CHECK(async_tcp_connect("no-such-host.invalid:80") == NULL && errno == ENXIO);
+    CHECK(async_listener_port(NULL) == -1 && errno == EINVAL);
+    CHECK(async_stream_fd(NULL) == -1 && errno == EINVAL);
+    CHECK(async_stream_read(NULL, NULL, 0) == -1 && errno == EINVAL);
+    CHECK(async_listener_accept(NULL) == NULL && errno == EINVAL);
     return NULL;
 }
 
 static void tcp_malformed_addresses_are_einval_and_unknown_names_enxio(void **state)
 {
-    run(1, bad_addresses, NULL);
+    RUN(1, bad_addresses, NULL);
 }
 
 static void *any_and_localhost(void *arg)
@@ -276,15 +241,15 @@ static void *any_and_localhost(void *arg)
         async_stream *c;
         char address[64], b = 0;
 
-        EXPECT(l != NULL && async_listener_port(l) > 0);
+        CHECK(l != NULL && async_listener_port(l) > 0);
         if (l == NULL)
             continue;
         srv = async_spawn(echo_accept_loop, l);
         c = async_tcp_connect(join_address(address, sizeof(address), peers[i], async_listener_port(l)));
-        EXPECT(c != NULL);
+        CHECK(c != NULL);
         if (c != NULL) {
-            EXPECT(async_stream_write_all(c, "x", 1) == 0);
-            EXPECT(async_stream_read(c, &b, 1) == 1 && b == 'x');
+            CHECK(async_stream_write_all(c, "x", 1) == 0);
+            CHECK(async_stream_read(c, &b, 1) == 1 && b == 'x');
             async_stream_close(c);
         }
         async_cancel(srv);
@@ -296,7 +261,7 @@ static void *any_and_localhost(void *arg)
 
 static void tcp_wildcard_and_localhost_addresses_bind_and_connect(void **state)
 {
-    run(2, any_and_localhost, NULL);
+    RUN(2, any_and_localhost, NULL);
 }
 
 /* ---- SO_REUSEPORT listeners, one per worker ---- */
@@ -321,7 +286,7 @@ static void *rp_accept(void *arg)
         atomic_fetch_add(&a->accepted, 1);
         async_detach(async_spawn_on((unsigned)a->worker, echo_conn, s));
     }
-    EXPECT(errno == ECANCELED);
+    CHECK(errno == ECANCELED);
     return NULL;
 }
 
@@ -334,17 +299,17 @@ static void *reuseport_per_worker(void *arg)
 
     (void)arg;
     errno = 0;
-    EXPECT(async_listener_bind_flags("127.0.0.1:0", 2) == NULL && errno == EINVAL);
+    CHECK(async_listener_bind_flags("127.0.0.1:0", 2) == NULL && errno == EINVAL);
     acc[0].l = async_listener_bind_flags("127.0.0.1:0", ASYNC_LISTEN_REUSEPORT);
-    EXPECT(acc[0].l != NULL);
+    CHECK(acc[0].l != NULL);
     if (acc[0].l == NULL)
         return NULL;
     snprintf(address, sizeof(address), "127.0.0.1:%d", async_listener_port(acc[0].l));
     /* Without the flag on both, the port is taken. */
     errno = 0;
-    EXPECT(async_listener_bind(address) == NULL && errno == EADDRINUSE);
+    CHECK(async_listener_bind(address) == NULL && errno == EADDRINUSE);
     acc[1].l = async_listener_bind_flags(address, ASYNC_LISTEN_REUSEPORT);
-    EXPECT(acc[1].l != NULL);
+    CHECK(acc[1].l != NULL);
     if (acc[1].l == NULL) {
         async_listener_close(acc[0].l);
         return NULL;
@@ -354,17 +319,17 @@ static void *reuseport_per_worker(void *arg)
         atomic_store(&acc[i].accepted, 0);
         atomic_store(&acc[i].wrong_worker, 0);
         t[i] = async_spawn_on((unsigned)i, rp_accept, &acc[i]);
-        EXPECT(t[i] != NULL);
+        CHECK(t[i] != NULL);
     }
     for (i = 0; i < RP_CONNS; i++) {
         async_stream *c = async_tcp_connect(address);
         char b = 0;
 
-        EXPECT(c != NULL);
+        CHECK(c != NULL);
         if (c == NULL)
             continue;
-        EXPECT(async_stream_write_all(c, "r", 1) == 0);
-        EXPECT(async_stream_read(c, &b, 1) == 1 && b == 'r');
+        CHECK(async_stream_write_all(c, "r", 1) == 0);
+        CHECK(async_stream_read(c, &b, 1) == 1 && b == 'r');
         async_stream_close(c);
     }
     for (i = 0; i < 2; i++) {
@@ -373,17 +338,17 @@ static void *reuseport_per_worker(void *arg)
         async_listener_close(acc[i].l);
     }
     total = atomic_load(&acc[0].accepted) + atomic_load(&acc[1].accepted);
-    EXPECT(total == RP_CONNS);
+    CHECK(total == RP_CONNS);
     /* The kernel hashes each connection's source port over the two
      * sockets: all 200 on one would be a 2^-199 chance. */
-    EXPECT(atomic_load(&acc[0].accepted) > 0 && atomic_load(&acc[1].accepted) > 0);
-    EXPECT(atomic_load(&acc[0].wrong_worker) == 0 && atomic_load(&acc[1].wrong_worker) == 0);
+    CHECK(atomic_load(&acc[0].accepted) > 0 && atomic_load(&acc[1].accepted) > 0);
+    CHECK(atomic_load(&acc[0].wrong_worker) == 0 && atomic_load(&acc[1].wrong_worker) == 0);
     return NULL;
 }
 
 static void tcp_reuseport_listeners_share_a_port_and_its_connections(void **state)
 {
-    run(2, reuseport_per_worker, NULL);
+    RUN(2, reuseport_per_worker, NULL);
 }
 
 /* ---- deadlines and cancellation ---- */
@@ -397,12 +362,12 @@ static void *silent_peer(void *arg)
 
     c = async_tcp_connect(join_address(address, sizeof(address), "127.0.0.1", async_listener_port(l)));
     srv_side = async_listener_accept(l);
-    EXPECT(c != NULL && srv_side != NULL);
+    CHECK(c != NULL && srv_side != NULL);
     t0 = async_now_ms();
     async_deadline(t0 + 50);
-    EXPECT(async_stream_read(c, &b, 1) == -1 && errno == ETIMEDOUT);
-    EXPECT(async_now_ms() - t0 >= 50);
-    EXPECT(async_listener_accept(l) == NULL && errno == ETIMEDOUT);
+    CHECK(async_stream_read(c, &b, 1) == -1 && errno == ETIMEDOUT);
+    CHECK(async_now_ms() - t0 >= 50);
+    CHECK(async_listener_accept(l) == NULL && errno == ETIMEDOUT);
     async_deadline(-1);
     async_stream_close(c);
     async_stream_close(srv_side);
@@ -412,7 +377,7 @@ static void *silent_peer(void *arg)
 
 static void tcp_deadline_on_a_silent_peer_is_etimedout(void **state)
 {
-    run(1, silent_peer, NULL);
+    RUN(1, silent_peer, NULL);
 }
 
 struct parked_call {
@@ -428,7 +393,7 @@ static void *park_in_accept(void *arg)
     struct parked_call *p = arg;
 
     atomic_store(&p->ready, 1);
-    EXPECT(async_listener_accept(p->l) == NULL);
+    CHECK(async_listener_accept(p->l) == NULL);
     p->err = errno;
     return NULL;
 }
@@ -439,7 +404,7 @@ static void *park_in_read(void *arg)
     char b;
 
     atomic_store(&p->ready, 1);
-    EXPECT(async_stream_read(p->s, &b, 1) == -1);
+    CHECK(async_stream_read(p->s, &b, 1) == -1);
     p->err = errno;
     return NULL;
 }
@@ -449,7 +414,7 @@ static void *park_in_connect(void *arg)
     struct parked_call *p = arg;
 
     atomic_store(&p->ready, 1);
-    EXPECT(async_tcp_connect(p->address) == NULL);
+    CHECK(async_tcp_connect(p->address) == NULL);
     p->err = errno;
     return NULL;
 }
@@ -518,23 +483,23 @@ static void *cancel_everywhere(void *arg)
 
     /* accept */
     p.l = async_listener_bind("127.0.0.1:0");
-    EXPECT(interrupt(park_in_accept, &p, by_cancel) == ECANCELED);
-    EXPECT(interrupt(park_in_accept, &p, by_closing_listener) == EBADF);
+    CHECK(interrupt(park_in_accept, &p, by_cancel) == ECANCELED);
+    CHECK(interrupt(park_in_accept, &p, by_closing_listener) == EBADF);
     /* read */
     p.l = async_listener_bind("127.0.0.1:0");
     p.s = async_tcp_connect(join_address(address, sizeof(address), "127.0.0.1", async_listener_port(p.l)));
     other = async_listener_accept(p.l);
-    EXPECT(p.s != NULL && other != NULL);
-    EXPECT(interrupt(park_in_read, &p, by_cancel) == ECANCELED);
-    EXPECT(interrupt(park_in_read, &p, by_closing_stream) == EBADF);
+    CHECK(p.s != NULL && other != NULL);
+    CHECK(interrupt(park_in_read, &p, by_cancel) == ECANCELED);
+    CHECK(interrupt(park_in_read, &p, by_closing_stream) == EBADF);
     async_stream_close(other);
     async_listener_close(p.l);
     /* connect */
     lfd = full_backlog(&port, keep, 4);
     p.address = join_address(address, sizeof(address), "127.0.0.1", port);
-    EXPECT(interrupt(park_in_connect, &p, by_cancel) == ECANCELED);
+    CHECK(interrupt(park_in_connect, &p, by_cancel) == ECANCELED);
     async_deadline(async_now_ms() + 50);
-    EXPECT(async_tcp_connect(address) == NULL && errno == ETIMEDOUT);
+    CHECK(async_tcp_connect(address) == NULL && errno == ETIMEDOUT);
     async_deadline(-1);
     for (i = 0; i < 4; i++)
         close(keep[i]);
@@ -547,7 +512,7 @@ static void tcp_accept_read_and_connect_wake_on_cancel_close_and_deadline(void *
     /* One worker: once the victim has run it is parked when we go on, which
      * closing under it requires (a call that starts after the close would
      * use a freed handle). */
-    run(1, cancel_everywhere, NULL);
+    RUN(1, cancel_everywhere, NULL);
 }
 
 /* ---- the peer resets while we write ---- */
@@ -558,8 +523,8 @@ static void *resetting_server(void *arg)
     struct linger lg = {1, 0};
     char buf[4096];
 
-    EXPECT(s != NULL);
-    EXPECT(async_stream_read(s, buf, sizeof(buf)) > 0);
+    CHECK(s != NULL);
+    CHECK(async_stream_read(s, buf, sizeof(buf)) > 0);
     setsockopt(async_stream_fd(s), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     async_stream_close(s); /* RST, with unread data in the buffer */
     return NULL;
@@ -574,11 +539,11 @@ static void *reset_mid_write(void *arg)
     async_stream *c;
 
     c = async_tcp_connect(join_address(address, sizeof(address), "127.0.0.1", async_listener_port(l)));
-    EXPECT(c != NULL);
-    EXPECT(async_stream_write_all(c, big, len) == -1);
-    EXPECT(errno == ECONNRESET || errno == EPIPE);
+    CHECK(c != NULL);
+    CHECK(async_stream_write_all(c, big, len) == -1);
+    CHECK(errno == ECONNRESET || errno == EPIPE);
     /* and the next write fails the same way, still without SIGPIPE */
-    EXPECT(async_stream_write(c, big, 1) == -1 && (errno == EPIPE || errno == ECONNRESET));
+    CHECK(async_stream_write(c, big, 1) == -1 && (errno == EPIPE || errno == ECONNRESET));
     async_stream_close(c);
     async_join(srv, NULL);
     async_listener_close(l);
@@ -589,7 +554,7 @@ static void *reset_mid_write(void *arg)
 static void tcp_peer_reset_during_write_all_is_an_error_not_sigpipe(void **state)
 {
     signal(SIGPIPE, SIG_DFL); /* a SIGPIPE would kill the test */
-    run(1, reset_mid_write, NULL);
+    RUN(1, reset_mid_write, NULL);
 }
 
 /* ---- no descriptor or memory leak over many connections ---- */
@@ -621,20 +586,20 @@ static void *churn(void *arg)
         async_stream *c = async_tcp_connect(address);
         async_stream *s = async_listener_accept(l);
 
-        EXPECT(c != NULL && s != NULL);
+        CHECK(c != NULL && s != NULL);
         if (c == NULL || s == NULL)
             break;
         async_stream_close(s);
         async_stream_close(c);
     }
-    EXPECT(fd_count() == before);
+    CHECK(fd_count() == before);
     async_listener_close(l);
     return NULL;
 }
 
 static void tcp_20000_connections_leave_no_descriptor_behind(void **state)
 {
-    run(2, churn, NULL);
+    RUN(2, churn, NULL);
 }
 
 /* ---- out of descriptors: accept backs off and recovers ---- */
@@ -811,17 +776,17 @@ static void *blocking_calls(void *arg)
     pthread_t me = pthread_self();
     int64_t t0;
 
-    EXPECT(async_blocking(slow_add, (void *)41, &r) == 0 && (intptr_t)r == 42);
-    EXPECT(pthread_equal(me, pthread_self())); /* the fiber stayed on its worker */
-    EXPECT(async_blocking(NULL, NULL, NULL) == -1 && errno == EINVAL);
+    CHECK(async_blocking(slow_add, (void *)41, &r) == 0 && (intptr_t)r == 42);
+    CHECK(pthread_equal(me, pthread_self())); /* the fiber stayed on its worker */
+    CHECK(async_blocking(NULL, NULL, NULL) == -1 && errno == EINVAL);
     if (arg == NULL)
         return NULL;
     /* Fewer gated calls than helpers (16), or they would hold every
      * helper and starve the quick calls queued behind them. */
     t0 = async_now_ms();
     async_deadline(t0 + 20);
-    EXPECT(async_blocking_ex(wait_for_gate, NULL, &r, on_abandon) == -1 && errno == ETIMEDOUT);
-    EXPECT(async_now_ms() - t0 < 5000); /* it did not wait for the call */
+    CHECK(async_blocking_ex(wait_for_gate, NULL, &r, on_abandon) == -1 && errno == ETIMEDOUT);
+    CHECK(async_now_ms() - t0 < 5000); /* it did not wait for the call */
     async_deadline(-1);
     return NULL;
 }
@@ -843,7 +808,7 @@ static void tcp_blocking_calls_run_on_helpers_and_can_be_abandoned(void **state)
     int i;
 
     atomic_store(&abandoned, 0);
-    run(2, many_blocking, NULL);
+    RUN(2, many_blocking, NULL);
     /* Every gated call was abandoned: now let them finish; each one's
      * abandon hook runs, whether it had started (ran) or not. */
     pthread_mutex_lock(&gate_lock);
@@ -871,7 +836,7 @@ static void *answer_one(void *arg)
 
     atomic_fetch_add(&woke_count, 1);
     if (async_stream_read(s, &c, 1) == 1)
-        EXPECT(async_stream_write_all(s, &c, 1) == 0);
+        CHECK(async_stream_write_all(s, &c, 1) == 0);
     async_stream_close(s);
     return NULL;
 }
@@ -880,7 +845,7 @@ static void *hand_over_at_once(void *arg)
 {
     async_stream *s = arg;
 
-    EXPECT(async_spawn_when_readable(s, answer_one, s) == 0);
+    CHECK(async_spawn_when_readable(s, answer_one, s) == 0);
     return NULL; /* this fiber ends; s lives on */
 }
 
@@ -925,7 +890,7 @@ static void *many_quiet_connections(void *arg)
     atomic_store(&woke_count, 0);
     before = rss_kib();
     for (i = 0; i < QUIET; i++)
-        EXPECT((c[i] = async_tcp_connect(address)) != NULL);
+        CHECK((c[i] = async_tcp_connect(address)) != NULL);
     /* every server side is handed over once the acceptor and the fibers it
      * spawned have run: they are parked spawns then, not fibers */
     for (i = 0; i < 1000; i++) {
@@ -934,18 +899,18 @@ static void *many_quiet_connections(void *arg)
             break;
         async_sleep_ms(5);
     }
-    EXPECT(st.fibers_live == 2 + QUIET);
+    CHECK(st.fibers_live == 2 + QUIET);
     after = rss_kib();
-    EXPECT(atomic_load(&woke_count) == 0); /* nobody wrote: nobody started */
+    CHECK(atomic_load(&woke_count) == 0); /* nobody wrote: nobody started */
     /* a fiber kept with its stack would touch at least a page (4 KiB) */
     fprintf(stderr, "%d quiet connections: RSS %+ld KiB (%ld bytes each, both ends)\n", QUIET,
             after - before, (after - before) * 1024 / QUIET);
 #ifndef __SANITIZE_THREAD__ /* TSan's shadow memory grows with every allocation */
-    EXPECT(after - before < QUIET * 2);
+    CHECK(after - before < QUIET * 2);
 #endif
     for (i = 0; i < QUIET; i++) {
         b = (char)i;
-        EXPECT(async_stream_write_all(c[i], &b, 1) == 0);
+        CHECK(async_stream_write_all(c[i], &b, 1) == 0);
     }
     for (i = 0; i < QUIET; i++) {
         char got = 0;
@@ -953,8 +918,8 @@ static void *many_quiet_connections(void *arg)
         ok += async_stream_read(c[i], &got, 1) == 1 && got == (char)i;
         async_stream_close(c[i]);
     }
-    EXPECT(ok == QUIET);
-    EXPECT(atomic_load(&woke_count) == QUIET);
+    CHECK(ok == QUIET);
+    CHECK(atomic_load(&woke_count) == QUIET);
     async_listener_close(l);
     async_join(acceptor, NULL);
     free(c);
@@ -971,7 +936,7 @@ static void tcp_quiet_connections_hold_no_fiber_until_their_bytes_arrive(void **
         rl.rlim_cur = 2 * QUIET + 100;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    run(2, many_quiet_connections, NULL);
+    RUN(2, many_quiet_connections, NULL);
 }
 
 static void *hand_over_then_eof(void *arg)
@@ -985,8 +950,8 @@ static void *hand_over_then_eof(void *arg)
     atomic_store(&woke_count, 0);
     c = async_tcp_connect(address);
     s = async_listener_accept(l);
-    EXPECT(c != NULL && s != NULL);
-    EXPECT(async_spawn_when_readable(s, answer_one, s) == 0);
+    CHECK(c != NULL && s != NULL);
+    CHECK(async_spawn_when_readable(s, answer_one, s) == 0);
     async_stream_close(c); /* the end of stream is news too */
     async_listener_close(l);
     return NULL; /* async_runtime returns only once answer_one has run */
@@ -995,7 +960,7 @@ static void *hand_over_then_eof(void *arg)
 static void tcp_handed_over_stream_wakes_on_end_of_stream(void **state)
 {
     (void)state;
-    run(2, hand_over_then_eof, NULL);
+    RUN(2, hand_over_then_eof, NULL);
     assert_int_equal(atomic_load(&woke_count), 1);
 }
 
@@ -1021,7 +986,7 @@ static void *member_hands_over(void *arg)
 {
     struct group_handoff *g = arg;
 
-    EXPECT(async_spawn_when_readable(g->s, read_or_cancelled, g->s) == 0);
+    CHECK(async_spawn_when_readable(g->s, read_or_cancelled, g->s) == 0);
     return NULL;
 }
 
@@ -1039,15 +1004,15 @@ static void *group_cancel_starts_handed_over(void *arg)
     atomic_store(&cancelled_reads, 0);
     c = async_tcp_connect(address);
     h.s = async_listener_accept(l);
-    EXPECT(c != NULL && h.s != NULL);
-    EXPECT(async_group_spawn(g, member_hands_over, &h) == 0);
+    CHECK(c != NULL && h.s != NULL);
+    CHECK(async_group_spawn(g, member_hands_over, &h) == 0);
     /* the member ends, its parked spawn stays in the group: join waits */
     async_sleep_ms(20);
-    EXPECT(atomic_load(&woke_count) == 0);
+    CHECK(atomic_load(&woke_count) == 0);
     async_group_cancel(g);
-    EXPECT(async_group_join(g) == 0); /* the cancel started it; it ended */
-    EXPECT(atomic_load(&woke_count) == 1);
-    EXPECT(atomic_load(&cancelled_reads) == 1);
+    CHECK(async_group_join(g) == 0); /* the cancel started it; it ended */
+    CHECK(atomic_load(&woke_count) == 1);
+    CHECK(atomic_load(&cancelled_reads) == 1);
     async_group_free(g);
     async_stream_close(c);
     async_listener_close(l);
@@ -1057,7 +1022,7 @@ static void *group_cancel_starts_handed_over(void *arg)
 static void tcp_group_cancel_starts_a_handed_over_stream_fiber(void **state)
 {
     (void)state;
-    run(2, group_cancel_starts_handed_over, NULL);
+    RUN(2, group_cancel_starts_handed_over, NULL);
 }
 
 static void *handoff_errors(void *arg)
@@ -1071,15 +1036,15 @@ static void *handoff_errors(void *arg)
     c = async_tcp_connect(address);
     s = async_listener_accept(l);
     errno = 0;
-    EXPECT(async_spawn_when_readable(NULL, answer_one, NULL) == -1 && errno == EINVAL);
-    EXPECT(async_spawn_when_readable(s, NULL, NULL) == -1 && errno == EINVAL);
+    CHECK(async_spawn_when_readable(NULL, answer_one, NULL) == -1 && errno == EINVAL);
+    CHECK(async_spawn_when_readable(s, NULL, NULL) == -1 && errno == EINVAL);
     /* async_stream_wait: writable at once, readable once bytes arrive */
-    EXPECT(async_stream_wait(s, ASYNC_WRITABLE) == 0);
-    EXPECT(async_stream_wait(s, 0) == -1 && errno == EINVAL);
-    EXPECT(async_stream_write_all(c, "x", 1) == 0);
-    EXPECT(async_stream_wait(s, ASYNC_READABLE) == 0);
+    CHECK(async_stream_wait(s, ASYNC_WRITABLE) == 0);
+    CHECK(async_stream_wait(s, 0) == -1 && errno == EINVAL);
+    CHECK(async_stream_write_all(c, "x", 1) == 0);
+    CHECK(async_stream_wait(s, ASYNC_READABLE) == 0);
     async_deadline(async_now_ms() + 30);
-    EXPECT(async_stream_wait(c, ASYNC_READABLE) == -1 && errno == ETIMEDOUT);
+    CHECK(async_stream_wait(c, ASYNC_READABLE) == -1 && errno == ETIMEDOUT);
     async_deadline(-1);
     async_stream_close(s);
     async_stream_close(c);
@@ -1090,7 +1055,7 @@ static void *handoff_errors(void *arg)
 static void tcp_stream_wait_and_handoff_check_their_arguments(void **state)
 {
     (void)state;
-    run(1, handoff_errors, NULL);
+    RUN(1, handoff_errors, NULL);
     errno = 0;
     assert_int_equal(async_spawn_when_readable(NULL, answer_one, NULL), -1);
     assert_int_equal(errno, EPERM);
@@ -1118,5 +1083,5 @@ int main(void)
         cmocka_unit_test(tcp_stream_wait_and_handoff_check_their_arguments),
     };
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return skips_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
