@@ -757,12 +757,54 @@ static void proxy_free(struct proxy *p)
     free(p->ups);
 }
 
+/* Starts up's health fibers and registers it: 0 or -1. */
+static int upstream_start(struct proxy *p, struct upstream *up, async_module_host *host)
+{
+    size_t k;
+
+    for (k = 0; up->health_path != NULL && k < up->n; k++) {
+        struct check_arg *a = malloc(sizeof(*a));
+        async_task *t;
+
+        if (a == NULL)
+            return -1;
+        a->up = up;
+        a->s = &up->servers[k];
+        if ((t = async_spawn(health_loop, a)) == NULL) {
+            free(a);
+            return -1;
+        }
+        p->checks[p->nchecks++] = t;
+    }
+    if (async_module_add_http_handler(host, up->name, proxy_handle, up) != 0) {
+        async_module_log(host, ASYNC_LOG_ERROR, "upstream %s: cannot register it: %s", up->name,
+                         strerror(errno));
+        return -1;
+    }
+    async_module_log(host, ASYNC_LOG_NOTICE, "upstream %s: %zu server(s), %s", up->name, up->n,
+                     up->least_conn ? "least_conn" : "round_robin");
+    return 0;
+}
+
+/* The figures, for a route {"path": "/proxy-status", "handler": "proxy_status"}. */
+static void figures_start(struct proxy *p, async_module_host *host)
+{
+    static const char status_name[] = "proxy_status";
+
+    if ((p->figures = malloc(sizeof(*p->figures))) == NULL)
+        return;
+    p->figures->ups = p->ups;
+    p->figures->n = p->n;
+    if (async_module_add_http_handler(host, status_name, status_handle, p->figures) != 0)
+        async_module_log(host, ASYNC_LOG_WARNING, "%s: %s", status_name, strerror(errno));
+}
+
 static int proxy_run(async_module_host *host, const json_t *config)
 {
     const json_t *ups = json_object_get(config, "upstreams"), *u;
     struct proxy p = {0};
     const char *name;
-    size_t i, k;
+    size_t i;
     int rc = 1;
 
     if (json_object_size(ups) == 0)
@@ -777,49 +819,16 @@ static int proxy_run(async_module_host *host, const json_t *config)
     json_object_foreach((json_t *)ups, name, u) {
         struct upstream *up = &p.ups[p.n];
 
-        if (upstream_load(up, name, u) != 0 || (up->pool = async_http_pool_new(up->keepalive)) == NULL)
+        if (upstream_load(up, name, u) != 0 ||
+            (up->pool = async_http_pool_new(up->keepalive)) == NULL)
             goto done;
         up->mod = host;
         p.n++;
     }
-    for (i = 0; i < p.n; i++) {
-        struct upstream *up = &p.ups[i];
-
-        for (k = 0; up->health_path != NULL && k < up->n; k++) {
-            struct check_arg *a = malloc(sizeof(*a));
-            async_task *t;
-
-            if (a == NULL)
-                goto done;
-            a->up = up;
-            a->s = &up->servers[k];
-            if ((t = async_spawn(health_loop, a)) == NULL) {
-                free(a);
-                goto done;
-            }
-            p.checks[p.nchecks++] = t;
-        }
-        if (async_module_add_http_handler(host, up->name, proxy_handle, up) != 0) {
-            async_module_log(host, ASYNC_LOG_ERROR, "upstream %s: cannot register it: %s",
-                             up->name, strerror(errno));
+    for (i = 0; i < p.n; i++)
+        if (upstream_start(&p, &p.ups[i], host) != 0)
             goto done;
-        }
-        async_module_log(host, ASYNC_LOG_NOTICE, "upstream %s: %zu server(s), %s", up->name,
-                         up->n, up->least_conn ? "least_conn" : "round_robin");
-    }
-    {
-        static const char status_name[] = "proxy_status";
-        struct figures *fig = malloc(sizeof(*fig));
-
-        /* the figures, for a route {"path": "/proxy-status", "handler": "proxy_status"} */
-        if (fig != NULL) {
-            fig->ups = p.ups;
-            fig->n = p.n;
-            p.figures = fig;
-            if (async_module_add_http_handler(host, status_name, status_handle, fig) != 0)
-                async_module_log(host, ASYNC_LOG_WARNING, "%s: %s", status_name, strerror(errno));
-        }
-    }
+    figures_start(&p, host);
     /* Serve until stopped: asyncd withdraws the handlers and waits for the
      * requests inside them before it cancels us. */
     while (async_sleep_ms(60000) == 0)
