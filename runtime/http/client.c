@@ -403,7 +403,8 @@ static int start_streaming(async_http_call *c)
     return 0;
 }
 
-int async_http_call_write(async_http_call *c, const void *buf, size_t len)
+/* The request may still be added to: 0, or -1 EALREADY (sent) / EPIPE. */
+static int request_open(const async_http_call *c)
 {
     if (c->req_done) {
         errno = EALREADY;
@@ -413,6 +414,13 @@ int async_http_call_write(async_http_call *c, const void *buf, size_t len)
         errno = EPIPE;
         return -1;
     }
+    return 0;
+}
+
+int async_http_call_write(async_http_call *c, const void *buf, size_t len)
+{
+    if (request_open(c) != 0)
+        return -1;
     if (c->has_length && len > c->length - c->written) {
         errno = EMSGSIZE;
         return -1;
@@ -520,14 +528,8 @@ int async_http_call_send(async_http_call *c)
     bool retried = false;
     int rc;
 
-    if (c->req_done) {
-        errno = EALREADY;
+    if (request_open(c) != 0)
         return -1;
-    }
-    if (c->broken) {
-        errno = EPIPE;
-        return -1;
-    }
     if (c->has_length && c->written != c->length) {
         errno = EMSGSIZE;
         return -1;
@@ -576,41 +578,14 @@ int async_http_call_version(const async_http_call *c)
 
 const char *async_http_call_header(const async_http_call *c, const char *name)
 {
-    unsigned i;
-
-    if (!c->have_response || name == NULL)
-        return NULL;
-    for (i = 0; i < c->r.nheaders; i++)
-        if (strcasecmp(c->r.headers[i].name.p, name) == 0)
-            return c->r.headers[i].value.p;
-    return NULL;
+    return c->have_response ? async__http_field(c->r.headers, c->r.nheaders, name) : NULL;
 }
 
 int async_http_call_header_at(const async_http_call *c, size_t i, const char **name,
                               const char **value)
 {
-    if (!c->have_response || i >= c->r.nheaders) {
-        errno = ENOENT;
-        return -1;
-    }
-    if (name != NULL)
-        *name = c->r.headers[i].name.p;
-    if (value != NULL)
-        *value = c->r.headers[i].value.p;
-    return 0;
-}
-
-struct sink {
-    char *p;
-    size_t got;
-};
-
-static void on_data(void *ctx, const char *p, size_t n)
-{
-    struct sink *s = ctx;
-
-    memcpy(s->p + s->got, p, n);
-    s->got += n;
+    return async__http_field_at(c->r.headers, c->have_response ? c->r.nheaders : 0, i, name,
+                                value);
 }
 
 static ssize_t read_fail(async_http_call *c, int err)
@@ -640,10 +615,10 @@ ssize_t async_http_call_read(async_http_call *c, void *buf, size_t len)
     for (;;) {
         avail = c->len - c->off;
         if (c->r.chunked) {
-            struct sink s = {buf, 0};
+            struct http_sink s = {buf, 0};
 
             k = async__http_chunked_feed(&c->ch, c->in + c->off, avail < len ? avail : len,
-                                         &data, on_data, &s);
+                                         &data, async__http_sink, &s);
             if (k < 0)
                 return read_fail(c, EPROTO);
             c->off += (uint32_t)k;

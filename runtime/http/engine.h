@@ -61,6 +61,14 @@ static inline void async__http_out_add(struct http_out *o, const void *p, size_t
 }
 void async__http_out_u64(struct http_out *o, uint64_t v);
 void async__http_out_hex(struct http_out *o, uint64_t v);
+/* Where a chunked body's decoded bytes go (async__http_chunked_feed's
+ * on_data, with a struct http_sink as ctx): appended at p + got. */
+struct http_sink {
+    char *p;
+    size_t got;
+};
+void async__http_sink(void *ctx, const char *p, size_t n);
+
 /* "HTTP/1.1 NNN Reason\r\n" */
 void async__http_out_status_line(struct http_out *o, int status);
 const char *async__http_reason(int status);

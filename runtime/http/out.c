@@ -101,6 +101,14 @@ const char *async__http_reason(int status)
     }
 }
 
+void async__http_sink(void *ctx, const char *p, size_t n)
+{
+    struct http_sink *s = ctx;
+
+    memcpy(s->p + s->got, p, n);
+    s->got += n;
+}
+
 const char *async_http_reason(int status)
 {
     return async__http_reason(status);

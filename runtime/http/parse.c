@@ -2,7 +2,9 @@
  * writes the caller's structs; nothing else. */
 #include "parse.h"
 
+#include <errno.h>
 #include <string.h>
+#include <strings.h>
 
 #define MAX_EMPTY_LINES 4
 #define MAX_CHUNK_LINE 4096     /* a chunk-size line with its extensions */
@@ -422,6 +424,30 @@ long async__http_parse_response(const char *buf, size_t len, size_t max_head, un
     if (interpret_response(r) != 0)
         return -1;
     return (long)(p + 2);
+}
+
+const char *async__http_field(const struct http_header *h, unsigned n, const char *name)
+{
+    unsigned i;
+
+    for (i = 0; name != NULL && i < n; i++)
+        if (strcasecmp(h[i].name.p, name) == 0)
+            return h[i].value.p;
+    return NULL;
+}
+
+int async__http_field_at(const struct http_header *h, unsigned n, size_t i, const char **name,
+                         const char **value)
+{
+    if (i >= n) {
+        errno = ENOENT;
+        return -1;
+    }
+    if (name != NULL)
+        *name = h[i].name.p;
+    if (value != NULL)
+        *value = h[i].value.p;
+    return 0;
 }
 
 const struct http_slice *async__http_header_get(const struct http_request *req, const char *name)

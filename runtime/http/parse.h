@@ -78,6 +78,13 @@ struct http_request {
 long async__http_parse_request(const char *buf, size_t len, size_t max_head, unsigned max_headers,
                         struct http_request *req);
 
+/* Fields whose slices were NUL-terminated in place (the engine and the
+ * client do that once a head is theirs): the first value of name
+ * (case-insensitive), or NULL; and the i-th field, 0 or -1 ENOENT. */
+const char *async__http_field(const struct http_header *h, unsigned n, const char *name);
+int async__http_field_at(const struct http_header *h, unsigned n, size_t i, const char **name,
+                         const char **value);
+
 /* The value of the first field named name (case-insensitive), or NULL. */
 const struct http_slice *async__http_header_get(const struct http_request *req, const char *name);
 

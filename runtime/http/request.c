@@ -163,28 +163,14 @@ int async_http_version(const async_http_request *req)
 
 const char *async_http_header(const async_http_request *req, const char *name)
 {
-    unsigned i;
-
-    if (!req->valid || name == NULL)
-        return NULL;
-    for (i = 0; i < req->h.nheaders; i++)
-        if (strcasecmp(req->h.headers[i].name.p, name) == 0)
-            return req->h.headers[i].value.p;
-    return NULL;
+    return req->valid ? async__http_field(req->h.headers, req->h.nheaders, name) : NULL;
 }
 
 int async_http_header_at(const async_http_request *req, size_t i, const char **name,
                          const char **value)
 {
-    if (!req->valid || i >= req->h.nheaders) {
-        errno = ENOENT;
-        return -1;
-    }
-    if (name != NULL)
-        *name = req->h.headers[i].name.p;
-    if (value != NULL)
-        *value = req->h.headers[i].value.p;
-    return 0;
+    return async__http_field_at(req->h.headers, req->valid ? req->h.nheaders : 0, i, name,
+                                value);
 }
 
 const char *async_http_peer(const async_http_request *req)
@@ -242,19 +228,6 @@ static ssize_t read_wait(struct async_http_request *req, char *buf, size_t len)
     return n;
 }
 
-struct sink {
-    char *p;
-    size_t got;
-};
-
-static void on_data(void *ctx, const char *p, size_t n)
-{
-    struct sink *s = ctx;
-
-    memcpy(s->p + s->got, p, n);
-    s->got += n;
-}
-
 /* One step of a chunked body: data decoded from what is buffered (at most
  * len), 0 with *more when it needs bytes from the peer. */
 static ssize_t chunked_step(struct async_http_request *req, char *buf, size_t len, bool *more)
@@ -262,12 +235,12 @@ static ssize_t chunked_step(struct async_http_request *req, char *buf, size_t le
     struct http_conn *c = req->c;
     uint64_t max = c->srv->max_body_bytes, data = 0;
     size_t avail = c->len - req->body_at;
-    struct sink s = {buf, 0};
+    struct http_sink s = {buf, 0};
     long k;
 
     /* decoded bytes never outnumber the bytes fed, so len bounds both */
     k = async__http_chunked_feed(&req->ch, c->in + req->body_at, avail < len ? avail : len,
-                                 &data, on_data, &s);
+                                 &data, async__http_sink, &s);
     if (k < 0) {
         req->body_malformed = true;
         return body_fail(req, ECONNRESET);
@@ -567,7 +540,10 @@ static int check_write(struct async_http_request *req, uint64_t len)
     return 0;
 }
 
-int async_http_write(async_http_request *req, const void *buf, size_t len)
+/* The start of len more body bytes: the head if it has not gone, the
+ * count, and a chunk's size line.  1: write them; 0: nothing to send
+ * (HEAD, a bodyless status, len 0); -1: refused (errno). */
+static int begin_bytes(async_http_request *req, uint64_t len)
 {
     struct http_conn *c = req->c;
 
@@ -582,6 +558,16 @@ int async_http_write(async_http_request *req, const void *buf, size_t len)
         async__http_out_hex(&c->out, len);
         async__http_out_add(&c->out, LIT("\r\n"));
     }
+    return 1;
+}
+
+int async_http_write(async_http_request *req, const void *buf, size_t len)
+{
+    struct http_conn *c = req->c;
+    int rc = begin_bytes(req, len);
+
+    if (rc <= 0)
+        return rc;
     if (body_bytes(req, buf, len) != 0)
         return -1;
     if (req->chunked)
@@ -599,17 +585,8 @@ int async_http_sendfile(async_http_request *req, int fd, off_t offset, size_t le
         errno = EINVAL;
         return -1;
     }
-    if (check_write(req, len) != 0)
-        return -1;
-    if (!req->head_sent)
-        async__http_emit_head(req, true);
-    req->written += len;
-    if (req->no_body || len == 0)
-        return 0;
-    if (req->chunked) {
-        async__http_out_hex(&c->out, len);
-        async__http_out_add(&c->out, LIT("\r\n"));
-    }
+    if ((rc = begin_bytes(req, len)) <= 0)
+        return rc;
     rc = async__http_send_file(c, fd, offset, len, &sent);
     req->body_sent += sent;
     if (rc != 0) {
