@@ -400,7 +400,10 @@ static void conn_lingering_stops_at_lingering_time_however_the_peer_trickles(voi
     elapsed = now_ms() - t0;
     if (!cut)
         fail_msg("a trickling client is still lingering after 6 s");
-    if (elapsed < 1200 - 100 || elapsed > 1200 + 2500)
+    /* the server's lingering began before we read its answer: under load
+     * (sanitizers, a busy machine) we start counting up to a few hundred
+     * ms late */
+    if (elapsed < 1200 - 300 || elapsed > 1200 + 2500)
         fail_msg("cut after %lld ms, lingering_time_ms is 1200", (long long)elapsed);
     client_close(c);
     stop();
