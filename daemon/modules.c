@@ -196,9 +196,6 @@ static struct asyncd_module *find(struct asyncd_module *list, const char *name)
     return NULL;
 }
 
-/* Vets one file; a module on success, NULL (logged) otherwise.  Its
- * config is checked apart (asyncd_modules_check), so that one pass can
- * report every problem of a file. */
 /* dlopen runs the module's constructors, and its own code needs a few KiB
  * of stack: never on a fiber's.  dlerror is per thread, so it is read
  * where dlopen ran. */
@@ -219,6 +216,9 @@ static void *open_job(void *arg)
     return NULL;
 }
 
+/* Vets one file; a module on success, NULL (logged) otherwise.  Its
+ * config is checked apart (asyncd_modules_check), so that one pass can
+ * report every problem of a file. */
 static struct asyncd_module *load_one(const struct asyncd_config *c, const char *file,
                                       struct asyncd_module *loaded, struct asyncd_problems *p)
 {

@@ -37,7 +37,7 @@ async_stream *async_tcp_connect(const char *address)
     struct addrinfo *res = NULL, *ai;
     int err, fd = -1;
 
-    if (async__parking_self(address, address) == NULL)
+    if (async__parking_self(address) == NULL)
         return NULL;
     if ((err = async__split_address(address, &hp)) != 0)
         goto fail;

@@ -137,7 +137,7 @@ async_stream *async_listener_accept(async_listener *l)
     unsigned backoff = 0;
     int fd = -1, err;
 
-    if (async__parking_self(l, l) == NULL)
+    if (async__parking_self(l) == NULL)
         return NULL;
     if ((err = async__sock_enter(&l->sock)) != 0) {
         errno = err;

@@ -84,7 +84,7 @@ static ssize_t transfer(async_stream *s, void *buf, size_t len, bool writing)
 
 ssize_t async_stream_read(async_stream *s, void *buf, size_t len)
 {
-    if (async__parking_self(s, s) == NULL)
+    if (async__parking_self(s) == NULL)
         return -1;
     if (buf == NULL && len != 0) {
         errno = EINVAL;
@@ -97,7 +97,7 @@ int async_stream_wait(async_stream *s, int events)
 {
     int err;
 
-    if (async__parking_self(s, s) == NULL)
+    if (async__parking_self(s) == NULL)
         return -1;
     if ((events & (ASYNC_READABLE | ASYNC_WRITABLE)) == 0) {
         errno = EINVAL;
@@ -155,7 +155,7 @@ int async_spawn_when_readable(async_stream *s, async_fn fn, void *arg)
 
 ssize_t async_stream_write(async_stream *s, const void *buf, size_t len)
 {
-    if (async__parking_self(s, s) == NULL)
+    if (async__parking_self(s) == NULL)
         return -1;
     if (buf == NULL && len != 0) {
         errno = EINVAL;
@@ -168,7 +168,7 @@ int async_stream_write_all(async_stream *s, const void *buf, size_t len)
 {
     const char *p = buf;
 
-    if (async__parking_self(s, s) == NULL)
+    if (async__parking_self(s) == NULL)
         return -1;
     if (p == NULL && len != 0) {
         errno = EINVAL;

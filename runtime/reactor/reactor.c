@@ -143,103 +143,43 @@ int64_t async_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- parking with a timer ---- */
+/* ---- one-shot timers ---- */
 
-struct park_timer {
-    ev_timer timer;
-    struct async_task *task;
+struct timer_impl {
+    ev_timer timer;             /* first: libev hands it back to on_timer */
+    struct async__reactor *r;
+    void (*fire)(struct async__timer *t);
 };
 
-static void on_park_timer(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct async_task *t = ((struct park_timer *)w)->task;
-    enum async__wake why = ASYNC__WAKE_TIMER;
+_Static_assert(sizeof(struct timer_impl) <= sizeof(struct async__timer), "async__timer too small");
 
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct timer_impl *tm = (struct timer_impl *)w;
+
+    (void)loop;
     (void)revents;
-    /* libev has already stopped this one-shot timer. */
-    ((struct async__reactor *)ev_userdata(loop))->armed--;
-    if (t->deadline >= 0 && async_now_ms() >= t->deadline)
-        why = ASYNC__WAKE_DEADLINE;
-    if (async__claim(t, why))
-        async__schedule(t, false);
+    tm->r->armed--; /* libev has already stopped this one-shot timer */
+    tm->fire((struct async__timer *)tm);
 }
 
-/* Gives up before sleeping; if a waker won the claim first, its wake must
- * still be consumed by parking once. */
-static enum async__wake park_abort(struct async_task *t, enum async__wake why)
+void async__timer_start(struct async__timer *t, struct async_worker *w, int64_t after_ms,
+                        void (*fire)(struct async__timer *t))
 {
-    if (async__claim(t, why))
-        return why;
-    async__switch_out(t->home, t);
-    return (enum async__wake)t->wake_reason;
+    struct timer_impl *tm = (struct timer_impl *)t;
+
+    tm->r = w->reactor;
+    tm->fire = fire;
+    ev_now_update(tm->r->loop);
+    ev_timer_init(&tm->timer, on_timer, (double)after_ms / 1e3, 0.);
+    timer_start(tm->r, &tm->timer);
 }
 
-int async__park_abandon(struct async_task *t)
+void async__timer_stop(struct async__timer *t)
 {
-    if (async__claim(t, ASYNC__WAKE_NORMAL))
-        return -1;
-    async__switch_out(t->home, t);
-    return t->wake_reason;
-}
+    struct timer_impl *tm = (struct timer_impl *)t;
 
-enum async__wake async__park(struct async_task *t, int64_t wake_at)
-{
-    struct async_worker *w = t->home;
-    struct park_timer pt;
-    int64_t at = wake_at;
-
-    /* A watcher must not stay started while its fiber sleeps elsewhere. */
-    if (t->linger != NULL && !t->parking_on_linger)
-        async__fdw_release(t);
-
-    atomic_thread_fence(memory_order_seq_cst); /* pairs with async_cancel */
-    if (async__cancel_pending(t))
-        return park_abort(t, ASYNC__WAKE_CANCELLED);
-    if (t->deadline >= 0 && (at < 0 || t->deadline <= at))
-        at = t->deadline;
-    if (at >= 0) {
-        int64_t now = async_now_ms();
-
-        if (now >= at)
-            return park_abort(t, t->deadline >= 0 && now >= t->deadline ? ASYNC__WAKE_DEADLINE
-                                                                          : ASYNC__WAKE_TIMER);
-        ev_now_update(w->reactor->loop);
-        ev_timer_init(&pt.timer, on_park_timer, (double)(at - now) / 1e3, 0.);
-        pt.task = t;
-        timer_start(w->reactor, &pt.timer);
-    }
-    async__switch_out(w, t);
-    if (at >= 0)
-        timer_stop(w->reactor, &pt.timer);
-    return (enum async__wake)t->wake_reason;
-}
-
-int async_sleep_ms(uint64_t ms)
-{
-    struct async_task *t = async__current();
-    enum async__wake why;
-    int err;
-
-    if (t == NULL) {
-        errno = EPERM;
-        return -1;
-    }
-    if ((err = async__check_interrupt(t)) != 0) {
-        errno = err;
-        return -1;
-    }
-    if (ms == 0) {
-        async_yield();
-        return 0;
-    }
-    if (ms > INT64_MAX / 4)
-        ms = INT64_MAX / 4;
-    async__park_prepare(t);
-    why = async__park(t, async_now_ms() + (int64_t)ms);
-    if (why == ASYNC__WAKE_TIMER || why == ASYNC__WAKE_NORMAL)
-        return 0;
-    errno = async__wake_errno(why);
-    return -1;
+    timer_stop(tm->r, &tm->timer);
 }
 
 /* ---- waiting for a descriptor ---- */

@@ -11,6 +11,7 @@
 #define ASYNC_REACTOR_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct async_worker;
 struct async_task;
@@ -34,6 +35,21 @@ bool async__reactor_due(struct async_worker *w);
 
 /* Any thread: makes a blocked async__reactor_poll of w return. */
 void async__reactor_notify(struct async_worker *w);
+
+/* A one-shot timer of the calling worker's loop: fire(t) runs on that
+ * worker's thread, in its scheduler (not on a fiber), once after_ms have
+ * passed, unless stopped first.  Opaque storage, kept where its user
+ * waits (a parked fiber's stack); start and stop on the thread of w. */
+struct async__timer {
+    void *opaque[10];
+};
+
+void async__timer_start(struct async__timer *t, struct async_worker *w, int64_t after_ms,
+                        void (*fire)(struct async__timer *t));
+
+/* Stops t if it has not fired (then fire is never called); harmless
+ * after it fired. */
+void async__timer_stop(struct async__timer *t);
 
 /* A watcher that a descriptor keeps across waits (streams, listeners).
  *

@@ -166,7 +166,7 @@ int async_blocking_ex(async_fn fn, void *arg, void **result, async_abandon_fn ab
     atomic_init(&j->state, QUEUED);
     async__park_prepare(self);
     if ((err = submit(j)) != 0) {
-        async__park_abandon(self);
+        async__park_abort(self, ASYNC__WAKE_NORMAL);
         free(j);
         errno = err;
         return -1;

@@ -183,7 +183,7 @@ static inline struct async_task *async__current(void)
     return w != NULL ? w->current : NULL;
 }
 
-/* ---- parking (task.c) ---- */
+/* ---- parking (park.c) ---- */
 
 /* Release: whoever claims this epoch (acq_rel exchange) must see
  * everything the fiber did before, including its read of the previous
@@ -211,10 +211,10 @@ void async__schedule(struct async_task *t, bool lifo);
  * Returns the reason it was woken. */
 enum async__wake async__park(struct async_task *t, int64_t wake_at);
 
-/* Gives up a prepared park without sleeping: returns the reason if some
- * waker claimed it meanwhile (the wake is consumed), else NORMAL-as-aborted
- * is reported as -1. */
-int async__park_abandon(struct async_task *t);
+/* Gives up a prepared park without sleeping, for reason why: returns why
+ * if it won its own claim, else the reason of the waker that claimed it
+ * first (whose wake it consumes by parking once). */
+enum async__wake async__park_abort(struct async_task *t, enum async__wake why);
 
 /* errno for a wake reason that is a failure. */
 static inline int async__wake_errno(enum async__wake r)
@@ -260,9 +260,9 @@ async_task *async__spawn_in(async_fn fn, void *arg, struct async_group *g);
 async_task *async__spawn_parked(async_fn fn, void *arg);
 
 /* The entry checks of every parking call on a handle: the calling fiber,
- * or NULL with errno EPERM (not a fiber), EINVAL (handle or elem NULL),
- * ECANCELED or ETIMEDOUT. */
-static inline struct async_task *async__parking_self(const void *handle, const void *elem)
+ * or NULL with errno EPERM (not a fiber), EINVAL (handle NULL), ECANCELED
+ * or ETIMEDOUT. */
+static inline struct async_task *async__parking_self(const void *handle)
 {
     struct async_task *t = async__current();
     int err;
@@ -271,7 +271,7 @@ static inline struct async_task *async__parking_self(const void *handle, const v
         errno = EPERM;
         return NULL;
     }
-    if (handle == NULL || elem == NULL) {
+    if (handle == NULL) {
         errno = EINVAL;
         return NULL;
     }
@@ -282,7 +282,15 @@ static inline struct async_task *async__parking_self(const void *handle, const v
     return t;
 }
 
-/* ---- groups (sync/group.c) ---- */
+/* Whether workers other than t's own run (a spin for a lock that a fiber
+ * elsewhere holds can then pay off).  rt->running is fixed before any
+ * fiber runs (see struct async_rt). */
+static inline bool async__others_run(const struct async_task *t)
+{
+    return t->home->rt->running > 1;
+}
+
+/* ---- groups (group.c) ---- */
 void async__group_enter(struct async_group *g, struct async_task *t);
 void async__group_leave(struct async_task *t);
 

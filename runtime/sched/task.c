@@ -194,7 +194,7 @@ int async_join(async_task *t, void **result)
         if (atomic_compare_exchange_strong_explicit(&t->join, &j, (uintptr_t)self,
                                                     memory_order_acq_rel, memory_order_acquire))
             break;
-        async__park_abandon(self); /* it ended meanwhile: look again */
+        async__park_abort(self, ASYNC__WAKE_NORMAL); /* it ended meanwhile: look again */
     }
     why = async__park(self, -1);
     if (why == ASYNC__WAKE_NORMAL) {

@@ -4,7 +4,7 @@
  * receivers; all under one spinlock (see waitq.h).  A send that finds a
  * parked receiver copies straight into its buffer and wakes it, so an
  * element never sits in the buffer while a receiver sleeps. */
-#include "waitq.h"
+#include "../sched/waitq.h"
 
 #include <async_io/channel.h>
 
@@ -110,7 +110,7 @@ static bool take(async_channel *ch, void *elem)
 
 int async_channel_receive(async_channel *ch, void *elem)
 {
-    struct async_task *self = async__parking_self(ch, elem);
+    struct async_task *self = async__parking_self(elem != NULL ? ch : NULL); /* EINVAL for either */
     struct async__waiter w;
     int err;
 

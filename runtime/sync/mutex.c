@@ -9,7 +9,7 @@
  * unlocker stores 0 before taking the waiter lock, and a waiter checks for 2
  * under that lock before queueing, so a wake is never lost.  A woken waiter
  * that loses the race re-queues at the front, keeping its turn. */
-#include "waitq.h"
+#include "../sched/waitq.h"
 
 #include <async_io/mutex.h>
 
@@ -44,11 +44,10 @@ static bool try_take(async_mutex *m)
 
 static int lock_slow(async_mutex *m, struct async_task *self)
 {
-    struct async_rt *rt = self->home->rt;
     bool woken_before = false;
     int i, err;
 
-    if (rt->running > 1) {
+    if (async__others_run(self)) {
         unsigned pause = 1, k;
 
         for (i = 0; i < SPIN_ROUNDS; i++) {
@@ -84,7 +83,7 @@ static int lock_slow(async_mutex *m, struct async_task *self)
 
 int async_mutex_lock(async_mutex *m)
 {
-    struct async_task *self = async__parking_self(m, m);
+    struct async_task *self = async__parking_self(m);
 
     if (self == NULL)
         return -1;

@@ -6,7 +6,7 @@
  * a parked receiver hands its element over directly; a receive that frees a
  * slot moves the oldest parked sender's element into it, so elements leave
  * in the order their sends completed. */
-#include "waitq.h"
+#include "../sched/waitq.h"
 
 #include <async_io/ring.h>
 
@@ -53,7 +53,7 @@ static char *slot(async_ring *r, size_t i)
 
 int async_ring_send(async_ring *r, const void *elem)
 {
-    struct async_task *self = async__parking_self(r, elem);
+    struct async_task *self = async__parking_self(elem != NULL ? r : NULL); /* EINVAL for either */
     struct async__waiter w;
     int err;
 
@@ -95,7 +95,7 @@ int async_ring_send(async_ring *r, const void *elem)
 
 int async_ring_recv(async_ring *r, void *elem)
 {
-    struct async_task *self = async__parking_self(r, elem);
+    struct async_task *self = async__parking_self(elem != NULL ? r : NULL); /* EINVAL for either */
     struct async__waiter w, *tx;
     int err;
 

@@ -1,5 +1,5 @@
-/* runtime/sync/waitq — the queue of parked fibers inside every sync
- * primitive, and the spinlock that guards it.
+/* runtime/sched/waitq — the queue of parked fibers inside every sync
+ * primitive and group, and the spinlock that guards it.
  *
  * A waiter record lives on the stack of the fiber it describes, which stays
  * parked (so the record stays valid) until someone claims and schedules it.
@@ -13,10 +13,10 @@
  *
  * The spinlock only ever guards a few pointer moves and one element copy,
  * and no one parks while holding it. */
-#ifndef ASYNC_SYNC_WAITQ_H
-#define ASYNC_SYNC_WAITQ_H
+#ifndef ASYNC_SCHED_WAITQ_H
+#define ASYNC_SCHED_WAITQ_H
 
-#include "../sched/sched.h"
+#include "sched.h"
 
 #include <sched.h>
 #include <stdatomic.h>

@@ -1,4 +1,4 @@
-/* runtime/sync/group — a nursery of detached fibers.
+/* runtime/sched/group — a nursery of detached fibers.
  *
  * Members form a doubly-linked list through their tasks, guarded by the
  * group's spinlock.  A member joins the list before it can run (at spawn)
@@ -94,7 +94,7 @@ void async_group_cancel(async_group *g)
 
 int async_group_join(async_group *g)
 {
-    struct async_task *self = async__parking_self(g, g);
+    struct async_task *self = async__parking_self(g);
     struct async__waiter w;
     int err;
 
