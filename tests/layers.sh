@@ -17,7 +17,7 @@ set -u
 # sh has no local variables: every function's names are its own.
 
 # folder:rank, bottom to top.  Add a layer here when its folder appears.
-LAYERS="context:0 fiber:1 sched:2 reactor:2 sync:3 net:4 tls:5 http:6"
+LAYERS="base:0 context:0 fiber:1 sched:2 reactor:2 sync:3 net:4 tls:5 http:6"
 
 rank_of() {
     for l in $LAYERS; do

@@ -1,5 +1,6 @@
-/* async_version: the library's own copy of the header's numbers, so a
- * program can tell which library it was loaded with. */
+/* runtime/base/version.c — async_version: the library's own copy of the
+ * header's numbers, so a program can tell which library it was loaded
+ * with.  base/ is beneath every layer: it uses nothing of theirs. */
 #include "async_io/version.h"
 
 #define ASYNC_STR(x) #x
