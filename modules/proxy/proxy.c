@@ -418,7 +418,10 @@ static int forward_request_fields(async_http_request *req, async_http_call *c,
     size_t i;
 
     for (i = 0; async_http_header_at(req, i, &name, &value) == 0; i++) {
-        if (hop_by_hop(name, connection) || strcasecmp(name, "Content-Length") == 0)
+        /* (a Content-Length goes up as the length of what we stream, so
+         * an HTTP/1.0 upstream gets a body it can read; without one the
+         * body goes up chunked) */
+        if (hop_by_hop(name, connection))
             continue;
         if (strcasecmp(name, "X-Forwarded-For") == 0) {
             xff = value;
