@@ -118,6 +118,9 @@ ASYNC_API int async_http_flush(async_http_request *req);
 ASYNC_API int async_http_status(const async_http_request *req);
 /* Whether the head has been sent (async_http_set_status fails then). */
 ASYNC_API int async_http_head_sent(const async_http_request *req);
+/* Microseconds since the request's head was complete (for logs: the
+ * request time). */
+ASYNC_API int64_t async_http_elapsed_us(const async_http_request *req);
 /* Marks the connection to close after this response ("Connection: close"). */
 ASYNC_API void async_http_close_after(async_http_request *req);
 /* Switches the connection to another protocol (WebSocket, a tunnel):

@@ -12,14 +12,21 @@
 
 struct http_log {
     async_module_logfile *file;
+    bool json;
 };
 
-struct http_log *http_log_open(async_module_host *host, const char *dest)
+bool http_log_json(const struct http_log *l)
+{
+    return l->json;
+}
+
+struct http_log *http_log_open(async_module_host *host, const char *dest, bool json)
 {
     struct http_log *l = malloc(sizeof(*l));
 
     if (l == NULL)
         return NULL;
+    l->json = json;
     l->file = async_module_logfile_open(host, dest);
     if (l->file == NULL) {
         free(l);

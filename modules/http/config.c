@@ -44,7 +44,7 @@ static const char *const keys[] = {
     "max_header_bytes",
     "max_body_bytes", "max_connections", "max_headers", "lingering_time_ms",
     "lingering_timeout_ms", "lingering_max_bytes",
-    "serve_hidden",
+    "serve_hidden", "access_log_format",
 };
 
 /* Hop-by-hop and framing fields: the module writes these itself, and a
@@ -395,6 +395,10 @@ int http_config_validate(const json_t *config, async_module_report *report)
         check_log(v, ck);
     if ((v = json_object_get(config, "serve_hidden")) != NULL && !json_is_boolean(v))
         problem(ck, "serve_hidden", "must be true or false");
+    if ((v = json_object_get(config, "access_log_format")) != NULL &&
+        (!json_is_string(v) || (strcmp(json_string_value(v), "combined") != 0 &&
+                                strcmp(json_string_value(v), "json") != 0)))
+        problem(ck, "access_log_format", "must be \"combined\" or \"json\"");
     for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
         v = json_object_get(config, limits[i].key);
         if (v != NULL && (!json_is_integer(v) || json_integer_value(v) < limits[i].min ||
@@ -472,6 +476,8 @@ int http_config_load(const json_t *config, struct http_config *c)
     c->status_path = dup_or_null(json_object_get(config, "status_path"));
     c->access_log = dup_or_null(json_object_get(config, "access_log"));
     c->serve_hidden = json_is_true(json_object_get(config, "serve_hidden"));
+    v = json_object_get(config, "access_log_format");
+    c->log_json = v != NULL && strcmp(json_string_value(v), "json") == 0;
     for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
         v = json_object_get(config, limits[i].key);
         val[i] = v != NULL ? json_integer_value(v) : limits[i].def;
@@ -543,6 +549,8 @@ json_t *http_config_effective(const json_t *config)
         json_object_set_new(out, "access_log", json_false());
     if (json_object_get(out, "serve_hidden") == NULL)
         json_object_set_new(out, "serve_hidden", json_false());
+    if (json_object_get(out, "access_log_format") == NULL)
+        json_object_set_new(out, "access_log_format", json_string("combined"));
     for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++)
         if (json_object_get(out, limits[i].key) == NULL)
             json_object_set_new(out, limits[i].key, json_integer(limits[i].def));

@@ -80,6 +80,7 @@ struct http_config {
     int64_t lingering_timeout_ms;
     uint64_t lingering_max_bytes;
     bool serve_hidden;          /* serve path segments that start with '.' */
+    bool log_json;              /* access_log_format "json" (else "combined") */
 };
 
 /* Validates modules.http, reporting every problem by its JSON path: 0, or
@@ -98,16 +99,19 @@ struct http_log;
 
 /* Opens the access log described by dest ("stderr" or a path, through
  * the daemon's log writer); NULL and errno on failure. */
-struct http_log *http_log_open(async_module_host *host, const char *dest);
+struct http_log *http_log_open(async_module_host *host, const char *dest, bool json);
 /* Queues lines (written by the daemon within a second; dropped and
  * counted if its queue is full).  Never blocks.  Any thread.  The
  * engine's log writer (async_http_log_write) with the log as ctx. */
 void http_log_write(const char *lines, size_t len, void *log);
 /* Lines dropped so far because the daemon's queue was full. */
 uint64_t http_log_dropped(const struct http_log *l);
+/* Whether its lines are JSON objects. */
+bool http_log_json(const struct http_log *l);
 /* Hands over what is queued and frees l; never blocks. */
 void http_log_close(struct http_log *l);
-/* The engine's line formatter (async_http_log_format): combined format. */
+/* The engine's line formatter (async_http_log_format, ctx the log): the
+ * combined format, or one JSON object per line. */
 void http_log_format(const async_http_request *req, async_http_log_line *line, void *ctx);
 
 /* True at most once a second for one *at (the async_now_ms it last was),

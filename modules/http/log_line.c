@@ -1,10 +1,13 @@
-/* modules/http/log_line.c — access-log lines in the combined format, for
+/* modules/http/log_line.c — access-log lines, combined or JSON, for
  * the engine, which holds each line until its response has left and then
  * puts in the body bytes that actually left (nginx's $body_bytes_sent;
  * see async_http_server_set_log).
  *
- * Quotes, backslashes, control bytes and bytes >= 0x7f are written as
- * \xHH so that a line is always one line and parses. */
+ * Combined: quotes, backslashes, control bytes and bytes >= 0x7f are
+ * written as \xHH so that a line is always one line and parses.  JSON:
+ * one object per line; in strings, quotes and backslashes are escaped,
+ * control bytes and bytes >= 0x7f written as \u00XX, so every line is
+ * valid JSON (and ASCII) whatever a client sent. */
 #include "http.h"
 
 #include <stdio.h>
@@ -68,15 +71,103 @@ static void add_address(async_http_log_line *line, const char *peer)
         async_http_log_add(line, peer, strlen(peer));
 }
 
+/* s as a JSON string (with its quotes), at most room bytes of s. */
+static void add_json(async_http_log_line *line, const char *s, size_t room)
+{
+    static const char hex[] = "0123456789abcdef";
+    char buf[256];
+    size_t k = 0, used = 0;
+
+    if (s == NULL) { /* a field the request did not have */
+        async_http_log_add(line, "null", 4);
+        return;
+    }
+    buf[k++] = '"';
+    for (; *s != '\0' && used < room; s++, used++) {
+        unsigned char ch = (unsigned char)*s;
+
+        if (k + 7 > sizeof(buf)) {
+            async_http_log_add(line, buf, k);
+            k = 0;
+        }
+        if (ch == '"' || ch == '\\') {
+            buf[k++] = '\\';
+            buf[k++] = (char)ch;
+        } else if (ch < ' ' || ch >= 0x7f) {
+            memcpy(buf + k, "\\u00", 4);
+            buf[k + 4] = hex[ch >> 4];
+            buf[k + 5] = hex[ch & 15];
+            k += 6;
+        } else {
+            buf[k++] = (char)ch;
+        }
+    }
+    buf[k++] = '"';
+    async_http_log_add(line, buf, k);
+}
+
+/* RFC 3339 UTC with milliseconds: "2026-12-07T15:30:00.123Z". */
+static void add_time(async_http_log_line *line)
+{
+    struct timespec ts;
+    struct tm tm;
+    char buf[48];
+    int n;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    n = (int)strftime(buf, sizeof(buf), "\"%Y-%m-%dT%H:%M:%S", &tm);
+    n += snprintf(buf + n, sizeof(buf) - (size_t)n, ".%03ldZ\"", ts.tv_nsec / 1000000);
+    async_http_log_add(line, buf, (size_t)n);
+}
+
+static void format_json(const async_http_request *req, async_http_log_line *line)
+{
+    const char *peer = async_http_peer(req), *colon = strrchr(peer, ':');
+    char addr[64], buf[96];
+    size_t n;
+    int k;
+
+    /* the peer without its port, and without the brackets of IPv6 */
+    n = colon != NULL ? (size_t)(colon - peer) : strlen(peer);
+    if (n > 0 && peer[0] == '[') {
+        peer++;
+        n = n >= 2 ? n - 2 : 0;
+    }
+    snprintf(addr, sizeof(addr), "%.*s", (int)n, peer);
+    async_http_log_add(line, "{\"time\":", 8);
+    add_time(line);
+    async_http_log_add(line, ",\"peer\":", 8);
+    add_json(line, addr, 64);
+    async_http_log_add(line, ",\"method\":", 10);
+    add_json(line, async_http_method(req), 512);
+    async_http_log_add(line, ",\"target\":", 10);
+    add_json(line, async_http_target(req), 1024);
+    k = snprintf(buf, sizeof(buf), ",\"version\":\"HTTP/1.%d\",\"status\":%d,\"bytes\":",
+                 async_http_version(req) == 10 ? 0 : 1, async_http_status(req));
+    async_http_log_add(line, buf, (size_t)k);
+    async_http_log_body_bytes(line);
+    k = snprintf(buf, sizeof(buf), ",\"request_time_us\":%lld,\"user_agent\":",
+                 (long long)async_http_elapsed_us(req));
+    async_http_log_add(line, buf, (size_t)k);
+    add_json(line, async_http_header(req, "user-agent"), 200);
+    async_http_log_add(line, ",\"referer\":", 11);
+    add_json(line, async_http_header(req, "referer"), 200);
+    async_http_log_add(line, "}\n", 2);
+}
+
 void http_log_format(const async_http_request *req, async_http_log_line *line, void *ctx)
 {
+    if (ctx != NULL && http_log_json(ctx)) {
+        format_json(req, line);
+        return;
+    }
     const char *method = async_http_method(req);
     const char *ref = async_http_header(req, "referer");
     const char *ua = async_http_header(req, "user-agent");
     char buf[96];
     int n;
 
-    (void)ctx;
     add_address(line, async_http_peer(req));
     n = snprintf(buf, sizeof(buf), " - - [%s] \"", log_time());
     async_http_log_add(line, buf, (size_t)n);

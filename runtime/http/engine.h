@@ -205,6 +205,7 @@ struct async_http_request {
     struct http_conn *c;
     struct http_request h;      /* the parsed head; slices NUL-terminated */
     const char *query;
+    int64_t started_us;         /* when the head was complete (monotonic) */
     size_t body_at;             /* the body's first unread byte in c->in */
     /* body */
     struct http_chunked ch;

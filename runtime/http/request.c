@@ -83,6 +83,14 @@ static void terminate_request_line(struct async_http_request *req)
         ((char *)req->h.target.p)[req->h.target.n] = '\0';
 }
 
+static int64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 void async__http_request_init(struct async_http_request *req, struct http_conn *c,
                               size_t body_at)
 {
@@ -91,6 +99,7 @@ void async__http_request_init(struct async_http_request *req, struct http_conn *
     unsigned i;
 
     req->c = c;
+    req->started_us = srv->log_fmt != NULL ? now_us() : 0; /* only logs ask */
     req->body_at = body_at;
     req->valid = false;
     response_reset(req);
@@ -681,6 +690,11 @@ async_stream *async_http_upgrade(async_http_request *req, const char *protocol,
 int async_http_status(const async_http_request *req)
 {
     return req->status;
+}
+
+int64_t async_http_elapsed_us(const async_http_request *req)
+{
+    return req->started_us > 0 ? now_us() - req->started_us : 0;
 }
 
 int async_http_head_sent(const async_http_request *req)

@@ -519,6 +519,55 @@ static void logging_logrotate_file_parses(void **state)
     assert_non_null(strstr(out, "USR1"));
 }
 
+/* access_log_format "json": one object per line, valid JSON whatever a
+ * client sent (Python's json module reads every line), with the body
+ * bytes that left and a request time. */
+static void logging_access_log_json_lines_parse_and_carry_the_fields(void **state)
+{
+    char cmd[1024], path[600], out[4096] = "";
+    struct resp r;
+    char *text;
+    size_t len;
+    FILE *f;
+
+    (void)state;
+    write_config("access.log", false, ",\"access_log_format\":\"json\"");
+    daemon_start(&D, "asyncd.json", NULL);
+    D.port = number_after(&D, PORT_LINE);
+    exchange("GET /hello?a=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: a\"b\\c\t\xff\r\n\r\n",
+             false, &r, NULL);
+    assert_status(&r, 200);
+    resp_free(&r);
+    exchange("GET /missing HTTP/1.1\r\nHost: x\r\nReferer: http://r/\r\n\r\n", false, &r,
+             NULL);
+    assert_status(&r, 404);
+    resp_free(&r);
+    stop_with(SIGTERM);
+    text = read_bytes("access.log", &len);
+    assert_non_null(text);
+    print_message("      %s", text);
+    assert_non_null(strstr(text, "\"method\":\"GET\",\"target\":\"/hello?a=1\","
+                                 "\"version\":\"HTTP/1.1\",\"status\":200,\"bytes\":13,"));
+    assert_non_null(strstr(text, "\"user_agent\":\"a\\\"b\\\\c\\u0009\\u00ff\""));
+    assert_non_null(strstr(text, "\"status\":404,\"bytes\":10,"));
+    assert_non_null(strstr(text, "\"referer\":\"http://r/\"}"));
+    assert_non_null(strstr(text, "\"peer\":\"127.0.0.1\""));
+    free(text);
+    path_of(path, sizeof(path), "access.log");
+    snprintf(cmd, sizeof(cmd),
+             "python3 -c 'import json,sys\n"
+             "for l in open(sys.argv[1]):\n"
+             "    o = json.loads(l)\n"
+             "    assert o[\"time\"].endswith(\"Z\") and o[\"request_time_us\"] >= 0\n"
+             "print(\"ok\")' %s 2>&1", path);
+    f = popen(cmd, "r");
+    assert_non_null(f);
+    len = fread(out, 1, sizeof(out) - 1, f);
+    out[len] = '\0';
+    if (pclose(f) != 0 || strcmp(out, "ok\n") != 0)
+        fail_msg("python3 cannot read the lines as JSON:\n%s", out);
+}
+
 /* ================= 12. logs people can read ================= */
 
 /* Every byte a client controls reaches the access log escaped: quotes,
@@ -663,6 +712,7 @@ int main(void)
         T(logging_sigquit_stops_gracefully),
         T(logging_logrotate_file_parses),
         T(logging_access_log_escapes_quotes_controls_and_high_bytes),
+        T(logging_access_log_json_lines_parse_and_carry_the_fields),
         T(logging_daemon_lines_carry_a_timestamp_unless_stderr_is_the_journal),
     };
 
