@@ -12,21 +12,21 @@
 
 struct http_log {
     async_module_logfile *file;
-    bool json;
+    const char *format;         /* the config's (it outlives the log) */
 };
 
-bool http_log_json(const struct http_log *l)
+const char *http_log_style(const struct http_log *l)
 {
-    return l->json;
+    return l->format;
 }
 
-struct http_log *http_log_open(async_module_host *host, const char *dest, bool json)
+struct http_log *http_log_open(async_module_host *host, const char *dest, const char *format)
 {
     struct http_log *l = malloc(sizeof(*l));
 
     if (l == NULL)
         return NULL;
-    l->json = json;
+    l->format = format != NULL ? format : "combined";
     l->file = async_module_logfile_open(host, dest);
     if (l->file == NULL) {
         free(l);

@@ -395,10 +395,20 @@ int http_config_validate(const json_t *config, async_module_report *report)
         check_log(v, ck);
     if ((v = json_object_get(config, "serve_hidden")) != NULL && !json_is_boolean(v))
         problem(ck, "serve_hidden", "must be true or false");
-    if ((v = json_object_get(config, "access_log_format")) != NULL &&
-        (!json_is_string(v) || (strcmp(json_string_value(v), "combined") != 0 &&
-                                strcmp(json_string_value(v), "json") != 0)))
-        problem(ck, "access_log_format", "must be \"combined\" or \"json\"");
+    if ((v = json_object_get(config, "access_log_format")) != NULL) {
+        const char *bad;
+        size_t n;
+
+        if (!json_is_string(v) || has_nul(v) || has_ctl(json_string_value(v)) ||
+            json_string_length(v) == 0)
+            problem(ck, "access_log_format", "must be \"combined\", \"json\" or a template "
+                    "with $variables");
+        else if ((bad = http_log_unknown_variable(json_string_value(v), &n)) != NULL)
+            problem(ck, "access_log_format", "no variable $%.*s (known: $remote_addr "
+                    "$request $request_method $request_uri $status $body_bytes_sent "
+                    "$request_time $host $server_name $time_iso8601 $time_local $http_NAME)",
+                    (int)n, bad);
+    }
     for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
         v = json_object_get(config, limits[i].key);
         if (v != NULL && (!json_is_integer(v) || json_integer_value(v) < limits[i].min ||
@@ -477,7 +487,9 @@ int http_config_load(const json_t *config, struct http_config *c)
     c->access_log = dup_or_null(json_object_get(config, "access_log"));
     c->serve_hidden = json_is_true(json_object_get(config, "serve_hidden"));
     v = json_object_get(config, "access_log_format");
-    c->log_json = v != NULL && strcmp(json_string_value(v), "json") == 0;
+    c->log_format = strdup(v != NULL ? json_string_value(v) : "combined");
+    if (c->log_format == NULL)
+        return -1;
     for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
         v = json_object_get(config, limits[i].key);
         val[i] = v != NULL ? json_integer_value(v) : limits[i].def;
@@ -590,5 +602,6 @@ void http_config_free(struct http_config *c)
     free(c->routes);
     free(c->status_path);
     free(c->access_log);
+    free(c->log_format);
     memset(c, 0, sizeof(*c));
 }

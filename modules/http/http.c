@@ -220,7 +220,7 @@ static int server_open(struct http_server *srv, async_module_host *host, const j
         }
     }
     if (srv->cfg.access_log != NULL) {
-        srv->log = http_log_open(host, srv->cfg.access_log, srv->cfg.log_json);
+        srv->log = http_log_open(host, srv->cfg.access_log, srv->cfg.log_format);
         if (srv->log == NULL) {
             async_module_log(host, ASYNC_LOG_ERROR, "access_log %s: %s", srv->cfg.access_log,
                              strerror(errno));

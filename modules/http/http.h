@@ -80,7 +80,7 @@ struct http_config {
     int64_t lingering_timeout_ms;
     uint64_t lingering_max_bytes;
     bool serve_hidden;          /* serve path segments that start with '.' */
-    bool log_json;              /* access_log_format "json" (else "combined") */
+    char *log_format;           /* access_log_format: "combined", "json" or a template */
 };
 
 /* Validates modules.http, reporting every problem by its JSON path: 0, or
@@ -99,15 +99,18 @@ struct http_log;
 
 /* Opens the access log described by dest ("stderr" or a path, through
  * the daemon's log writer); NULL and errno on failure. */
-struct http_log *http_log_open(async_module_host *host, const char *dest, bool json);
+struct http_log *http_log_open(async_module_host *host, const char *dest, const char *format);
 /* Queues lines (written by the daemon within a second; dropped and
  * counted if its queue is full).  Never blocks.  Any thread.  The
  * engine's log writer (async_http_log_write) with the log as ctx. */
 void http_log_write(const char *lines, size_t len, void *log);
 /* Lines dropped so far because the daemon's queue was full. */
 uint64_t http_log_dropped(const struct http_log *l);
-/* Whether its lines are JSON objects. */
-bool http_log_json(const struct http_log *l);
+/* Its access_log_format ("combined", "json" or a template). */
+const char *http_log_style(const struct http_log *l);
+/* The first variable of a template that log_line.c does not know: its
+ * name's start in tmpl and *len, or NULL when it knows them all. */
+const char *http_log_unknown_variable(const char *tmpl, size_t *len);
 /* Hands over what is queued and frees l; never blocks. */
 void http_log_close(struct http_log *l);
 /* The engine's line formatter (async_http_log_format, ctx the log): the

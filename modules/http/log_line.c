@@ -156,10 +156,161 @@ static void format_json(const async_http_request *req, async_http_log_line *line
     async_http_log_add(line, "}\n", 2);
 }
 
+/* ---- templates: nginx's variables ---- */
+
+static const char *const variables[] = {
+    "remote_addr", "request", "request_method", "request_uri", "status", "body_bytes_sent",
+    "request_time", "host", "server_name", "time_iso8601", "time_local",
+};
+
+static size_t var_len(const char *p)
+{
+    size_t n = 0;
+
+    while ((p[n] >= 'a' && p[n] <= 'z') || (p[n] >= 'A' && p[n] <= 'Z') ||
+           (p[n] >= '0' && p[n] <= '9') || p[n] == '_')
+        n++;
+    return n;
+}
+
+/* Which variable p[0..n) is: its index, VAR_HTTP for $http_NAME, -1. */
+#define VAR_HTTP ((int)(sizeof(variables) / sizeof(variables[0])))
+
+static int var_index(const char *p, size_t n)
+{
+    size_t i;
+
+    if (n > 5 && strncmp(p, "http_", 5) == 0)
+        return VAR_HTTP;
+    for (i = 0; i < sizeof(variables) / sizeof(variables[0]); i++)
+        if (strlen(variables[i]) == n && strncmp(p, variables[i], n) == 0)
+            return (int)i;
+    return -1;
+}
+
+const char *http_log_unknown_variable(const char *tmpl, size_t *len)
+{
+    const char *p;
+
+    for (p = strchr(tmpl, '$'); p != NULL; p = strchr(p + 1, '$')) {
+        size_t n = var_len(p + 1);
+
+        if (n > 0 && var_index(p + 1, n) < 0) { /* a lone $ is itself */
+            *len = n;
+            return p + 1;
+        }
+    }
+    return NULL;
+}
+
+/* The value of a $http_NAME: NAME with '_' for '-'. */
+static const char *http_var(const async_http_request *req, const char *p, size_t n)
+{
+    char name[128];
+    size_t i;
+
+    if (n - 5 >= sizeof(name))
+        return NULL;
+    for (i = 0; i < n - 5; i++)
+        name[i] = p[5 + i] == '_' ? '-' : p[5 + i];
+    name[i] = '\0';
+    return async_http_header(req, name);
+}
+
+static void add_var(const async_http_request *req, async_http_log_line *line, const char *p,
+                    size_t n)
+{
+    const char *peer = async_http_peer(req), *v;
+    char buf[96];
+    int k = 0;
+
+    switch (var_index(p, n)) {
+    case 0: /* remote_addr */
+        add_address(line, peer);
+        return;
+    case 1: /* request */
+        if (async_http_method(req)[0] == '\0') {
+            async_http_log_add(line, "-", 1);
+            return;
+        }
+        add_escaped(line, async_http_method(req), 512);
+        async_http_log_add(line, " ", 1);
+        add_escaped(line, async_http_target(req), 1024);
+        k = snprintf(buf, sizeof(buf), " HTTP/1.%d", async_http_version(req) == 10 ? 0 : 1);
+        break;
+    case 2: /* request_method */
+        add_escaped(line, async_http_method(req), 512);
+        return;
+    case 3: /* request_uri */
+        add_escaped(line, async_http_target(req), 1024);
+        return;
+    case 4: /* status */
+        k = snprintf(buf, sizeof(buf), "%d", async_http_status(req));
+        break;
+    case 5: /* body_bytes_sent */
+        async_http_log_body_bytes(line);
+        return;
+    case 6: /* request_time: seconds with milliseconds, as nginx */
+        k = snprintf(buf, sizeof(buf), "%.3f", (double)async_http_elapsed_us(req) / 1e6);
+        break;
+    case 7: /* host */
+        v = async_http_header(req, "host");
+        add_escaped(line, v != NULL ? v : "-", 256);
+        return;
+    case 8: /* server_name: one site so far */
+        k = snprintf(buf, sizeof(buf), "-");
+        break;
+    case 9: { /* time_iso8601 */
+        time_t now = time(NULL);
+        struct tm tm;
+
+        localtime_r(&now, &tm);
+        k = (int)strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S%z", &tm);
+        break;
+    }
+    case 10: /* time_local */
+        k = snprintf(buf, sizeof(buf), "%s", log_time());
+        break;
+    case VAR_HTTP:
+        v = http_var(req, p, n);
+        add_escaped(line, v != NULL ? v : "-", 512);
+        return;
+    default: /* validate refused it; the text stays as written */
+        async_http_log_add(line, p - 1, n + 1);
+        return;
+    }
+    async_http_log_add(line, buf, (size_t)k);
+}
+
+static void format_template(const async_http_request *req, async_http_log_line *line,
+                            const char *tmpl)
+{
+    const char *p = tmpl, *d;
+    size_t n;
+
+    while ((d = strchr(p, '$')) != NULL) {
+        async_http_log_add(line, p, (size_t)(d - p));
+        n = var_len(d + 1);
+        if (n == 0)
+            async_http_log_add(line, "$", 1);
+        else
+            add_var(req, line, d + 1, n);
+        p = d + 1 + n;
+    }
+    async_http_log_add(line, p, strlen(p));
+    async_http_log_add(line, "\n", 1);
+}
+
 void http_log_format(const async_http_request *req, async_http_log_line *line, void *ctx)
 {
-    if (ctx != NULL && http_log_json(ctx)) {
+    const char *style = ctx != NULL ? http_log_style(ctx) : "combined";
+
+    if (strcmp(style, "json") == 0) {
         format_json(req, line);
+        return;
+    }
+    if (strcmp(style, "combined") != 0) {
+        format_template(req, line, style);
         return;
     }
     const char *method = async_http_method(req);

@@ -568,6 +568,37 @@ static void logging_access_log_json_lines_parse_and_carry_the_fields(void **stat
         fail_msg("python3 cannot read the lines as JSON:\n%s", out);
 }
 
+/* access_log_format as a template of nginx's variables; an unknown one
+ * is refused by the check with its place. */
+static void logging_access_log_template_fills_nginx_variables(void **state)
+{
+    char out[8192], cfg[600];
+    struct resp r;
+    char *text;
+    size_t len;
+
+    (void)state;
+    write_config("access.log", false,
+                 ",\"access_log_format\":\"$remote_addr [$status] $request_method $request_uri "
+                 "$body_bytes_sent $http_user_agent $http_x_missing $host $$ $request_time\"");
+    daemon_start(&D, "asyncd.json", NULL);
+    D.port = number_after(&D, PORT_LINE);
+    exchange("GET /hello?q=1 HTTP/1.1\r\nHost: site.test\r\nUser-Agent: t/1\r\n\r\n", false,
+             &r, NULL);
+    assert_status(&r, 200);
+    resp_free(&r);
+    stop_with(SIGTERM);
+    text = read_bytes("access.log", &len);
+    assert_non_null(text);
+    print_message("      %s", text);
+    assert_non_null(strstr(text, "127.0.0.1 [200] GET /hello?q=1 13 t/1 - site.test $$ 0."));
+    free(text);
+    write_config("access.log", false, ",\"access_log_format\":\"$status $bogus\"");
+    path_of(cfg, sizeof(cfg), "asyncd.json");
+    assert_int_equal(run_to_end("-t", cfg, out, sizeof(out)), 78);
+    assert_non_null(strstr(out, "modules.http.access_log_format: no variable $bogus"));
+}
+
 /* ================= 12. logs people can read ================= */
 
 /* Every byte a client controls reaches the access log escaped: quotes,
@@ -713,6 +744,7 @@ int main(void)
         T(logging_logrotate_file_parses),
         T(logging_access_log_escapes_quotes_controls_and_high_bytes),
         T(logging_access_log_json_lines_parse_and_carry_the_fields),
+        T(logging_access_log_template_fills_nginx_variables),
         T(logging_daemon_lines_carry_a_timestamp_unless_stderr_is_the_journal),
     };
 
