@@ -202,6 +202,8 @@ ASYNC_API int async_http_server_start(async_http_server *srv, async_stream *s, i
  * the response in progress (answered "Connection: close"), and waits for
  * them until deadline_ms (async_now_ms scale; -1: no limit); then cuts
  * those left and waits for their fibers.  Runs shielded from cancellation.
+ * Call it once no async_http_server_start is in progress (stop the fibers
+ * that accept first).
  * Returns how many connections had to be cut. */
 ASYNC_API long async_http_server_shutdown(async_http_server *srv, int64_t deadline_ms);
 /* Frees a server that served no connection or was shut down. */

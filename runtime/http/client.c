@@ -184,8 +184,7 @@ static bool token(const char *s)
     if (*s == '\0')
         return false;
     for (; *s != '\0'; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              strchr("!#$%&'*+-.^_`|~", *s) != NULL))
+        if (!async__http_tchar[(unsigned char)*s])
             return false;
     return true;
 }
@@ -265,10 +264,8 @@ async_http_call *async_http_call_on(async_stream *s, const char *method, const c
 
 int async_http_call_add_header(async_http_call *c, const char *name, const char *value)
 {
-    static const char *const hop[] = {"Connection", "Keep-Alive", "Proxy-Connection", "TE",
-                                      "Trailer", "Transfer-Encoding", "Upgrade"};
     const unsigned char *p;
-    size_t i;
+    enum http_field kind;
 
     if (c->streaming || c->req_done) {
         errno = EALREADY;
@@ -279,10 +276,9 @@ int async_http_call_add_header(async_http_call *c, const char *name, const char 
     for (p = (const unsigned char *)value; *p != '\0'; p++)
         if ((*p < ' ' && *p != '\t') || *p == 0x7f)
             goto invalid;
-    for (i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        if (strcasecmp(name, hop[i]) == 0)
-            goto invalid;
-    if (strcasecmp(name, "Content-Length") == 0) {
+    if ((kind = async__http_field_kind(name, strlen(name))) == FIELD_HOP)
+        goto invalid;
+    if (kind == FIELD_LENGTH) {
         char *end;
 
         if (*value < '0' || *value > '9')

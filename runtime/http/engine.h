@@ -9,6 +9,7 @@
  *   request.c   the request object handlers see: accessors, the body,
  *               the response head and writes
  *   logq.c      access-log lines held until their bytes have left
+ *   client.c    calls to other servers, and their connection pool
  *
  * Threads.  A server is configured by one fiber before its first
  * connection and read-only afterwards.  A connection and its requests
@@ -78,8 +79,7 @@ const char *async__http_date_now(void);
 /* ---- the server (server.c) ---- */
 
 struct http_local {
-    const struct async_http_server *srv; /* whose; see server.c */
-    unsigned gen;
+    unsigned gen;               /* whose; see server.c */
     char *in[HTTP_LOCAL_BUFS];
     unsigned nin;
     char *outs[2 * HTTP_LOCAL_BUFS]; /* spare HTTP_OUT_SIZE buffers (output, headers) */
@@ -249,6 +249,18 @@ bool async__http_request_finish(struct async_http_request *req, int rc);
 /* An answer of the engine's own (an error) with a small text body; close:
  * end the connection after it. */
 void async__http_error(struct async_http_request *req, int status, bool close);
+
+/* What a field name means to the engine (request.c), by its length first:
+ * one comparison for most names.  The client refuses the same hop-by-hop
+ * fields. */
+enum http_field {
+    FIELD_OTHER,
+    FIELD_HOP,          /* the engine's or one connection's: refused */
+    FIELD_LENGTH,
+    FIELD_SERVER,
+    FIELD_DATE,
+};
+enum http_field async__http_field_kind(const char *name, size_t n);
 
 /* ---- access-log lines (logq.c) ---- */
 

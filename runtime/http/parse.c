@@ -11,7 +11,7 @@
 #define MAX_TRAILERS 8192
 
 /* tchar of RFC 9110 §5.6.2 */
-static const unsigned char tchar[256] = {
+const unsigned char async__http_tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
     ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,
     ['~'] = 1,
@@ -102,7 +102,7 @@ static int request_line(const char *buf, size_t p, size_t e, struct http_request
 {
     size_t i = p, t;
 
-    while (i < e && tchar[(unsigned char)buf[i]])
+    while (i < e && async__http_tchar[(unsigned char)buf[i]])
         i++;
     if (i == p || i >= e || buf[i] != ' ')
         return -400;
@@ -141,7 +141,7 @@ static int field_line(const char *buf, size_t p, size_t e, struct http_header *h
 {
     size_t i = p, v;
 
-    while (i < e && tchar[(unsigned char)buf[i]])
+    while (i < e && async__http_tchar[(unsigned char)buf[i]])
         i++;
     if (i == p || i >= e || buf[i] != ':')
         return -400;

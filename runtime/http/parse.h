@@ -31,6 +31,10 @@ enum http_method {
     HTTP_CONNECT,
 };
 
+/* tchar of RFC 9110 §5.6.2: 1 for the bytes a token (a method, a field
+ * name) may hold. */
+extern const unsigned char async__http_tchar[256];
+
 struct http_slice {
     const char *p;
     size_t n;

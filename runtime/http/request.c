@@ -337,30 +337,13 @@ ssize_t async_http_read_body(async_http_request *req, void *buf, size_t len)
 
 /* ---- the response ---- */
 
-/* tchar (RFC 9110 §5.6.2) */
-static const unsigned char token[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-    ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
-};
-
 /* What a field value may not hold: controls but HTAB, and DEL; NUL ends
  * the scan (2), so one table lookup per byte decides both. */
 static const unsigned char value_stop[256] = {
     [0] = 2, [1 ... 8] = 1, [10 ... 31] = 1, [127] = 1,
 };
 
-enum field {
-    FIELD_OTHER,
-    FIELD_HOP,          /* the engine's or one connection's: refused */
-    FIELD_LENGTH,
-    FIELD_SERVER,
-    FIELD_DATE,
-};
-
-/* What a field name means to the engine, by its length first: one
- * comparison for most names. */
-static enum field field_kind(const char *name, size_t n)
+enum http_field async__http_field_kind(const char *name, size_t n)
 {
     switch (n) {
     case 2: return strcasecmp(name, "TE") == 0 ? FIELD_HOP : FIELD_OTHER;
@@ -420,7 +403,7 @@ int async_http_add_header(async_http_request *req, const char *name, const char 
     }
     if (name == NULL || value == NULL || *name == '\0')
         goto invalid;
-    for (p = (const unsigned char *)name; token[*p]; p++)
+    for (p = (const unsigned char *)name; async__http_tchar[*p]; p++)
         ;
     if (*p != '\0')
         goto invalid;
@@ -430,7 +413,7 @@ int async_http_add_header(async_http_request *req, const char *name, const char 
     if (*p != '\0')
         goto invalid;
     vn = (size_t)(p - (const unsigned char *)value);
-    switch (field_kind(name, nn)) {
+    switch (async__http_field_kind(name, nn)) {
     case FIELD_HOP:
         goto invalid;
     case FIELD_LENGTH:
@@ -653,7 +636,7 @@ async_stream *async_http_upgrade(async_http_request *req, const char *protocol,
         errno = EALREADY;
         return NULL;
     }
-    for (p = (const unsigned char *)(protocol != NULL ? protocol : ""); token[*p]; p++)
+    for (p = (const unsigned char *)(protocol != NULL ? protocol : ""); async__http_tchar[*p]; p++)
         ;
     if (protocol == NULL || *protocol == '\0' || *p != '\0') {
         errno = EINVAL;

@@ -21,7 +21,8 @@
  *     the same address never touches a freed one's state.
  *   - sweeper_state elects the one fiber that starts the sweeper (0 -> 1
  *     CAS), which then publishes the task (store 2, release); shutdown
- *     cancels and joins it. */
+ *     cancels and joins it (acquire).  Shutdown comes after the last start
+ *     has returned (async_io/http.h), so it never sees 1. */
 #include "engine.h"
 
 #include <errno.h>
@@ -204,7 +205,6 @@ struct http_local *async__http_local(struct async_http_server *srv)
         return mine;
     if (srv->simple || (l = calloc(1, sizeof(*l))) == NULL)
         return NULL;
-    l->srv = srv;
     l->gen = srv->gen;
     pthread_mutex_lock(&srv->locals_lock);
     l->next = srv->locals;
