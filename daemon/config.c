@@ -143,31 +143,34 @@ static char *resolve(const char *file, const char *rel)
     return out;
 }
 
-static void validate(struct asyncd_config *c, struct asyncd_problems *p)
+/* "runtime": the worker count and the stack size. */
+static void validate_runtime(struct asyncd_config *c, struct asyncd_problems *p)
 {
-    static const char *const top[] = {"runtime", "modules_dir", "shutdown_timeout_ms", "log_level",
-                                      "blocked_warn_ms", "strict_modules", "modules", NULL};
-    static const char *const rt[] = {"workers", "stack_size", NULL};
+    static const char *const keys[] = {"workers", "stack_size", NULL};
     json_t *runtime = json_object_get(c->root, "runtime");
+
+    if (runtime == NULL)
+        return;
+    if (!json_is_object(runtime)) {
+        asyncd_problem(p, c, "runtime", "must be an object");
+        return;
+    }
+    unknown_keys(c, p, runtime, "runtime", keys);
+    c->workers = (unsigned)get_int(c, p, runtime, "workers", "runtime.workers", 0, 1024, 0);
+    c->stack_size = (size_t)get_int(c, p, runtime, "stack_size", "runtime.stack_size", 0, 1 << 30, 0);
+    if (c->stack_size != 0 && c->stack_size < 16384) {
+        asyncd_problem(p, c, "runtime.stack_size", "must be 0 (default) or at least 16384");
+        c->stack_size = 0;
+    }
+}
+
+/* The daemon's own top-level settings. */
+static void validate_daemon(struct asyncd_config *c, struct asyncd_problems *p)
+{
     json_t *dir = json_object_get(c->root, "modules_dir");
     json_t *level = json_object_get(c->root, "log_level");
     json_t *strict = json_object_get(c->root, "strict_modules");
-    const char *name;
-    json_t *m;
 
-    unknown_keys(c, p, c->root, "", top);
-    if (runtime != NULL && !json_is_object(runtime)) {
-        asyncd_problem(p, c, "runtime", "must be an object");
-    } else if (runtime != NULL) {
-        unknown_keys(c, p, runtime, "runtime", rt);
-        c->workers = (unsigned)get_int(c, p, runtime, "workers", "runtime.workers", 0, 1024, 0);
-        c->stack_size = (size_t)get_int(c, p, runtime, "stack_size", "runtime.stack_size", 0,
-                                        1 << 30, 0);
-        if (c->stack_size != 0 && c->stack_size < 16384) {
-            asyncd_problem(p, c, "runtime.stack_size", "must be 0 (default) or at least 16384");
-            c->stack_size = 0;
-        }
-    }
     c->shutdown_timeout_ms = get_int(c, p, c->root, "shutdown_timeout_ms", "shutdown_timeout_ms",
                                      0, 3600000, DEFAULT_SHUTDOWN_MS);
     c->blocked_warn_ms = get_int(c, p, c->root, "blocked_warn_ms", "blocked_warn_ms", 1, 3600000,
@@ -190,31 +193,50 @@ static void validate(struct asyncd_config *c, struct asyncd_problems *p)
                                           ? json_string_value(dir) : "modules");
     if (c->modules_dir != NULL && access(c->modules_dir, R_OK | X_OK) != 0)
         asyncd_problem(p, c, "modules_dir", "cannot read %s: %s", c->modules_dir, strerror(errno));
+}
+
+/* "modules": an object per module; of its keys the daemon reads only its
+ * own ("enabled", "optional"), which the module never sees (modules.c
+ * takes them out). */
+static void validate_modules(struct asyncd_config *c, struct asyncd_problems *p)
+{
+    const char *name;
+    json_t *m;
+
     c->modules = json_object_get(c->root, "modules");
     if (c->modules != NULL && !json_is_object(c->modules)) {
         asyncd_problem(p, c, "modules", "must be an object of module objects");
         c->modules = NULL;
     }
     json_object_foreach(c->modules, name, m) {
+        static const char *const own[] = {"enabled", "optional"};
         char path[512];
-        json_t *enabled, *optional;
+        size_t i;
 
         snprintf(path, sizeof(path), "modules.%s", name);
         if (!json_is_object(m)) {
             asyncd_problem(p, c, path, "must be an object");
             continue;
         }
-        /* The daemon's own keys in a module's object; the module never
-         * sees them (modules.c takes them out). */
-        enabled = json_object_get(m, "enabled");
-        snprintf(path, sizeof(path), "modules.%s.enabled", name);
-        if (enabled != NULL && !json_is_boolean(enabled))
-            asyncd_problem(p, c, path, "must be true or false");
-        optional = json_object_get(m, "optional");
-        snprintf(path, sizeof(path), "modules.%s.optional", name);
-        if (optional != NULL && !json_is_boolean(optional))
-            asyncd_problem(p, c, path, "must be true or false");
+        for (i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+            json_t *v = json_object_get(m, own[i]);
+
+            snprintf(path, sizeof(path), "modules.%s.%s", name, own[i]);
+            if (v != NULL && !json_is_boolean(v))
+                asyncd_problem(p, c, path, "must be true or false");
+        }
     }
+}
+
+static void validate(struct asyncd_config *c, struct asyncd_problems *p)
+{
+    static const char *const top[] = {"runtime", "modules_dir", "shutdown_timeout_ms", "log_level",
+                                      "blocked_warn_ms", "strict_modules", "modules", NULL};
+
+    unknown_keys(c, p, c->root, "", top);
+    validate_runtime(c, p);
+    validate_daemon(c, p);
+    validate_modules(c, p);
 }
 
 int asyncd_config_load(const char *file, struct asyncd_config *c, struct asyncd_problems *p)

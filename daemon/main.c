@@ -536,28 +536,24 @@ static void usage(FILE *f)
                "default FILE: %s\n", ASYNCD_DEFAULT_CONFIG);
 }
 
-int main(int argc, char **argv)
+/* The command line: -1 to go on serving *file, or the exit code of a
+ * command that is complete (--check-config, --version, --help, a bad
+ * argument). */
+static int parse_args(int argc, char **argv, const char **file)
 {
-    struct daemon d = {.sigfd = -1, .stuck = NULL};
-    struct asyncd_problems p = {0};
-    struct async_config rc;
-    const char *file = ASYNCD_DEFAULT_CONFIG;
-    static char *abs_file; /* static: stays reachable until exit */
-    sigset_t set;
-    int i, rc_check;
+    int i, rc;
 
-    asyncd_log_init();
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-            file = argv[++i];
+            *file = argv[++i];
         } else if (strcmp(argv[i], "--check-config") == 0 || strcmp(argv[i], "-t") == 0 ||
                    strcmp(argv[i], "-T") == 0) {
-            const char *f = i + 1 < argc ? argv[i + 1] : file;
+            const char *f = i + 1 < argc ? argv[i + 1] : *file;
             char *abs = enter_config_dir(f);
 
-            rc_check = check_config(abs != NULL ? abs : f, strcmp(argv[i], "-T") == 0);
+            rc = check_config(abs != NULL ? abs : f, strcmp(argv[i], "-T") == 0);
             free(abs);
-            return rc_check;
+            return rc;
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("asyncd %s (module ABI %d)\n", ASYNCD_VERSION, ASYNC_MODULE_ABI_VERSION);
             return 0;
@@ -569,38 +565,70 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    abs_file = enter_config_dir(file);
-    if (abs_file != NULL)
-        file = abs_file;
-    d.file = file;
-    rc_check = asyncd_config_load(file, &d.config, &p);
-    if (rc_check == 0) {
-        asyncd_log_set_level(d.config.log_level);
-        d.modules = asyncd_modules_load(&d.config, NULL); /* unloadable files: logged, skipped */
-        rc_check = asyncd_modules_check(&d.config, d.modules, &p);
+    return -1;
+}
+
+/* The configuration and the modules it names, checked together: 0, or
+ * the problems printed and everything given back. */
+static int load_config(struct daemon *d)
+{
+    struct asyncd_problems p = {0};
+    int rc = asyncd_config_load(d->file, &d->config, &p);
+
+    if (rc == 0) {
+        asyncd_log_set_level(d->config.log_level);
+        d->modules = asyncd_modules_load(&d->config, NULL); /* unloadable files: logged, skipped */
+        rc = asyncd_modules_check(&d->config, d->modules, &p);
     }
-    if (rc_check != 0) {
+    if (rc != 0) {
         print_problems(&p);
-        asyncd_log(ASYNC_LOG_ERROR, "%s: configuration rejected", file);
-        asyncd_problems_free(&p);
-        free_modules(d.modules);
-        asyncd_config_free(&d.config);
-        return EX_CONFIG;
+        asyncd_log(ASYNC_LOG_ERROR, "%s: configuration rejected", d->file);
+        free_modules(d->modules);
+        d->modules = NULL;
+        asyncd_config_free(&d->config);
     }
-    raise_nofile();
-    /* Block before any thread exists (the log writer's, the runtime's
-     * workers, the blocking-call helpers), so every one inherits the mask
-     * and the signals queue on the signalfd. */
+    asyncd_problems_free(&p);
+    return rc;
+}
+
+/* Signals arrive on a signalfd.  Blocked before any thread exists (the
+ * log writer's, the runtime's workers, the blocking-call helpers), so
+ * every one inherits the mask and the signals queue there. */
+static int take_signals(struct daemon *d)
+{
+    sigset_t set;
+
     if (asyncd_signals_block(&set) != 0) {
         asyncd_log(ASYNC_LOG_ERROR, "blocking signals: %s", strerror(errno));
-        return 1;
+        return -1;
     }
     signal(SIGPIPE, SIG_IGN);
-    d.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (d.sigfd < 0) {
+    d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (d->sigfd < 0) {
         asyncd_log(ASYNC_LOG_ERROR, "signalfd: %s", strerror(errno));
-        return 1;
+        return -1;
     }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct daemon d = {.sigfd = -1, .stuck = NULL};
+    struct async_config rc;
+    const char *file = ASYNCD_DEFAULT_CONFIG;
+    static char *abs_file; /* static: stays reachable until exit */
+    int done;
+
+    asyncd_log_init();
+    if ((done = parse_args(argc, argv, &file)) >= 0)
+        return done;
+    abs_file = enter_config_dir(file);
+    d.file = abs_file != NULL ? abs_file : file;
+    if (load_config(&d) != 0)
+        return EX_CONFIG;
+    raise_nofile();
+    if (take_signals(&d) != 0)
+        return 1;
     if (asyncd_logsink_start() != 0)
         asyncd_log(ASYNC_LOG_WARNING, "no log writer thread (%s): log lines are written by "
                    "the threads that log them, and modules cannot open log files",
@@ -609,7 +637,7 @@ int main(int argc, char **argv)
     asyncd_crash_install(); /* before the runtime's overflow handler, which chains to it */
     rc.workers = d.config.workers;
     rc.stack_size = d.config.stack_size;
-    asyncd_log(ASYNC_LOG_INFO, "asyncd %s starting with %s", ASYNCD_VERSION, file);
+    asyncd_log(ASYNC_LOG_INFO, "asyncd %s starting with %s", ASYNCD_VERSION, d.file);
     if (async_runtime(&rc, daemon_main, &d) != 0) {
         asyncd_log(ASYNC_LOG_ERROR, "cannot start the runtime: %s", strerror(errno));
         asyncd_logsink_stop(EXIT_FLUSH_MS);

@@ -72,13 +72,32 @@ static const char *bracketed_host(const char *h, size_t n)
     return NULL;
 }
 
+/* The decimal port after the ':' into *value: NULL, or why not. */
+static const char *parse_port(const char *p, long *value)
+{
+    size_t plen = strlen(p), i;
+
+    *value = 0;
+    if (plen == 0)
+        return "no port after ':'";
+    for (i = 0; i < plen; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return "the port must be decimal digits";
+        if (i < 6)
+            *value = *value * 10 + (p[i] - '0');
+    }
+    if (plen > 5 || *value > 65535)
+        return "the port is above 65535";
+    return NULL;
+}
+
 /* 0 or an errno value, with *why saying what was wrong. */
 static int parse_address(const char *address, char *host, size_t hostlen, int *port,
                          const char **why)
 {
     const char *h, *p, *end, *reason;
-    size_t hlen, plen, i;
-    long value = 0;
+    size_t hlen;
+    long value;
 
     *why = NULL;
     if (address == NULL) {
@@ -116,23 +135,8 @@ static int parse_address(const char *address, char *host, size_t hostlen, int *p
         *why = reason;
         return EINVAL;
     }
-    plen = strlen(p);
-    if (plen == 0) {
-        *why = "no port after ':'";
+    if ((*why = parse_port(p, &value)) != NULL)
         return EINVAL;
-    }
-    for (i = 0; i < plen; i++) {
-        if (p[i] < '0' || p[i] > '9') {
-            *why = "the port must be decimal digits";
-            return EINVAL;
-        }
-        if (i < 6)
-            value = value * 10 + (p[i] - '0');
-    }
-    if (plen > 5 || value > 65535) {
-        *why = "the port is above 65535";
-        return EINVAL;
-    }
     if (host != NULL) {
         if (hlen >= hostlen) {
             *why = "the host does not fit";
