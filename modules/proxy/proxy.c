@@ -384,19 +384,47 @@ static void *health_loop(void *arg)
 
 /* ---- forwarding ---- */
 
-static bool hop_by_hop(const char *name, const char *connection)
+/* What forwarding does with a field, by its name: one comparison at most
+ * (the length picks the candidate). */
+enum field_fate {
+    FIELD_PASS,
+    FIELD_HOP,          /* hop-by-hop: stays on its side */
+    FIELD_XFF,          /* X-Forwarded-For: extended with the peer */
+    FIELD_REPLACED,     /* X-Forwarded-Proto, X-Forwarded-Host: ours replace them */
+    FIELD_HOST,
+};
+
+static enum field_fate field_fate(const char *name)
 {
-    static const char *const names[] = {"Connection", "Keep-Alive", "TE", "Trailer",
-                                        "Transfer-Encoding", "Upgrade"};
-    size_t i, n = strlen(name);
+    size_t n = strlen(name);
+
+    if (n >= 6 && strncasecmp(name, "Proxy-", 6) == 0)
+        return FIELD_HOP;
+    switch (n) {
+    case 2: return strcasecmp(name, "TE") == 0 ? FIELD_HOP : FIELD_PASS;
+    case 4: return strcasecmp(name, "Host") == 0 ? FIELD_HOST : FIELD_PASS;
+    case 7:
+        return strcasecmp(name, "Upgrade") == 0 || strcasecmp(name, "Trailer") == 0 ? FIELD_HOP
+                                                                                   : FIELD_PASS;
+    case 10:
+        return strcasecmp(name, "Connection") == 0 || strcasecmp(name, "Keep-Alive") == 0
+                   ? FIELD_HOP : FIELD_PASS;
+    case 15: return strcasecmp(name, "X-Forwarded-For") == 0 ? FIELD_XFF : FIELD_PASS;
+    case 16: return strcasecmp(name, "X-Forwarded-Host") == 0 ? FIELD_REPLACED : FIELD_PASS;
+    case 17:
+        if (strcasecmp(name, "Transfer-Encoding") == 0)
+            return FIELD_HOP;
+        return strcasecmp(name, "X-Forwarded-Proto") == 0 ? FIELD_REPLACED : FIELD_PASS;
+    default: return FIELD_PASS;
+    }
+}
+
+/* Whether the Connection field's value names the field. */
+static bool named_by(const char *connection, const char *name)
+{
+    size_t n = strlen(name);
     const char *p;
 
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcasecmp(name, names[i]) == 0)
-            return true;
-    if (strncasecmp(name, "Proxy-", 6) == 0)
-        return true;
-    /* and the fields Connection names */
     for (p = connection; p != NULL && *p != '\0';) {
         while (*p == ' ' || *p == '\t' || *p == ',')
             p++;
@@ -408,44 +436,60 @@ static bool hop_by_hop(const char *name, const char *connection)
     return false;
 }
 
+/* X-Forwarded-For's new value into buf: the client's (xff, or NULL), then
+ * the peer's address without its port ("[::1]:5000" gives "::1").  0, or
+ * -1 if it does not fit. */
+static int forwarded_for(const char *peer, const char *xff, char *buf, size_t size)
+{
+    const char *host = peer, *end = strrchr(peer, ':');
+    size_t n = 0, xn = xff != NULL ? strlen(xff) : 0, hn;
+
+    if (peer[0] == '[') {
+        host = peer + 1;
+        end = strchr(host, ']');
+    }
+    hn = end != NULL ? (size_t)(end - host) : strlen(host);
+    if (xn + 2 + hn + 1 > size)
+        return -1;
+    if (xff != NULL) {
+        memcpy(buf, xff, xn);
+        memcpy(buf + xn, ", ", 2);
+        n = xn + 2;
+    }
+    memcpy(buf + n, host, hn);
+    buf[n + hn] = '\0';
+    return 0;
+}
+
 /* The request's fields onto the call, as RFC 9110 §7.6 says. */
 static int forward_request_fields(async_http_request *req, async_http_call *c,
                                   const struct upstream *up)
 {
     const char *connection = async_http_header(req, "Connection"), *name, *value;
     const char *xff = NULL, *host = async_http_header(req, "Host");
-    char peer[64], buf[1024];
+    char buf[1024];
     size_t i;
 
     for (i = 0; async_http_header_at(req, i, &name, &value) == 0; i++) {
         /* (a Content-Length goes up as the length of what we stream, so
          * an HTTP/1.0 upstream gets a body it can read; without one the
          * body goes up chunked) */
-        if (hop_by_hop(name, connection))
+        enum field_fate fate = field_fate(name);
+
+        if (fate == FIELD_HOP || fate == FIELD_REPLACED || (fate == FIELD_HOST && up->host != NULL) ||
+            named_by(connection, name))
             continue;
-        if (strcasecmp(name, "X-Forwarded-For") == 0) {
+        if (fate == FIELD_XFF) {
             xff = value;
             continue;
         }
-        if (strcasecmp(name, "X-Forwarded-Proto") == 0 ||
-            strcasecmp(name, "X-Forwarded-Host") == 0 ||
-            (strcasecmp(name, "Host") == 0 && up->host != NULL))
-            continue;
         if (async_http_call_add_header(c, name, value) != 0)
             return -1;
     }
-    /* the client's address without its port */
-    snprintf(peer, sizeof(peer), "%s", async_http_peer(req));
-    if (peer[0] == '[') {
-        char *end = strchr(peer, ']');
-
-        memmove(peer, peer + 1, strlen(peer));
-        if (end != NULL)
-            *(end - 1) = '\0';
-    } else if (strrchr(peer, ':') != NULL) {
-        *strrchr(peer, ':') = '\0';
+    if (forwarded_for(async_http_peer(req), xff, buf, sizeof(buf)) != 0) {
+        errno = EINVAL;
+        return -1;
     }
-    snprintf(buf, sizeof(buf), "%s%s%s", xff != NULL ? xff : "", xff != NULL ? ", " : "", peer);
     if (async_http_call_add_header(c, "X-Forwarded-For", buf) != 0 ||
         async_http_call_add_header(c, "X-Forwarded-Proto", "http") != 0 ||
         (host != NULL && async_http_call_add_header(c, "X-Forwarded-Host", host) != 0) ||
@@ -462,7 +506,7 @@ static int forward_response_fields(async_http_request *req, async_http_call *c)
     size_t i;
 
     for (i = 0; async_http_call_header_at(c, i, &name, &value) == 0; i++) {
-        if (hop_by_hop(name, connection))
+        if (field_fate(name) == FIELD_HOP || named_by(connection, name))
             continue;
         /* the engine frames the answer; a Content-Length we pass on fixes
          * it, Server and Date replace ours */

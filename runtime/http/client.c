@@ -18,6 +18,7 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -67,12 +68,12 @@ struct async_http_call {
     /* response */
     char *in;
     uint32_t off, len;
-    struct http_response r;
     bool have_response;
     bool until_close;
     bool body_done;
     uint64_t left;
     struct http_chunked ch;
+    struct http_response r;     /* last: its field array is never cleared (call_make) */
 };
 
 /* ---- the pool ---- */
@@ -207,8 +208,12 @@ static async_http_call *call_make(const char *method, const char *target)
         errno = EINVAL;
         return NULL;
     }
-    if ((c = calloc(1, sizeof(*c))) == NULL)
+    /* Everything but the response's fields (8 KiB, filled by the parser
+     * up to r.nheaders) starts zeroed: a call per proxied request. */
+    if ((c = malloc(sizeof(*c))) == NULL)
         return NULL;
+    memset(c, 0, offsetof(async_http_call, r.headers));
+    memset(&c->r.nheaders, 0, sizeof(c->r) - offsetof(struct http_response, nheaders));
     if ((c->method = strdup(method)) == NULL || (c->target = strdup(target)) == NULL ||
         (c->in = malloc(CALL_IN_SIZE)) == NULL) {
         async_http_call_free(c);
@@ -266,6 +271,7 @@ int async_http_call_add_header(async_http_call *c, const char *name, const char 
 {
     const unsigned char *p;
     enum http_field kind;
+    size_t nn, vn;
 
     if (c->streaming || c->req_done) {
         errno = EALREADY;
@@ -276,7 +282,9 @@ int async_http_call_add_header(async_http_call *c, const char *name, const char 
     for (p = (const unsigned char *)value; *p != '\0'; p++)
         if ((*p < ' ' && *p != '\t') || *p == 0x7f)
             goto invalid;
-    if ((kind = async__http_field_kind(name, strlen(name))) == FIELD_HOP)
+    vn = (size_t)(p - (const unsigned char *)value);
+    nn = strlen(name);
+    if ((kind = async__http_field_kind(name, nn)) == FIELD_HOP)
         goto invalid;
     if (kind == FIELD_LENGTH) {
         char *end;
@@ -290,13 +298,13 @@ int async_http_call_add_header(async_http_call *c, const char *name, const char 
         c->has_length = true;
         return 0;
     }
-    if (strcasecmp(name, "Host") == 0)
+    if (nn == 4 && strcasecmp(name, "Host") == 0)
         c->has_host = true;
-    if (async__http_out_reserve(&c->hdr, strlen(name) + strlen(value) + 4) != 0)
+    if (async__http_out_reserve(&c->hdr, nn + vn + 4) != 0)
         return -1;
-    async__http_out_add(&c->hdr, name, strlen(name));
+    async__http_out_add(&c->hdr, name, nn);
     async__http_out_add(&c->hdr, LIT(": "));
-    async__http_out_add(&c->hdr, value, strlen(value));
+    async__http_out_add(&c->hdr, value, vn);
     async__http_out_add(&c->hdr, LIT("\r\n"));
     return 0;
 invalid:

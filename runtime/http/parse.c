@@ -32,9 +32,11 @@ static int lower(int c)
     return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
 }
 
-static bool slice_ieq(struct http_slice s, const char *lit)
+/* Whether s is lit[0..n), ignoring case; the length decides most. */
+#define SLICE_IS(s, lit) slice_ieq((s), (lit), sizeof(lit) - 1)
+static bool slice_ieq(struct http_slice s, const char *lit, size_t n)
 {
-    size_t i, n = strlen(lit);
+    size_t i;
 
     if (s.n != n)
         return false;
@@ -188,9 +190,9 @@ static int connection_token(struct http_slice tok, void *arg)
 {
     struct connection_opts *o = arg;
 
-    if (slice_ieq(tok, "close"))
+    if (SLICE_IS(tok, "close"))
         o->close = true;
-    else if (slice_ieq(tok, "keep-alive"))
+    else if (SLICE_IS(tok, "keep-alive"))
         o->keep_alive = true;
     return 0;
 }
@@ -200,7 +202,7 @@ static int te_token(struct http_slice tok, void *arg)
 {
     int *seen = arg;
 
-    if (!slice_ieq(tok, "chunked"))
+    if (!SLICE_IS(tok, "chunked"))
         return -501;
     if ((*seen)++ > 0)
         return -400; /* chunked twice */
@@ -236,21 +238,21 @@ static int interpret(struct http_request *req)
     for (i = 0; i < req->nheaders; i++) {
         const struct http_header *h = &req->headers[i];
 
-        if (slice_ieq(h->name, "host")) {
+        if (SLICE_IS(h->name, "host")) {
             req->host = h->value;
             hosts++;
-        } else if (slice_ieq(h->name, "content-length")) {
+        } else if (SLICE_IS(h->name, "content-length")) {
             if (lengths++ > 0 || content_length(h->value, &req->content_length) != 0)
                 return -400;
             req->has_content_length = true;
-        } else if (slice_ieq(h->name, "transfer-encoding")) {
+        } else if (SLICE_IS(h->name, "transfer-encoding")) {
             has_te = true;
             if ((rc = list_foreach(h->value, te_token, &te)) != 0)
                 return rc;
-        } else if (slice_ieq(h->name, "connection")) {
+        } else if (SLICE_IS(h->name, "connection")) {
             list_foreach(h->value, connection_token, &conn);
-        } else if (slice_ieq(h->name, "expect")) {
-            if (!slice_ieq(h->value, "100-continue"))
+        } else if (SLICE_IS(h->name, "expect")) {
+            if (!SLICE_IS(h->value, "100-continue"))
                 return -417;
             req->expect_continue = true;
         }
@@ -362,15 +364,15 @@ static int interpret_response(struct http_response *r)
     for (i = 0; i < r->nheaders; i++) {
         const struct http_header *h = &r->headers[i];
 
-        if (slice_ieq(h->name, "content-length")) {
+        if (SLICE_IS(h->name, "content-length")) {
             if (lengths++ > 0 || content_length(h->value, &r->content_length) != 0)
                 return -1;
             r->has_content_length = true;
-        } else if (slice_ieq(h->name, "transfer-encoding")) {
+        } else if (SLICE_IS(h->name, "transfer-encoding")) {
             has_te = true;
             if (list_foreach(h->value, te_token, &te) != 0)
                 return -1;
-        } else if (slice_ieq(h->name, "connection")) {
+        } else if (SLICE_IS(h->name, "connection")) {
             list_foreach(h->value, connection_token, &conn);
         }
     }
@@ -428,10 +430,14 @@ long async__http_parse_response(const char *buf, size_t len, size_t max_head, un
 
 const char *async__http_field(const struct http_header *h, unsigned n, const char *name)
 {
+    size_t len;
     unsigned i;
 
-    for (i = 0; name != NULL && i < n; i++)
-        if (strcasecmp(h[i].name.p, name) == 0)
+    if (name == NULL)
+        return NULL;
+    len = strlen(name);
+    for (i = 0; i < n; i++)
+        if (h[i].name.n == len && strncasecmp(h[i].name.p, name, len) == 0)
             return h[i].value.p;
     return NULL;
 }
@@ -452,10 +458,11 @@ int async__http_field_at(const struct http_header *h, unsigned n, size_t i, cons
 
 const struct http_slice *async__http_header_get(const struct http_request *req, const char *name)
 {
+    size_t n = strlen(name);
     unsigned i;
 
     for (i = 0; i < req->nheaders; i++)
-        if (slice_ieq(req->headers[i].name, name))
+        if (slice_ieq(req->headers[i].name, name, n))
             return &req->headers[i].value;
     return NULL;
 }

@@ -257,8 +257,51 @@ struct fdw_impl {
 
 _Static_assert(sizeof(struct fdw_impl) <= sizeof(struct async__fdw), "async__fdw too small");
 
-/* Wakes the parked owner; with nobody parked (its owner is busy, about to
- * read) it just stays started. */
+static void stop_lingering(struct fdw_impl *w);
+
+/* A fiber's lingering watchers (t->linger, latest first): forget w. */
+static void linger_remove(struct async_task *t, struct fdw_impl *w)
+{
+    int i;
+
+    for (i = 0; i < ASYNC__LINGER && t->linger[i] != w; i++)
+        ;
+    for (; i + 1 < ASYNC__LINGER; i++)
+        t->linger[i] = t->linger[i + 1];
+    t->linger[ASYNC__LINGER - 1] = NULL;
+}
+
+/* Puts w first among t's lingering watchers; the one that falls off the
+ * end (if the list was full) is stopped. */
+static void linger_add(struct async_task *t, struct fdw_impl *w)
+{
+    struct fdw_impl *last = t->linger[ASYNC__LINGER - 1];
+    int i;
+
+    if (last != NULL && last != w)
+        stop_lingering(last);
+    linger_remove(t, w);
+    for (i = ASYNC__LINGER - 1; i > 0; i--)
+        t->linger[i] = t->linger[i - 1];
+    t->linger[0] = w;
+    w->owner = t;
+}
+
+/* Stops w and lets its owner forget it.  May free w (its hold). */
+static void stop_lingering(struct fdw_impl *w)
+{
+    struct async_task *t = w->owner;
+
+    linger_remove(t, w);
+    w->owner = NULL;
+    io_stop(t->home->reactor, &w->fw.io);
+    w->hold(w->ctx, -1);
+}
+
+/* Wakes the fiber parked on the watcher.  With nobody parked on it, its
+ * owner is busy (about to read: the watcher stays started for its next
+ * wait) or parked on something else, when the descriptor's events would
+ * wake this loop at every turn until it runs: then it stops. */
 static void on_fdw(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct fdw_impl *w = (struct fdw_impl *)io;
@@ -266,8 +309,11 @@ static void on_fdw(struct ev_loop *loop, ev_io *io, int revents)
 
     (void)loop;
     (void)revents;
-    if (t == NULL)
+    if (t == NULL) {
+        if (w->owner != NULL && w->owner->parked)
+            stop_lingering(w);
         return;
+    }
     w->fw.task = NULL;
     if (async__claim(t, ASYNC__WAKE_NORMAL))
         async__schedule(t, false);
@@ -289,14 +335,15 @@ void async__fdw_init(struct async__fdw *f, int fd, void (*hold)(void *ctx, int d
 
 void async__fdw_release(struct async_task *t)
 {
-    struct fdw_impl *w = t->linger;
+    while (t->linger[0] != NULL)
+        stop_lingering(t->linger[0]);
+}
 
-    if (w == NULL)
-        return;
-    t->linger = NULL;
-    w->owner = NULL;
-    io_stop(t->home->reactor, &w->fw.io);
-    w->hold(w->ctx, -1); /* may free w */
+/* Whether t may take w over: nobody else lingers on it, or the fiber that
+ * does is not parked on it (then it simply loses it). */
+static bool can_take(struct fdw_impl *w, struct async_task *t)
+{
+    return w->owner == NULL || w->owner == t || w->fw.task == NULL;
 }
 
 int async__fdw_can_handoff(struct async__fdw *f)
@@ -309,35 +356,35 @@ int async__fdw_can_handoff(struct async__fdw *f)
                                                  memory_order_relaxed) &&
         home != self->home)
         return EXDEV;
-    if (w->owner != NULL && w->owner != self)
-        return EBUSY;
-    return 0;
+    return can_take(w, self) ? 0 : EBUSY;
+}
+
+/* Starts w for `want` events, or changes what it is started for: the only
+ * places an epoll_ctl may follow. */
+static void start_for(struct async__reactor *r, struct fdw_impl *w, int want)
+{
+    if (w->owner == NULL) {
+        w->hold(w->ctx, +1);
+    } else if (w->events == want) {
+        return;
+    } else {
+        io_stop(r, &w->fw.io);
+    }
+    w->events = want;
+    ev_io_modify(&w->fw.io, want); /* no "new fd" flag: libev adds the fd only if new */
+    io_start(r, &w->fw.io);
 }
 
 void async__fdw_handoff(struct async__fdw *f, struct async_task *to)
 {
     struct fdw_impl *w = (struct fdw_impl *)f;
-    struct async_task *self = async__current();
-    struct async__reactor *r = self->home->reactor;
 
-    if (w->owner == self) {
-        self->linger = NULL; /* its reference passes to `to` */
-        if (w->events != EV_READ) {
-            io_stop(r, &w->fw.io);
-            ev_io_modify(&w->fw.io, EV_READ);
-            io_start(r, &w->fw.io);
-        }
-    } else {
-        if (self->linger != NULL)
-            async__fdw_release(self);
-        w->hold(w->ctx, +1);
-        ev_io_modify(&w->fw.io, EV_READ);
-        io_start(r, &w->fw.io);
-    }
-    w->events = EV_READ;
+    start_for(async__current()->home->reactor, w, EV_READ);
+    if (w->owner != NULL)
+        linger_remove(w->owner, w); /* its hold passes to `to` */
     w->owner = to;
-    to->linger = w;
-    to->parking_on_linger = true; /* until it starts */
+    to->linger[0] = w;              /* `to` has not run: it lingers on nothing else */
+    to->parking_on_linger = true;   /* until it starts */
     w->fw.task = to;
 }
 
@@ -345,33 +392,21 @@ int async__fdw_wait(struct async__fdw *f, int events)
 {
     struct fdw_impl *w = (struct fdw_impl *)f;
     struct async_task *t = async__current();
-    struct async__reactor *r = t->home->reactor;
     struct async_worker *home = NULL;
     enum async__wake why;
-    int want = ev_events(events);
 
     /* The first waiter's worker adopts the watcher; fibers elsewhere, or a
-     * second fiber of the same worker, use a one-off watcher. */
+     * second fiber of the same worker while another is parked on it, use
+     * a one-off watcher. */
     if ((!atomic_compare_exchange_strong_explicit(&w->home, &home, t->home, memory_order_relaxed,
                                                   memory_order_relaxed) &&
          home != t->home) ||
-        (w->owner != NULL && w->owner != t))
+        !can_take(w, t))
         return wait_once(t, w->fd, events);
-    if (t->linger != w)
-        async__fdw_release(t); /* it lingered on another descriptor */
-    if (w->owner == NULL) {
-        w->hold(w->ctx, +1);
-        w->owner = t;
-        t->linger = w;
-        w->events = want;
-        ev_io_modify(&w->fw.io, want); /* no "new fd" flag: no epoll_ctl */
-        io_start(r, &w->fw.io);
-    } else if (w->events != want) {
-        io_stop(r, &w->fw.io);
-        w->events = want;
-        ev_io_modify(&w->fw.io, want);
-        io_start(r, &w->fw.io);
-    }
+    start_for(t->home->reactor, w, ev_events(events));
+    if (w->owner != NULL && w->owner != t)
+        linger_remove(w->owner, w); /* taken over, started, hold and all */
+    linger_add(t, w);
     async__park_prepare(t);
     w->fw.task = t;
     t->parking_on_linger = true;

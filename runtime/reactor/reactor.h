@@ -56,17 +56,23 @@ void async__timer_stop(struct async__timer *t);
  * async_fd_wait registers the fd with libev on every call.  This one stays
  * started after the wait that woke its fiber ("lingers"), so the fiber's
  * next wait on it, usually a few microseconds later, costs nothing.  Were
- * it stopped, any poll in between (another fiber's turn) would make libev
- * drop the fd and re-add it with an epoll_ctl per wait.
+ * it stopped, libev would drop the fd at its next poll and re-add it with
+ * an epoll_ctl at the next wait.
  *
  * Rules: a watcher belongs to the worker of the first fiber that waits on
- * it; at most one fiber (its owner) lingers on it; the owner stops it
- * before it parks on anything else and when it ends, so a watcher lingers
- * only while its owner can run, and an idle worker never spins on an fd
- * nobody reads.  Waits from other fibers or workers use a one-off watcher.
- * While started, the watcher holds its descriptor: hold(ctx, +1) when it
- * starts, hold(ctx, -1) when it stops (the socket layer counts a reference,
- * so a close elsewhere cannot free it under the loop).  Opaque storage,
+ * it.  One fiber at a time lingers on it (its owner); a fiber lingers on
+ * at most ASYNC__LINGER of them (sched.h), the latest it waited on, so one
+ * that relays between two sockets re-adds neither.  The owner's other
+ * waits leave it started; when the descriptor turns ready while its owner
+ * is parked and not on it, the loop stops it then, so an idle worker never
+ * spins on an fd nobody reads and a quiet one costs nothing.  Another
+ * fiber of the same worker that waits on it takes it over, unless the
+ * owner is parked on it; then, and on other workers, a wait uses a
+ * one-off watcher.  The owner stops them all when it ends.  While started,
+ * the watcher holds its descriptor: hold(ctx, +1) when it starts,
+ * hold(ctx, -1) when it stops (the socket layer counts a reference, so a
+ * close elsewhere cannot free it under the loop: a closed socket polls
+ * ready, which stops the watcher of a parked owner).  Opaque storage,
  * embedded in its owner's struct. */
 struct async__fdw {
     void *opaque[12];
@@ -90,7 +96,7 @@ int async__fdw_can_handoff(struct async__fdw *f);
  * lingering on it. */
 void async__fdw_handoff(struct async__fdw *f, struct async_task *to);
 
-/* Stops the watcher the fiber t lingers on, if any (t's own thread). */
+/* Stops every watcher the fiber t lingers on (t's own thread). */
 void async__fdw_release(struct async_task *t);
 
 #endif

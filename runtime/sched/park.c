@@ -43,10 +43,6 @@ enum async__wake async__park(struct async_task *t, int64_t wake_at)
     struct park_timer pt;
     int64_t at = wake_at;
 
-    /* A watcher must not stay started while its fiber sleeps elsewhere. */
-    if (t->linger != NULL && !t->parking_on_linger)
-        async__fdw_release(t);
-
     atomic_thread_fence(memory_order_seq_cst); /* pairs with async_cancel */
     if (async__cancel_pending(t))
         return async__park_abort(t, ASYNC__WAKE_CANCELLED);
@@ -62,7 +58,11 @@ enum async__wake async__park(struct async_task *t, int64_t wake_at)
         pt.task = t;
         async__timer_start(&pt.timer, w, at - now, on_park_timer);
     }
+    /* The watchers it lingers on stay started while it sleeps; an event on
+     * one it is not parked on stops that one then (reactor.c, on_fdw). */
+    t->parked = true;
     async__switch_out(w, t);
+    t->parked = false;
     if (at >= 0)
         async__timer_stop(&pt.timer);
     return (enum async__wake)t->wake_reason;

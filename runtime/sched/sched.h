@@ -72,14 +72,19 @@ enum async__wake {
 #define ASYNC__JOIN_DETACHED ((uintptr_t)2)
 #define ASYNC__JOIN_REAPING  ((uintptr_t)3)
 
+/* How many fd watchers a fiber keeps started between its waits (reactor.h,
+ * async__fdw): two, for a fiber that moves bytes between two sockets. */
+#define ASYNC__LINGER 2
+
 struct async_task {
     struct async__node node;        /* run-queue link (must stay first) */
     struct async__ctx ctx;          /* saved context while switched out */
     struct async_worker *home;      /* set when it starts, then fixed */
     struct async__stack *stack;     /* NULL before start and after exit */
     const uint64_t *canary;         /* unguarded stacks only: checked at switches */
-    void *linger;                   /* fd watcher left started by its last wait */
-    bool parking_on_linger;         /* parked on that very watcher */
+    void *linger[ASYNC__LINGER];    /* fd watchers its waits left started, latest first */
+    bool parking_on_linger;         /* parked on one of them */
+    bool parked;                    /* switched out in async__park (home thread only) */
     async_fn fn;
     struct async_group *group;      /* NULL or the group it belongs to; next to fn: both
                                      * are published at every switch */

@@ -45,8 +45,9 @@ static async_task *task_new(struct async_worker *w, async_fn fn, void *arg, stru
     atomic_store_explicit(&t->join, parked ? ASYNC__JOIN_DETACHED : ASYNC__JOIN_NONE,
                           memory_order_relaxed);
     t->group = NULL;
-    t->linger = NULL;
+    t->linger[0] = t->linger[1] = NULL;
     t->parking_on_linger = false;
+    t->parked = false;
     if (g != NULL)
         async__group_enter(g, t);
     /* Owner-only counter: a plain increment, ordered for the end-of-runtime
