@@ -3,6 +3,7 @@
  * the table set on each handle. */
 #include "host.h"
 
+#include "listeners.h"
 #include "logsink.h"
 #include "logsink_int.h"
 #include "watcher.h"
@@ -61,4 +62,5 @@ const struct async_module_host_api asyncd_host_api = {
     .http_provided = asyncd_handler_slot_provided,
     .provide_handler = asyncd_host_provide_handler,
     .need_handler = asyncd_host_need_handler,
+    .listen = asyncd_host_listen,
 };

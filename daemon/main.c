@@ -40,6 +40,7 @@
  * start-up makes asyncd stop the others and exit 1. */
 #include "check.h"
 #include "handlers.h"
+#include "listeners.h"
 #include "config.h"
 #include "crash.h"
 #include "log.h"
@@ -134,6 +135,9 @@ static int stop_all(struct daemon *d)
     for (m = d->modules; m != NULL; m = m->next)
         if (m->group != NULL)
             asyncd_module_cancel(m, deadline);
+    asyncd_listeners_shutdown(); /* no successor will take them */
+    asyncd_log(ASYNC_LOG_INFO, "draining: every module is cancelled; waiting up to %lld ms",
+               (long long)d->config.shutdown_timeout_ms);
     async_deadline(deadline);
     for (m = d->modules; m != NULL; m = m->next) {
         if (asyncd_module_join(m) != 0) {
@@ -157,6 +161,7 @@ static int stop_all(struct daemon *d)
     }
     d->modules = NULL;
     asyncd_handlers_free_all();
+    asyncd_listeners_close_all();
     return 0;
 }
 
@@ -285,6 +290,16 @@ static void *read_signals(void *arg)
     return NULL;
 }
 
+/* The modules a start or reload started are running (ready or failed),
+ * or late: READY=1, and the listening sockets no generation claimed again
+ * are closed now that their successors had their chance to take them. */
+static void wait_over(struct daemon *d)
+{
+    asyncd_ready_tell(d->modules, d->wait);
+    d->wait = ASYNCD_WAIT_NONE;
+    asyncd_listeners_sweep();
+}
+
 /* While READY=1 is waited for: looks at the modules, and says READY=1
  * when none is starting.  A reload deferred by the start-up wait runs
  * then, and its own wait is looked at at once: it may restart nothing,
@@ -299,8 +314,7 @@ static int settle(struct daemon *d)
             return -1;
         if (starting > 0)
             return 0;
-        asyncd_ready_tell(d->modules, d->wait);
-        d->wait = ASYNCD_WAIT_NONE;
+        wait_over(d);
         if (d->reload_pending) {
             d->reload_pending = false;
             reload(d);
@@ -332,8 +346,7 @@ static void late(struct daemon *d)
         d->wait_until = async_now_ms() + START_NAG_MS;
         return;
     }
-    asyncd_ready_tell(d->modules, d->wait);
-    d->wait = ASYNCD_WAIT_NONE;
+    wait_over(d);
 }
 
 /* SIGUSR1: the log files the daemon writes (its writer reopens them),

@@ -22,12 +22,17 @@
  * reused, so no later copy's /proc/self/fd/N can match this one's link
  * map by name (glibc's dlopen matches loaded objects by name before
  * inode).  Each copy is its own inode: two generations of a module
- * coexist while one replaces the other. */
+ * coexist while one replaces the other.  A generation is one load of
+ * one copy: a reload that changes a running module's config loads its
+ * bytes again, so the generation that drains and the one that takes
+ * over share no static state (and no struct: the old one's fibers keep
+ * the host handle they were given). */
 #include "modules.h"
 
 #include "check.h"
 #include "handlers.h"
 #include "host.h"
+#include "listeners.h"
 #include "log.h"
 #include "logsink.h"
 #include "modfile.h"
@@ -216,53 +221,42 @@ static void *open_job(void *arg)
     return NULL;
 }
 
-/* Vets one file; a module on success, NULL (logged) otherwise.  Its
- * config is checked apart (asyncd_modules_check), so that one pass can
- * report every problem of a file. */
-static struct asyncd_module *load_one(const struct asyncd_config *c, const char *file,
-                                      struct asyncd_module *loaded, struct asyncd_problems *p)
+/* dlopens the sealed copy (fd) of file: the handle, or NULL (logged). */
+static void *open_copy(const char *file, int copy, struct asyncd_problems *p)
 {
-    const struct async_module *desc;
-    struct async_module d = {0};
-    struct asyncd_module *m, *dup;
-    char why[512], path[64];
     struct open_job job = {0};
-    struct stat st;
-    off_t size = 0;
-    json_t *cfg;
-    int enabled, copy;
-    void *dl;
-    bool refusal = false;
+    char path[64];
+    const char *e, *at;
 
-    copy = asyncd_modfile_copy(c, file, &st, &size, &refusal, why, sizeof(why));
-    if (copy < 0) {
-        skip(p, file, "%s", why);
-        if (refusal && p != QUIET)
-            note_refused(file, why);
-        return NULL;
-    }
     snprintf(path, sizeof(path), "/proc/self/fd/%d", copy);
     job.path = path;
     if (asyncd_off_stack(open_job, &job) != 0)
         snprintf(job.err, sizeof(job.err), "cannot run dlopen off the fiber: %s",
                  strerror(errno));
-    dl = job.dl;
-    if (dl == NULL) {
-        const char *e = job.err[0] != '\0' ? job.err : NULL;
-        const char *at = e != NULL ? strstr(e, path) : NULL;
+    if (job.dl != NULL)
+        return job.dl;
+    e = job.err[0] != '\0' ? job.err : NULL;
+    at = e != NULL ? strstr(e, path) : NULL;
+    /* dlerror names the copy; the operator knows the file */
+    if (at != NULL)
+        e = at + strlen(path) + (at[strlen(path)] == ':' ? 1 : 0);
+    skip(p, file, "not a loadable module:%s%s", e != NULL && *e != ' ' ? " " : "",
+         e != NULL ? e : "?");
+    return NULL;
+}
 
-        /* dlerror names the copy; the operator knows the file */
-        if (at != NULL)
-            e = at + strlen(path) + (at[strlen(path)] == ':' ? 1 : 0);
-        skip(p, file, "not a loadable module:%s%s", e != NULL && *e != ' ' ? " " : "",
-             e != NULL ? e : "?");
-        close(copy);
-        return NULL;
-    }
-    desc = dlsym(dl, "async_module");
+/* Reads the descriptor of dl into *d, as much of it as the module has
+ * (hooks added after it was built stay absent, hooks newer than us are
+ * ignored): 0, or -1 (logged) when it is missing, of another ABI or
+ * incomplete. */
+static int read_descriptor(void *dl, const char *file, struct async_module *d,
+                           struct asyncd_problems *p)
+{
+    const struct async_module *desc = dlsym(dl, "async_module");
+
     if (desc == NULL) {
         skip(p, file, "no 'async_module' symbol");
-        goto fail;
+        return -1;
     }
     if (desc->abi_version != ASYNC_MODULE_ABI_VERSION) { /* the first field read */
         if (desc->abi_version < ASYNC_MODULE_ABI_VERSION)
@@ -271,66 +265,113 @@ static struct asyncd_module *load_one(const struct asyncd_config *c, const char 
         else
             skip(p, file, "built for module ABI %u, newer than this asyncd's %u",
                  desc->abi_version, ASYNC_MODULE_ABI_VERSION);
-        goto fail;
+        return -1;
     }
-    /* What the module's descriptor holds (size), the rest stays 0: hooks
-     * added after it was built are absent, hooks newer than us ignored. */
     if (desc->size != 0 && desc->size < offsetof(struct async_module, flags)) {
         skip(p, file, "descriptor size %u is smaller than any module ABI %u descriptor",
              desc->size, ASYNC_MODULE_ABI_VERSION);
-        goto fail;
+        return -1;
     }
-    memset(&d, 0, sizeof(d));
-    memcpy(&d, desc, desc->size == 0 ? SIZE_BEFORE_SIZE
-                     : desc->size < sizeof(d) ? desc->size : sizeof(d));
-    desc = &d;
-    if (desc->name == NULL || desc->name[0] == '\0' || desc->run == NULL) {
+    memset(d, 0, sizeof(*d));
+    memcpy(d, desc, desc->size == 0 ? SIZE_BEFORE_SIZE
+                    : desc->size < sizeof(*d) ? desc->size : sizeof(*d));
+    if (d->name == NULL || d->name[0] == '\0' || d->run == NULL) {
         skip(p, file, "incomplete descriptor (a name and a run function are required)");
-        goto fail;
+        return -1;
     }
-    if (!asyncd_modfile_named(file, desc->name)) {
+    return 0;
+}
+
+/* Whether the module d of file may join the loaded ones: named after its
+ * file, and a name no loaded module has.  Logged when not. */
+static bool admissible(const char *file, const struct async_module *d,
+                       struct asyncd_module *loaded, struct asyncd_problems *p)
+{
+    struct asyncd_module *dup;
+    char why[512];
+
+    if (!asyncd_modfile_named(file, d->name)) {
         /* a backup (http-old.so) must not stand in for http.so */
         if (p != QUIET) {
             snprintf(why, sizeof(why), "it declares '%s': a module's file must be %s.so",
-                     desc->name, desc->name);
+                     d->name, d->name);
             asyncd_log(ASYNC_LOG_WARNING, "skipping module %s: %s", file, why);
             note_refused(file, why);
         }
-        goto fail;
+        return false;
     }
-    if ((dup = find(loaded, desc->name)) != NULL) {
-        skip(p, file, "a module named '%s' is already loaded from %s", desc->name, dup->file);
-        goto fail;
+    if ((dup = find(loaded, d->name)) != NULL) {
+        skip(p, file, "a module named '%s' is already loaded from %s", d->name, dup->file);
+        return false;
     }
-    cfg = asyncd_module_part(c, desc->name, &enabled);
-    if (cfg == NULL) {
-        skip(p, file, "out of memory");
-        goto fail;
-    }
-    m = calloc(1, sizeof(*m));
+    return true;
+}
+
+/* The module record for a vetted file, with its part of c; NULL (logged)
+ * when out of memory. */
+static struct asyncd_module *new_module(const struct asyncd_config *c, const char *file,
+                                        const struct async_module *d, struct asyncd_problems *p)
+{
+    struct asyncd_module *m;
+    json_t *cfg;
+    int enabled;
+
+    cfg = asyncd_module_part(c, d->name, &enabled);
+    m = cfg != NULL ? calloc(1, sizeof(*m)) : NULL;
     if (m == NULL || (m->file = strdup(file)) == NULL) {
         free(m);
         json_decref(cfg);
         skip(p, file, "out of memory");
-        goto fail;
+        return NULL;
     }
-    m->st = st;
-    m->copy_fd = copy;
-    m->size = size;
-    m->dl = dl;
-    m->d = d;
+    m->d = *d;
     m->desc = &m->d;
     m->host.api = &asyncd_host_api;
     m->host.module = m;
     m->config = cfg;
     m->enabled = enabled;
-    m->optional = asyncd_module_optional(c, desc->name);
+    m->optional = asyncd_module_optional(c, d->name);
     pthread_mutex_init(&m->reason_lock, NULL);
     return m;
-fail:
-    dlclose(dl);
-    close(copy);
-    return NULL;
+}
+
+/* Vets one file; a module on success, NULL (logged) otherwise.  Its
+ * config is checked apart (asyncd_modules_check), so that one pass can
+ * report every problem of a file. */
+static struct asyncd_module *load_one(const struct asyncd_config *c, const char *file,
+                                      struct asyncd_module *loaded, struct asyncd_problems *p)
+{
+    struct asyncd_module *m = NULL;
+    struct async_module d;
+    struct stat st;
+    off_t size = 0;
+    char why[512];
+    bool refusal = false;
+    int copy;
+    void *dl;
+
+    copy = asyncd_modfile_copy(c, file, &st, &size, &refusal, why, sizeof(why));
+    if (copy < 0) {
+        skip(p, file, "%s", why);
+        if (refusal && p != QUIET)
+            note_refused(file, why);
+        return NULL;
+    }
+    if ((dl = open_copy(file, copy, p)) == NULL) {
+        close(copy);
+        return NULL;
+    }
+    if (read_descriptor(dl, file, &d, p) != 0 || !admissible(file, &d, loaded, p) ||
+        (m = new_module(c, file, &d, p)) == NULL) {
+        dlclose(dl);
+        close(copy);
+        return NULL;
+    }
+    m->st = st;
+    m->copy_fd = copy;
+    m->size = size;
+    m->dl = dl;
+    return m;
 }
 
 static void loaded(const struct asyncd_module *m)
@@ -419,6 +460,7 @@ static void *supervise(void *arg)
         int rc;
 
         atomic_store(&m->running, true);
+        asyncd_listeners_run_begins(m);
         rc = m->desc->run(&m->host, m->config);
         atomic_store(&m->running, false);
         /* Its handlers go with the run that registered them: the next run
@@ -442,6 +484,9 @@ static void *supervise(void *arg)
             break; /* cancelled: the module is being stopped */
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
+    /* run will not run again: its sockets may go once no successor
+     * claimed them (asyncd_listeners_sweep) */
+    asyncd_listeners_release(m);
     return NULL;
 }
 
@@ -508,6 +553,7 @@ int asyncd_module_join(struct asyncd_module *m)
     async_group_free(m->group);
     m->group = NULL;
     asyncd_modmap_group(m);
+    asyncd_listeners_release(m);
     atomic_store(&m->state, ASYNCD_MODULE_IDLE);
     return 0;
 }
@@ -523,6 +569,7 @@ void asyncd_modules_reopen(struct asyncd_module *list)
 
 void asyncd_module_free(struct asyncd_module *m)
 {
+    asyncd_listeners_release(m);
     pthread_mutex_destroy(&m->reason_lock);
     if (m->dl != NULL && dlclose(m->dl) == 0 && m->copy_fd >= 0) {
         char path[64];
@@ -698,138 +745,255 @@ int asyncd_modules_check_folder(const struct asyncd_config *c, const struct asyn
     return rc;
 }
 
+/* One reload's lists (asyncd_modules_reload).  The daemon's fiber. */
+struct reload {
+    const struct asyncd_config *c;
+    char **files;                       /* the folder's *.so, in name order */
+    struct asyncd_module *keep;         /* old modules whose file holds the bytes they run */
+    struct asyncd_module *fresh;        /* new generations of changed files (predecessor set) */
+    struct asyncd_module *going;        /* old generations cancelled: joined at the end */
+    struct asyncd_module *list, **tail; /* the modules from now on, in file order */
+    struct asyncd_module **stuck;
+    int64_t stop_by;                    /* when the daemon gives up on the old ones */
+};
+
+static bool listed(const struct reload *r, const char *file)
+{
+    size_t i;
+
+    for (i = 0; r->files[i] != NULL; i++)
+        if (strcmp(r->files[i], file) == 0)
+            return true;
+    return false;
+}
+
+/* Unlinks and returns the module of file from *list, or NULL. */
+static struct asyncd_module *take_file(struct asyncd_module **list, const char *file)
+{
+    struct asyncd_module **pm, *m;
+
+    for (pm = list; *pm != NULL && strcmp((*pm)->file, file) != 0; pm = &(*pm)->next)
+        ;
+    if ((m = *pm) != NULL)
+        *pm = m->next;
+    return m;
+}
+
+/* The hand-over from old to its next generation nm: old stops accepting
+ * (its group is cancelled; its listeners' sockets stay the daemon's) and
+ * drains while nm starts on the same sockets; old is joined at the end of
+ * the reload.  Never both closed: no connect is refused meanwhile. */
+static void hand_over(struct reload *r, struct asyncd_module *old, struct asyncd_module *nm)
+{
+    if (old->group != NULL)
+        asyncd_module_cancel(old, r->stop_by);
+    old->next = r->going;
+    r->going = old;
+    if (nm->enabled)
+        asyncd_module_start(nm);
+}
+
+/* 1. Sorts the old modules: a file gone stops its module now; a changed
+ *    file whose new bytes load has its new generation put on fresh (the
+ *    running one hands over when it is placed); the others are kept. */
+static void sort_old(struct reload *r, struct asyncd_module *old)
+{
+    struct asyncd_module *m, *next, *nm;
+
+    for (m = old; m != NULL; m = next) {
+        next = m->next;
+        if (!listed(r, m->file)) {
+            asyncd_log(ASYNC_LOG_NOTICE, "module %s: %s is gone", m->desc->name, m->file);
+            retire(m, r->c->shutdown_timeout_ms, r->stuck);
+            continue;
+        }
+        nm = NULL;
+        if (!same_file(m, m->file)) {
+            asyncd_log(ASYNC_LOG_NOTICE, "module %s: %s changed; loading its new bytes",
+                       m->desc->name, m->file);
+            nm = next_generation(r->c, m, NULL); /* NULL: the running one stays */
+        }
+        if (nm != NULL) {
+            nm->predecessor = m;
+            nm->next = r->fresh;
+            r->fresh = nm;
+        } else {
+            m->next = r->keep;
+            r->keep = m;
+        }
+    }
+}
+
+/* A kept module whose config changed while it runs and stays enabled: a
+ * new generation of the same bytes takes over (a fresh copy, so the two
+ * share no static state).  False when it cannot be loaded: then the
+ * module restarts in place. */
+static bool restart_by_hand_over(struct reload *r, struct asyncd_module *m,
+                                 struct asyncd_module **out)
+{
+    struct asyncd_module *nm = load_one(r->c, m->file, NULL, NULL);
+
+    if (nm == NULL) {
+        asyncd_log(ASYNC_LOG_WARNING, "module %s: no new generation could be loaded; "
+                   "restarting it in place", m->desc->name);
+        return false;
+    }
+    asyncd_log(ASYNC_LOG_NOTICE, "module %s: config changed, restarting: a new generation takes over",
+               m->desc->name);
+    hand_over(r, m, nm);
+    *out = nm;
+    return true;
+}
+
+/* Stops m and starts it again with cfg (taken), or leaves it disabled. */
+static struct asyncd_module *restart_in_place(struct reload *r, struct asyncd_module *m,
+                                              json_t *cfg, int enabled, bool same)
+{
+    if (asyncd_module_stop(m, r->c->shutdown_timeout_ms) != 0) {
+        json_decref(cfg);
+        m->next = *r->stuck;
+        *r->stuck = m;
+        return NULL;
+    }
+    json_decref(m->config);
+    m->config = cfg;
+    m->enabled = enabled;
+    if (same)
+        asyncd_log(ASYNC_LOG_NOTICE, "module %s: it failed to start; trying again",
+                   m->desc->name);
+    else
+        asyncd_log(ASYNC_LOG_NOTICE, "module %s: config changed, %s", m->desc->name,
+                   enabled ? "restarting" : "now disabled");
+    if (enabled)
+        asyncd_module_start(m);
+    return m;
+}
+
+/* 2a. A kept module: untouched, restarted for a new config (or because it
+ *     failed to start: the reload is how its operator says the cause is
+ *     fixed), disabled, or unloaded when its config is now rejected.
+ *     The module to list, or NULL. */
+static struct asyncd_module *place_kept(struct reload *r, struct asyncd_module *m)
+{
+    bool failed = asyncd_module_state(m) == ASYNCD_MODULE_FAILED, same;
+    struct asyncd_module *nm;
+    int enabled;
+    json_t *cfg = asyncd_module_part(r->c, m->desc->name, &enabled);
+
+    same = cfg != NULL && (bool)enabled == m->enabled && json_equal(cfg, m->config);
+    m->optional = asyncd_module_optional(r->c, m->desc->name);
+    if (cfg == NULL || (same && !(enabled && failed))) {
+        json_decref(cfg); /* untouched, still running */
+        return m;
+    }
+    /* reload() ran the checks first; this one only catches a check that
+     * changed its mind since (files on disk). */
+    if (enabled && asyncd_module_validate(r->c, m->desc, cfg, NULL) != 0) {
+        asyncd_log(ASYNC_LOG_ERROR, "module %s: new config rejected; unloading it",
+                   m->desc->name);
+        json_decref(cfg);
+        retire(m, r->c->shutdown_timeout_ms, r->stuck);
+        return NULL;
+    }
+    if (enabled && m->enabled && !failed && m->group != NULL &&
+        restart_by_hand_over(r, m, &nm)) {
+        json_decref(cfg);
+        return nm;
+    }
+    return restart_in_place(r, m, cfg, enabled, same);
+}
+
+/* 2b. A new file, or the new generation of a changed one: loaded, checked
+ *     and started (taking over from its predecessor).  A new generation
+ *     that cannot be placed leaves its predecessor running.  The module
+ *     to list, or NULL. */
+static struct asyncd_module *place_new(struct reload *r, const char *file)
+{
+    struct asyncd_module *m = take_file(&r->fresh, file), *prev;
+
+    if (m == NULL && (m = load_one(r->c, file, r->list, NULL)) == NULL)
+        return NULL;
+    prev = m->predecessor;
+    m->predecessor = NULL;
+    if (prev == NULL && find(r->keep, m->desc->name) != NULL) { /* taken by one we keep */
+        asyncd_log(ASYNC_LOG_ERROR, "skipping module %s: a module named '%s' is already "
+                   "loaded", m->file, m->desc->name);
+        asyncd_module_free(m);
+        return NULL;
+    }
+    if (m->enabled && asyncd_module_validate(r->c, m->desc, m->config, NULL) != 0) {
+        asyncd_log(ASYNC_LOG_ERROR, "skipping module %s: its config is rejected%s", m->file,
+                   prev != NULL ? "; the running module stays" : "");
+        asyncd_module_free(m);
+        return prev;
+    }
+    loaded(m);
+    if (prev != NULL)
+        hand_over(r, prev, m);
+    else if (m->enabled)
+        asyncd_module_start(m);
+    return m;
+}
+
+/* 3. Whatever was sorted but not placed (the folder changed between the
+ *    two scans) goes; then the old generations that handed over are
+ *    waited for, within the shutdown timeout, and unloaded. */
+static void finish(struct reload *r)
+{
+    struct asyncd_module *m, *next;
+    int64_t deadline;
+
+    for (m = r->keep; m != NULL; m = next) {
+        next = m->next;
+        retire(m, r->c->shutdown_timeout_ms, r->stuck);
+    }
+    for (m = r->fresh; m != NULL; m = next) {
+        next = m->next;
+        retire(m->predecessor, r->c->shutdown_timeout_ms, r->stuck);
+        asyncd_module_free(m);
+    }
+    deadline = async_deadline(r->stop_by);
+    for (m = r->going; m != NULL; m = next) {
+        next = m->next;
+        if (asyncd_module_join(m) == 0) {
+            asyncd_log(ASYNC_LOG_INFO, "unloaded the previous generation of module %s",
+                       m->desc->name);
+            asyncd_module_free(m);
+            continue;
+        }
+        asyncd_log(ASYNC_LOG_ERROR, "module %s did not stop within %lld ms", m->desc->name,
+                   (long long)r->c->shutdown_timeout_ms);
+        m->next = *r->stuck;
+        *r->stuck = m;
+    }
+    async_deadline(deadline);
+}
+
 struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                                             struct asyncd_module *old,
                                             struct asyncd_module **stuck)
 {
-    struct asyncd_module *list = NULL, **tail = &list, *m, *next, *keep = NULL, *fresh = NULL;
-    char **files;
+    struct reload r = {.c = c, .stuck = stuck};
+    struct asyncd_module *m;
     size_t i;
 
     refused_files[0] = '\0';
-    files = list_files(c->modules_dir, NULL);
-
-    if (files == NULL) /* unreadable folder (logged): change nothing */
+    r.files = list_files(c->modules_dir, NULL);
+    if (r.files == NULL) /* unreadable folder (logged): change nothing */
         return old;
-
-    /* 1. Modules whose file is gone go first, and those whose file changed
-     *    once its new generation has loaded (beside the old, which goes
-     *    before the new starts: they would share ports).  A new file that
-     *    cannot replace its module leaves the running one as it is. */
-    for (m = old; m != NULL; m = next) {
-        bool listed = false, present = false;
-        struct asyncd_module *nm = NULL;
-
-        next = m->next;
-        for (i = 0; files[i] != NULL && !listed; i++)
-            if (strcmp(m->file, files[i]) == 0)
-                listed = true;
-        present = listed && same_file(m, m->file);
-        if (listed && !present) {
-            asyncd_log(ASYNC_LOG_NOTICE, "module %s: %s changed; loading its new bytes",
-                       m->desc->name, m->file);
-            nm = next_generation(c, m, NULL);
-            present = nm == NULL;
-        }
-        if (present) {
-            m->next = keep;
-            keep = m;
+    r.tail = &r.list;
+    r.stop_by = async_now_ms() + c->shutdown_timeout_ms;
+    sort_old(&r, old);
+    for (i = 0; r.files[i] != NULL; i++) {
+        m = take_file(&r.keep, r.files[i]);
+        m = m != NULL ? place_kept(&r, m) : place_new(&r, r.files[i]);
+        if (m == NULL)
             continue;
-        }
-        if (!listed)
-            asyncd_log(ASYNC_LOG_NOTICE, "module %s: %s is gone", m->desc->name, m->file);
-        retire(m, c->shutdown_timeout_ms, stuck);
-        if (nm != NULL) {
-            nm->next = fresh;
-            fresh = nm;
-        }
-    }
-    /* 2. In name order: keep, restart or load. */
-    for (i = 0; files != NULL && files[i] != NULL; i++) {
-        struct asyncd_module **pm;
-
-        for (pm = &keep; *pm != NULL && strcmp((*pm)->file, files[i]) != 0; pm = &(*pm)->next)
-            ;
-        if ((m = *pm) != NULL) {
-            bool failed = asyncd_module_state(m) == ASYNCD_MODULE_FAILED, same;
-            json_t *cfg;
-            int enabled;
-
-            *pm = m->next;
-            cfg = asyncd_module_part(c, m->desc->name, &enabled);
-            same = cfg != NULL && (bool)enabled == m->enabled && json_equal(cfg, m->config);
-            m->optional = asyncd_module_optional(c, m->desc->name);
-            /* A module that failed to start is tried again: the reload is
-             * how its operator says the cause is fixed. */
-            if (cfg != NULL && (!same || (enabled && failed))) {
-                /* reload() ran the checks first; this one only catches a
-                 * check that changed its mind since (files on disk). */
-                if (enabled && asyncd_module_validate(c, m->desc, cfg, NULL) != 0) {
-                    asyncd_log(ASYNC_LOG_ERROR, "module %s: new config rejected; unloading it",
-                               m->desc->name);
-                    json_decref(cfg);
-                    retire(m, c->shutdown_timeout_ms, stuck);
-                    continue;
-                }
-                if (asyncd_module_stop(m, c->shutdown_timeout_ms) != 0) {
-                    json_decref(cfg);
-                    m->next = *stuck;
-                    *stuck = m;
-                    continue;
-                }
-                json_decref(m->config);
-                m->config = cfg;
-                m->enabled = enabled;
-                if (same)
-                    asyncd_log(ASYNC_LOG_NOTICE, "module %s: it failed to start; trying again",
-                               m->desc->name);
-                else
-                    asyncd_log(ASYNC_LOG_NOTICE, "module %s: config changed, %s",
-                               m->desc->name, enabled ? "restarting" : "now disabled");
-                if (enabled)
-                    asyncd_module_start(m);
-            } else {
-                json_decref(cfg); /* untouched, still running */
-            }
-        } else {
-            for (pm = &fresh; *pm != NULL && strcmp((*pm)->file, files[i]) != 0;
-                 pm = &(*pm)->next)
-                ;
-            if ((m = *pm) != NULL)
-                *pm = m->next; /* the new generation of a changed file */
-            else
-                m = load_one(c, files[i], list, NULL);
-            if (m == NULL)
-                continue;
-            if (find(keep, m->desc->name) != NULL) { /* taken by a module we keep */
-                asyncd_log(ASYNC_LOG_ERROR, "skipping module %s: a module named '%s' is already "
-                           "loaded", m->file, m->desc->name);
-                asyncd_module_free(m);
-                continue;
-            }
-            if (m->enabled && asyncd_module_validate(c, m->desc, m->config, NULL) != 0) {
-                asyncd_log(ASYNC_LOG_ERROR, "skipping module %s: its config is rejected", m->file);
-                asyncd_module_free(m);
-                continue;
-            }
-            loaded(m);
-            if (m->enabled)
-                asyncd_module_start(m);
-        }
         m->next = NULL;
-        *tail = m;
-        tail = &m->next;
+        *r.tail = m;
+        r.tail = &m->next;
     }
-    /* 3. Whatever was kept but not listed again (cannot happen unless the
-     *    folder changed between the two scans) goes too. */
-    for (m = keep; m != NULL; m = next) {
-        next = m->next;
-        retire(m, c->shutdown_timeout_ms, stuck);
-    }
-    for (m = fresh; m != NULL; m = next) { /* likewise */
-        next = m->next;
-        asyncd_module_free(m);
-    }
-    free_files(files);
-    return list;
+    finish(&r);
+    free_files(r.files);
+    return r.list;
 }

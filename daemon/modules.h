@@ -49,6 +49,9 @@ struct asyncd_module {
     _Atomic bool running;               /* inside run (not between restarts) */
     _Atomic int64_t stop_by;            /* while stopping: when the daemon gives up */
     _Atomic int state;                  /* enum asyncd_module_state */
+    struct asyncd_module *predecessor;  /* during a reload: the generation it replaces */
+    struct asyncd_claim *claims;        /* the daemon's sockets this generation holds
+                                           (listeners.c, under its lock) */
     pthread_mutex_t reason_lock;        /* guards reason */
     char reason[512];                   /* its last error line since it was started */
 };
@@ -120,13 +123,17 @@ int asyncd_modules_check_folder(const struct asyncd_config *c, const struct asyn
  * are now disabled, are stopped and unloaded; a module whose file holds
  * other bytes than its private copy (content, not inode or mtime, decides)
  * is replaced by the new file once that has loaded and declares the same
- * name (else the running one stays, logged); modules
- * whose config changed, or that failed to start, are restarted; new ones
- * are loaded and started;
- * the others are left running untouched.  Returns the new list (old, as
- * it was, if the folder cannot be read).  A module
- * that does not stop in time cannot be unloaded: it is moved to *stuck.
- * Fiber. */
+ * name (else the running one stays, logged); modules whose config changed
+ * while they run are replaced by a new generation loaded from the same
+ * bytes (when that cannot be loaded, or the module failed to start, it is
+ * restarted in place); new ones are loaded and started; the others are
+ * left running untouched.  A replacement is a hand-over: the old
+ * generation is cancelled (it stops accepting; its listening sockets are
+ * the daemon's, listeners.h) and the new one starts at once on the same
+ * sockets while the old drains; the old ones are joined, within the
+ * shutdown timeout, before this returns.  Returns the new list (old, as
+ * it was, if the folder cannot be read).  A module that does not stop in
+ * time cannot be unloaded: it is moved to *stuck.  Fiber. */
 struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                                             struct asyncd_module *old,
                                             struct asyncd_module **stuck);

@@ -198,13 +198,19 @@ ASYNC_API int async_http_server_serve(async_http_server *srv, async_stream *s);
  * EBUSY (past max_connections: answered 503 and closed), ENOMEM (closed),
  * ESHUTDOWN (the server is shutting down: closed). */
 ASYNC_API int async_http_server_start(async_http_server *srv, async_stream *s, int worker);
-/* Parks: stops taking connections, ends idle ones, lets busy ones finish
- * the response in progress (answered "Connection: close"), and waits for
- * them until deadline_ms (async_now_ms scale; -1: no limit); then cuts
- * those left and waits for their fibers.  Runs shielded from cancellation.
+/* Parks: stops taking connections and drains the others without failing
+ * a request: every response from now on says "Connection: close" and
+ * ends its connection; busy connections finish the request in progress;
+ * idle keep-alive connections stay open, so that a client sending its
+ * next request meanwhile gets it answered (with Connection: close) rather
+ * than reset.  It waits for them until deadline_ms (async_now_ms scale;
+ * -1: no limit, and an idle connection then lasts at most its keep-alive
+ * timeout); then closes the idle ones still silent, cuts the busy ones
+ * left and waits for their fibers.  Runs shielded from cancellation.
  * Call it once no async_http_server_start is in progress (stop the fibers
- * that accept first).
- * Returns how many connections had to be cut. */
+ * that accept first).  A connection whose fiber is cancelled (the
+ * caller's group was) also answers with Connection: close.
+ * Returns how many busy connections had to be cut. */
 ASYNC_API long async_http_server_shutdown(async_http_server *srv, int64_t deadline_ms);
 /* Frees a server that served no connection or was shut down. */
 ASYNC_API void async_http_server_free(async_http_server *srv);

@@ -38,7 +38,8 @@
  * hook that reports every problem of a config by JSON path, an
  * effective_config hook for `asyncd -T`, a reopen hook for SIGUSR1, host
  * calls for readiness, for log files the daemon writes on the module's
- * behalf and for HTTP handlers.  ABI 1 modules are refused: rebuild them.
+ * behalf, for HTTP handlers and for listening sockets the daemon keeps
+ * across reloads (async_module_listen).  ABI 1 modules are refused: rebuild them.
  *
  * Host calls.  A module reaches asyncd only through the handles asyncd
  * gives it (the host, a report, a log file, a handler slot), each of which
@@ -145,6 +146,7 @@ struct async_module_host_api {
     int (*http_provided)(const async_module_http_slot *slot);
     void (*provide_handler)(async_module_report *report, const char *name);
     void (*need_handler)(async_module_report *report, const char *path, const char *name);
+    async_listener *(*listen)(async_module_host *host, const char *address);
 };
 
 /* How every handle asyncd gives a module begins. */
@@ -257,6 +259,31 @@ static inline void async_module_logfile_close(async_module_logfile *f)
 static inline uint64_t async_module_blocked_workers(const async_module_host *host)
 {
     return ASYNC_MODULE_API_(host)->blocked_workers(host);
+}
+
+/* A listening socket on address (read as async_listener_bind reads it)
+ * that belongs to asyncd, not to this run: asyncd binds it the first time
+ * a module asks, and keeps it open while the module's generations come
+ * and go (a reload with a new config, a new .so), so no connection waiting
+ * in its accept queue is reset and no connect is refused across a reload.
+ * Each call returns a listener of the caller's own (async_listener_borrow):
+ * accept on it, and close it when done (that closes nothing of the
+ * socket).  The next generation of the module gets the same socket for
+ * the same address string ("127.0.0.1:0" keeps its port); asyncd closes
+ * the sockets no generation asked for again once a reload's modules are
+ * running.  So that the hand-over is seamless, a module that listens sets
+ * ASYNC_MODULE_NOTIFY_READY and calls async_module_ready after its
+ * listens, and stops accepting (closes its listeners) as soon as it is
+ * cancelled; the old and the new generation may accept side by side for
+ * a moment.  NULL + EADDRINUSE when another module listens on address
+ * (asyncd logs both names), or async_listener_bind's errors.  Parks only
+ * to resolve a host name.  From a fiber of the module.  (On an asyncd
+ * without the call, the module binds the socket itself.) */
+static inline async_listener *async_module_listen(async_module_host *host, const char *address)
+{
+    if (!async_module_host_has(host, listen))
+        return async_listener_bind(address);
+    return ASYNC_MODULE_API_(host)->listen(host, address);
 }
 
 /* From http_handlers: run will register a handler of this name. */

@@ -81,6 +81,23 @@ ASYNC_API async_stream *async_listener_accept(async_listener *l);
 /* Closes the listener; fibers parked in accept on it fail with EBADF. */
 ASYNC_API void async_listener_close(async_listener *l);
 
+/* The listening socket's descriptor (still the listener's: do not close
+ * it), or -1 EINVAL. */
+ASYNC_API int async_listener_fd(const async_listener *l);
+
+/* A listener over fd, a listening socket that stays the caller's (a
+ * daemon that keeps its sockets across the generations of the code that
+ * accepts on them; an inherited socket).  fd is made non-blocking.
+ * Accept works as on any listener; async_listener_close only releases the
+ * handle: it neither closes fd nor shuts it down (a shutdown would reset
+ * every connection waiting in the socket's accept queue, for every holder
+ * of the socket).  So a fiber parked in accept when it is closed is not
+ * woken by the close: it fails with EBADF at its next wake-up (its
+ * cancellation, or a connection, which it then leaves in the queue).  The
+ * caller keeps fd open until every call on the listener has returned.
+ * NULL + EINVAL (fd < 0, or not listening) / ENOTSOCK / EBADF / ENOMEM. */
+ASYNC_API async_listener *async_listener_borrow(int fd);
+
 /* Parks while connecting: resolves the host, then tries each address in
  * the resolver's order (IPv6 and IPv4) until one accepts.  A new stream
  * (TCP_NODELAY on) or NULL + ECONNREFUSED / ETIMEDOUT (also past the

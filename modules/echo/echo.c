@@ -99,7 +99,7 @@ static int echo_run(async_module_host *host, const json_t *config)
         const char *address = json_string_value(v);
 
         a[n].host = host;
-        a[n].listener = async_listener_bind(address);
+        a[n].listener = async_module_listen(host, address);
         if (a[n].listener == NULL) {
             async_module_log(host, ASYNC_LOG_ERROR, "cannot listen on %s: %s", address,
                              strerror(errno));

@@ -2,14 +2,21 @@
  * listener, one fiber per connection (conn.c), and the graceful drain when
  * asyncd stops the module.
  *
+ * Listeners are the daemon's (async_module_listen): the same sockets pass
+ * from one generation of the module to the next, so a reload refuses no
+ * connect.
+ *
  * Stop, step by step.  asyncd cancels the module's group: the acceptors'
- * accept fails with ECANCELED and each closes its listener; the
- * sweepers' sleeps and run's join fail too; idle connections wake and,
- * having nothing to say, close (the engine).  run then raises its shield
- * (so it can still park), waits for the acceptors and shuts the engine's
- * server down: idle connections are cut, busy ones finish the request in
- * progress and close; it waits for them until shortly before the daemon's
- * own deadline (async_module_stop_deadline), cuts whatever is left, waits
+ * accept fails with ECANCELED and each closes its listener (the daemon's
+ * socket stays open for the next generation, which may already accept on
+ * it); the sweepers' sleeps and run's join fail too; idle connections
+ * wake and wait for their next request on a fiber (the engine).  run
+ * then raises its shield (so it can still park), waits for the acceptors
+ * and shuts the engine's server down: every response now says
+ * Connection: close, busy connections finish the request in progress,
+ * idle ones answer their next request and close; it waits for them until
+ * shortly before the daemon's own deadline (async_module_stop_deadline),
+ * closes the idle ones still silent and cuts the busy ones left, waits
  * for those fibers to leave, hands the last log lines to the daemon
  * (which writes them) and frees the server. */
 #include "http.h"
@@ -255,7 +262,7 @@ static int bind_all(struct http_server *srv, struct acceptor *a)
     for (i = 0; i < srv->cfg.nlisten; i++) {
         a[i].srv = srv;
         a[i].address = srv->cfg.listen[i];
-        a[i].listener = async_listener_bind(a[i].address);
+        a[i].listener = async_module_listen(srv->host, a[i].address);
         if (a[i].listener == NULL) {
             async_module_log(srv->host, ASYNC_LOG_ERROR, "cannot listen on %s: %s",
                              a[i].address, strerror(errno));

@@ -39,13 +39,19 @@
  * write that makes progress — never later than a deadline the handler
  * set for itself, which is restored afterwards.
  *
- * Stop.  Connection fibers run shielded from cancellation (async_shield):
- * a server shutting down lets each finish the request in progress.  The
- * shutdown (server.c) sets draining and shuts the read side of idle
- * connections.  Parked-idle and draining are a Dekker pair: the
- * connection stores parked then loads draining, the shutdown stores
- * draining then loads parked, both seq_cst, so one of them sees the
- * other. */
+ * Stop, without failing a request.  Connection fibers run shielded from
+ * cancellation (async_shield): a server shutting down lets each finish
+ * the request in progress.  The shutdown (server.c) sets draining: every
+ * response from then on says "Connection: close" (so does one whose fiber
+ * was cancelled: its owner is stopping).  An idle keep-alive connection
+ * is not closed under a client that may be sending its next request (the
+ * request would meet a reset): it waits, on a fiber of its own once the
+ * stop has reached it, and answers that request with Connection: close.
+ * Only those still silent at the drain's deadline are closed: the
+ * shutdown sets cutting and shuts their read side down.  Parked-idle and
+ * cutting are a Dekker pair: the connection stores parked then loads
+ * cutting, the shutdown stores cutting then loads parked, both seq_cst,
+ * so one of them sees the other. */
 #include "engine.h"
 
 #include <errno.h>
@@ -369,8 +375,8 @@ static enum step park(struct http_conn *c, enum http_park how, int64_t until, as
 {
     drop_buffers(c);
     atomic_store_explicit(&c->park_until, until, memory_order_relaxed);
-    atomic_store(&c->parked, (uint8_t)how); /* then load draining: see the top */
-    if (how == PARK_IDLE && atomic_load(&c->srv->draining)) {
+    atomic_store(&c->parked, (uint8_t)how); /* then load cutting: see the top */
+    if (how == PARK_IDLE && atomic_load(&c->srv->cutting)) {
         atomic_store(&c->parked, PARK_NONE);
         return STEP_CLOSE;
     }
@@ -381,14 +387,15 @@ static enum step park(struct http_conn *c, enum http_park how, int64_t until, as
 }
 
 /* Waits on this fiber, as a parked connection would, until bytes come or
- * until: STEP_MORE to read them, STEP_CLOSE at the deadline or a drain. */
+ * until: STEP_MORE to read them, STEP_CLOSE at the deadline or once the
+ * drain cuts idle connections. */
 static enum step wait_here(struct http_conn *c, int64_t until)
 {
     int rc;
 
     atomic_store_explicit(&c->park_until, until, memory_order_relaxed);
-    atomic_store(&c->parked, PARK_IDLE); /* then load draining: see the top */
-    if (atomic_load(&c->srv->draining)) {
+    atomic_store(&c->parked, PARK_IDLE); /* then load cutting: see the top */
+    if (atomic_load(&c->srv->cutting)) {
         atomic_store(&c->parked, PARK_NONE);
         return STEP_CLOSE;
     }
@@ -411,7 +418,7 @@ static enum step read_more(struct http_conn *c)
                         (c->fresh ? srv->header_timeout_ms : srv->keepalive_timeout_ms);
 
         c->off = c->len = 0;
-        if (atomic_load(&srv->draining) || (!c->fresh && srv->keepalive_timeout_ms == 0))
+        if (atomic_load(&srv->cutting) || (!c->fresh && srv->keepalive_timeout_ms == 0))
             return STEP_CLOSE;
         /* A new connection's first request is usually on its way, and a
          * woken one has bytes waiting: try a read first.  A connection
@@ -428,6 +435,13 @@ static enum step read_more(struct http_conn *c)
         }
         if (!c->parks)
             return wait_here(c, until);
+        /* Once a stop has reached it, it waits on its fiber (a parked one
+         * would be started again at once by its group's cancel), and
+         * reads what woke it as a woken parked one does. */
+        if (async__http_ending(srv)) {
+            c->awake = true;
+            return wait_here(c, until);
+        }
         return park(c, PARK_IDLE, until, conn_resume);
     }
     if (c->head_started < 0)
@@ -562,11 +576,14 @@ static void *conn_resume(void *arg)
     async_shield(1); /* see async__http_conn_main */
     atomic_store_explicit(&c->parked, PARK_NONE, memory_order_relaxed);
     /* A stop starts every idle connection at once (its group's cancel):
-     * one with nothing to say leaves now, before it takes a buffer. */
-    if (async_cancelled() > 0 || atomic_load(&c->srv->draining)) {
+     * one with nothing to say yet waits for its next request (or the
+     * drain's deadline) here, before it takes a buffer. */
+    if (async__http_ending(c->srv)) {
         char b;
 
-        if (recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN) {
+        if (recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN &&
+            wait_here(c, atomic_load_explicit(&c->park_until, memory_order_relaxed)) !=
+                STEP_MORE) {
             async__http_conn_free(c);
             return NULL;
         }

@@ -116,7 +116,8 @@ struct async_http_server {
     bool simple;                /* async_http_serve's defaults: no list, no locals */
     /* state */
     _Atomic bool used;          /* a connection came: options are frozen */
-    _Atomic bool draining;
+    _Atomic bool draining;      /* shutting down: every response says Connection: close */
+    _Atomic bool cutting;       /* the drain's deadline: idle connections close now */
     _Atomic long open;
     _Atomic uint64_t total;
     _Atomic uint64_t refused;
@@ -153,6 +154,14 @@ enum http_park {
 };
 
 struct http_logq;
+
+/* The server is shutting down, or the calling connection's fiber was
+ * cancelled (its owner is stopping; the shutdown is on its way): the
+ * response in progress is the connection's last (Connection: close). */
+static inline bool async__http_ending(struct async_http_server *srv)
+{
+    return atomic_load_explicit(&srv->draining, memory_order_relaxed) || async_cancelled() > 0;
+}
 
 /* Kept small: a parked connection is this, its stream and a parked task. */
 struct http_conn {

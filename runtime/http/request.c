@@ -103,8 +103,7 @@ void async__http_request_init(struct async_http_request *req, struct http_conn *
     req->body_at = body_at;
     req->valid = false;
     response_reset(req);
-    req->close = !req->h.keep_alive || srv->keepalive_timeout_ms == 0 ||
-                 atomic_load_explicit(&srv->draining, memory_order_relaxed);
+    req->close = !req->h.keep_alive || srv->keepalive_timeout_ms == 0 || async__http_ending(srv);
     /* body */
     async__http_chunked_init(&req->ch);
     req->body_left = req->h.chunked ? 0 : req->h.content_length;
@@ -455,7 +454,7 @@ void async__http_emit_head(struct async_http_request *req, bool streaming)
         req->no_body = true;
     /* A drain, or a body too big to read away unless the handler reads it:
      * say now that the connection ends after this answer. */
-    if (atomic_load_explicit(&srv->draining, memory_order_relaxed) ||
+    if (async__http_ending(srv) ||
         (!req->body_done && req->body_error == 0 && !req->h.chunked &&
          req->body_left > ASYNC_HTTP_DRAIN_MAX_BYTES))
         req->close = true;

@@ -474,28 +474,40 @@ static void wait_conns(struct async_http_server *srv, int64_t at_ms)
         async_sleep_ms(SHUTDOWN_POLL_MS);
 }
 
-long async_http_server_shutdown(async_http_server *srv, int64_t deadline_ms)
+/* The drain's deadline: idle connections (still silent) close, busy ones
+ * are cut.  How many were busy. */
+static long cut(struct async_http_server *srv)
 {
     struct http_conn *c;
-    int shield = async_shield(1);
-    long left;
+    long busy = 0;
 
-    atomic_store(&srv->draining, true);
-    /* Idle connections end now (their read returns 0); busy ones see
-     * draining and close after the response in progress.  Parked-idle and
-     * draining are a Dekker pair: see conn.c. */
+    atomic_store(&srv->cutting, true); /* then load parked: see conn.c */
     pthread_mutex_lock(&srv->lock);
-    for (c = srv->conns; c != NULL; c = c->next)
-        if (atomic_load(&c->parked) == PARK_IDLE)
+    for (c = srv->conns; c != NULL; c = c->next) {
+        if (atomic_load(&c->parked) == PARK_IDLE) {
             shutdown(c->fd, SHUT_RD);
-    pthread_mutex_unlock(&srv->lock);
-    wait_conns(srv, deadline_ms);
-    left = atomic_load(&srv->open);
-    if (left > 0) {
-        pthread_mutex_lock(&srv->lock);
-        for (c = srv->conns; c != NULL; c = c->next)
+        } else {
             shutdown(c->fd, SHUT_RDWR);
-        pthread_mutex_unlock(&srv->lock);
+            busy++;
+        }
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return busy;
+}
+
+long async_http_server_shutdown(async_http_server *srv, int64_t deadline_ms)
+{
+    int shield = async_shield(1);
+    long left = 0;
+
+    /* From now on every response says Connection: close.  Idle keep-alive
+     * connections stay open until their next request (answered, then
+     * closed) or the deadline: closing them now would reset a request a
+     * client is sending meanwhile (conn.c). */
+    atomic_store(&srv->draining, true);
+    wait_conns(srv, deadline_ms);
+    if (atomic_load(&srv->open) > 0) {
+        left = cut(srv);
         wait_conns(srv, -1);
     }
     if (atomic_load_explicit(&srv->sweeper_state, memory_order_acquire) == 2) {

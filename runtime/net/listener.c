@@ -4,11 +4,14 @@
  * on it; accepted connections become fibers wherever the acceptor spawns
  * them (async_spawn: idle workers steal those that have not started;
  * async_spawn_on: a given worker).  ASYNC_LISTEN_REUSEPORT lets one
- * listener per worker share a port.  README "Listeners" has the
+ * listener per worker share a port.  A borrowed listener (async_listener_borrow)
+ * accepts on a socket that stays its lender's: closing it neither closes
+ * nor shuts the socket down.  README "Listeners" has the
  * measurements behind the choice the examples and the HTTP module make. */
 #include "net.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +103,44 @@ async_listener *async_listener_bind_flags(const char *address, int flags)
     return l;
 }
 
+async_listener *async_listener_borrow(int fd)
+{
+    async_listener *l;
+    int listening = 0, flags;
+    socklen_t len = sizeof(listening);
+
+    if (fd < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0)
+        return NULL; /* ENOTSOCK, EBADF */
+    if (!listening) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if ((flags = fcntl(fd, F_GETFL)) < 0 ||
+        (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0))
+        return NULL;
+    if ((l = malloc(sizeof(*l))) == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    async__sock_init(&l->sock, fd);
+    l->sock.borrowed = true;
+    l->port = local_port(fd);
+    return l;
+}
+
+int async_listener_fd(const async_listener *l)
+{
+    if (l == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return l->sock.fd;
+}
+
 int async_listener_port(const async_listener *l)
 {
     if (l == NULL) {
@@ -144,8 +185,14 @@ async_stream *async_listener_accept(async_listener *l)
         return NULL;
     }
     for (;;) {
+        /* A borrowed socket outlives this handle: a connection it has not
+         * accepted yet stays queued for the socket's next holder. */
+        if (l->sock.borrowed && atomic_load_explicit(&l->sock.closed, memory_order_acquire)) {
+            err = EBADF;
+            break;
+        }
         fd = accept4(l->sock.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (atomic_load_explicit(&l->sock.closed, memory_order_acquire)) {
+        if (!l->sock.borrowed && atomic_load_explicit(&l->sock.closed, memory_order_acquire)) {
             if (fd >= 0)
                 close(fd);
             fd = -1;
@@ -163,8 +210,13 @@ async_stream *async_listener_accept(async_listener *l)
         } else if (err == ECONNABORTED || err == EINTR || err == EPROTO || err == EPERM) {
             err = 0; /* that connection is gone; take the next */
         }
-        if (err == 0)
-            err = async__check_interrupt(async__current());
+        /* EINVAL: the socket was shut down; when that is how a stop
+         * reached us, the cancel is what to report */
+        if (err == 0 || err == EINVAL) {
+            int intr = async__check_interrupt(async__current());
+
+            err = intr != 0 ? intr : err;
+        }
         if (err != 0)
             break;
     }

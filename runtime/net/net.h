@@ -39,6 +39,7 @@ struct async__sock {
     int fd;
     _Atomic int refs;
     _Atomic bool closed;
+    bool borrowed;      /* fd is not ours: never shut down or closed */
     struct async__fdw watch;
 };
 

@@ -23,6 +23,7 @@ void async__sock_init(struct async__sock *s, int fd)
     s->fd = fd;
     atomic_init(&s->refs, 1);
     atomic_init(&s->closed, false);
+    s->borrowed = false;
     async__fdw_init(&s->watch, fd, hold, s);
 }
 
@@ -39,7 +40,8 @@ int async__sock_enter(struct async__sock *s)
 void async__sock_leave(struct async__sock *s)
 {
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
-        close(s->fd);
+        if (!s->borrowed)
+            close(s->fd);
         free(s); /* the first member of its listener or stream */
     }
 }
@@ -47,7 +49,7 @@ void async__sock_leave(struct async__sock *s)
 void async__sock_close(struct async__sock *s, int how)
 {
     atomic_store_explicit(&s->closed, true, memory_order_seq_cst);
-    if (atomic_load_explicit(&s->refs, memory_order_seq_cst) > 1)
+    if (!s->borrowed && atomic_load_explicit(&s->refs, memory_order_seq_cst) > 1)
         shutdown(s->fd, how); /* wakes parked calls on every worker */
     async__sock_leave(s);
 }

@@ -2283,9 +2283,12 @@ static void http_access_log_gets_combined_format_lines(void **state)
 /* ================= 14. graceful drain ================= */
 
 /* The drain with a download in flight and 300 idle connections that were
- * handed over (no fiber of their own): the idle ones end at once, the
+ * handed over (no fiber of their own): no idle one is closed under a
+ * client that may be sending; those that send a request get it answered
+ * with Connection: close, then the end; the silent ones stay open until
+ * the drain's deadline nears; the listener refuses new connects; the
  * download completes, the daemon exits 0. */
-static void http_sigterm_drains_download_closes_idle_refuses_new(void **state)
+static void http_sigterm_drains_download_answers_idle_refuses_new(void **state)
 {
     const size_t size = 200u << 20;
     struct client *idle, *dl;
@@ -2301,7 +2304,7 @@ static void http_sigterm_drains_download_closes_idle_refuses_new(void **state)
         return;
     }
     make_big_file("www/drain.bin", size);
-    write_config_full(20000, HELLO, "www", "");
+    write_config_full(8000, HELLO, "www", "");
     start_daemon(&D);
     /* an idle keep-alive connection */
     exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, &idle);
@@ -2333,18 +2336,28 @@ static void http_sigterm_drains_download_closes_idle_refuses_new(void **state)
     many_request(many, 300, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", HELLO, IO_MS);
 
     assert_int_equal(kill(D.pid, SIGTERM), 0);
-    wait_next(&D, "Terminated: stopping");
-    /* the idle ones are closed by the server while the download is stuck */
+    wait_next(&D, "draining: every module is cancelled");
+    /* an idle one that sends gets its answer, the last on the connection */
+    assert_true(client_send(idle, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+    must_respond(idle, false, &r);
+    assert_status(&r, 200);
+    assert_header(&r, "Connection", "close");
+    resp_free(&r);
     if (!client_eof(idle, 3000))
-        fail_msg("idle keep-alive connection not closed by the drain");
+        fail_msg("the connection stayed open after its Connection: close answer");
     client_close(idle);
+    /* so do half of the 300, at once */
+    many_request(many, 150, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", HELLO, IO_MS);
     {
-        int left = many_wait_eof(many, 300, 3000);
+        int left = many_wait_eof(many, 150, 3000);
 
         if (left != 0)
-            fail_msg("%d of 300 idle connections not closed by the drain within 3 s", left);
+            fail_msg("%d of 150 connections stayed open after their last answer", left);
     }
-    close_many();
+    /* the silent half is still open: closing it now would reset a request
+     * on its way (the deadline is 8 s off) */
+    if (many_wait_eof(many + 150, 150, 200) != 150)
+        fail_msg("silent keep-alive connections were closed at the start of the drain");
     /* the listener goes too (the stop wakes the acceptors and the idle
      * connections together, so it may close a moment after them) */
     until = now_ms() + 2000;
@@ -2390,10 +2403,24 @@ static void http_sigterm_drains_download_closes_idle_refuses_new(void **state)
     if (got != size)
         fail_msg("download ended after %zu of %zu bytes (%s)", got, size,
                  dl->eof ? (dl->err ? strerror(dl->err) : "EOF") : "timeout");
+    /* the download's head said keep-alive: its next request is answered,
+     * and closes it */
+    get_on(dl, "/hello", &r);
+    assert_status(&r, 200);
+    assert_header(&r, "Connection", "close");
+    resp_free(&r);
     assert_true(client_eof(dl, 3000));
     free(want);
     free(buf);
     client_close(dl);
+    /* the silent ones are closed as the deadline nears */
+    {
+        int left = many_wait_eof(many + 150, 150, 12000);
+
+        if (left != 0)
+            fail_msg("%d of 150 silent connections not closed by the drain's deadline", left);
+    }
+    close_many();
     {
         int rc = reap(&D, 25000);
 
@@ -2451,15 +2478,19 @@ static void wait_count(struct daemon *d, const char *text, int n)
 
 /* Requests that reach handed-over (idle, fiberless) connections while the
  * module restarts for a changed route body: each gets a whole answer from
- * the old config or the new one, or a close with nothing sent, never a
- * hang or a broken response.  The sends are spread from just before the
- * SIGHUP to ~10 ms after it, shifted each round. */
+ * the old config or the new one, never a close with nothing sent (the old
+ * generation drains: an idle connection answers its next request with
+ * Connection: close), a hang or a broken response; an answer that came
+ * before the drain (keep-alive) leaves the connection usable, and its
+ * next answer closes it.  The port stays (the daemon keeps the socket).
+ * The sends are spread from just before the SIGHUP to ~10 ms after it,
+ * shifted each round. */
 static void http_reload_racing_requests_on_idle_connections(void **state)
 {
     char body[2][64];
     struct client *c[RACE_CONNS];
     struct resp r;
-    int round, i, answered = 0, closed = 0;
+    int round, i, k, answered = 0, closed = 0;
 
     (void)state;
     snprintf(body[0], sizeof(body[0]), "gen-0");
@@ -2511,11 +2542,14 @@ static void http_reload_racing_requests_on_idle_connections(void **state)
             sent[next] = true;
         }
         for (i = 0; i < RACE_CONNS; i++) {
+            bool last = false;
+
             if (client_response_ms(c[i], false, &r, IO_MS) == 0) {
                 if (r.status != 200 ||
                     (strcmp(r.body, body[0]) != 0 && strcmp(r.body, body[1]) != 0))
                     fail_msg("round %d, connection %d: expected a 200 '%s' or '%s', got:\n%s\n%s",
                              round, i, body[0], body[1], r.head, r.body);
+                last = hdr(r.head, "Connection") != NULL;
                 resp_free(&r);
                 answered++;
             } else if (c[i]->eof && c[i]->len == 0) {
@@ -2525,16 +2559,30 @@ static void http_reload_racing_requests_on_idle_connections(void **state)
                 fail_msg("round %d, connection %d: neither an answer nor a clean close: %s; "
                          "log:\n%s", round, i, r.head, D.log);
             }
-            /* after the answer the old server goes: an end, nothing more */
+            /* answered before the drain: more requests, each answered,
+             * until the one the drain makes the last */
+            for (k = 0; !last && k < 10000; k++) {
+                get_on(c[i], "/hello", &r);
+                if (r.status != 200)
+                    fail_msg("round %d, connection %d: expected a 200, got:\n%s", round, i,
+                             r.head);
+                last = hdr(r.head, "Connection") != NULL &&
+                       strcmp(hdr(r.head, "Connection"), "close") == 0;
+                resp_free(&r);
+            }
+            if (!last)
+                fail_msg("round %d, connection %d: never answered with Connection: close",
+                         round, i);
+            /* after the close answer the old server goes: an end, nothing more */
             if (!client_eof(c[i], IO_MS))
                 fail_msg("round %d, connection %d: still open (or sent more) after the reload",
                          round, i);
         }
         for (i = 0; i < RACE_CONNS; i++)
             client_close(c[i]);
-        /* the new module's port; then it serves the new body */
-        D.port = atoi(wait_next(&D, PORT_LINE) + strlen(PORT_LINE));
-        assert_true(D.port > 0);
+        /* the new generation listens on the same socket; then it serves
+         * the new body */
+        assert_int_equal(atoi(wait_next(&D, PORT_LINE) + strlen(PORT_LINE)), D.port);
         wait_count(&D, "reloaded: 1 module(s) running", round);
         exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
         assert_status(&r, 200);
@@ -2543,6 +2591,8 @@ static void http_reload_racing_requests_on_idle_connections(void **state)
         memcpy(body[0], body[1], sizeof(body[0]));
     }
     print_message("      %d answered, %d closed unanswered\n", answered, closed);
+    if (closed != 0)
+        fail_msg("%d request(s) met a close instead of an answer", closed);
     stop_daemon(&D);
 }
 
@@ -3071,7 +3121,7 @@ int main(void)
         T(http_idle_keepalive_connections_cost_no_fiber_wake_and_expire),
         T(http_status_endpoint_reports_counters_and_2xx_grows),
         T(http_access_log_gets_combined_format_lines),
-        T(http_sigterm_drains_download_closes_idle_refuses_new),
+        T(http_sigterm_drains_download_answers_idle_refuses_new),
         T(http_reload_serves_the_new_route_body),
         T(http_reload_racing_requests_on_idle_connections),
         T(http_reload_rejected_by_module_check_keeps_old_config),

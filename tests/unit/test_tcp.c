@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/resource.h>
@@ -1061,6 +1062,63 @@ static void tcp_stream_wait_and_handoff_check_their_arguments(void **state)
     assert_int_equal(errno, EPERM);
 }
 
+/* ---- borrowed listeners ---- */
+
+static void *borrowed(void *arg)
+{
+    async_listener *l = async_listener_bind("127.0.0.1:0"), *b1, *b2;
+    async_stream *c1, *c2, *c3, *s;
+    int fd, pipefd[2], plain;
+    char address[64], byte = 0;
+
+    (void)arg;
+    CHECK(l != NULL);
+    fd = async_listener_fd(l);
+    join_address(address, sizeof(address), "127.0.0.1", async_listener_port(l));
+    b1 = async_listener_borrow(fd);
+    CHECK(b1 != NULL && async_listener_port(b1) == async_listener_port(l));
+    c1 = async_tcp_connect(address);
+    CHECK((s = async_listener_accept(b1)) != NULL);
+    async_stream_close(s);
+    async_stream_close(c1);
+    /* a connection queued when the borrowed handle closes stays queued,
+     * and the socket keeps listening */
+    c2 = async_tcp_connect(address);
+    CHECK(c2 != NULL && async_stream_write_all(c2, "q", 1) == 0);
+    async_listener_close(b1);
+    c3 = async_tcp_connect(address);
+    CHECK(c3 != NULL);
+    b2 = async_listener_borrow(fd);
+    CHECK((s = async_listener_accept(b2)) != NULL);
+    CHECK(async_stream_read(s, &byte, 1) == 1 && byte == 'q');
+    async_stream_close(s);
+    CHECK((s = async_listener_accept(b2)) != NULL);
+    async_stream_close(s);
+    async_listener_close(b2);
+    CHECK(fcntl(fd, F_GETFD) >= 0); /* still the lender's */
+    async_stream_close(c2);
+    async_stream_close(c3);
+    /* what cannot be borrowed */
+    errno = 0;
+    CHECK(async_listener_borrow(-1) == NULL && errno == EINVAL);
+    CHECK(pipe(pipefd) == 0);
+    CHECK(async_listener_borrow(pipefd[0]) == NULL && errno == ENOTSOCK);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    plain = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(async_listener_borrow(plain) == NULL && errno == EINVAL); /* not listening */
+    close(plain);
+    CHECK(async_listener_fd(NULL) == -1 && errno == EINVAL);
+    async_listener_close(l);
+    return NULL;
+}
+
+static void tcp_a_borrowed_listener_leaves_the_socket_and_its_queue_alone(void **state)
+{
+    (void)state;
+    RUN(2, borrowed, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1081,6 +1139,7 @@ int main(void)
         cmocka_unit_test(tcp_handed_over_stream_wakes_on_end_of_stream),
         cmocka_unit_test(tcp_group_cancel_starts_a_handed_over_stream_fiber),
         cmocka_unit_test(tcp_stream_wait_and_handoff_check_their_arguments),
+        cmocka_unit_test(tcp_a_borrowed_listener_leaves_the_socket_and_its_queue_alone),
     };
 
     return skips_exit(cmocka_run_group_tests(tests, NULL, NULL));

@@ -1,0 +1,40 @@
+/* daemon/listeners — the listening sockets asyncd keeps for its modules,
+ * by address, across module generations (async_module_listen). */
+#ifndef ASYNCD_LISTENERS_H
+#define ASYNCD_LISTENERS_H
+
+#include <async_io/module.h>
+
+struct asyncd_module;
+struct asyncd_claim;    /* one socket a generation holds (listeners.c) */
+
+/* The host call behind async_module_listen: a borrowed listener on the
+ * daemon's socket for address, bound on first use.  NULL + EADDRINUSE
+ * when another module holds the address (logged, naming both), or the
+ * error of async_listener_bind / async_listener_borrow.  Parks only to
+ * resolve a host name.  Any fiber. */
+async_listener *asyncd_host_listen(async_module_host *host, const char *address);
+
+/* m's run starts (again): its asks for port 0 count from the first. */
+void asyncd_listeners_run_begins(struct asyncd_module *m);
+
+/* m's generation uses its sockets no more (its run will not run again, or
+ * its group was joined).  Idempotent.  Any thread. */
+void asyncd_listeners_release(struct asyncd_module *m);
+
+/* Closes the sockets no generation holds: once the generations a reload
+ * started are running (ready or failed), so that a new generation takes
+ * its predecessor's sockets before they could go.  The daemon's fiber. */
+void asyncd_listeners_sweep(void);
+
+/* asyncd stops (SIGTERM): every socket stops listening at once, so a
+ * connect is refused rather than left waiting for an accept that will
+ * not come; what is queued is reset.  The descriptors stay open (a
+ * module's acceptor may still be parked on one: its cancel wakes it)
+ * until asyncd_listeners_close_all. */
+void asyncd_listeners_shutdown(void);
+
+/* Closes every socket (asyncd exits; every module has stopped). */
+void asyncd_listeners_close_all(void);
+
+#endif
