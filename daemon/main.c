@@ -50,6 +50,7 @@
 #include "notify.h"
 #include "ready.h"
 #include "signals.h"
+#include "tally.h"
 #include "watcher.h"
 
 #include <async_io.h>
@@ -223,6 +224,7 @@ static void reload(struct daemon *d)
         asyncd_log(ASYNC_LOG_ERROR, "reload rejected: %zu problem(s); the running configuration "
                    "stays", p.n);
         asyncd_notify("READY=1\nSTATUS=reload rejected: %s", p.n > 0 ? p.msg[0] : "?");
+        asyncd_tally_reload(false);
         asyncd_problems_free(&p);
         asyncd_config_free(&next);
         return;
@@ -234,6 +236,7 @@ static void reload(struct daemon *d)
     asyncd_config_free(&d->config);
     d->config = next;
     begin_wait(d, ASYNCD_WAIT_RELOAD, d->config.shutdown_timeout_ms);
+    asyncd_tally_reload(true);
 }
 
 /* A signal the daemon does not act on: logged here, where the sender is

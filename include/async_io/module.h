@@ -54,10 +54,12 @@
 #include "http.h"
 #include "runtime.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -124,6 +126,15 @@ struct async_module {
 
 typedef struct async_module_http_slot async_module_http_slot;
 
+/* What asyncd has done since it started (async_module_daemon_stats).
+ * Members are only ever added at the end. */
+struct async_module_daemon_stats {
+    uint64_t reloads;           /* SIGHUP reloads applied */
+    uint64_t reloads_rejected;  /* ... refused (a bad new config; the old one kept serving) */
+    uint64_t module_restarts;   /* runs of any module started again after it failed */
+    uint64_t uptime_ms;         /* since asyncd started */
+};
+
 /* asyncd's table of host calls (see the top).  Members are only ever
  * added at the end; size is sizeof the table asyncd filled. */
 struct async_module_host_api {
@@ -145,6 +156,8 @@ struct async_module_host_api {
     int (*http_provided)(const async_module_http_slot *slot);
     void (*provide_handler)(async_module_report *report, const char *name);
     void (*need_handler)(async_module_report *report, const char *path, const char *name);
+    void (*daemon_stats)(const async_module_host *host, struct async_module_daemon_stats *st,
+                         size_t size);
 };
 
 /* How every handle asyncd gives a module begins. */
@@ -257,6 +270,21 @@ static inline void async_module_logfile_close(async_module_logfile *f)
 static inline uint64_t async_module_blocked_workers(const async_module_host *host)
 {
     return ASYNC_MODULE_API_(host)->blocked_workers(host);
+}
+
+/* What the daemon has done since it started (reloads, module restarts),
+ * for status pages and metrics: 0, or -1 ENOSYS from an asyncd older than
+ * this call (*st zeroed).  Any thread. */
+static inline int async_module_daemon_stats(const async_module_host *host,
+                                            struct async_module_daemon_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    if (!async_module_host_has(host, daemon_stats)) {
+        errno = ENOSYS;
+        return -1;
+    }
+    ASYNC_MODULE_API_(host)->daemon_stats(host, st, sizeof(*st));
+    return 0;
 }
 
 /* From http_handlers: run will register a handler of this name. */
