@@ -221,10 +221,10 @@ static void reload(struct daemon *d)
     if (job.rc != 0 ||
         asyncd_modules_check_folder(&next, d->modules, &p) != 0) {
         print_problems(&p);
+        asyncd_tally_reload(false); /* counted before it is told */
         asyncd_log(ASYNC_LOG_ERROR, "reload rejected: %zu problem(s); the running configuration "
                    "stays", p.n);
         asyncd_notify("READY=1\nSTATUS=reload rejected: %s", p.n > 0 ? p.msg[0] : "?");
-        asyncd_tally_reload(false);
         asyncd_problems_free(&p);
         asyncd_config_free(&next);
         return;
@@ -235,8 +235,8 @@ static void reload(struct daemon *d)
     asyncd_modmap_publish(d->modules, d->stuck);
     asyncd_config_free(&d->config);
     d->config = next;
+    asyncd_tally_reload(true); /* before begin_wait, which may log "reloaded" at once */
     begin_wait(d, ASYNCD_WAIT_RELOAD, d->config.shutdown_timeout_ms);
-    asyncd_tally_reload(true);
 }
 
 /* A signal the daemon does not act on: logged here, where the sender is
