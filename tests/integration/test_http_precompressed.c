@@ -115,12 +115,14 @@ static int teardown(void **state)
     return 0;
 }
 
+/* One worker: a second request meets the first one's file cache. */
 static void start(const char *extra)
 {
     char text[4096];
 
     snprintf(text, sizeof(text),
              "{\"modules_dir\":\"modules\",\"shutdown_timeout_ms\":5000,\"log_level\":\"info\",\n"
+             " \"runtime\":{\"workers\":1},\n"
              " \"modules\":{\"http\":{\"listen\":[\"127.0.0.1:0\"],\"root\":\"www\"%s}}}\n",
              extra);
     write_file("asyncd.json", text);
@@ -397,6 +399,31 @@ static void precompressed_rewritten_sibling_is_seen_at_once(void **state)
     stop();
 }
 
+/* The answer "no sibling" is kept with X's cache entry: a hit costs no
+ * lookup, so a .gz made while X is cached shows only when the entry is
+ * opened again (open_file_cache_ms 0: at once). */
+static void precompressed_absent_sibling_is_remembered_while_x_is_cached(void **state)
+{
+    struct resp r;
+
+    (void)state;
+    start(",\"open_file_cache_ms\":60000");
+    get("GET", "/c.txt", "Accept-Encoding: gzip\r\n", &r);
+    assert_no_header(&r, "Content-Encoding");
+    resp_free(&r);
+    gzip_beside("www/c.txt");
+    get("GET", "/c.txt", "Accept-Encoding: gzip\r\n", &r);
+    assert_no_header(&r, "Content-Encoding"); /* not looked for again */
+    assert_body(&r, "plain only\n", 11);
+    resp_free(&r);
+    stop();
+    start(",\"open_file_cache_ms\":0");
+    get("GET", "/c.txt", "Accept-Encoding: gzip\r\n", &r);
+    assert_header(&r, "Content-Encoding", "gzip");
+    resp_free(&r);
+    stop();
+}
+
 static void precompressed_false_turns_it_off(void **state)
 {
     struct resp r;
@@ -441,6 +468,7 @@ int main(void)
         T(precompressed_index_file_sibling_is_served),
         T(precompressed_siblings_that_are_not_files_beneath_the_root_are_ignored),
         T(precompressed_rewritten_sibling_is_seen_at_once),
+        T(precompressed_absent_sibling_is_remembered_while_x_is_cached),
         T(precompressed_false_turns_it_off),
         T(precompressed_check_config_rejects_a_non_boolean),
     };
