@@ -390,9 +390,7 @@ static void check_allow(const json_t *v, const char *key, struct check *ck)
 /* The keys of the status and metrics endpoints and of precompressed files. */
 static void check_extras(const json_t *config, struct check *ck)
 {
-    const json_t *v;
-
-    const json_t *sp = json_object_get(config, "status_path");
+    const json_t *sp = json_object_get(config, "status_path"), *v;
 
     if ((v = json_object_get(config, "metrics_path")) != NULL && !is_path(v))
         problem(ck, "metrics_path", "must be a string starting with '/'");
