@@ -63,4 +63,5 @@ const struct async_module_host_api asyncd_host_api = {
     .provide_handler = asyncd_host_provide_handler,
     .need_handler = asyncd_host_need_handler,
     .listen = asyncd_host_listen,
+    .daemon_stats = asyncd_host_daemon_stats,
 };

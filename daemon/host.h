@@ -26,5 +26,8 @@ int asyncd_handler_add(async_module_host *host, const char *name, async_http_han
 async_module_http_slot *asyncd_handler_slot(async_module_host *host, const char *name);
 int asyncd_handler_call(async_module_http_slot *slot, async_http_request *req);
 int asyncd_handler_slot_provided(const async_module_http_slot *slot);
+/* tally.c */
+void asyncd_host_daemon_stats(const async_module_host *host, struct async_module_daemon_stats *st,
+                              size_t size);
 
 #endif

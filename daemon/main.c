@@ -51,6 +51,7 @@
 #include "notify.h"
 #include "ready.h"
 #include "signals.h"
+#include "tally.h"
 #include "watcher.h"
 
 #include <async_io.h>
@@ -225,6 +226,7 @@ static void reload(struct daemon *d)
     if (job.rc != 0 ||
         asyncd_modules_check_folder(&next, d->modules, &p) != 0) {
         print_problems(&p);
+        asyncd_tally_reload(false); /* counted before it is told */
         asyncd_log(ASYNC_LOG_ERROR, "reload rejected: %zu problem(s); the running configuration "
                    "stays", p.n);
         asyncd_notify("READY=1\nSTATUS=reload rejected: %s", p.n > 0 ? p.msg[0] : "?");
@@ -238,6 +240,7 @@ static void reload(struct daemon *d)
     asyncd_modmap_publish(d->modules, d->stuck);
     asyncd_config_free(&d->config);
     d->config = next;
+    asyncd_tally_reload(true); /* before begin_wait, which may log "reloaded" at once */
     begin_wait(d, ASYNCD_WAIT_RELOAD, d->config.shutdown_timeout_ms);
 }
 

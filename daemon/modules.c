@@ -37,6 +37,7 @@
 #include "logsink.h"
 #include "modfile.h"
 #include "modmap.h"
+#include "tally.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -482,6 +483,7 @@ static void *supervise(void *arg)
                    m->desc->name, rc, (long long)backoff);
         if (async_sleep_ms((uint64_t)backoff) != 0)
             break; /* cancelled: the module is being stopped */
+        asyncd_tally_restart();
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
     /* run will not run again: its sockets may go once no successor

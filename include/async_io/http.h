@@ -163,6 +163,9 @@ enum async_http_option {
     ASYNC_HTTP_LINGERING_TIMEOUT_MS, /* ... this long between its bytes; 5000 */
     ASYNC_HTTP_LINGERING_MAX_BYTES,  /* ... and this many in all; 64 MiB */
     ASYNC_HTTP_MAX_CONNECTIONS,      /* async_http_server_start answers 503 past it; none */
+    ASYNC_HTTP_TIME_REQUESTS,        /* 1: time every request for the duration histogram
+                                        of async_http_server_metrics (two reads of the
+                                        vDSO clock per request); 0 */
 };
 
 ASYNC_API async_http_server *async_http_server_new(async_http_handler fn, void *ctx);
@@ -224,6 +227,31 @@ struct async_http_stats {
 };
 /* Figures so far; any thread. */
 ASYNC_API void async_http_server_stats(async_http_server *srv, struct async_http_stats *st);
+
+/* Upper bounds, in microseconds, of the request-duration histogram's
+ * buckets (a last one, +Inf, follows): Prometheus's default buckets with
+ * finer ones below 5 ms, where static files and small answers fall. */
+#define ASYNC_HTTP_DURATION_BOUNDS_US                                                        \
+    {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, \
+     2500000, 5000000, 10000000}
+#define ASYNC_HTTP_DURATION_BUCKETS 16
+
+/* Beyond async_http_stats, for metrics (a struct of its own so that the
+ * one above keeps its size). */
+struct async_http_metrics {
+    uint64_t connections_idle;       /* now: parked between requests, holding no fiber */
+    uint64_t connections_lingering;  /* now: parked while closing, dropping the peer's bytes */
+    uint64_t bytes_sent;             /* every byte written to clients, heads and bodies */
+    /* Requests timed (ASYNC_HTTP_TIME_REQUESTS), from a complete head to
+     * the response handed to the kernel: how many, the sum of their
+     * microseconds, and per bucket (not cumulative; the last is +Inf). */
+    uint64_t duration_count;
+    uint64_t duration_sum_us;
+    uint64_t duration_buckets[ASYNC_HTTP_DURATION_BUCKETS + 1];
+};
+/* Figures so far; any thread.  Walks the server's connections under its
+ * lock to count the parked ones: for a scrape, not for every request. */
+ASYNC_API void async_http_server_metrics(async_http_server *srv, struct async_http_metrics *m);
 
 /* ---- the client ----
  *

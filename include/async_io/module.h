@@ -55,10 +55,12 @@
 #include "http.h"
 #include "runtime.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -125,6 +127,15 @@ struct async_module {
 
 typedef struct async_module_http_slot async_module_http_slot;
 
+/* What asyncd has done since it started (async_module_daemon_stats).
+ * Members are only ever added at the end. */
+struct async_module_daemon_stats {
+    uint64_t reloads;           /* SIGHUP reloads applied */
+    uint64_t reloads_rejected;  /* ... refused (a bad new config; the old one kept serving) */
+    uint64_t module_restarts;   /* runs of any module started again after it failed */
+    uint64_t uptime_ms;         /* since asyncd started */
+};
+
 /* asyncd's table of host calls (see the top).  Members are only ever
  * added at the end; size is sizeof the table asyncd filled. */
 struct async_module_host_api {
@@ -147,6 +158,8 @@ struct async_module_host_api {
     void (*provide_handler)(async_module_report *report, const char *name);
     void (*need_handler)(async_module_report *report, const char *path, const char *name);
     async_listener *(*listen)(async_module_host *host, const char *address);
+    void (*daemon_stats)(const async_module_host *host, struct async_module_daemon_stats *st,
+                         size_t size);
 };
 
 /* How every handle asyncd gives a module begins. */
@@ -284,6 +297,21 @@ static inline async_listener *async_module_listen(async_module_host *host, const
     if (!async_module_host_has(host, listen))
         return async_listener_bind(address);
     return ASYNC_MODULE_API_(host)->listen(host, address);
+}
+
+/* What the daemon has done since it started (reloads, module restarts),
+ * for status pages and metrics: 0, or -1 ENOSYS from an asyncd older than
+ * this call (*st zeroed).  Any thread. */
+static inline int async_module_daemon_stats(const async_module_host *host,
+                                            struct async_module_daemon_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    if (!async_module_host_has(host, daemon_stats)) {
+        errno = ENOSYS;
+        return -1;
+    }
+    ASYNC_MODULE_API_(host)->daemon_stats(host, st, sizeof(*st));
+    return 0;
 }
 
 /* From http_handlers: run will register a handler of this name. */

@@ -44,7 +44,8 @@ static const char *const keys[] = {
     "max_header_bytes",
     "max_body_bytes", "max_connections", "max_headers", "lingering_time_ms",
     "lingering_timeout_ms", "lingering_max_bytes",
-    "serve_hidden", "access_log_format",
+    "serve_hidden", "access_log_format", "precompressed", "metrics_path", "status_allow",
+    "metrics_allow",
 };
 
 /* Hop-by-hop and framing fields: the module writes these itself, and a
@@ -362,6 +363,47 @@ static void check_index(const json_t *v, struct check *ck)
     }
 }
 
+/* status_allow, metrics_allow: arrays of addresses and CIDR prefixes,
+ * each bad entry reported by its place. */
+static void check_allow(const json_t *v, const char *key, struct check *ck)
+{
+    struct http_cidr cidr;
+    const json_t *e;
+    const char *why;
+    char path[64];
+    size_t i;
+
+    if (!json_is_array(v)) {
+        problem(ck, key, "must be an array of addresses and CIDR prefixes (\"127.0.0.1\", "
+                "\"10.0.0.0/8\", \"::1\", \"fd00::/8\")");
+        return;
+    }
+    json_array_foreach(v, i, e) {
+        snprintf(path, sizeof(path), "%s[%zu]", key, i);
+        if (!json_is_string(e) || has_nul(e))
+            problem(ck, path, "must be a string: an address or a CIDR prefix");
+        else if (http_cidr_parse(json_string_value(e), &cidr, &why) != 0)
+            problem(ck, path, "\"%s\": %s", json_string_value(e), why);
+    }
+}
+
+/* The keys of the status and metrics endpoints and of precompressed files. */
+static void check_extras(const json_t *config, struct check *ck)
+{
+    const json_t *sp = json_object_get(config, "status_path"), *v;
+
+    if ((v = json_object_get(config, "metrics_path")) != NULL && !is_path(v))
+        problem(ck, "metrics_path", "must be a string starting with '/'");
+    else if (v != NULL && is_path(sp) && strcmp(json_string_value(v), json_string_value(sp)) == 0)
+        problem(ck, "metrics_path", "is status_path too: the two endpoints need two paths");
+    if ((v = json_object_get(config, "status_allow")) != NULL)
+        check_allow(v, "status_allow", ck);
+    if ((v = json_object_get(config, "metrics_allow")) != NULL)
+        check_allow(v, "metrics_allow", ck);
+    if ((v = json_object_get(config, "precompressed")) != NULL && !json_is_boolean(v))
+        problem(ck, "precompressed", "must be true or false");
+}
+
 int http_config_validate(const json_t *config, async_module_report *report)
 {
     struct check ck_ = {report, 0}, *ck = &ck_;
@@ -395,6 +437,7 @@ int http_config_validate(const json_t *config, async_module_report *report)
         check_log(v, ck);
     if ((v = json_object_get(config, "serve_hidden")) != NULL && !json_is_boolean(v))
         problem(ck, "serve_hidden", "must be true or false");
+    check_extras(config, ck);
     if ((v = json_object_get(config, "access_log_format")) != NULL) {
         const char *bad;
         size_t n;
@@ -458,6 +501,32 @@ static int load_route(const json_t *r, struct http_route *out)
     return 0;
 }
 
+/* An allow list that validate accepted; absent: loopback only. */
+static int load_allow(const json_t *v, struct http_allow *a)
+{
+    const json_t *e;
+    const char *why;
+    size_t i;
+
+    if (v == NULL)
+        return http_allow_loopback(a);
+    a->n = 0;
+    if ((a->cidr = calloc(json_array_size(v) + 1, sizeof(*a->cidr))) == NULL)
+        return -1;
+    json_array_foreach(v, i, e)
+        if (http_cidr_parse(json_string_value(e), &a->cidr[a->n], &why) == 0)
+            a->n++;
+    return 0;
+}
+
+static int load_extras(const json_t *config, struct http_config *c)
+{
+    c->precompressed = !json_is_false(json_object_get(config, "precompressed"));
+    c->metrics_path = dup_or_null(json_object_get(config, "metrics_path"));
+    return load_allow(json_object_get(config, "status_allow"), &c->status_allow) != 0 ||
+           load_allow(json_object_get(config, "metrics_allow"), &c->metrics_allow) != 0 ? -1 : 0;
+}
+
 int http_config_load(const json_t *config, struct http_config *c)
 {
     const json_t *v;
@@ -488,7 +557,7 @@ int http_config_load(const json_t *config, struct http_config *c)
     c->serve_hidden = json_is_true(json_object_get(config, "serve_hidden"));
     v = json_object_get(config, "access_log_format");
     c->log_format = strdup(v != NULL ? json_string_value(v) : "combined");
-    if (c->log_format == NULL)
+    if (c->log_format == NULL || load_extras(config, c) != 0)
         return -1;
     for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
         v = json_object_get(config, limits[i].key);
@@ -563,6 +632,13 @@ json_t *http_config_effective(const json_t *config)
         json_object_set_new(out, "serve_hidden", json_false());
     if (json_object_get(out, "access_log_format") == NULL)
         json_object_set_new(out, "access_log_format", json_string("combined"));
+    if (json_object_get(out, "precompressed") == NULL)
+        json_object_set_new(out, "precompressed", json_true());
+    /* metrics_path, like status_path, has no default: absent, it is off */
+    if (json_object_get(out, "status_allow") == NULL)
+        json_object_set_new(out, "status_allow", json_pack("[ss]", "127.0.0.0/8", "::1"));
+    if (json_object_get(out, "metrics_allow") == NULL)
+        json_object_set_new(out, "metrics_allow", json_pack("[ss]", "127.0.0.0/8", "::1"));
     for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++)
         if (json_object_get(out, limits[i].key) == NULL)
             json_object_set_new(out, limits[i].key, json_integer(limits[i].def));
@@ -603,5 +679,8 @@ void http_config_free(struct http_config *c)
     free(c->status_path);
     free(c->access_log);
     free(c->log_format);
+    free(c->metrics_path);
+    http_allow_free(&c->status_allow);
+    http_allow_free(&c->metrics_allow);
     memset(c, 0, sizeof(*c));
 }

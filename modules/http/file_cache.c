@@ -19,6 +19,10 @@
  * idle server holds no descriptor past its time and a deleted file's
  * blocks come back.
  *
+ * An entry also holds its precompressed siblings (precompressed.c), found
+ * once, the absence of any included, so that a file without them costs
+ * no lookup on a hit.
+ *
  * Lifetime of an entry: refs counts the responses sending it plus one
  * while it sits in the table; the descriptor is closed when refs drops to
  * zero, so an entry evicted while a slow download still reads it stays
@@ -43,7 +47,12 @@ static uint32_t hash(const char *s)
 
 static void release(struct http_file *f)
 {
+    int c;
+
     if (--f->refs == 0) {
+        for (c = 0; c < HTTP_CODINGS; c++)
+            if (f->sib[c] != NULL)
+                release(f->sib[c]); /* a sibling in use stays open until its response ends */
         close(f->fd);
         free(f->key);
         free(f);

@@ -9,7 +9,8 @@
  *
  * The body goes out with sendfile(2) after the head (async_http_sendfile);
  * file_cache.c keeps the file open for the next requests,
- * open_file_cache_ms long. */
+ * open_file_cache_ms long.  With "precompressed" (the default) an X.br or
+ * X.gz beside X may answer instead (precompressed.c, encoding.c). */
 #include "http.h"
 
 #include <errno.h>
@@ -361,6 +362,28 @@ fail:
     return -1;
 }
 
+void http_file_etag(const struct stat *st, const char *tag, char out[64])
+{
+    /* inode, size and mtime to the nanosecond: a rewrite within the same
+     * second, even to the same size, gets a new tag */
+    snprintf(out, 64, "\"%" PRIx64 "-%" PRIx64 "-%" PRIx64 "%s\"", (uint64_t)st->st_ino,
+             (uint64_t)st->st_size,
+             (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec, tag);
+}
+
+int http_open_regular(struct http_server *srv, const char *rel, struct stat *st)
+{
+    int fd = open_beneath(srv->root_fd, rel, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, st) == 0 && S_ISREG(st->st_mode))
+        return fd;
+    close(fd);
+    errno = ENOENT;
+    return -1;
+}
+
 int http_file_open(struct http_server *srv, const char *path, struct http_file *f,
                    bool *redirect)
 {
@@ -370,11 +393,8 @@ int http_file_open(struct http_server *srv, const char *path, struct http_file *
     if (f->fd < 0)
         return -1;
     f->type = mime_type(name);
-    /* inode, size and mtime to the nanosecond: a rewrite within the same
-     * second, even to the same size, gets a new tag */
-    snprintf(f->etag, sizeof(f->etag), "\"%" PRIx64 "-%" PRIx64 "-%" PRIx64 "\"",
-             (uint64_t)f->st.st_ino, (uint64_t)f->st.st_size,
-             (uint64_t)f->st.st_mtim.tv_sec * 1000000000u + (uint64_t)f->st.st_mtim.tv_nsec);
+    f->index = name != path ? name : NULL;
+    http_file_etag(&f->st, "", f->etag);
     http_date(f->st.st_mtime, f->lastmod);
     return 0;
 }
@@ -391,36 +411,69 @@ static const char *decimal(uint64_t v, char buf[21])
     return p;
 }
 
-static int head_fields(async_http_request *req, const struct http_file *f)
+/* The fields every answer for the file carries, 304 included. */
+static int head_fields(async_http_request *req, const struct http_file *f, bool vary)
 {
     return async_http_add_header(req, "ETag", f->etag) != 0 ||
-           async_http_add_header(req, "Last-Modified", f->lastmod) != 0 ? -1 : 0;
+           async_http_add_header(req, "Last-Modified", f->lastmod) != 0 ||
+           (vary && async_http_add_header(req, "Vary", "Accept-Encoding") != 0) ? -1 : 0;
+}
+
+/* Which bytes answer for f: f itself, or a precompressed sibling the
+ * request accepts (*coding; *vary when f has any, so that caches key
+ * every answer for it, identity ones too, on Accept-Encoding).  A
+ * reference to put. */
+static struct http_file *representation(struct http_server *srv, async_http_request *req,
+                                        const char *path, struct http_file *f,
+                                        enum http_coding *coding, bool *vary)
+{
+    struct http_file *sib;
+    unsigned have;
+
+    *coding = HTTP_CODING_IDENTITY;
+    *vary = false;
+    if (!srv->cfg.precompressed || (have = http_siblings(srv, path, f)) == 0)
+        return f;
+    *vary = true;
+    *coding = http_coding_choose(async_http_header(req, "accept-encoding"), have);
+    if (*coding == HTTP_CODING_IDENTITY ||
+        (sib = http_sibling_get(srv, path, f, *coding)) == NULL) {
+        *coding = HTTP_CODING_IDENTITY;
+        return f;
+    }
+    http_file_put(f);
+    return sib;
 }
 
 int http_files_serve(struct http_server *srv, async_http_request *req, const char *path)
 {
-    const char *range;
+    const char *range, *type;
     struct http_file *f;
+    enum http_coding coding;
     uint64_t off = 0, len, size;
     char num[96];
-    bool redirect;
+    bool redirect, vary;
     int rc = 0;
 
     if (!srv->cfg.serve_hidden && hidden(path))
         return error_reply(srv, req, ENOENT); /* the 404 of a missing file: nothing to tell apart */
     if ((f = http_file_get(srv, path, &redirect)) == NULL)
         return redirect ? redirect_slash(req, path) : error_reply(srv, req, errno);
+    type = f->type; /* X's type, whichever bytes go out */
+    f = representation(srv, req, path, f, &coding, &vary);
     size = len = (uint64_t)f->st.st_size;
     if (not_modified(req, f->etag, f->st.st_mtime)) {
-        rc = head_fields(req, f) == 0 ? async_http_respond(req, 304, NULL, NULL, 0) : -1;
+        rc = head_fields(req, f, vary) == 0 ? async_http_respond(req, 304, NULL, NULL, 0) : -1;
         goto done;
     }
+    /* a range counts bytes of the representation sent: the encoded ones */
     range = strcmp(async_http_method(req), "GET") == 0 ? async_http_header(req, "range") : NULL;
     if (range != NULL && if_range_holds(req, f->etag, f->lastmod))
         rc = byte_range(range, size, &off, &len);
     if (rc < 0) {
         snprintf(num, sizeof(num), "bytes */%" PRIu64, size);
-        rc = async_http_add_header(req, "Content-Range", num) == 0
+        rc = async_http_add_header(req, "Content-Range", num) == 0 &&
+             (!vary || async_http_add_header(req, "Vary", "Accept-Encoding") == 0)
                  ? async_http_respond(req, 416, NULL, NULL, 0) : -1;
         goto done;
     }
@@ -431,9 +484,11 @@ int http_files_serve(struct http_server *srv, async_http_request *req, const cha
             goto fail;
     }
     async_http_set_status(req, rc > 0 ? 206 : 200);
-    if (async_http_add_header(req, "Content-Type", f->type) != 0 ||
+    if (async_http_add_header(req, "Content-Type", type) != 0 ||
+        (coding != HTTP_CODING_IDENTITY &&
+         async_http_add_header(req, "Content-Encoding", http_coding_name(coding)) != 0) ||
         async_http_add_header(req, "Content-Length", decimal(len, num)) != 0 ||
-        head_fields(req, f) != 0 ||
+        head_fields(req, f, vary) != 0 ||
         async_http_add_header(req, "Accept-Ranges", "bytes") != 0)
         goto fail;
     rc = len > 0 ? async_http_sendfile(req, f->fd, (off_t)off, len) : 0;

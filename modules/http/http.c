@@ -150,6 +150,7 @@ static async_http_server *engine_new(struct http_server *srv)
         {ASYNC_HTTP_LINGERING_TIMEOUT_MS, c->lingering_timeout_ms},
         {ASYNC_HTTP_LINGERING_MAX_BYTES, (int64_t)c->lingering_max_bytes},
         {ASYNC_HTTP_MAX_CONNECTIONS, c->max_connections},
+        {ASYNC_HTTP_TIME_REQUESTS, c->metrics_path != NULL}, /* the duration histogram */
     };
     size_t i;
 

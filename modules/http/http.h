@@ -9,9 +9,13 @@
  *   config.c    modules.http of asyncd.json -> struct http_config
  *   route.c     the engine's handler: status endpoint, routes, files
  *   files.c     static files beneath the root (sendfile, ranges, 304)
+ *   precompressed.c  X.br and X.gz beside X: found, checked, kept with X
+ *   encoding.c  Accept-Encoding: which of them a request gets (pure)
  *   file_cache.c  open files reused per worker
  *   local.c     what each worker keeps for itself (its file cache)
  *   status.c    the status endpoint's JSON
+ *   metrics.c   the metrics endpoint (Prometheus text format 0.0.4)
+ *   allow.c     who may read those two: addresses and CIDR prefixes (pure)
  *   access_log.c  the access log's destination, through the daemon's log writer
  *   log_line.c  its lines (combined format), formatted for the engine
  *   dates.c     HTTP dates
@@ -21,6 +25,9 @@
  * configuration is read-only while it serves. */
 #ifndef HTTP_HTTP_H
 #define HTTP_HTTP_H
+
+#include "allow.h"
+#include "encoding.h"
 
 #include <async_io.h>
 #include <async_io/http.h>
@@ -80,6 +87,9 @@ struct http_config {
     int64_t lingering_timeout_ms;
     uint64_t lingering_max_bytes;
     bool serve_hidden;          /* serve path segments that start with '.' */
+    bool precompressed;         /* serve X.br / X.gz beside X when the client accepts them */
+    char *metrics_path;         /* NULL: no metrics endpoint */
+    struct http_allow status_allow, metrics_allow; /* peers that may read them */
     char *log_format;           /* access_log_format: "combined", "json" or a template */
 };
 
@@ -160,6 +170,13 @@ struct http_file {
     const char *type;           /* Content-Type */
     char etag[64];
     char lastmod[30];
+    const char *index;          /* the index file name (config's) when the path named a
+                                   directory, else NULL: where siblings are looked for */
+    /* precompressed siblings (precompressed.c), found once per entry: the
+     * answer, none included, lives as long as the entry, so a file
+     * without siblings costs no lookup per request */
+    bool probed;
+    struct http_file *sib[HTTP_CODINGS]; /* [coding]: X.gz, X.br, or NULL; one ref each */
     /* cache bookkeeping (file_cache.c), owner worker only */
     char *key;                  /* the request path it answers */
     uint32_t hash;
@@ -195,6 +212,20 @@ void http_file_cache_clear(struct http_file_cache *c);
 /* Drops the entries that expired by now. */
 void http_file_cache_expire(struct http_file_cache *c, int64_t now);
 
+/* Opens rel ("a/b", beneath the root) as a regular file: fd and *st, or
+ * -1 with errno (ENOENT for anything that is not a regular file). */
+int http_open_regular(struct http_server *srv, const char *rel, struct stat *st);
+/* The quoted ETag of a file's stat, with an optional tag ("-gz") inside. */
+void http_file_etag(const struct stat *st, const char *tag, char out[64]);
+
+/* Finds f's precompressed siblings (once per f) and returns the codings
+ * present as HTTP_HAVE bits; path is the request's, as f was opened. */
+unsigned http_siblings(struct http_server *srv, const char *path, struct http_file *f);
+/* f's sibling for coding, checked still to be what was found (else looked
+ * for again): a reference to drop with http_file_put, or NULL. */
+struct http_file *http_sibling_get(struct http_server *srv, const char *path,
+                                   struct http_file *f, enum http_coding coding);
+
 /* Answers GET/HEAD for the decoded path under the root. */
 int http_files_serve(struct http_server *srv, async_http_request *req, const char *path);
 
@@ -212,7 +243,20 @@ struct http_local *http_local(struct http_server *srv);
 /* Frees every worker's state; no request may be running. */
 void http_locals_free(struct http_server *srv);
 
-/* The status endpoint's JSON answer. */
+/* A growing text for the status and metrics answers (status.c). */
+struct http_text {
+    char *buf;                  /* malloc'd; the caller frees it */
+    size_t len, cap;
+    bool failed;                /* out of memory on the way: drop it */
+};
+void http_addf(struct http_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The status endpoint's JSON answer (403 to a peer status_allow leaves
+ * out). */
 int http_status_reply(struct http_server *srv, async_http_request *req);
+/* The metrics endpoint's answer (403 to a peer metrics_allow leaves out). */
+int http_metrics_reply(struct http_server *srv, async_http_request *req);
+/* Whether the request's peer is in list a (the address from its peer). */
+bool http_peer_allowed(const struct http_allow *a, const async_http_request *req);
 
 #endif

@@ -1,5 +1,5 @@
 /* modules/http/route.c — the handler the engine calls for every request:
- * the status endpoint, then routes (an exact path before the longest
+ * the status and metrics endpoints, then routes (an exact path before the longest
  * prefix), then static files beneath the root.
  *
  * A route may name a handler another module registered
@@ -119,10 +119,11 @@ int http_handle(async_http_request *req, void *arg)
     const struct http_route *rt = NULL;
     bool reads = is(method, "GET") || is(method, "HEAD");
     bool status = srv->cfg.status_path != NULL && strcmp(path, srv->cfg.status_path) == 0;
+    bool metrics = srv->cfg.metrics_path != NULL && strcmp(path, srv->cfg.metrics_path) == 0;
 
     if (!known_method(method))
         return http_error(req, 501);
-    if (!status && (rt = find_route(&srv->cfg, path)) != NULL && rt->handler != NULL)
+    if (!status && !metrics && (rt = find_route(&srv->cfg, path)) != NULL && rt->handler != NULL)
         return call_handler(req, rt);
     if (read_away_body(req) != 0)
         return -1;
@@ -130,6 +131,8 @@ int http_handle(async_http_request *req, void *arg)
         return read_only(req);
     if (status)
         return reads ? http_status_reply(srv, req) : read_only(req);
+    if (metrics)
+        return reads ? http_metrics_reply(srv, req) : read_only(req);
     if (rt != NULL)
         return reads ? fixed(req, rt) : read_only(req);
     if (srv->root_fd < 0)

@@ -1,5 +1,6 @@
 /* modules/http/status.c — the status endpoint: the engine's counters, the
- * access log's dropped lines and the runtime's own figures, as JSON. */
+ * access log's dropped lines and the runtime's own figures, as JSON, to
+ * the peers status_allow names (loopback by default). */
 #include "http.h"
 
 #include <inttypes.h>
@@ -9,15 +10,7 @@
 
 #define MAX_WORKERS_SHOWN 256
 
-struct text {
-    char *buf;
-    size_t len, cap;
-    bool failed;
-};
-
-static void addf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void addf(struct text *t, const char *fmt, ...)
+void http_addf(struct http_text *t, const char *fmt, ...)
 {
     va_list ap;
     int n;
@@ -45,36 +38,45 @@ static void addf(struct text *t, const char *fmt, ...)
     }
 }
 
+bool http_peer_allowed(const struct http_allow *a, const async_http_request *req)
+{
+    uint8_t addr[16];
+
+    return http_peer_address(async_http_peer(req), addr) == 0 && http_allow_match(a, addr);
+}
+
 int http_status_reply(struct http_server *srv, async_http_request *req)
 {
     struct async_worker_stats per[MAX_WORKERS_SHOWN];
     struct async_stats st = {0};
     struct async_http_stats hs;
-    struct text body = {0};
+    struct http_text body = {0};
     unsigned i, n;
     int rc;
 
+    if (!http_peer_allowed(&srv->cfg.status_allow, req))
+        return http_error(req, 403);
     async_stats(&st, per, MAX_WORKERS_SHOWN);
     async_http_server_stats(srv->engine, &hs);
-    addf(&body,
+    http_addf(&body,
          "{\"connections\":{\"open\":%" PRIu64 ",\"total\":%" PRIu64 ",\"refused\":%" PRIu64 "},"
          "\"requests\":{\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64 ",\"3xx\":%" PRIu64
          ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "},",
          hs.connections_open, hs.connections_total, hs.connections_refused, hs.responses[1],
          hs.responses[2], hs.responses[3], hs.responses[4], hs.responses[5]);
     if (srv->log != NULL) /* lines the daemon's log writer had no room for */
-        addf(&body, "\"access_log\":{\"dropped\":%" PRIu64 "},", http_log_dropped(srv->log));
+        http_addf(&body, "\"access_log\":{\"dropped\":%" PRIu64 "},", http_log_dropped(srv->log));
     /* workers_blocked: times a worker was held by one fiber past the
      * daemon's blocked_warn_ms (its log names the module and fiber). */
-    addf(&body,
+    http_addf(&body,
          "\"runtime\":{\"workers\":%u,\"workers_blocked\":%" PRIu64 ",\"fibers_live\":%" PRIu64
          ",\"fibers_spawned\":%" PRIu64 ",\"global_queue\":%zu,\"run_queue\":[",
          st.workers, async_module_blocked_workers(srv->host), st.fibers_live, st.fibers_spawned,
          st.global_queue);
     n = st.workers < MAX_WORKERS_SHOWN ? st.workers : MAX_WORKERS_SHOWN;
     for (i = 0; i < n; i++)
-        addf(&body, "%s%zu", i ? "," : "", per[i].run_queue);
-    addf(&body, "]}}\n");
+        http_addf(&body, "%s%zu", i ? "," : "", per[i].run_queue);
+    http_addf(&body, "]}}\n");
     if (body.failed) {
         free(body.buf);
         return -1;

@@ -194,16 +194,21 @@ int async__http_flush(struct http_conn *c, bool more)
         r->body_start = 0;
     }
     c->out.len = 0;
+    async__http_count_bytes(c->srv, sent);
     async__http_logq_settle(c, sent);
     return rc;
 }
 
 int async__http_send_direct(struct http_conn *c, const char *p, size_t n, size_t *sent)
 {
+    int rc;
+
     *sent = 0;
     if (async__http_flush(c, true) != 0)
         return -1;
-    return send_all(c, p, n, false, sent);
+    rc = send_all(c, p, n, false, sent);
+    async__http_count_bytes(c->srv, *sent);
+    return rc;
 }
 
 int async__http_send_file(struct http_conn *c, int fd, off_t off, uint64_t len, uint64_t *sent)
@@ -218,6 +223,7 @@ int async__http_send_file(struct http_conn *c, int fd, off_t off, uint64_t len, 
         if (k > 0) {
             len -= (uint64_t)k;
             *sent += (uint64_t)k;
+            async__http_count_bytes(c->srv, (uint64_t)k);
         } else if (k < 0 && errno == EINTR) {
             continue;
         } else if (k < 0 && errno == EAGAIN) {

@@ -87,6 +87,9 @@ struct http_local {
     /* single writer (the owner), relaxed: no locked instruction per request */
     _Atomic uint64_t by_class[6];
     _Atomic uint64_t requests;
+    _Atomic uint64_t bytes_sent;
+    _Atomic uint64_t timed, timed_us;  /* requests timed, their microseconds */
+    _Atomic uint64_t duration[ASYNC_HTTP_DURATION_BUCKETS + 1];
     struct http_local *next;
 };
 
@@ -114,6 +117,7 @@ struct async_http_server {
     async_http_log_write log_write;
     void *log_ctx;
     bool simple;                /* async_http_serve's defaults: no list, no locals */
+    bool time_requests;         /* ASYNC_HTTP_TIME_REQUESTS */
     /* state */
     _Atomic bool used;          /* a connection came: options are frozen */
     _Atomic bool draining;      /* shutting down: every response says Connection: close */
@@ -142,6 +146,10 @@ void async__http_buf_put(struct async_http_server *srv, char *buf);
 int async__http_out_get(struct async_http_server *srv, struct http_out *o);
 void async__http_out_put(struct async_http_server *srv, struct http_out *o);
 void async__http_count(struct async_http_server *srv, int status);
+/* n bytes left for a client (per worker; nothing for a simple server). */
+void async__http_count_bytes(struct async_http_server *srv, uint64_t n);
+/* A timed request took us microseconds (per worker, as above). */
+void async__http_count_duration(struct async_http_server *srv, int64_t us);
 /* Starts the idle sweeper of srv unless it runs (server.c). */
 void async__http_sweeper_ensure(struct async_http_server *srv);
 

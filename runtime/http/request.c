@@ -99,7 +99,8 @@ void async__http_request_init(struct async_http_request *req, struct http_conn *
     unsigned i;
 
     req->c = c;
-    req->started_us = srv->log_fmt != NULL ? now_us() : 0; /* only logs ask */
+    /* only logs and the duration histogram ask */
+    req->started_us = srv->log_fmt != NULL || srv->time_requests ? now_us() : 0;
     req->body_at = body_at;
     req->valid = false;
     response_reset(req);
@@ -696,6 +697,8 @@ static void log_response(struct async_http_request *req)
 {
     struct http_conn *c = req->c;
 
+    if (c->srv->time_requests && req->started_us > 0)
+        async__http_count_duration(c->srv, now_us() - req->started_us);
     if (c->srv->log_fmt != NULL)
         async__http_logq_add(c, req, req->body_start, req->pending, req->body_sent);
 }

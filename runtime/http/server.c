@@ -6,7 +6,9 @@
  *     connection (`used` turns true, with release, at the first serve or
  *     start) and only read afterwards.
  *   - conns (every connection of a non-simple server) is guarded by lock;
- *     a connection is on it from async__http_conn_new to its free.
+ *     a connection is on it from async__http_conn_new to its free.  The
+ *     sweeper and async_http_server_metrics walk it (parked: relaxed, a
+ *     count for a scrape needs no order).
  *   - open counts live connections; the last decrement (release) is the
  *     connection's last touch of the server, so a shutdown that reads 0
  *     (acquire) may free it.
@@ -15,7 +17,8 @@
  *     buffer, and response counters, so that no two workers write one
  *     cache line per request.  A local is used only by its worker thread
  *     (a fiber never changes thread); its counters are single-writer
- *     relaxed atomics summed by async_http_server_stats under locals_lock,
+ *     relaxed atomics (responses by class, bytes sent, the duration
+ *     histogram) summed by async_http_server_stats and _metrics under locals_lock,
  *     which also guards the list.  It is found through a thread-local
  *     pointer tagged with the server's generation, so a later server at
  *     the same address never touches a freed one's state.
@@ -160,6 +163,10 @@ int async_http_server_set(async_http_server *srv, enum async_http_option opt, in
         RANGE(1, 100000000);
         srv->max_connections = (long)v;
         return 0;
+    case ASYNC_HTTP_TIME_REQUESTS:
+        RANGE(0, 1);
+        srv->time_requests = v != 0;
+        return 0;
     }
 #undef RANGE
     errno = EINVAL;
@@ -278,6 +285,61 @@ void async__http_count(struct async_http_server *srv, int status)
         atomic_fetch_add_explicit(&srv->by_class[cls], 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&srv->requests, 1, memory_order_relaxed);
     }
+}
+
+void async__http_count_bytes(struct async_http_server *srv, uint64_t n)
+{
+    struct http_local *l = n > 0 ? async__http_local(srv) : NULL;
+
+    if (l != NULL)
+        atomic_store_explicit(&l->bytes_sent,
+                              atomic_load_explicit(&l->bytes_sent, memory_order_relaxed) + n,
+                              memory_order_relaxed);
+}
+
+void async__http_count_duration(struct async_http_server *srv, int64_t us)
+{
+    static const uint64_t bound[ASYNC_HTTP_DURATION_BUCKETS] = ASYNC_HTTP_DURATION_BOUNDS_US;
+    struct http_local *l = async__http_local(srv);
+    unsigned i = 0;
+
+    if (l == NULL)
+        return;
+    if (us < 0)
+        us = 0;
+    while (i < ASYNC_HTTP_DURATION_BUCKETS && (uint64_t)us > bound[i])
+        i++;
+    bump(&l->duration[i]);
+    bump(&l->timed);
+    atomic_store_explicit(&l->timed_us,
+                          atomic_load_explicit(&l->timed_us, memory_order_relaxed) + (uint64_t)us,
+                          memory_order_relaxed);
+}
+
+void async_http_server_metrics(async_http_server *srv, struct async_http_metrics *m)
+{
+    struct http_local *l;
+    struct http_conn *c;
+    unsigned i;
+
+    memset(m, 0, sizeof(*m));
+    pthread_mutex_lock(&srv->lock);
+    for (c = srv->conns; c != NULL; c = c->next) {
+        uint8_t p = atomic_load_explicit(&c->parked, memory_order_relaxed);
+
+        m->connections_idle += p == PARK_IDLE;
+        m->connections_lingering += p == PARK_LINGER;
+    }
+    pthread_mutex_unlock(&srv->lock);
+    pthread_mutex_lock(&srv->locals_lock);
+    for (l = srv->locals; l != NULL; l = l->next) {
+        m->bytes_sent += atomic_load_explicit(&l->bytes_sent, memory_order_relaxed);
+        m->duration_count += atomic_load_explicit(&l->timed, memory_order_relaxed);
+        m->duration_sum_us += atomic_load_explicit(&l->timed_us, memory_order_relaxed);
+        for (i = 0; i <= ASYNC_HTTP_DURATION_BUCKETS; i++)
+            m->duration_buckets[i] += atomic_load_explicit(&l->duration[i], memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&srv->locals_lock);
 }
 
 void async_http_server_stats(async_http_server *srv, struct async_http_stats *st)

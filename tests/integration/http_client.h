@@ -65,6 +65,7 @@ static inline struct client *client_wrap(int fd)
     c->cap = 1 << 16;
     c->buf = malloc(c->cap);
     assert_non_null(c->buf);
+    c->buf[0] = '\0';
     for (size_t i = 0; i < sizeof(open_clients) / sizeof(open_clients[0]); i++)
         if (open_clients[i] == NULL) {
             open_clients[i] = c;
@@ -138,7 +139,7 @@ static inline ssize_t client_fill(struct client *c, int64_t deadline)
 
     if (c->eof)
         return 0;
-    if (c->len == c->cap) {
+    if (c->len + 1 >= c->cap) { /* room for the NUL that keeps sscanf inside the bytes */
         c->cap *= 2;
         c->buf = realloc(c->buf, c->cap);
         assert_non_null(c->buf);
@@ -150,7 +151,7 @@ static inline ssize_t client_fill(struct client *c, int64_t deadline)
             continue;
         if (rc <= 0)
             return -1;
-        n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+        n = recv(c->fd, c->buf + c->len, c->cap - c->len - 1, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -159,6 +160,7 @@ static inline ssize_t client_fill(struct client *c, int64_t deadline)
             return 0;
         }
         c->len += (size_t)n;
+        c->buf[c->len] = '\0';
         return n;
     }
 }
@@ -167,6 +169,7 @@ static inline void consume(struct client *c, size_t n)
 {
     memmove(c->buf, c->buf + n, c->len - n);
     c->len -= n;
+    c->buf[c->len] = '\0';
 }
 
 /* The value of field name in a response head, trimmed; NULL if absent.

@@ -1,0 +1,160 @@
+/* modules/http/metrics.c — the metrics endpoint (metrics_path): the
+ * Prometheus text exposition format 0.0.4, to the peers metrics_allow
+ * names (loopback by default).
+ *
+ * Nothing is counted here.  Every figure is read at scrape time from
+ * where it is kept anyway: the engine's per-worker counters
+ * (async_http_server_stats and _metrics: relaxed single-writer counters
+ * per worker, summed now, so no request writes a shared cache line), the
+ * runtime's async_stats, and the daemon's tally (async_module_daemon_stats).
+ * A scrape walks the server's connection list once, to count the idle
+ * and lingering ones: its cost grows with open connections (bench/http/
+ * metrics_cpu.sh measures it at 10,000), a request's does not.
+ *
+ * "server" labels the requests by site.  One http module serves one site
+ * today, named "default"; with named servers the label takes the name
+ * the config gives. */
+#include "http.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+
+#define MAX_WORKERS_SHOWN 256
+#define SERVER_LABEL "default"
+
+static void family(struct http_text *t, const char *name, const char *type, const char *help)
+{
+    http_addf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void one(struct http_text *t, const char *name, const char *type, const char *help,
+                uint64_t v)
+{
+    family(t, name, type, help);
+    http_addf(t, "%s %" PRIu64 "\n", name, v);
+}
+
+static void daemon_part(struct http_server *srv, struct http_text *t)
+{
+    struct async_module_daemon_stats d;
+
+    async_module_daemon_stats(srv->host, &d);
+    family(t, "asyncd_build_info", "gauge", "asyncd's version (libasync_io's), always 1.");
+    http_addf(t, "asyncd_build_info{version=\"%s\"} 1\n", async_version());
+    family(t, "asyncd_uptime_seconds", "gauge", "Seconds since asyncd started.");
+    http_addf(t, "asyncd_uptime_seconds %.3f\n", (double)d.uptime_ms / 1000.0);
+    family(t, "asyncd_reloads_total", "counter", "SIGHUP reloads, applied or rejected.");
+    http_addf(t, "asyncd_reloads_total{result=\"applied\"} %" PRIu64 "\n", d.reloads);
+    http_addf(t, "asyncd_reloads_total{result=\"rejected\"} %" PRIu64 "\n", d.reloads_rejected);
+    one(t, "asyncd_module_restarts_total", "counter",
+        "Module runs started again after the module failed.", d.module_restarts);
+}
+
+static void runtime_part(struct http_server *srv, struct http_text *t)
+{
+    struct async_worker_stats per[MAX_WORKERS_SHOWN];
+    struct async_stats st = {0};
+    unsigned i, n;
+
+    async_stats(&st, per, MAX_WORKERS_SHOWN);
+    one(t, "asyncd_runtime_workers", "gauge", "Worker threads.", st.workers);
+    one(t, "asyncd_runtime_fibers_live", "gauge", "Fibers spawned and not yet finished.",
+        st.fibers_live);
+    one(t, "asyncd_runtime_fibers_spawned_total", "counter", "Fibers spawned.",
+        st.fibers_spawned);
+    one(t, "asyncd_runtime_global_queue", "gauge", "Fibers waiting in the global queue.",
+        st.global_queue);
+    family(t, "asyncd_runtime_run_queue", "gauge", "Runnable fibers waiting on each worker.");
+    n = st.workers < MAX_WORKERS_SHOWN ? st.workers : MAX_WORKERS_SHOWN;
+    for (i = 0; i < n; i++)
+        http_addf(t, "asyncd_runtime_run_queue{worker=\"%u\"} %zu\n", i, per[i].run_queue);
+    one(t, "asyncd_runtime_workers_blocked_total", "counter",
+        "Times a worker was held by one fiber past blocked_warn_ms.",
+        async_module_blocked_workers(srv->host));
+}
+
+static void histogram(struct http_text *t, const struct async_http_metrics *m)
+{
+    static const uint64_t bound[ASYNC_HTTP_DURATION_BUCKETS] = ASYNC_HTTP_DURATION_BOUNDS_US;
+    uint64_t sum = 0;
+    unsigned i;
+
+    family(t, "asyncd_http_request_duration_seconds", "histogram",
+           "From a request's complete head to its response handed to the kernel.");
+    for (i = 0; i < ASYNC_HTTP_DURATION_BUCKETS; i++) {
+        sum += m->duration_buckets[i];
+        http_addf(t, "asyncd_http_request_duration_seconds_bucket{server=\"%s\",le=\"%g\"} %"
+                  PRIu64 "\n", SERVER_LABEL, (double)bound[i] / 1e6, sum);
+    }
+    sum += m->duration_buckets[ASYNC_HTTP_DURATION_BUCKETS];
+    http_addf(t, "asyncd_http_request_duration_seconds_bucket{server=\"%s\",le=\"+Inf\"} %"
+              PRIu64 "\n", SERVER_LABEL, sum);
+    http_addf(t, "asyncd_http_request_duration_seconds_sum{server=\"%s\"} %.6f\n", SERVER_LABEL,
+              (double)m->duration_sum_us / 1e6);
+    /* the count is the +Inf bucket's, read once: the two never disagree */
+    http_addf(t, "asyncd_http_request_duration_seconds_count{server=\"%s\"} %" PRIu64 "\n",
+              SERVER_LABEL, sum);
+}
+
+static void gauge_s(struct http_text *t, const char *name, const char *type, const char *help,
+                    uint64_t v)
+{
+    family(t, name, type, help);
+    http_addf(t, "%s{server=\"%s\"} %" PRIu64 "\n", name, SERVER_LABEL, v);
+}
+
+static void http_part(struct http_server *srv, struct http_text *t)
+{
+    struct async_http_metrics m;
+    struct async_http_stats hs;
+    unsigned i;
+
+    async_http_server_stats(srv->engine, &hs);
+    async_http_server_metrics(srv->engine, &m);
+    gauge_s(t, "asyncd_http_connections_open", "gauge",
+            "Connections open now, idle and lingering ones included.", hs.connections_open);
+    gauge_s(t, "asyncd_http_connections_idle", "gauge",
+            "Connections waiting for a request, holding no fiber.", m.connections_idle);
+    gauge_s(t, "asyncd_http_connections_lingering", "gauge",
+            "Connections closing, dropping what the peer still sends.",
+            m.connections_lingering);
+    gauge_s(t, "asyncd_http_connections_total", "counter", "Connections accepted.",
+            hs.connections_total);
+    gauge_s(t, "asyncd_http_connections_refused_total", "counter",
+            "Connections answered 503 past max_connections.", hs.connections_refused);
+    family(t, "asyncd_http_requests_total", "counter", "Responses begun, by status class.");
+    for (i = 1; i < 6; i++)
+        http_addf(t, "asyncd_http_requests_total{server=\"%s\",code=\"%uxx\"} %" PRIu64 "\n",
+                  SERVER_LABEL, i, hs.responses[i]);
+    gauge_s(t, "asyncd_http_sent_bytes_total", "counter",
+            "Bytes written to clients, heads and bodies.", m.bytes_sent);
+    histogram(t, &m);
+    gauge_s(t, "asyncd_http_file_refused_total", "counter",
+            "Requests answered 503 for want of a descriptor to open a file.",
+            atomic_load_explicit(&srv->fd_refused, memory_order_relaxed));
+    if (srv->log != NULL)
+        gauge_s(t, "asyncd_http_access_log_dropped_total", "counter",
+                "Access-log lines the daemon's log writer had no room for.",
+                http_log_dropped(srv->log));
+}
+
+int http_metrics_reply(struct http_server *srv, async_http_request *req)
+{
+    struct http_text body = {0};
+    int rc;
+
+    if (!http_peer_allowed(&srv->cfg.metrics_allow, req))
+        return http_error(req, 403);
+    daemon_part(srv, &body);
+    runtime_part(srv, &body);
+    http_part(srv, &body);
+    if (body.failed) {
+        free(body.buf);
+        return -1;
+    }
+    rc = async_http_add_header(req, "Cache-Control", "no-store") == 0
+             ? async_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", body.buf,
+                                  body.len) : -1;
+    free(body.buf);
+    return rc;
+}
