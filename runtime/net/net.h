@@ -40,6 +40,7 @@ struct async__sock {
     _Atomic int refs;
     _Atomic bool closed;
     struct async__fdw watch;
+    void (*dtor)(struct async__sock *s); /* before the free, at the last ref; NULL: none */
 };
 
 void async__sock_init(struct async__sock *s, int fd);
