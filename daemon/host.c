@@ -61,4 +61,5 @@ const struct async_module_host_api asyncd_host_api = {
     .http_provided = asyncd_handler_slot_provided,
     .provide_handler = asyncd_host_provide_handler,
     .need_handler = asyncd_host_need_handler,
+    .vwarning = asyncd_host_vwarning,
 };

@@ -790,6 +790,10 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                     asyncd_module_start(m);
             } else {
                 json_decref(cfg); /* untouched, still running */
+                /* ... but files it names may have changed (certificates) */
+                if (m->enabled && m->group != NULL && atomic_load(&m->running) &&
+                    m->desc->reload != NULL)
+                    m->desc->reload(&m->host);
             }
         } else {
             for (pm = &fresh; *pm != NULL && strcmp((*pm)->file, files[i]) != 0;

@@ -45,19 +45,19 @@ static const char tls_certs_script[] =
     "cat leaf2.pem ca.pem inter.pem > badchain.pem\n"
     "rm -f *.csr *.srl openssl.err\n";
 
-static inline int tls_certs_make(const char *dir)
+static inline int tls_certs_make(const char *where)
 {
     char cmd[sizeof(tls_certs_script) + 4200];
     FILE *f;
     char path[4096];
     int rc;
 
-    snprintf(path, sizeof(path), "%s/make-certs.sh", dir);
+    snprintf(path, sizeof(path), "%s/make-certs.sh", where);
     if ((f = fopen(path, "w")) == NULL)
         return -1;
     fputs(tls_certs_script, f);
     fclose(f);
-    snprintf(cmd, sizeof(cmd), "sh '%s' '%s'", path, dir);
+    snprintf(cmd, sizeof(cmd), "sh '%s' '%s'", path, where);
     rc = system(cmd);
     return rc == 0 ? 0 : -1;
 }

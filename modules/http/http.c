@@ -30,7 +30,13 @@ struct acceptor {
     struct http_server *srv;
     async_listener *listener;
     const char *address;
+    struct http_tls *tls;       /* NULL: plain HTTP */
 };
+
+/* The server that runs, for the reload hook (which gets only the host):
+ * set and cleared by run, read by the daemon's fiber, under its lock. */
+static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct http_server *running;
 
 bool http_once_a_second(_Atomic int64_t *at)
 {
@@ -63,6 +69,12 @@ static void *accept_loop(void *arg)
     async_stream *s;
 
     while ((s = async_listener_accept(a->listener)) != NULL) {
+        if (a->tls != NULL && http_tls_start(a->tls, s) != 0) {
+            async_module_log(srv->host, ASYNC_LOG_WARNING, "TLS on a connection to %s: %s",
+                             a->address, strerror(errno));
+            async_stream_close(s);
+            continue;
+        }
         /* Connections go to the workers in turn: a burst of connects is
          * shared out evenly however busy this worker is when it comes
          * (bench/accept_bench.c, README "Listeners"). */
@@ -250,11 +262,22 @@ static void server_close(struct http_server *srv)
 
 static int bind_all(struct http_server *srv, struct acceptor *a)
 {
+    char why[512];
     size_t i;
 
     for (i = 0; i < srv->cfg.nlisten; i++) {
         a[i].srv = srv;
         a[i].address = srv->cfg.listen[i];
+        a[i].tls = srv->cfg.tls[i];
+        if (a[i].tls != NULL && http_tls_open(a[i].tls, why, sizeof(why)) != 0) {
+            async_module_log(srv->host, ASYNC_LOG_ERROR, "listen[%zu] %s: %s", i, a[i].address,
+                             why);
+            while (i-- > 0)
+                async_listener_close(a[i].listener);
+            return -1;
+        }
+        if (a[i].tls != NULL)
+            http_tls_warn(a[i].tls, srv->host, a[i].address);
         a[i].listener = async_listener_bind(a[i].address);
         if (a[i].listener == NULL) {
             async_module_log(srv->host, ASYNC_LOG_ERROR, "cannot listen on %s: %s",
@@ -263,8 +286,9 @@ static int bind_all(struct http_server *srv, struct acceptor *a)
                 async_listener_close(a[i].listener);
             return -1;
         }
-        async_module_log(srv->host, ASYNC_LOG_NOTICE, "listening on %s (port %d)", a[i].address,
-                         async_listener_port(a[i].listener));
+        async_module_log(srv->host, ASYNC_LOG_NOTICE, "listening on %s (port %d%s)",
+                         a[i].address, async_listener_port(a[i].listener),
+                         a[i].tls != NULL ? ", TLS" : "");
     }
     return 0;
 }
@@ -301,6 +325,9 @@ static int http_run(async_module_host *host, const json_t *config)
         return 1;
     }
     n = srv->cfg.nlisten;
+    pthread_mutex_lock(&running_lock);
+    running = srv;
+    pthread_mutex_unlock(&running_lock);
     async_module_ready(host); /* every listener is bound: READY=1 may go */
     if (srv->cfg.open_file_cache_ms > 0 && srv->root_fd >= 0 &&
         (caches = start_cache_sweepers(srv)) == NULL)
@@ -320,6 +347,9 @@ static int http_run(async_module_host *host, const json_t *config)
     else
         rc = 0;
     async_shield(1);
+    pthread_mutex_lock(&running_lock);
+    running = NULL;
+    pthread_mutex_unlock(&running_lock);
     for (i = 0; i < n; i++) { /* each acceptor closes its own listener */
         if (t[i] != NULL) {
             async_cancel(t[i]);
@@ -336,6 +366,31 @@ static int http_run(async_module_host *host, const json_t *config)
     return rc;
 }
 
+/* SIGHUP with the config unchanged: certificates read again, for new
+ * handshakes (tls.c). */
+static void http_reload(async_module_host *host)
+{
+    struct http_server *srv;
+    char why[512];
+    size_t i;
+
+    pthread_mutex_lock(&running_lock);
+    if ((srv = running) != NULL)
+        for (i = 0; i < srv->cfg.nlisten; i++) {
+            if (srv->cfg.tls[i] == NULL)
+                continue;
+            if (http_tls_open(srv->cfg.tls[i], why, sizeof(why)) == 0) {
+                async_module_log(host, ASYNC_LOG_NOTICE, "listen[%zu] %s: certificates read "
+                                 "again for new connections", i, srv->cfg.listen[i]);
+                http_tls_warn(srv->cfg.tls[i], host, srv->cfg.listen[i]);
+            } else {
+                async_module_log(host, ASYNC_LOG_ERROR, "listen[%zu] %s: %s; the certificates "
+                                 "in use stay", i, srv->cfg.listen[i], why);
+            }
+        }
+    pthread_mutex_unlock(&running_lock);
+}
+
 const struct async_module async_module = {
     .abi_version = ASYNC_MODULE_ABI_VERSION,
     .size = ASYNC_MODULE_SIZE,
@@ -345,4 +400,5 @@ const struct async_module async_module = {
     .effective_config = http_config_effective,
     .run = http_run,
     .flags = ASYNC_MODULE_NOTIFY_READY,
+    .reload = http_reload,
 };
