@@ -529,6 +529,9 @@ struct raw_client {
     char got[64];
     int end;                     /* SSL_get_error of the read after the data */
     int key_type;                /* EVP_PKEY_id of the server's certificate key */
+    SSL_SESSION *resume;         /* offered for resumption, or NULL */
+    SSL_SESSION *session;        /* the session after the end (the caller frees) */
+    int reused;
 };
 
 /* Blocking OpenSSL, on a helper thread: reads until the end. */
@@ -551,8 +554,14 @@ static void *raw_client_run(void *arg)
     ssl = SSL_new(ctx);
     SSL_set_fd(ssl, fd);
     SSL_set_tlsext_host_name(ssl, "localhost");
+    if (r->resume != NULL)
+        SSL_set_session(ssl, r->resume);
     if (!CHECK_EQ(SSL_connect(ssl), 1))
         goto out;
+    /* says something first, as clients of a server do: a server that
+     * reads completes the handshake (and sends TLS 1.3's tickets) before
+     * its answer */
+    CHECK_EQ(SSL_write(ssl, "hi", 2), 2);
     if ((peer = SSL_get1_peer_certificate(ssl)) != NULL) {
         r->key_type = EVP_PKEY_id(X509_get0_pubkey(peer));
         X509_free(peer);
@@ -560,6 +569,10 @@ static void *raw_client_run(void *arg)
     while ((n = SSL_read(ssl, r->got + got, (int)sizeof(r->got) - 1 - got)) > 0)
         got += n;
     r->end = SSL_get_error(ssl, n);
+    /* read to the end: TLS 1.3's tickets, sent after the handshake, are in */
+    r->reused = SSL_session_reused(ssl);
+    r->session = SSL_get1_session(ssl);
+    SSL_shutdown(ssl); /* without it, SSL_free marks the session not resumable */
 out:
     ERR_clear_error();
     SSL_free(ssl);
@@ -567,6 +580,18 @@ out:
     if (fd >= 0)
         close(fd);
     return NULL;
+}
+
+/* The raw client's "hi". */
+static void hear_hi(async_stream *s)
+{
+    char hi[2];
+    size_t got = 0;
+    ssize_t n;
+
+    while (got < 2 && (n = async_stream_read(s, hi + got, 2 - got)) > 0)
+        got += (size_t)n;
+    CHECK(got == 2 && memcmp(hi, "hi", 2) == 0);
 }
 
 static void *bye_server(void *arg)
@@ -578,6 +603,7 @@ static void *bye_server(void *arg)
         return NULL;
     CHECK_OK(async_tls_server(s, a[1]));
     async_deadline(async_now_ms() + BOUND_MS);
+    hear_hi(s);
     CHECK_OK(async_stream_write_all(s, "bye", 3));
     async_stream_close(s); /* close_notify, then the FIN */
     return NULL;
@@ -604,6 +630,7 @@ static void tls_close_sends_close_notify_that_the_peer_sees(void **state)
     struct raw_client r = {0};
 
     RUN(1, close_notify_main, &r);
+    SSL_SESSION_free(r.session);
     assert_string_equal(r.got, "bye");
     /* ZERO_RETURN is a close_notify; a bare FIN would be SSL_ERROR_SSL
      * ("unexpected eof while reading") for this client */
@@ -617,8 +644,88 @@ static void tls_ecdsa_and_rsa_certificates_serve_side_by_side(void **state)
 
     RUN(1, close_notify_main, &ec);
     RUN(1, close_notify_main, &rsa);
+    SSL_SESSION_free(ec.session);
+    SSL_SESSION_free(rsa.session);
     assert_int_equal(ec.key_type, EVP_PKEY_EC);
     assert_int_equal(rsa.key_type, EVP_PKEY_RSA);
+}
+
+/* ---- session tickets: resumption and key rotation ---- */
+
+#define TICKET_S 1
+
+static void *bye_loop(void *arg)
+{
+    void **a = arg;
+    async_stream *s;
+
+    while ((s = async_listener_accept(a[0])) != NULL) {
+        if (CHECK_OK(async_tls_server(s, a[1]))) {
+            hear_hi(s);
+            CHECK_OK(async_stream_write_all(s, "bye", 3));
+        }
+        async_stream_close(s);
+    }
+    return NULL;
+}
+
+/* The name of the key that encrypted a session's ticket: its first 16
+ * bytes (tickets.c). */
+static bool same_key(SSL_SESSION *a, SSL_SESSION *b)
+{
+    const unsigned char *ta, *tb;
+    size_t la, lb;
+
+    SSL_SESSION_get0_ticket(a, &ta, &la);
+    SSL_SESSION_get0_ticket(b, &tb, &lb);
+    return la >= 16 && lb >= 16 && memcmp(ta, tb, 16) == 0;
+}
+
+static void *rotation_main(void *arg)
+{
+    struct raw_client *r = arg; /* [4] */
+    struct async_tls_cert certs[] = {{ec_pem, ec_key}};
+    struct async_tls_server_config cfg = {
+        .certs = certs, .ncerts = 1, .ticket_lifetime_s = TICKET_S};
+    async_listener *l = async_listener_bind("127.0.0.1:0");
+    async_tls_context *ctx = async_tls_server_new(&cfg, NULL, 0);
+    void *a[2] = {l, ctx};
+    async_task *srv = async_spawn(bye_loop, a);
+    int i;
+
+    for (i = 0; i < 4; i++)
+        r[i].port = async_listener_port(l);
+    CHECK_OK(async_blocking(raw_client_run, &r[0], NULL)); /* a full handshake: a ticket */
+    r[1].resume = r[2].resume = r[3].resume = r[0].session;
+    CHECK_OK(async_blocking(raw_client_run, &r[1], NULL)); /* resumed */
+    /* past one lifetime: the key rotated, the old one still decrypts */
+    async_sleep_ms(TICKET_S * 1000 + 300);
+    CHECK_OK(async_blocking(raw_client_run, &r[2], NULL));
+    /* past two: the first key is forgotten */
+    async_sleep_ms(TICKET_S * 1000 + 300);
+    CHECK_OK(async_blocking(raw_client_run, &r[3], NULL));
+    async_listener_close(l);
+    async_join(srv, NULL);
+    async_tls_context_free(ctx);
+    return NULL;
+}
+
+static void tls_tickets_resume_and_their_keys_rotate(void **state)
+{
+    struct raw_client r[4] = {{0}};
+    int i;
+
+    RUN(1, rotation_main, r);
+    assert_int_equal(r[0].reused, 0);
+    assert_int_equal(r[1].reused, 1);
+    assert_int_equal(r[2].reused, 1);
+    assert_int_equal(r[3].reused, 0);
+    assert_non_null(r[0].session);
+    assert_non_null(r[2].session);
+    assert_true(same_key(r[0].session, r[1].session));
+    assert_false(same_key(r[0].session, r[2].session)); /* reissued under the new key */
+    for (i = 0; i < 4; i++)
+        SSL_SESSION_free(r[i].session);
 }
 
 /* ---- bytes held inside SSL count as readable ---- */
@@ -911,6 +1018,7 @@ int main(void)
         cmocka_unit_test(tls_plain_text_to_a_tls_server_gets_the_plaintext_reply_then_the_end),
         cmocka_unit_test(tls_close_sends_close_notify_that_the_peer_sees),
         cmocka_unit_test(tls_ecdsa_and_rsa_certificates_serve_side_by_side),
+        cmocka_unit_test(tls_tickets_resume_and_their_keys_rotate),
         cmocka_unit_test(tls_bytes_held_by_ssl_are_readable_for_wait_and_spawn_when_readable),
         cmocka_unit_test(tls_http_server_and_client_run_over_tls_with_keepalive_and_sendfile),
         cmocka_unit_test(tls_cert_check_names_what_is_wrong),
