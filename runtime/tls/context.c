@@ -4,7 +4,10 @@
  * and 1.3 only; ECDHE (and DHE with the RFC 7919 groups OpenSSL picks for
  * the key size) with AES-GCM or ChaCha20-Poly1305 on 1.2, OpenSSL's
  * default suites on 1.3; the client's preference order (its hardware
- * knows whether AES is fast).  Renegotiation is refused, 0-RTT stays off,
+ * knows whether AES is fast) on TLS 1.3 — but on 1.2 for clients that
+ * cannot do 1.3, our order (strongest first), since those are old clients
+ * whose order deserves less trust (scanners rate "no server order" on 1.2
+ * HIGH).  Renegotiation is refused, 0-RTT stays off,
  * resumption is by stateless tickets only (no session cache to lock; keys
  * in tickets.c).  SSL_MODE_RELEASE_BUFFERS gives back the 16 KiB record
  * buffers of every idle connection.
@@ -87,6 +90,27 @@ static int choose_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
         OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_OK;
     return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* Per connection, from its ClientHello: the server's cipher order for a
+ * client that cannot speak TLS 1.3 (its supported_versions extension does
+ * not name 0x0304), the client's otherwise. */
+static int hello_cb(SSL *ssl, int *alert, void *arg)
+{
+    const unsigned char *p;
+    size_t len, i;
+    bool tls13 = false;
+
+    (void)alert;
+    (void)arg;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &p, &len) == 1 && len >= 1)
+        for (i = 1; i + 1 < len && i < 1u + p[0]; i += 2)
+            tls13 |= p[i] == 0x03 && p[i + 1] == 0x04;
+    if (tls13)
+        SSL_clear_options(ssl, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    else
+        SSL_set_options(ssl, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    return SSL_CLIENT_HELLO_SUCCESS;
 }
 
 static async_tls_context *context_new(const SSL_METHOD *method, bool server, char *why,
@@ -173,6 +197,7 @@ async_tls_context *async_tls_server_new(const struct async_tls_server_config *cf
     if ((ctx = context_new(TLS_server_method(), true, why, whylen)) == NULL)
         return NULL;
     SSL_CTX_set_dh_auto(ctx->ssl, 1);
+    SSL_CTX_set_client_hello_cb(ctx->ssl, hello_cb, NULL);
     SSL_CTX_set_max_early_data(ctx->ssl, 0);
     SSL_CTX_set_session_cache_mode(ctx->ssl, SSL_SESS_CACHE_OFF);
     for (i = 0; i < cfg->ncerts; i++)

@@ -392,8 +392,56 @@ static void https_sighup_with_new_certificate_files_serves_them_to_new_handshake
     assert_int_equal(daemon_stop(&d, SIGTERM), 0);
 }
 
-int main(void)
+/* ---- a real scanner: testssl.sh ---- */
+
+/* testssl.sh's own checks (protocols, cipher categories, forward secrecy,
+ * the server's preferences, its defaults and certificates, headers and
+ * every vulnerability it knows) against the listener, trusting the test
+ * CA; its JSON findings may hold nothing rated HIGH or CRITICAL.  Each
+ * cipher one by one and the client simulations are left out: they take
+ * most of its time and rate nothing. */
+static void https_testssl_finds_nothing_high_or_critical(void **state)
 {
+    static char out[1 << 16];
+    struct daemon d;
+    char *checked;
+
+    if (!have("testssl"))
+        SKIP("needs testssl.sh (the Debian package testssl.sh)");
+    if (!have("python3"))
+        SKIP("needs python3 to read testssl's JSON");
+    write_file("findings.py",
+               "import json\n"
+               "d = json.load(open('testssl.json'))\n"
+               "for x in d:\n"
+               "    if x.get('severity') in ('HIGH', 'CRITICAL'):\n"
+               "        print('FINDING', x['severity'], x['id'], x['finding'])\n"
+               "    if x.get('id') in ('TLS1', 'TLS1_1', 'TLS1_2', 'TLS1_3', 'ALPN'):\n"
+               "        print(x['id'], x['finding'])\n"
+               "print('checked', len(d))\n");
+    start_tls(&d, "[" EC_PAIR ", " RSA_PAIR "]");
+    shell(out, sizeof(out),
+          "testssl --quiet --color 0 --warnings off --ip one --add-ca ca.pem "
+          "-p -s -f -P -S -h -U --jsonfile testssl.json 127.0.0.1:%d >testssl.out 2>&1; "
+          "python3 findings.py",
+          d.port);
+    fprintf(stderr, "%s", out);
+    assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+    checked = strstr(out, "checked ");
+    assert_non_null(checked);
+    assert_true(atoi(checked + 8) > 50); /* it did run its checks */
+    assert_non_null(strstr(out, "TLS1 not offered"));
+    assert_non_null(strstr(out, "TLS1_1 not offered"));
+    assert_non_null(strstr(out, "TLS1_3 offered"));
+    assert_null(strstr(out, "FINDING"));
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest scanner[] = {
+        cmocka_unit_test_setup_teardown(https_testssl_finds_nothing_high_or_critical, setup,
+                                        teardown),
+    };
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(https_curl_gets_hello_over_ipv4_and_ipv6, setup, teardown),
         cmocka_unit_test_setup_teardown(
@@ -410,5 +458,7 @@ int main(void)
     };
 
     signal(SIGPIPE, SIG_IGN);
+    if (argc > 1 && strcmp(argv[1], "testssl") == 0) /* its own CTest: slow */
+        return skips_exit(cmocka_run_group_tests(scanner, NULL, NULL));
     return skips_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
