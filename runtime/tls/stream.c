@@ -104,6 +104,14 @@ static int bio_create(BIO *b)
     return 1;
 }
 
+/* Made once; freed when the library is unloaded (the http module's
+ * dlclose) or the process exits, when no stream is left to use it. */
+__attribute__((destructor)) static void free_bio_method(void)
+{
+    BIO_meth_free(bio_method);
+    bio_method = NULL;
+}
+
 static void make_bio_method(void)
 {
     BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "async_io socket");

@@ -28,13 +28,13 @@ struct ticket_key {
     unsigned char name[16];
     unsigned char aes[32];
     unsigned char hmac[32];
-    int64_t born;               /* monotonic seconds; 0: no key */
+    int64_t born;               /* monotonic ms; 0: no key */
 };
 
 struct async__tls_tickets {
     pthread_mutex_t lock;
     struct ticket_key cur, prev; /* under lock */
-    int64_t lifetime;            /* seconds; fixed */
+    int64_t lifetime;            /* ms; fixed */
 };
 
 static int ex_index = -1;
@@ -45,12 +45,12 @@ static void make_index(void)
     ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
-static int64_t now_s(void)
+static int64_t now_ms(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec + 1; /* never 0 */
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1; /* never 0 */
 }
 
 static int new_key(struct ticket_key *k, int64_t now)
@@ -100,7 +100,7 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
     int rc = 1;
 
     pthread_mutex_lock(&t->lock);
-    rotate(t, now_s());
+    rotate(t, now_ms());
     if (enc) {
         k = t->cur;
     } else if (memcmp(name, t->cur.name, sizeof(t->cur.name)) == 0) {
@@ -131,14 +131,14 @@ int async__tls_tickets_install(async_tls_context *ctx, unsigned lifetime_s)
     pthread_once(&ex_once, make_index);
     if (t == NULL || ex_index < 0)
         goto fail;
-    t->lifetime = lifetime_s > 0 ? lifetime_s : DEFAULT_LIFETIME_S;
-    if (new_key(&t->cur, now_s()) != 0)
+    t->lifetime = (int64_t)(lifetime_s > 0 ? lifetime_s : DEFAULT_LIFETIME_S) * 1000;
+    if (new_key(&t->cur, now_ms()) != 0)
         goto fail;
     pthread_mutex_init(&t->lock, NULL);
     SSL_CTX_set_ex_data(ctx->ssl, ex_index, t);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx->ssl, ticket_cb);
     /* a session is worth resuming as long as its ticket can be read */
-    SSL_CTX_set_timeout(ctx->ssl, (long)(2 * t->lifetime));
+    SSL_CTX_set_timeout(ctx->ssl, (long)(2 * t->lifetime / 1000));
     ctx->tickets = t;
     return 0;
 fail:
