@@ -12,10 +12,20 @@
  * The plain stream pays one load and one predicted branch per call for
  * that (bench/http/instructions.sh: no change measured on /hello, see the
  * commit); `layer` is written once, before the stream is shared, and read
- * only by the fibers the stream's owner hands it to.  `busy` counts the
- * layer's calls in progress (seq_cst) so that close sends the layer's
- * goodbye only when no other fiber is inside the layer: a layer's state
- * is never touched by two threads at once. */
+ * only by the fibers the stream's owner hands it to.
+ *
+ * A layer's state is never touched by two threads at once.  Its calls run
+ * on the fibers that use the stream, one at a time (layer.h); only the
+ * goodbye (close_notify) may come from another fiber, closing the stream
+ * or ending its sending direction while a call is parked.  `busy` (the
+ * layer calls in progress) and `farewell` (a goodbye under way; for good
+ * once the stream closes) are a Dekker pair, both seq_cst: a call raises
+ * busy then looks at farewell, a goodbye raises farewell then looks at
+ * busy, so at least one of them sees the other.  The goodbye is skipped
+ * when a call is inside (it will fail EBADF once the socket is shut, or
+ * carry on after a half close); a call that meets a goodbye waits out its
+ * one non-blocking SSL_shutdown with sched_yield, or fails EBADF once the
+ * stream is closed. */
 #include "net.h"
 
 #include <async_io/layer.h>
@@ -23,6 +33,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -33,6 +44,7 @@ struct async_stream {
     const struct async_stream_layer *layer; /* NULL: a plain socket stream */
     void *layer_ctx;
     _Atomic int busy;        /* layer calls in progress */
+    _Atomic bool farewell;   /* a goodbye under way (for good once closing) */
 };
 
 static void free_layer(struct async__sock *sock)
@@ -58,6 +70,7 @@ async_stream *async__stream_new(int fd)
     s->layer = NULL;
     s->layer_ctx = NULL;
     atomic_init(&s->busy, 0);
+    atomic_init(&s->farewell, false);
     return s;
 }
 
@@ -97,6 +110,45 @@ int async_stream_layered(const async_stream *s)
 
 enum layer_op { OP_READ, OP_WRITE, OP_TRY_READ };
 
+/* A layer call comes in (see the top): 0, or EBADF once closed. */
+static int layer_enter(async_stream *s)
+{
+    atomic_fetch_add(&s->busy, 1);
+    while (atomic_load(&s->farewell)) {
+        atomic_fetch_sub(&s->busy, 1);
+        if (atomic_load(&s->sock.closed))
+            return EBADF;
+        sched_yield(); /* one non-blocking SSL_shutdown on another thread */
+        atomic_fetch_add(&s->busy, 1);
+    }
+    return 0;
+}
+
+/* Bytes the layer holds, asked as a layer call. */
+static size_t layer_pending(async_stream *s)
+{
+    size_t n;
+
+    if (layer_enter(s) != 0)
+        return 0;
+    n = s->layer->pending(s->layer_ctx);
+    atomic_fetch_sub(&s->busy, 1);
+    return n;
+}
+
+/* The layer's goodbye unless a call is inside; forever: the stream is
+ * closing and no call may come in again. */
+static void layer_goodbye(async_stream *s, bool forever)
+{
+    if (s->layer->goodbye == NULL)
+        return;
+    atomic_store(&s->farewell, true);
+    if (atomic_load(&s->busy) == 0)
+        s->layer->goodbye(s->layer_ctx, s);
+    if (!forever)
+        atomic_store(&s->farewell, false);
+}
+
 /* One call through the layer, the stream held open for it. */
 static ssize_t layer_call(async_stream *s, enum layer_op op, void *buf, size_t len)
 {
@@ -107,7 +159,11 @@ static ssize_t layer_call(async_stream *s, enum layer_op op, void *buf, size_t l
         errno = err;
         return -1;
     }
-    atomic_fetch_add(&s->busy, 1);
+    if ((err = layer_enter(s)) != 0) {
+        async__sock_leave(&s->sock);
+        errno = err;
+        return -1;
+    }
     if (op == OP_READ)
         n = s->layer->read(s->layer_ctx, s, buf, len);
     else if (op == OP_WRITE)
@@ -214,8 +270,8 @@ int async_stream_shutdown_write(async_stream *s)
         errno = err;
         return -1;
     }
-    if (s->layer != NULL && s->layer->goodbye != NULL && atomic_load(&s->busy) == 0)
-        s->layer->goodbye(s->layer_ctx, s);
+    if (s->layer != NULL)
+        layer_goodbye(s, false);
     err = shutdown(s->sock.fd, SHUT_WR) == 0 ? 0 : errno;
     async__sock_leave(&s->sock);
     if (err != 0) {
@@ -228,8 +284,7 @@ int async_stream_shutdown_write(async_stream *s)
 int async_stream_wait(async_stream *s, int events)
 {
     if (__builtin_expect(s != NULL && s->layer != NULL, 0) && (events & ASYNC_READABLE) &&
-        async__parking_self(s) != NULL && !atomic_load(&s->sock.closed) &&
-        s->layer->pending(s->layer_ctx) > 0)
+        async__parking_self(s) != NULL && !atomic_load(&s->sock.closed) && layer_pending(s) > 0)
         return 0; /* the layer holds bytes: readable without the socket */
     return async_stream_socket_wait(s, events);
 }
@@ -287,7 +342,7 @@ int async_spawn_when_readable(async_stream *s, async_fn fn, void *arg)
     async__fdw_handoff(&s->sock.watch, t);
     /* Bytes a layer already holds will never make the socket readable:
      * start t now, as the reactor would have. */
-    if (s->layer != NULL && s->layer->pending(s->layer_ctx) > 0)
+    if (s->layer != NULL && layer_pending(s) > 0)
         async__fdw_kick(&s->sock.watch);
     /* A group cancelled before t joined it marked t cancelled (on this
      * thread) but had no t to claim: do it now.  A cancel after t joined
@@ -355,8 +410,7 @@ void async_stream_close(async_stream *s)
         return;
     /* The goodbye only when nobody else is inside the layer; a close that
      * interrupts a parked call just shuts the socket down. */
-    if (s->layer != NULL && s->layer->goodbye != NULL && atomic_load(&s->busy) == 0 &&
-        !atomic_load(&s->sock.closed))
-        s->layer->goodbye(s->layer_ctx, s);
+    if (s->layer != NULL && !atomic_load(&s->sock.closed))
+        layer_goodbye(s, true);
     async__sock_close(&s->sock, SHUT_RDWR);
 }
