@@ -260,6 +260,50 @@ static void server_close(struct http_server *srv)
     http_config_free(&srv->cfg);
 }
 
+/* Making a TLS context reads files and loads OpenSSL's providers (a
+ * quarter of a second measured on a loaded machine the first time): on a
+ * helper thread, the run fiber parked, so its worker serves on. */
+struct tls_open_job {
+    struct http_tls *tls;
+    char why[512];
+    int rc;
+};
+
+static void *tls_open_job(void *arg)
+{
+    struct tls_open_job *j = arg;
+
+    j->rc = http_tls_open(j->tls, j->why, sizeof(j->why));
+    return NULL;
+}
+
+static int tls_open(struct http_tls *tls, char *why, size_t whylen)
+{
+    struct tls_open_job *j = malloc(sizeof(*j));
+    int rc, shield;
+
+    if (j == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    j->tls = tls;
+    j->why[0] = '\0';
+    j->rc = -1;
+    /* shielded: a stop waits for the job, which uses j and tls */
+    shield = async_shield(1);
+    rc = async_blocking(tls_open_job, j, NULL);
+    async_shield(shield);
+    if (rc != 0) { /* ENOMEM, EAGAIN: the job never ran */
+        snprintf(why, whylen, "%s", strerror(errno));
+        free(j);
+        return -1;
+    }
+    snprintf(why, whylen, "%s", j->why);
+    rc = j->rc;
+    free(j);
+    return rc;
+}
+
 static int bind_all(struct http_server *srv, struct acceptor *a)
 {
     char why[512];
@@ -269,7 +313,7 @@ static int bind_all(struct http_server *srv, struct acceptor *a)
         a[i].srv = srv;
         a[i].address = srv->cfg.listen[i];
         a[i].tls = srv->cfg.tls[i];
-        if (a[i].tls != NULL && http_tls_open(a[i].tls, why, sizeof(why)) != 0) {
+        if (a[i].tls != NULL && tls_open(a[i].tls, why, sizeof(why)) != 0) {
             async_module_log(srv->host, ASYNC_LOG_ERROR, "listen[%zu] %s: %s", i, a[i].address,
                              why);
             while (i-- > 0)
