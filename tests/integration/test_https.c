@@ -187,6 +187,41 @@ static void https_plain_http_to_the_tls_port_gets_400_in_plain_text_then_the_end
     assert_int_equal(daemon_stop(&d, SIGTERM), 0);
 }
 
+/* ---- a handshake that stalls ---- */
+
+/* Half a ClientHello, then silence: the connection holds no fiber while
+ * it waits (the engine parks it) and ends at header_timeout_ms. */
+static void https_stalled_handshake_ends_at_header_timeout(void **state)
+{
+    static const char half[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    struct daemon d;
+    struct pollfd p;
+    int64_t start;
+    char b[64];
+    int fd;
+
+    write_file("stall.json",
+               "{\"modules_dir\": \"modules\", \"log_level\": \"info\",\n"
+               " \"modules\": {\"http\": {\"header_timeout_ms\": 300,\n"
+               "  \"listen\": [{\"address\": \"127.0.0.1:0\", \"tls\": " EC_PAIR "}]}}}\n");
+    daemon_start(&d, "stall.json", NULL);
+    d.port = number_after(&d, TLS_PORT_LINE);
+    wait_log(&d, "TLS)");
+    sa.sin_port = htons((uint16_t)d.port);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(write(fd, half, sizeof(half) - 1), (ssize_t)sizeof(half) - 1);
+    start = now_ms();
+    p = (struct pollfd){fd, POLLIN, 0};
+    assert_int_equal(poll(&p, 1, IO_MS), 1);
+    assert_true(read(fd, b, sizeof(b)) <= 0); /* the end (or a reset), no answer */
+    assert_true(now_ms() - start >= 250);     /* not before the timeout */
+    close(fd);
+    assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
 /* ---- openssl s_client ---- */
 
 static void https_s_client_refuses_tls_1_0_and_1_1_and_chooses_alpn_http_1_1(void **state)
@@ -446,6 +481,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(https_curl_gets_hello_over_ipv4_and_ipv6, setup, teardown),
         cmocka_unit_test_setup_teardown(
             https_plain_http_to_the_tls_port_gets_400_in_plain_text_then_the_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(https_stalled_handshake_ends_at_header_timeout, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             https_s_client_refuses_tls_1_0_and_1_1_and_chooses_alpn_http_1_1, setup, teardown),
         cmocka_unit_test_setup_teardown(https_sessions_resume_from_tickets_on_tls_1_2_and_1_3,
