@@ -113,6 +113,28 @@ void asyncd_host_vproblem(async_module_report *report, const char *path, const c
     report->count++;
 }
 
+void asyncd_host_vwarning(async_module_report *report, const char *path, const char *fmt,
+                          va_list ap)
+{
+    char msg[1024], full[1024];
+    int line = 1, col = 1;
+
+    if (report == NULL || fmt == NULL)
+        return;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (path == NULL)
+        path = "";
+    snprintf(full, sizeof(full), "modules.%s%s%s", report->module,
+             path[0] == '\0' || path[0] == '[' ? "" : ".", path);
+    if (report->config != NULL) {
+        asyncd_where_find(report->config->where, full, &line, &col);
+        asyncd_log(ASYNC_LOG_WARNING, "%s:%d:%d: %s: %s", report->config->file, line, col, full,
+                   msg);
+    } else {
+        asyncd_log(ASYNC_LOG_WARNING, "%s: %s", full, msg);
+    }
+}
+
 /* ---- running the hooks ---- */
 
 struct job {

@@ -64,4 +64,5 @@ const struct async_module_host_api asyncd_host_api = {
     .need_handler = asyncd_host_need_handler,
     .listen = asyncd_host_listen,
     .daemon_stats = asyncd_host_daemon_stats,
+    .vwarning = asyncd_host_vwarning,
 };

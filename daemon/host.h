@@ -20,6 +20,8 @@ void asyncd_host_vproblem(async_module_report *report, const char *path, const c
                           va_list ap);
 void asyncd_host_provide_handler(async_module_report *report, const char *name);
 void asyncd_host_need_handler(async_module_report *report, const char *path, const char *name);
+void asyncd_host_vwarning(async_module_report *report, const char *path, const char *fmt,
+                          va_list ap);
 /* handlers.c */
 int asyncd_handler_add(async_module_host *host, const char *name, async_http_handler fn,
                        void *ctx);

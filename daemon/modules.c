@@ -885,7 +885,10 @@ static struct asyncd_module *place_kept(struct reload *r, struct asyncd_module *
     same = cfg != NULL && (bool)enabled == m->enabled && json_equal(cfg, m->config);
     m->optional = asyncd_module_optional(r->c, m->desc->name);
     if (cfg == NULL || (same && !(enabled && failed))) {
-        json_decref(cfg); /* untouched, still running */
+        json_decref(cfg); /* untouched, still running ... */
+        /* ... but files it names may have changed (certificates) */
+        if (m->enabled && m->group != NULL && atomic_load(&m->running) && m->desc->reload != NULL)
+            m->desc->reload(&m->host);
         return m;
     }
     /* reload() ran the checks first; this one only catches a check that

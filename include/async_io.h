@@ -9,6 +9,7 @@
 #include "async_io/ring.h"
 #include "async_io/mutex.h"
 #include "async_io/tcp.h"
+#include "async_io/layer.h"
 #include "async_io/blocking.h"
 #include "async_io/http.h"
 

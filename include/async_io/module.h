@@ -118,6 +118,13 @@ struct async_module {
      * so that `asyncd --check-config` can warn about a route to a handler
      * no module provides.  Runs where validate runs. */
     void (*http_handlers)(const json_t *config, async_module_report *report);
+    /* Optional, added within ABI 2: SIGHUP found the module's config
+     * unchanged (so it keeps running): re-read what the config names on
+     * disk and may have changed under the same name, such as TLS
+     * certificates, keeping what is in use when the new files are bad.
+     * The reload's check (validate) ran first and passed.  Called on a
+     * daemon fiber while run runs; must not park. */
+    void (*reload)(async_module_host *host);
     /* Hooks added later go here, at the end. */
 };
 
@@ -160,6 +167,7 @@ struct async_module_host_api {
     async_listener *(*listen)(async_module_host *host, const char *address);
     void (*daemon_stats)(const async_module_host *host, struct async_module_daemon_stats *st,
                          size_t size);
+    void (*vwarning)(async_module_report *report, const char *path, const char *fmt, va_list ap);
 };
 
 /* How every handle asyncd gives a module begins. */
@@ -329,6 +337,24 @@ static inline void async_module_need_handler(async_module_report *report, const 
 {
     if (async_module_host_has(report, need_handler))
         ASYNC_MODULE_API_(report)->need_handler(report, path, name);
+}
+
+/* From validate: something at path that works but deserves the
+ * operator's eye (an expired certificate): logged as a warning with the
+ * file's line and column, and the config still passes.  (A no-op on an
+ * asyncd without the call.) */
+static inline void async_module_warning(async_module_report *report, const char *path,
+                                        const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static inline void async_module_warning(async_module_report *report, const char *path,
+                                        const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!async_module_host_has(report, vwarning))
+        return;
+    va_start(ap, fmt);
+    ASYNC_MODULE_API_(report)->vwarning(report, path, fmt, ap);
+    va_end(ap);
 }
 
 /* ---- HTTP handlers ----

@@ -132,6 +132,28 @@ static bool check_string_list(const json_t *v, const char *key, size_t max,
     return true;
 }
 
+/* One listen entry given as an object: {"address": ..., "tls": ...}. */
+static void check_listen_object(const json_t *e, const char *path, struct check *ck)
+{
+    const json_t *addr = json_object_get(e, "address"), *v;
+    const char *key, *why;
+    char sub[96];
+
+    json_object_foreach((json_t *)e, key, v)
+        if (strcmp(key, "address") != 0 && strcmp(key, "tls") != 0) {
+            snprintf(sub, sizeof(sub), "%s.%s", path, key);
+            problem(ck, sub, "unknown key (a listen object has \"address\" and \"tls\")");
+        }
+    snprintf(sub, sizeof(sub), "%s.address", path);
+    if (!json_is_string(addr) || json_string_length(addr) == 0 || has_nul(addr))
+        problem(ck, addr == NULL ? path : sub, "needs \"address\": a \"host:port\" string");
+    else if (async_address_parse(json_string_value(addr), NULL, 0, NULL, &why) != 0)
+        problem(ck, sub, "\"%s\": %s", json_string_value(addr), why);
+    snprintf(sub, sizeof(sub), "%s.tls", path);
+    if ((v = json_object_get(e, "tls")) != NULL)
+        ck->n += http_tls_check(v, sub, ck->rep);
+}
+
 static void check_listen(const json_t *v, struct check *ck)
 {
     const json_t *e;
@@ -139,12 +161,21 @@ static void check_listen(const json_t *v, struct check *ck)
     char path[32];
     size_t i;
 
-    if (!check_string_list(v, "listen", HTTP_MAX_LISTEN, ck))
+    if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > HTTP_MAX_LISTEN) {
+        problem(ck, "listen", "must be an array of 1 to %d \"host:port\" strings or "
+                "{\"address\": ..., \"tls\": ...} objects", HTTP_MAX_LISTEN);
         return;
+    }
     json_array_foreach(v, i, e) {
-        if (!json_is_string(e) || json_string_length(e) == 0 || has_nul(e))
-            continue; /* reported */
         snprintf(path, sizeof(path), "listen[%zu]", i);
+        if (json_is_object(e)) {
+            check_listen_object(e, path, ck);
+            continue;
+        }
+        if (!json_is_string(e) || json_string_length(e) == 0 || has_nul(e)) {
+            problem(ck, path, "must be a non-empty string or an object");
+            continue;
+        }
         /* the parser bind uses, without binding or resolving anything */
         if (async_address_parse(json_string_value(e), NULL, 0, NULL, &why) != 0)
             problem(ck, path, "\"%s\": %s", json_string_value(e), why);
@@ -534,8 +565,16 @@ int http_config_load(const json_t *config, struct http_config *c)
     int64_t val[sizeof(limits) / sizeof(limits[0])];
 
     memset(c, 0, sizeof(*c));
-    json_array_foreach(json_object_get(config, "listen"), i, v)
-        c->listen[c->nlisten++] = strdup(json_string_value(v));
+    json_array_foreach(json_object_get(config, "listen"), i, v) {
+        const json_t *tls = json_object_get(v, "tls");
+
+        c->listen[c->nlisten] = strdup(json_string_value(json_is_object(v)
+                                                             ? json_object_get(v, "address")
+                                                             : v));
+        if (c->listen[c->nlisten++] == NULL ||
+            (tls != NULL && (c->tls[c->nlisten - 1] = http_tls_load(tls)) == NULL))
+            return -1;
+    }
     c->root = dup_or_null(json_object_get(config, "root"));
     v = json_object_get(config, "index");
     c->nindex = v != NULL ? json_array_size(v) : 1;
@@ -653,8 +692,10 @@ void http_config_free(struct http_config *c)
 {
     size_t i;
 
-    for (i = 0; i < c->nlisten; i++)
+    for (i = 0; i < c->nlisten; i++) {
         free(c->listen[i]);
+        http_tls_free(c->tls[i]);
+    }
     free(c->root);
     for (i = 0; c->index != NULL && i < c->nindex; i++)
         free(c->index[i]);

@@ -37,7 +37,13 @@ struct acceptor {
     struct http_server *srv;
     async_listener *listener;
     const char *address;
+    struct http_tls *tls;       /* NULL: plain HTTP */
 };
+
+/* The server that runs, for the reload hook (which gets only the host):
+ * set and cleared by run, read by the daemon's fiber, under its lock. */
+static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct http_server *running;
 
 bool http_once_a_second(_Atomic int64_t *at)
 {
@@ -70,6 +76,12 @@ static void *accept_loop(void *arg)
     async_stream *s;
 
     while ((s = async_listener_accept(a->listener)) != NULL) {
+        if (a->tls != NULL && http_tls_start(a->tls, s) != 0) {
+            async_module_log(srv->host, ASYNC_LOG_WARNING, "TLS on a connection to %s: %s",
+                             a->address, strerror(errno));
+            async_stream_close(s);
+            continue;
+        }
         /* Connections go to the workers in turn: a burst of connects is
          * shared out evenly however busy this worker is when it comes
          * (bench/accept_bench.c, README "Listeners"). */
@@ -256,13 +268,68 @@ static void server_close(struct http_server *srv)
     http_config_free(&srv->cfg);
 }
 
+/* Making a TLS context reads files and loads OpenSSL's providers (a
+ * quarter of a second measured on a loaded machine the first time): on a
+ * helper thread, the run fiber parked, so its worker serves on. */
+struct tls_open_job {
+    struct http_tls *tls;
+    char why[512];
+    int rc;
+};
+
+static void *tls_open_job(void *arg)
+{
+    struct tls_open_job *j = arg;
+
+    j->rc = http_tls_open(j->tls, j->why, sizeof(j->why));
+    return NULL;
+}
+
+static int tls_open(struct http_tls *tls, char *why, size_t whylen)
+{
+    struct tls_open_job *j = malloc(sizeof(*j));
+    int rc, shield;
+
+    if (j == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    j->tls = tls;
+    j->why[0] = '\0';
+    j->rc = -1;
+    /* shielded: a stop waits for the job, which uses j and tls */
+    shield = async_shield(1);
+    rc = async_blocking(tls_open_job, j, NULL);
+    async_shield(shield);
+    if (rc != 0) { /* ENOMEM, EAGAIN: the job never ran */
+        snprintf(why, whylen, "%s", strerror(errno));
+        free(j);
+        return -1;
+    }
+    snprintf(why, whylen, "%s", j->why);
+    rc = j->rc;
+    free(j);
+    return rc;
+}
+
 static int bind_all(struct http_server *srv, struct acceptor *a)
 {
+    char why[512];
     size_t i;
 
     for (i = 0; i < srv->cfg.nlisten; i++) {
         a[i].srv = srv;
         a[i].address = srv->cfg.listen[i];
+        a[i].tls = srv->cfg.tls[i];
+        if (a[i].tls != NULL && tls_open(a[i].tls, why, sizeof(why)) != 0) {
+            async_module_log(srv->host, ASYNC_LOG_ERROR, "listen[%zu] %s: %s", i, a[i].address,
+                             why);
+            while (i-- > 0)
+                async_listener_close(a[i].listener);
+            return -1;
+        }
+        if (a[i].tls != NULL)
+            http_tls_warn(a[i].tls, srv->host, a[i].address);
         a[i].listener = async_module_listen(srv->host, a[i].address);
         if (a[i].listener == NULL) {
             async_module_log(srv->host, ASYNC_LOG_ERROR, "cannot listen on %s: %s",
@@ -271,8 +338,9 @@ static int bind_all(struct http_server *srv, struct acceptor *a)
                 async_listener_close(a[i].listener);
             return -1;
         }
-        async_module_log(srv->host, ASYNC_LOG_NOTICE, "listening on %s (port %d)", a[i].address,
-                         async_listener_port(a[i].listener));
+        async_module_log(srv->host, ASYNC_LOG_NOTICE, "listening on %s (port %d%s)",
+                         a[i].address, async_listener_port(a[i].listener),
+                         a[i].tls != NULL ? ", TLS" : "");
     }
     return 0;
 }
@@ -309,6 +377,9 @@ static int http_run(async_module_host *host, const json_t *config)
         return 1;
     }
     n = srv->cfg.nlisten;
+    pthread_mutex_lock(&running_lock);
+    running = srv;
+    pthread_mutex_unlock(&running_lock);
     async_module_ready(host); /* every listener is bound: READY=1 may go */
     if (srv->cfg.open_file_cache_ms > 0 && srv->root_fd >= 0 &&
         (caches = start_cache_sweepers(srv)) == NULL)
@@ -328,6 +399,9 @@ static int http_run(async_module_host *host, const json_t *config)
     else
         rc = 0;
     async_shield(1);
+    pthread_mutex_lock(&running_lock);
+    running = NULL;
+    pthread_mutex_unlock(&running_lock);
     for (i = 0; i < n; i++) { /* each acceptor closes its own listener */
         if (t[i] != NULL) {
             async_cancel(t[i]);
@@ -344,6 +418,31 @@ static int http_run(async_module_host *host, const json_t *config)
     return rc;
 }
 
+/* SIGHUP with the config unchanged: certificates read again, for new
+ * handshakes (tls.c). */
+static void http_reload(async_module_host *host)
+{
+    struct http_server *srv;
+    char why[512];
+    size_t i;
+
+    pthread_mutex_lock(&running_lock);
+    if ((srv = running) != NULL)
+        for (i = 0; i < srv->cfg.nlisten; i++) {
+            if (srv->cfg.tls[i] == NULL)
+                continue;
+            if (http_tls_open(srv->cfg.tls[i], why, sizeof(why)) == 0) {
+                async_module_log(host, ASYNC_LOG_NOTICE, "listen[%zu] %s: certificates read "
+                                 "again for new connections", i, srv->cfg.listen[i]);
+                http_tls_warn(srv->cfg.tls[i], host, srv->cfg.listen[i]);
+            } else {
+                async_module_log(host, ASYNC_LOG_ERROR, "listen[%zu] %s: %s; the certificates "
+                                 "in use stay", i, srv->cfg.listen[i], why);
+            }
+        }
+    pthread_mutex_unlock(&running_lock);
+}
+
 const struct async_module async_module = {
     .abi_version = ASYNC_MODULE_ABI_VERSION,
     .size = ASYNC_MODULE_SIZE,
@@ -353,4 +452,5 @@ const struct async_module async_module = {
     .effective_config = http_config_effective,
     .run = http_run,
     .flags = ASYNC_MODULE_NOTIFY_READY,
+    .reload = http_reload,
 };

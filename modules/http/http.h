@@ -19,6 +19,7 @@
  *   access_log.c  the access log's destination, through the daemon's log writer
  *   log_line.c  its lines (combined format), formatted for the engine
  *   dates.c     HTTP dates
+ *   tls.c       listen entries that serve HTTPS: their check, contexts, reload
  *
  * Threads: every connection runs on one worker; the server struct is
  * shared by all of them.  Its counters are relaxed atomics and its
@@ -61,8 +62,11 @@ struct http_route {
     size_t nheaders;
 };
 
+struct http_tls;
+
 struct http_config {
     char *listen[HTTP_MAX_LISTEN];
+    struct http_tls *tls[HTTP_MAX_LISTEN]; /* NULL: plain HTTP on listen[i] */
     size_t nlisten;
     char *root;                 /* NULL: no static files */
     char **index;               /* index file names */
@@ -104,6 +108,24 @@ long http_default_max_connections(void);
 /* Reads a config that passed the check; 0 or -1 (ENOMEM). */
 int http_config_load(const json_t *config, struct http_config *c);
 void http_config_free(struct http_config *c);
+
+/* ---- HTTPS listeners (tls.c) ---- */
+
+/* Checks a listen entry's "tls" value at path, reading the files (an
+ * expired certificate is a warning): the number of problems reported. */
+unsigned http_tls_check(const json_t *tls, const char *path, async_module_report *rep);
+/* The certificate files of a checked "tls" value, no context yet; NULL
+ * when out of memory. */
+struct http_tls *http_tls_load(const json_t *tls);
+void http_tls_free(struct http_tls *t);
+/* Makes a context from the files and puts it in place for new
+ * connections (the first time, or on a reload): 0, or -1 with why filled
+ * and the context in use kept.  Never parks. */
+int http_tls_open(struct http_tls *t, char *why, size_t whylen);
+/* Puts the server side of TLS on an accepted stream: 0, or -1 + errno. */
+int http_tls_start(struct http_tls *t, async_stream *s);
+/* Logs a warning per certificate served although expired. */
+void http_tls_warn(struct http_tls *t, async_module_host *host, const char *address);
 
 struct http_log;
 

@@ -562,8 +562,9 @@ static void *pipe_copy(void *arg)
     }
     async_deadline(-1);
     if (n == 0) {
-        shutdown(async_stream_fd(p->to), SHUT_WR);
+        async_stream_shutdown_write(p->to); /* (a TLS stream's close_notify first) */
     } else {
+        /* an abort: the sockets shut under both fibers, whatever layer */
         shutdown(async_stream_fd(p->from), SHUT_RDWR);
         shutdown(async_stream_fd(p->to), SHUT_RDWR);
     }

@@ -146,8 +146,9 @@ static async_stream *pool_take(async_http_pool *p, const char *address)
         free(i);
         atomic_fetch_sub_explicit(&p->idle, 1, memory_order_relaxed);
         /* EAGAIN: open and quiet.  0 (closed) or bytes nobody asked for:
-         * not reusable. */
-        if (recv(async_stream_fd(s), &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN)
+         * not reusable (the byte a read takes goes with the stream; a TLS
+         * stream's read consumes session tickets and says EAGAIN). */
+        if (async_stream_try_read(s, &b, 1) < 0 && errno == EAGAIN)
             return s;
         async_stream_close(s);
     }

@@ -39,6 +39,15 @@
  * write that makes progress — never later than a deadline the handler
  * set for itself, which is restored afterwards.
  *
+ * Layered streams (TLS, async_io/layer.h).  The loop's own syscalls on the
+ * socket (send with MSG_MORE, sendfile, recv with MSG_DONTWAIT) are the
+ * plain stream's fast path; a connection whose stream has a layer goes
+ * through the stream calls instead (c->layered): writes through
+ * async_stream_write under the send timeout, files read in 16 KiB chunks
+ * and written like any body (no kernel TLS here), reads that must not
+ * park through async_stream_try_read, and the lingering close's half
+ * close through async_stream_shutdown_write (close_notify first).
+ *
  * Stop, without failing a request.  Connection fibers run shielded from
  * cancellation (async_shield): a server shutting down lets each finish
  * the request in progress.  The shutdown (server.c) sets draining: every
@@ -66,6 +75,7 @@
 #include <unistd.h>
 
 #define LINGER_ROUND (256 * 1024) /* bytes dropped per wake before others get a turn */
+#define FILE_CHUNK (16 * 1024)    /* a layered stream's file read: one TLS record */
 
 struct http_conn *async__http_conn_new(struct async_http_server *srv, async_stream *s)
 {
@@ -76,6 +86,7 @@ struct http_conn *async__http_conn_new(struct async_http_server *srv, async_stre
     c->srv = srv;
     c->s = s;
     c->fd = async_stream_fd(s);
+    c->layered = async_stream_layered(s) == 1;
     c->cap = (uint32_t)srv->in_size;
     c->fresh = true;
     c->head_started = -1;
@@ -154,6 +165,18 @@ static int wait_writable(struct http_conn *c)
     return rc;
 }
 
+/* One write through the stream's layer, bounded like wait_writable. */
+static ssize_t layered_write(struct http_conn *c, const char *p, size_t n)
+{
+    int64_t prev = async__http_deadline(async_now_ms() + c->srv->send_timeout_ms);
+    ssize_t k = async_stream_write(c->s, p, n);
+    int err = errno;
+
+    async_deadline(prev);
+    errno = err;
+    return k;
+}
+
 /* Sends p[0..n); 0, or -1 when the peer went or stalled.  *sent: how many
  * bytes left either way. */
 static int send_all(struct http_conn *c, const char *p, size_t n, bool more, size_t *sent)
@@ -162,7 +185,10 @@ static int send_all(struct http_conn *c, const char *p, size_t n, bool more, siz
 
     *sent = 0;
     while (n > 0) {
-        k = send(c->fd, p, n, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+        if (__builtin_expect(c->layered, 0))
+            k = layered_write(c, p, n);
+        else
+            k = send(c->fd, p, n, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
         if (k > 0) {
             p += k;
             n -= (size_t)k;
@@ -211,6 +237,36 @@ int async__http_send_direct(struct http_conn *c, const char *p, size_t n, size_t
     return rc;
 }
 
+/* sendfile for a layered stream: the file read in chunks and written
+ * through the layer (the buffer is the call's: the write may park). */
+static int send_file_layered(struct http_conn *c, int fd, off_t off, uint64_t len, uint64_t *sent)
+{
+    char *buf = malloc(FILE_CHUNK);
+    size_t part;
+    ssize_t k;
+    int rc = 0;
+
+    if (buf == NULL)
+        return -1;
+    while (len > 0 && rc == 0) {
+        k = pread(fd, buf, len < FILE_CHUNK ? (size_t)len : FILE_CHUNK, off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            if (k == 0)
+                errno = EIO; /* the file ended early: the length is a lie now */
+            rc = -1;
+            break;
+        }
+        rc = send_all(c, buf, (size_t)k, false, &part);
+        *sent += part;
+        off += k;
+        len -= (uint64_t)k;
+    }
+    free(buf);
+    return rc;
+}
+
 int async__http_send_file(struct http_conn *c, int fd, off_t off, uint64_t len, uint64_t *sent)
 {
     ssize_t k;
@@ -218,6 +274,8 @@ int async__http_send_file(struct http_conn *c, int fd, off_t off, uint64_t len, 
     *sent = 0;
     if (async__http_flush(c, true) != 0)
         return -1;
+    if (c->layered)
+        return send_file_layered(c, fd, off, len, sent);
     while (len > 0) {
         k = sendfile(c->fd, fd, &off, len > (1u << 30) ? (1u << 30) : (size_t)len);
         if (k > 0) {
@@ -431,7 +489,8 @@ static enum step read_more(struct http_conn *c)
          * that may park never waits here with a stack and a buffer. */
         if (c->awake || !c->parks) {
             c->awake = false;
-            n = recv(c->fd, c->in, c->cap, MSG_DONTWAIT);
+            n = c->layered ? async_stream_try_read(c->s, c->in, c->cap)
+                           : recv(c->fd, c->in, c->cap, MSG_DONTWAIT);
             if (n > 0) {
                 c->len = (uint32_t)n;
                 return STEP_MORE;
@@ -481,7 +540,8 @@ static enum step discard(struct http_conn *c, int64_t now)
 
     for (;;) {
         while (round < LINGER_ROUND) {
-            n = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
+            n = c->layered ? async_stream_try_read(c->s, sink, sizeof(sink))
+                           : recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
             if (n > 0) {
                 round += (size_t)n;
                 if ((c->lingered += (uint64_t)n) > srv->lingering_max_bytes)
@@ -515,7 +575,8 @@ static enum step linger(struct http_conn *c)
 {
     int64_t now = async_now_ms();
 
-    if (c->srv->lingering_time_ms == 0 || shutdown(c->fd, SHUT_WR) != 0)
+    if (c->srv->lingering_time_ms == 0 ||
+        (c->layered ? async_stream_shutdown_write(c->s) : shutdown(c->fd, SHUT_WR)) != 0)
         return STEP_CLOSE;
     c->linger_end = now + c->srv->lingering_time_ms;
     c->lingered = 0;
@@ -583,8 +644,9 @@ static void *conn_resume(void *arg)
     atomic_store_explicit(&c->parked, PARK_NONE, memory_order_relaxed);
     /* A stop starts every idle connection at once (its group's cancel):
      * one with nothing to say yet waits for its next request (or the
-     * drain's deadline) here, before it takes a buffer. */
-    if (async__http_ending(c->srv)) {
+     * drain's deadline) here, before it takes a buffer.  (A layered
+     * stream cannot peek: its loop reads and meets the drain there.) */
+    if (async__http_ending(c->srv) && !c->layered) {
         char b;
 
         if (recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN &&

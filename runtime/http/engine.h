@@ -22,6 +22,7 @@
 #include "parse.h"
 
 #include <async_io/http.h>
+#include <async_io/layer.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -191,6 +192,7 @@ struct http_conn {
     bool awake;                 /* new or just woken: try a read before parking */
     bool fresh;                 /* no request yet */
     bool parks;                 /* idle waits hand over to a new fiber (server_start) */
+    bool layered;               /* the stream has a layer (TLS): no syscalls of our own on fd */
     struct async_http_request *cur; /* the exchange in progress, or NULL */
 };
 

@@ -481,7 +481,9 @@ static void refuse_busy(struct async_http_server *srv, async_stream *s)
     /* counted first: whoever reads the 503 may look at the figures next */
     atomic_fetch_add_explicit(&srv->refused, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&srv->by_class[5], 1, memory_order_relaxed);
-    if (send(fd, busy_reply, sizeof(busy_reply) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
+    /* a TLS stream has said nothing yet: no plain 503 through it */
+    if (async_stream_layered(s) == 0 &&
+        send(fd, busy_reply, sizeof(busy_reply) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
         shutdown(fd, SHUT_WR);
         while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
             ;

@@ -41,6 +41,7 @@ struct async__sock {
     _Atomic bool closed;
     bool borrowed;      /* fd is not ours: never shut down or closed */
     struct async__fdw watch;
+    void (*dtor)(struct async__sock *s); /* before the free, at the last ref; NULL: none */
 };
 
 void async__sock_init(struct async__sock *s, int fd);

@@ -24,6 +24,7 @@ void async__sock_init(struct async__sock *s, int fd)
     atomic_init(&s->refs, 1);
     atomic_init(&s->closed, false);
     s->borrowed = false;
+    s->dtor = NULL;
     async__fdw_init(&s->watch, fd, hold, s);
 }
 
@@ -40,6 +41,8 @@ int async__sock_enter(struct async__sock *s)
 void async__sock_leave(struct async__sock *s)
 {
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+        if (s->dtor != NULL)
+            s->dtor(s);
         if (!s->borrowed)
             close(s->fd);
         free(s); /* the first member of its listener or stream */

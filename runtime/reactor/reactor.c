@@ -388,6 +388,11 @@ void async__fdw_handoff(struct async__fdw *f, struct async_task *to)
     w->fw.task = to;
 }
 
+void async__fdw_kick(struct async__fdw *f)
+{
+    on_fdw(NULL, &((struct fdw_impl *)f)->fw.io, EV_READ);
+}
+
 int async__fdw_wait(struct async__fdw *f, int events)
 {
     struct fdw_impl *w = (struct fdw_impl *)f;

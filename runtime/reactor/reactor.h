@@ -96,6 +96,10 @@ int async__fdw_can_handoff(struct async__fdw *f);
  * lingering on it. */
 void async__fdw_handoff(struct async__fdw *f, struct async_task *to);
 
+/* Right after async__fdw_handoff, on the same fiber: wakes `to` now, as
+ * the watcher firing would (for readiness the socket cannot show). */
+void async__fdw_kick(struct async__fdw *f);
+
 /* Stops every watcher the fiber t lingers on (t's own thread). */
 void async__fdw_release(struct async_task *t);
 
