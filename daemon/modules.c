@@ -771,6 +771,15 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                     retire(m, c->shutdown_timeout_ms, stuck);
                     continue;
                 }
+                if (!same && enabled && m->enabled && !failed && m->d.reconfigure != NULL &&
+                    atomic_load(&m->running) && m->d.reconfigure(&m->host, cfg) == 0) {
+                    /* applied in place: its connections and fibers go on */
+                    asyncd_log(ASYNC_LOG_NOTICE, "module %s: config changed, applied in place",
+                               m->desc->name);
+                    json_decref(m->config);
+                    m->config = cfg;
+                    goto placed;
+                }
                 if (asyncd_module_stop(m, c->shutdown_timeout_ms) != 0) {
                     json_decref(cfg);
                     m->next = *stuck;
@@ -791,6 +800,7 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
             } else {
                 json_decref(cfg); /* untouched, still running */
             }
+        placed:;
         } else {
             for (pm = &fresh; *pm != NULL && strcmp((*pm)->file, files[i]) != 0;
                  pm = &(*pm)->next)
