@@ -72,16 +72,19 @@ static void *accept_loop(void *arg)
 {
     struct acceptor *a = arg;
     struct http_module *mod = a->mod;
-    unsigned next = (unsigned)async_worker_id();
+    unsigned next = (unsigned)async_worker_id(), w;
     async_stream *s;
 
     while ((s = async_listener_accept(a->listener)) != NULL) {
         /* Connections go to the workers in turn: a burst of connects is
          * shared out evenly however busy this worker is when it comes
          * (bench/accept_bench.c, README "Listeners").  The tag says which
-         * address they came to, for its default site. */
-        if (async_http_server_start_tagged(mod->engine, s, (int)(next++ & 0x7fffffff),
-                                           (void *)(uintptr_t)(a->index + 1)) == 0)
+         * address they came to (for its default site) and the worker they
+         * live on (every fiber of a connection runs there), which saves
+         * each request two thread-local lookups (sites.c). */
+        w = next++ % mod->workers;
+        if (async_http_server_start_tagged(mod->engine, s, (int)w,
+                                           http_conn_tag(a->index, w)) == 0)
             continue;
         if (errno == EBUSY)
             note_busy(mod);

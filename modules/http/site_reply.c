@@ -34,11 +34,14 @@ static void add_fields(async_http_request *req, const struct http_header_list *h
 void http_site_head(async_http_request *req, void *arg)
 {
     const struct http_server *site = arg;
-    const char *path = async_http_path(req);
     const struct http_location *l;
+    const char *path;
     size_t i;
 
     add_fields(req, &site->site.headers);
+    if (site->site.nloc == 0)
+        return;
+    path = async_http_path(req);
     for (i = 0; i < site->site.nloc; i++) { /* longest first */
         l = &site->site.loc[i];
         if (strncmp(path, l->prefix, l->len) != 0)

@@ -9,7 +9,12 @@
  * number of names.  Then wildcards ("*.example.org" matches every name
  * under example.org, not example.org itself), longest first: one lookup
  * per label of the host in a second table of suffixes (".example.org"),
- * so 100 wildcards cost what one does.  A name belongs to a site on the
+ * so 100 wildcards cost what one does.  The hash runs over the name from
+ * its last byte to its first, so the one pass that hashes the host also
+ * gives the hash of every suffix that starts at a dot: a host with many
+ * labels is hashed once, not once per label (measured: with a 24-byte
+ * host that no name matches, hashing each suffix afresh cost 1,300
+ * instructions a request, bench/http/sites_instructions.sh).  A name belongs to a site on the
  * addresses that site listens on; a host no site there names goes to that
  * address's default (the one marked "default": true, else the first that
  * listens there).
@@ -67,6 +72,7 @@ struct http_sites {
     struct http_server *site;
     size_t n;
     struct table exact, wild;   /* wild holds ".example.org" for "*.example.org" */
+    size_t nwild;
     struct http_server *dflt[HTTP_MAX_LISTEN]; /* per module listen address */
     struct inflight *inflight;  /* per worker */
     struct http_sites *next;    /* mod->retired */
@@ -77,14 +83,17 @@ static char lower(char c)
     return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
 }
 
-/* FNV-1a over the lower-cased bytes. */
+#define FNV_BASIS 2166136261u
+#define FNV_PRIME 16777619u
+#define MAX_LABELS 128          /* a 253-byte name has at most 127 */
+
+/* FNV-1a over the lower-cased bytes, last to first (see the top). */
 static uint32_t hash(const char *p, size_t n)
 {
-    uint32_t h = 2166136261u;
-    size_t i;
+    uint32_t h = FNV_BASIS;
 
-    for (i = 0; i < n; i++)
-        h = (h ^ (unsigned char)lower(p[i])) * 16777619u;
+    while (n-- > 0)
+        h = (h ^ (unsigned char)lower(p[n])) * FNV_PRIME;
     return h;
 }
 
@@ -109,11 +118,11 @@ static void table_put(struct table *t, const char *name, struct http_server *sit
     t->slot[i] = (struct slot){name, len, h, site};
 }
 
-/* The site that has name p[0..n) (any case) on listen address bit. */
-static struct http_server *table_get(const struct table *t, const char *p, size_t n,
+/* The site that has name p[0..n) (any case, hash h) on listen address
+ * bit. */
+static struct http_server *table_get(const struct table *t, const char *p, size_t n, uint32_t h,
                                      uint32_t bit)
 {
-    uint32_t h = hash(p, n);
     size_t i = h & t->mask, k;
 
     for (; t->slot[i].name != NULL; i = (i + 1) & t->mask) {
@@ -131,9 +140,9 @@ static struct http_server *table_get(const struct table *t, const char *p, size_
 
 struct http_server *http_sites_pick(const struct http_sites *g, size_t li, const char *host)
 {
-    uint32_t bit = (uint32_t)1 << li;
+    uint32_t bit = (uint32_t)1 << li, h = FNV_BASIS, at[MAX_LABELS];
+    size_t n = 0, i, dot[MAX_LABELS], nd = 0;
     struct http_server *s;
-    size_t n = 0, i;
 
     if (host == NULL || host[0] == '\0')
         return g->dflt[li];
@@ -146,10 +155,17 @@ struct http_server *http_sites_pick(const struct http_sites *g, size_t li, const
     }
     if (n > 1 && host[n - 1] == '.')
         n--;
-    if ((s = table_get(&g->exact, host, n, bit)) != NULL)
+    for (i = n; i-- > 0;) {
+        h = (h ^ (unsigned char)lower(host[i])) * FNV_PRIME;
+        if (host[i] == '.' && g->nwild > 0 && i > 0 && nd < MAX_LABELS) {
+            at[nd] = h; /* the hash of host[i..n) */
+            dot[nd++] = i;
+        }
+    }
+    if ((s = table_get(&g->exact, host, n, h, bit)) != NULL)
         return s;
-    for (i = 1; i + 1 < n; i++) /* ".b.example.org", then ".example.org", ... */
-        if (host[i] == '.' && (s = table_get(&g->wild, host + i, n - i, bit)) != NULL)
+    while (nd-- > 0) /* the leftmost dot first: the longest suffix */
+        if ((s = table_get(&g->wild, host + dot[nd], n - dot[nd], at[nd], bit)) != NULL)
             return s;
     return g->dflt[li];
 }
@@ -187,12 +203,20 @@ static unsigned worker(void)
     return w < 0 ? 0 : (unsigned)w;
 }
 
+/* The worker req's connection lives on, from its tag (http_conn_tag). */
+static unsigned conn_worker(const async_http_request *req)
+{
+    uintptr_t t = (uintptr_t)async_http_conn_tag(req);
+
+    return t != 0 ? (unsigned)(t >> 5) : worker();
+}
+
 struct http_server *http_site_enter(struct http_module *mod, async_http_request *req)
 {
-    struct http_sites *g = hold(mod, worker());
-    uintptr_t li = (uintptr_t)async_http_conn_tag(req); /* listen index + 1 */
+    uintptr_t li = ((uintptr_t)async_http_conn_tag(req) & 31) - 1;
+    struct http_sites *g = hold(mod, conn_worker(req));
     struct http_server *site =
-        http_sites_pick(g, li > 0 && li <= HTTP_MAX_LISTEN ? li - 1 : 0, async_http_host(req));
+        http_sites_pick(g, li < HTTP_MAX_LISTEN ? li : 0, async_http_host(req));
 
     async_http_set_tag(req, site);
     return site;
@@ -200,8 +224,7 @@ struct http_server *http_site_enter(struct http_module *mod, async_http_request 
 
 void http_site_done(async_http_request *req, void *site)
 {
-    (void)req;
-    leave(((struct http_server *)site)->sites, worker());
+    leave(((struct http_server *)site)->sites, conn_worker(req));
 }
 
 struct http_sites *http_sites_hold(struct http_module *mod)
@@ -326,6 +349,7 @@ static int index_names(struct http_module *mod, struct http_sites *g)
         }
     if (table_init(&g->exact, exact) != 0 || table_init(&g->wild, wild) != 0)
         return -1;
+    g->nwild = wild;
     for (i = 0; i < g->n; i++)
         for (k = 0; k < g->site[i].site.nnames; k++) {
             const char *name = g->site[i].site.names[k];

@@ -75,6 +75,14 @@ void http_sites_reap(struct http_module *mod);
  * run. */
 void http_sites_free_all(struct http_module *mod);
 
+/* A connection's tag: the index of the listen address it came to, and the
+ * worker it is served on (async_http_server_start_tagged runs it there,
+ * and every later fiber of it too). */
+static inline void *http_conn_tag(size_t listen_index, unsigned worker)
+{
+    return (void *)(uintptr_t)((uintptr_t)worker << 5 | (listen_index + 1));
+}
+
 /* The site for req (its host, the address it came through), held and
  * set as req's tag until the engine's done hook (http_site_done). */
 struct http_server *http_site_enter(struct http_module *mod, async_http_request *req);
