@@ -123,6 +123,7 @@ static void add_time(async_http_log_line *line)
 
 static void format_json(const async_http_request *req, async_http_log_line *line)
 {
+    const struct http_server *site = async_http_tag(req); /* the server that answered */
     const char *peer = async_http_peer(req), *colon = strrchr(peer, ':');
     char addr[64], buf[96];
     size_t n;
@@ -137,6 +138,8 @@ static void format_json(const async_http_request *req, async_http_log_line *line
     snprintf(addr, sizeof(addr), "%.*s", (int)n, peer);
     async_http_log_add(line, "{\"time\":", 8);
     add_time(line);
+    async_http_log_add(line, ",\"server_name\":", 15);
+    add_json(line, site != NULL && site->site.nnames > 0 ? site->site.names[0] : NULL, 256);
     async_http_log_add(line, ",\"peer\":", 8);
     add_json(line, addr, 64);
     async_http_log_add(line, ",\"method\":", 10);

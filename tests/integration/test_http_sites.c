@@ -421,6 +421,18 @@ static void sites_each_server_has_its_own_access_log(void **state)
     stop();
 }
 
+static void sites_json_access_log_names_the_server(void **state)
+{
+    (void)state;
+    start_http("{\"listen\":[\"127.0.0.1:0\"],\"access_log\":\"all.log\",\n"
+               " \"access_log_format\":\"json\",\n"
+               " \"servers\":[{\"names\":[\"a.test\"]," WHO("a") "},\n"
+               "             {\"names\":[\"b.test\",\"*.b.test\"]," WHO("b") "}]}");
+    expect_who("Host: x.B.test\r\n", "b");
+    free(wait_file_has("all.log", "\"server_name\":\"b.test\""));
+    stop();
+}
+
 static void sites_reload_changes_servers_under_an_open_keepalive_connection(void **state)
 {
     struct client *c;
@@ -543,6 +555,7 @@ int main(void)
         T(sites_locations_longest_prefix_and_server_headers_everywhere),
         T(sites_error_pages_keep_the_status_and_never_loop),
         T(sites_each_server_has_its_own_access_log),
+        T(sites_json_access_log_names_the_server),
         T(sites_reload_changes_servers_under_an_open_keepalive_connection),
         T(sites_check_config_names_each_bad_server_key_by_path),
     };
