@@ -11,10 +11,11 @@
  *   route.c     the engine's handler: status endpoint, routes, files
  *   files.c     static files beneath the root (sendfile, ranges, 304)
  *   file_cache.c  open files reused per worker
- *   local.c     what each worker keeps for itself (its file cache)
+ *   local.c     what each worker keeps for itself, per site (its file cache)
  *   status.c    the status endpoint's JSON
- *   access_log.c  the access log's destination, through the daemon's log writer
- *   log_line.c  its lines (combined format), formatted for the engine
+ *   access_log.c  the access logs' destinations (one per server), through the
+ *               daemon's log writer
+ *   log_line.c  their lines (combined, json, templates), formatted for the engine
  *   dates.c     HTTP dates
  *
  * Threads: every connection runs on one worker; a site (struct
