@@ -18,12 +18,20 @@
 #                suffixes tried, then the default)
 # (Ir(MANY) - Ir(FEW)) / (MANY - FEW) cancels start-up (building the
 # tables) and exit; one worker, one keep-alive connection.  Needs valgrind.
+#
+# Only the instructions under the engine's serve_buffered are counted (the
+# request's parse, the handler, the head, the log line, the hooks): what a
+# worker does between requests (spinning, then sleeping in its loop)
+# depends on how long the client takes to send the next one, and on a
+# loaded machine that moved whole-process counts by ±8 % between two runs
+# of the same config.  TOGGLE= counts the whole process instead.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 tree="${1:-$here}"
 FEW="${FEW:-2000}"
 MANY="${MANY:-12000}"
 PORT="${PORT:-18793}"
+TOGGLE="${TOGGLE-serve_buffered}"
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 dir="$(mktemp -d /tmp/asyncd-sites.XXXXXX)"
 trap 'rm -rf "$dir"' EXIT
@@ -88,7 +96,7 @@ PY
 instructions() {  # instructions CONFIG HOST N: total Ir of asyncd answering N requests
     local out pid
     out="$(mktemp /tmp/asyncd-cg.XXXXXX)"
-    valgrind --tool=callgrind --callgrind-out-file="$out" \
+    valgrind --tool=callgrind --callgrind-out-file="$out" ${TOGGLE:+--toggle-collect="$TOGGLE"} \
         "$tree/build/asyncd" --config "$dir/$1.json" > /dev/null 2>&1 &
     pid=$!
     ask "$2" "$3"
