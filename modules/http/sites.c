@@ -72,7 +72,7 @@ struct http_sites {
     struct http_server *site;
     size_t n;
     struct table exact, wild;   /* wild holds ".example.org" for "*.example.org" */
-    size_t nwild;
+    size_t nwild, nnames;       /* wildcards; all names */
     struct http_server *dflt[HTTP_MAX_LISTEN]; /* per module listen address */
     struct inflight *inflight;  /* per worker */
     struct http_sites *next;    /* mod->retired */
@@ -164,7 +164,7 @@ struct http_server *http_sites_pick(const struct http_sites *g, size_t li, const
     size_t n = 0, i, dot[MAX_LABELS], nd = 0;
     struct http_server *s;
 
-    if (host == NULL || host[0] == '\0')
+    if (host == NULL || host[0] == '\0' || g->nnames == 0) /* a flat config: no name */
         return g->dflt[li];
     if (host[0] == '[') { /* an IPv6 literal: up to its ']' */
         while (host[n] != '\0' && host[n++] != ']')
@@ -370,6 +370,7 @@ static int index_names(struct http_module *mod, struct http_sites *g)
     if (table_init(&g->exact, exact) != 0 || table_init(&g->wild, wild) != 0)
         return -1;
     g->nwild = wild;
+    g->nnames = exact + wild;
     for (i = 0; i < g->n; i++)
         for (k = 0; k < g->site[i].site.nnames; k++) {
             const char *name = g->site[i].site.names[k];

@@ -334,9 +334,11 @@ static int interpret(struct http_request *req)
         return -400;
     /* an absolute-form target names the host itself (RFC 9112 §3.2.2); a
      * userinfo in it ("http://a@b/") is refused as RFC 9110 §4.2.4 asks */
-    auth = async__http_target_authority(req->target);
-    if (auth.p != NULL && (auth.n == 0 || !host_valid(auth)))
-        return -400;
+    if (req->target.p[0] != '/') { /* not origin-form: no call for most requests */
+        auth = async__http_target_authority(req->target);
+        if (auth.p != NULL && (auth.n == 0 || !host_valid(auth)))
+            return -400;
+    }
     if (has_te) {
         /* TE with CL is a smuggling shape; TE in 1.0 is faulty framing
          * (RFC 9112 §6.1); an empty TE field codes nothing. */

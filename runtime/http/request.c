@@ -96,8 +96,10 @@ static int64_t now_us(void)
  * to be a host name and port. */
 static int set_host(struct async_http_request *req)
 {
-    struct http_slice a = async__http_target_authority(req->h.target);
+    struct http_slice a = {NULL, 0};
 
+    if (req->h.target.p[0] != '/')
+        a = async__http_target_authority(req->h.target);
     if (a.p == NULL) {
         req->host = req->h.host.p != NULL ? req->h.host.p : NULL;
         if (req->host == NULL && req->h.minor == 1)
