@@ -900,6 +900,15 @@ static struct asyncd_module *place_kept(struct reload *r, struct asyncd_module *
         retire(m, r->c->shutdown_timeout_ms, r->stuck);
         return NULL;
     }
+    if (!same && enabled && m->enabled && !failed && m->desc->reconfigure != NULL &&
+        atomic_load(&m->running) && m->desc->reconfigure(&m->host, cfg) == 0) {
+        /* applied in place: its connections and fibers go on */
+        asyncd_log(ASYNC_LOG_NOTICE, "module %s: config changed, applied in place",
+                   m->desc->name);
+        json_decref(m->config);
+        m->config = cfg;
+        return m;
+    }
     if (enabled && m->enabled && !failed && m->group != NULL &&
         restart_by_hand_over(r, m, &nm)) {
         json_decref(cfg);

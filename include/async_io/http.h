@@ -83,6 +83,12 @@ ASYNC_API int async_http_header_at(const async_http_request *req, size_t i, cons
                                    const char **value);
 /* "1.2.3.4:5678" or "[::1]:5678"; "-" when the socket cannot say. */
 ASYNC_API const char *async_http_peer(const async_http_request *req);
+/* The host the request is for, as sent (a port included): the authority of
+ * an absolute-form target ("GET http://a.example/ HTTP/1.1") before the
+ * Host field (RFC 9112 §3.2.2); "" for an empty Host; NULL when there is
+ * neither (HTTP/1.0).  The engine has answered 400 to a Host that is not
+ * host[:port], to two Host fields and to HTTP/1.1 without one. */
+ASYNC_API const char *async_http_host(const async_http_request *req);
 
 /* Parks; de-chunked body bytes into buf, 0 at the end of the body, -1 with
  * EMSGSIZE (past max_body_bytes), ETIMEDOUT (body_timeout_ms since the
@@ -193,6 +199,26 @@ ASYNC_API void async_http_log_body_bytes(async_http_log_line *line);
 ASYNC_API int async_http_server_set_log(async_http_server *srv, async_http_log_format fmt,
                                         async_http_log_write write, void *ctx);
 
+/* Exchanges a handler tagged (async_http_set_tag: the handler's own
+ * pointer, NULL at the start of every exchange) get these calls, with the
+ * tag, on the connection's fiber; neither may park:
+ *   head  just before the response head is built, the status final
+ *         (async_http_status): fields may still be added — headers that
+ *         depend on the status, or that must reach the engine's own error
+ *         answers too;
+ *   done  once the exchange is over for its tag: head built, access-log
+ *         line formatted (log_fmt reads the tag before done).  A handler
+ *         that holds something for its exchange lets go of it here.
+ * Set before the first connection: 0, or -1 EINVAL, EBUSY (too late). */
+struct async_http_hooks {
+    void (*head)(async_http_request *req, void *tag);
+    void (*done)(async_http_request *req, void *tag);
+};
+ASYNC_API int async_http_server_set_hooks(async_http_server *srv,
+                                          const struct async_http_hooks *hooks);
+ASYNC_API void async_http_set_tag(async_http_request *req, void *tag);
+ASYNC_API void *async_http_tag(const async_http_request *req);
+
 /* Serves s on this fiber until the connection ends; closes s.  Parks. */
 ASYNC_API int async_http_server_serve(async_http_server *srv, async_stream *s);
 /* Serves s on fibers of its own on worker (mod the worker count; -1: this
@@ -201,6 +227,12 @@ ASYNC_API int async_http_server_serve(async_http_server *srv, async_stream *s);
  * EBUSY (past max_connections: answered 503 and closed), ENOMEM (closed),
  * ESHUTDOWN (the server is shutting down: closed). */
 ASYNC_API int async_http_server_start(async_http_server *srv, async_stream *s, int worker);
+/* The same, with a tag every request of the connection reads back with
+ * async_http_conn_tag (which listener it came through, say).  The tag is
+ * the caller's, and must outlive the connection. */
+ASYNC_API int async_http_server_start_tagged(async_http_server *srv, async_stream *s, int worker,
+                                             void *tag);
+ASYNC_API void *async_http_conn_tag(const async_http_request *req);
 /* Parks: stops taking connections and drains the others without failing
  * a request: every response from now on says "Connection: close" and
  * ends its connection; busy connections finish the request in progress;

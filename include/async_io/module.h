@@ -125,6 +125,14 @@ struct async_module {
      * The reload's check (validate) ran first and passed.  Called on a
      * daemon fiber while run runs; must not park. */
     void (*reload)(async_module_host *host);
+    /* Optional, added within ABI 2: a reload changed the module's config
+     * (validate accepted it) while run serves.  Apply it in place and
+     * return 0 — what run was given stays borrowed only until then, the
+     * new config is borrowed for this call — or return -1 when it cannot
+     * be applied so (the daemon then restarts the module, as it does for
+     * a module without the hook).  Called on a daemon fiber; must not
+     * park. */
+    int (*reconfigure)(async_module_host *host, const json_t *config);
     /* Hooks added later go here, at the end. */
 };
 

@@ -5,6 +5,7 @@
  * every default for `asyncd -T`.  Relative paths resolve against asyncd's
  * working directory, which is the config file's folder. */
 #include "http.h"
+#include "sites.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -46,6 +47,8 @@ static const char *const keys[] = {
     "lingering_timeout_ms", "lingering_max_bytes",
     "serve_hidden", "access_log_format", "precompressed", "metrics_path", "status_allow",
     "metrics_allow",
+    /* virtual hosts (sites_config.c) */
+    "servers", "headers", "locations", "error_pages",
 };
 
 /* Hop-by-hop and framing fields: the module writes these itself, and a
@@ -60,6 +63,7 @@ static const char *const framing[] = {
 struct check {
     async_module_report *rep;
     unsigned n;
+    const char *prefix;         /* "servers[2]." inside a server block, else "" */
 };
 
 static void problem(struct check *ck, const char *path, const char *fmt, ...)
@@ -67,13 +71,17 @@ static void problem(struct check *ck, const char *path, const char *fmt, ...)
 
 static void problem(struct check *ck, const char *path, const char *fmt, ...)
 {
-    char msg[1024];
+    char msg[1024], full[1024];
+    size_t pl = strlen(ck->prefix);
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    async_module_problem(ck->rep, path, "%s", msg);
+    if (path[0] == '\0' && pl > 0)
+        pl--; /* the block itself: no trailing '.' */
+    snprintf(full, sizeof(full), "%.*s%s", (int)pl, ck->prefix, path);
+    async_module_problem(ck->rep, full, "%s", msg);
     ck->n++;
 }
 
@@ -435,26 +443,31 @@ static void check_extras(const json_t *config, struct check *ck)
         problem(ck, "precompressed", "must be true or false");
 }
 
-int http_config_validate(const json_t *config, async_module_report *report)
+const char *http_config_header_problem(const char *name, const json_t *value)
 {
-    struct check ck_ = {report, 0}, *ck = &ck_;
-    const char *key;
+    static char why[128];
+    size_t k;
+
+    if (!is_token(name))
+        return "not a field name (letters, digits and !#$%&'*+-.^_`|~)";
+    for (k = 0; k < sizeof(framing) / sizeof(framing[0]); k++)
+        if (strcasecmp(name, framing[k]) == 0) {
+            snprintf(why, sizeof(why), "%s is hop-by-hop or framing: the server writes it itself",
+                     framing[k]);
+            return why;
+        }
+    if (!json_is_string(value) || has_ctl(json_string_value(value)) || has_nul(value))
+        return "must be a string without control characters";
+    return NULL;
+}
+
+/* The keys a server block shares with the top level, where present. */
+static void validate_keys(const json_t *config, struct check *ck)
+{
     const json_t *v;
     size_t i;
 
-    if (!json_is_object(config)) {
-        problem(ck, "", "must be an object");
-        return -1;
-    }
-    json_object_foreach((json_t *)config, key, v) {
-        for (i = 0; i < sizeof(keys) / sizeof(keys[0]) && strcmp(key, keys[i]) != 0; i++)
-            ;
-        if (i == sizeof(keys) / sizeof(keys[0]))
-            problem(ck, key, "unknown key");
-    }
-    if ((v = json_object_get(config, "listen")) == NULL)
-        problem(ck, "", "needs \"listen\": an array of \"host:port\" strings");
-    else
+    if ((v = json_object_get(config, "listen")) != NULL)
         check_listen(v, ck);
     if ((v = json_object_get(config, "root")) != NULL)
         check_root(v, ck);
@@ -490,6 +503,39 @@ int http_config_validate(const json_t *config, async_module_report *report)
             problem(ck, limits[i].key, "must be an integer from %lld to %lld",
                     (long long)limits[i].min, (long long)limits[i].max);
     }
+}
+
+unsigned http_config_validate_server(const json_t *server, const char *prefix,
+                                     async_module_report *report)
+{
+    struct check ck = {report, 0, prefix};
+
+    validate_keys(server, &ck);
+    return ck.n;
+}
+
+int http_config_validate(const json_t *config, async_module_report *report)
+{
+    struct check ck_ = {report, 0, ""}, *ck = &ck_;
+    const char *key;
+    const json_t *v;
+    size_t i;
+
+    if (!json_is_object(config)) {
+        problem(ck, "", "must be an object");
+        return -1;
+    }
+    json_object_foreach((json_t *)config, key, v) {
+        for (i = 0; i < sizeof(keys) / sizeof(keys[0]) && strcmp(key, keys[i]) != 0; i++)
+            ;
+        if (i == sizeof(keys) / sizeof(keys[0]))
+            problem(ck, key, "unknown key");
+    }
+    /* with "servers", each server may name its own */
+    if (json_object_get(config, "listen") == NULL && json_object_get(config, "servers") == NULL)
+        problem(ck, "", "needs \"listen\": an array of \"host:port\" strings");
+    validate_keys(config, ck);
+    ck->n += http_sites_validate(config, report);
     return ck->n == 0 ? 0 : -1;
 }
 

@@ -5,25 +5,28 @@
  * (async_io/http.h); this module is configuration, listeners, routing,
  * static files, the status endpoint and the access log on top of it.
  *
- *   http.c      the module: config check, listeners, acceptors, drain
+ *   http.c      the module: config check, listeners, acceptors, drain, reload
  *   config.c    modules.http of asyncd.json -> struct http_config
+ *   sites*.c    virtual hosts: one struct http_server per site (sites.h)
  *   route.c     the engine's handler: status endpoint, routes, files
  *   files.c     static files beneath the root (sendfile, ranges, 304)
  *   precompressed.c  X.br and X.gz beside X: found, checked, kept with X
  *   encoding.c  Accept-Encoding: which of them a request gets (pure)
  *   file_cache.c  open files reused per worker
- *   local.c     what each worker keeps for itself (its file cache)
+ *   local.c     what each worker keeps for itself, per site (its file cache)
  *   status.c    the status endpoint's JSON
  *   metrics.c   the metrics endpoint (Prometheus text format 0.0.4)
  *   allow.c     who may read those two: addresses and CIDR prefixes (pure)
- *   access_log.c  the access log's destination, through the daemon's log writer
- *   log_line.c  its lines (combined format), formatted for the engine
+ *   access_log.c  the access logs' destinations (one per server), through the
+ *               daemon's log writer
+ *   log_line.c  their lines (combined, json, templates), formatted for the engine
  *   dates.c     HTTP dates
  *   tls.c       listen entries that serve HTTPS: their check, contexts, reload
  *
- * Threads: every connection runs on one worker; the server struct is
- * shared by all of them.  Its counters are relaxed atomics and its
- * configuration is read-only while it serves. */
+ * Threads: every connection runs on one worker; a site (struct
+ * http_server) is shared by all of them.  Its counters are relaxed atomics
+ * and its configuration is read-only while it serves; a reload makes new
+ * sites rather than change these (sites.h). */
 #ifndef HTTP_HTTP_H
 #define HTTP_HTTP_H
 
@@ -64,6 +67,38 @@ struct http_route {
 
 struct http_tls;
 
+/* Header fields a site adds to its answers. */
+struct http_header_list {
+    char **name, **value;
+    size_t n;
+};
+
+/* "locations": fields for the answers under a path prefix. */
+struct http_location {
+    char *prefix;
+    size_t len;
+    struct http_header_list headers;
+    bool always;                /* on error answers (>= 400) too */
+};
+
+/* "error_pages": "404" (code 404) or "5xx" (code 5). */
+struct http_error_page {
+    int code;
+    char *path;                 /* beneath the site's root */
+};
+
+/* What a server block adds to the one-site config (sites_config.c). */
+struct http_site_cfg {
+    char **names;               /* lower case, no trailing dot; "*.a.b" wildcards */
+    size_t nnames;
+    bool is_default;
+    struct http_header_list headers; /* on every answer */
+    struct http_location *loc;  /* longest prefix first */
+    size_t nloc;
+    struct http_error_page *pages;
+    size_t npages;
+};
+
 struct http_config {
     char *listen[HTTP_MAX_LISTEN];
     struct http_tls *tls[HTTP_MAX_LISTEN]; /* NULL: plain HTTP on listen[i] */
@@ -100,6 +135,14 @@ struct http_config {
 /* Validates modules.http, reporting every problem by its JSON path: 0, or
  * -1 when it reported one. */
 int http_config_validate(const json_t *config, async_module_report *report);
+/* The keys a server block shares with the top level (listen, root, index,
+ * routes, ...), those present, reported under prefix ("servers[1]."):
+ * how many problems. */
+unsigned http_config_validate_server(const json_t *server, const char *prefix,
+                                     async_module_report *report);
+/* What is wrong with a header field a config adds (a name that is not a
+ * token, a framing field, a value with control characters), or NULL. */
+const char *http_config_header_problem(const char *name, const json_t *value);
 /* A config validate accepted, with every default filled in (asyncd -T):
  * a new reference, or NULL. */
 json_t *http_config_effective(const json_t *config);
@@ -118,6 +161,8 @@ unsigned http_tls_check(const json_t *tls, const char *path, async_module_report
  * when out of memory. */
 struct http_tls *http_tls_load(const json_t *tls);
 void http_tls_free(struct http_tls *t);
+/* Whether a and b name the same certificate files (NULL: plain HTTP). */
+bool http_tls_same(const struct http_tls *a, const struct http_tls *b);
 /* Makes a context from the files and puts it in place for new
  * connections (the first time, or on a reload): 0, or -1 with why filled
  * and the context in use kept.  Never parks. */
@@ -128,18 +173,30 @@ int http_tls_start(struct http_tls *t, async_stream *s);
 void http_tls_warn(struct http_tls *t, async_module_host *host, const char *address);
 
 struct http_log;
+struct http_server;
 
-/* Opens the access log described by dest ("stderr" or a path, through
- * the daemon's log writer); NULL and errno on failure. */
-struct http_log *http_log_open(async_module_host *host, const char *dest, const char *format);
+/* The module's access logs: every destination a site names, opened once
+ * and kept while the module runs (a reload adds, never removes).  NULL
+ * and errno on failure. */
+struct http_log *http_log_new(async_module_host *host);
+/* The entry for dest ("stderr" or a path, through the daemon's log
+ * writer) in format: its index, or -1 with errno.  One fiber at a time
+ * (run, reconfigure); lines may be written meanwhile. */
+int http_log_entry(struct http_log *l, const char *dest, const char *format);
+/* Where exchanges no site answered (the engine's own 400s) are logged:
+ * an entry, or -1 for nowhere. */
+void http_log_set_untagged(struct http_log *l, int entry);
+/* Starts the line of req (site may be NULL) in line: its format, or NULL
+ * when it goes to no log.  (log_line.c's formatter.) */
+const char *http_log_begin(struct http_log *l, const struct http_server *site,
+                           async_http_log_line *line);
 /* Queues lines (written by the daemon within a second; dropped and
- * counted if its queue is full).  Never blocks.  Any thread.  The
- * engine's log writer (async_http_log_write) with the log as ctx. */
+ * counted if its queue is full), each to its entry's file.  Never blocks.
+ * Any thread.  The engine's log writer (async_http_log_write) with the
+ * log as ctx. */
 void http_log_write(const char *lines, size_t len, void *log);
 /* Lines dropped so far because the daemon's queue was full. */
 uint64_t http_log_dropped(const struct http_log *l);
-/* Its access_log_format ("combined", "json" or a template). */
-const char *http_log_style(const struct http_log *l);
 /* The first variable of a template that log_line.c does not know: its
  * name's start in tmpl and *len, or NULL when it knows them all. */
 const char *http_log_unknown_variable(const char *tmpl, size_t *len);
@@ -153,23 +210,30 @@ void http_log_format(const async_http_request *req, async_http_log_line *line, v
  * among any number of workers: for warnings a flood would repeat. */
 bool http_once_a_second(_Atomic int64_t *at);
 
+struct http_sites;
+
+/* One site: a server block of the config (or the whole of a flat one). */
 struct http_server {
     async_module_host *host;
-    struct http_config cfg;
-    async_http_server *engine;
+    struct http_config cfg;     /* the top level's keys with the server's on top */
+    struct http_site_cfg site;
+    struct http_sites *sites;   /* the generation it belongs to (sites.c) */
+    uint32_t listen_mask;       /* bit i: it listens on the module's listen[i] */
+    int log_entry;              /* its access log in the module's (access_log.c), -1 none */
+    async_http_server *engine;  /* the module's */
     int root_fd;                /* O_PATH directory, -1 without a root */
-    struct http_log *log;
+    struct http_log *log;       /* the module's */
     _Atomic int64_t busy_logged_at; /* when refusals were last logged (async_now_ms) */
     _Atomic uint64_t fd_refused; /* requests answered 503: no descriptor for a file */
     _Atomic int64_t fd_logged_at;
-    /* per-worker state (local.c) */
-    unsigned gen;               /* tells this server's from a predecessor's */
-    pthread_mutex_t locals_lock;
-    struct http_local *locals;
+    /* per-worker state (local.c): slot w is written by worker w only */
+    struct http_local **locals;
+    unsigned nlocals;
 };
 
-/* The engine's handler: everything a request can reach (route.c). */
-int http_handle(async_http_request *req, void *srv);
+/* The engine's handler (ctx: the module): chooses the site, then
+ * everything it serves (route.c). */
+int http_handle(async_http_request *req, void *mod);
 
 /* A small complete answer with a text/plain body. */
 int http_text(async_http_request *req, int status, const char *body);
@@ -254,11 +318,11 @@ int http_files_serve(struct http_server *srv, async_http_request *req, const cha
 /* ---- what each worker keeps for itself (local.c) ---- */
 
 struct http_local {
-    unsigned gen;               /* the server it belongs to */
     struct http_file_cache files;
-    struct http_local *next;    /* srv->locals */
 };
 
+/* Makes room for every worker's state: 0 or -1 (ENOMEM). */
+int http_locals_init(struct http_server *srv, unsigned workers);
 /* The calling worker's state for srv, made on first use; NULL if out of
  * memory. */
 struct http_local *http_local(struct http_server *srv);

@@ -1,49 +1,43 @@
-/* modules/http/local.c — what each worker keeps for itself: its cache of
- * open files (file_cache.c).  (Input buffers and response counters are
- * the engine's, per worker too.)
+/* modules/http/local.c — what each worker keeps for itself, per site: its
+ * cache of open files (file_cache.c).  (Input buffers and response
+ * counters are the engine's, per worker too.)
  *
  * Threads: a struct http_local is used only by its worker thread (a fiber
- * never changes thread), so nothing in it is locked.  It is found through
- * a thread-local pointer tagged with the server's generation: a restarted
- * module never touches its predecessor's (freed) state.  The server lists
- * every worker's state under locals_lock, to free them all once the last
- * connection has gone. */
+ * never changes thread), so nothing in it is locked.  A site has one slot
+ * per worker, written only by that worker (made on first use); the slots
+ * are freed with the site, once no request holds it (sites.c). */
 #include "http.h"
 
 #include <stdlib.h>
 
-static __thread struct http_local *mine;
-static __thread unsigned mine_gen; /* whose state `mine` is; 0: nobody's */
+int http_locals_init(struct http_server *srv, unsigned workers)
+{
+    srv->locals = calloc(workers > 0 ? workers : 1, sizeof(*srv->locals));
+    srv->nlocals = srv->locals != NULL ? workers : 0;
+    return srv->locals != NULL ? 0 : -1;
+}
 
 struct http_local *http_local(struct http_server *srv)
 {
-    struct http_local *l;
+    int w = async_worker_id();
 
-    if (mine_gen == srv->gen)
-        return mine;
-    l = calloc(1, sizeof(*l));
-    if (l == NULL)
+    if (w < 0 || (unsigned)w >= srv->nlocals)
         return NULL;
-    l->gen = srv->gen;
-    pthread_mutex_lock(&srv->locals_lock);
-    l->next = srv->locals;
-    srv->locals = l;
-    pthread_mutex_unlock(&srv->locals_lock);
-    mine = l;
-    mine_gen = srv->gen;
-    return l;
+    if (srv->locals[w] == NULL)
+        srv->locals[w] = calloc(1, sizeof(struct http_local));
+    return srv->locals[w];
 }
 
 void http_locals_free(struct http_server *srv)
 {
-    struct http_local *l, *next;
+    unsigned w;
 
-    pthread_mutex_lock(&srv->locals_lock);
-    for (l = srv->locals; l != NULL; l = next) {
-        next = l->next;
-        http_file_cache_clear(&l->files);
-        free(l);
-    }
+    for (w = 0; w < srv->nlocals; w++)
+        if (srv->locals[w] != NULL) {
+            http_file_cache_clear(&srv->locals[w]->files);
+            free(srv->locals[w]);
+        }
+    free(srv->locals);
     srv->locals = NULL;
-    pthread_mutex_unlock(&srv->locals_lock);
+    srv->nlocals = 0;
 }

@@ -123,6 +123,7 @@ static void add_time(async_http_log_line *line)
 
 static void format_json(const async_http_request *req, async_http_log_line *line)
 {
+    const struct http_server *site = async_http_tag(req); /* the server that answered */
     const char *peer = async_http_peer(req), *colon = strrchr(peer, ':');
     char addr[64], buf[96];
     size_t n;
@@ -137,6 +138,8 @@ static void format_json(const async_http_request *req, async_http_log_line *line
     snprintf(addr, sizeof(addr), "%.*s", (int)n, peer);
     async_http_log_add(line, "{\"time\":", 8);
     add_time(line);
+    async_http_log_add(line, ",\"server_name\":", 15);
+    add_json(line, site != NULL && site->site.nnames > 0 ? site->site.names[0] : NULL, 256);
     async_http_log_add(line, ",\"peer\":", 8);
     add_json(line, addr, 64);
     async_http_log_add(line, ",\"method\":", 10);
@@ -257,9 +260,12 @@ static void add_var(const async_http_request *req, async_http_log_line *line, co
         v = async_http_header(req, "host");
         add_escaped(line, v != NULL ? v : "-", 256);
         return;
-    case 8: /* server_name: one site so far */
-        k = snprintf(buf, sizeof(buf), "-");
-        break;
+    case 8: { /* server_name: the first name of the site that answered */
+        const struct http_server *site = async_http_tag(req);
+
+        add_escaped(line, site != NULL && site->site.nnames > 0 ? site->site.names[0] : "-", 256);
+        return;
+    }
     case 9: { /* time_iso8601 */
         time_t now = time(NULL);
         struct tm tm;
@@ -303,7 +309,11 @@ static void format_template(const async_http_request *req, async_http_log_line *
 
 void http_log_format(const async_http_request *req, async_http_log_line *line, void *ctx)
 {
-    const char *style = ctx != NULL ? http_log_style(ctx) : "combined";
+    /* the site's log, which the tag names until the engine's done hook */
+    const char *style = http_log_begin(ctx, async_http_tag(req), line);
+
+    if (style == NULL)
+        return;
 
     if (strcmp(style, "json") == 0) {
         format_json(req, line);

@@ -1,6 +1,7 @@
 /* modules/http/route.c — the handler the engine calls for every request:
- * the status and metrics endpoints, then routes (an exact path before the longest
- * prefix), then static files beneath the root.
+ * the site its host names (sites.c), then the status and metrics
+ * endpoints, routes (an exact path before the longest prefix), then
+ * static files beneath the site's root.
  *
  * A route may name a handler another module registered
  * (async_module_add_http_handler): the request goes to it on this
@@ -8,6 +9,7 @@
  * module provides the name — its module is being reloaded — the request
  * waits for it to come back, up to HANDLER_WAIT_MS, before a 503. */
 #include "http.h"
+#include "sites.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -18,6 +20,11 @@
 
 int http_text(async_http_request *req, int status, const char *body)
 {
+    int rc;
+
+    /* an error: the site's page for it, if it has one it can read */
+    if (status >= 400 && (rc = http_site_error_page(req, status)) != 1)
+        return rc;
     return async_http_respond(req, status, "text/plain; charset=utf-8", body, strlen(body));
 }
 
@@ -112,9 +119,10 @@ static const struct http_route *find_route(const struct http_config *cfg, const 
     return best;
 }
 
-int http_handle(async_http_request *req, void *arg)
+int http_handle(async_http_request *req, void *mod)
 {
-    struct http_server *srv = arg;
+    /* held until the engine's done hook, set by enter as the tag */
+    struct http_server *srv = http_site_enter(mod, req);
     const char *method = async_http_method(req), *path = async_http_path(req);
     const struct http_route *rt = NULL;
     bool reads = is(method, "GET") || is(method, "HEAD");

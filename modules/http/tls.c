@@ -46,6 +46,21 @@ struct http_tls {
     async_tls_context *ctx;     /* under lock; NULL until http_tls_open */
 };
 
+bool http_tls_same(const struct http_tls *a, const struct http_tls *b)
+{
+    size_t i;
+
+    if (a == NULL || b == NULL)
+        return a == b;
+    if (a->ncerts != b->ncerts)
+        return false;
+    for (i = 0; i < a->ncerts; i++)
+        if (strcmp(a->certs[i].cert_file, b->certs[i].cert_file) != 0 ||
+            strcmp(a->certs[i].key_file, b->certs[i].key_file) != 0)
+            return false;
+    return true;
+}
+
 /* ---- the check ---- */
 
 static bool nonempty_string(const json_t *v)

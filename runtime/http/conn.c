@@ -340,6 +340,8 @@ static void unparsed(struct async_http_request *req, struct http_conn *c, bool b
 {
     req->c = c;
     req->valid = false;
+    req->tag = NULL;
+    req->host = NULL;
     req->started_us = 0;
     req->body_done = true;
     req->body_error = 0;

@@ -117,6 +117,7 @@ struct async_http_server {
     async_http_log_format log_fmt;
     async_http_log_write log_write;
     void *log_ctx;
+    struct async_http_hooks hooks; /* for tagged exchanges (async_http_set_tag) */
     bool simple;                /* async_http_serve's defaults: no list, no locals */
     bool time_requests;         /* ASYNC_HTTP_TIME_REQUESTS */
     /* state */
@@ -193,6 +194,7 @@ struct http_conn {
     bool fresh;                 /* no request yet */
     bool parks;                 /* idle waits hand over to a new fiber (server_start) */
     bool layered;               /* the stream has a layer (TLS): no syscalls of our own on fd */
+    void *tag;                  /* async_http_server_start_tagged's; NULL otherwise */
     struct async_http_request *cur; /* the exchange in progress, or NULL */
 };
 
@@ -252,6 +254,9 @@ struct async_http_request {
     uint64_t body_sent;         /* body bytes known to have left */
     size_t body_start;          /* where this response's body starts in c->out */
     uint64_t pending;           /* body bytes in c->out after body_start */
+    void *tag;                  /* the handler's (async_http_set_tag); NULL at first */
+    const char *host;           /* async_http_host: authority or Host, NULL if none */
+    char authority[256];        /* an absolute-form target's authority, NUL-ended */
     char path[HTTP_PATH_MAX + 1];
 };
 

@@ -227,11 +227,86 @@ static int content_length(struct http_slice v, uint64_t *out)
     return 0;
 }
 
+/* Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): an
+ * IP-literal in brackets or a reg-name (unreserved, pct-encoded and
+ * sub-delims), then optional digits.  RFC 9112 §3.2 has a server answer
+ * 400 to a Host that is not this, so a space or a second authority in it
+ * never reaches a handler that picks a site by it.  Empty is valid (a
+ * target without an authority). */
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* The bytes of a reg-name (RFC 3986 §3.2.2): unreserved, '%' and
+ * sub-delims; a table, since every request's Host goes through it. */
+static const unsigned char reg_name[256] = {
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1, ['%'] = 1,
+    ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1,
+    ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
+    ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
+    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
+    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+static bool host_valid(struct http_slice v)
+{
+    size_t i = 0;
+
+    if (v.n > 0 && v.p[0] == '[') {
+        for (i = 1; i < v.n && v.p[i] != ']'; i++)
+            if (!is_hex(v.p[i]) && v.p[i] != ':' && v.p[i] != '.')
+                return false;
+        if (i == v.n || i == 1)
+            return false;
+        i++;
+    } else {
+        while (i < v.n && reg_name[(unsigned char)v.p[i]])
+            i++;
+    }
+    if (i == v.n)
+        return true;
+    if (v.p[i++] != ':')
+        return false;
+    for (; i < v.n; i++)
+        if (v.p[i] < '0' || v.p[i] > '9')
+            return false;
+    return true;
+}
+
+/* The authority of an absolute-form target ("http://host:port/..."), or
+ * n = 0 for the other forms. */
+struct http_slice async__http_target_authority(struct http_slice t)
+{
+    size_t skip, e;
+
+    /* origin-form, every request but a proxy's: no strncasecmp calls */
+    if (t.n == 0 || t.p[0] == '/' || t.p[0] == '*')
+        return (struct http_slice){NULL, 0};
+    if (t.n > 7 && strncasecmp(t.p, "http://", 7) == 0)
+        skip = 7;
+    else if (t.n > 8 && strncasecmp(t.p, "https://", 8) == 0)
+        skip = 8;
+    else
+        return (struct http_slice){NULL, 0};
+    for (e = skip; e < t.n && t.p[e] != '/' && t.p[e] != '?'; e++)
+        ;
+    return (struct http_slice){t.p + skip, e - skip};
+}
+
 /* Reads the fields that frame the message and steer the connection. */
 static int interpret(struct http_request *req)
 {
     struct connection_opts conn = {false, false};
     unsigned i, hosts = 0, lengths = 0;
+    struct http_slice auth;
     int te = 0, rc;
     bool has_te = false;
 
@@ -257,8 +332,15 @@ static int interpret(struct http_request *req)
             req->expect_continue = true;
         }
     }
-    if (hosts > 1 || (hosts == 0 && req->minor == 1))
+    if (hosts > 1 || (hosts == 0 && req->minor == 1) || !host_valid(req->host))
         return -400;
+    /* an absolute-form target names the host itself (RFC 9112 §3.2.2); a
+     * userinfo in it ("http://a@b/") is refused as RFC 9110 §4.2.4 asks */
+    if (req->target.p[0] != '/') { /* not origin-form: no call for most requests */
+        auth = async__http_target_authority(req->target);
+        if (auth.p != NULL && (auth.n == 0 || !host_valid(auth)))
+            return -400;
+    }
     if (has_te) {
         /* TE with CL is a smuggling shape; TE in 1.0 is faulty framing
          * (RFC 9112 §6.1); an empty TE field codes nothing. */

@@ -64,6 +64,10 @@ struct http_request {
     bool expect_continue;       /* Expect: 100-continue */
 };
 
+/* The authority of an absolute-form target ("http://host:port/..."):
+ * n = 0 and p = NULL for the other forms.  The parser has checked it. */
+struct http_slice async__http_target_authority(struct http_slice target);
+
 /* Parses one request head (request line, fields, empty line) at the start
  * of buf[0..len); up to 4 empty lines before the request line are skipped
  * (RFC 9112 §2.2).  max_head bounds the head's length in bytes,

@@ -91,6 +91,29 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The host the request names: an absolute-form target's authority before
+ * the Host field (RFC 9112 §3.2.2).  0, or -1 for an authority too long
+ * to be a host name and port. */
+static int set_host(struct async_http_request *req)
+{
+    struct http_slice a = {NULL, 0};
+
+    if (req->h.target.p[0] != '/')
+        a = async__http_target_authority(req->h.target);
+    if (a.p == NULL) {
+        req->host = req->h.host.p != NULL ? req->h.host.p : NULL;
+        if (req->host == NULL && req->h.minor == 1)
+            req->host = ""; /* the parser saw one: an empty Host */
+        return 0;
+    }
+    if (a.n >= sizeof(req->authority))
+        return -1;
+    memcpy(req->authority, a.p, a.n);
+    req->authority[a.n] = '\0';
+    req->host = req->authority;
+    return 0;
+}
+
 void async__http_request_init(struct async_http_request *req, struct http_conn *c,
                               size_t body_at)
 {
@@ -99,6 +122,8 @@ void async__http_request_init(struct async_http_request *req, struct http_conn *
     unsigned i;
 
     req->c = c;
+    req->tag = NULL;
+    req->host = NULL;
     /* only logs and the duration histogram ask */
     req->started_us = srv->log_fmt != NULL || srv->time_requests ? now_us() : 0;
     req->body_at = body_at;
@@ -129,6 +154,10 @@ void async__http_request_init(struct async_http_request *req, struct http_conn *
         }
         memcpy(req->path, "*", 2);
         req->valid = true;
+        return;
+    }
+    if (set_host(req) != 0) {
+        req->status = 400;
         return;
     }
     raw = target_path(&req->h);
@@ -180,6 +209,26 @@ int async_http_header_at(const async_http_request *req, size_t i, const char **n
 {
     return async__http_field_at(req->h.headers, req->valid ? req->h.nheaders : 0, i, name,
                                 value);
+}
+
+const char *async_http_host(const async_http_request *req)
+{
+    return req->host;
+}
+
+void *async_http_conn_tag(const async_http_request *req)
+{
+    return req->c->tag;
+}
+
+void async_http_set_tag(async_http_request *req, void *tag)
+{
+    req->tag = tag;
+}
+
+void *async_http_tag(const async_http_request *req)
+{
+    return req->tag;
 }
 
 const char *async_http_peer(const async_http_request *req)
@@ -449,8 +498,13 @@ void async__http_emit_head(struct async_http_request *req, bool streaming)
     struct async_http_server *srv = c->srv;
     struct http_out *o = &c->out;
     int status = req->status;
-    bool bodyless = status < 200 || status == 204 || status == 304;
+    bool bodyless;
 
+    /* the last moment fields may join the head: the status is final */
+    if (req->tag != NULL && srv->hooks.head != NULL)
+        srv->hooks.head(req, req->tag);
+    status = req->status;
+    bodyless = status < 200 || status == 204 || status == 304;
     if (bodyless)
         req->no_body = true;
     /* A drain, or a body too big to read away unless the handler reads it:
@@ -745,6 +799,21 @@ static bool drain_body(struct async_http_request *req)
     return false;
 }
 
+/* The tagged exchange is over for the handler's module (its line is
+ * formatted, its head built); what follows (reading away a body) needs
+ * nothing of the tag. */
+static void exchange_done(struct async_http_request *req)
+{
+    struct async_http_server *srv = req->c->srv;
+    void *tag = req->tag;
+
+    if (tag == NULL)
+        return;
+    req->tag = NULL;
+    if (srv->hooks.done != NULL)
+        srv->hooks.done(req, tag);
+}
+
 bool async__http_request_finish(struct async_http_request *req, int rc)
 {
     struct http_conn *c = req->c;
@@ -779,6 +848,7 @@ bool async__http_request_finish(struct async_http_request *req, int rc)
     }
     log_response(req);
 body:
+    exchange_done(req);
     if (req->broken)
         return false;
     if (!req->body_done && req->body_error == 0 && !drain_body(req))

@@ -493,6 +493,24 @@ static void refuse_busy(struct async_http_server *srv, async_stream *s)
 
 int async_http_server_start(async_http_server *srv, async_stream *s, int worker)
 {
+    return async_http_server_start_tagged(srv, s, worker, NULL);
+}
+
+int async_http_server_set_hooks(async_http_server *srv, const struct async_http_hooks *hooks)
+{
+    if (srv == NULL || srv->simple || hooks == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (frozen(srv))
+        return -1;
+    srv->hooks = *hooks;
+    return 0;
+}
+
+int async_http_server_start_tagged(async_http_server *srv, async_stream *s, int worker,
+                                   void *tag)
+{
     struct http_conn *c;
     async_task *t;
     int workers = async_workers();
@@ -518,6 +536,7 @@ int async_http_server_start(async_http_server *srv, async_stream *s, int worker)
         return -1;
     }
     c->parks = true;
+    c->tag = tag;
     t = worker < 0 ? async_spawn(async__http_conn_main, c)
                    : async_spawn_on((unsigned)worker % (unsigned)workers,
                                     async__http_conn_main, c);

@@ -73,15 +73,22 @@ static void install_http(int tail)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A config whose header timeout follows the body, so that a new body
+ * restarts the module with a new generation (a new route body alone the
+ * http module applies in place, keeping its generation). */
 static void write_http_config(const char *body, const char *listen)
 {
     char text[2048];
+    unsigned sum = 0;
+    const char *p;
 
+    for (p = body; *p != '\0'; p++)
+        sum += (unsigned char)*p;
     snprintf(text, sizeof(text),
              "{\"modules_dir\":\"modules\",\"shutdown_timeout_ms\":5000,\"log_level\":\"info\",\n"
-             " \"modules\":{\"http\":{\"listen\":[%s],\n"
+             " \"modules\":{\"http\":{\"listen\":[%s],\"header_timeout_ms\":%u,\n"
              "  \"routes\":[{\"path\":\"/hello\",\"status\":200,\"body\":\"%s\"}]}}}\n",
-             listen, body);
+             listen, 10000 + sum % 1000, body);
     write_file("asyncd.json", text);
 }
 
@@ -402,10 +409,12 @@ static void listeners_two_modules_on_one_address_is_an_error_naming_both(void **
     write_file("asyncd.json", text);
     daemon_start(&D, "asyncd.json", NULL);
     wait_next(&D, "ready: ");
-    snprintf(want[0], sizeof(want[0]), "module echo cannot listen on 127.0.0.1:%d: module lazy "
-             "listens there", port);
-    snprintf(want[1], sizeof(want[1]), "module lazy cannot listen on 127.0.0.1:%d: module echo "
-             "listens there", port);
+    /* (when both bind at once, the kernel refuses the second and the
+     * owner is named with its address: "module echo (127.0.0.1:N)") */
+    snprintf(want[0], sizeof(want[0]), "module echo cannot listen on 127.0.0.1:%d: module lazy",
+             port);
+    snprintf(want[1], sizeof(want[1]), "module lazy cannot listen on 127.0.0.1:%d: module echo",
+             port);
     at = strstr(D.log, want[0]);
     if (at == NULL && strstr(D.log, want[1]) == NULL)
         fail_msg("neither '%s' nor '%s' in the log:\n%s", want[0], want[1], D.log);

@@ -680,6 +680,113 @@ static void http_engine_server_limits_counts_logs_and_shuts_down(void **state)
     RUN(2, t_server, NULL);
 }
 
+/* ---- tags and hooks ---- */
+
+static int marker;
+static _Atomic unsigned logged, done;
+
+/* Tags its exchange, says what it saw of the connection's tag and the
+ * host, and answers by path: /fail returns -1, /missing 404. */
+static int h_tagged(async_http_request *req, void *ctx)
+{
+    const char *host = async_http_host(req);
+    char body[256];
+
+    (void)ctx;
+    async_http_set_tag(req, &marker);
+    CHECK(async_http_tag(req) == &marker);
+    if (strcmp(async_http_path(req), "/fail") == 0)
+        return -1;
+    snprintf(body, sizeof(body), "conn=%s host=%s\n",
+             async_http_conn_tag(req) == (void *)5 ? "ok" : "bad", host != NULL ? host : "-");
+    return async_http_respond(req, strcmp(async_http_path(req), "/missing") == 0 ? 404 : 200,
+                              "text/plain", body, strlen(body));
+}
+
+static void hook_head(async_http_request *req, void *tag)
+{
+    char v[16];
+
+    CHECK(tag == &marker);
+    snprintf(v, sizeof(v), "%d", async_http_status(req));
+    CHECK_OK(async_http_add_header(req, "X-Hook", v));
+}
+
+static void hook_done(async_http_request *req, void *tag)
+{
+    (void)req;
+    CHECK(tag == &marker);
+    /* after its log line */
+    CHECK_EQ(atomic_load(&logged), atomic_load(&done) + 1);
+    atomic_fetch_add(&done, 1);
+}
+
+static void tag_log_fmt(const async_http_request *req, async_http_log_line *line, void *ctx)
+{
+    (void)ctx;
+    if (async_http_tag(req) == &marker)
+        atomic_fetch_add(&logged, 1);
+    async_http_log_add(line, "x\n", 2);
+}
+
+static void tag_log_write(const char *lines, size_t len, void *ctx)
+{
+    (void)lines, (void)len, (void)ctx;
+}
+
+static void *tagged_acceptor(void *arg)
+{
+    async_stream *s;
+
+    (void)arg;
+    while ((s = async_listener_accept(E.l)) != NULL)
+        CHECK_OK(async_http_server_start_tagged(E.srv, s, -1, (void *)5));
+    return NULL;
+}
+
+static void *t_hooks(void *arg)
+{
+    const struct async_http_hooks hooks = {.head = hook_head, .done = hook_done};
+
+    (void)arg;
+    E.srv = async_http_server_new(h_tagged, NULL);
+    CHECK(E.srv != NULL);
+    CHECK_FAILS(async_http_server_set_hooks(E.srv, NULL), EINVAL);
+    CHECK_OK(async_http_server_set_hooks(E.srv, &hooks));
+    CHECK_OK(async_http_server_set_log(E.srv, tag_log_fmt, tag_log_write, NULL));
+    E.l = async_listener_bind("127.0.0.1:0");
+    CHECK(E.l != NULL);
+    E.port = async_listener_port(E.l);
+    E.acceptor = async_spawn(tagged_acceptor, NULL);
+    ASK("GET /a HTTP/1.1\r\nHost: Ex.test:81\r\n\r\n"
+        "GET http://abs.test:8/b HTTP/1.1\r\nHost: ex\r\n\r\n"
+        "GET /missing HTTP/1.1\r\nHost: ex\r\n\r\n"
+        "GET /fail HTTP/1.1\r\nHost: ex\r\nConnection: close\r\n\r\n");
+    HAS("conn=ok host=Ex.test:81\n");
+    HAS("conn=ok host=abs.test:8\n");
+    HAS("HTTP/1.1 404 Not Found\r\n");
+    HAS("X-Hook: 200\r\n");
+    HAS("X-Hook: 404\r\n");
+    HAS("X-Hook: 500\r\n"); /* the engine's answer to -1, still tagged */
+    CHECK_EQ(atomic_load(&done), 4);
+    /* the engine's own 400, before any handler: no tag, no hooks */
+    ASK("GET / HTTP/1.1\r\nHost: bad host\r\n\r\n");
+    HAS("HTTP/1.1 400 ");
+    CHECK(strstr(E.reply, "X-Hook") == NULL);
+    ASK("GET / HTTP/1.0\r\n\r\n");
+    HAS("host=-\n");
+    CHECK_EQ(atomic_load(&done), 5);
+    CHECK_FAILS(async_http_server_set_hooks(E.srv, &hooks), EBUSY);
+    server_down();
+    return NULL;
+}
+
+static void http_engine_tags_and_hooks_see_every_handled_exchange_once(void **state)
+{
+    (void)state;
+    RUN(2, t_hooks, NULL);
+}
+
 /* ---- the client ---- */
 
 static int h_mux(async_http_request *req, void *ctx)
@@ -891,6 +998,7 @@ int main(void)
         cmocka_unit_test(http_engine_answers_malformed_requests_itself),
         cmocka_unit_test(http_engine_sends_files_with_a_length_or_chunked),
         cmocka_unit_test(http_engine_server_limits_counts_logs_and_shuts_down),
+        cmocka_unit_test(http_engine_tags_and_hooks_see_every_handled_exchange_once),
         cmocka_unit_test(http_engine_client_calls_reuse_pooled_connections_and_stream_bodies),
         cmocka_unit_test(http_engine_client_refuses_malformed_and_ambiguous_responses),
     };

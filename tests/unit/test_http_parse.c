@@ -1078,6 +1078,70 @@ static void normalize_trailing_slash_is_preserved(void **state)
     assert_norm("/a/b/", "/a/b/");
 }
 
+/* ---- Host (RFC 9112 §3.2, RFC 3986 §3.2.2) ---- */
+
+static long with_host(const char *value)
+{
+    char buf[512];
+
+    snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", value);
+    return parse(buf);
+}
+
+static void parse_host_names_ports_and_ip_literals_are_valid(void **state)
+{
+    static const char *const ok[] = {
+        "example.com", "EXAMPLE.com.", "example.com:8080", "example.com:", "xn--bcher-kva.example",
+        "127.0.0.1", "127.0.0.1:80", "[::1]", "[::1]:8080", "[2001:db8::1]", "a_b.test",
+        "a%41.test", "a~b.test", "",
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (with_host(ok[i]) <= 0)
+            fail_msg("Host: %s was refused", ok[i]);
+}
+
+static void parse_host_with_space_slash_at_or_bad_port_is_400(void **state)
+{
+    static const char *const bad[] = {
+        "exa mple.com", "example.com evil.test", "example.com/x", "a@example.com",
+        "example.com:80x", "example.com:80:81", "[::1", "[]", "[::g]", "example.com\"",
+        "ex\\ample.com", "a{b}.test", "a#b.test",
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (with_host(bad[i]) != -400)
+            fail_msg("Host: %s gave %ld, not -400", bad[i], with_host(bad[i]));
+}
+
+static void parse_absolute_form_authority_is_checked_too(void **state)
+{
+    struct http_slice a;
+
+    (void)state;
+    assert_true(parse("GET http://Example.COM:81/x?y HTTP/1.1\r\nHost: other\r\n\r\n") > 0);
+    a = async__http_target_authority(req.target);
+    assert_slice(a, "Example.COM:81");
+    assert_true(parse("GET https://h HTTP/1.1\r\nHost: h\r\n\r\n") > 0);
+    a = async__http_target_authority(req.target);
+    assert_slice(a, "h");
+    assert_int_equal(parse("GET http://user@h/ HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(parse("GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_true(parse("GET /x HTTP/1.1\r\nHost: h\r\n\r\n") > 0);
+    assert_null(async__http_target_authority(req.target).p);
+}
+
+static void parse_two_hosts_or_none_in_http11_is_400(void **state)
+{
+    (void)state;
+    assert_int_equal(parse("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"), -400);
+    assert_int_equal(parse("GET / HTTP/1.1\r\n\r\n"), -400);
+}
+
 #define TEST(f) cmocka_unit_test_teardown(f, free_held)
 
 int main(void)
@@ -1091,6 +1155,10 @@ int main(void)
         TEST(parse_http10_without_connection_is_not_keep_alive),
         TEST(parse_http10_with_connection_keep_alive_is_keep_alive),
         TEST(parse_http10_without_host_is_fine),
+        TEST(parse_host_names_ports_and_ip_literals_are_valid),
+        TEST(parse_host_with_space_slash_at_or_bad_port_is_400),
+        TEST(parse_absolute_form_authority_is_checked_too),
+        TEST(parse_two_hosts_or_none_in_http11_is_400),
         TEST(parse_http11_connection_close_is_not_keep_alive),
         TEST(parse_http11_connection_list_with_close_is_not_keep_alive),
         TEST(parse_http12_reads_as_minor_1),
