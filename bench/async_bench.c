@@ -4,7 +4,10 @@
  * puts async_io in the peers' table.
  *
  *   async_bench BENCH   switch | switch_chan_unbuf | spawn_join | chan_pingpong
- *                       | mutex | ring | parked_memory | parked_million */
+ *                       | mutex | ring | parked_memory | parked_million [N]
+ *
+ * parked_million takes an optional count (default 1,000,000); its Go twin
+ * and the script that runs both side by side are in parked/. */
 #include <async_io.h>
 
 #include <stdatomic.h>
@@ -359,11 +362,16 @@ int main(int argc, char **argv)
         run(2, bench_ring, NULL);
     else if (strcmp(b, "parked_memory") == 0)
         run(2, bench_parked, &parked);
-    else if (strcmp(b, "parked_million") == 0)
+    else if (strcmp(b, "parked_million") == 0) {
+        if (argc > 2 && ((million = strtol(argv[2], NULL, 10)) <= 0 || million == PARKED)) {
+            fprintf(stderr, "async_bench: parked_million N: N > 0, not %ld\n", (long)PARKED);
+            return 2;
+        }
         run(2, bench_parked, &million);
+    }
     else {
         fprintf(stderr, "usage: async_bench switch|switch_chan_unbuf|spawn_join|chan_pingpong|"
-                        "mutex|ring|parked_memory|parked_million\n");
+                        "mutex|ring|parked_memory|parked_million [N]\n");
         return 2;
     }
     return 0;

@@ -8,9 +8,17 @@
  * without a guard carries a canary in its lowest bytes, checked whenever its
  * fiber switches out.
  *
+ * A slab is prepared whole when it is mapped: its guards installed and the
+ * top page of each stack faulted in, one system call each where the kernel
+ * allows (advise.h), so that taking a stack from a pool (warm or freshly
+ * refilled) costs neither a system call nor a page fault.  Stacks going
+ * back to the arena release their lower pages, again one call per batch.
+ *
  * Threading: a pool belongs to one worker and is touched only by its thread.
  * The arena is shared by the runtime's workers and guarded by its mutex; it
- * is entered only when a pool runs dry or overflows. */
+ * is entered only when a pool runs dry or overflows.  A new slab is mapped
+ * and prepared outside the mutex and linked in under it; `guard` is read
+ * and (only ever weakened) written under it. */
 #ifndef ASYNC_FIBER_STACK_H
 #define ASYNC_FIBER_STACK_H
 

@@ -1,10 +1,15 @@
-/* Fiber stacks: reuse from the pool, slabs that do not eat mappings, and
+/* Fiber stacks: reuse from the pool, slabs that do not eat mappings, slabs
+ * prepared whole (guards, first-touch faults, release in batches), and
  * overflow reports in every guard mode (each in a child process). */
 #define _GNU_SOURCE
 #include "harness.h" /* fibers record failures with CHECK*, never assert */
 
 #include "fiber/stack.h"
 
+#include <linux/perf_event.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 static void stack_put_then_get_reuses_the_same_stack(void **state)
@@ -111,6 +116,139 @@ static void *park_many(void *arg)
     return NULL;
 }
 
+/* ---- slabs prepared whole ---- */
+
+static size_t page(void)
+{
+    return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Whether the kernel lets p be read: write(2) from an inaccessible page
+ * (a guard) fails with EFAULT instead of killing us. */
+static bool readable(const void *p)
+{
+    int fds[2];
+    bool ok;
+
+    assert_int_equal(pipe(fds), 0);
+    ok = write(fds[1], p, 1) == 1;
+    close(fds[0]);
+    close(fds[1]);
+    return ok;
+}
+
+static bool resident(const void *p)
+{
+    unsigned char v = 0;
+
+    assert_int_equal(mincore((void *)((uintptr_t)p & ~(page() - 1)), page(), &v), 0);
+    return (v & 1) != 0;
+}
+
+/* A counter of the page faults this thread takes from now on (the kernel
+ * counts the ones user code takes, not the ones a system call populates),
+ * or -1 where perf events are not allowed. */
+static int fault_counter(void)
+{
+    struct perf_event_attr a = {
+        .type = PERF_TYPE_SOFTWARE,
+        .size = sizeof(a),
+        .config = PERF_COUNT_SW_PAGE_FAULTS,
+        .exclude_kernel = 1,
+        .exclude_hv = 1,
+    };
+
+    return (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
+}
+
+/* Every stack of a slab (a pool refills half a pool at a time, so two
+ * refills drain the first slab) carries its guard: the batched install
+ * must not miss one. */
+static void stack_every_stack_of_a_slab_gets_its_guard(void **state)
+{
+    struct async__stack_arena arena;
+    struct async__stack_pool pool = {.arena = &arena};
+    struct async__stack *s[ASYNC__SLAB_STACKS];
+    int i;
+
+    assert_int_equal(async__stack_arena_init(&arena, 64 * 1024), 0);
+    for (i = 0; i < ASYNC__SLAB_STACKS; i++) {
+        s[i] = async__stack_get(&pool);
+        assert_non_null(s[i]);
+    }
+    for (i = 0; i < ASYNC__SLAB_STACKS; i++) {
+        if (!s[i]->guarded)
+            continue; /* canary mode: nothing to probe */
+        assert_false(readable((char *)s[i]->lo - 1));
+        assert_false(readable((char *)s[i]->lo - page()));
+        assert_true(readable(s[i]->lo));
+    }
+    for (i = 0; i < ASYNC__SLAB_STACKS; i++)
+        async__stack_put(&pool, s[i]);
+    async__stack_pool_fini(&pool);
+    async__stack_arena_fini(&arena);
+}
+
+/* A new slab arrives with the top page of each stack already faulted in,
+ * so taking its stacks and running fibers on their top pages takes no
+ * page fault per stack (see populate_tops in stack.c). */
+static void stack_slab_arrives_without_a_fault_per_stack(void **state)
+{
+    struct async__stack_arena arena;
+    struct async__stack_pool pool = {.arena = &arena};
+    struct async__stack *s[ASYNC__SLAB_STACKS];
+    long long faults = -1;
+    int i, fd = fault_counter();
+
+    if (fd < 0)
+        SKIP("perf_event_open for page faults: %s", strerror(errno));
+    assert_int_equal(async__stack_arena_init(&arena, 64 * 1024), 0);
+    ioctl(fd, PERF_EVENT_IOC_RESET, 0);
+    ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
+    for (i = 0; i < ASYNC__SLAB_STACKS; i++) {
+        s[i] = async__stack_get(&pool);
+        assert_non_null(s[i]);
+        /* what a fiber's first frames do */
+        memset((char *)s[i]->lo + s[i]->size - 1024, 0xa5, 1024);
+    }
+    ioctl(fd, PERF_EVENT_IOC_DISABLE, 0);
+    assert_int_equal(read(fd, &faults, sizeof(faults)), (ssize_t)sizeof(faults));
+    close(fd);
+    print_message("page faults for %d stacks: %lld\n", ASYNC__SLAB_STACKS, faults);
+    assert_true(faults < ASYNC__SLAB_STACKS / 4);
+    for (i = 0; i < ASYNC__SLAB_STACKS; i++)
+        async__stack_put(&pool, s[i]);
+    async__stack_pool_fini(&pool);
+    async__stack_arena_fini(&arena);
+}
+
+/* Stacks that leave a pool give their lower pages back (in one batch) and
+ * keep the top one, where the descriptor lives. */
+static void stack_pool_gives_back_the_lower_pages_of_the_stacks_it_drops(void **state)
+{
+    struct async__stack_arena arena;
+    struct async__stack_pool pool = {.arena = &arena};
+    enum { N = 3 * ASYNC__POOL_MAX };
+    struct async__stack *s[N];
+    int i;
+
+    assert_int_equal(async__stack_arena_init(&arena, 64 * 1024), 0);
+    for (i = 0; i < N; i++) {
+        s[i] = async__stack_get(&pool);
+        assert_non_null(s[i]);
+        memset(s[i]->lo, 0x5a, s[i]->size);
+    }
+    for (i = 0; i < N; i++)
+        async__stack_put(&pool, s[i]);
+    async__stack_pool_fini(&pool); /* the pool is empty now: all were dropped */
+    for (i = 0; i < N; i++) {
+        assert_false(resident(s[i]->lo));
+        assert_false(resident((char *)s[i]->lo + s[i]->size / 2));
+        assert_true(resident(s[i])); /* the descriptor's page */
+    }
+    async__stack_arena_fini(&arena);
+}
+
 /* 100,000 parked fibers would need 200,000 mappings with one mprotect guard
  * each, three times vm.max_map_count. */
 static void stack_100k_parked_fibers_stay_far_below_the_mapping_limit(void **state)
@@ -213,6 +351,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(stack_put_then_get_reuses_the_same_stack),
         cmocka_unit_test(stack_many_stacks_are_distinct_and_writable),
+        cmocka_unit_test(stack_every_stack_of_a_slab_gets_its_guard),
+        cmocka_unit_test(stack_slab_arrives_without_a_fault_per_stack),
+        cmocka_unit_test(stack_pool_gives_back_the_lower_pages_of_the_stacks_it_drops),
         cmocka_unit_test(stack_100k_parked_fibers_stay_far_below_the_mapping_limit),
         cmocka_unit_test(stack_overflow_hits_the_guard_page_and_names_the_fiber),
         cmocka_unit_test(stack_overflow_with_mprotect_guard_names_the_fiber),

@@ -1,0 +1,3 @@
+module asyncio/bench/parked
+
+go 1.19
