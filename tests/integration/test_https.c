@@ -149,6 +149,49 @@ static void https_curl_gets_hello_over_ipv4_and_ipv6(void **state)
     assert_int_equal(daemon_stop(&d, SIGTERM), 0);
 }
 
+/* Server blocks (virtual hosts) on one HTTPS address: the Host picks
+ * the site behind the handshake. */
+static void https_server_blocks_share_a_tls_address(void **state)
+{
+    struct daemon d;
+    char out[4096], text[4096];
+
+    if (!have("curl"))
+        SKIP("needs curl");
+    snprintf(text, sizeof(text),
+             "{\"modules_dir\": \"modules\", \"log_level\": \"info\", \"shutdown_timeout_ms\": 3000,\n"
+             " \"modules\": {\"http\": {\"servers\": [\n"
+             "  {\"names\": [\"a.test\"], \"default\": true,\n"
+             "   \"listen\": [{\"address\": \"127.0.0.1:0\", \"tls\": " EC_PAIR "}],\n"
+             "   \"routes\": [{\"path\": \"/hello\", \"body\": \"site a\"}]},\n"
+             "  {\"names\": [\"b.test\"],\n"
+             "   \"listen\": [{\"address\": \"127.0.0.1:0\", \"tls\": " EC_PAIR "}],\n"
+             "   \"routes\": [{\"path\": \"/hello\", \"body\": \"site b\"}]}]}}}\n");
+    write_file("asyncd.json", text);
+    daemon_start(&d, "asyncd.json", NULL);
+    d.port = number_after(&d, TLS_PORT_LINE);
+    wait_log(&d, "ready");
+    assert_int_equal(shell(out, sizeof(out),
+                           "curl -sS --max-time 20 --cacert ca.pem -H 'Host: b.test' "
+                           "--resolve localhost:%d:127.0.0.1 https://localhost:%d/hello",
+                           d.port, d.port),
+                     0);
+    assert_string_equal(out, "site b");
+    assert_int_equal(shell(out, sizeof(out),
+                           "curl -sS --max-time 20 --cacert ca.pem -H 'Host: a.test' "
+                           "--resolve localhost:%d:127.0.0.1 https://localhost:%d/hello",
+                           d.port, d.port),
+                     0);
+    assert_string_equal(out, "site a");
+    /* plain HTTP to it is still the TLS port's 400 */
+    assert_int_equal(shell(out, sizeof(out),
+                           "curl -s --max-time 20 -o /dev/null -w '%%{http_code}' "
+                           "http://127.0.0.1:%d/hello", d.port),
+                     0);
+    assert_string_equal(out, "400");
+    assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
 /* ---- plain HTTP to the TLS port ---- */
 
 static void https_plain_http_to_the_tls_port_gets_400_in_plain_text_then_the_end(void **state)
@@ -479,6 +522,7 @@ int main(int argc, char **argv)
     };
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(https_curl_gets_hello_over_ipv4_and_ipv6, setup, teardown),
+        cmocka_unit_test_setup_teardown(https_server_blocks_share_a_tls_address, setup, teardown),
         cmocka_unit_test_setup_teardown(
             https_plain_http_to_the_tls_port_gets_400_in_plain_text_then_the_end, setup, teardown),
         cmocka_unit_test_setup_teardown(https_stalled_handshake_ends_at_header_timeout, setup,
