@@ -436,29 +436,31 @@ static bool named_by(const char *connection, const char *name)
     return false;
 }
 
-/* X-Forwarded-For's new value into buf: the client's (xff, or NULL), then
- * the peer's address without its port ("[::1]:5000" gives "::1").  0, or
- * -1 if it does not fit. */
-static int forwarded_for(const char *peer, const char *xff, char *buf, size_t size)
+/* X-Forwarded-For's new value: the client's (xff, or NULL), then the
+ * peer's address without its port ("[::1]:5000" gives "::1"), into buf
+ * when it fits, else into memory of its own (a client's long chain is
+ * passed on whole).  The value, buf or one to free; NULL for ENOMEM. */
+static char *forwarded_for(const char *peer, const char *xff, char *buf, size_t size)
 {
     const char *host = peer, *end = strrchr(peer, ':');
     size_t n = 0, xn = xff != NULL ? strlen(xff) : 0, hn;
+    char *out = buf;
 
     if (peer[0] == '[') {
         host = peer + 1;
         end = strchr(host, ']');
     }
     hn = end != NULL ? (size_t)(end - host) : strlen(host);
-    if (xn + 2 + hn + 1 > size)
-        return -1;
+    if (xn + 2 + hn + 1 > size && (out = malloc(xn + 2 + hn + 1)) == NULL)
+        return NULL;
     if (xff != NULL) {
-        memcpy(buf, xff, xn);
-        memcpy(buf + xn, ", ", 2);
+        memcpy(out, xff, xn);
+        memcpy(out + xn, ", ", 2);
         n = xn + 2;
     }
-    memcpy(buf + n, host, hn);
-    buf[n + hn] = '\0';
-    return 0;
+    memcpy(out + n, host, hn);
+    out[n + hn] = '\0';
+    return out;
 }
 
 /* The request's fields onto the call, as RFC 9110 §7.6 says. */
@@ -469,6 +471,7 @@ static int forward_request_fields(async_http_request *req, async_http_call *c,
     const char *xff = NULL, *host = async_http_header(req, "Host");
     char buf[1024];
     size_t i;
+    int rc;
 
     for (i = 0; async_http_header_at(req, i, &name, &value) == 0; i++) {
         /* (a Content-Length goes up as the length of what we stream, so
@@ -486,11 +489,12 @@ static int forward_request_fields(async_http_request *req, async_http_call *c,
         if (async_http_call_add_header(c, name, value) != 0)
             return -1;
     }
-    if (forwarded_for(async_http_peer(req), xff, buf, sizeof(buf)) != 0) {
-        errno = EINVAL;
+    if ((xff = forwarded_for(async_http_peer(req), xff, buf, sizeof(buf))) == NULL)
         return -1;
-    }
-    if (async_http_call_add_header(c, "X-Forwarded-For", buf) != 0 ||
+    rc = async_http_call_add_header(c, "X-Forwarded-For", xff);
+    if (xff != buf)
+        free((char *)xff);
+    if (rc != 0 ||
         async_http_call_add_header(c, "X-Forwarded-Proto", "http") != 0 ||
         (host != NULL && async_http_call_add_header(c, "X-Forwarded-Host", host) != 0) ||
         async_http_call_add_header(c, "Via", async_http_version(req) == 10 ? "1.0 asyncd"

@@ -208,6 +208,22 @@ static void proxy_forwards_fields_as_a_proxy_should(void **state)
     assert_non_null(strstr(r.head, "X-Backend: a"));
     assert_null(strstr(r.head, "X-Secret"));
     resp_free(&r);
+    /* a long chain from the client goes up whole, the peer appended */
+    {
+        char req[4096], chain[3001], want[3100];
+        int k;
+
+        for (k = 0; k < 3000; k++)
+            chain[k] = k % 16 == 15 ? ',' : (char)('0' + k % 10);
+        chain[3000] = '\0';
+        snprintf(req, sizeof(req), "GET /headers HTTP/1.1\r\nHost: site.test\r\n"
+                 "X-Forwarded-For: %s\r\n\r\n", chain);
+        exchange(req, false, &r, NULL);
+        assert_status(&r, 200);
+        snprintf(want, sizeof(want), "X-Forwarded-For: %s, 127.0.0.1\n", chain);
+        assert_non_null(strstr(r.body, want));
+        resp_free(&r);
+    }
     stop();
 }
 
