@@ -31,29 +31,7 @@ else
 fi
 
 ask() {  # ask PATH N: N requests, one at a time, on one keep-alive connection
-    python3 - "$PORT" "$1" "$2" <<'PY'
-import socket, sys, time
-port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-for _ in range(600):  # bounded: up to 60 s for valgrind to start asyncd
-    try:
-        s = socket.create_connection(("127.0.0.1", port)); break
-    except OSError:
-        time.sleep(0.1)
-else:
-    sys.exit("no server on port %d" % port)
-req = ("GET %s HTTP/1.1\r\nHost: b\r\n\r\n" % path).encode()
-buf = b""
-for _ in range(n):
-    s.sendall(req)
-    while b"\r\n\r\n" not in buf:
-        buf += s.recv(65536)
-    head, _, buf = buf.partition(b"\r\n\r\n")
-    length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0])
-    while len(buf) < length:
-        buf += s.recv(65536)
-    buf = buf[length:]
-s.close()
-PY
+    python3 "$here/bench/http/ask.py" "$PORT" "$1" "$2"
 }
 
 count() {  # count TREE PATH N: what TOOL counts of the server answering N requests

@@ -73,31 +73,7 @@ daemon_json "{ \"listen\": [\"127.0.0.1:$PORT\"], \"access_log\": false,
   \"*.deep.w03-0.example.net\"], $hello } ] }" > "$dir/one-name.json"
 
 ask() {  # ask HOST N: N requests for /hello, one at a time, on one keep-alive connection
-    python3 - "$PORT" "$1" "$2" <<'PY'
-import socket, sys, time
-port, host, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-for _ in range(600):  # bounded: up to 60 s for valgrind to start asyncd
-    try:
-        s = socket.create_connection(("127.0.0.1", port)); break
-    except OSError:
-        time.sleep(0.1)
-else:
-    sys.exit("no server on port %d" % port)
-req = ("GET /hello HTTP/1.1\r\nHost: %s\r\n\r\n" % host).encode()
-buf = b""
-for _ in range(n):
-    s.sendall(req)
-    while b"\r\n\r\n" not in buf:
-        buf += s.recv(65536)
-    head, _, buf = buf.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 200"):
-        sys.exit("not a 200: %r" % head)
-    length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0])
-    while len(buf) < length:
-        buf += s.recv(65536)
-    buf = buf[length:]
-s.close()
-PY
+    python3 "$here/bench/http/ask.py" "$PORT" /hello "$2" "$1"
 }
 
 instructions() {  # instructions CONFIG HOST N: total Ir of asyncd answering N requests
