@@ -13,9 +13,11 @@
  * so the pool keeps one list of idle connections per worker: a call takes
  * from and gives back to its own worker's list, which nothing else
  * touches — no lock.  Only the total count (idle) is shared, relaxed.
- * Before reuse a connection is checked with a non-blocking peek: one the
- * server closed (or that holds bytes nobody asked for) is dropped. */
+ * Before reuse a connection is checked (reusable): one the server closed,
+ * or that holds bytes nobody asked for, is dropped. */
 #include "engine.h"
+
+#include "../net/net.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -28,15 +30,28 @@
 #define CALL_IN_SIZE (16 * 1024) /* a response head must fit */
 #define CALL_MAX_HEADERS 100
 
+/* An idle connection; nodes are kept on their lane's free list for the
+ * next one (no allocation per request). */
 struct idle {
-    char *address;
     async_stream *s;
     struct idle *next;
 };
 
+/* The idle connections to one address.  A lane keeps an address once it
+ * has seen it, until the pool is freed: a pool serves a few upstream
+ * servers, and the string is not copied again per request. */
+struct dest {
+    char *address;
+    size_t len;
+    struct idle *list;
+    unsigned count;
+    struct dest *next;
+};
+
 struct lane {
-    struct idle *list;          /* owner worker only */
-    char pad[64 - sizeof(struct idle *)];
+    struct dest *dests;         /* owner worker only, as everything here */
+    struct idle *spare;
+    char pad[64 - 2 * sizeof(void *)];
 };
 
 struct async_http_pool {
@@ -95,20 +110,34 @@ async_http_pool *async_http_pool_new(unsigned max_idle)
     return p;
 }
 
+static void free_list(struct idle *i, bool close)
+{
+    struct idle *next;
+
+    for (; i != NULL; i = next) {
+        next = i->next;
+        if (close)
+            async_stream_close(i->s);
+        free(i);
+    }
+}
+
 void async_http_pool_free(async_http_pool *p)
 {
-    struct idle *i, *next;
+    struct dest *d, *next;
     unsigned w;
 
     if (p == NULL)
         return;
-    for (w = 0; w < p->workers; w++)
-        for (i = p->lanes[w].list; i != NULL; i = next) {
-            next = i->next;
-            async_stream_close(i->s);
-            free(i->address);
-            free(i);
+    for (w = 0; w < p->workers; w++) {
+        for (d = p->lanes[w].dests; d != NULL; d = next) {
+            next = d->next;
+            free_list(d->list, true);
+            free(d->address);
+            free(d);
         }
+        free_list(p->lanes[w].spare, false);
+    }
     free(p->lanes);
     free(p);
 }
@@ -125,30 +154,61 @@ static struct lane *my_lane(async_http_pool *p)
     return w >= 0 && (unsigned)w < p->workers ? &p->lanes[w] : NULL;
 }
 
-/* A live idle connection to address from this worker's list, or NULL. */
-static async_stream *pool_take(async_http_pool *p, const char *address)
+/* The lane's entry for address; a new one if `make`.  NULL if none. */
+static struct dest *dest_of(struct lane *l, const char *address, bool make)
 {
-    struct lane *l = my_lane(p);
-    struct idle **pi, *i;
-    async_stream *s;
+    size_t len = strlen(address);
+    struct dest *d;
+
+    for (d = l->dests; d != NULL; d = d->next)
+        if (d->len == len && memcmp(d->address, address, len) == 0)
+            return d;
+    if (!make || (d = calloc(1, sizeof(*d))) == NULL)
+        return NULL;
+    if ((d->address = strdup(address)) == NULL) {
+        free(d);
+        return NULL;
+    }
+    d->len = len;
+    d->next = l->dests;
+    l->dests = d;
+    return d;
+}
+
+/* Whether an idle connection can carry the next request.  Closed, or
+ * holding bytes nobody asked for: no.  When the request can be sent again
+ * on a new connection should this one turn out dead (idempotent: the
+ * call's retry), the loop's word is enough (async__stream_quiet: no
+ * system call); otherwise one non-blocking read asks the kernel — the
+ * byte it may take goes with the stream, and a TLS stream's read
+ * consumes session tickets and says EAGAIN. */
+static bool reusable(async_stream *s, bool can_retry)
+{
     char b;
 
-    if (l == NULL)
+    if (can_retry && async__stream_quiet(s))
+        return true;
+    return async_stream_try_read(s, &b, 1) < 0 && errno == EAGAIN;
+}
+
+/* A live idle connection to address from this worker's list, or NULL. */
+static async_stream *pool_take(async_http_pool *p, const char *address, bool can_retry)
+{
+    struct lane *l = my_lane(p);
+    struct dest *d;
+    struct idle *i;
+    async_stream *s;
+
+    if (l == NULL || (d = dest_of(l, address, false)) == NULL)
         return NULL;
-    for (pi = &l->list; (i = *pi) != NULL;) {
-        if (strcmp(i->address, address) != 0) {
-            pi = &i->next;
-            continue;
-        }
-        *pi = i->next;
+    while ((i = d->list) != NULL) {
+        d->list = i->next;
+        d->count--;
         s = i->s;
-        free(i->address);
-        free(i);
+        i->next = l->spare;
+        l->spare = i;
         atomic_fetch_sub_explicit(&p->idle, 1, memory_order_relaxed);
-        /* EAGAIN: open and quiet.  0 (closed) or bytes nobody asked for:
-         * not reusable (the byte a read takes goes with the stream; a TLS
-         * stream's read consumes session tickets and says EAGAIN). */
-        if (async_stream_try_read(s, &b, 1) < 0 && errno == EAGAIN)
+        if (reusable(s, can_retry))
             return s;
         async_stream_close(s);
     }
@@ -158,24 +218,23 @@ static async_stream *pool_take(async_http_pool *p, const char *address)
 static void pool_put(async_http_pool *p, const char *address, async_stream *s)
 {
     struct lane *l = my_lane(p);
+    struct dest *d;
     struct idle *i;
-    unsigned same = 0;
 
-    if (l != NULL)
-        for (i = l->list; i != NULL; i = i->next)
-            same += strcmp(i->address, address) == 0;
-    if (l == NULL || same >= p->max_idle || (i = malloc(sizeof(*i))) == NULL) {
+    if (l == NULL || (d = dest_of(l, address, true)) == NULL || d->count >= p->max_idle) {
         async_stream_close(s);
         return;
     }
-    if ((i->address = strdup(address)) == NULL) {
-        free(i);
+    if ((i = l->spare) != NULL) {
+        l->spare = i->next;
+    } else if ((i = malloc(sizeof(*i))) == NULL) {
         async_stream_close(s);
         return;
     }
     i->s = s;
-    i->next = l->list;
-    l->list = i;
+    i->next = d->list;
+    d->list = i;
+    d->count++;
     atomic_fetch_add_explicit(&p->idle, 1, memory_order_relaxed);
 }
 
@@ -313,12 +372,15 @@ invalid:
     return -1;
 }
 
-/* Gets a connection: the pool's, else a new one. */
-static int connect_call(async_http_call *c)
+/* Gets a connection: the pool's, else a new one.  can_retry: the request
+ * can be sent again should a pooled connection prove dead (buffered and
+ * idempotent, async_http_call_send). */
+static int connect_call(async_http_call *c, bool can_retry)
 {
     if (c->s != NULL)
         return 0;
-    if (c->pool != NULL && (c->s = pool_take(c->pool, c->address)) != NULL) {
+    if (c->pool != NULL &&
+        (c->s = pool_take(c->pool, c->address, can_retry)) != NULL) {
         c->pooled = true;
         return 0;
     }
@@ -395,7 +457,7 @@ static int start_streaming(async_http_call *c)
 {
     bool chunked = !c->has_length;
 
-    if (connect_call(c) != 0)
+    if (connect_call(c, false) != 0)
         return -1;
     build_head(c, chunked);
     c->streaming = true;
@@ -542,7 +604,7 @@ int async_http_call_send(async_http_call *c)
     for (;;) {
         if (c->streaming)
             rc = !c->has_length ? send_bytes(c, "0\r\n\r\n", 5) : 0;
-        else if (connect_call(c) != 0)
+        else if (connect_call(c, c->idempotent && c->own_stream) != 0)
             return -1;
         else
             rc = send_buffered(c);

@@ -54,5 +54,12 @@ void async__sock_close(struct async__sock *s, int how);
 /* A new stream owning fd (non-blocking); NULL + ENOMEM (fd closed). */
 async_stream *async__stream_new(int fd);
 
+/* Whether nothing can have arrived on a plain stream since its last read
+ * emptied the receive queue, as far as its worker's loop has seen
+ * (async__fdw_quiet): for reusing an idle connection without a system
+ * call, by a caller that recovers when the hint is stale.  False for a
+ * layered stream (its layer may hold bytes). */
+bool async__stream_quiet(async_stream *s);
+
 
 #endif

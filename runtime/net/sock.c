@@ -52,6 +52,7 @@ void async__sock_leave(struct async__sock *s)
 void async__sock_close(struct async__sock *s, int how)
 {
     atomic_store_explicit(&s->closed, true, memory_order_seq_cst);
+    async__fdw_drop(&s->watch); /* our own watcher's hold needs no shutdown */
     if (!s->borrowed && atomic_load_explicit(&s->refs, memory_order_seq_cst) > 1)
         shutdown(s->fd, how); /* wakes parked calls on every worker */
     async__sock_leave(s);

@@ -258,6 +258,12 @@ ssize_t async_stream_try_read(async_stream *s, void *buf, size_t len)
     return n;
 }
 
+bool async__stream_quiet(async_stream *s)
+{
+    return s->layer == NULL && atomic_load_explicit(&s->drained, memory_order_relaxed) &&
+           async__fdw_quiet(&s->sock.watch);
+}
+
 int async_stream_shutdown_write(async_stream *s)
 {
     int err;

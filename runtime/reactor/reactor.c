@@ -14,7 +14,10 @@ struct async__reactor {
     ev_async wake;              /* the cross-thread door; keeps the loop "active" */
     unsigned armed;             /* our io and timer watchers now started */
     int64_t last_poll_ns;       /* CLOCK_MONOTONIC of the last poll */
+    struct fdw_impl *orphans;   /* started watchers whose fiber ended (fdw below) */
 };
+
+static void orphans_stop(struct async__reactor *r);
 
 /* A busy worker polls at most this often (an idle one always does). */
 #define ASYNC__POLL_EVERY_NS 200000
@@ -79,6 +82,7 @@ int async__reactor_init(struct async_worker *w)
     ev_async_start(r->loop, &r->wake);
     r->armed = 0;
     r->last_poll_ns = 0;
+    r->orphans = NULL;
     ev_set_userdata(r->loop, r);
     w->reactor = r;
     return 0;
@@ -90,6 +94,7 @@ void async__reactor_fini(struct async_worker *w)
 
     if (r == NULL)
         return;
+    orphans_stop(r);
     ev_async_stop(r->loop, &r->wake);
     ev_loop_destroy(r->loop);
     free(r);
@@ -245,14 +250,27 @@ int async_fd_wait(int fd, int events)
     return 0;
 }
 
+/* States (all but `home` read and written on the home worker's thread only):
+ *   stopped   !active, owner NULL, no hold;
+ *   lingering active, owner = a fiber of home that is in owner->linger;
+ *   orphaned  active, owner NULL, in the reactor's orphan list: its fiber
+ *             ended while it was started for reading (fiber_entry ->
+ *             async__fdw_release).  It stays in epoll, so the next fiber
+ *             to wait on the descriptor (the next request on a pooled
+ *             connection) re-adds nothing; its first event, or a close by
+ *             a fiber of home (async__fdw_drop), or the reactor's end,
+ *             stops it.
+ * Every active state holds the descriptor (hold +1). */
 struct fdw_impl {
     struct fd_waiter fw;            /* fw.task: the fiber parked on it, or NULL */
     _Atomic(struct async_worker *) home; /* set by the first wait, then fixed */
     struct async_task *owner;       /* lingering fiber (home only) */
     void (*hold)(void *ctx, int delta);
     void *ctx;
+    struct fdw_impl *prev, *next;   /* in the orphan list while orphaned */
     int fd;
     int events;                     /* ev events it is started with */
+    bool ready_unread;              /* fired while its running owner was away */
 };
 
 _Static_assert(sizeof(struct fdw_impl) <= sizeof(struct async__fdw), "async__fdw too small");
@@ -298,6 +316,42 @@ static void stop_lingering(struct fdw_impl *w)
     w->hold(w->ctx, -1);
 }
 
+static void orphan_add(struct async__reactor *r, struct fdw_impl *w)
+{
+    w->prev = NULL;
+    w->next = r->orphans;
+    if (r->orphans != NULL)
+        r->orphans->prev = w;
+    r->orphans = w;
+}
+
+static void orphan_remove(struct async__reactor *r, struct fdw_impl *w)
+{
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        r->orphans = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+}
+
+/* Stops an orphaned watcher.  May free w (its hold). */
+static void stop_orphan(struct async__reactor *r, struct fdw_impl *w)
+{
+    orphan_remove(r, w);
+    io_stop(r, &w->fw.io);
+    w->hold(w->ctx, -1);
+}
+
+/* The reactor's end (its worker has stopped): no loop will ever see the
+ * orphans' events again. */
+static void orphans_stop(struct async__reactor *r)
+{
+    while (r->orphans != NULL)
+        stop_orphan(r, r->orphans);
+}
+
 /* Wakes the fiber parked on the watcher.  With nobody parked on it, its
  * owner is busy (about to read: the watcher stays started for its next
  * wait) or parked on something else, when the descriptor's events would
@@ -310,8 +364,12 @@ static void on_fdw(struct ev_loop *loop, ev_io *io, int revents)
     (void)loop;
     (void)revents;
     if (t == NULL) {
-        if (w->owner != NULL && w->owner->parked)
+        if (w->owner == NULL)
+            stop_orphan(atomic_load_explicit(&w->home, memory_order_relaxed)->reactor, w);
+        else if (w->owner->parked)
             stop_lingering(w);
+        else
+            w->ready_unread = true;
         return;
     }
     w->fw.task = NULL;
@@ -329,14 +387,50 @@ void async__fdw_init(struct async__fdw *f, int fd, void (*hold)(void *ctx, int d
     w->owner = NULL;
     w->hold = hold;
     w->ctx = ctx;
+    w->prev = w->next = NULL;
     w->fd = fd;
     w->events = 0;
+    w->ready_unread = false;
 }
 
 void async__fdw_release(struct async_task *t)
 {
-    while (t->linger[0] != NULL)
-        stop_lingering(t->linger[0]);
+    struct fdw_impl *w;
+
+    while ((w = t->linger[0]) != NULL) {
+        if (w->events != EV_READ || w->ready_unread) {
+            stop_lingering(w); /* writable, or readable now: it would fire at once */
+            continue;
+        }
+        linger_remove(t, w);
+        w->owner = NULL;
+        w->fw.task = NULL; /* t, if a cancel started it as a parked spawn */
+        orphan_add(t->home->reactor, w);
+    }
+}
+
+void async__fdw_drop(struct async__fdw *f)
+{
+    struct fdw_impl *w = (struct fdw_impl *)f;
+    struct async_task *self = async__current();
+
+    if (self == NULL || atomic_load_explicit(&w->home, memory_order_relaxed) != self->home ||
+        !ev_is_active(&w->fw.io) || w->fw.task != NULL)
+        return;
+    if (w->owner == NULL)
+        stop_orphan(self->home->reactor, w);
+    else if (w->owner == self)
+        stop_lingering(w);
+}
+
+bool async__fdw_quiet(struct async__fdw *f)
+{
+    struct fdw_impl *w = (struct fdw_impl *)f;
+    struct async_task *self = async__current();
+
+    return self != NULL && atomic_load_explicit(&w->home, memory_order_relaxed) == self->home &&
+           ev_is_active(&w->fw.io) && w->events == EV_READ && !w->ready_unread &&
+           w->fw.task == NULL;
 }
 
 /* Whether t may take w over: nobody else lingers on it, or the fiber that
@@ -363,11 +457,14 @@ int async__fdw_can_handoff(struct async__fdw *f)
  * places an epoll_ctl may follow. */
 static void start_for(struct async__reactor *r, struct fdw_impl *w, int want)
 {
-    if (w->owner == NULL) {
+    w->ready_unread = false;
+    if (w->owner == NULL && !ev_is_active(&w->fw.io)) {
         w->hold(w->ctx, +1);
-    } else if (w->events == want) {
-        return;
     } else {
+        if (w->owner == NULL)
+            orphan_remove(r, w); /* adopted as it stands: hold and all */
+        if (w->events == want)
+            return;
         io_stop(r, &w->fw.io);
     }
     w->events = want;

@@ -75,7 +75,7 @@ void async__timer_stop(struct async__timer *t);
  * ready, which stops the watcher of a parked owner).  Opaque storage,
  * embedded in its owner's struct. */
 struct async__fdw {
-    void *opaque[12];
+    void *opaque[16];
 };
 
 void async__fdw_init(struct async__fdw *f, int fd, void (*hold)(void *ctx, int delta), void *ctx);
@@ -100,7 +100,25 @@ void async__fdw_handoff(struct async__fdw *f, struct async_task *to);
  * the watcher firing would (for readiness the socket cannot show). */
 void async__fdw_kick(struct async__fdw *f);
 
-/* Stops every watcher the fiber t lingers on (t's own thread). */
+/* At the end of the fiber t (its own thread): the watchers it lingers on
+ * that wait for nothing but reading stay started, owned by nobody
+ * ("orphaned"), so a descriptor that outlives its fiber (a pooled
+ * upstream connection, a keep-alive client handed to a parked spawn)
+ * costs no epoll_ctl at its next wait; an orphan stops at its first
+ * event.  The others stop now. */
 void async__fdw_release(struct async_task *t);
+
+/* The descriptor is being closed by the calling fiber: stops the watcher
+ * now if this fiber lingers on it or it is an orphan of this worker, so
+ * its hold goes before the close (which then needs no shutdown to wake
+ * the loop).  Otherwise nothing. */
+void async__fdw_drop(struct async__fdw *f);
+
+/* Whether the watcher is started for reading on the calling fiber's
+ * worker, nobody is parked on it and the loop has not seen the
+ * descriptor readable since its last wait began: as of the loop's last
+ * poll, nothing has arrived (nor a FIN).  The kernel may know better by
+ * now: a hint, for a caller that can recover when it is wrong. */
+bool async__fdw_quiet(struct async__fdw *f);
 
 #endif

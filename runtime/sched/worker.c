@@ -533,7 +533,10 @@ static struct async_task *idle(struct async_worker *w, bool *over)
         *over = true;
         return NULL;
     }
-    if (async__reactor_armed(w)) {
+    /* Our own events first, before a spin looks elsewhere; with no spin
+     * to come, the sleep below polls them anyway (one epoll_wait, not a
+     * non-blocking one and then a blocking one). */
+    if (async__reactor_armed(w) && rt->nworkers > 1 && w->spin_budget > 0) {
         async__reactor_poll(w, false);
         if (w->lifo != NULL || w->ready.len != 0)
             return NULL;

@@ -57,6 +57,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* ---- failures recorded from any fiber or thread ---- */
@@ -277,6 +278,16 @@ static inline intptr_t join_bounded(async_task *t)
 #define RES_ERR(e) (1000 + (e))
 
 /* ---- bounded waiting ---- */
+
+/* The process's CPU time (user + system), in seconds. */
+static inline double cpu_seconds(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
 
 static inline bool timed_out(int64_t start)
 {

@@ -9,7 +9,10 @@
 
 #include <async_io/http.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 
 #define BIG (900 * 1024)              /* under the default max_body_bytes */
@@ -963,6 +966,153 @@ static void call_raw(const char *answer, int err)
     async_listener_close(E.l);
 }
 
+/* ---- pooled connections the server closed while they sat idle ---- */
+
+/* A plain server on a thread of its own: answers one request per
+ * connection as if it kept it alive, then closes it (as a server whose
+ * keep-alive timeout ran out would).  Its k-th connection (k = 1, 2)
+ * answers only at step 2k-1 and closes only at step 2k, so that the
+ * client is parked in its read when the answer comes (its watcher is
+ * started) and its loop has not seen the close when the connection is
+ * taken from the pool again. */
+static struct {
+    int fd, port;
+    atomic_int accepted, requests, closed, step;
+} once;
+
+static void wait_step(int want)
+{
+    int i;
+
+    for (i = 0; atomic_load(&once.step) < want && i < 10 * 1000 * 1000; i++) /* bounded */
+        sched_yield();
+}
+
+static void *answer_once_then_close(void *arg)
+{
+    char buf[4096], *end;
+    size_t len;
+    long body;
+    ssize_t n;
+    int c, k;
+
+    (void)arg;
+    while ((c = accept(once.fd, NULL, NULL)) >= 0) {
+        k = atomic_fetch_add(&once.accepted, 1) + 1;
+        len = 0;
+        while ((end = memmem(buf, len, "\r\n\r\n", 4)) == NULL && len < sizeof(buf) &&
+               (n = read(c, buf + len, sizeof(buf) - len)) > 0)
+            len += (size_t)n;
+        if (end != NULL) {
+            char *cl = memmem(buf, (size_t)(end - buf), "Content-Length: ", 16);
+
+            body = cl != NULL ? strtol(cl + 16, NULL, 10) : 0;
+            body -= (long)(len - (size_t)(end + 4 - buf));
+            while (body > 0 && (n = read(c, buf, sizeof(buf))) > 0)
+                body -= n;
+            atomic_fetch_add(&once.requests, 1);
+            if (k <= 2)
+                wait_step(2 * k - 1);
+            if (write(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 40) != 40)
+                break;
+        }
+        if (k <= 2)
+            wait_step(2 * k);
+        close(c);
+        atomic_fetch_add(&once.closed, 1);
+    }
+    return NULL;
+}
+
+/* Waits for the server's close of connection n without giving this
+ * worker's loop a turn: the pool cannot have seen the FIN. */
+static void spin_until_closed(int n)
+{
+    int64_t start = async_now_ms();
+
+    while (atomic_load(&once.closed) < n && !timed_out(start))
+        sched_yield();
+    CHECK(atomic_load(&once.closed) >= n);
+}
+
+struct stale_call {
+    async_http_pool *pool;
+    const char *method, *addr;
+};
+
+static void *call_ok(void *arg)
+{
+    struct stale_call *sc = arg;
+    async_http_call *c = async_http_call_new(sc->pool, sc->method, sc->addr, "/");
+
+    CHECK(c != NULL);
+    if (strcmp(sc->method, "POST") == 0) {
+        CHECK_OK(async_http_call_add_header(c, "Content-Length", "2"));
+        CHECK_OK(async_http_call_write(c, "hi", 2));
+    }
+    CHECK_OK(async_http_call_send(c));
+    CHECK_EQ(async_http_call_status(c), 200);
+    call_body(c);
+    CHECK(strcmp(E.reply, "ok") == 0);
+    async_http_call_free(c);
+    return NULL;
+}
+
+/* Runs the call in a fiber that is parked in its read when the server
+ * answers on its k-th connection; then lets the server close it. */
+static void call_answered_while_parked(struct stale_call *sc, int k)
+{
+    async_task *t = async_spawn(call_ok, sc);
+
+    CHECK(yield_until_at_least(&once.requests, k) && wait_parked(t));
+    atomic_store(&once.step, 2 * k - 1);
+    CHECK_OK(async_join(t, NULL));
+    atomic_store(&once.step, 2 * k);
+    spin_until_closed(k);
+}
+
+static void *t_client_stale(void *arg)
+{
+    struct stale_call sc = {async_http_pool_new(4), "GET", NULL};
+    char addr[64];
+
+    (void)arg;
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", once.port);
+    sc.addr = addr;
+    call_answered_while_parked(&sc, 1);
+    /* its connection is closed, but as far as this worker has seen it is
+     * quiet: a GET goes out on it, fails, and is sent again on a new one */
+    call_answered_while_parked(&sc, 2);
+    CHECK_EQ(atomic_load(&once.accepted), 2);
+    /* a POST cannot be sent twice: the pool asks the kernel first, finds
+     * the close and opens a new connection */
+    sc.method = "POST";
+    call_ok(&sc);
+    CHECK_EQ(atomic_load(&once.accepted), 3);
+    async_http_pool_free(sc.pool);
+    return NULL;
+}
+
+static void http_engine_client_replaces_pooled_connections_the_server_closed(void **state)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    pthread_t server;
+
+    (void)state;
+    once.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(once.fd >= 0);
+    assert_int_equal(bind(once.fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(once.fd, 16), 0);
+    assert_int_equal(getsockname(once.fd, (struct sockaddr *)&a, &alen), 0);
+    once.port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&server, NULL, answer_once_then_close, NULL), 0);
+    RUN(1, t_client_stale, NULL);
+    shutdown(once.fd, SHUT_RDWR); /* ends the accept */
+    pthread_join(server, NULL);
+    close(once.fd);
+}
+
 static void *t_client_bad(void *arg)
 {
     (void)arg;
@@ -1000,6 +1150,7 @@ int main(void)
         cmocka_unit_test(http_engine_server_limits_counts_logs_and_shuts_down),
         cmocka_unit_test(http_engine_tags_and_hooks_see_every_handled_exchange_once),
         cmocka_unit_test(http_engine_client_calls_reuse_pooled_connections_and_stream_bodies),
+        cmocka_unit_test(http_engine_client_replaces_pooled_connections_the_server_closed),
         cmocka_unit_test(http_engine_client_refuses_malformed_and_ambiguous_responses),
     };
 

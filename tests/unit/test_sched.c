@@ -289,15 +289,6 @@ static void sched_yield_round_robins_fibers_of_one_worker(void **state)
 
 /* ---- an idle runtime burns no CPU ---- */
 
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
-           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
 static double idle_cpu;
 
 static void *sleep_a_while(void *arg)
