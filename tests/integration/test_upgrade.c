@@ -373,12 +373,15 @@ static void install_binary(const char *script)
     assert_int_equal(system(cmd), 0);
 }
 
-/* SIGUSR2 fails with want in the log; the old process serves on. */
+/* SIGUSR2 fails with want in the log; the old process serves on (and
+ * still acts on signals: it did not start to stop). */
 static void upgrade_fails(const char *want)
 {
     assert_int_equal(kill(D.pid, SIGUSR2), 0);
     wait_next(&D, want);
     wait_next(&D, "still serving");
+    assert_int_equal(kill(D.pid, SIGUSR1), 0);
+    wait_next(&D, "SIGUSR1: reopening log files");
     must_answer(D.port, "hi");
 }
 
