@@ -44,16 +44,19 @@
  * holds the table (asyncd_listeners_shared) nothing is shut down at all.
  *
  * Threads.  Module fibers (any worker) claim; the daemon's fiber sweeps;
- * supervisors release.  lock guards the entry list, every entry's owner
- * and holders, and every generation's claims.  Nothing parks under it:
- * a bind that resolves a name runs outside it, and the race that opens
- * (two generations binding one new address) is settled by looking again. */
+ * supervisors release; main adopts inherited sockets before the runtime
+ * starts.  lock guards the entry list, every entry's owner, holders and
+ * key (an inherited one is renamed when a module claims it), every
+ * generation's claims and unclaimed_inherited.  Nothing parks under it:
+ * a bind or a match that resolves a name runs outside it, and the race
+ * that opens (two generations binding one new address) is settled by
+ * looking again.  shared is atomic: set by the daemon's fiber, read by
+ * whichever thread stops. */
 #include "listeners.h"
 
+#include "check.h"
 #include "log.h"
 #include "modules.h"
-
-#include "check.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -218,14 +221,15 @@ static struct entry *match_inherited(const char *address)
     struct resolve_job j = {NULL, portbuf, NULL, -1};
     struct entry *e = NULL;
     struct addrinfo *ai;
+    bool any;
     char *key;
     int port;
 
     pthread_mutex_lock(&lock);
-    port = unclaimed_inherited > 0;
+    any = unclaimed_inherited > 0;
     pthread_mutex_unlock(&lock);
-    if (!port || async_address_parse(address, host, sizeof(host), &port, NULL) != 0 ||
-        port == 0)
+    if (!any || async_address_parse(address, host, sizeof(host), &port, NULL) != 0 ||
+        port == 0) /* port 0: never another's socket (inherited ones come back by key) */
         return NULL;
     snprintf(portbuf, sizeof(portbuf), "%d", port);
     j.host = host[0] != '\0' ? host : NULL;
