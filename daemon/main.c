@@ -18,8 +18,9 @@
  * Signals: SIGHUP reloads (see reload()); SIGUSR1 reopens the log files
  * (logrotate); SIGUSR2 starts a new asyncd from the installed binary and
  * hands it the listening sockets, then drains and exits 0 once it is
- * ready, or serves on when it fails (upgrade.h); SIGTERM, SIGINT and SIGQUIT stop every module (cancel, then
- * wait up to shutdown_timeout_ms) and exit 0, or 1 naming a module still
+ * ready, or serves on when it fails (upgrade.h); SIGTERM, SIGINT and
+ * SIGQUIT stop every module (cancel, then wait up to shutdown_timeout_ms)
+ * and exit 0, or 1 naming a module still
  * running at the deadline; the other signals that would end the process
  * without a fault of its own are logged and ignored (signals.c).  They are
  * received through a signalfd read by a fiber, so no handler ever runs on
@@ -139,7 +140,9 @@ static int stop_all(struct daemon *d)
     int64_t deadline = async_now_ms() + d->config.shutdown_timeout_ms;
     int stuck = 0;
 
-    if (!d->upgraded) /* the new process is systemd's main one now */
+    /* not when the new process of an upgrade is systemd's main one now, nor
+     * from that new process when it fails to start: the old one serves */
+    if (!d->upgraded && !asyncd_upgrade_pending())
         asyncd_notify("STOPPING=1");
     for (m = d->modules; m != NULL; m = m->next)
         if (m->group != NULL)

@@ -405,3 +405,8 @@ void asyncd_upgrade_tell_ready(void)
     close(ready_fd);
     ready_fd = -1;
 }
+
+bool asyncd_upgrade_pending(void)
+{
+    return ready_fd >= 0;
+}

@@ -51,4 +51,10 @@ void asyncd_upgrade_take_fd(void);
  * process not started by an upgrade, and after the first call. */
 void asyncd_upgrade_tell_ready(void);
 
+/* This process is the new one of an upgrade and not ready yet: the old
+ * one is still systemd's main process, and what this one tells systemd
+ * (STOPPING=1 when it fails to start) would be taken for the service's
+ * state. */
+bool asyncd_upgrade_pending(void);
+
 #endif

@@ -32,6 +32,7 @@
 #include <strings.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define IO_MS 5000
@@ -162,6 +163,21 @@ static int wait_exit(pid_t pid, int ms)
 }
 
 /* ---- clients ---- */
+
+/* A port nobody listens on now (bound, read, closed). */
+static int free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
 
 static int connect_to(int port)
 {
@@ -422,6 +438,80 @@ static void upgrade_a_config_only_the_new_process_rejects_keeps_the_old_one(void
     assert_int_equal(wait_exit(D.pid, 25000), 0);
 }
 
+static void set_notify(void *arg)
+{
+    setenv("NOTIFY_SOCKET", arg, 1);
+}
+
+/* Every datagram on fd within ms (or until one holds until, when not
+ * NULL), appended to out. */
+static void read_notify(int fd, char *out, size_t cap, int ms, const char *until)
+{
+    int64_t end = now_ms() + ms;
+    struct pollfd p = {fd, POLLIN, 0};
+    ssize_t n;
+    size_t len = strlen(out);
+
+    while (poll(&p, 1, left_ms(end)) > 0 && len + 2 < cap) {
+        n = recv(fd, out + len, cap - 2 - len, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        out[len++] = '\n';
+        out[len] = '\0';
+        if (until != NULL && strstr(out, until) != NULL)
+            return;
+    }
+}
+
+/* The new process's module cannot start (its port is taken): it exits 1,
+ * and says nothing to systemd on the way (its STOPPING=1 would stop the
+ * service the old one still serves). */
+static void upgrade_a_new_process_whose_module_fails_says_nothing_to_systemd(void **state)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    char notify[600], got[8192] = "", addr[64];
+    char cfg[600], *argv[] = {ASYNCD, "--config", cfg, NULL};
+    int nfd, taken, port;
+
+    (void)state;
+    path_of(notify, sizeof(notify), "notify");
+    nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(nfd >= 0);
+    assert_true(strlen(notify) < sizeof(sun.sun_path));
+    memcpy(sun.sun_path, notify, strlen(notify) + 1);
+    assert_int_equal(bind(nfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    write_config(10000, "127.0.0.1:0", "hi");
+    path_of(cfg, sizeof(cfg), "asyncd.json");
+    spawn(argv, set_notify, notify);
+    D.port = number_after(&D, "(port ");
+    read_notify(nfd, got, sizeof(got), 10000, "READY=1");
+    assert_non_null(strstr(got, "READY=1"));
+    got[0] = '\0';
+    /* a port held by the test: the new process's http cannot bind it */
+    port = free_port();
+    taken = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    {
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+        assert_int_equal(bind(taken, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(listen(taken, 1), 0);
+    }
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    write_config(10000, addr, "hi");
+    upgrade_fails("ended before it was ready: it exited with status 1;");
+    read_notify(nfd, got, sizeof(got), 200, NULL); /* whatever came meanwhile */
+    if (strstr(got, "STOPPING=1") != NULL)
+        fail_msg("the failed new process told systemd:\n%s", got);
+    close(taken);
+    assert_int_equal(kill(D.pid, SIGTERM), 0);
+    assert_int_equal(wait_exit(D.pid, 25000), 0);
+    read_notify(nfd, got, sizeof(got), 200, NULL);
+    assert_non_null(strstr(got, "STOPPING=1")); /* the old one, stopping, does */
+    close(nfd);
+}
+
 static void upgrade_a_binary_that_crashes_or_hangs_at_start_keeps_the_old_one(void **state)
 {
     char path[600];
@@ -525,18 +615,6 @@ static void upgrade_sigterm_during_an_upgrade_stops_the_old_one_only(void **stat
 
 /* ---- sockets at start-up ---- */
 
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 static bool find_in_path(const char *name, char *out, size_t len)
 {
@@ -668,6 +746,7 @@ int main(void)
         T(upgrade_under_load_fails_no_request),
         T(upgrade_a_missing_or_unexecutable_binary_keeps_the_old_one),
         T(upgrade_a_config_only_the_new_process_rejects_keeps_the_old_one),
+        T(upgrade_a_new_process_whose_module_fails_says_nothing_to_systemd),
         T(upgrade_a_binary_that_crashes_or_hangs_at_start_keeps_the_old_one),
         T(upgrade_sigusr2_during_an_upgrade_is_ignored),
         T(upgrade_sigterm_during_an_upgrade_stops_the_old_one_only),
