@@ -150,13 +150,37 @@ static void child(const int *fds, int n, int wr, char **env, char *listen_pid,
 
 /* ---- the old process ---- */
 
-/* The environment for the new process: ours without LISTEN_*,
- * ASYNCD_UPGRADE_FD and WATCHDOG_PID, plus those, set for it.  *listen_pid
- * and *watchdog_pid point at the room for its pid.  NULL: no memory. */
-static char **child_env(int n, const char *names, char **listen_pid, char **watchdog_pid)
+/* "NAME=value" (malloc'd), with room for PID_DIGITS more bytes. */
+static char *var(const char *name, const char *value)
 {
-    size_t count = 0, i, k = 0;
-    char **env, buf[64];
+    size_t len = strlen(name) + 1 + strlen(value);
+    char *v = malloc(len + PID_DIGITS + 1);
+
+    if (v != NULL)
+        snprintf(v, len + 1, "%s=%s", name, value);
+    return v;
+}
+
+/* Frees env and the strings child_env added to ours: those from index
+ * added on. */
+static void free_env(char **env, size_t added)
+{
+    size_t i;
+
+    for (i = added; env[i] != NULL; i++)
+        free(env[i]);
+    free(env);
+}
+
+/* The environment for the new process: ours without LISTEN_*,
+ * ASYNCD_UPGRADE_FD and WATCHDOG_PID, plus those, set for it (*added:
+ * where they start).  *listen_pid and *watchdog_pid (NULL without
+ * WATCHDOG_USEC) point at the room for its pid.  NULL: no memory. */
+static char **child_env(int n, const char *names, size_t *added, char **listen_pid,
+                        char **watchdog_pid)
+{
+    size_t count = 0, i, k = 0, want;
+    char **env, num[16];
 
     for (i = 0; environ[i] != NULL; i++)
         count++;
@@ -167,37 +191,29 @@ static char **child_env(int n, const char *names, char **listen_pid, char **watc
             strncmp(environ[i], "ASYNCD_UPGRADE_FD=", 18) != 0 &&
             strncmp(environ[i], "WATCHDOG_PID=", 13) != 0)
             env[k++] = environ[i];
-    snprintf(buf, sizeof(buf), "LISTEN_FDS=%d", n);
-    env[k++] = strdup(buf);
-    env[k++] = malloc(strlen("LISTEN_FDNAMES=") + strlen(names) + 1);
-    if (env[k - 1] != NULL)
-        strcat(strcpy(env[k - 1], "LISTEN_FDNAMES="), names);
-    snprintf(buf, sizeof(buf), "ASYNCD_UPGRADE_FD=%d", 3 + n);
-    env[k++] = strdup(buf);
-    env[k++] = *listen_pid = malloc(strlen("LISTEN_PID=") + PID_DIGITS + 1);
-    if (*listen_pid != NULL)
-        *listen_pid = strcpy(*listen_pid, "LISTEN_PID=") + strlen("LISTEN_PID=");
+    *added = k;
+    want = k + 4 + (getenv("WATCHDOG_USEC") != NULL); /* systemd's watchdog follows MAINPID */
+    snprintf(num, sizeof(num), "%d", n);
+    env[k++] = var("LISTEN_FDS", num);
+    env[k++] = var("LISTEN_FDNAMES", names);
+    snprintf(num, sizeof(num), "%d", 3 + n);
+    env[k++] = var("ASYNCD_UPGRADE_FD", num);
+    env[k++] = var("LISTEN_PID", "");
+    *listen_pid = env[k - 1] != NULL ? env[k - 1] + strlen("LISTEN_PID=") : NULL;
     *watchdog_pid = NULL;
-    if (getenv("WATCHDOG_USEC") != NULL) { /* systemd's watchdog follows MAINPID */
-        env[k++] = *watchdog_pid = malloc(strlen("WATCHDOG_PID=") + PID_DIGITS + 1);
-        if (*watchdog_pid != NULL)
-            *watchdog_pid = strcpy(*watchdog_pid, "WATCHDOG_PID=") + strlen("WATCHDOG_PID=");
+    if (want > k) {
+        env[k++] = var("WATCHDOG_PID", "");
+        *watchdog_pid = env[k - 1] != NULL ? env[k - 1] + strlen("WATCHDOG_PID=") : NULL;
     }
+    for (i = *added; i < want; i++)
+        if (env[i] == NULL) {
+            for (k = i + 1; k < want; k++) /* the ones after the gap */
+                free(env[k]);
+            env[i] = NULL;
+            free_env(env, *added);
+            return NULL;
+        }
     return env;
-}
-
-/* Frees env and the strings child_env added to ours. */
-static void free_env(char **env)
-{
-    size_t i, j;
-
-    for (i = 0; env[i] != NULL; i++) {
-        for (j = 0; environ[j] != NULL && environ[j] != env[i]; j++)
-            ;
-        if (environ[j] == NULL)
-            free(env[i]);
-    }
-    free(env);
 }
 
 static void *wait_ready(void *arg)
@@ -235,6 +251,7 @@ int asyncd_upgrade_start(int64_t bound_ms, async_channel *events, int event)
 {
     char *names = NULL, **env = NULL, *listen_pid = NULL, *watchdog_pid = NULL;
     int *fds = NULL, n, p[2] = {-1, -1};
+    size_t added = 0;
     struct stat st;
 
     if (up.running) {
@@ -254,7 +271,7 @@ int asyncd_upgrade_start(int64_t bound_ms, async_channel *events, int event)
         return -1;
     }
     if ((n = asyncd_listeners_export(&fds, &names)) < 0 || pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0 ||
-        (env = child_env(n, names, &listen_pid, &watchdog_pid)) == NULL || listen_pid == NULL)
+        (env = child_env(n, names, &added, &listen_pid, &watchdog_pid)) == NULL)
         goto fail;
     asyncd_listeners_shared(true); /* before the fork: from then on they are its too */
     up.pid = fork();
@@ -265,7 +282,7 @@ int asyncd_upgrade_start(int64_t bound_ms, async_channel *events, int event)
         goto fail;
     }
     close(p[1]);
-    free_env(env);
+    free_env(env, added);
     free(fds);
     free(names);
     up.rd = p[0];
@@ -292,7 +309,7 @@ fail:
         close(p[1]);
     }
     if (env != NULL)
-        free_env(env);
+        free_env(env, added);
     free(fds);
     free(names);
     return -1;
