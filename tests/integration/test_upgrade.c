@@ -642,6 +642,8 @@ static void activation_serves_through_the_inherited_socket(void **state)
     char *argv[] = {tool, "-l", l1, "-l", l2, ASYNCD, "--config", cfg, NULL};
 
     (void)state;
+    while (other == port) /* two free ports, not one twice */
+        other = free_port();
     if (!find_in_path("systemd-socket-activate", tool, sizeof(tool)))
         SKIP("no systemd-socket-activate (Debian's systemd package)");
     snprintf(l1, sizeof(l1), "127.0.0.1:%d", port);
