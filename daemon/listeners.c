@@ -27,34 +27,61 @@
  * joined; asyncd_listeners_sweep closes entries nobody holds, and the
  * daemon calls it only once the generations a reload started are running,
  * so a new generation has claimed its predecessor's sockets by then.
- * (Later, the same table can be filled from LISTEN_FDS or handed to a new
- * binary: it is the set of sockets the daemon serves on.)
+ *
+ * Inherited sockets.  The table is also filled from outside (daemon/
+ * inherit.c: systemd's LISTEN_FDS, or the asyncd this one upgrades) and
+ * handed to a new binary (daemon/upgrade.c, asyncd_listeners_export).
+ * Such a socket is named by its key, encoded for LISTEN_FDNAMES (':' and
+ * '%' and '#' as %3A %25 %23; a port-0 key adds "#module#nth"), and until
+ * a module claims it, a module's address that resolves to the socket's
+ * own (same family, address and port; or both the wildcard address of
+ * either family and one port) takes it even when spelled otherwise.  One
+ * nobody claimed by the end of the start-up is closed by the sweep.  An
+ * inherited socket may be held by another process too (systemd keeps
+ * activated sockets; the old asyncd keeps its copies while it drains), so
+ * it is only ever closed, never shut down: a shutdown would reset the
+ * accept queue for every holder.  For the same reason, once a new binary
+ * holds the table (asyncd_listeners_shared) nothing is shut down at all.
  *
  * Threads.  Module fibers (any worker) claim; the daemon's fiber sweeps;
- * supervisors release.  lock guards the entry list, every entry's owner
- * and holders, and every generation's claims.  Nothing parks under it:
- * a bind that resolves a name runs outside it, and the race that opens
- * (two generations binding one new address) is settled by looking again. */
+ * supervisors release; main adopts inherited sockets before the runtime
+ * starts.  lock guards the entry list, every entry's owner, holders and
+ * key (an inherited one is renamed when a module claims it), every
+ * generation's claims and unclaimed_inherited.  Nothing parks under it:
+ * a bind or a match that resolves a name runs outside it, and the race
+ * that opens (two generations binding one new address) is settled by
+ * looking again.  shared is atomic: set by the daemon's fiber, read by
+ * whichever thread stops. */
 #include "listeners.h"
 
+#include "check.h"
 #include "log.h"
 #include "modules.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 struct entry {
     struct entry *next;
-    char *address;              /* the key, as the module asked */
-    async_listener *l;          /* the daemon's handle: owns the socket, never accepts */
+    char *address;              /* the key, as the module asked (or as inherited) */
+    async_listener *l;          /* the daemon's handle: owns the socket, never accepts;
+                                 * NULL for an inherited socket (fd is then the daemon's) */
+    int fd;                     /* the socket */
+    struct sockaddr_storage sa; /* its local address (getsockname) */
     char owner[64];             /* the module that holds it */
     unsigned holders;           /* generations holding it */
     bool ephemeral;             /* port 0: the owner's alone, the nth it asked for */
+    bool inherited;             /* from LISTEN_FDS: never shut down */
     unsigned nth;
 };
 
@@ -66,6 +93,8 @@ struct asyncd_claim {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct entry *entries;
+static atomic_bool shared;      /* a new binary holds the sockets too: shut none down */
+static unsigned unclaimed_inherited; /* inherited entries no module claimed yet: lock */
 
 static bool ephemeral(const char *address)
 {
@@ -120,11 +149,113 @@ static async_listener *take(struct entry *e, struct asyncd_module *m, char *owne
         cl->e = e;
         cl->next = m->claims;
         m->claims = cl;
+        if (e->inherited && e->holders == 0 && e->owner[0] == '\0')
+            unclaimed_inherited--;
         e->holders++;
         snprintf(e->owner, sizeof(e->owner), "%s", name);
     }
     cl->used = true;
-    return async_listener_borrow(async_listener_fd(e->l));
+    return async_listener_borrow(e->fd);
+}
+
+static int sa_port(const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return -1;
+}
+
+static bool sa_wildcard(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == htonl(INADDR_ANY);
+    if (sa->sa_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+    return false;
+}
+
+/* Whether a resolved address a names the socket whose address is b. */
+static bool sa_same(const struct sockaddr *a, const struct sockaddr_storage *b)
+{
+    int port = a->sa_family == AF_INET ? ntohs(((const struct sockaddr_in *)a)->sin_port)
+             : a->sa_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)a)->sin6_port)
+             : -2;
+
+    if (port != sa_port(b))
+        return false;
+    if (sa_wildcard(a) && sa_wildcard((const struct sockaddr *)b))
+        return true; /* "*:8080" and systemd's ListenStream=8080 ([::], both families) */
+    if (a->sa_family != b->ss_family)
+        return false;
+    if (a->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
+struct resolve_job {
+    const char *host, *port;
+    struct addrinfo *res;
+    int rc;
+};
+
+static void *resolve_job(void *arg)
+{
+    struct resolve_job *j = arg;
+    struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+                             .ai_socktype = SOCK_STREAM};
+
+    j->rc = getaddrinfo(j->host, j->port, &hints, &j->res);
+    return NULL;
+}
+
+/* An inherited socket nobody claimed whose address is what address
+ * resolves to, now keyed by address; or NULL.  Resolves a name off the
+ * fiber's stack, on a helper thread. */
+static struct entry *match_inherited(const char *address)
+{
+    char host[256], portbuf[8];
+    struct resolve_job j = {NULL, portbuf, NULL, -1};
+    struct entry *e = NULL;
+    struct addrinfo *ai;
+    bool any;
+    char *key;
+    int port;
+
+    pthread_mutex_lock(&lock);
+    any = unclaimed_inherited > 0;
+    pthread_mutex_unlock(&lock);
+    if (!any || async_address_parse(address, host, sizeof(host), &port, NULL) != 0 ||
+        port == 0) /* port 0: never another's socket (inherited ones come back by key) */
+        return NULL;
+    snprintf(portbuf, sizeof(portbuf), "%d", port);
+    j.host = host[0] != '\0' ? host : NULL;
+    if (asyncd_off_stack(resolve_job, &j) != 0 || j.rc != 0)
+        return NULL; /* the bind that follows reports it */
+    if ((key = strdup(address)) == NULL) {
+        freeaddrinfo(j.res);
+        return NULL;
+    }
+    pthread_mutex_lock(&lock);
+    for (ai = j.res; ai != NULL && e == NULL; ai = ai->ai_next)
+        for (e = entries; e != NULL; e = e->next)
+            if (e->inherited && e->holders == 0 && e->owner[0] == '\0' &&
+                sa_same(ai->ai_addr, &e->sa))
+                break;
+    if (e != NULL) {
+        asyncd_log(ASYNC_LOG_INFO, "listener %s: the inherited socket %d (%s)", address, e->fd,
+                   e->address);
+        free(e->address);
+        e->address = key;
+        key = NULL;
+    }
+    pthread_mutex_unlock(&lock);
+    free(key);
+    freeaddrinfo(j.res);
+    return e;
 }
 
 /* A new entry for m's ask for address over bound (taken), or NULL
@@ -139,6 +270,8 @@ static struct entry *add(const char *address, const struct asyncd_module *m,
         return NULL;
     }
     e->l = bound;
+    e->fd = async_listener_fd(bound);
+    getsockname(e->fd, (struct sockaddr *)&e->sa, &(socklen_t){sizeof(e->sa)});
     e->ephemeral = ephemeral(address);
     e->nth = e->ephemeral ? nth_ask(m, address) : 0;
     snprintf(e->owner, sizeof(e->owner), "%s", m->desc->name);
@@ -160,7 +293,7 @@ static bool port_owner(const char *address, char *owner, size_t len)
         return false;
     pthread_mutex_lock(&lock);
     for (e = entries; e != NULL && !found; e = e->next)
-        if (e->holders > 0 && async_listener_port(e->l) == port) {
+        if (e->holders > 0 && sa_port(&e->sa) == port) {
             snprintf(owner, len, "%s (%s)", e->owner, e->address);
             found = true;
         }
@@ -183,6 +316,8 @@ async_listener *asyncd_host_listen(async_module_host *host, const char *address)
     pthread_mutex_lock(&lock);
     e = find(address, m);
     pthread_mutex_unlock(&lock);
+    if (e == NULL)
+        e = match_inherited(address);
     if (e == NULL && (bound = async_listener_bind(address)) == NULL) {
         err = errno;
         if (err == EADDRINUSE && port_owner(address, owner, sizeof(owner)))
@@ -249,8 +384,14 @@ static void close_entries(bool all)
     pthread_mutex_unlock(&lock);
     for (e = gone; e != NULL; e = gone) {
         gone = e->next;
-        async_listener_close(e->l);
-        if (!all)
+        if (e->l != NULL)
+            async_listener_close(e->l);
+        else
+            close(e->fd);
+        if (!all && e->inherited)
+            asyncd_log(ASYNC_LOG_WARNING, "closed the inherited socket %d (%s): no module "
+                       "listens there", e->fd, e->address);
+        else if (!all)
             asyncd_log(ASYNC_LOG_INFO, "closed listener %s: module %s listens there no more",
                        e->address, e->owner);
         free(e->address);
@@ -267,10 +408,130 @@ void asyncd_listeners_shutdown(void)
 {
     struct entry *e;
 
+    if (atomic_load(&shared))
+        return;
     pthread_mutex_lock(&lock);
     for (e = entries; e != NULL; e = e->next)
-        shutdown(async_listener_fd(e->l), SHUT_RD);
+        if (!e->inherited)
+            shutdown(e->fd, SHUT_RD);
     pthread_mutex_unlock(&lock);
+}
+
+void asyncd_listeners_shared(bool yes)
+{
+    atomic_store(&shared, yes);
+}
+
+/* ---- names for LISTEN_FDNAMES ---- */
+
+/* Appends s to out[*at..cap) with ':' '%' '#' escaped; false if it does
+ * not fit. */
+static bool put_escaped(char *out, size_t cap, size_t *at, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        const char *rep = *s == ':' ? "%3A" : *s == '%' ? "%25" : *s == '#' ? "%23" : NULL;
+        size_t n = rep != NULL ? 3 : 1;
+
+        if (*at + n >= cap)
+            return false;
+        memcpy(out + *at, rep != NULL ? rep : s, n);
+        *at += n;
+    }
+    out[*at] = '\0';
+    return true;
+}
+
+/* Undoes put_escaped on s[0..len) into out (cap >= len + 1). */
+static void unescape(char *out, const char *s, size_t len)
+{
+    size_t i, o = 0;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] == '%' && i + 2 < len &&
+            (strncmp(s + i, "%3A", 3) == 0 || strncmp(s + i, "%25", 3) == 0 ||
+             strncmp(s + i, "%23", 3) == 0)) {
+            out[o++] = s[i + 2] == 'A' ? ':' : s[i + 2] == '5' ? '%' : '#';
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+}
+
+int asyncd_listeners_export(int **fds, char **names)
+{
+    struct entry *e;
+    size_t n = 0, cap = 1, at = 0;
+    char *buf;
+    int *f;
+
+    pthread_mutex_lock(&lock);
+    for (e = entries; e != NULL; e = e->next)
+        if (e->holders > 0) {
+            n++;
+            cap += 3 * (strlen(e->address) + strlen(e->owner)) + 32;
+        }
+    f = malloc((n > 0 ? n : 1) * sizeof(*f));
+    buf = malloc(cap);
+    if (f == NULL || buf == NULL) {
+        pthread_mutex_unlock(&lock);
+        free(f);
+        free(buf);
+        errno = ENOMEM;
+        return -1;
+    }
+    buf[0] = '\0';
+    n = 0;
+    for (e = entries; e != NULL; e = e->next) {
+        if (e->holders == 0)
+            continue;
+        if (n > 0)
+            buf[at++] = ':';
+        put_escaped(buf, cap, &at, e->address);
+        if (e->ephemeral) {
+            buf[at++] = '#';
+            put_escaped(buf, cap, &at, e->owner);
+            at += (size_t)snprintf(buf + at, cap - at, "#%u", e->nth);
+        }
+        f[n++] = e->fd;
+    }
+    pthread_mutex_unlock(&lock);
+    *fds = f;
+    *names = buf;
+    return (int)n;
+}
+
+int asyncd_listeners_adopt(int fd, const char *name, size_t len)
+{
+    struct entry *e = calloc(1, sizeof(*e));
+    const char *h1 = memchr(name, '#', len), *h2 = NULL;
+    socklen_t salen = sizeof(struct sockaddr_storage);
+
+    if (e == NULL || (e->address = malloc(len + 1)) == NULL) {
+        free(e);
+        errno = ENOMEM;
+        return -1;
+    }
+    if (h1 != NULL)
+        h2 = memchr(h1 + 1, '#', len - (size_t)(h1 + 1 - name));
+    unescape(e->address, name, h1 != NULL ? (size_t)(h1 - name) : len);
+    if (h2 != NULL && ephemeral(e->address) && (size_t)(h2 - h1 - 1) < sizeof(e->owner)) {
+        /* a port-0 key: its module's nth ask gets it back, by key */
+        unescape(e->owner, h1 + 1, (size_t)(h2 - h1 - 1));
+        e->nth = (unsigned)strtoul(h2 + 1, NULL, 10);
+        e->ephemeral = true;
+    }
+    e->fd = fd;
+    e->inherited = true;
+    getsockname(fd, (struct sockaddr *)&e->sa, &salen);
+    pthread_mutex_lock(&lock);
+    e->next = entries;
+    entries = e;
+    if (e->owner[0] == '\0')
+        unclaimed_inherited++;
+    pthread_mutex_unlock(&lock);
+    return 0;
 }
 
 void asyncd_listeners_close_all(void)

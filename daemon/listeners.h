@@ -5,6 +5,9 @@
 
 #include <async_io/module.h>
 
+#include <stdbool.h>
+#include <stddef.h>
+
 struct asyncd_module;
 struct asyncd_claim;    /* one socket a generation holds (listeners.c) */
 
@@ -33,6 +36,24 @@ void asyncd_listeners_sweep(void);
  * module's acceptor may still be parked on one: its cancel wakes it)
  * until asyncd_listeners_close_all. */
 void asyncd_listeners_shutdown(void);
+
+/* A new asyncd holds the sockets too (a binary upgrade), or (false) no
+ * more: while it does, asyncd_listeners_shutdown shuts none down, so the
+ * accept queues the new process shares stay whole.  Any thread. */
+void asyncd_listeners_shared(bool yes);
+
+/* The sockets held now, for a new binary: their descriptors into *fds
+ * and their names, ':'-separated in LISTEN_FDNAMES's format, into *names
+ * (both malloc'd; the descriptors stay the table's).  The count, or -1
+ * ENOMEM. */
+int asyncd_listeners_export(int **fds, char **names);
+
+/* Puts fd, an inherited listening stream socket, into the table under
+ * name[0..len) (a name asyncd_listeners_export made; any other name only
+ * labels it, and the socket goes to the module whose address resolves to
+ * its own).  The table owns fd from now on.  0, or -1 ENOMEM.  Before
+ * the runtime starts. */
+int asyncd_listeners_adopt(int fd, const char *name, size_t len);
 
 /* Closes every socket (asyncd exits; every module has stopped). */
 void asyncd_listeners_close_all(void);

@@ -16,8 +16,11 @@
  * only logged and skipped at start-up: the others still run.)
  *
  * Signals: SIGHUP reloads (see reload()); SIGUSR1 reopens the log files
- * (logrotate); SIGTERM, SIGINT and SIGQUIT stop every module (cancel, then
- * wait up to shutdown_timeout_ms) and exit 0, or 1 naming a module still
+ * (logrotate); SIGUSR2 starts a new asyncd from the installed binary and
+ * hands it the listening sockets, then drains and exits 0 once it is
+ * ready, or serves on when it fails (upgrade.h); SIGTERM, SIGINT and
+ * SIGQUIT stop every module (cancel, then wait up to shutdown_timeout_ms)
+ * and exit 0, or 1 naming a module still
  * running at the deadline; the other signals that would end the process
  * without a fault of its own are logged and ignored (signals.c).  They are
  * received through a signalfd read by a fiber, so no handler ever runs on
@@ -40,6 +43,7 @@
  * start-up makes asyncd stop the others and exit 1. */
 #include "check.h"
 #include "handlers.h"
+#include "inherit.h"
 #include "listeners.h"
 #include "config.h"
 #include "crash.h"
@@ -52,6 +56,7 @@
 #include "ready.h"
 #include "signals.h"
 #include "tally.h"
+#include "upgrade.h"
 #include "watcher.h"
 
 #include <async_io.h>
@@ -77,7 +82,9 @@
 #define EX_CONFIG 78
 #define START_NAG_MS 10000      /* at start-up, name the modules not ready yet this often */
 #define EVENT_MODULE 0          /* on the events channel: a module's state changed; */
-#define EVENT_BROKEN (-1)       /* the signals cannot be read; any other: a signal */
+#define EVENT_BROKEN (-1)       /* the signals cannot be read; */
+#define EVENT_UPGRADE (-2)      /* the new process of an upgrade is ready or failed; */
+                                /* any other: a signal */
 #define EXIT_FLUSH_MS 2000      /* the most an exit waits for queued log lines */
 
 struct daemon {
@@ -91,6 +98,7 @@ struct daemon {
     enum asyncd_wait wait;              /* what READY=1 is being waited for */
     int64_t wait_began, wait_until;     /* async_now_ms; wait_until -1: no bound */
     bool reload_pending;                /* a SIGHUP came during the start-up wait */
+    bool upgraded;                      /* a new process serves: this one drains */
 };
 
 static void print_problems(const struct asyncd_problems *p)
@@ -132,11 +140,14 @@ static int stop_all(struct daemon *d)
     int64_t deadline = async_now_ms() + d->config.shutdown_timeout_ms;
     int stuck = 0;
 
-    asyncd_notify("STOPPING=1");
+    /* not when the new process of an upgrade is systemd's main one now, nor
+     * from that new process when it fails to start: the old one serves */
+    if (!d->upgraded && !asyncd_upgrade_pending())
+        asyncd_notify("STOPPING=1");
     for (m = d->modules; m != NULL; m = m->next)
         if (m->group != NULL)
             asyncd_module_cancel(m, deadline);
-    asyncd_listeners_shutdown(); /* no successor will take them */
+    asyncd_listeners_shutdown(); /* no successor will take them (unless one shares them) */
     asyncd_log(ASYNC_LOG_INFO, "draining: every module is cancelled; waiting up to %lld ms",
                (long long)d->config.shutdown_timeout_ms);
     async_deadline(deadline);
@@ -254,6 +265,7 @@ static bool stray_signal(const struct signalfd_siginfo *si)
     switch (sig) {
     case SIGHUP:
     case SIGUSR1:
+    case SIGUSR2:
     case SIGTERM:
     case SIGINT:
     case SIGQUIT:
@@ -299,6 +311,8 @@ static void *read_signals(void *arg)
 static void wait_over(struct daemon *d)
 {
     asyncd_ready_tell(d->modules, d->wait);
+    if (d->wait == ASYNCD_WAIT_START)
+        asyncd_upgrade_tell_ready(); /* after MAINPID= went to systemd */
     d->wait = ASYNCD_WAIT_NONE;
     asyncd_listeners_sweep();
 }
@@ -361,6 +375,19 @@ static void reopen_logs(struct daemon *d)
     asyncd_modules_reopen(d->modules);
 }
 
+/* SIGUSR2: a new binary takes over (daemon/upgrade.h), once this one is
+ * settled: during the start-up or a reload the listener table is still
+ * changing hands. */
+static void upgrade(struct daemon *d)
+{
+    if (d->wait != ASYNCD_WAIT_NONE && !asyncd_upgrade_running()) {
+        asyncd_log(ASYNC_LOG_WARNING, "SIGUSR2 during the %s: ignored; send it again once "
+                   "asyncd is ready", d->wait == ASYNCD_WAIT_START ? "start-up" : "reload");
+        return;
+    }
+    asyncd_upgrade_start(d->config.shutdown_timeout_ms, d->events, EVENT_UPGRADE);
+}
+
 /* Until a stop: waits for signals and the modules' readiness.  Returns
  * the exit code the stop should end with. */
 static int serve(struct daemon *d)
@@ -385,6 +412,22 @@ static int serve(struct daemon *d)
             continue;
         if (ev == EVENT_BROKEN)
             return 1;
+        if (ev == EVENT_UPGRADE) {
+            if (asyncd_upgrade_finish()) {
+                d->upgraded = true;
+                return 0;
+            }
+            continue;
+        }
+        if (ev == SIGUSR2) {
+            upgrade(d);
+            continue;
+        }
+        if (ev == SIGHUP && asyncd_upgrade_running()) {
+            asyncd_log(ASYNC_LOG_WARNING, "SIGHUP during an upgrade: ignored; send it to the "
+                       "process that serves once the upgrade is over");
+            continue;
+        }
         if (ev == SIGHUP) {
             if (d->wait == ASYNCD_WAIT_START)
                 d->reload_pending = true; /* the start-up rule first */
@@ -423,6 +466,7 @@ static void *daemon_main(void *arg)
                    "and systemd's watchdog is not petted", strerror(errno));
     mon = asyncd_monitor_start();
     code = serve(d);
+    asyncd_upgrade_abandon(); /* stopped during one: the new process goes on */
     asyncd_watcher_stop();
     asyncd_monitor_stop(mon);
     async_cancel(signals);
@@ -636,8 +680,11 @@ int main(int argc, char **argv)
     int done;
 
     asyncd_log_init();
+    asyncd_upgrade_record(argc, argv); /* before the working directory changes */
     if ((done = parse_args(argc, argv, &file)) >= 0)
         return done;
+    asyncd_inherit_listeners(); /* before any thread: it unsets LISTEN_* */
+    asyncd_upgrade_take_fd();
     abs_file = enter_config_dir(file);
     d.file = abs_file != NULL ? abs_file : file;
     if (load_config(&d) != 0)
@@ -653,7 +700,8 @@ int main(int argc, char **argv)
     asyncd_crash_install(); /* before the runtime's overflow handler, which chains to it */
     rc.workers = d.config.workers;
     rc.stack_size = d.config.stack_size;
-    asyncd_log(ASYNC_LOG_INFO, "asyncd %s starting with %s", ASYNCD_VERSION, d.file);
+    asyncd_log(ASYNC_LOG_INFO, "asyncd %s starting with %s (pid %d)", ASYNCD_VERSION, d.file,
+               (int)getpid());
     if (async_runtime(&rc, daemon_main, &d) != 0) {
         asyncd_log(ASYNC_LOG_ERROR, "cannot start the runtime: %s", strerror(errno));
         asyncd_logsink_stop(EXIT_FLUSH_MS);

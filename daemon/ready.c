@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 int asyncd_ready_look(struct asyncd_module *list, enum asyncd_wait wait)
 {
@@ -71,7 +72,10 @@ void asyncd_ready_tell(struct asyncd_module *list, enum asyncd_wait wait)
         asyncd_log(ASYNC_LOG_NOTICE, "reloaded: %s", status);
     else
         asyncd_log(ASYNC_LOG_NOTICE, "ready: %s", status);
-    asyncd_notify("READY=1\nSTATUS=%s", status);
+    if (wait == ASYNCD_WAIT_START) /* MAINPID: after an upgrade, the main process is this one */
+        asyncd_notify("READY=1\nMAINPID=%d\nSTATUS=%s", (int)getpid(), status);
+    else
+        asyncd_notify("READY=1\nSTATUS=%s", status);
 }
 
 void asyncd_ready_late(struct asyncd_module *list, enum asyncd_wait wait, int64_t waited_ms)

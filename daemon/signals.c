@@ -2,11 +2,12 @@
  * that would otherwise end asyncd, taken in through the signalfd instead.
  *
  * Read and acted on (main.c): SIGHUP reloads, SIGUSR1 reopens the log
- * files, SIGTERM, SIGINT and SIGQUIT stop gracefully.
+ * files, SIGUSR2 upgrades the binary (upgrade.h), SIGTERM, SIGINT and
+ * SIGQUIT stop gracefully.
  *
  * Read and logged, nothing else: the signals whose default action
  * terminates the process or dumps core but that report no fault of the
- * process's own — SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO (SIGPOLL),
+ * process's own — SIGALRM, SIGVTALRM, SIGPROF, SIGIO (SIGPOLL),
  * SIGXCPU, SIGXFSZ, SIGPWR, SIGSTKFLT and the realtime signals
  * SIGRTMIN..SIGRTMAX — and SIGWINCH (ignored by default; logged because it
  * costs nothing and tells an operator their signal arrived).  With SIGXFSZ
@@ -35,16 +36,17 @@
  * The mask is inherited by every thread the daemon starts (the runtime's
  * workers, the blocking-call helpers, the log writer), which is why it is
  * set first.  It would be inherited by a child process across fork and
- * exec too: the daemon starts none, and one that ever does must restore
- * the mask (and SIGPIPE's disposition) in the child. */
+ * exec too: the one process the daemon starts, the new binary of an
+ * upgrade, gets the mask (and SIGPIPE's disposition) restored before its
+ * exec (upgrade.c). */
 #include "signals.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static const int taken[] = {
-    SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1,                           /* acted on */
-    SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGXCPU, SIGXFSZ, SIGPWR, /* logged */
+    SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2,                  /* acted on */
+    SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGXCPU, SIGXFSZ, SIGPWR, /* logged */
     SIGSTKFLT, SIGWINCH,
 };
 

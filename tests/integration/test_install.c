@@ -287,7 +287,7 @@ static void installed_asyncd_accepts_the_installed_config(void **state)
         fail_msg("the installed http module was not checked:\n%s", out);
 }
 
-static void install_adds_both_units_the_man_pages_and_the_logrotate_file(void **state)
+static void install_adds_the_units_the_man_pages_and_the_logrotate_file(void **state)
 {
     /* in systemd.pc's unit folder, where systemd looks */
     expect_unit_line("asyncd.service", "LogsDirectory=asyncd\n");
@@ -296,6 +296,9 @@ static void install_adds_both_units_the_man_pages_and_the_logrotate_file(void **
                      "ExecStart=/usr/sbin/asyncd --config /etc/asyncd/%i.json\n");
     expect_unit_line("asyncd@.service",
                      "ExecStartPre=/usr/sbin/asyncd --check-config /etc/asyncd/%i.json\n");
+    /* socket activation, on the installed config's http address */
+    expect_unit_line("asyncd.socket", "ListenStream=127.0.0.1:8080\n");
+    expect_in_file("/etc/asyncd/asyncd.json", "\"127.0.0.1:8080\"");
     expect_in_file("/usr/share/man/man8/asyncd.8", ".TH ASYNCD 8 ");
     expect_in_file("/usr/share/man/man8/asyncd.8", ".I /etc/asyncd/asyncd.json\n");
     expect_in_file("/usr/share/man/man5/asyncd.json.5", ".TH ASYNCD.JSON 5 ");
@@ -574,7 +577,7 @@ int main(void)
         cmocka_unit_test(installed_asyncd_finds_its_library_without_ldconfig),
         cmocka_unit_test(installed_config_serves_http_only_and_logs_in_var_log_asyncd),
         cmocka_unit_test(installed_asyncd_accepts_the_installed_config),
-        cmocka_unit_test(install_adds_both_units_the_man_pages_and_the_logrotate_file),
+        cmocka_unit_test(install_adds_the_units_the_man_pages_and_the_logrotate_file),
         cmocka_unit_test(installed_man_pages_render_without_warnings),
         cmocka_unit_test(install_with_another_prefix_keeps_the_config_under_it),
         cmocka_unit_test(installed_modules_export_async_module_alone),

@@ -1,7 +1,7 @@
 /* The systemd units, asyncd.service and the template asyncd@.service (one
- * file, systemd/asyncd.service.in, made twice): each must verify, its man
- * pages included, and its sandbox must score "OK" (2.0 or lower) in
- * systemd-analyze security.  The copies tested here point ExecStart at
+ * file, systemd/asyncd.service.in, made twice), and asyncd.socket: each
+ * must verify, man pages included, and each service's sandbox must score
+ * "OK" (2.0 or lower) in systemd-analyze security.  The copies tested here point ExecStart at
  * the build tree, since verify insists the binary exists, and MANPATH at
  * the built man pages. */
 #define _GNU_SOURCE
@@ -109,6 +109,16 @@ static void systemd_template_sandbox_scores_ok(void **state)
     scores_ok("asyncd@test.service");
 }
 
+/* asyncd.socket, beside the service it activates. */
+static void systemd_socket_unit_verifies(void **state)
+{
+    char cmd[1024];
+
+    snprintf(cmd, sizeof(cmd), "cp %s/systemd/asyncd.socket %s/", SOURCE_DIR, dir);
+    assert_int_equal(system(cmd), 0);
+    verifies("asyncd.socket");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -116,6 +126,7 @@ int main(void)
         cmocka_unit_test(systemd_unit_sandbox_scores_ok),
         cmocka_unit_test(systemd_template_instance_verifies),
         cmocka_unit_test(systemd_template_sandbox_scores_ok),
+        cmocka_unit_test(systemd_socket_unit_verifies),
     };
 
     return skips_exit(cmocka_run_group_tests(tests, make_units, remove_units));
