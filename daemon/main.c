@@ -16,7 +16,8 @@
  * only logged and skipped at start-up: the others still run.)
  *
  * Signals: SIGHUP reloads (see reload()); SIGUSR1 reopens the log files
- * (logrotate); SIGTERM, SIGINT and SIGQUIT stop every module (cancel, then
+ * (logrotate); SIGTERM, SIGINT and SIGQUIT stop every module (after
+ * drain_grace_ms, see drain_grace(); cancel, then
  * wait up to shutdown_timeout_ms) and exit 0, or 1 naming a module still
  * running at the deadline; the other signals that would end the process
  * without a fault of its own are logged and ignored (signals.c).  They are
@@ -361,6 +362,42 @@ static void reopen_logs(struct daemon *d)
     asyncd_modules_reopen(d->modules);
 }
 
+/* drain_grace_ms: before a stop cancels anything, every module is told
+ * it is being stopped (async_module_stop_deadline answers) and goes on
+ * serving, listeners open, for the grace.  So a load balancer in front
+ * (HAProxy) sees the http module's health route answer 503 and takes
+ * this instance out while it still accepts: no request it sends meanwhile
+ * meets a closed port.  A second stop signal ends the grace at once;
+ * SIGHUP waits (a reload now would restart what is about to stop). */
+static void drain_grace(struct daemon *d)
+{
+    int64_t until = async_now_ms() + d->config.drain_grace_ms, old;
+    struct asyncd_module *m;
+    int ev;
+
+    if (d->config.drain_grace_ms <= 0)
+        return;
+    asyncd_notify("STOPPING=1");
+    for (m = d->modules; m != NULL; m = m->next)
+        if (m->group != NULL)
+            asyncd_module_warn_stop(m, until + d->config.shutdown_timeout_ms);
+    asyncd_log(ASYNC_LOG_NOTICE, "draining: serving on for drain_grace_ms (%lld ms) before "
+               "the modules are stopped; health routes answer 503",
+               (long long)d->config.drain_grace_ms);
+    old = async_deadline(until);
+    while (async_channel_receive(d->events, &ev) == 0) {
+        if (ev == SIGTERM || ev == SIGINT || ev == SIGQUIT || ev == EVENT_BROKEN) {
+            asyncd_log(ASYNC_LOG_NOTICE, "draining: grace cut short by a second stop");
+            break;
+        }
+        if (ev == SIGUSR1)
+            reopen_logs(d);
+        else if (ev == SIGHUP)
+            asyncd_log(ASYNC_LOG_WARNING, "SIGHUP while stopping: ignored");
+    }
+    async_deadline(old);
+}
+
 /* Until a stop: waits for signals and the modules' readiness.  Returns
  * the exit code the stop should end with. */
 static int serve(struct daemon *d)
@@ -423,6 +460,8 @@ static void *daemon_main(void *arg)
                    "and systemd's watchdog is not petted", strerror(errno));
     mon = asyncd_monitor_start();
     code = serve(d);
+    if (code == 0) /* a stop signal, not a failed start */
+        drain_grace(d);
     asyncd_watcher_stop();
     asyncd_monitor_stop(mon);
     async_cancel(signals);
