@@ -629,7 +629,7 @@ static void rolling_restart_under_load_fails_nothing(void **state)
     front = free_port();
     start_haproxy(front, ports);
     for (i = 0; i < NINST; i++) {
-        snprintf(sv, sizeof(sv), "asyncd%d", i + 1);
+        snprintf(sv, sizeof(sv), "web%d", i + 1);
         wait_status(sv, "UP", 15000);
     }
 
@@ -640,7 +640,7 @@ static void rolling_restart_under_load_fails_nothing(void **state)
     load_advances(load, 200, "through HAProxy at first");
     for (i = 0; i < NINST; i++) {
         snprintf(name, sizeof(name), "i%d.json", i);
-        snprintf(sv, sizeof(sv), "asyncd%d", i + 1);
+        snprintf(sv, sizeof(sv), "web%d", i + 1);
         assert_int_equal(kill(inst[i].pid, SIGTERM), 0);
         wait_next(&inst[i], GRACE_LINE);
         /* the check takes it out while it still accepts */
@@ -665,7 +665,7 @@ static void rolling_restart_under_load_fails_nothing(void **state)
     for (i = 0; i < NLOAD; i++)
         fails += atomic_load(&load[i].bad_status) + atomic_load(&load[i].sock_err);
     for (i = 0; i < NINST; i++) {
-        snprintf(sv, sizeof(sv), "asyncd%d", i + 1);
+        snprintf(sv, sizeof(sv), "web%d", i + 1);
         retries += stat_count(sv, "wretr") + stat_count(sv, "wredis");
         downs += stat_count(sv, "chkdown") >= 1;
     }
