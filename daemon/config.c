@@ -231,9 +231,9 @@ static void validate_modules(struct asyncd_config *c, struct asyncd_problems *p)
 
 static void validate(struct asyncd_config *c, struct asyncd_problems *p)
 {
-    static const char *const top[] = {"runtime", "modules_dir", "shutdown_timeout_ms", "drain_grace_ms",
-                                      "log_level",
-                                      "blocked_warn_ms", "strict_modules", "modules", NULL};
+    static const char *const top[] = {"runtime", "modules_dir", "shutdown_timeout_ms",
+                                      "drain_grace_ms", "log_level", "blocked_warn_ms",
+                                      "strict_modules", "modules", NULL};
 
     unknown_keys(c, p, c->root, "", top);
     validate_runtime(c, p);

@@ -4,7 +4,8 @@
  * Alone: once SIGTERM is heard the health route answers 503 while every
  * other request, on new connections and kept-alive ones, is still
  * answered; after the grace keep-alive connections get Connection: close.
- * A second SIGTERM cuts the grace short.  The config check names a bad
+ * A second SIGTERM cuts the grace short.  A generation a reload replaces
+ * answers 503 on the connections it drains.  The config check names a bad
  * "health" or drain_grace_ms by its path.
  *
  * Under HAProxy: three instances made from conf/haproxy/instance.json,
@@ -273,6 +274,48 @@ static void second_sigterm_cuts_the_grace_short(void **state)
     assert_int_equal(reap(&D, 20000), 0);
     if (now_ms() - t0 > 20000)
         fail_msg("exit took %lld ms with a 60 s grace cut short", (long long)(now_ms() - t0));
+}
+
+/* A reload that replaces the module: the old generation, draining its
+ * connections, answers 503 on them; new connections reach the new
+ * generation, which answers 200. */
+static void retiring_generation_answers_503(void **state)
+{
+    struct client *c;
+    struct resp r;
+    char body[256];
+    int i;
+
+    (void)state;
+    for (i = 0; i < 2; i++) {
+        char text[1024];
+
+        /* header_timeout_ms differs: the module restarts, not reconfigures */
+        snprintf(text, sizeof(text),
+                 "{\"modules_dir\":\"modules\",\"shutdown_timeout_ms\":5000,\"modules\":{\"http\":{\n"
+                 " \"listen\":[\"127.0.0.1:0\"],\"header_timeout_ms\":%d,\n"
+                 " \"routes\":[{\"path\":\"/healthz\",\"health\":true}]}}}\n",
+                 10000 + i);
+        write_file("a.json", text);
+        if (i == 0)
+            D.port = start_instance(&D, "a.json", 0);
+    }
+    c = client_open(D.port);
+    get(c, "/healthz", &r);
+    assert_status(&r, 200);
+    resp_free(&r);
+    assert_int_equal(kill(D.pid, SIGHUP), 0);
+    /* the old generation is told it stops before the new one starts (on
+     * the same port: 127.0.0.1:0 keeps it across generations) */
+    wait_next(&D, PORT_LINE);
+    get(c, "/healthz", &r);
+    assert_status(&r, 503);
+    assert_header(&r, "Connection", "close");
+    resp_free(&r);
+    client_close(c);
+    assert_int_equal(get_once("/healthz", body, sizeof(body)), 200);
+    wait_next(&D, "reloaded: ");
+    assert_int_equal(daemon_stop(&D, SIGTERM), 0);
 }
 
 static void check_names_bad_health_and_grace(void **state)
@@ -701,6 +744,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(health_503_while_the_grace_serves_the_rest, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(second_sigterm_cuts_the_grace_short, setup, teardown),
+        cmocka_unit_test_setup_teardown(retiring_generation_answers_503, setup, teardown),
         cmocka_unit_test_setup_teardown(check_names_bad_health_and_grace, setup, teardown),
         cmocka_unit_test_setup_teardown(rolling_restart_under_load_fails_nothing, setup,
                                         teardown),
