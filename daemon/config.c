@@ -173,6 +173,7 @@ static void validate_daemon(struct asyncd_config *c, struct asyncd_problems *p)
 
     c->shutdown_timeout_ms = get_int(c, p, c->root, "shutdown_timeout_ms", "shutdown_timeout_ms",
                                      0, 3600000, DEFAULT_SHUTDOWN_MS);
+    c->drain_grace_ms = get_int(c, p, c->root, "drain_grace_ms", "drain_grace_ms", 0, 3600000, 0);
     c->blocked_warn_ms = get_int(c, p, c->root, "blocked_warn_ms", "blocked_warn_ms", 1, 3600000,
                                  DEFAULT_BLOCKED_WARN_MS);
     c->log_level = ASYNC_LOG_INFO;
@@ -230,8 +231,9 @@ static void validate_modules(struct asyncd_config *c, struct asyncd_problems *p)
 
 static void validate(struct asyncd_config *c, struct asyncd_problems *p)
 {
-    static const char *const top[] = {"runtime", "modules_dir", "shutdown_timeout_ms", "log_level",
-                                      "blocked_warn_ms", "strict_modules", "modules", NULL};
+    static const char *const top[] = {"runtime", "modules_dir", "shutdown_timeout_ms",
+                                      "drain_grace_ms", "log_level", "blocked_warn_ms",
+                                      "strict_modules", "modules", NULL};
 
     unknown_keys(c, p, c->root, "", top);
     validate_runtime(c, p);

@@ -21,6 +21,8 @@ struct asyncd_config {
     size_t stack_size;          /* runtime.stack_size, 0 = default */
     char *modules_dir;          /* resolved against the file's folder */
     int64_t shutdown_timeout_ms;
+    int64_t drain_grace_ms;     /* on a stop signal, serve on this long, every module
+                                   told it is stopping, before cancelling them */
     int64_t blocked_warn_ms;    /* a worker held this long by one fiber is logged */
     int log_level;
     bool strict_modules;        /* refuse module files and folders others can write

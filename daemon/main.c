@@ -19,8 +19,9 @@
  * (logrotate); SIGUSR2 starts a new asyncd from the installed binary and
  * hands it the listening sockets, then drains and exits 0 once it is
  * ready, or serves on when it fails (upgrade.h); SIGTERM, SIGINT and
- * SIGQUIT stop every module (cancel, then wait up to shutdown_timeout_ms)
- * and exit 0, or 1 naming a module still
+ * SIGQUIT stop every module (after drain_grace_ms, see drain_grace();
+ * cancel, then wait up to shutdown_timeout_ms) and exit 0, or 1 naming a
+ * module still
  * running at the deadline; the other signals that would end the process
  * without a fault of its own are logged and ignored (signals.c).  They are
  * received through a signalfd read by a fiber, so no handler ever runs on
@@ -388,6 +389,43 @@ static void upgrade(struct daemon *d)
     asyncd_upgrade_start(d->config.shutdown_timeout_ms, d->events, EVENT_UPGRADE);
 }
 
+/* drain_grace_ms: before a stop cancels anything, every module is told
+ * it is being stopped (async_module_stop_deadline answers) and goes on
+ * serving, listeners open, for the grace.  So a load balancer in front
+ * (HAProxy) sees the http module's health route answer 503 and takes
+ * this instance out while it still accepts: no request it sends meanwhile
+ * meets a closed port.  A second stop signal ends the grace at once;
+ * SIGHUP waits (a reload now would restart what is about to stop). */
+static void drain_grace(struct daemon *d)
+{
+    int64_t until = async_now_ms() + d->config.drain_grace_ms, old;
+    struct asyncd_module *m;
+    int ev;
+
+    if (d->config.drain_grace_ms <= 0)
+        return;
+    asyncd_notify("STOPPING=1");
+    for (m = d->modules; m != NULL; m = m->next)
+        if (m->group != NULL)
+            asyncd_module_warn_stop(m, until + d->config.shutdown_timeout_ms);
+    asyncd_log(ASYNC_LOG_NOTICE, "draining: serving on for drain_grace_ms (%lld ms) before "
+               "the modules are stopped; health routes answer 503",
+               (long long)d->config.drain_grace_ms);
+    old = async_deadline(until);
+    while (async_channel_receive(d->events, &ev) == 0) {
+        if (ev == SIGTERM || ev == SIGINT || ev == SIGQUIT || ev == EVENT_BROKEN) {
+            asyncd_log(ASYNC_LOG_NOTICE, "draining: grace cut short by a second stop");
+            break;
+        }
+        if (ev == SIGUSR1)
+            reopen_logs(d);
+        else if (ev == SIGHUP || ev == SIGUSR2)
+            asyncd_log(ASYNC_LOG_WARNING, "%s while stopping: ignored",
+                       ev == SIGHUP ? "SIGHUP" : "SIGUSR2");
+    }
+    async_deadline(old);
+}
+
 /* Until a stop: waits for signals and the modules' readiness.  Returns
  * the exit code the stop should end with. */
 static int serve(struct daemon *d)
@@ -467,6 +505,8 @@ static void *daemon_main(void *arg)
     mon = asyncd_monitor_start();
     code = serve(d);
     asyncd_upgrade_abandon(); /* stopped during one: the new process goes on */
+    if (code == 0 && !d->upgraded) /* a stop signal: not a failed start, not an upgrade */
+        drain_grace(d);
     asyncd_watcher_stop();
     asyncd_monitor_stop(mon);
     async_cancel(signals);

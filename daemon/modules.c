@@ -525,6 +525,13 @@ fail:
     return -1;
 }
 
+void asyncd_module_warn_stop(struct asyncd_module *m, int64_t stop_by)
+{
+    /* stop_by first: a module that sees stopping reads a deadline */
+    atomic_store(&m->stop_by, stop_by);
+    atomic_store(&m->stopping, true);
+}
+
 void asyncd_module_cancel(struct asyncd_module *m, int64_t stop_by)
 {
     atomic_store(&m->stop_by, stop_by);

@@ -91,6 +91,11 @@ const char *asyncd_modules_refused(void);
  * (errno) if it cannot be started, and then it is FAILED too.  Fiber. */
 int asyncd_module_start(struct asyncd_module *m);
 
+/* Tells m it is being stopped (async_module_stop_deadline answers
+ * stop_by) while it still runs: drain_grace_ms, before the cancel, lets a
+ * health endpoint answer 503 while everything else is served. */
+void asyncd_module_warn_stop(struct asyncd_module *m, int64_t stop_by);
+
 /* Cancels m's group (its fibers' parking calls fail with ECANCELED),
  * telling it that the daemon waits until stop_by (async_now_ms scale). */
 void asyncd_module_cancel(struct asyncd_module *m, int64_t stop_by);

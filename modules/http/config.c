@@ -273,7 +273,7 @@ static void check_route(const json_t *r, size_t i, struct check *ck)
 {
     const char *key;
     const json_t *v;
-    bool handler;
+    bool handler, health;
     char path[512];
 
     snprintf(path, sizeof(path), "routes[%zu]", i);
@@ -282,15 +282,25 @@ static void check_route(const json_t *r, size_t i, struct check *ck)
         return;
     }
     handler = json_object_get(r, "handler") != NULL;
+    health = json_is_true(json_object_get(r, "health"));
     if ((json_object_get(r, "path") == NULL) == (json_object_get(r, "prefix") == NULL))
         problem(ck, path, "needs a \"path\" or a \"prefix\" (one of them)");
-    if (json_object_get(r, "prefix") != NULL && !handler)
+    if (json_object_get(r, "prefix") != NULL && !handler && !health)
         problem(ck, path, "a \"prefix\" route needs a \"handler\"");
     json_object_foreach((json_t *)r, key, v) {
         snprintf(path, sizeof(path), "routes[%zu].%s", i, key);
         if (strcmp(key, "path") == 0 || strcmp(key, "prefix") == 0) {
             if (!is_path(v))
                 problem(ck, path, "must be a string starting with '/'");
+            else if (health && strcmp(key, "prefix") == 0)
+                problem(ck, path, "a \"health\" route answers one \"path\"");
+        } else if (strcmp(key, "health") == 0) {
+            if (!json_is_boolean(v))
+                problem(ck, path, "must be true or false");
+        } else if (health && (strcmp(key, "status") == 0 || strcmp(key, "content_type") == 0 ||
+                              strcmp(key, "body") == 0 || strcmp(key, "handler") == 0)) {
+            /* its answer says whether this instance takes requests */
+            problem(ck, path, "a \"health\" route answers 200 or 503 itself");
         } else if (strcmp(key, "handler") == 0) {
             if (!is_handler_name(v))
                 problem(ck, path, "must be a handler name (1 to 64 letters, digits, '_', '-', '.')");
@@ -554,6 +564,7 @@ static int load_route(const json_t *r, struct http_route *out)
     out->prefix = dup_or_null(json_object_get(r, "prefix"));
     out->prefix_len = out->prefix != NULL ? strlen(out->prefix) : 0;
     out->handler = dup_or_null(json_object_get(r, "handler"));
+    out->health = json_is_true(json_object_get(r, "health"));
     if (out->path == NULL && out->prefix == NULL)
         return -1;
     v = json_object_get(r, "status");
@@ -686,6 +697,11 @@ static json_t *effective_route(const json_t *r)
 
     if (out == NULL || json_object_get(out, "handler") != NULL)
         return out;
+    if (json_is_true(json_object_get(out, "health"))) {
+        if (json_object_get(out, "headers") == NULL)
+            json_object_set_new(out, "headers", json_object());
+        return out;
+    }
     if (json_object_get(out, "status") == NULL)
         json_object_set_new(out, "status", json_integer(200));
     if (json_object_get(out, "body") == NULL)

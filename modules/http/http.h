@@ -57,6 +57,7 @@ struct http_route {
     size_t prefix_len;
     char *handler;              /* a module's handler by name; NULL: a fixed answer */
     async_module_http_slot *slot; /* its slot (run only) */
+    bool health;                /* "health": 200 while serving, 503 once stopping */
     int status;
     char *content_type;         /* NULL: no Content-Type */
     char *body;

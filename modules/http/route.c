@@ -7,13 +7,20 @@
  * (async_module_add_http_handler): the request goes to it on this
  * connection's fiber through the daemon's slot for that name.  While no
  * module provides the name — its module is being reloaded — the request
- * waits for it to come back, up to HANDLER_WAIT_MS, before a 503. */
+ * waits for it to come back, up to HANDLER_WAIT_MS, before a 503.
+ *
+ * A "health" route answers 200 while the module serves and 503 from the
+ * moment the daemon starts stopping it (async_module_stop_deadline: a
+ * stop signal's drain_grace_ms, or a reload retiring this generation), so
+ * a load balancer's check takes the instance out while it still answers
+ * everything else. */
 #include "http.h"
 #include "sites.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #define HANDLER_WAIT_MS 1000
 #define HANDLER_POLL_MS 5
@@ -82,6 +89,26 @@ static int fixed(async_http_request *req, const struct http_route *rt)
     return async_http_respond(req, rt->status, rt->content_type, rt->body, rt->body_len);
 }
 
+/* The health route's answer: never the site's error page, never cached
+ * (a check must see the state of now).  One atomic load per check. */
+static int health(struct http_server *srv, async_http_request *req,
+                  const struct http_route *rt)
+{
+    bool stopping = async_module_stop_deadline(srv->host) >= 0, cache = false;
+    size_t i;
+
+    for (i = 0; i < rt->nheaders; i++) {
+        if (async_http_add_header(req, rt->hname[i], rt->hvalue[i]) != 0)
+            return -1;
+        cache = cache || strcasecmp(rt->hname[i], "Cache-Control") == 0;
+    }
+    if (!cache && async_http_add_header(req, "Cache-Control", "no-store") != 0)
+        return -1;
+    if (stopping)
+        return async_http_respond(req, 503, "text/plain; charset=utf-8", "draining\n", 9);
+    return async_http_respond(req, 200, "text/plain; charset=utf-8", "ok\n", 3);
+}
+
 /* Calls the module handler of rt, waiting briefly for its name to be
  * provided again when a reload has withdrawn it. */
 static int call_handler(async_http_request *req, const struct http_route *rt)
@@ -141,6 +168,8 @@ int http_handle(async_http_request *req, void *mod)
         return reads ? http_status_reply(srv, req) : read_only(req);
     if (metrics)
         return reads ? http_metrics_reply(srv, req) : read_only(req);
+    if (rt != NULL && rt->health)
+        return reads ? health(srv, req, rt) : read_only(req);
     if (rt != NULL)
         return reads ? fixed(req, rt) : read_only(req);
     if (srv->root_fd < 0)

@@ -304,6 +304,8 @@ static void install_adds_the_units_the_man_pages_and_the_logrotate_file(void **s
     expect_in_file("/usr/share/man/man5/asyncd.json.5", ".TH ASYNCD.JSON 5 ");
     expect_in_file("/usr/share/man/man5/asyncd.json.5", "/var/log/asyncd/access.log");
     expect_file("/usr/share/doc/async_io/README.md");
+    expect_file("/usr/share/doc/async_io/examples/haproxy/asyncd.cfg");
+    expect_file("/usr/share/doc/async_io/examples/haproxy/instance.json");
     /* logrotate's file beside the config, rotating where the config logs */
     expect_in_file("/etc/logrotate.d/asyncd", "/var/log/asyncd/*.log");
 }
