@@ -192,6 +192,202 @@ static void https_server_blocks_share_a_tls_address(void **state)
     assert_int_equal(daemon_stop(&d, SIGTERM), 0);
 }
 
+/* ---- SNI: a certificate per server block ---- */
+
+/* A certificate for name (its CN and only SAN), signed by the test CA,
+ * into stem.pem / stem.key. */
+static void make_cert(const char *stem, const char *name)
+{
+    char out[4096];
+
+    if (shell(out, sizeof(out),
+              "openssl req -x509 -CA ca.pem -CAkey ca.key -newkey ec "
+              "-pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s.key -out %s.pem -days 30 "
+              "-subj '/CN=%s' -addext 'subjectAltName=DNS:%s' "
+              "-addext 'basicConstraints=critical,CA:FALSE' "
+              "-addext 'extendedKeyUsage=serverAuth'",
+              stem, stem, name, name) != 0)
+        fail_msg("openssl req -x509 for %s: %s", name, out);
+}
+
+/* Five server blocks on one HTTPS address: the default (localhost, the
+ * ec.pem certificate), a.example and b.example with their own, a
+ * wildcard, and c.example with "tls": true (the default's). */
+static void start_sni(struct daemon *d)
+{
+    char text[4096];
+
+    make_cert("a", "a.example");
+    make_cert("b", "b.example");
+    make_cert("w", "*.w.example");
+#define SNI_LISTEN(tls) "\"listen\": [{\"address\": \"127.0.0.1:0\", \"tls\": " tls "}]"
+#define SNI_HELLO(body) "\"routes\": [{\"path\": \"/hello\", \"body\": \"" body "\"}]"
+    snprintf(text, sizeof(text),
+             "{\"modules_dir\": \"modules\", \"log_level\": \"info\", \"shutdown_timeout_ms\": 3000,\n"
+             " \"modules\": {\"http\": {\"servers\": [\n"
+             "  {\"names\": [\"a.example\"], " SNI_LISTEN("{\"cert\": \"a.pem\", \"key\": \"a.key\"}")
+             ", " SNI_HELLO("site a") "},\n"
+             "  {\"names\": [\"localhost\"], \"default\": true, " SNI_LISTEN(EC_PAIR) ", "
+             SNI_HELLO("default") "},\n"
+             "  {\"names\": [\"b.example\", \"B2.Example.\"], "
+             SNI_LISTEN("{\"cert\": \"b.pem\", \"key\": \"b.key\"}") ", " SNI_HELLO("site b") "},\n"
+             "  {\"names\": [\"*.w.example\"], "
+             SNI_LISTEN("{\"cert\": \"w.pem\", \"key\": \"w.key\"}") ", " SNI_HELLO("site w") "},\n"
+             "  {\"names\": [\"c.example\"], " SNI_LISTEN("true") ", " SNI_HELLO("site c") "}]}}}\n");
+    write_file("sni.json", text);
+    daemon_start(d, "sni.json", NULL);
+    d->port = number_after(d, TLS_PORT_LINE);
+    wait_log(d, "ready");
+}
+
+/* The subject CN of the certificate the server shows to a handshake with
+ * servername (NULL: no SNI), as openssl s_client prints it. */
+static void sni_subject(const struct daemon *d, const char *servername, char *cn, size_t len)
+{
+    static char out[16384];
+    char opt[300];
+    const char *p;
+
+    if (servername != NULL)
+        snprintf(opt, sizeof(opt), "-servername '%s'", servername);
+    else
+        snprintf(opt, sizeof(opt), "-noservername");
+    shell(out, sizeof(out), "openssl s_client -connect 127.0.0.1:%d %s -CAfile ca.pem </dev/null",
+          d->port, opt);
+    if ((p = strstr(out, "\nsubject=")) == NULL)
+        fail_msg("no certificate for %s:\n%s", servername != NULL ? servername : "(no SNI)", out);
+    p += strlen("\nsubject=");
+    snprintf(cn, len, "%.*s", (int)strcspn(p, "\n"), p);
+}
+
+static void https_sni_picks_the_certificate_of_the_server_block_that_names_it(void **state)
+{
+    struct daemon d;
+    char cn[256];
+
+    if (!have("openssl"))
+        SKIP("needs the openssl command");
+    start_sni(&d);
+    sni_subject(&d, "a.example", cn, sizeof(cn));
+    assert_string_equal(cn, "CN = a.example");
+    sni_subject(&d, "b.example", cn, sizeof(cn));
+    assert_string_equal(cn, "CN = b.example");
+    /* the Host's rules: any case, one trailing dot */
+    sni_subject(&d, "B2.EXAMPLE.", cn, sizeof(cn));
+    assert_string_equal(cn, "CN = b.example");
+    /* a wildcard matches a name under it, not the name itself */
+    sni_subject(&d, "x.w.example", cn, sizeof(cn));
+    assert_string_equal(cn, "CN = *.w.example");
+    sni_subject(&d, "deeper.x.w.example", cn, sizeof(cn));
+    assert_string_equal(cn, "CN = *.w.example");
+    sni_subject(&d, "w.example", cn, sizeof(cn));
+    assert_string_equal(cn, "CN = localhost");
+    /* a block without a certificate of its own, an unknown name, no SNI:
+     * the default server's */
+    sni_subject(&d, "c.example", cn, sizeof(cn));
+    assert_string_equal(cn, "CN = localhost");
+    sni_subject(&d, "unknown.example", cn, sizeof(cn));
+    assert_string_equal(cn, "CN = localhost");
+    sni_subject(&d, NULL, cn, sizeof(cn));
+    assert_string_equal(cn, "CN = localhost");
+    assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
+/* curl checks each name against the certificate it gets: each site
+ * answers over its own. */
+static void https_sni_curl_reaches_each_name_with_its_certificate(void **state)
+{
+    static const char *const name[] = {"a.example", "b.example", "x.w.example", "localhost"};
+    static const char *const body[] = {"site a", "site b", "site w", "default"};
+    struct daemon d;
+    char out[4096];
+    size_t i;
+
+    if (!have("curl") || !have("openssl"))
+        SKIP("needs curl and the openssl command");
+    start_sni(&d);
+    for (i = 0; i < sizeof(name) / sizeof(name[0]); i++) {
+        if (shell(out, sizeof(out),
+                  "curl -sS --max-time 20 --cacert ca.pem --resolve %s:%d:127.0.0.1 "
+                  "https://%s:%d/hello", name[i], d.port, name[i], d.port) != 0)
+            fail_msg("curl https://%s: %s", name[i], out);
+        assert_string_equal(out, body[i]);
+    }
+    /* c.example has the default's certificate, which does not name it */
+    assert_int_not_equal(shell(out, sizeof(out),
+                               "curl -sS --max-time 20 --cacert ca.pem --resolve "
+                               "c.example:%d:127.0.0.1 https://c.example:%d/hello",
+                               d.port, d.port),
+                         0);
+    assert_non_null(strstr(out, "SSL"));
+    assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
+/* A ticket issued under b.example's certificate resumes: every set shares
+ * the address's ticket keys. */
+static void https_sni_sessions_resume_under_a_server_block_certificate(void **state)
+{
+    static const char *const version[] = {"-tls1_3", "-tls1_2"};
+    struct daemon d;
+    static char out[16384];
+    size_t i;
+
+    if (!have("openssl"))
+        SKIP("needs the openssl command");
+    start_sni(&d);
+    for (i = 0; i < 2; i++) {
+        shell(out, sizeof(out),
+              "printf 'GET /hello HTTP/1.1\\r\\nHost: b.example\\r\\nConnection: close\\r\\n\\r\\n' | "
+              "openssl s_client -connect 127.0.0.1:%d %s -CAfile ca.pem -servername b.example "
+              "-ign_eof -sess_out sess.pem", d.port, version[i]);
+        assert_non_null(strstr(out, "site b"));
+        assert_non_null(strstr(out, "subject=CN = b.example"));
+        assert_non_null(strstr(out, "New, TLSv1."));
+        shell(out, sizeof(out),
+              "printf 'GET /hello HTTP/1.1\\r\\nHost: b.example\\r\\nConnection: close\\r\\n\\r\\n' | "
+              "openssl s_client -connect 127.0.0.1:%d %s -CAfile ca.pem -servername b.example "
+              "-ign_eof -sess_in sess.pem", d.port, version[i]);
+        assert_non_null(strstr(out, "site b"));
+        if (strstr(out, "Reused, TLSv1.") == NULL)
+            fail_msg("%s: not resumed:\n%s", version[i], out);
+    }
+    assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
+/* The check: one address is TLS in every server block or in none, and
+ * the default server of a TLS address has a certificate. */
+static void https_sni_check_config_names_mixed_entries_and_a_default_without_certificate(void **state)
+{
+    char out[16384];
+
+    write_file("mixed.json",
+               "{\"modules_dir\": \"modules\", \"modules\": {\"http\": {\"servers\": [\n"
+               "  {\"names\": [\"a.example\"], \"listen\": [{\"address\": \"127.0.0.1:0\", "
+               "\"tls\": " EC_PAIR "}]},\n"
+               "  {\"names\": [\"b.example\"], \"listen\": [\"127.0.0.1:0\"]}]}}}\n");
+    path_of(out, sizeof(out), "mixed.json");
+    assert_int_not_equal(run_to_end("--check-config", out, out, sizeof(out)), 0);
+    if (strstr(out, "modules.http.servers[1].listen[0]: 127.0.0.1:0 is HTTPS in "
+                    "servers[0].listen[0]") == NULL)
+        fail_msg("%s", out);
+    write_file("nocert.json",
+               "{\"modules_dir\": \"modules\", \"modules\": {\"http\": {\"servers\": [\n"
+               "  {\"names\": [\"a.example\"], \"listen\": [{\"address\": \"127.0.0.1:0\", "
+               "\"tls\": " EC_PAIR "}]},\n"
+               "  {\"names\": [\"b.example\"], \"default\": true, \"listen\": [{\"address\": "
+               "\"127.0.0.1:0\", \"tls\": true}]}]}}}\n");
+    path_of(out, sizeof(out), "nocert.json");
+    assert_int_not_equal(run_to_end("--check-config", out, out, sizeof(out)), 0);
+    if (strstr(out, "modules.http.servers[1].listen[0].tls: true borrows the certificate of "
+                    "the default server") == NULL)
+        fail_msg("%s", out);
+    write_config("flat.json", "[{\"address\": \"127.0.0.1:0\", \"tls\": true}]");
+    path_of(out, sizeof(out), "flat.json");
+    assert_int_not_equal(run_to_end("--check-config", out, out, sizeof(out)), 0);
+    if (strstr(out, "modules.http.listen[0].tls: true borrows") == NULL)
+        fail_msg("%s", out);
+}
+
 /* ---- plain HTTP to the TLS port ---- */
 
 static void https_plain_http_to_the_tls_port_gets_400_in_plain_text_then_the_end(void **state)
@@ -523,6 +719,15 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(https_curl_gets_hello_over_ipv4_and_ipv6, setup, teardown),
         cmocka_unit_test_setup_teardown(https_server_blocks_share_a_tls_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            https_sni_picks_the_certificate_of_the_server_block_that_names_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(https_sni_curl_reaches_each_name_with_its_certificate,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            https_sni_sessions_resume_under_a_server_block_certificate, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            https_sni_check_config_names_mixed_entries_and_a_default_without_certificate, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             https_plain_http_to_the_tls_port_gets_400_in_plain_text_then_the_end, setup, teardown),
         cmocka_unit_test_setup_teardown(https_stalled_handshake_ends_at_header_timeout, setup,
