@@ -15,6 +15,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 
 #include "daemon.h"
@@ -666,6 +668,195 @@ static void https_sighup_with_new_certificate_files_serves_them_to_new_handshake
     assert_int_equal(daemon_stop(&d, SIGTERM), 0);
 }
 
+/* ---- SIGHUP under load ---- */
+
+/* A client thread (no cmocka asserts off the main thread: failures are
+ * counted, the first one's reason kept): new handshakes, one request
+ * each, and requests on one keep-alive connection opened before the
+ * reload, in turn, until told to stop. */
+struct load {
+    int port;
+    char ca[512];
+    char old_serial[128];       /* set before the thread starts */
+    _Atomic bool stop, reloaded;
+    _Atomic long requests, failures, fresh, keepalive_after;
+    _Atomic long new_serial;    /* handshakes after the reload that showed another serial */
+    _Atomic long old_after;     /* ... that showed the old one */
+    char why[256];              /* the first failure */
+    pthread_mutex_t lock;       /* with moved: a round is done */
+    pthread_cond_t moved;
+};
+
+static void load_fail(struct load *l, const char *what)
+{
+    if (atomic_fetch_add(&l->failures, 1) == 0)
+        snprintf(l->why, sizeof(l->why), "%s (%s)", what,
+                 ERR_reason_error_string(ERR_peek_error()) != NULL
+                     ? ERR_reason_error_string(ERR_peek_error())
+                     : strerror(errno));
+}
+
+/* Connects and handshakes with SNI localhost: 0, or -1. */
+static int load_open(struct load *l, struct conn *c)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)l->port)};
+    struct timeval tv = {IO_MS / 1000, 0};
+
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    c->ssl = NULL;
+    c->ctx = NULL;
+    if ((c->fd = socket(AF_INET, SOCK_STREAM, 0)) < 0)
+        return -1;
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)); /* a bound, not a wait */
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        (c->ctx = SSL_CTX_new(TLS_client_method())) == NULL ||
+        SSL_CTX_load_verify_locations(c->ctx, l->ca, NULL) != 1)
+        return -1;
+    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+    if ((c->ssl = SSL_new(c->ctx)) == NULL)
+        return -1;
+    SSL_set_fd(c->ssl, c->fd);
+    SSL_set_tlsext_host_name(c->ssl, "localhost");
+    SSL_set1_host(c->ssl, "localhost");
+    return SSL_connect(c->ssl) == 1 ? 0 : -1;
+}
+
+/* GET /hello, keep-alive: 0 when the whole 200 came back, else -1. */
+static int load_get(struct conn *c)
+{
+    static const char req[] = "GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    char buf[1024] = "";
+    int got = 0, n;
+
+    if (SSL_write(c->ssl, req, sizeof(req) - 1) != (int)sizeof(req) - 1)
+        return -1;
+    while (strstr(buf, "\r\n\r\nHello, TLS!") == NULL) {
+        if (got >= (int)sizeof(buf) - 1 || (n = SSL_read(c->ssl, buf + got, (int)sizeof(buf) - 1 - got)) <= 0)
+            return -1;
+        got += n;
+        buf[got] = '\0';
+    }
+    return strncmp(buf, "HTTP/1.1 200 ", 13) == 0 ? 0 : -1;
+}
+
+static void load_close(struct conn *c)
+{
+    if (c->ssl != NULL) {
+        SSL_shutdown(c->ssl);
+        SSL_free(c->ssl);
+    }
+    SSL_CTX_free(c->ctx);
+    if (c->fd >= 0)
+        close(c->fd);
+    ERR_clear_error();
+}
+
+static void *load_run(void *arg)
+{
+    struct load *l = arg;
+    struct conn ka, c;
+    char serial[128];
+    bool reloaded;
+
+    if (load_open(l, &ka) != 0) {
+        load_fail(l, "the keep-alive connection's handshake");
+        load_close(&ka);
+        return NULL;
+    }
+    while (!atomic_load(&l->stop)) {
+        reloaded = atomic_load(&l->reloaded);
+        if (load_open(l, &c) != 0 || load_get(&c) != 0) {
+            load_fail(l, "a new connection");
+        } else {
+            conn_serial(&c, serial, sizeof(serial));
+            atomic_fetch_add(&l->fresh, 1);
+            if (reloaded && strcmp(serial, l->old_serial) != 0)
+                atomic_fetch_add(&l->new_serial, 1);
+            else if (reloaded)
+                atomic_fetch_add(&l->old_after, 1);
+        }
+        load_close(&c);
+        atomic_fetch_add(&l->requests, 1);
+        if (load_get(&ka) != 0)
+            load_fail(l, "the keep-alive connection");
+        else if (reloaded)
+            atomic_fetch_add(&l->keepalive_after, 1);
+        atomic_fetch_add(&l->requests, 1);
+        pthread_mutex_lock(&l->lock);
+        pthread_cond_broadcast(&l->moved);
+        pthread_mutex_unlock(&l->lock);
+    }
+    load_close(&ka);
+    return NULL;
+}
+
+/* Waits (bounded: a minute) until *counter reaches n or a request
+ * failed; the client thread signals after each round. */
+static void wait_count(_Atomic long *counter, long n, struct load *l)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 60;
+    pthread_mutex_lock(&l->lock);
+    while (atomic_load(counter) < n && atomic_load(&l->failures) == 0 &&
+           pthread_cond_timedwait(&l->moved, &l->lock, &until) != ETIMEDOUT)
+        ;
+    pthread_mutex_unlock(&l->lock);
+}
+
+static void https_sighup_under_load_keeps_every_request_and_serves_the_new_certificate(void **state)
+{
+    static struct load l;
+    struct daemon d;
+    struct conn probe;
+    pthread_t th;
+    long before;
+
+    make_cert("renewed", "localhost");
+    copy("ec.pem", "site.pem");
+    copy("ec.key", "site.key");
+    start_tls(&d, "{\"cert\": \"site.pem\", \"key\": \"site.key\"}");
+    memset(&l, 0, sizeof(l));
+    pthread_mutex_init(&l.lock, NULL);
+    pthread_cond_init(&l.moved, NULL);
+    l.port = d.port;
+    path_of(l.ca, sizeof(l.ca), "ca.pem");
+    conn_open(&probe, d.port);
+    conn_serial(&probe, l.old_serial, sizeof(l.old_serial));
+    conn_close(&probe);
+    assert_int_equal(pthread_create(&th, NULL, load_run, &l), 0);
+    wait_count(&l.requests, 50, &l);
+
+    /* renewed files under the same names (as certbot does), then SIGHUP
+     * while the client goes on */
+    copy("renewed.pem", "site.pem");
+    copy("renewed.key", "site.key");
+    assert_int_equal(kill(d.pid, SIGHUP), 0);
+    wait_next(&d, "certificates read again for new connections");
+    atomic_store(&l.reloaded, true);
+    before = atomic_load(&l.requests);
+    wait_count(&l.new_serial, 20, &l);
+    wait_count(&l.keepalive_after, 20, &l);
+    wait_count(&l.requests, before + 50, &l);
+    atomic_store(&l.stop, true);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    pthread_cond_destroy(&l.moved);
+    pthread_mutex_destroy(&l.lock);
+    fprintf(stderr, "reload under load: %ld requests (%ld new handshakes), %ld failed; after "
+            "the reload %ld handshakes saw the renewed certificate, %ld keep-alive requests "
+            "went on\n", atomic_load(&l.requests), atomic_load(&l.fresh),
+            atomic_load(&l.failures), atomic_load(&l.new_serial),
+            atomic_load(&l.keepalive_after));
+    if (atomic_load(&l.failures) != 0)
+        fail_msg("%ld failed request(s); the first: %s", atomic_load(&l.failures), l.why);
+    assert_true(atomic_load(&l.new_serial) >= 20);
+    assert_int_equal(atomic_load(&l.old_after), 0);
+    assert_true(atomic_load(&l.keepalive_after) >= 20);
+    assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
 /* ---- a real scanner: testssl.sh ---- */
 
 /* testssl.sh's own checks (protocols, cipher categories, forward secrecy,
@@ -740,6 +931,9 @@ int main(int argc, char **argv)
             https_check_config_names_bad_certificates_by_their_json_path, setup, teardown),
         cmocka_unit_test_setup_teardown(
             https_sighup_with_new_certificate_files_serves_them_to_new_handshakes, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            https_sighup_under_load_keeps_every_request_and_serves_the_new_certificate, setup,
             teardown),
     };
 
