@@ -154,10 +154,6 @@ void http_config_free(struct http_config *c);
 
 /* ---- HTTPS listeners (tls.c) ---- */
 
-/* Certificates for distinct server blocks on one HTTPS address, beyond
- * the default's. */
-#define HTTP_MAX_SNI_SETS 64
-
 /* Checks a listen entry's "tls" value at path, reading the files (an
  * expired certificate is a warning; true, the default server's
  * certificate, is fine here): the number of problems reported. */

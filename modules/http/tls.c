@@ -332,28 +332,31 @@ static int pick(const char *name, void *arg)
 
 static async_tls_context *make(struct http_tls *t, char *why, size_t whylen)
 {
-    struct async_tls_cert_set sets[HTTP_MAX_SNI_SETS];
     struct async_tls_server_config cfg = {
         .certs = t->set[0].certs,
         .ncerts = t->set[0].ncerts,
         .alpn = "http/1.1",
         .plaintext_reply = plain_reply,
     };
+    struct async_tls_cert_set *sets = NULL;
+    async_tls_context *ctx;
     size_t i;
 
-    if (t->nsets > 1 + HTTP_MAX_SNI_SETS) {
-        snprintf(why, whylen, "more than %d certificates on one address", HTTP_MAX_SNI_SETS + 1);
-        return NULL;
-    }
-    for (i = 1; i < t->nsets; i++)
-        sets[i - 1] = (struct async_tls_cert_set){t->set[i].certs, t->set[i].ncerts};
     if (t->nsets > 1) {
+        if ((sets = calloc(t->nsets - 1, sizeof(*sets))) == NULL) {
+            snprintf(why, whylen, "out of memory");
+            return NULL;
+        }
+        for (i = 1; i < t->nsets; i++)
+            sets[i - 1] = (struct async_tls_cert_set){t->set[i].certs, t->set[i].ncerts};
         cfg.sni_sets = sets;
         cfg.nsni_sets = t->nsets - 1;
         cfg.sni = pick;
         cfg.sni_arg = t;
     }
-    return async_tls_server_new(&cfg, why, whylen);
+    ctx = async_tls_server_new(&cfg, why, whylen);
+    free(sets);
+    return ctx;
 }
 
 int http_tls_open(struct http_tls *t, char *why, size_t whylen)
