@@ -552,11 +552,11 @@ static int add_server(struct http_tls *t, const json_t *s, const json_t *e)
 
     if (names == NULL)
         return -1;
-    for (k = 0; k < n; k++)
+    for (k = 0; k < n; k++) {
         if ((names[k] = malloc(MAX_NAME + 1)) == NULL)
             goto out;
-        else
-            normalize_name(json_string_value(json_array_get(v, k)), names[k]); /* checked */
+        normalize_name(json_string_value(json_array_get(v, k)), names[k]); /* checked */
+    }
     rc = http_tls_add_server(t, json_object_get(e, "tls"), names, n);
 out:
     for (k = 0; k < n; k++)
