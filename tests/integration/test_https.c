@@ -245,7 +245,8 @@ static void start_sni(struct daemon *d)
 
 /* The subject CN of the certificate the server shows to a handshake with
  * servername (NULL: no SNI), as openssl s_client prints it. */
-static void sni_subject(const struct daemon *d, const char *servername, char *cn, size_t len)
+static void sni_subject_with(const struct daemon *d, const char *servername, const char *extra,
+                             char *cn, size_t len)
 {
     static char out[16384];
     char opt[300];
@@ -255,12 +256,17 @@ static void sni_subject(const struct daemon *d, const char *servername, char *cn
         snprintf(opt, sizeof(opt), "-servername '%s'", servername);
     else
         snprintf(opt, sizeof(opt), "-noservername");
-    shell(out, sizeof(out), "openssl s_client -connect 127.0.0.1:%d %s -CAfile ca.pem </dev/null",
-          d->port, opt);
+    shell(out, sizeof(out), "openssl s_client -connect 127.0.0.1:%d %s %s -CAfile ca.pem </dev/null",
+          d->port, opt, extra);
     if ((p = strstr(out, "\nsubject=")) == NULL)
         fail_msg("no certificate for %s:\n%s", servername != NULL ? servername : "(no SNI)", out);
     p += strlen("\nsubject=");
     snprintf(cn, len, "%.*s", (int)strcspn(p, "\n"), p);
+}
+
+static void sni_subject(const struct daemon *d, const char *servername, char *cn, size_t len)
+{
+    sni_subject_with(d, servername, "", cn, len);
 }
 
 static void https_sni_picks_the_certificate_of_the_server_block_that_names_it(void **state)
@@ -275,6 +281,10 @@ static void https_sni_picks_the_certificate_of_the_server_block_that_names_it(vo
     assert_string_equal(cn, "CN = a.example");
     sni_subject(&d, "b.example", cn, sizeof(cn));
     assert_string_equal(cn, "CN = b.example");
+    /* a key share for a group the server does not take: a HelloRetryRequest,
+     * and a second ClientHello, to the SSL_CTX switched to */
+    sni_subject_with(&d, "a.example", "-tls1_3 -groups X448:P-256", cn, sizeof(cn));
+    assert_string_equal(cn, "CN = a.example");
     /* the Host's rules: any case, one trailing dot */
     sni_subject(&d, "B2.EXAMPLE.", cn, sizeof(cn));
     assert_string_equal(cn, "CN = b.example");
