@@ -303,6 +303,15 @@ static void https_sni_picks_the_certificate_of_the_server_block_that_names_it(vo
     assert_string_equal(cn, "CN = localhost");
     sni_subject(&d, NULL, cn, sizeof(cn));
     assert_string_equal(cn, "CN = localhost");
+    /* SIGHUP reads every block's certificates again, the names stay theirs */
+    assert_int_equal(kill(d.pid, SIGHUP), 0);
+    wait_next(&d, "certificates read again for new connections");
+    sni_subject(&d, "a.example", cn, sizeof(cn));
+    assert_string_equal(cn, "CN = a.example");
+    sni_subject(&d, "x.w.example", cn, sizeof(cn));
+    assert_string_equal(cn, "CN = *.w.example");
+    sni_subject(&d, "unknown.example", cn, sizeof(cn));
+    assert_string_equal(cn, "CN = localhost");
     assert_int_equal(daemon_stop(&d, SIGTERM), 0);
 }
 
