@@ -27,6 +27,9 @@
  * started with (each holds a reference).  A bad new file leaves the old
  * context serving.  The name table outlives every context: it is the
  * http_tls's, freed with it, after the engine has ended every connection.
+ * A config that changes an address's names or files is not the same
+ * (http_tls_same): the module restarts rather than swap the table under
+ * handshakes that may be reading it.
  *
  * Threads: `ctx` is read by every acceptor (any worker) and replaced by
  * the daemon's fiber; `lock` guards it, taken once per accepted
