@@ -43,6 +43,12 @@ struct async_tls_cert {
     const char *key_file;
 };
 
+/* Certificates served together (an ECDSA and an RSA one side by side). */
+struct async_tls_cert_set {
+    const struct async_tls_cert *certs;
+    size_t ncerts;
+};
+
 struct async_tls_server_config {
     const struct async_tls_cert *certs; /* 1 or more, e.g. an ECDSA and an RSA one side by
                                            side; the client's abilities pick one */
@@ -54,6 +60,19 @@ struct async_tls_server_config {
                                     NULL: none */
     unsigned ticket_lifetime_s;  /* how long a session-ticket key encrypts new tickets
                                     (it decrypts for as long again); 0: 12 hours */
+    /* Server Name Indication: more certificates, chosen per handshake by
+     * the name in the ClientHello.  sni(name, sni_arg) gets the name
+     * (NUL-terminated, as the client sent it, at most 255 bytes) and
+     * returns an index into sni_sets, or -1 for certs (also what a
+     * handshake without a name gets).  It runs on any worker during a
+     * handshake, concurrently: it must not park and should not lock;
+     * sni_arg must outlive every stream of the context.  Every set
+     * shares the context's policy, ALPN and session-ticket keys (a ticket
+     * issued under one set resumes under another).  NULL: certs only. */
+    const struct async_tls_cert_set *sni_sets;
+    size_t nsni_sets;
+    int (*sni)(const char *name, void *sni_arg);
+    void *sni_arg;
 };
 
 /* A server context: TLS 1.2 and 1.3 only, Mozilla's "intermediate"

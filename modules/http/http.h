@@ -156,13 +156,21 @@ void http_config_free(struct http_config *c);
 /* ---- HTTPS listeners (tls.c) ---- */
 
 /* Checks a listen entry's "tls" value at path, reading the files (an
- * expired certificate is a warning): the number of problems reported. */
+ * expired certificate is a warning; true, the default server's
+ * certificate, is fine here): the number of problems reported. */
 unsigned http_tls_check(const json_t *tls, const char *path, async_module_report *rep);
 /* The certificate files of a checked "tls" value, no context yet; NULL
- * when out of memory. */
+ * when out of memory.  They are what a handshake gets when no server
+ * block names its server name (SNI). */
 struct http_tls *http_tls_load(const json_t *tls);
+/* A server block on the address: its "tls" value (true: none of its own)
+ * serves the names (normalized, copied) it holds: 0, or -1 (ENOMEM).
+ * Then http_tls_index, once, before http_tls_open. */
+int http_tls_add_server(struct http_tls *t, const json_t *tls, char *const *names, size_t n);
+int http_tls_index(struct http_tls *t);
 void http_tls_free(struct http_tls *t);
-/* Whether a and b name the same certificate files (NULL: plain HTTP). */
+/* Whether a and b name the same certificate files for the same names
+ * (NULL: plain HTTP). */
 bool http_tls_same(const struct http_tls *a, const struct http_tls *b);
 /* Makes a context from the files and puts it in place for new
  * connections (the first time, or on a reload): 0, or -1 with why filled

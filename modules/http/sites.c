@@ -1,6 +1,8 @@
 /* modules/http/sites.c — a generation of sites: what one config makes.
  *
- * Choosing a site (http_sites_pick).  The host is async_http_host's (the
+ * Choosing a site (http_sites_pick, through the name table
+ * http_names_find, which tls.c also uses for the server name of a
+ * handshake).  The host is async_http_host's (the
  * absolute-form target's authority before the Host field; the engine has
  * refused malformed ones, two Hosts, and HTTP/1.1 without one), taken
  * without its port and one trailing dot, compared without case.  Exact
@@ -56,23 +58,18 @@ struct inflight {
     char pad[LINE - sizeof(long)];
 };
 
-struct slot {
+struct http_name_slot {
     const char *name;           /* NULL: empty */
     uint32_t len, hash;
-    struct http_server *site;
-};
-
-struct table {
-    struct slot *slot;
-    size_t mask;
+    uint32_t mask;              /* the listen addresses it holds on */
+    void *value;
 };
 
 struct http_sites {
     struct http_module *mod;
     struct http_server *site;
     size_t n;
-    struct table exact, wild;   /* wild holds ".example.org" for "*.example.org" */
-    size_t nwild, nnames;       /* wildcards; all names */
+    struct http_names names;    /* to sites */
     struct http_server *dflt[HTTP_MAX_LISTEN]; /* per module listen address */
     struct inflight *inflight;  /* per worker */
     struct http_sites *next;    /* mod->retired */
@@ -98,7 +95,7 @@ static uint32_t hash(const char *p, size_t n)
     return h;
 }
 
-static int table_init(struct table *t, size_t names)
+static int table_init(struct http_name_table *t, size_t names)
 {
     size_t size = 16;
 
@@ -109,14 +106,14 @@ static int table_init(struct table *t, size_t names)
     return t->slot != NULL ? 0 : -1;
 }
 
-static void table_put(struct table *t, const char *name, struct http_server *site)
+static void table_put(struct http_name_table *t, const char *name, uint32_t mask, void *value)
 {
     uint32_t len = (uint32_t)strlen(name), h = hash(name, len);
     size_t i = h & t->mask;
 
     while (t->slot[i].name != NULL)
         i = (i + 1) & t->mask;
-    t->slot[i] = (struct slot){name, len, h, site};
+    t->slot[i] = (struct http_name_slot){name, len, h, mask, value};
 }
 
 /* a[0..n) and b[0..n) are the same name in any case.  Setting bit 0x20
@@ -143,31 +140,57 @@ static bool same_name(const char *a, const char *b, size_t n)
     return true;
 }
 
-/* The site that has name p[0..n) (any case, hash h) on listen address
- * bit. */
-static struct http_server *table_get(const struct table *t, const char *p, size_t n, uint32_t h,
-                                     uint32_t bit)
+/* The value of name p[0..n) (any case, hash h) on listen address bit. */
+static void *table_get(const struct http_name_table *t, const char *p, size_t n, uint32_t h,
+                       uint32_t bit)
 {
     size_t i = h & t->mask;
 
     for (; t->slot[i].name != NULL; i = (i + 1) & t->mask) {
-        const struct slot *s = &t->slot[i];
+        const struct http_name_slot *s = &t->slot[i];
 
-        if (s->hash == h && s->len == n && (s->site->listen_mask & bit) != 0 &&
-            same_name(s->name, p, n))
-            return s->site;
+        if (s->hash == h && s->len == n && (s->mask & bit) != 0 && same_name(s->name, p, n))
+            return s->value;
     }
     return NULL;
 }
 
-struct http_server *http_sites_pick(const struct http_sites *g, size_t li, const char *host)
+int http_names_init(struct http_names *t, size_t exact, size_t wild)
 {
-    uint32_t bit = (uint32_t)1 << li, h = FNV_BASIS, at[MAX_LABELS];
-    size_t n = 0, i, dot[MAX_LABELS], nd = 0;
-    struct http_server *s;
+    memset(t, 0, sizeof(*t));
+    if (table_init(&t->exact, exact) != 0 || table_init(&t->wild, wild) != 0) {
+        http_names_free(t);
+        return -1;
+    }
+    return 0;
+}
 
-    if (host == NULL || host[0] == '\0' || g->nnames == 0) /* a flat config: no name */
-        return g->dflt[li];
+void http_names_put(struct http_names *t, const char *name, uint32_t mask, void *value)
+{
+    t->nnames++;
+    if (name[0] == '*') {
+        t->nwild++;
+        table_put(&t->wild, name + 1, mask, value);
+    } else {
+        table_put(&t->exact, name, mask, value);
+    }
+}
+
+void http_names_free(struct http_names *t)
+{
+    free(t->exact.slot);
+    free(t->wild.slot);
+    memset(t, 0, sizeof(*t));
+}
+
+void *http_names_find(const struct http_names *t, const char *host, uint32_t bit)
+{
+    uint32_t h = FNV_BASIS, at[MAX_LABELS];
+    size_t n = 0, i, dot[MAX_LABELS], nd = 0;
+    void *v;
+
+    if (host == NULL || host[0] == '\0' || t->nnames == 0)
+        return NULL;
     if (host[0] == '[') { /* an IPv6 literal: up to its ']' */
         while (host[n] != '\0' && host[n++] != ']')
             ;
@@ -176,7 +199,7 @@ struct http_server *http_sites_pick(const struct http_sites *g, size_t li, const
     }
     if (n > 1 && host[n - 1] == '.')
         n--;
-    if (g->nwild == 0) {
+    if (t->nwild == 0) {
         for (i = n; i-- > 0;)
             h = (h ^ fold(host[i])) * FNV_PRIME;
     } else {
@@ -188,12 +211,19 @@ struct http_server *http_sites_pick(const struct http_sites *g, size_t li, const
             }
         }
     }
-    if ((s = table_get(&g->exact, host, n, h, bit)) != NULL)
-        return s;
+    if ((v = table_get(&t->exact, host, n, h, bit)) != NULL)
+        return v;
     while (nd-- > 0) /* the leftmost dot first: the longest suffix */
-        if ((s = table_get(&g->wild, host + dot[nd], n - dot[nd], at[nd], bit)) != NULL)
-            return s;
-    return g->dflt[li];
+        if ((v = table_get(&t->wild, host + dot[nd], n - dot[nd], at[nd], bit)) != NULL)
+            return v;
+    return NULL;
+}
+
+struct http_server *http_sites_pick(const struct http_sites *g, size_t li, const char *host)
+{
+    struct http_server *s = http_names_find(&g->names, host, (uint32_t)1 << li);
+
+    return s != NULL ? s : g->dflt[li];
 }
 
 /* ---- holding a generation ---- */
@@ -355,8 +385,7 @@ static void sites_free(struct http_sites *g)
     for (i = 0; g->site != NULL && i < g->n; i++)
         site_close(&g->site[i]);
     free(g->site);
-    free(g->exact.slot);
-    free(g->wild.slot);
+    http_names_free(&g->names);
     free(g->inflight);
     free(g);
 }
@@ -373,19 +402,12 @@ static int index_names(struct http_module *mod, struct http_sites *g)
             else
                 exact++;
         }
-    if (table_init(&g->exact, exact) != 0 || table_init(&g->wild, wild) != 0)
+    if (http_names_init(&g->names, exact, wild) != 0)
         return -1;
-    g->nwild = wild;
-    g->nnames = exact + wild;
     for (i = 0; i < g->n; i++)
-        for (k = 0; k < g->site[i].site.nnames; k++) {
-            const char *name = g->site[i].site.names[k];
-
-            if (name[0] == '*')
-                table_put(&g->wild, name + 1, &g->site[i]);
-            else
-                table_put(&g->exact, name, &g->site[i]);
-        }
+        for (k = 0; k < g->site[i].site.nnames; k++)
+            http_names_put(&g->names, g->site[i].site.names[k], g->site[i].listen_mask,
+                           &g->site[i]);
     for (k = 0; k < mod->cfg.nlisten; k++)
         for (i = 0; i < g->n; i++) {
             struct http_server *s = &g->site[i];

@@ -58,6 +58,33 @@ int http_sites_listen(const json_t *config, struct http_config *c);
 int http_site_cfg_load(const json_t *server, struct http_site_cfg *s);
 void http_site_cfg_free(struct http_site_cfg *s);
 
+/* ---- host names (sites.c) ---- */
+
+/* Names to values, each name on a set of listen addresses (a mask): exact
+ * names by hash, then "*.example.org" wildcards, longest first; a host is
+ * taken without its port and one trailing dot, in any case.  The sites'
+ * tables (the Host of a request) and each HTTPS address's certificates
+ * (the server name of a handshake, tls.c) are such tables.  Read-only
+ * once filled: any number of threads may look up. */
+struct http_name_slot;
+struct http_name_table {
+    struct http_name_slot *slot;
+    size_t mask;
+};
+struct http_names {
+    struct http_name_table exact, wild; /* wild holds ".example.org" for "*.example.org" */
+    size_t nwild, nnames;       /* wildcards; all names */
+};
+
+/* Room for exact and wild names: 0, or -1 (ENOMEM). */
+int http_names_init(struct http_names *t, size_t exact, size_t wild);
+/* name (normalized: lower case, no trailing dot; kept, not copied) holds
+ * value (not NULL) on the addresses of mask.  Within the room made. */
+void http_names_put(struct http_names *t, const char *name, uint32_t mask, void *value);
+/* The value of host on the address bit, or NULL. */
+void *http_names_find(const struct http_names *t, const char *host, uint32_t bit);
+void http_names_free(struct http_names *t);
+
 /* ---- generations (sites.c) ---- */
 
 /* The module's part of it (a hazard per worker, the retired list):

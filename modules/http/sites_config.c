@@ -388,6 +388,115 @@ static void check_across(const json_t *top, const json_t *servers, struct report
     json_decref(addrs);
 }
 
+/* Server i of config (NULL for a flat config: the top level alone). */
+static const json_t *server_at(const json_t *config, size_t i)
+{
+    return json_array_get(json_object_get(config, "servers"), i);
+}
+
+/* A server's first listen entry for addr, and its index in *j; NULL if
+ * it does not listen there. */
+static const json_t *entry_for(const json_t *listen, const char *addr, size_t *j)
+{
+    const json_t *a;
+    const char *s;
+    size_t i;
+
+    json_array_foreach(listen, i, a)
+        if ((s = addr_of(a)) != NULL && strcmp(s, addr) == 0) {
+            *j = i;
+            return a;
+        }
+    return NULL;
+}
+
+/* The default server on addr: the one marked, else the first that listens
+ * there (sites.c's rule); n if none. */
+static size_t default_on(const json_t *config, const char *addr)
+{
+    size_t n = http_sites_count(config), i, j, first = n;
+
+    for (i = 0; i < n; i++) {
+        const json_t *s = server_at(config, i);
+
+        if (entry_for(listen_of(config, s), addr, &j) == NULL)
+            continue;
+        if (json_is_true(json_object_get(s, "default")))
+            return i;
+        if (first == n)
+            first = i;
+    }
+    return first;
+}
+
+/* The path of server i's listen entry j ("listen[j]" when it is the top
+ * level's). */
+static void entry_path(char *out, size_t len, const json_t *config, size_t i, size_t j)
+{
+    if (json_object_get(server_at(config, i), "listen") != NULL)
+        snprintf(out, len, "servers[%zu].listen[%zu]", i, j);
+    else
+        snprintf(out, len, "listen[%zu]", j);
+}
+
+/* HTTPS across servers: every entry of an address is TLS or none is (one
+ * socket speaks one protocol), and the default server of an HTTPS
+ * address has a certificate of its own, which "tls": true elsewhere
+ * borrows. */
+static void check_tls(const json_t *config, struct report *r)
+{
+    json_t *first = json_object(), *seen = json_object();
+    size_t n = http_sites_count(config), i, j, d;
+    char path[128], other[160];
+    const json_t *a, *f;
+    const char *addr;
+
+    for (i = 0; i < n; i++) {
+        const json_t *listen = listen_of(config, server_at(config, i));
+
+        if (!json_is_array(listen))
+            continue;
+        json_array_foreach(listen, j, a) {
+            bool tls = json_object_get(a, "tls") != NULL;
+
+            if ((addr = addr_of(a)) == NULL)
+                continue;
+            entry_path(path, sizeof(path), config, i, j);
+            if ((f = json_object_get(first, addr)) == NULL) {
+                json_object_set_new(first, addr, json_pack("{s:s, s:b}", "path", path, "tls", tls));
+                continue;
+            }
+            if (json_is_true(json_object_get(f, "tls")) == tls ||
+                json_object_get(seen, path) != NULL)
+                continue;
+            json_object_set_new(seen, path, json_true());
+            snprintf(other, sizeof(other), "%s", json_string_value(json_object_get(f, "path")));
+            if (tls)
+                problem(r, path, "%s is plain HTTP in %s; one address speaks one protocol (give "
+                        "that entry a \"tls\" too, or use another address)", addr, other);
+            else
+                problem(r, path, "%s is HTTPS in %s; one address speaks one protocol (make this "
+                        "entry {\"address\": \"%s\", \"tls\": ...}: its own certificate, or "
+                        "true for the default server's)", addr, other, addr);
+        }
+    }
+    json_object_foreach(first, addr, f) {
+        const json_t *e;
+
+        if (!json_is_true(json_object_get(f, "tls")) || (d = default_on(config, addr)) == n ||
+            (e = entry_for(listen_of(config, server_at(config, d)), addr, &j)) == NULL ||
+            !json_is_true(json_object_get(e, "tls")))
+            continue;
+        entry_path(path, sizeof(path), config, d, j);
+        snprintf(other, sizeof(other), "%s.tls", path);
+        problem(r, other, "true borrows the certificate of the default server on %s, and this "
+                "is it (%s): it needs {\"cert\": FILE, \"key\": FILE}", addr,
+                n > 1 ? "the one marked, else the first there" : "the only server");
+    }
+    json_decref(first);
+    json_decref(seen);
+}
+
 unsigned http_sites_validate(const json_t *config, async_module_report *report)
 {
     struct report r = {report, 0};
@@ -395,8 +504,10 @@ unsigned http_sites_validate(const json_t *config, async_module_report *report)
     size_t i;
 
     check_extras(config, "", root_of(config, NULL), &r);
-    if (servers == NULL)
+    if (servers == NULL) {
+        check_tls(config, &r);
         return r.n;
+    }
     if (!json_is_array(servers) || json_array_size(servers) == 0) {
         problem(&r, "servers", "must be an array of server objects");
         return r.n;
@@ -404,6 +515,7 @@ unsigned http_sites_validate(const json_t *config, async_module_report *report)
     json_array_foreach(servers, i, s)
         check_server(config, s, i, json_array_size(servers), &r);
     check_across(config, servers, &r);
+    check_tls(config, &r);
     return r.n;
 }
 
@@ -429,29 +541,83 @@ json_t *http_sites_server_config(const json_t *config, size_t i)
     return out;
 }
 
+/* Server s's entry e on an HTTPS address serves its names with its
+ * certificates (or the default's): 0, or -1 (ENOMEM). */
+static int add_server(struct http_tls *t, const json_t *s, const json_t *e)
+{
+    const json_t *v = json_object_get(s, "names");
+    size_t n = json_array_size(v), k;
+    char **names = calloc(n + 1, sizeof(char *));
+    int rc = -1;
+
+    if (names == NULL)
+        return -1;
+    for (k = 0; k < n; k++) {
+        if ((names[k] = malloc(MAX_NAME + 1)) == NULL)
+            goto out;
+        normalize_name(json_string_value(json_array_get(v, k)), names[k]); /* checked */
+    }
+    rc = http_tls_add_server(t, json_object_get(e, "tls"), names, n);
+out:
+    for (k = 0; k < n; k++)
+        free(names[k]);
+    free(names);
+    return rc;
+}
+
+/* The certificates of the HTTPS address addr: the default server's (tls),
+ * then every server's there for its names.  NULL when out of memory. */
+static struct http_tls *tls_of(const json_t *config, const char *addr, const json_t *tls)
+{
+    struct http_tls *t = http_tls_load(tls);
+    size_t n = http_sites_count(config), i, j;
+    const json_t *s, *e;
+
+    for (i = 0; t != NULL && i < n; i++) {
+        s = server_at(config, i);
+        e = entry_for(listen_of(config, s), addr, &j);
+        if (e != NULL && json_object_get(e, "tls") != NULL && add_server(t, s, e) != 0)
+            goto fail;
+    }
+    if (t != NULL && http_tls_index(t) == 0)
+        return t;
+fail:
+    http_tls_free(t);
+    return NULL;
+}
+
 int http_sites_listen(const json_t *config, struct http_config *c)
 {
-    size_t n = http_sites_count(config), i, j, k;
+    size_t n = http_sites_count(config), i, j, k, d;
 
     for (i = 0; i < n; i++) {
-        const json_t *s = json_array_get(json_object_get(config, "servers"), i);
-        const json_t *listen = listen_of(config, s), *a;
+        const json_t *listen = listen_of(config, server_at(config, i)), *a;
 
         json_array_foreach(listen, j, a) {
             const char *addr = addr_of(a);
-            const json_t *tls = json_is_object(a) ? json_object_get(a, "tls") : NULL;
 
             if (addr == NULL)
                 continue;
             for (k = 0; k < c->nlisten && strcmp(c->listen[k], addr) != 0; k++)
                 ;
             if (k < c->nlisten || c->nlisten == HTTP_MAX_LISTEN)
-                continue; /* (an address's first entry says whether it is HTTPS) */
-            if ((c->listen[c->nlisten] = strdup(addr)) == NULL ||
-                (tls != NULL && (c->tls[c->nlisten] = http_tls_load(tls)) == NULL))
+                continue;
+            if ((c->listen[c->nlisten] = strdup(addr)) == NULL)
                 return -1;
             c->nlisten++;
         }
+    }
+    /* an address is HTTPS when its default server's entry says so (the
+     * check made every server there agree) */
+    for (k = 0; k < c->nlisten; k++) {
+        const json_t *e, *tls;
+
+        if ((d = default_on(config, c->listen[k])) == n ||
+            (e = entry_for(listen_of(config, server_at(config, d)), c->listen[k], &j)) == NULL ||
+            (tls = json_object_get(e, "tls")) == NULL)
+            continue;
+        if ((c->tls[k] = tls_of(config, c->listen[k], tls)) == NULL)
+            return -1;
     }
     return 0;
 }

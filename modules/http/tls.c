@@ -5,26 +5,45 @@
  *               "tls": {"cert": "fullchain.pem", "key": "key.pem"}}]
  *
  * "tls" may also be an array of such pairs (an ECDSA and an RSA
- * certificate side by side).  The check reads the files as run will: an
- * unreadable file, a key that does not match its certificate or a chain
- * out of order is a problem, an expired certificate a warning.
+ * certificate side by side), or true in a server block: TLS with the
+ * certificate of the address's default server.  The check reads the
+ * files as run will: an unreadable file, a key that does not match its
+ * certificate or a chain out of order is a problem, an expired
+ * certificate a warning.
  *
- * Reload.  One context per listen entry, shared by every worker; SIGHUP
- * with the config unchanged calls http_tls_reload, which makes a new
- * context from the same files and swaps it in for new handshakes, while
- * established connections keep the context they started with (each holds
- * a reference).  A bad new file leaves the old context serving.
+ * SNI.  Server blocks on one HTTPS address each bring their certificates
+ * for their names (sites_config.c hands them over): set 0 is the default
+ * server's, served to a handshake without a server name or with one no
+ * block names, or named by a block without a certificate of its own; the
+ * others are the runtime's SNI sets.  The server name is looked up in a
+ * name table like the sites' (http_names_find: exact names by hash, then
+ * wildcards; any case; one trailing dot ignored), built once from the
+ * config and read-only after, so a handshake takes no lock to choose.
+ *
+ * Reload.  One context per listen address (its sets inside), shared by
+ * every worker; SIGHUP with the config unchanged calls http_tls_open,
+ * which makes a new context from the same files and swaps it in for new
+ * handshakes, while established connections keep the context they
+ * started with (each holds a reference).  A bad new file leaves the old
+ * context serving.  The name table outlives every context: it is the
+ * http_tls's, freed with it, after the engine has ended every connection.
+ * A config that changes an address's names or files is not the same
+ * (http_tls_same): the module restarts rather than swap the table under
+ * handshakes that may be reading it.
  *
  * Threads: `ctx` is read by every acceptor (any worker) and replaced by
  * the daemon's fiber; `lock` guards it, taken once per accepted
  * connection (around SSL_new, far cheaper than the handshake that
- * follows) and once per reload. */
+ * follows) and once per reload.  Everything else is written before the
+ * first context is made and only read after. */
 #include "http.h"
+#include "sites.h"
 
 #include <async_io/tls.h>
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,12 +58,40 @@ static const char plain_reply[] =
     "Connection: close\r\n\r\n"
     "The plain HTTP request was sent to HTTPS port.\n";
 
-struct http_tls {
+/* Certificates served together. */
+struct cert_set {
     struct async_tls_cert certs[MAX_CERTS]; /* paths, owned */
-    size_t ncerts;
+    size_t ncerts;              /* 0 only in set 0 of a bad config: nothing to serve */
+};
+
+/* A server name of a block on the address and its set. */
+struct sni_name {
+    char *name;                 /* lower case, no trailing dot */
+    size_t set;
+};
+
+struct http_tls {
+    struct cert_set *set;       /* [0]: the default server's */
+    size_t nsets;
+    struct sni_name *names;
+    size_t nnames;
+    struct http_names table;    /* name -> set + 1 (http_tls_index) */
     pthread_mutex_t lock;
     async_tls_context *ctx;     /* under lock; NULL until http_tls_open */
 };
+
+static bool same_set(const struct cert_set *a, const struct cert_set *b)
+{
+    size_t i;
+
+    if (a->ncerts != b->ncerts)
+        return false;
+    for (i = 0; i < a->ncerts; i++)
+        if (strcmp(a->certs[i].cert_file, b->certs[i].cert_file) != 0 ||
+            strcmp(a->certs[i].key_file, b->certs[i].key_file) != 0)
+            return false;
+    return true;
+}
 
 bool http_tls_same(const struct http_tls *a, const struct http_tls *b)
 {
@@ -52,11 +99,13 @@ bool http_tls_same(const struct http_tls *a, const struct http_tls *b)
 
     if (a == NULL || b == NULL)
         return a == b;
-    if (a->ncerts != b->ncerts)
+    if (a->nsets != b->nsets || a->nnames != b->nnames)
         return false;
-    for (i = 0; i < a->ncerts; i++)
-        if (strcmp(a->certs[i].cert_file, b->certs[i].cert_file) != 0 ||
-            strcmp(a->certs[i].key_file, b->certs[i].key_file) != 0)
+    for (i = 0; i < a->nsets; i++)
+        if (!same_set(&a->set[i], &b->set[i]))
+            return false;
+    for (i = 0; i < a->nnames; i++)
+        if (strcmp(a->names[i].name, b->names[i].name) != 0 || a->names[i].set != b->names[i].set)
             return false;
     return true;
 }
@@ -124,11 +173,14 @@ unsigned http_tls_check(const json_t *tls, const char *path, async_module_report
     unsigned n = 0;
     size_t i;
 
+    if (json_is_true(tls))
+        return 0; /* the default server's: sites_config.c checks there is one */
     if (json_is_object(tls))
         return check_pair(tls, path, rep) > 0 ? 1 : 0;
     if (!json_is_array(tls) || json_array_size(tls) == 0 || json_array_size(tls) > MAX_CERTS) {
-        async_module_problem(rep, path, "must be {\"cert\": FILE, \"key\": FILE} or an array of 1 "
-                             "to %d of them (say, an ECDSA and an RSA certificate)", MAX_CERTS);
+        async_module_problem(rep, path, "must be {\"cert\": FILE, \"key\": FILE}, an array of 1 "
+                             "to %d of them (say, an ECDSA and an RSA certificate), or true (the "
+                             "certificate of the address's default server)", MAX_CERTS);
         return 1;
     }
     json_array_foreach(tls, i, p) {
@@ -153,37 +205,103 @@ unsigned http_tls_check(const json_t *tls, const char *path, async_module_report
 
 /* ---- from the config to contexts ---- */
 
-static int add_pair(struct http_tls *t, const json_t *p)
+static int add_pair(struct cert_set *set, const json_t *p)
 {
-    struct async_tls_cert *c = &t->certs[t->ncerts];
+    struct async_tls_cert *c = &set->certs[set->ncerts];
 
     c->cert_file = strdup(json_string_value(json_object_get(p, "cert")));
     c->key_file = strdup(json_string_value(json_object_get(p, "key")));
-    t->ncerts++;
+    set->ncerts++;
     return c->cert_file != NULL && c->key_file != NULL ? 0 : -1;
+}
+
+/* The certificates of a checked "tls" value into set (true: none). */
+static int set_load(struct cert_set *set, const json_t *tls)
+{
+    const json_t *p;
+    size_t i;
+
+    if (json_is_object(tls))
+        return add_pair(set, tls);
+    json_array_foreach(tls, i, p)
+        if (i < MAX_CERTS && add_pair(set, p) != 0)
+            return -1;
+    return 0;
+}
+
+static void set_free(struct cert_set *set)
+{
+    size_t i;
+
+    for (i = 0; i < set->ncerts; i++) {
+        free((char *)set->certs[i].cert_file);
+        free((char *)set->certs[i].key_file);
+    }
 }
 
 struct http_tls *http_tls_load(const json_t *tls)
 {
     struct http_tls *t = calloc(1, sizeof(*t));
-    const json_t *p;
-    size_t i;
 
     if (t == NULL)
         return NULL;
     pthread_mutex_init(&t->lock, NULL);
-    if (json_is_object(tls)) {
-        if (add_pair(t, tls) != 0)
-            goto fail;
-    } else {
-        json_array_foreach(tls, i, p)
-            if (i < MAX_CERTS && add_pair(t, p) != 0)
-                goto fail;
-    }
+    if ((t->set = calloc(1, sizeof(*t->set))) == NULL)
+        goto fail;
+    t->nsets = 1;
+    if (set_load(&t->set[0], tls) != 0)
+        goto fail;
     return t;
 fail:
     http_tls_free(t);
     return NULL;
+}
+
+int http_tls_add_server(struct http_tls *t, const json_t *tls, char *const *names, size_t n)
+{
+    struct cert_set set = {0}, *more;
+    struct sni_name *nn;
+    size_t k = 0, i;
+
+    if (set_load(&set, tls) != 0)
+        goto fail;
+    if (set.ncerts > 0) { /* its own certificates: a set they are already in, or a new one */
+        for (k = 0; k < t->nsets && !same_set(&t->set[k], &set); k++)
+            ;
+        if (k == t->nsets) {
+            if ((more = realloc(t->set, (t->nsets + 1) * sizeof(*more))) == NULL)
+                goto fail;
+            t->set = more;
+            t->set[t->nsets++] = set;
+            set.ncerts = 0; /* t's now */
+        }
+    }
+    set_free(&set);
+    if ((nn = realloc(t->names, (t->nnames + n) * sizeof(*nn))) == NULL)
+        return -1;
+    t->names = nn;
+    for (i = 0; i < n; i++) {
+        if ((nn[t->nnames].name = strdup(names[i])) == NULL)
+            return -1;
+        nn[t->nnames++].set = k;
+    }
+    return 0;
+fail:
+    set_free(&set);
+    return -1;
+}
+
+int http_tls_index(struct http_tls *t)
+{
+    size_t i, wild = 0;
+
+    for (i = 0; i < t->nnames; i++)
+        wild += t->names[i].name[0] == '*';
+    if (http_names_init(&t->table, t->nnames - wild, wild) != 0)
+        return -1;
+    for (i = 0; i < t->nnames; i++)
+        http_names_put(&t->table, t->names[i].name, 1, (void *)(uintptr_t)(t->names[i].set + 1));
+    return 0;
 }
 
 void http_tls_free(struct http_tls *t)
@@ -192,25 +310,56 @@ void http_tls_free(struct http_tls *t)
 
     if (t == NULL)
         return;
-    for (i = 0; i < t->ncerts; i++) {
-        free((char *)t->certs[i].cert_file);
-        free((char *)t->certs[i].key_file);
-    }
+    for (i = 0; i < t->nsets; i++)
+        set_free(&t->set[i]);
+    free(t->set);
+    for (i = 0; i < t->nnames; i++)
+        free(t->names[i].name);
+    free(t->names);
+    http_names_free(&t->table);
     async_tls_context_free(t->ctx);
     pthread_mutex_destroy(&t->lock);
     free(t);
 }
 
+/* The runtime's sni function: the set of the block that names the server
+ * name, as an index into the SNI sets (set k is SNI set k - 1), or -1 for
+ * the default's.  One hash and, expected, one probe; no lock. */
+static int pick(const char *name, void *arg)
+{
+    const struct http_tls *t = arg;
+    uintptr_t v = (uintptr_t)http_names_find(&t->table, name, 1);
+
+    return v >= 2 ? (int)(v - 2) : -1;
+}
+
 static async_tls_context *make(struct http_tls *t, char *why, size_t whylen)
 {
     struct async_tls_server_config cfg = {
-        .certs = t->certs,
-        .ncerts = t->ncerts,
+        .certs = t->set[0].certs,
+        .ncerts = t->set[0].ncerts,
         .alpn = "http/1.1",
         .plaintext_reply = plain_reply,
     };
+    struct async_tls_cert_set *sets = NULL;
+    async_tls_context *ctx;
+    size_t i;
 
-    return async_tls_server_new(&cfg, why, whylen);
+    if (t->nsets > 1) {
+        if ((sets = calloc(t->nsets - 1, sizeof(*sets))) == NULL) {
+            snprintf(why, whylen, "out of memory");
+            return NULL;
+        }
+        for (i = 1; i < t->nsets; i++)
+            sets[i - 1] = (struct async_tls_cert_set){t->set[i].certs, t->set[i].ncerts};
+        cfg.sni_sets = sets;
+        cfg.nsni_sets = t->nsets - 1;
+        cfg.sni = pick;
+        cfg.sni_arg = t;
+    }
+    ctx = async_tls_server_new(&cfg, why, whylen);
+    free(sets);
+    return ctx;
 }
 
 int http_tls_open(struct http_tls *t, char *why, size_t whylen)
@@ -242,7 +391,10 @@ void http_tls_warn(struct http_tls *t, async_module_host *host, const char *addr
     char why[512];
     size_t i;
 
-    for (i = 0; i < t->ncerts; i++)
-        if (async_tls_cert_check(&t->certs[i], why, sizeof(why)) > 0)
-            async_module_log(host, ASYNC_LOG_WARNING, "%s: %s", address, why);
+    size_t k;
+
+    for (k = 0; k < t->nsets; k++)
+        for (i = 0; i < t->set[k].ncerts; i++)
+            if (async_tls_cert_check(&t->set[k].certs[i], why, sizeof(why)) > 0)
+                async_module_log(host, ASYNC_LOG_WARNING, "%s: %s", address, why);
 }

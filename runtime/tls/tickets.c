@@ -124,7 +124,7 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
     return rc;
 }
 
-int async__tls_tickets_install(async_tls_context *ctx, unsigned lifetime_s)
+int async__tls_tickets_new(async_tls_context *ctx, unsigned lifetime_s)
 {
     struct async__tls_tickets *t = calloc(1, sizeof(*t));
 
@@ -135,16 +135,25 @@ int async__tls_tickets_install(async_tls_context *ctx, unsigned lifetime_s)
     if (new_key(&t->cur, now_ms()) != 0)
         goto fail;
     pthread_mutex_init(&t->lock, NULL);
-    SSL_CTX_set_ex_data(ctx->ssl, ex_index, t);
-    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx->ssl, ticket_cb);
-    /* a session is worth resuming as long as its ticket can be read */
-    SSL_CTX_set_timeout(ctx->ssl, (long)(2 * t->lifetime / 1000));
     ctx->tickets = t;
     return 0;
 fail:
     free(t);
     errno = ENOMEM;
     return -1;
+}
+
+/* The callback finds the keys through the SSL_CTX the connection has at
+ * the time (an SNI set's after the ClientHello): each points at the one
+ * context's keys. */
+void async__tls_tickets_install(async_tls_context *ctx, SSL_CTX *ssl)
+{
+    struct async__tls_tickets *t = ctx->tickets;
+
+    SSL_CTX_set_ex_data(ssl, ex_index, t);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ssl, ticket_cb);
+    /* a session is worth resuming as long as its ticket can be read */
+    SSL_CTX_set_timeout(ssl, (long)(2 * t->lifetime / 1000));
 }
 
 void async__tls_tickets_free(struct async__tls_tickets *t)

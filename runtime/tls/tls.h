@@ -21,7 +21,11 @@ struct async__tls_tickets;
 
 /* Read-only once made, but for refs; shared by all workers. */
 struct async_tls_context {
-    SSL_CTX *ssl;
+    SSL_CTX *ssl;               /* the default certificates; every SSL starts here */
+    SSL_CTX **sni_ssl;          /* server: one per SNI set, switched to from the ClientHello */
+    size_t nsni;
+    int (*sni)(const char *name, void *arg);
+    void *sni_arg;
     _Atomic int refs;            /* the maker's + one per stream */
     bool server;
     char *plaintext_reply;       /* NULL: none */
@@ -32,9 +36,11 @@ struct async_tls_context {
 
 void async__tls_context_ref(async_tls_context *ctx);
 
-/* Ticket keys for a server SSL_CTX: installs the key callback.  0 or -1
- * (ENOMEM). */
-int async__tls_tickets_install(async_tls_context *ctx, unsigned lifetime_s);
+/* Ticket keys for a server context: made once, then installed (the key
+ * callback) in each of its SSL_CTXs, so every SNI set shares them.
+ * 0 or -1 (ENOMEM). */
+int async__tls_tickets_new(async_tls_context *ctx, unsigned lifetime_s);
+void async__tls_tickets_install(async_tls_context *ctx, SSL_CTX *ssl);
 void async__tls_tickets_free(struct async__tls_tickets *t);
 
 /* Writes OpenSSL's first queued reason (or fallback) into why, clears the

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <strings.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
@@ -329,6 +330,61 @@ static void tls_client_refuses_a_certificate_from_an_unknown_ca(void **state)
     struct verify_case v = {"localhost", false};
 
     RUN(1, verify_main, &v);
+}
+
+/* ---- SNI sets ---- */
+
+static int sni_calls;
+
+static int pick_other(const char *name, void *arg)
+{
+    (void)arg;
+    sni_calls++;
+    return strcasecmp(name, "other.example") == 0 ? 0 : -1;
+}
+
+/* A server with localhost's certificate by default and other.example's as
+ * an SNI set: a client that checks either name gets a certificate for
+ * it. */
+static void *sni_main(void *arg)
+{
+    static const char *const names[] = {"other.example", "localhost", "OTHER.example"};
+    struct async_tls_cert def[] = {{ec_pem, ec_key}}, other[] = {{other_pem, other_key}};
+    struct async_tls_cert_set sets[] = {{other, 1}};
+    struct async_tls_server_config cfg = {
+        .certs = def, .ncerts = 1, .alpn = "http/1.1",
+        .sni_sets = sets, .nsni_sets = 1, .sni = pick_other};
+    char why[256] = "";
+    struct echo_server e = {async_listener_bind("127.0.0.1:0"),
+                            async_tls_server_new(&cfg, why, sizeof(why)), 1};
+    async_tls_context *cctx = client_ctx();
+    size_t i;
+
+    (void)arg;
+    if (!CHECK(e.ctx != NULL))
+        return NULL;
+    async_deadline(async_now_ms() + BOUND_MS);
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        async_task *srv = async_spawn(handshake_and_close, &e);
+        async_stream *s = tls_connect(e.l, cctx, names[i]);
+
+        if (s != NULL) {
+            if (!CHECK_OK(async_tls_handshake(s)))
+                fprintf(stderr, "%s: %s\n", names[i], async_tls_error(s));
+            async_stream_close(s);
+        }
+        async_join(srv, NULL);
+    }
+    CHECK_EQ(sni_calls, 3);
+    async_listener_close(e.l);
+    async_tls_context_free(e.ctx);
+    async_tls_context_free(cctx);
+    return NULL;
+}
+
+static void tls_sni_sets_serve_the_certificate_of_the_name_asked_for(void **state)
+{
+    RUN(1, sni_main, NULL);
 }
 
 static void *ip_name_main(void *arg)
@@ -1019,6 +1075,7 @@ int main(void)
         cmocka_unit_test(tls_40_concurrent_sessions_on_2_workers_share_one_context),
         cmocka_unit_test(tls_client_refuses_a_certificate_for_another_name),
         cmocka_unit_test(tls_client_refuses_a_certificate_from_an_unknown_ca),
+        cmocka_unit_test(tls_sni_sets_serve_the_certificate_of_the_name_asked_for),
         cmocka_unit_test(tls_client_checks_an_ip_address_against_the_certificate),
         cmocka_unit_test(tls_stalled_handshake_ends_at_the_deadline),
         cmocka_unit_test(tls_stalled_handshake_ends_on_cancel),
