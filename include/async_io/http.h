@@ -311,6 +311,15 @@ ASYNC_API void async_http_pool_free(async_http_pool *pool);
 /* Idle connections held now, all workers (for status pages). */
 ASYNC_API unsigned async_http_pool_idle(const async_http_pool *pool);
 
+/* How the pool's calls open a connection to an address: connect(address,
+ * arg) returns a connected stream ready for HTTP (a TLS stream whose
+ * handshake is done, say: async_io/tls.h), or NULL with errno; it runs on
+ * the calling fiber, under its deadline.  Default: async_tcp_connect.  Set
+ * it before the pool's first call. */
+typedef async_stream *(*async_http_connect_fn)(const char *address, void *arg);
+ASYNC_API void async_http_pool_set_connect(async_http_pool *pool, async_http_connect_fn connect,
+                                           void *arg);
+
 typedef struct async_http_call async_http_call;
 /* A call to address ("host:port", as async_tcp_connect takes it) through
  * pool (NULL: a connection of its own, closed at the end).  Host defaults

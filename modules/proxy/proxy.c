@@ -9,7 +9,11 @@
  *       "connect_timeout_ms": 2000, "response_timeout_ms": 30000,
  *       "health": { "path": "/health", "interval_ms": 1000, "timeout_ms": 1000,
  *                   "fall": 3, "rise": 2 },
- *       "retries": 1, "host": "app.internal", "tunnel_idle_timeout_ms": 60000 } } }
+ *       "retries": 1, "host": "app.internal", "tunnel_idle_timeout_ms": 60000,
+ *       "tls": { "verify": true, "ca": "ca.pem", "server_name": "app.internal" } } } }
+ *
+ * "tls" (upstream_tls.c) makes every connection to the upstream's servers
+ * HTTPS, health checks included, pooled and reused like plain ones.
  *
  * A request goes to the next server that is up (round robin, or the one
  * with the fewest requests in flight); a refused or reset connection — or
@@ -34,7 +38,8 @@
  * with its Upgrade; when the upstream answers 101 the client's connection
  * and the upstream's become one two-way byte tunnel — one fiber per
  * direction — that ends when either side closes or nothing passes for
- * tunnel_idle_timeout_ms.
+ * tunnel_idle_timeout_ms.  (Not to a TLS upstream yet: a TLS stream has
+ * one fiber at a time, a tunnel two; such a request answers 502.)
  *
  * Threads: handlers run on every worker.  A server's counters are relaxed
  * atomics; its up/down state is an atomic flag written by its health
@@ -45,6 +50,8 @@
 #include <async_io.h>
 #include <async_io/http.h>
 #include <async_io/module.h>
+
+#include "upstream_tls.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -89,6 +96,8 @@ struct upstream {
     unsigned fall, rise, retries;
     const char *host;
     async_http_pool *pool;
+    struct upstream_tls *tls;   /* NULL: plain TCP */
+    async_http_pool *check_pool; /* health checks over TLS (keeps none); else NULL */
     _Atomic unsigned next;
     async_module_host *mod;
 };
@@ -97,7 +106,7 @@ struct upstream {
 
 static const char *const upstream_keys[] = {
     "servers", "balance", "keepalive", "connect_timeout_ms", "response_timeout_ms", "health",
-    "retries", "host", "tunnel_idle_timeout_ms",
+    "retries", "host", "tunnel_idle_timeout_ms", "tls",
 };
 static const char *const health_keys[] = {"path", "interval_ms", "timeout_ms", "fall", "rise"};
 
@@ -193,6 +202,8 @@ static void check_upstream(async_module_report *r, const char *name, const json_
     }
     if ((v = json_object_get(u, "health")) != NULL)
         check_health(r, name, v, bad);
+    if ((v = json_object_get(u, "tls")) != NULL)
+        upstream_tls_check(r, name, v, bad);
 }
 
 static void check_health(async_module_report *r, const char *name, const json_t *v, int *bad)
@@ -361,7 +372,7 @@ static void *health_loop(void *arg)
     int status;
 
     while (async_sleep_ms((uint64_t)up->health_interval_ms) == 0) {
-        c = async_http_call_new(NULL, "GET", s->address, up->health_path);
+        c = async_http_call_new(up->check_pool, "GET", s->address, up->health_path);
         if (c == NULL)
             continue;
         if (up->host != NULL)
@@ -692,6 +703,12 @@ static int proxy_handle(async_http_request *req, void *ctx)
     int rc = -1, err = 0;
     char *buf;
 
+    if (up->tls != NULL && wants_upgrade(req)) {
+        async_module_log(up->mod, ASYNC_LOG_WARNING, "upstream %s: an upgrade (%s) to a TLS "
+                         "upstream is not supported: 502", up->name,
+                         async_http_header(req, "Upgrade"));
+        return answer(req, 502);
+    }
     if ((buf = malloc(BUF_SIZE)) == NULL)
         return -1;
     for (attempt = 0; attempt <= up->retries; attempt++) {
@@ -803,6 +820,8 @@ static void proxy_free(struct proxy *p)
 
     for (i = 0; i < p->n; i++) {
         async_http_pool_free(p->ups[i].pool);
+        async_http_pool_free(p->ups[i].check_pool);
+        upstream_tls_free(p->ups[i].tls);
         for (k = 0; k < p->ups[i].n; k++)
             free(p->ups[i].servers[k].address);
     }
@@ -851,6 +870,22 @@ static void figures_start(struct proxy *p, async_module_host *host)
         async_module_log(host, ASYNC_LOG_WARNING, "%s: %s", status_name, strerror(errno));
 }
 
+/* An upstream with "tls": its pools connect through TLS.  0 or -1. */
+static int upstream_https(struct upstream *up, async_module_host *host, const json_t *tls)
+{
+    if (tls == NULL || json_is_false(tls))
+        return 0;
+    if ((up->tls = upstream_tls_new(host, up->name, tls, up->host)) == NULL)
+        return -1;
+    async_http_pool_set_connect(up->pool, upstream_tls_connect, up->tls);
+    if (up->health_path != NULL) {
+        if ((up->check_pool = async_http_pool_new(0)) == NULL)
+            return -1;
+        async_http_pool_set_connect(up->check_pool, upstream_tls_connect, up->tls);
+    }
+    return 0;
+}
+
 static int proxy_run(async_module_host *host, const json_t *config)
 {
     const json_t *ups = json_object_get(config, "upstreams"), *u;
@@ -876,6 +911,8 @@ static int proxy_run(async_module_host *host, const json_t *config)
             goto done;
         up->mod = host;
         p.n++;
+        if (upstream_https(up, host, json_object_get(u, "tls")) != 0)
+            goto done;
     }
     for (i = 0; i < p.n; i++)
         if (upstream_start(&p, &p.ups[i], host) != 0)

@@ -59,6 +59,8 @@ struct async_http_pool {
     unsigned workers;
     _Atomic unsigned idle;
     struct lane *lanes;
+    async_http_connect_fn connect; /* NULL: async_tcp_connect; set before use */
+    void *connect_arg;
 };
 
 struct async_http_call {
@@ -140,6 +142,20 @@ void async_http_pool_free(async_http_pool *p)
     }
     free(p->lanes);
     free(p);
+}
+
+void async_http_pool_set_connect(async_http_pool *p, async_http_connect_fn connect, void *arg)
+{
+    p->connect = connect;
+    p->connect_arg = arg;
+}
+
+/* A new connection for c: its pool's connector, or plain TCP. */
+static async_stream *open_stream(async_http_call *c)
+{
+    if (c->pool != NULL && c->pool->connect != NULL)
+        return c->pool->connect(c->address, c->pool->connect_arg);
+    return async_tcp_connect(c->address);
 }
 
 unsigned async_http_pool_idle(const async_http_pool *p)
@@ -385,7 +401,7 @@ static int connect_call(async_http_call *c, bool can_retry)
         return 0;
     }
     c->pooled = false;
-    c->s = async_tcp_connect(c->address);
+    c->s = open_stream(c);
     return c->s != NULL ? 0 : -1;
 }
 
@@ -628,7 +644,7 @@ int async_http_call_send(async_http_call *c)
         c->broken = false;
         c->req_done = false;
         c->off = c->len = 0;
-        if ((c->s = async_tcp_connect(c->address)) == NULL)
+        if ((c->s = open_stream(c)) == NULL)
             return -1;
     }
 }

@@ -91,6 +91,9 @@ int async_stream_set_layer(async_stream *s, const struct async_stream_layer *lay
     s->layer = layer;
     s->layer_ctx = ctx;
     s->sock.dtor = free_layer;
+    /* the layer's code may live in a module that is unloaded once its
+     * fibers are gone: its free runs at the last close, not in a loop */
+    async__fdw_no_orphan(&s->sock.watch);
     return 0;
 }
 

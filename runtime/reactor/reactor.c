@@ -271,6 +271,7 @@ struct fdw_impl {
     int fd;
     int events;                     /* ev events it is started with */
     bool ready_unread;              /* fired while its running owner was away */
+    bool no_orphan;                 /* stops with its fiber (async__fdw_no_orphan) */
 };
 
 _Static_assert(sizeof(struct fdw_impl) <= sizeof(struct async__fdw), "async__fdw too small");
@@ -391,6 +392,12 @@ void async__fdw_init(struct async__fdw *f, int fd, void (*hold)(void *ctx, int d
     w->fd = fd;
     w->events = 0;
     w->ready_unread = false;
+    w->no_orphan = false;
+}
+
+void async__fdw_no_orphan(struct async__fdw *f)
+{
+    ((struct fdw_impl *)f)->no_orphan = true;
 }
 
 void async__fdw_release(struct async_task *t)
@@ -398,7 +405,7 @@ void async__fdw_release(struct async_task *t)
     struct fdw_impl *w;
 
     while ((w = t->linger[0]) != NULL) {
-        if (w->events != EV_READ || w->ready_unread) {
+        if (w->events != EV_READ || w->ready_unread || w->no_orphan) {
             stop_lingering(w); /* writable, or readable now: it would fire at once */
             continue;
         }

@@ -108,6 +108,13 @@ void async__fdw_kick(struct async__fdw *f);
  * event.  The others stop now. */
 void async__fdw_release(struct async_task *t);
 
+/* Its watcher never outlives the fiber that waited on it: for a
+ * descriptor whose last release may run code that can go away (a stream
+ * layer's free, from a module that may be unloaded), which must then run
+ * on the closer's thread, not later in the loop.  Before the first wait,
+ * by the descriptor's owner. */
+void async__fdw_no_orphan(struct async__fdw *f);
+
 /* The descriptor is being closed by the calling fiber: stops the watcher
  * now if this fiber lingers on it or it is an orphan of this worker, so
  * its hold goes before the close (which then needs no shutdown to wake

@@ -2,7 +2,10 @@
 """An application server for the proxy tests: Python's own HTTP/1.1 server
 (keep-alive), on 127.0.0.1, port 0; prints "port N" once it listens.
 
-  backend.py NAME [SICK_FILE]
+  backend.py NAME [SICK_FILE]       (SICK_FILE "-": none)
+  BACKEND_TLS=CERT:KEY backend.py …  the same over TLS
+
+  GET  /conns       the connections accepted so far
 
   GET  /id          "backend NAME"
   GET  /health      200, or 503 while SICK_FILE exists
@@ -15,16 +18,26 @@
 """
 import http.server
 import os
+import ssl
 import sys
+import threading
 import time
 import urllib.parse
 
 NAME = sys.argv[1]
-SICK = sys.argv[2] if len(sys.argv) > 2 else None
+SICK = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else None
+CONNS = 0
+CONNS_LOCK = threading.Lock()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def setup(self):  # once per connection
+        global CONNS
+        with CONNS_LOCK:
+            CONNS += 1
+        super().setup()
 
     def log_message(self, fmt, *args):
         pass
@@ -62,6 +75,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         data = self.body()
         if url.path == "/id":
             return self.reply(200, ("backend %s" % NAME).encode())
+        if url.path == "/conns":
+            with CONNS_LOCK:
+                return self.reply(200, b"%d" % CONNS)
         if url.path == "/health":
             sick = SICK is not None and os.path.exists(SICK)
             return self.reply(503 if sick else 200, b"sick" if sick else b"ok")
@@ -96,5 +112,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if os.environ.get("BACKEND_TLS"):
+    cert, key = os.environ["BACKEND_TLS"].split(":")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
 print("port %d" % server.server_address[1], flush=True)
 server.serve_forever()

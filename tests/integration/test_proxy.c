@@ -28,6 +28,7 @@
 static struct daemon D;
 
 #include "http_client.h"
+#include "../tls_certs.h"
 
 struct backend {
     pid_t pid;
@@ -36,8 +37,10 @@ struct backend {
 
 static struct backend B[2];
 
-/* Starts backend.py NAME [SICK_FILE] and reads its port. */
-static void backend_start(struct backend *b, const char *name, const char *sick)
+/* Starts backend.py NAME [SICK_FILE] and reads its port; over TLS with
+ * the test folder's CERT:KEY when tls is not NULL. */
+static void backend_start_tls(struct backend *b, const char *name, const char *sick,
+                              const char *tls)
 {
     int fds[2];
     char line[64] = "";
@@ -49,7 +52,9 @@ static void backend_start(struct backend *b, const char *name, const char *sick)
     if (b->pid == 0) {
         dup2(fds[1], 1);
         close(fds[0]);
-        execlp("python3", "python3", BACKEND_PY, name, sick, (char *)NULL);
+        if (tls != NULL && (chdir(dir) != 0 || setenv("BACKEND_TLS", tls, 1) != 0))
+            _exit(127);
+        execlp("python3", "python3", BACKEND_PY, name, sick != NULL ? sick : "-", (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -65,6 +70,11 @@ static void backend_start(struct backend *b, const char *name, const char *sick)
     }
     close(fds[0]);
     assert_int_equal(sscanf(line, "port %d", &b->port), 1);
+}
+
+static void backend_start(struct backend *b, const char *name, const char *sick)
+{
+    backend_start_tls(b, name, sick, NULL);
 }
 
 static void backend_stop(struct backend *b)
@@ -454,6 +464,113 @@ static void proxy_config_problems_are_named_by_path(void **state)
     assert_non_null(strstr(out, "modules.proxy.upstreams.app.colour: unknown key"));
 }
 
+/* ---- HTTPS upstreams ---- */
+
+/* GET path through the proxy on a new connection: the status, the body
+ * into body. */
+static int get_status(const char *path, char *body, size_t len)
+{
+    char req[256];
+    struct resp r;
+    int status;
+
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    exchange(req, false, &r, NULL);
+    status = r.status;
+    snprintf(body, len, "%s", r.body != NULL ? r.body : "");
+    resp_free(&r);
+    return status;
+}
+
+/* The backend over TLS with a certificate for localhost and 127.0.0.1
+ * signed by the test CA: verified by address, by name, reused; a CA that
+ * did not sign it, or a name it does not carry, is a 502 naming why;
+ * "verify": false takes it anyway. */
+static void proxy_tls_upstreams_are_verified_and_their_connections_reused(void **state)
+{
+    char servers[64], body[256], sick[512];
+    struct client *c;
+    struct resp r;
+    int i;
+
+    (void)state;
+    assert_int_equal(tls_certs_make(dir), 0);
+    path_of(sick, sizeof(sick), "sick");
+    backend_start_tls(&B[0], "tls", sick, "ec.pem:ec.key");
+    snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
+    /* by address (an IP: checked against the certificate, not sent) */
+    start(servers, ",\"tls\":{\"ca\":\"ca.pem\"}");
+    c = client_open(D.port);
+    for (i = 0; i < 20; i++) {
+        assert_true(client_send(c, "GET /id HTTP/1.1\r\nHost: t\r\n\r\n"));
+        must_respond(c, false, &r);
+        assert_status(&r, 200);
+        assert_string_equal(r.body, "backend tls");
+        resp_free(&r);
+    }
+    client_close(c);
+    /* 20 requests on one client connection, then this one on another: a
+     * pooled connection per worker at most (21 without reuse) */
+    assert_int_equal(get_status("/conns", body, sizeof(body)), 200);
+    print_message("      21 requests over TLS: %s connection(s) to the backend\n", body);
+    assert_true(atoi(body) >= 1 && atoi(body) <= 2);
+    assert_null(strstr(D.log, "TLS to"));
+    stop();
+    /* by name, sent as SNI; health checks over TLS see the backend's 503 */
+    start(servers, ",\"tls\":{\"ca\":\"ca.pem\",\"server_name\":\"localhost\"},"
+                   "\"health\":{\"path\":\"/health\",\"interval_ms\":50,\"fall\":1,\"rise\":1}");
+    assert_int_equal(get_status("/id", body, sizeof(body)), 200);
+    assert_string_equal(body, "backend tls");
+    write_file("sick", "1");
+    wait_log(&D, "is down (health check status)");
+    unlink(sick);
+    wait_log(&D, "is up again");
+    stop();
+    /* a name the certificate does not carry */
+    start(servers, ",\"tls\":{\"ca\":\"ca.pem\",\"server_name\":\"other.example\"}");
+    assert_int_equal(get_status("/id", body, sizeof(body)), 502);
+    wait_log(&D, "upstream app: TLS to 127.0.0.1:");
+    stop();
+    /* a CA that did not sign it; then the same without verification */
+    start(servers, ",\"tls\":{\"ca\":\"other.pem\"}");
+    assert_int_equal(get_status("/id", body, sizeof(body)), 502);
+    wait_log(&D, "upstream app: TLS to 127.0.0.1:");
+    stop();
+    start(servers, ",\"tls\":{\"ca\":\"other.pem\",\"verify\":false}");
+    assert_int_equal(get_status("/id", body, sizeof(body)), 200);
+    /* an upgrade cannot be tunnelled through TLS yet: said, not attempted */
+    exchange("GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+             false, &r, NULL);
+    assert_status(&r, 502);
+    resp_free(&r);
+    wait_log(&D, "to a TLS upstream is not supported");
+    stop();
+}
+
+static void proxy_tls_config_problems_are_named_by_path(void **state)
+{
+    char out[8192], cfg[600];
+
+    (void)state;
+    write_file("asyncd.json",
+               "{\"modules_dir\":\"modules\",\"modules\":{\"http\":{\"listen\":[\"127.0.0.1:0\"]},\n"
+               " \"proxy\":{\"upstreams\":{\n"
+               "  \"a\":{\"servers\":[\"127.0.0.1:1\"],\"tls\":\"yes\"},\n"
+               "  \"b\":{\"servers\":[\"127.0.0.1:1\"],\"tls\":{\"ca\":\"missing.pem\","
+               "\"verify\":1,\"sni\":\"x\",\"server_name\":\"a b\"}},\n"
+               "  \"c\":{\"servers\":[\"127.0.0.1:1\"],\"tls\":true}}}}}\n");
+    path_of(cfg, sizeof(cfg), "asyncd.json");
+    assert_int_equal(run_to_end("-t", cfg, out, sizeof(out)), 78);
+    assert_non_null(strstr(out, "modules.proxy.upstreams.a.tls: must be true or an object"));
+    assert_non_null(strstr(out, "modules.proxy.upstreams.b.tls.ca: "));
+    assert_non_null(strstr(out, "missing.pem"));
+    assert_non_null(strstr(out, "modules.proxy.upstreams.b.tls.verify: must be true or false"));
+    assert_non_null(strstr(out, "modules.proxy.upstreams.b.tls.sni: unknown key"));
+    assert_non_null(strstr(out, "modules.proxy.upstreams.b.tls.server_name: must be a host"));
+    assert_null(strstr(out, "upstreams.c"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -470,6 +587,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(proxy_tunnels_websockets, setup, teardown),
         cmocka_unit_test_setup_teardown(proxy_config_problems_are_named_by_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(proxy_tls_upstreams_are_verified_and_their_connections_reused,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(proxy_tls_config_problems_are_named_by_path, setup,
+                                        teardown),
     };
 
     return skips_exit(cmocka_run_group_tests(tests, NULL, NULL));
