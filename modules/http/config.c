@@ -524,7 +524,7 @@ unsigned http_config_validate_server(const json_t *server, const char *prefix,
     return ck.n;
 }
 
-int http_config_validate(const json_t *config, async_module_report *report)
+unsigned http_config_validate(const json_t *config, async_module_report *report)
 {
     struct check ck_ = {report, 0, ""}, *ck = &ck_;
     const char *key;
@@ -533,7 +533,7 @@ int http_config_validate(const json_t *config, async_module_report *report)
 
     if (!json_is_object(config)) {
         problem(ck, "", "must be an object");
-        return -1;
+        return ck->n;
     }
     json_object_foreach((json_t *)config, key, v) {
         for (i = 0; i < sizeof(keys) / sizeof(keys[0]) && strcmp(key, keys[i]) != 0; i++)
@@ -545,8 +545,7 @@ int http_config_validate(const json_t *config, async_module_report *report)
     if (json_object_get(config, "listen") == NULL && json_object_get(config, "servers") == NULL)
         problem(ck, "", "needs \"listen\": an array of \"host:port\" strings");
     validate_keys(config, ck);
-    ck->n += http_sites_validate(config, report);
-    return ck->n == 0 ? 0 : -1;
+    return ck->n;
 }
 
 static char *dup_or_null(const json_t *v)

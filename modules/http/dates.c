@@ -1,6 +1,6 @@
 /* modules/http/dates.c — HTTP dates (RFC 9110 §5.6.7): Last-Modified out,
  * If-Modified-Since in. */
-#include "http.h"
+#include "validators.h"
 
 #include <stdio.h>
 #include <string.h>

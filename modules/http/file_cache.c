@@ -9,6 +9,13 @@
  * promises a length or an ETag the body does not match.  Only a new file
  * renamed over a path that stays linked elsewhere waits for the expiry.
  *
+ * The cache knows no more of files than struct http_file: what a key
+ * opens is its maker's opener (struct http_file_ops, given at
+ * http_file_cache_init, as nginx's open-file cache is told how to open),
+ * so it calls into nothing of the module.  local.c makes one per worker
+ * and site with open.c's opener; files.c and site_reply.c ask it through
+ * http_file_get (http.h).
+ *
  * Threads: a cache belongs to one worker thread (a fiber never changes
  * thread, so the responses that hold a file run on the thread that owns
  * it): no locks on the way.  It lives in the worker's struct http_local
@@ -91,15 +98,26 @@ static bool still_same(const struct http_file *f)
            st.st_mtim.tv_nsec == f->st.st_mtim.tv_nsec;
 }
 
-static struct http_file *open_fresh(struct http_server *srv, const char *path, bool *redirect)
+void http_file_cache_init(struct http_file_cache *c, const struct http_file_ops *ops, void *ctx,
+                          int64_t ttl_ms)
+{
+    memset(c, 0, sizeof(*c));
+    c->ops = ops;
+    c->ctx = ctx;
+    c->ttl_ms = ttl_ms;
+}
+
+struct http_file *http_file_open_uncached(const struct http_file_ops *ops, void *ctx,
+                                          const char *key, bool *redirect)
 {
     struct http_file *f = calloc(1, sizeof(*f));
 
+    *redirect = false;
     if (f == NULL) {
         errno = ENOMEM;
         return NULL;
     }
-    if (http_file_open(srv, path, f, redirect) != 0) {
+    if (ops->open(ctx, key, f, redirect) != 0) {
         int e = errno;
 
         free(f);
@@ -110,26 +128,21 @@ static struct http_file *open_fresh(struct http_server *srv, const char *path, b
     return f;
 }
 
-struct http_file *http_file_get(struct http_server *srv, const char *path, bool *redirect)
+struct http_file *http_file_cache_get(struct http_file_cache *c, const char *key, bool *redirect)
 {
-    struct http_local *l;
-    struct http_file_cache *c;
     struct http_file *f, **chain;
     uint32_t h;
     int64_t now;
 
     *redirect = false;
-    if (srv->cfg.open_file_cache_ms == 0 || (l = http_local(srv)) == NULL)
-        return open_fresh(srv, path, redirect);
-    c = &l->files;
-    h = hash(path);
+    h = hash(key);
     chain = &c->bucket[h % HTTP_FILE_BUCKETS];
     now = async_now_ms();
     prune(c, chain, now);
     /* and one other chain per lookup, so expired files everywhere close */
     prune(c, &c->bucket[c->sweep++ % HTTP_FILE_BUCKETS], now);
     for (f = *chain; f != NULL; f = f->next)
-        if (f->hash == h && strcmp(f->key, path) == 0) {
+        if (f->hash == h && strcmp(f->key, key) == 0) {
             if (still_same(f)) {
                 f->refs++;
                 return f;
@@ -138,12 +151,13 @@ struct http_file *http_file_get(struct http_server *srv, const char *path, bool 
             prune(c, chain, now);
             break;
         }
-    if ((f = open_fresh(srv, path, redirect)) == NULL || c->n >= MAX_ENTRIES)
+    if ((f = http_file_open_uncached(c->ops, c->ctx, key, redirect)) == NULL ||
+        c->n >= MAX_ENTRIES)
         return f; /* full: serve it uncached */
-    if ((f->key = strdup(path)) == NULL)
+    if ((f->key = strdup(key)) == NULL)
         return f;
     f->hash = h;
-    f->expires = now + srv->cfg.open_file_cache_ms;
+    f->expires = now + c->ttl_ms;
     f->refs++; /* the table's */
     f->next = *chain;
     *chain = f;

@@ -1,214 +1,28 @@
-/* modules/http/files.c — static files beneath the document root.
+/* modules/http/files.c — static files beneath the document root: the
+ * answer for a path (200, 206, 304, 416, a redirect for a directory, the
+ * error for what cannot be opened).
  *
- * Every open resolves beneath root_fd: openat2(RESOLVE_BENEATH |
- * RESOLVE_NO_MAGICLINKS), so neither "..", nor an absolute symlink, nor a
- * relative one that climbs out can leave the root; the kernel checks the
- * whole walk.  Kernels without openat2 (before 5.6) get a walk of our own,
- * one component at a time with O_NOFOLLOW: symlinks are then refused
- * outright.  Paths reach here decoded and normalised (no "." or "..").
- *
- * The body goes out with sendfile(2) after the head (async_http_sendfile);
- * file_cache.c keeps the file open for the next requests,
- * open_file_cache_ms long.  With "precompressed" (the default) an X.br or
- * X.gz beside X may answer instead (precompressed.c, encoding.c). */
+ * open.c opens what the path names, beneath the root; each worker's
+ * cache (file_cache.c) keeps it open for the next requests,
+ * open_file_cache_ms long.  The body goes out with sendfile(2) after the
+ * head (async_http_sendfile).  With "precompressed" (the default) an X.br
+ * or X.gz beside X may answer instead (precompressed.c, encoding.c). */
 #include "http.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
-static _Atomic int have_openat2 = 1;
-
-void http_files_init(void)
-{
-    /* ASYNCD_HTTP_NO_OPENAT2=1 takes the older kernels' path (for tests) */
-    const char *v = getenv("ASYNCD_HTTP_NO_OPENAT2");
-
-    atomic_store(&have_openat2, v == NULL || strcmp(v, "1") != 0);
-}
-
-static int open_walk(int root_fd, const char *rel, int flags)
-{
-    char comp[256];
-    const char *p = rel, *slash;
-    int dir = root_fd, fd;
-
-    for (;;) {
-        size_t n;
-
-        slash = strchr(p, '/');
-        n = slash != NULL ? (size_t)(slash - p) : strlen(p);
-        if (n >= sizeof(comp)) {
-            fd = -1;
-            errno = ENAMETOOLONG;
-            break;
-        }
-        memcpy(comp, p, n);
-        comp[n] = '\0';
-        if (slash == NULL || slash[1] == '\0') {
-            fd = openat(dir, comp, flags | O_NOFOLLOW);
-            break;
-        }
-        fd = openat(dir, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (dir != root_fd)
-            close(dir);
-        if (fd < 0)
-            return -1;
-        dir = fd;
-        p = slash + 1;
-    }
-    if (dir != root_fd) {
-        int e = errno;
-
-        close(dir);
-        errno = e;
-    }
-    return fd;
-}
-
-/* Opens rel ("" or "a/b", no leading slash) beneath root_fd. */
-static int open_beneath(int root_fd, const char *rel, int flags)
-{
-    struct open_how how = {
-        .flags = (uint64_t)flags,
-        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-    };
-    int fd;
-
-    if (rel[0] == '\0')
-        rel = ".";
-    if (atomic_load_explicit(&have_openat2, memory_order_relaxed)) {
-        fd = (int)syscall(SYS_openat2, root_fd, rel, &how, sizeof(how));
-        if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
-            return fd;
-        if (errno == ENOSYS)
-            atomic_store_explicit(&have_openat2, 0, memory_order_relaxed);
-        else
-            return -1;
-    }
-    if (strcmp(rel, ".") == 0)
-        return openat(root_fd, ".", flags);
-    return open_walk(root_fd, rel, flags);
-}
-
-static const struct {
-    const char *ext;
-    const char *type;
-} mime[] = {
-    {"html", "text/html; charset=utf-8"},  {"htm", "text/html; charset=utf-8"},
-    {"css", "text/css; charset=utf-8"},    {"js", "text/javascript; charset=utf-8"},
-    {"mjs", "text/javascript; charset=utf-8"},
-    {"json", "application/json"},          {"txt", "text/plain; charset=utf-8"},
-    {"xml", "application/xml"},            {"svg", "image/svg+xml"},
-    {"png", "image/png"},                  {"jpg", "image/jpeg"},
-    {"jpeg", "image/jpeg"},                {"gif", "image/gif"},
-    {"webp", "image/webp"},                {"avif", "image/avif"},
-    {"ico", "image/x-icon"},               {"pdf", "application/pdf"},
-    {"wasm", "application/wasm"},          {"woff", "font/woff"},
-    {"woff2", "font/woff2"},               {"ttf", "font/ttf"},
-    {"mp4", "video/mp4"},                  {"webm", "video/webm"},
-    {"mp3", "audio/mpeg"},                 {"ogg", "audio/ogg"},
-    {"zip", "application/zip"},            {"gz", "application/gzip"},
-    {"tar", "application/x-tar"},          {"md", "text/markdown; charset=utf-8"},
-    {"csv", "text/csv; charset=utf-8"},
-};
-
-static const char *mime_type(const char *path)
-{
-    const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
-    size_t i;
-
-    if (dot != NULL && (slash == NULL || dot > slash))
-        for (i = 0; i < sizeof(mime) / sizeof(mime[0]); i++)
-            if (strcasecmp(dot + 1, mime[i].ext) == 0)
-                return mime[i].type;
-    return "application/octet-stream";
-}
-
-/* Whether an If-None-Match list names etag (weak comparison) or is "*". */
-static bool etag_listed(const char *v, const char *etag)
-{
-    size_t i = 0, n = strlen(etag), vn = strlen(v);
-
-    while (i < vn) {
-        while (i < vn && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        if (i < vn && v[i] == '*')
-            return true;
-        if (i + 2 <= vn && v[i] == 'W' && v[i + 1] == '/')
-            i += 2;
-        if (i + n <= vn && memcmp(v + i, etag, n) == 0)
-            return true;
-        while (i < vn && v[i] != ',')
-            i++;
-    }
-    return false;
-}
-
-static bool not_modified(const async_http_request *req, const char *etag, time_t mtime)
+/* 304 Not Modified: the fields read here, the decision validators.c's
+ * (If-Modified-Since is not read when If-None-Match decides). */
+static bool not_modified(const async_http_request *req, const struct http_file *f)
 {
     const char *inm = async_http_header(req, "if-none-match");
-    const char *ims;
-    time_t since;
+    const char *ims = inm == NULL ? async_http_header(req, "if-modified-since") : NULL;
 
-    if (inm != NULL)
-        return etag_listed(inm, etag);
-    ims = async_http_header(req, "if-modified-since");
-    return ims != NULL && (since = http_date_parse(ims)) != -1 && mtime <= since;
-}
-
-/* One "bytes=first-last" range against size.  1 and the range, 0 to serve
- * the whole file (no range, several ranges, or a form we ignore), -1 for
- * an unsatisfiable one. */
-static int byte_range(const char *v, uint64_t size, uint64_t *off, uint64_t *len)
-{
-    uint64_t a = 0, b = 0;
-    size_t i = 6, n = strlen(v);
-    bool has_a = false, has_b = false;
-
-    if (n < 7 || strncasecmp(v, "bytes=", 6) != 0 || strchr(v, ',') != NULL)
-        return 0;
-    for (; i < n && v[i] >= '0' && v[i] <= '9'; i++, has_a = true)
-        if ((a = a * 10 + (uint64_t)(v[i] - '0')) > (UINT64_MAX >> 4))
-            return 0;
-    if (i >= n || v[i++] != '-')
-        return 0;
-    for (; i < n && v[i] >= '0' && v[i] <= '9'; i++, has_b = true)
-        if ((b = b * 10 + (uint64_t)(v[i] - '0')) > (UINT64_MAX >> 4))
-            return 0;
-    if (i != n || (!has_a && !has_b) || (has_a && has_b && b < a))
-        return 0; /* syntactically invalid: ignore the field (RFC 9110 §14.2) */
-    if (!has_a) { /* suffix: the last b bytes */
-        if (b == 0)
-            return -1;
-        *off = b >= size ? 0 : size - b;
-        *len = size - *off;
-        return 1;
-    }
-    if (a >= size)
-        return -1;
-    *off = a;
-    *len = (has_b && b < size ? b + 1 : size) - a;
-    return 1;
-}
-
-/* If-Range: the range applies only to the representation it names. */
-static bool if_range_holds(const async_http_request *req, const char *etag, const char *lastmod)
-{
-    const char *v = async_http_header(req, "if-range");
-
-    if (v == NULL)
-        return true;
-    if (v[0] == '"')
-        return strcmp(v, etag) == 0;
-    return strcmp(v, lastmod) == 0;
+    return (inm != NULL || ims != NULL) && http_not_modified(inm, ims, f->etag, f->st.st_mtime);
 }
 
 /* Whether byte c may stand for itself in the path of a Location: '/',
@@ -312,93 +126,6 @@ static int error_reply(struct http_server *srv, async_http_request *req, int err
     return http_text(req, 404, "Not Found\n"); /* ENOENT, ENOTDIR, EXDEV, ELOOP, ... */
 }
 
-/* Opens the file path names, or its index file for a directory: fd and st
- * of a regular file and in *name the file name that decides its type, or
- * -1 with errno; *redirect for a directory named without its trailing
- * slash. */
-static int open_file(struct http_server *srv, const char *path, struct stat *st, bool *redirect,
-                     const char **name)
-{
-    char rel[4096 + 256];
-    size_t i, n = strlen(path);
-    int fd;
-
-    *redirect = false;
-    *name = path;
-    fd = open_beneath(srv->root_fd, path + 1, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0)
-        return -1;
-    if (fstat(fd, st) != 0)
-        goto fail;
-    if (S_ISREG(st->st_mode))
-        return fd;
-    close(fd);
-    if (!S_ISDIR(st->st_mode)) {
-        errno = ENOENT; /* devices, fifos, sockets are not served */
-        return -1;
-    }
-    if (path[n - 1] != '/') {
-        *redirect = true;
-        return -1;
-    }
-    for (i = 0; i < srv->cfg.nindex; i++) {
-        if ((size_t)snprintf(rel, sizeof(rel), "%s%s", path + 1, srv->cfg.index[i]) >= sizeof(rel))
-            break;
-        fd = open_beneath(srv->root_fd, rel, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-        if (fd < 0)
-            continue;
-        if (fstat(fd, st) == 0 && S_ISREG(st->st_mode)) {
-            *name = srv->cfg.index[i];
-            return fd;
-        }
-        close(fd);
-    }
-    errno = ENOENT;
-    return -1;
-fail:
-    i = (size_t)errno;
-    close(fd);
-    errno = (int)i;
-    return -1;
-}
-
-void http_file_etag(const struct stat *st, const char *tag, char out[64])
-{
-    /* inode, size and mtime to the nanosecond: a rewrite within the same
-     * second, even to the same size, gets a new tag */
-    snprintf(out, 64, "\"%" PRIx64 "-%" PRIx64 "-%" PRIx64 "%s\"", (uint64_t)st->st_ino,
-             (uint64_t)st->st_size,
-             (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec, tag);
-}
-
-int http_open_regular(struct http_server *srv, const char *rel, struct stat *st)
-{
-    int fd = open_beneath(srv->root_fd, rel, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-
-    if (fd < 0)
-        return -1;
-    if (fstat(fd, st) == 0 && S_ISREG(st->st_mode))
-        return fd;
-    close(fd);
-    errno = ENOENT;
-    return -1;
-}
-
-int http_file_open(struct http_server *srv, const char *path, struct http_file *f,
-                   bool *redirect)
-{
-    const char *name;
-
-    f->fd = open_file(srv, path, &f->st, redirect, &name);
-    if (f->fd < 0)
-        return -1;
-    f->type = mime_type(name);
-    f->index = name != path ? name : NULL;
-    http_file_etag(&f->st, "", f->etag);
-    http_date(f->st.st_mtime, f->lastmod);
-    return 0;
-}
-
 /* v in decimal into buf (21 bytes). */
 static const char *decimal(uint64_t v, char buf[21])
 {
@@ -462,14 +189,15 @@ int http_files_serve(struct http_server *srv, async_http_request *req, const cha
     type = f->type; /* X's type, whichever bytes go out */
     f = representation(srv, req, path, f, &coding, &vary);
     size = len = (uint64_t)f->st.st_size;
-    if (not_modified(req, f->etag, f->st.st_mtime)) {
+    if (not_modified(req, f)) {
         rc = head_fields(req, f, vary) == 0 ? async_http_respond(req, 304, NULL, NULL, 0) : -1;
         goto done;
     }
     /* a range counts bytes of the representation sent: the encoded ones */
     range = strcmp(async_http_method(req), "GET") == 0 ? async_http_header(req, "range") : NULL;
-    if (range != NULL && if_range_holds(req, f->etag, f->lastmod))
-        rc = byte_range(range, size, &off, &len);
+    if (range != NULL &&
+        http_if_range_holds(async_http_header(req, "if-range"), f->etag, f->lastmod))
+        rc = http_byte_range(range, size, &off, &len);
     if (rc < 0) {
         snprintf(num, sizeof(num), "bytes */%" PRIu64, size);
         rc = async_http_add_header(req, "Content-Range", num) == 0 &&

@@ -53,16 +53,6 @@ struct acceptor {
 static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct http_module *running;
 
-bool http_once_a_second(_Atomic int64_t *at)
-{
-    int64_t now = async_now_ms(), last = atomic_load_explicit(at, memory_order_relaxed);
-
-    /* one winner among the workers that see the second has passed */
-    return now - last >= 1000 &&
-           atomic_compare_exchange_strong_explicit(at, &last, now, memory_order_relaxed,
-                                                   memory_order_relaxed);
-}
-
 /* At most one line a second about connections refused for max_connections. */
 static void note_busy(struct http_module *mod)
 {
@@ -516,12 +506,23 @@ static void http_reload(async_module_host *host)
     pthread_mutex_unlock(&running_lock);
 }
 
+/* modules.http: the top level's keys (config.c), then its servers
+ * (sites_config.c), every problem reported: 0, or -1 when there was one. */
+static int validate(const json_t *config, async_module_report *report)
+{
+    unsigned n = http_config_validate(config, report);
+
+    if (json_is_object(config))
+        n += http_sites_validate(config, report);
+    return n == 0 ? 0 : -1;
+}
+
 const struct async_module async_module = {
     .abi_version = ASYNC_MODULE_ABI_VERSION,
     .size = ASYNC_MODULE_SIZE,
     .name = "http",
     .version = "1.0",
-    .validate = http_config_validate,
+    .validate = validate,
     .effective_config = http_config_effective,
     .run = http_run,
     .flags = ASYNC_MODULE_NOTIFY_READY,

@@ -9,10 +9,11 @@
  *   config.c    modules.http of asyncd.json -> struct http_config
  *   sites*.c    virtual hosts: one struct http_server per site (sites.h)
  *   route.c     the engine's handler: status endpoint, routes, files
- *   files.c     static files beneath the root (sendfile, ranges, 304)
+ *   files.c     static files: the answer for a path (sendfile, ranges, 304)
+ *   open.c      what a path opens beneath the root (index, type, ETag)
  *   precompressed.c  X.br and X.gz beside X: found, checked, kept with X
  *   encoding.c  Accept-Encoding: which of them a request gets (pure)
- *   file_cache.c  open files reused per worker
+ *   file_cache.c  open files reused per worker (told how to open by its maker)
  *   local.c     what each worker keeps for itself, per site (its file cache)
  *   status.c    the status endpoint's JSON
  *   metrics.c   the metrics endpoint (Prometheus text format 0.0.4)
@@ -20,7 +21,8 @@
  *   access_log.c  the access logs' destinations (one per server), through the
  *               daemon's log writer
  *   log_line.c  their lines (combined, json, templates), formatted for the engine
- *   dates.c     HTTP dates
+ *   dates.c     HTTP dates (pure)
+ *   validators.c  ranges, ETag lists, conditional requests: 206, 304, 416 (pure)
  *   tls.c       listen entries that serve HTTPS: their check, contexts, reload
  *
  * Threads: every connection runs on one worker; a site (struct
@@ -32,6 +34,7 @@
 
 #include "allow.h"
 #include "encoding.h"
+#include "validators.h"
 
 #include <async_io.h>
 #include <async_io/http.h>
@@ -133,9 +136,9 @@ struct http_config {
     char *log_format;           /* access_log_format: "combined", "json" or a template */
 };
 
-/* Validates modules.http, reporting every problem by its JSON path: 0, or
- * -1 when it reported one. */
-int http_config_validate(const json_t *config, async_module_report *report);
+/* Validates the top level of modules.http but its "servers"
+ * (sites_config.c), reporting every problem by its JSON path: how many. */
+unsigned http_config_validate(const json_t *config, async_module_report *report);
 /* The keys a server block shares with the top level (listen, root, index,
  * routes, ...), those present, reported under prefix ("servers[1]."):
  * how many problems. */
@@ -216,7 +219,8 @@ void http_log_close(struct http_log *l);
 void http_log_format(const async_http_request *req, async_http_log_line *line, void *ctx);
 
 /* True at most once a second for one *at (the async_now_ms it last was),
- * among any number of workers: for warnings a flood would repeat. */
+ * among any number of workers: for warnings a flood would repeat
+ * (once.c). */
 bool http_once_a_second(_Atomic int64_t *at);
 
 struct http_sites;
@@ -244,19 +248,13 @@ struct http_server {
  * everything it serves (route.c). */
 int http_handle(async_http_request *req, void *mod);
 
-/* A small complete answer with a text/plain body. */
+/* A small complete answer with a text/plain body; an error gets the
+ * site's page for it instead, if it has one (site_reply.c). */
 int http_text(async_http_request *req, int status, const char *body);
 /* ... whose body is "NNN Reason\n". */
 int http_error(async_http_request *req, int status);
 
-/* ---- HTTP dates (dates.c) ---- */
-
-/* IMF-fixdate of t into out (30 bytes with the NUL). */
-void http_date(time_t t, char out[30]);
-/* Parses an IMF-fixdate; -1 when it is not one. */
-time_t http_date_parse(const char *p);
-
-/* ---- static files (files.c, file_cache.c) ---- */
+/* ---- static files (open.c, file_cache.c, files.c) ---- */
 
 /* An open file, ready to serve, shared by the requests of one worker. */
 struct http_file {
@@ -280,28 +278,42 @@ struct http_file {
     struct http_file *next;     /* hash chain */
 };
 
-/* Chooses how files are opened beneath the root (see files.c). */
+/* How a cache opens what it does not hold (file_cache.c): into f (fd,
+ * st, type, etag, lastmod, index) what key names, 0, or -1 with errno
+ * and *redirect set for a directory named without its trailing slash. */
+struct http_file_ops {
+    int (*open)(void *ctx, const char *key, struct http_file *f, bool *redirect);
+};
+
+/* Request paths beneath a site's root (open.c; ctx: the struct
+ * http_server), its index file for a directory. */
+extern const struct http_file_ops http_file_opener;
+
+/* Chooses how files are opened beneath the root (see open.c). */
 void http_files_init(void);
 
-/* Opens what path names beneath the root (its index file for a directory)
- * into f (fd, st, type, etag, lastmod): 0, or -1 with errno, *redirect
- * set for a directory named without its trailing slash. */
-int http_file_open(struct http_server *srv, const char *path, struct http_file *f,
-                   bool *redirect);
-
-/* The file for path, from the calling worker's cache when
- * open_file_cache_ms allows, else freshly opened: a reference to drop
- * with http_file_put, or NULL with errno (and *redirect, as above). */
-struct http_file *http_file_get(struct http_server *srv, const char *path, bool *redirect);
-void http_file_put(struct http_file *f);
 #define HTTP_FILE_BUCKETS 256
 
+/* One worker's open files (file_cache.c), each kept ttl_ms. */
 struct http_file_cache {
+    const struct http_file_ops *ops;
+    void *ctx;                  /* ops' */
+    int64_t ttl_ms;
     unsigned n;
     unsigned sweep;             /* next chain to prune in passing */
     struct http_file *bucket[HTTP_FILE_BUCKETS];
 };
 
+void http_file_cache_init(struct http_file_cache *c, const struct http_file_ops *ops, void *ctx,
+                          int64_t ttl_ms);
+/* The file for key, from the cache or opened (and kept) now: a reference
+ * to drop with http_file_put, or NULL with errno (and *redirect, as
+ * ops->open says). */
+struct http_file *http_file_cache_get(struct http_file_cache *c, const char *key, bool *redirect);
+/* The same, opened for this caller alone (no cache at hand). */
+struct http_file *http_file_open_uncached(const struct http_file_ops *ops, void *ctx,
+                                          const char *key, bool *redirect);
+void http_file_put(struct http_file *f);
 /* Drops every entry (files in use stay open until their last put). */
 void http_file_cache_clear(struct http_file_cache *c);
 /* Drops the entries that expired by now. */
@@ -337,6 +349,21 @@ int http_locals_init(struct http_server *srv, unsigned workers);
 struct http_local *http_local(struct http_server *srv);
 /* Frees every worker's state; no request may be running. */
 void http_locals_free(struct http_server *srv);
+
+/* The file for path, from the calling worker's cache when
+ * open_file_cache_ms allows, else freshly opened: a reference to drop
+ * with http_file_put, or NULL with errno (and *redirect set for a
+ * directory named without its trailing slash).  Inline: on the way of
+ * every file served. */
+static inline struct http_file *http_file_get(struct http_server *srv, const char *path,
+                                              bool *redirect)
+{
+    struct http_local *l;
+
+    if (srv->cfg.open_file_cache_ms == 0 || (l = http_local(srv)) == NULL)
+        return http_file_open_uncached(&http_file_opener, srv, path, redirect);
+    return http_file_cache_get(&l->files, path, redirect);
+}
 
 /* A growing text for the status and metrics answers (status.c). */
 struct http_text {

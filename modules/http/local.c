@@ -1,5 +1,6 @@
 /* modules/http/local.c — what each worker keeps for itself, per site: its
- * cache of open files (file_cache.c).  (Input buffers and response
+ * cache of open files (file_cache.c), which opens with open.c's
+ * http_file_opener.  (Input buffers and response
  * counters are the engine's, per worker too.)
  *
  * Threads: a struct http_local is used only by its worker thread (a fiber
@@ -23,8 +24,9 @@ struct http_local *http_local(struct http_server *srv)
 
     if (w < 0 || (unsigned)w >= srv->nlocals)
         return NULL;
-    if (srv->locals[w] == NULL)
-        srv->locals[w] = calloc(1, sizeof(struct http_local));
+    if (srv->locals[w] == NULL && (srv->locals[w] = malloc(sizeof(struct http_local))) != NULL)
+        http_file_cache_init(&srv->locals[w]->files, &http_file_opener, srv,
+                             srv->cfg.open_file_cache_ms);
     return srv->locals[w];
 }
 

@@ -25,24 +25,6 @@
 #define HANDLER_WAIT_MS 1000
 #define HANDLER_POLL_MS 5
 
-int http_text(async_http_request *req, int status, const char *body)
-{
-    int rc;
-
-    /* an error: the site's page for it, if it has one it can read */
-    if (status >= 400 && (rc = http_site_error_page(req, status)) != 1)
-        return rc;
-    return async_http_respond(req, status, "text/plain; charset=utf-8", body, strlen(body));
-}
-
-int http_error(async_http_request *req, int status)
-{
-    char body[64];
-
-    snprintf(body, sizeof(body), "%d %s\n", status, async_http_reason(status));
-    return http_text(req, status, body);
-}
-
 /* Reads a request body to its end before a fixed answer, as the engine
  * used to: the client hears "100 Continue" when it asked, and a body
  * past max_body_bytes or malformed gets the engine's 413 or 400 when

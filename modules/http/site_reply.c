@@ -9,7 +9,7 @@
  * not before serving, is what lets a 404 from files.c or a 502 from a
  * proxied route be told from a 200 without either knowing about sites.
  *
- * Error pages.  http_text (route.c) is how the module answers an error
+ * Error pages.  http_text (below) is how the module answers an error
  * (files.c's 403/404/503, the 404 without a root, 501, ...): it asks for
  * the site's page first.  The page is read like any file beneath the root
  * and sent with the original status; if it cannot be opened or is not a
@@ -95,4 +95,22 @@ int http_site_error_page(async_http_request *req, int status)
     rc = f->st.st_size > 0 ? async_http_sendfile(req, f->fd, 0, (size_t)f->st.st_size) : 0;
     http_file_put(f);
     return rc;
+}
+
+int http_text(async_http_request *req, int status, const char *body)
+{
+    int rc;
+
+    /* an error: the site's page for it, if it has one it can read */
+    if (status >= 400 && (rc = http_site_error_page(req, status)) != 1)
+        return rc;
+    return async_http_respond(req, status, "text/plain; charset=utf-8", body, strlen(body));
+}
+
+int http_error(async_http_request *req, int status)
+{
+    char body[64];
+
+    snprintf(body, sizeof(body), "%d %s\n", status, async_http_reason(status));
+    return http_text(req, status, body);
 }

@@ -10,21 +10,26 @@
 #define MAX_CHUNK_LINE 4096     /* a chunk-size line with its extensions */
 #define MAX_TRAILERS 8192
 
+/* Digits and letters, as designated initializers: in both byte tables
+ * below (tchar, reg-name). */
+#define ALNUM_ONES                                                                          \
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, \
+    ['8'] = 1, ['9'] = 1,                                                                   \
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, \
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, \
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, \
+    ['Y'] = 1, ['Z'] = 1,                                                                   \
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, \
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, \
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, \
+    ['y'] = 1, ['z'] = 1
+
 /* tchar of RFC 9110 §5.6.2 */
 const unsigned char async__http_tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
     ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,
     ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
-    ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
-    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
-    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
-    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
-    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
-    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
-    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+    ALNUM_ONES,
 };
 
 static int lower(int c)
@@ -244,16 +249,7 @@ static const unsigned char reg_name[256] = {
     ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1, ['%'] = 1,
     ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1,
     ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
-    ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
-    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
-    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
-    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
-    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
-    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
-    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+    ALNUM_ONES,
 };
 
 static bool host_valid(struct http_slice v)
@@ -562,6 +558,18 @@ enum {
     CH_TRAILER_LINE,
     CH_TRAILER_LF,
     CH_END_LF,      /* final empty line: CR seen */
+    CH_DONE,        /* the body has ended (c->done) */
+};
+
+/* The states that take one given byte and move on: which byte, and the
+ * state after it. */
+static const struct {
+    unsigned char byte, next;
+} one_byte[] = {
+    [CH_DATA_CR] = {'\r', CH_DATA_LF},
+    [CH_DATA_LF] = {'\n', CH_SIZE},
+    [CH_TRAILER_LF] = {'\n', CH_TRAILER},
+    [CH_END_LF] = {'\n', CH_DONE},
 };
 
 static int hexval(unsigned char c)
@@ -632,16 +640,14 @@ long async__http_chunked_feed(struct http_chunked *c, const char *buf, size_t le
             break;
         }
         case CH_DATA_CR:
-            if (ch != '\r')
-                return -400;
-            i++;
-            c->state = CH_DATA_LF;
-            break;
         case CH_DATA_LF:
-            if (ch != '\n')
+        case CH_TRAILER_LF:
+        case CH_END_LF:
+            if (ch != one_byte[c->state].byte)
                 return -400;
             i++;
-            c->state = CH_SIZE;
+            c->state = one_byte[c->state].next;
+            c->done = c->state == CH_DONE;
             break;
         case CH_TRAILER:
             if (ch == '\r') {
@@ -660,18 +666,6 @@ long async__http_chunked_feed(struct http_chunked *c, const char *buf, size_t le
             if (++c->trailers > MAX_TRAILERS)
                 return -400;
             i++;
-            break;
-        case CH_TRAILER_LF:
-            if (ch != '\n')
-                return -400;
-            i++;
-            c->state = CH_TRAILER;
-            break;
-        case CH_END_LF:
-            if (ch != '\n')
-                return -400;
-            i++;
-            c->done = true;
             break;
         default:
             return -400;

@@ -99,6 +99,46 @@ static inline char *read_bytes(const char *name, size_t *len)
     return buf;
 }
 
+/* Makes the test folder from a mkdtemp template ("/tmp/NAME-XXXXXX")
+ * with an empty modules/ in it, for test_dir_link_module. */
+static inline void test_dir_make(const char *template)
+{
+    char path[512];
+
+    if ((size_t)snprintf(dir, sizeof(dir), "%s", template) >= sizeof(dir))
+        fail_msg("template too long: %s", template);
+    assert_non_null(mkdtemp(dir));
+    path_of(path, sizeof(path), "modules");
+    assert_int_equal(mkdir(path, 0700), 0);
+}
+
+/* A folder (mode 0755) in the test folder. */
+static inline void test_dir_mkdir(const char *name)
+{
+    char path[512];
+
+    path_of(path, sizeof(path), name);
+    assert_int_equal(mkdir(path, 0755), 0);
+}
+
+/* name in the test folder as a symbolic link to target. */
+static inline void test_dir_symlink(const char *target, const char *name)
+{
+    char path[512];
+
+    path_of(path, sizeof(path), name);
+    assert_int_equal(symlink(target, path), 0);
+}
+
+/* modules/NAME.so in the test folder, linked to the built module so. */
+static inline void test_dir_link_module(const char *so, const char *name)
+{
+    char rel[256];
+
+    snprintf(rel, sizeof(rel), "modules/%s.so", name);
+    test_dir_symlink(so, rel);
+}
+
 /* Kills a daemon a failed test left behind and removes the folder. */
 static inline void remove_test_dir(void)
 {
@@ -255,6 +295,42 @@ static inline int daemon_stop(struct daemon *d, int sig)
 {
     assert_int_equal(kill(d->pid, sig), 0);
     return reap(d, 25000);
+}
+
+/* daemon_start, then its port from the log: the number after port_line
+ * (the http module's "http: listening on 127.0.0.1:0 (port "), in
+ * d->port. */
+static inline void daemon_start_port(struct daemon *d, const char *cfgname, const char *port_line)
+{
+    daemon_start(d, cfgname, NULL);
+    d->port = number_after(d, port_line);
+    assert_true(d->port > 0);
+}
+
+/* SIGTERM, and the daemon must exit 0 (else the test fails with its log). */
+static inline void daemon_stop_clean(struct daemon *d)
+{
+    int rc = daemon_stop(d, SIGTERM);
+
+    if (rc != 0)
+        fail_msg("asyncd exited %d; log:\n%s", rc, d->log);
+}
+
+/* Runs cmd through sh to its end (ctest's timeout bounds it): what it
+ * printed on stdout (cut to outlen - 1, NUL-terminated) and its exit code,
+ * -1 if it did not exit. */
+static inline int shell_output(const char *cmd, char *out, size_t outlen)
+{
+    size_t got = 0, n;
+    FILE *p = popen(cmd, "r");
+    int status;
+
+    assert_non_null(p);
+    while (got < outlen - 1 && (n = fread(out + got, 1, outlen - 1 - got, p)) > 0)
+        got += n;
+    out[got] = '\0';
+    status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 /* Runs asyncd with arg1 arg2 to its end; output (stdout+stderr) and code. */

@@ -404,21 +404,12 @@ static inline int curl(char *out, size_t outlen, const char *fmt, ...)
 {
     char args[4096], cmd[4200];
     va_list ap;
-    size_t got = 0, n;
-    FILE *p;
-    int status;
 
     va_start(ap, fmt);
     vsnprintf(args, sizeof(args), fmt, ap);
     va_end(ap);
     snprintf(cmd, sizeof(cmd), "curl -sS --max-time 30 %s 2>&1", args);
-    p = popen(cmd, "r");
-    assert_non_null(p);
-    while (got < outlen - 1 && (n = fread(out + got, 1, outlen - 1 - got, p)) > 0)
-        got += n;
-    out[got] = '\0';
-    status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return shell_output(cmd, out, outlen);
 }
 
 /* One line of a shell command's output. */

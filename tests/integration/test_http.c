@@ -92,16 +92,10 @@ static int setup(void **state)
     char path[512], target[512];
 
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/http-test-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    path_of(path, sizeof(path), "modules");
-    assert_int_equal(mkdir(path, 0700), 0);
-    path_of(path, sizeof(path), "modules/http.so");
-    assert_int_equal(symlink(HTTP_SO, path), 0);
-    path_of(path, sizeof(path), "www");
-    assert_int_equal(mkdir(path, 0755), 0);
-    path_of(path, sizeof(path), "www/sub");
-    assert_int_equal(mkdir(path, 0755), 0);
+    test_dir_make("/tmp/http-test-XXXXXX");
+    test_dir_link_module(HTTP_SO, "http");
+    test_dir_mkdir("www");
+    test_dir_mkdir("www/sub");
     write_file("www/index.html", "<!doctype html><title>index</title>\n");
     write_file("www/sub/index.html", "<p>sub</p>\n");
     write_file("www/style.css", "body { color: red }\n");
@@ -109,12 +103,9 @@ static int setup(void **state)
     write_file("www/data.json", "{\"a\":1}\n");
     write_file("www/small.txt", SMALL);
     /* symlinks: one leaving the root, two staying inside it */
-    path_of(path, sizeof(path), "www/evil.txt");
-    assert_int_equal(symlink("/etc/passwd", path), 0);
-    path_of(path, sizeof(path), "www/alias.txt");
-    assert_int_equal(symlink("small.txt", path), 0);
-    path_of(path, sizeof(path), "www/sub/up.txt");
-    assert_int_equal(symlink("../small.txt", path), 0);
+    test_dir_symlink("/etc/passwd", "www/evil.txt");
+    test_dir_symlink("small.txt", "www/alias.txt");
+    test_dir_symlink("../small.txt", "www/sub/up.txt");
     path_of(path, sizeof(path), "www/abs_alias.txt");
     path_of(target, sizeof(target), "www/small.txt");
     assert_int_equal(symlink(target, path), 0);
@@ -160,576 +151,13 @@ static void write_config(const char *extra)
 
 static struct daemon D;
 
-/* Starts asyncd on DIR/asyncd.json and waits for the http port. */
-static void start_daemon(struct daemon *d)
-{
-    daemon_start(d, "asyncd.json", NULL);
-    d->port = number_after(d, PORT_LINE);
-    assert_true(d->port > 0);
-}
-
-static void stop_daemon(struct daemon *d)
-{
-    int rc = daemon_stop(d, SIGTERM);
-
-    if (rc != 0)
-        fail_msg("asyncd exited %d; log:\n%s", rc, d->log);
-}
-
 static void start_with(const char *extra)
 {
     write_config(extra);
-    start_daemon(&D);
+    daemon_start_port(&D, "asyncd.json", PORT_LINE);
 }
 
-/* ---- raw HTTP client ---- */
-
-struct client {
-    int fd;
-    char *buf;
-    size_t len, cap;
-    bool eof;
-    int err;            /* errno of a failed read (ECONNRESET ...) */
-};
-
-struct resp {
-    int status;
-    char head[16384];   /* status line and fields, NUL-terminated */
-    char *body;         /* malloc'd, NUL-terminated */
-    size_t body_len;
-};
-
-/* Open clients, so a failed test's teardown can close what it left. */
-static struct client *open_clients[64];
-
-static int try_connect(int port)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    assert_true(fd >= 0);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        int e = errno;
-
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
-
-/* A client around a connected descriptor. */
-static struct client *client_wrap(int fd)
-{
-    struct client *c = calloc(1, sizeof(*c));
-
-    assert_non_null(c);
-    c->fd = fd;
-    c->cap = 1 << 16;
-    c->buf = malloc(c->cap);
-    assert_non_null(c->buf);
-    for (size_t i = 0; i < sizeof(open_clients) / sizeof(open_clients[0]); i++)
-        if (open_clients[i] == NULL) {
-            open_clients[i] = c;
-            break;
-        }
-    return c;
-}
-
-static struct client *client_open(int port)
-{
-    int fd = try_connect(port);
-
-    if (fd < 0)
-        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
-    return client_wrap(fd);
-}
-
-static void client_close(struct client *c)
-{
-    if (c == NULL)
-        return;
-    for (size_t i = 0; i < sizeof(open_clients) / sizeof(open_clients[0]); i++)
-        if (open_clients[i] == c)
-            open_clients[i] = NULL;
-    close(c->fd);
-    free(c->buf);
-    free(c);
-}
-
-static void close_leftover_clients(void)
-{
-    for (size_t i = 0; i < sizeof(open_clients) / sizeof(open_clients[0]); i++)
-        if (open_clients[i] != NULL)
-            client_close(open_clients[i]);
-}
-
-static bool client_sendn(struct client *c, const void *p, size_t n)
-{
-    const char *q = p;
-    int64_t until = now_ms() + IO_MS;
-
-    while (n > 0) {
-        ssize_t k = send(c->fd, q, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-        if (k > 0) {
-            q += k;
-            n -= (size_t)k;
-        } else if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
-            struct pollfd pf = {c->fd, POLLOUT, 0};
-
-            if (now_ms() >= until || poll(&pf, 1, left_ms(until)) < 0)
-                return false;
-        } else {
-            return false;
-        }
-    }
-    return true;
-}
-
-static bool client_send(struct client *c, const char *s)
-{
-    return client_sendn(c, s, strlen(s));
-}
-
-/* Reads more before deadline: > 0 bytes read, 0 at EOF (or reset, see
- * err), -1 on timeout. */
-static ssize_t client_fill(struct client *c, int64_t deadline)
-{
-    struct pollfd pf = {c->fd, POLLIN, 0};
-    ssize_t n;
-
-    if (c->eof)
-        return 0;
-    if (c->len == c->cap) {
-        c->cap *= 2;
-        c->buf = realloc(c->buf, c->cap);
-        assert_non_null(c->buf);
-    }
-    for (;;) {
-        int rc = poll(&pf, 1, left_ms(deadline));
-
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc <= 0)
-            return -1;
-        n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            c->eof = true;
-            c->err = n < 0 ? errno : 0;
-            return 0;
-        }
-        c->len += (size_t)n;
-        return n;
-    }
-}
-
-static void consume(struct client *c, size_t n)
-{
-    memmove(c->buf, c->buf + n, c->len - n);
-    c->len -= n;
-}
-
-/* The value of field name in a response head, trimmed; NULL if absent.
- * (Rotating static buffers: a few may be used in one expression.) */
-static const char *hdr(const char *head, const char *name)
-{
-    static char vals[4][8192];
-    static int next;
-    size_t nl = strlen(name);
-    const char *p = strstr(head, "\r\n");
-
-    while (p != NULL && p[2] != '\0') {
-        const char *line = p + 2, *end = strstr(line, "\r\n");
-
-        if (end == NULL)
-            end = line + strlen(line);
-        if ((size_t)(end - line) > nl && strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
-            char *v = vals[next++ & 3];
-            const char *s = line + nl + 1;
-            size_t n;
-
-            while (s < end && (*s == ' ' || *s == '\t'))
-                s++;
-            n = (size_t)(end - s);
-            while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-                n--;
-            if (n >= sizeof(vals[0]))
-                n = sizeof(vals[0]) - 1;
-            memcpy(v, s, n);
-            v[n] = '\0';
-            return v;
-        }
-        p = end[0] != '\0' ? end : NULL;
-    }
-    return NULL;
-}
-
-static void resp_free(struct resp *r)
-{
-    free(r->body);
-    r->body = NULL;
-}
-
-/* Parses one response at the start of buf[0..len): bytes it spans, 0 if
- * incomplete (at_eof: a body without Content-Length ends at EOF), -1 if
- * the bytes are not a response. */
-static long parse_response(const char *buf, size_t len, bool head_req, bool at_eof,
-                           struct resp *r)
-{
-    const char *end = memmem(buf, len, "\r\n\r\n", 4), *cl;
-    size_t hl, bl;
-
-    if (len >= 5 && memcmp(buf, "HTTP/", 5) != 0)
-        return -1;
-    if (end == NULL)
-        return 0;
-    hl = (size_t)(end - buf) + 4;
-    if (hl - 2 >= sizeof(r->head) || sscanf(buf, "HTTP/1.%*d %d", &r->status) != 1)
-        return -1;
-    memcpy(r->head, buf, hl - 2);
-    r->head[hl - 2] = '\0';
-    cl = hdr(r->head, "Content-Length");
-    if (head_req || r->status / 100 == 1 || r->status == 204 || r->status == 304)
-        bl = 0;
-    else if (cl != NULL)
-        bl = (size_t)strtoull(cl, NULL, 10);
-    else if (at_eof)
-        bl = len - hl;
-    else
-        return 0;
-    if (len - hl < bl)
-        return 0;
-    r->body = malloc(bl + 1);
-    assert_non_null(r->body);
-    memcpy(r->body, buf + hl, bl);
-    r->body[bl] = '\0';
-    r->body_len = bl;
-    return (long)(hl + bl);
-}
-
-/* Reads one response (ms bound); 0, or -1 with why in *r->head. */
-static int client_response_ms(struct client *c, bool head_req, struct resp *r, int ms)
-{
-    int64_t until = now_ms() + ms;
-    long n;
-
-    memset(r, 0, offsetof(struct resp, body));
-    r->body = NULL;
-    for (;;) {
-        n = parse_response(c->buf, c->len, head_req, c->eof, r);
-        if (n > 0) {
-            consume(c, (size_t)n);
-            return 0;
-        }
-        if (n < 0) {
-            snprintf(r->head, sizeof(r->head), "(not a response: %.*s)",
-                     (int)(c->len < 200 ? c->len : 200), c->buf);
-            return -1;
-        }
-        if (c->eof || client_fill(c, until) <= 0) {
-            snprintf(r->head, sizeof(r->head), "(%s after %zu bytes: %.*s)",
-                     c->eof ? (c->err ? strerror(c->err) : "EOF") : "timeout", c->len,
-                     (int)(c->len < 200 ? c->len : 200), c->buf);
-            return -1;
-        }
-    }
-}
-
-static void must_respond(struct client *c, bool head_req, struct resp *r)
-{
-    if (client_response_ms(c, head_req, r, IO_MS) != 0)
-        fail_msg("no response: %s", r->head);
-}
-
-/* True if the server ends the connection (EOF or reset) within ms, with
- * nothing else sent. */
-static bool client_eof(struct client *c, int ms)
-{
-    int64_t until = now_ms() + ms;
-
-    while (!c->eof) {
-        if (c->len > 0)
-            return false;
-        if (client_fill(c, until) < 0)
-            return false;
-    }
-    return c->len == 0;
-}
-
-/* One request on a new connection; the response in r; the connection
- * (for more checks) in *out or closed. */
-static void exchange(const char *raw, bool head_req, struct resp *r, struct client **out)
-{
-    struct client *c = client_open(D.port);
-
-    assert_true(client_send(c, raw));
-    must_respond(c, head_req, r);
-    if (out != NULL)
-        *out = c;
-    else
-        client_close(c);
-}
-
-static void assert_status(const struct resp *r, int status)
-{
-    if (r->status != status)
-        fail_msg("expected status %d, got %d:\n%s", status, r->status, r->head);
-}
-
-static void assert_header(const struct resp *r, const char *name, const char *value)
-{
-    const char *v = hdr(r->head, name);
-
-    if (v == NULL || strcmp(v, value) != 0)
-        fail_msg("expected '%s: %s', got %s%s in:\n%s", name, value, v ? "'" : "", v ? v : "none",
-                 r->head);
-}
-
-/* The request gets status, and then the server closes the connection. */
-static void expect_error_and_close(const char *raw, int status)
-{
-    struct client *c = client_open(D.port);
-    struct resp r;
-
-    client_send(c, raw); /* the server may close before all is sent */
-    if (client_response_ms(c, false, &r, IO_MS) != 0)
-        fail_msg("request %.60s...: no %d response: %s", raw, status, r.head);
-    assert_status(&r, status);
-    if (!client_eof(c, 2000))
-        fail_msg("request %.60s...: connection still open 2 s after the %d", raw, status);
-    resp_free(&r);
-    client_close(c);
-}
-
-/* ---- curl ---- */
-
-/* Runs "curl -sS --max-time 30 ARGS" through sh; stdout (and stderr) into
- * out; curl's exit code. */
-static int curl(char *out, size_t outlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int curl(char *out, size_t outlen, const char *fmt, ...)
-{
-    char args[4096], cmd[4200];
-    va_list ap;
-    size_t got = 0, n;
-    FILE *p;
-    int status;
-
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof(args), fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof(cmd), "curl -sS --max-time 30 %s 2>&1", args);
-    p = popen(cmd, "r");
-    assert_non_null(p);
-    while (got < outlen - 1 && (n = fread(out + got, 1, outlen - 1 - got, p)) > 0)
-        got += n;
-    out[got] = '\0';
-    status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-/* One line of a shell command's output. */
-static void shell_line(const char *cmd, char *out, size_t outlen)
-{
-    FILE *p = popen(cmd, "r");
-
-    assert_non_null(p);
-    if (fgets(out, (int)outlen, p) == NULL)
-        out[0] = '\0';
-    pclose(p);
-}
-
-static long json_count(const char *body, const char *key);
-
-/* ---- many connections, as bare descriptors ---- */
-
-/* Descriptors opened by open_many; teardown closes what a failed test left. */
-static int many[4096];
-static int nmany;
-
-static void close_many(void)
-{
-    while (nmany > 0)
-        close(many[--nmany]);
-}
-
-/* Appends n new connections to many[]. */
-static void open_many(int port, int n)
-{
-    int i, fd;
-
-    assert_true(nmany + n <= (int)(sizeof(many) / sizeof(many[0])));
-    for (i = 0; i < n; i++) {
-        fd = try_connect(port);
-        if (fd < 0)
-            fail_msg("connection %d of %d to port %d: %s", nmany, nmany + n - i, port,
-                     strerror(errno));
-        many[nmany++] = fd;
-    }
-}
-
-/* Sends req on each of fds[0..n) at once, then reads one response from
- * each (all within ms): every one a 200 with body want. */
-static void many_request(const int *fds, int n, const char *req, const char *want, int ms)
-{
-    enum { CAP = 2048 };
-    static struct resp r;
-    char *buf = malloc((size_t)n * CAP);
-    size_t *len = calloc((size_t)n, sizeof(size_t)), rl = strlen(req);
-    int *idx = calloc((size_t)n, sizeof(int)), left = n, i, k, rc;
-    bool *done = calloc((size_t)n, sizeof(bool));
-    struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
-    int64_t until = now_ms() + ms;
-
-    assert_true(buf != NULL && len != NULL && idx != NULL && done != NULL && pf != NULL);
-    for (i = 0; i < n; i++)
-        if (send(fds[i], req, rl, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)rl)
-            fail_msg("request on connection %d of %d: %s", i, n, strerror(errno));
-    while (left > 0) {
-        for (i = k = 0; i < n; i++)
-            if (!done[i]) {
-                pf[k] = (struct pollfd){fds[i], POLLIN, 0};
-                idx[k++] = i;
-            }
-        rc = poll(pf, (nfds_t)k, left_ms(until));
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc <= 0)
-            fail_msg("%d of %d connections unanswered after %d ms", left, n, ms);
-        for (k = 0; rc > 0 && k < left; k++) {
-            ssize_t got;
-            long used;
-
-            if (pf[k].revents == 0)
-                continue;
-            rc--;
-            i = idx[k];
-            got = recv(fds[i], buf + (size_t)i * CAP + len[i], CAP - 1 - len[i], 0);
-            if (got <= 0)
-                fail_msg("connection %d of %d: %s before a whole response (%zu bytes: %.*s)", i,
-                         n, got == 0 ? "EOF" : strerror(errno), len[i], (int)len[i],
-                         buf + (size_t)i * CAP);
-            len[i] += (size_t)got;
-            used = parse_response(buf + (size_t)i * CAP, len[i], false, false, &r);
-            if (used < 0 || (used == 0 && len[i] == CAP - 1))
-                fail_msg("connection %d of %d: not a response: %.*s", i, n, (int)len[i],
-                         buf + (size_t)i * CAP);
-            if (used == 0)
-                continue;
-            if (r.status != 200 || strcmp(r.body, want) != 0 || (size_t)used != len[i])
-                fail_msg("connection %d of %d: expected a 200 '%s' alone, got %ld of %zu "
-                         "bytes:\n%s\n%s", i, n, want, used, len[i], r.head, r.body);
-            resp_free(&r);
-            done[i] = true;
-            len[i] = 0;
-        }
-        for (i = left = 0; i < n; i++)
-            left += !done[i];
-    }
-    free(buf);
-    free(len);
-    free(idx);
-    free(done);
-    free(pf);
-}
-
-/* Waits up to ms for the server to end each of fds[0..n) (EOF or reset,
- * nothing else sent); how many are still open then. */
-static int many_wait_eof(const int *fds, int n, int ms)
-{
-    struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
-    bool *ended = calloc((size_t)n, sizeof(bool));
-    int *idx = calloc((size_t)n, sizeof(int)), left = n, i, k, rc;
-    int64_t until = now_ms() + ms;
-    char byte;
-
-    assert_true(pf != NULL && ended != NULL && idx != NULL);
-    while (left > 0) {
-        for (i = k = 0; i < n; i++)
-            if (!ended[i]) {
-                pf[k] = (struct pollfd){fds[i], POLLIN, 0};
-                idx[k++] = i;
-            }
-        rc = poll(pf, (nfds_t)k, left_ms(until));
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc <= 0)
-            break;
-        for (k = 0; k < left; k++) {
-            ssize_t got;
-
-            if (pf[k].revents == 0)
-                continue;
-            got = recv(fds[idx[k]], &byte, 1, MSG_DONTWAIT);
-            if (got > 0)
-                fail_msg("connection %d of %d: bytes where its end was expected", idx[k], n);
-            if (got == 0 || errno != EAGAIN)
-                ended[idx[k]] = true;
-        }
-        for (i = left = 0; i < n; i++)
-            left += !ended[i];
-    }
-    free(pf);
-    free(ended);
-    free(idx);
-    return left;
-}
-
-/* The daemon's resident set (VmRSS), in KiB. */
-static long vm_rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    long kb = -1;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    assert_non_null(f);
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    assert_true(kb > 0);
-    return kb;
-}
-
-/* The status endpoint's "open" count, asked over a new connection (which
- * it counts too). */
-static long status_open(void)
-{
-    struct resp r;
-    long open;
-
-    exchange("GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false, &r, NULL);
-    assert_status(&r, 200);
-    open = json_count(r.body, "\"open\"");
-    resp_free(&r);
-    return open;
-}
-
-/* Reads c up to and including the end of a response head (ms bound):
- * the head without its final CRLF in head. */
-static void read_head(struct client *c, char *head, size_t cap, int ms)
-{
-    int64_t until = now_ms() + ms;
-    char *e;
-    size_t hl;
-
-    while ((e = memmem(c->buf, c->len, "\r\n\r\n", 4)) == NULL && client_fill(c, until) > 0)
-        ;
-    if (e == NULL)
-        fail_msg("no response head within %d ms (%zu bytes)", ms, c->len);
-    hl = (size_t)(e - c->buf) + 4;
-    assert_true(hl - 2 < cap);
-    memcpy(head, c->buf, hl - 2);
-    head[hl - 2] = '\0';
-    consume(c, hl);
-}
+#include "http_client.h"
 
 /* The queues /proc/net/tcp shows for the IPv4 socket from 127.0.0.1:lport
  * to 127.0.0.1:rport: bytes not yet acknowledged by the peer (tx) and
@@ -790,7 +218,7 @@ static void http_hello_route_has_status_body_type_length_server_and_date(void **
     assert_int_equal(curl(out, sizeof(out), "-w ' %%{http_code} %%{content_type}' "
                                             "http://127.0.0.1:%d/hello", D.port), 0);
     assert_string_equal(out, HELLO " 200 text/plain");
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_old_route_redirects_301_to_new(void **state)
@@ -803,7 +231,7 @@ static void http_old_route_redirects_301_to_new(void **state)
     assert_status(&r, 301);
     assert_header(&r, "Location", "/new");
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_head_hello_sends_headers_without_body(void **state)
@@ -825,7 +253,7 @@ static void http_head_hello_sends_headers_without_body(void **state)
     assert_status(&r, 301);
     resp_free(&r);
     client_close(c);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* ================= 2. keep-alive ================= */
@@ -841,7 +269,7 @@ static void http_keepalive_curl_reuses_the_connection(void **state)
                           "http://127.0.0.1:%d/hello http://127.0.0.1:%d/hello",
                           D.port, D.port), 0);
     assert_string_equal(out, "200:1 200:0 ");
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_keepalive_two_sequential_requests_on_one_socket(void **state)
@@ -861,7 +289,7 @@ static void http_keepalive_two_sequential_requests_on_one_socket(void **state)
     assert_string_equal(r.body, HELLO);
     resp_free(&r);
     client_close(c);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_1_0_without_keepalive_closes_after_response(void **state)
@@ -877,7 +305,7 @@ static void http_1_0_without_keepalive_closes_after_response(void **state)
     assert_true(client_eof(c, 2000));
     resp_free(&r);
     client_close(c);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_1_0_with_keepalive_stays_open(void **state)
@@ -897,7 +325,7 @@ static void http_1_0_with_keepalive_stays_open(void **state)
     assert_header(&r, "Connection", "keep-alive");
     resp_free(&r);
     client_close(c);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_1_1_connection_close_closes_after_response(void **state)
@@ -913,7 +341,7 @@ static void http_1_1_connection_close_closes_after_response(void **state)
     assert_true(client_eof(c, 2000));
     resp_free(&r);
     client_close(c);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* ================= 3. pipelining ================= */
@@ -961,7 +389,7 @@ static void http_pipelining_100_requests_answered_in_order(void **state)
     assert_true(client_eof(c, 2000)); /* exactly 100: nothing after the last */
     client_close(c);
     free(reqs);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* ================= 4. request bodies ================= */
@@ -987,7 +415,7 @@ static void http_expect_100_continue_sends_interim_response_first(void **state)
     assert_non_null(hdr(r.head, "Allow"));
     resp_free(&r);
     client_close(c);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_chunked_post_to_route_gets_405_and_connection_stays_usable(void **state)
@@ -1010,7 +438,7 @@ static void http_chunked_post_to_route_gets_405_and_connection_stays_usable(void
     assert_string_equal(r.body, HELLO);
     resp_free(&r);
     client_close(c);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_content_length_over_max_body_gets_413_and_close(void **state)
@@ -1024,7 +452,7 @@ static void http_content_length_over_max_body_gets_413_and_close(void **state)
     memset(req + n, 'a', 1500);
     req[n + 1500] = '\0';
     expect_error_and_close(req, 413);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_chunked_body_over_max_body_gets_413(void **state)
@@ -1044,7 +472,7 @@ static void http_chunked_body_over_max_body_gets_413(void **state)
     n += 600;
     snprintf(req + n, sizeof(req) - (size_t)n, "\r\n0\r\n\r\n");
     expect_error_and_close(req, 413);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* ================= 5. static files ================= */
@@ -1064,7 +492,7 @@ static void http_static_index_html_served_for_root(void **state)
     assert_status(&r, 200);
     assert_string_equal(r.body, "<p>sub</p>\n");
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_static_directory_without_slash_redirects(void **state)
@@ -1077,7 +505,7 @@ static void http_static_directory_without_slash_redirects(void **state)
     assert_status(&r, 301);
     assert_header(&r, "Location", "/sub/");
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_static_mime_types_by_extension(void **state)
@@ -1098,7 +526,7 @@ static void http_static_mime_types_by_extension(void **state)
         if (strncmp(out, "200 ", 4) != 0 || strncmp(out + 4, t[i].type, strlen(t[i].type)) != 0)
             fail_msg("%s: expected 200 %s, got '%s'", t[i].path, t[i].type, out);
     }
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_static_etag_and_last_modified_present(void **state)
@@ -1126,7 +554,7 @@ static void http_static_etag_and_last_modified_present(void **state)
     assert_int_equal(stat(path, &st), 0);
     assert_true(timegm(&tm) == st.st_mtime);
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_static_if_none_match_gives_304_without_body(void **state)
@@ -1160,7 +588,7 @@ static void http_static_if_none_match_gives_304_without_body(void **state)
     assert_string_equal(r.body, SMALL);
     resp_free(&r);
     client_close(c);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_static_if_modified_since_gives_304(void **state)
@@ -1190,7 +618,7 @@ static void http_static_if_modified_since_gives_304(void **state)
     assert_string_equal(r.body, SMALL);
     resp_free(&r);
     client_close(c);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_static_range_first_ten_bytes_gives_206(void **state)
@@ -1206,7 +634,7 @@ static void http_static_range_first_ten_bytes_gives_206(void **state)
     assert_int_equal(r.body_len, 10);
     assert_string_equal(r.body, "0123456789");
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_static_suffix_range_gives_last_bytes(void **state)
@@ -1220,7 +648,7 @@ static void http_static_suffix_range_gives_last_bytes(void **state)
     assert_header(&r, "Content-Range", "bytes 31-35/36");
     assert_string_equal(r.body, "VWXYZ");
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_static_unsatisfiable_range_gives_416(void **state)
@@ -1234,7 +662,7 @@ static void http_static_unsatisfiable_range_gives_416(void **state)
     assert_status(&r, 416);
     assert_header(&r, "Content-Range", "bytes */36");
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_static_missing_file_gives_404(void **state)
@@ -1249,7 +677,7 @@ static void http_static_missing_file_gives_404(void **state)
     exchange("GET /nothing.html HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
     assert_status(&r, 404);
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* ================= 6. big files ================= */
@@ -1276,7 +704,7 @@ static void http_big_file_1gib_downloads_intact(void **state)
     assert_int_equal(curl(code, sizeof(code), "-I -o /dev/null -w '%%{http_code} %%header{content-length}' "
                                               "http://127.0.0.1:%d/big.bin", D.port), 0);
     assert_string_equal(code, "200 1073741824");
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_sparse_5gib_file_range_past_4gib_and_head_length(void **state)
@@ -1309,7 +737,7 @@ static void http_sparse_5gib_file_range_past_4gib_and_head_length(void **state)
     assert_status(&r, 200);
     assert_header(&r, "Content-Length", "5368709120");
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* ================= 7. errors ================= */
@@ -1321,7 +749,7 @@ static void http_malformed_request_line_gives_400_and_close(void **state)
     expect_error_and_close("GET/hello HTTP/1.1\r\nHost: x\r\n\r\n", 400);
     expect_error_and_close("GET /hello HTTP/1.1 extra\r\nHost: x\r\n\r\n", 400);
     expect_error_and_close("GET /hello\r\nHost: x\r\n\r\n", 400);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_unknown_method_gives_501(void **state)
@@ -1333,7 +761,7 @@ static void http_unknown_method_gives_501(void **state)
     exchange("BREW / HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
     assert_status(&r, 501);
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_delete_on_route_gives_405_with_allow(void **state)
@@ -1350,7 +778,7 @@ static void http_delete_on_route_gives_405_with_allow(void **state)
     assert_non_null(strstr(allow, "GET"));
     assert_null(strstr(allow, "DELETE"));
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_request_line_over_max_header_bytes_gives_414_and_close(void **state)
@@ -1363,7 +791,7 @@ static void http_request_line_over_max_header_bytes_gives_414_and_close(void **s
     memset(req + 5, 'a', 2000);
     strcpy(req + 2005, " HTTP/1.1\r\nHost: x\r\n\r\n");
     expect_error_and_close(req, 414);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_too_many_headers_gives_431_and_close(void **state)
@@ -1379,7 +807,7 @@ static void http_too_many_headers_gives_431_and_close(void **state)
         n += (size_t)sprintf(req + n, "X-H%d: v\r\n", i);
     strcpy(req + n, "\r\n");
     expect_error_and_close(req, 431);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_huge_header_gives_431_and_close(void **state)
@@ -1393,7 +821,7 @@ static void http_huge_header_gives_431_and_close(void **state)
     memset(req + n, 'v', 2000);
     strcpy(req + n + 2000, "\r\n\r\n");
     expect_error_and_close(req, 431);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_transfer_encoding_gzip_gives_501_and_close(void **state)
@@ -1401,7 +829,7 @@ static void http_transfer_encoding_gzip_gives_501_and_close(void **state)
     (void)state;
     start_with("");
     expect_error_and_close("POST /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_version_2_0_gives_505_and_close(void **state)
@@ -1409,7 +837,7 @@ static void http_version_2_0_gives_505_and_close(void **state)
     (void)state;
     start_with("");
     expect_error_and_close("GET /hello HTTP/2.0\r\nHost: x\r\n\r\n", 505);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_expect_other_than_100_continue_gives_417_and_close(void **state)
@@ -1417,7 +845,7 @@ static void http_expect_other_than_100_continue_gives_417_and_close(void **state
     (void)state;
     start_with("");
     expect_error_and_close("GET /hello HTTP/1.1\r\nHost: x\r\nExpect: foo\r\n\r\n", 417);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_missing_host_in_1_1_gives_400_and_close(void **state)
@@ -1425,7 +853,7 @@ static void http_missing_host_in_1_1_gives_400_and_close(void **state)
     (void)state;
     start_with("");
     expect_error_and_close("GET /hello HTTP/1.1\r\n\r\n", 400);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* ================= 8. smuggling shapes ================= */
@@ -1437,7 +865,7 @@ static void http_smuggling_content_length_with_transfer_encoding_rejected(void *
     expect_error_and_close("POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
                            "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
                            400);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_smuggling_two_content_lengths_rejected(void **state)
@@ -1447,7 +875,7 @@ static void http_smuggling_two_content_lengths_rejected(void **state)
     expect_error_and_close("POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
                            "Content-Length: 5\r\n\r\nhello",
                            400);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_smuggling_content_length_list_rejected(void **state)
@@ -1455,7 +883,7 @@ static void http_smuggling_content_length_list_rejected(void **state)
     (void)state;
     start_with("");
     expect_error_and_close("POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 1\r\n\r\nx", 400);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_smuggling_obs_fold_rejected(void **state)
@@ -1463,7 +891,7 @@ static void http_smuggling_obs_fold_rejected(void **state)
     (void)state;
     start_with("");
     expect_error_and_close("GET /hello HTTP/1.1\r\nHost: x\r\nX-Fold: a\r\n b\r\n\r\n", 400);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_smuggling_bare_lf_rejected(void **state)
@@ -1472,7 +900,7 @@ static void http_smuggling_bare_lf_rejected(void **state)
     start_with("");
     expect_error_and_close("GET /hello HTTP/1.1\nHost: x\n\n", 400);
     expect_error_and_close("GET /hello HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", 400);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_smuggling_bare_cr_rejected(void **state)
@@ -1480,7 +908,7 @@ static void http_smuggling_bare_cr_rejected(void **state)
     (void)state;
     start_with("");
     expect_error_and_close("GET /hello HTTP/1.1\r\nHost: x\rX-A: b\r\n\r\n", 400);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_smuggling_bad_chunk_size_rejected(void **state)
@@ -1490,7 +918,7 @@ static void http_smuggling_bad_chunk_size_rejected(void **state)
     expect_error_and_close("POST /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                            "zz\r\nhello\r\n0\r\n\r\n",
                            400);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_smuggling_nul_in_header_value_rejected(void **state)
@@ -1509,7 +937,7 @@ static void http_smuggling_nul_in_header_value_rejected(void **state)
     assert_true(client_eof(c, 2000));
     resp_free(&r);
     client_close(c);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* ================= 9. traversal ================= */
@@ -1538,7 +966,7 @@ static void http_traversal_dotdot_never_leaves_the_root(void **state)
     curl(out, sizeof(out), "--path-as-is -w '\\n%%{http_code}' http://127.0.0.1:%d/../../etc/passwd",
          D.port);
     assert_null(strstr(out, "root:"));
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_traversal_encoded_dotdot_never_leaves_the_root(void **state)
@@ -1556,7 +984,7 @@ static void http_traversal_encoded_dotdot_never_leaves_the_root(void **state)
     exchange("GET /sub/..%2f..%2f..%2fetc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
     assert_not_passwd(&r, "/sub/..%2f..%2f..%2fetc/passwd");
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_traversal_encoded_nul_gives_400(void **state)
@@ -1568,7 +996,7 @@ static void http_traversal_encoded_nul_gives_400(void **state)
     exchange("GET /index.html%00.txt HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
     assert_status(&r, 400);
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_symlink_out_of_the_root_gives_404(void **state)
@@ -1581,7 +1009,7 @@ static void http_symlink_out_of_the_root_gives_404(void **state)
     assert_status(&r, 404);
     assert_null(strstr(r.body, "root:"));
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_symlink_within_the_root_is_served(void **state)
@@ -1598,7 +1026,7 @@ static void http_symlink_within_the_root_is_served(void **state)
     assert_status(&r, 200);
     assert_string_equal(r.body, SMALL);
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* Kernels before 5.6 have no openat2: the module walks the path itself,
@@ -1633,7 +1061,7 @@ static void http_without_openat2_the_walk_keeps_to_the_root_and_refuses_symlinks
     exchange("GET /sub/..%2f..%2f..%2fetc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
     assert_not_passwd(&r, "/sub/..%2f..%2f..%2fetc/passwd");
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* ================= 9b. open file cache ================= */
@@ -1704,7 +1132,7 @@ static void http_open_file_cache_0_serves_a_rewrite_on_the_next_request(void **s
     assert_string_equal(r.body, SMALL SMALL);
     resp_free(&r);
     client_close(c);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* With the default cache (1 s): a rewrite in place, a replacement by
@@ -1803,7 +1231,7 @@ static void http_open_file_cache_default_shows_changes_after_its_time(void **sta
                                                                : "style.css (deleted)", FRESH_MS);
     print_message("      fresh after %lld / %lld / %lld ms\n", (long long)seen[0],
                   (long long)seen[1], (long long)seen[2]);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* A download read slowly while its file is renamed over: the response
@@ -1923,7 +1351,7 @@ static void http_open_file_cache_download_survives_rename_of_its_file(void **sta
     client_close(dl);
     free(want);
     free(fresh);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_check_config_rejects_bad_open_file_cache_ms_with_78(void **state)
@@ -1966,7 +1394,7 @@ static void http_header_timeout_sends_408_and_closes(void **state)
     assert_true(client_eof(c, 1500 - (int)(now_ms() - t0)));
     resp_free(&r);
     client_close(c);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_keepalive_timeout_closes_idle_connection(void **state)
@@ -1986,7 +1414,7 @@ static void http_keepalive_timeout_closes_idle_connection(void **state)
                  (long long)(now_ms() - t0));
     assert_true(now_ms() - t0 >= 250);
     client_close(c);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_slowloris_cut_at_header_timeout(void **state)
@@ -2026,23 +1454,10 @@ static void http_slowloris_cut_at_header_timeout(void **state)
         fail_msg("expected a 408, got: %.*s", (int)c->len, c->buf);
     assert_true(now_ms() - t0 < 1500);
     client_close(c);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* ================= 11. max_connections ================= */
-
-static long json_count(const char *body, const char *key)
-{
-    const char *p = strstr(body, key);
-
-    if (p == NULL)
-        fail_msg("no %s in %s", key, body);
-    p += strlen(key);
-    while (*p == '"' || *p == ':' || *p == ' ')
-        p++;
-    return strtol(p, NULL, 10);
-}
-
 
 static void http_max_connections_refuses_sixth_with_503(void **state)
 {
@@ -2090,7 +1505,7 @@ static void http_max_connections_refuses_sixth_with_503(void **state)
     client_close(c);
     for (i = 1; i < 5; i++)
         client_close(held[i]);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* ================= 11b. idle connections hold no fiber ================= */
@@ -2175,7 +1590,7 @@ static void http_idle_keepalive_connections_cost_no_fiber_wake_and_expire(void *
             pump(&D, 20);
         assert_int_equal(open, 1);
     }
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* ================= 12. status ================= */
@@ -2211,7 +1626,7 @@ static void http_status_endpoint_reports_counters_and_2xx_grows(void **state)
         fail_msg("2xx went from %ld to %ld after 4 successful requests", before, after);
     assert_true(json_count(r.body, "\"total\"") >= 5);
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* ================= 13. access log ================= */
@@ -2271,7 +1686,7 @@ static void http_access_log_gets_combined_format_lines(void **state)
     /* two more, then stop: the stop writes what is buffered */
     for (i = 0; i < 2; i++)
         assert_int_equal(curl(out, sizeof(out), "-o /dev/null http://127.0.0.1:%d/old", D.port), 0);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
     log = read_bytes("access.log", &len);
     assert_non_null(log);
     if (count_lines(log) != 6)
@@ -2305,7 +1720,7 @@ static void http_sigterm_drains_download_answers_idle_refuses_new(void **state)
     }
     make_big_file("www/drain.bin", size);
     write_config_full(8000, HELLO, "www", "");
-    start_daemon(&D);
+    daemon_start_port(&D, "asyncd.json", PORT_LINE);
     /* an idle keep-alive connection */
     exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, &idle);
     assert_status(&r, 200);
@@ -2451,7 +1866,7 @@ static void http_reload_serves_the_new_route_body(void **state)
     assert_status(&r, 200);
     assert_string_equal(r.body, "Hello, Reloaded!");
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* Waits (10 s bound) until text appears n times in asyncd's log. */
@@ -2496,7 +1911,7 @@ static void http_reload_racing_requests_on_idle_connections(void **state)
     /* a header timeout that changes each round: the engine's, so the
      * module restarts (a route body alone is applied in place) */
     write_config_full(5000, body[0], "www", ",\"header_timeout_ms\":10000");
-    start_daemon(&D);
+    daemon_start_port(&D, "asyncd.json", PORT_LINE);
     for (round = 1; round <= RACE_ROUNDS; round++) {
         int64_t t0;
         int delay_us[RACE_CONNS];
@@ -2597,7 +2012,7 @@ static void http_reload_racing_requests_on_idle_connections(void **state)
     print_message("      %d answered, %d closed unanswered\n", answered, closed);
     if (closed != 0)
         fail_msg("%d request(s) met a close instead of an answer", closed);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_reload_rejected_by_module_check_keeps_old_config(void **state)
@@ -2644,7 +2059,7 @@ static void http_reload_rejected_by_module_check_keeps_old_config(void **state)
     assert_status(&r, 200);
     assert_string_equal(r.body, HELLO);
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 static void http_check_config_rejects_missing_root_with_78(void **state)
@@ -2682,18 +2097,9 @@ static void http_check_config_rejects_unknown_key_with_78(void **state)
 static int asyncd_stdout(char *out, size_t outlen, const char *args)
 {
     char cmd[2048];
-    size_t got = 0, n;
-    FILE *p;
-    int status;
 
     snprintf(cmd, sizeof(cmd), "'%s' %s 2>'%s/stderr.txt'", ASYNCD, args, dir);
-    p = popen(cmd, "r");
-    assert_non_null(p);
-    while (got < outlen - 1 && (n = fread(out + got, 1, outlen - 1 - got, p)) > 0)
-        got += n;
-    out[got] = '\0';
-    status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return shell_output(cmd, out, outlen);
 }
 
 static void expect_line(const char *out, const char *cfg, const char *where_and_what)
@@ -2931,7 +2337,7 @@ static void http_route_server_and_date_replace_the_defaults(void **state)
                "\"Date\":\"Thu, 01 Jan 1970 00:00:00 GMT\"}},"
                "{\"path\":\"/server\",\"headers\":{\"Server\":\"mine/2\"}},"
                "{\"path\":\"/plain\",\"body\":\"p\"}]}}}\n");
-    start_daemon(&D);
+    daemon_start_port(&D, "asyncd.json", PORT_LINE);
     exchange("GET /both HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
     assert_status(&r, 200);
     if (count_fields(r.head, "Server") != 1 || count_fields(r.head, "Date") != 1)
@@ -2951,7 +2357,7 @@ static void http_route_server_and_date_replace_the_defaults(void **state)
         fail_msg("expected one Server, Date and Content-Length:\n%s", r.head);
     assert_header(&r, "Server", "async_io");
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* ================= hidden files ================= */
@@ -3010,7 +2416,7 @@ static void http_hidden_files_answer_404_unless_serve_hidden(void **state)
         resp_free(&r);
     }
     resp_free(&missing);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 
     start_with(",\"serve_hidden\":true");
     exchange("GET /.git/config HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
@@ -3023,7 +2429,7 @@ static void http_hidden_files_answer_404_unless_serve_hidden(void **state)
     exchange("GET /.env HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
     assert_status(&r, 200);
     resp_free(&r);
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 /* ================= redirects re-encode the path ================= */
@@ -3058,7 +2464,7 @@ static void http_redirect_reencodes_the_decoded_path(void **state)
             fail_msg("%s: a header was injected:\n%s", t[i].request, r.head);
         resp_free(&r);
     }
-    stop_daemon(&D);
+    daemon_stop_clean(&D);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)

@@ -42,17 +42,10 @@ static struct daemon D;
 
 static int setup(void **state)
 {
-    char path[512];
-
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/http-conn-test-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    path_of(path, sizeof(path), "modules");
-    assert_int_equal(mkdir(path, 0700), 0);
-    path_of(path, sizeof(path), "modules/http.so");
-    assert_int_equal(symlink(HTTP_SO, path), 0);
-    path_of(path, sizeof(path), "www");
-    assert_int_equal(mkdir(path, 0755), 0);
+    test_dir_make("/tmp/http-conn-test-XXXXXX");
+    test_dir_link_module(HTTP_SO, "http");
+    test_dir_mkdir("www");
     write_file("www/index.html", "<p>index</p>\n");
     return 0;
 }
@@ -82,17 +75,12 @@ static void start(unsigned workers, const char *extra)
              "  \"status_path\":\"/status\",\"access_log\":\"access.log\"%s}}}\n",
              workers, extra);
     write_file("asyncd.json", text);
-    daemon_start(&D, "asyncd.json", NULL);
-    D.port = number_after(&D, PORT_LINE);
-    assert_true(D.port > 0);
+    daemon_start_port(&D, "asyncd.json", PORT_LINE);
 }
 
 static void stop(void)
 {
-    int rc = daemon_stop(&D, SIGTERM);
-
-    if (rc != 0)
-        fail_msg("asyncd exited %d; log:\n%s", rc, D.log);
+    daemon_stop_clean(&D);
 }
 
 /* A blocking connection whose sends and receives give up after ms. */

@@ -29,19 +29,11 @@ static struct daemon D;
 
 static int setup(void **state)
 {
-    char path[512];
-
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/http-handlers-test-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    path_of(path, sizeof(path), "modules");
-    assert_int_equal(mkdir(path, 0700), 0);
-    path_of(path, sizeof(path), "modules/http.so");
-    assert_int_equal(symlink(HTTP_SO, path), 0);
-    path_of(path, sizeof(path), "modules/greeter.so");
-    assert_int_equal(symlink(GREETER_SO, path), 0);
-    path_of(path, sizeof(path), "www");
-    assert_int_equal(mkdir(path, 0755), 0);
+    test_dir_make("/tmp/http-handlers-test-XXXXXX");
+    test_dir_link_module(HTTP_SO, "http");
+    test_dir_link_module(GREETER_SO, "greeter");
+    test_dir_mkdir("www");
     write_file("www/index.html", "<p>index</p>\n");
     return 0;
 }
@@ -77,18 +69,13 @@ static void write_config(const char *routes, const char *greeter)
 static void start(const char *routes, const char *greeter)
 {
     write_config(routes, greeter);
-    daemon_start(&D, "asyncd.json", NULL);
-    D.port = number_after(&D, PORT_LINE);
-    assert_true(D.port > 0);
+    daemon_start_port(&D, "asyncd.json", PORT_LINE);
     wait_log(&D, "serving greet");
 }
 
 static void stop(void)
 {
-    int rc = daemon_stop(&D, SIGTERM);
-
-    if (rc != 0)
-        fail_msg("asyncd exited %d; log:\n%s", rc, D.log);
+    daemon_stop_clean(&D);
 }
 
 static void get(const char *target, struct resp *r)
@@ -180,9 +167,7 @@ static void handlers_a_provider_that_fails_before_registering_leaves_503(void **
 
     (void)state;
     write_config(ROUTES, "\"name\":\"no spaces allowed\"");
-    daemon_start(&D, "asyncd.json", NULL);
-    D.port = number_after(&D, PORT_LINE);
-    assert_true(D.port > 0);
+    daemon_start_port(&D, "asyncd.json", PORT_LINE);
     wait_log(&D, "cannot register no spaces allowed: Invalid argument");
     get("/api/x", &r);
     assert_status(&r, 503);

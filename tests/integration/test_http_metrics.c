@@ -37,17 +37,10 @@ static pid_t prom; /* a Prometheus a failed test left running: teardown stops it
 
 static int setup(void **state)
 {
-    char path[512];
-
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/http-metrics-test-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    path_of(path, sizeof(path), "modules");
-    assert_int_equal(mkdir(path, 0700), 0);
-    path_of(path, sizeof(path), "modules/http.so");
-    assert_int_equal(symlink(HTTP_SO, path), 0);
-    path_of(path, sizeof(path), "www");
-    assert_int_equal(mkdir(path, 0755), 0);
+    test_dir_make("/tmp/http-metrics-test-XXXXXX");
+    test_dir_link_module(HTTP_SO, "http");
+    test_dir_mkdir("www");
     write_file("www/index.html", "<p>index</p>\n");
     return 0;
 }
@@ -83,17 +76,12 @@ static void write_config(const char *extra)
 static void start(const char *extra)
 {
     write_config(extra);
-    daemon_start(&D, "asyncd.json", NULL);
-    D.port = number_after(&D, PORT_LINE);
-    assert_true(D.port > 0);
+    daemon_start_port(&D, "asyncd.json", PORT_LINE);
 }
 
 static void stop(void)
 {
-    int rc = daemon_stop(&D, SIGTERM);
-
-    if (rc != 0)
-        fail_msg("asyncd exited %d; log:\n%s", rc, D.log);
+    daemon_stop_clean(&D);
 }
 
 /* ---- scraping ---- */
@@ -400,11 +388,10 @@ static void metrics_count_reloads_applied_and_rejected(void **state)
 
 static void metrics_count_module_restarts(void **state)
 {
-    char path[512], *body;
+    char *body;
 
     (void)state;
-    path_of(path, sizeof(path), "modules/failing.so");
-    assert_int_equal(symlink(FAILING_SO, path), 0);
+    test_dir_link_module(FAILING_SO, "failing");
     start("");
     /* the first restart is done once the second run has failed */
     wait_log(&D, "module failing failed (run returned 1); restarting in 2000 ms");

@@ -62,19 +62,11 @@ static void set_mtime(const char *name, time_t sec)
 
 static int setup(void **state)
 {
-    char path[512];
-
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/http-precomp-test-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    path_of(path, sizeof(path), "modules");
-    assert_int_equal(mkdir(path, 0700), 0);
-    path_of(path, sizeof(path), "modules/http.so");
-    assert_int_equal(symlink(HTTP_SO, path), 0);
-    path_of(path, sizeof(path), "www");
-    assert_int_equal(mkdir(path, 0755), 0);
-    path_of(path, sizeof(path), "www/sub");
-    assert_int_equal(mkdir(path, 0755), 0);
+    test_dir_make("/tmp/http-precomp-test-XXXXXX");
+    test_dir_link_module(HTTP_SO, "http");
+    test_dir_mkdir("www");
+    test_dir_mkdir("www/sub");
     make_text("www/a.txt", 20000);
     gzip_beside("www/a.txt");
     write_file("www/a.txt.br", BR_BYTES);
@@ -87,12 +79,10 @@ static int setup(void **state)
     write_file("www/c.txt", "plain only\n");
     /* d.txt.gz: a symlink out of the root, never to be followed */
     write_file("www/d.txt", "d\n");
-    path_of(path, sizeof(path), "www/d.txt.gz");
-    assert_int_equal(symlink("/etc/passwd", path), 0);
+    test_dir_symlink("/etc/passwd", "www/d.txt.gz");
     /* e.txt.gz: a directory, not a file */
     write_file("www/e.txt", "e\n");
-    path_of(path, sizeof(path), "www/e.txt.gz");
-    assert_int_equal(mkdir(path, 0755), 0);
+    test_dir_mkdir("www/e.txt.gz");
     /* an index file with a sibling */
     write_file("www/sub/index.html", "<p>sub</p>\n");
     gzip_beside("www/sub/index.html");
@@ -126,17 +116,12 @@ static void start(const char *extra)
              " \"modules\":{\"http\":{\"listen\":[\"127.0.0.1:0\"],\"root\":\"www\"%s}}}\n",
              extra);
     write_file("asyncd.json", text);
-    daemon_start(&D, "asyncd.json", NULL);
-    D.port = number_after(&D, PORT_LINE);
-    assert_true(D.port > 0);
+    daemon_start_port(&D, "asyncd.json", PORT_LINE);
 }
 
 static void stop(void)
 {
-    int rc = daemon_stop(&D, SIGTERM);
-
-    if (rc != 0)
-        fail_msg("asyncd exited %d; log:\n%s", rc, D.log);
+    daemon_stop_clean(&D);
 }
 
 /* GET (or HEAD) path with more header lines (each ending in CRLF). */

@@ -35,25 +35,14 @@ static struct daemon D;
 
 static int setup(void **state)
 {
-    char path[512];
-
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/sites-test-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    path_of(path, sizeof(path), "modules");
-    assert_int_equal(mkdir(path, 0700), 0);
-    path_of(path, sizeof(path), "modules/http.so");
-    assert_int_equal(symlink(HTTP_SO, path), 0);
-    path_of(path, sizeof(path), "a");
-    assert_int_equal(mkdir(path, 0755), 0);
-    path_of(path, sizeof(path), "a/assets");
-    assert_int_equal(mkdir(path, 0755), 0);
-    path_of(path, sizeof(path), "a/assets/raw");
-    assert_int_equal(mkdir(path, 0755), 0);
-    path_of(path, sizeof(path), "a/errors");
-    assert_int_equal(mkdir(path, 0755), 0);
-    path_of(path, sizeof(path), "b");
-    assert_int_equal(mkdir(path, 0755), 0);
+    test_dir_make("/tmp/sites-test-XXXXXX");
+    test_dir_link_module(HTTP_SO, "http");
+    test_dir_mkdir("a");
+    test_dir_mkdir("a/assets");
+    test_dir_mkdir("a/assets/raw");
+    test_dir_mkdir("a/errors");
+    test_dir_mkdir("b");
     write_file("a/index.html", "site a\n");
     write_file("a/assets/app.css", "body{}\n");
     write_file("a/assets/raw/x.txt", "raw\n");
@@ -91,17 +80,12 @@ static void write_http(const char *http)
 static void start_http(const char *http)
 {
     write_http(http);
-    daemon_start(&D, "asyncd.json", NULL);
-    D.port = number_after(&D, PORT_LINE);
-    assert_true(D.port > 0);
+    daemon_start_port(&D, "asyncd.json", PORT_LINE);
 }
 
 static void stop(void)
 {
-    int rc = daemon_stop(&D, SIGTERM);
-
-    if (rc != 0)
-        fail_msg("asyncd exited %d; log:\n%s", rc, D.log);
+    daemon_stop_clean(&D);
 }
 
 /* A route /who answering the server's name. */

@@ -29,15 +29,9 @@
 
 static int setup(void **state)
 {
-    char path[512];
-
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/https-test-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    path_of(path, sizeof(path), "modules");
-    assert_int_equal(mkdir(path, 0700), 0);
-    path_of(path, sizeof(path), "modules/http.so");
-    assert_int_equal(symlink(HTTP_SO, path), 0);
+    test_dir_make("/tmp/https-test-XXXXXX");
+    test_dir_link_module(HTTP_SO, "http");
     assert_int_equal(tls_certs_make(dir), 0);
     return 0;
 }
@@ -95,21 +89,12 @@ static int shell(char *out, size_t outlen, const char *fmt, ...)
 {
     char args[4096], cmd[4400];
     va_list ap;
-    size_t got = 0, n;
-    FILE *p;
-    int status;
 
     va_start(ap, fmt);
     vsnprintf(args, sizeof(args), fmt, ap);
     va_end(ap);
     snprintf(cmd, sizeof(cmd), "cd '%s' && { %s ; } 2>&1", dir, args);
-    p = popen(cmd, "r");
-    assert_non_null(p);
-    while (got < outlen - 1 && (n = fread(out + got, 1, outlen - 1 - got, p)) > 0)
-        got += n;
-    out[got] = '\0';
-    status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return shell_output(cmd, out, outlen);
 }
 
 /* ---- curl ---- */

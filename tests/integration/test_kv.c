@@ -38,19 +38,11 @@ static struct daemon D;
 
 static int setup(void **state)
 {
-    char path[512];
-
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/kv-test-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    path_of(path, sizeof(path), "modules");
-    assert_int_equal(mkdir(path, 0700), 0);
-    path_of(path, sizeof(path), "modules/http.so");
-    assert_int_equal(symlink(HTTP_SO, path), 0);
-    path_of(path, sizeof(path), "modules/kv.so");
-    assert_int_equal(symlink(KV_SO, path), 0);
-    path_of(path, sizeof(path), "www");
-    assert_int_equal(mkdir(path, 0755), 0);
+    test_dir_make("/tmp/kv-test-XXXXXX");
+    test_dir_link_module(HTTP_SO, "http");
+    test_dir_link_module(KV_SO, "kv");
+    test_dir_mkdir("www");
     return 0;
 }
 
@@ -90,18 +82,13 @@ static void write_config(const char *kv_extra)
 
 static void start(void)
 {
-    daemon_start(&D, "asyncd.json", NULL);
-    D.port = number_after(&D, PORT_LINE);
-    assert_true(D.port > 0);
+    daemon_start_port(&D, "asyncd.json", PORT_LINE);
     wait_log(&D, KV_READY);
 }
 
 static void stop_clean(void)
 {
-    int rc = daemon_stop(&D, SIGTERM);
-
-    if (rc != 0)
-        fail_msg("asyncd exited %d; log:\n%s", rc, D.log);
+    daemon_stop_clean(&D);
 }
 
 /* ---- requests ---- */

@@ -35,13 +35,8 @@ static struct daemon D;
 
 static int setup(void **state)
 {
-    char path[600];
-
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/asyncd-listeners-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    path_of(path, sizeof(path), "modules");
-    assert_int_equal(mkdir(path, 0700), 0);
+    test_dir_make("/tmp/asyncd-listeners-XXXXXX");
     return 0;
 }
 
@@ -96,9 +91,7 @@ static void start_http(const char *body)
 {
     install_http(0);
     write_http_config(body, "\"127.0.0.1:0\"");
-    daemon_start(&D, "asyncd.json", NULL);
-    D.port = number_after(&D, PORT_LINE);
-    assert_true(D.port > 0);
+    daemon_start_port(&D, "asyncd.json", PORT_LINE);
     wait_next(&D, "ready: 1 module(s) running");
 }
 

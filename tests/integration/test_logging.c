@@ -36,19 +36,11 @@ static struct daemon D;
 
 static int setup(void **state)
 {
-    char path[512];
-
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/logging-test-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    path_of(path, sizeof(path), "modules");
-    assert_int_equal(mkdir(path, 0700), 0);
-    path_of(path, sizeof(path), "modules/http.so");
-    assert_int_equal(symlink(HTTP_SO, path), 0);
-    path_of(path, sizeof(path), "modules/echo.so");
-    assert_int_equal(symlink(ECHO_SO, path), 0);
-    path_of(path, sizeof(path), "www");
-    assert_int_equal(mkdir(path, 0755), 0);
+    test_dir_make("/tmp/logging-test-XXXXXX");
+    test_dir_link_module(HTTP_SO, "http");
+    test_dir_link_module(ECHO_SO, "echo");
+    test_dir_mkdir("www");
     return 0;
 }
 
@@ -86,9 +78,7 @@ static void write_config(const char *access_log, bool echo, const char *extra)
 static void start(const char *access_log, bool echo)
 {
     write_config(access_log, echo, "");
-    daemon_start(&D, "asyncd.json", NULL);
-    D.port = number_after(&D, PORT_LINE);
-    assert_true(D.port > 0);
+    daemon_start_port(&D, "asyncd.json", PORT_LINE);
 }
 
 static void stop_with(int sig)
@@ -392,12 +382,11 @@ static void logging_usr1_after_rename_loses_and_duplicates_no_line(void **state)
  * and lines keep going to the file already open. */
 static void logging_usr1_reopen_failure_keeps_the_old_file(void **state)
 {
-    char path[512], *text;
+    char *text;
     size_t len;
 
     (void)state;
-    path_of(path, sizeof(path), "logs");
-    assert_int_equal(mkdir(path, 0755), 0);
+    test_dir_mkdir("logs");
     start("logs/access.log", false);
     must_burst(0, 1);
     rename_in_dir("logs", "gone");
@@ -418,13 +407,9 @@ static void logging_usr1_reopen_failure_keeps_the_old_file(void **state)
  * module built against a smaller descriptor (no such field) alone. */
 static void logging_usr1_calls_module_reopen_hooks(void **state)
 {
-    char path[512];
-
     (void)state;
-    path_of(path, sizeof(path), "modules/reopen.so");
-    assert_int_equal(symlink(REOPEN_SO, path), 0);
-    path_of(path, sizeof(path), "modules/small_desc.so");
-    assert_int_equal(symlink(SMALL_DESC_SO, path), 0);
+    test_dir_link_module(REOPEN_SO, "reopen");
+    test_dir_link_module(SMALL_DESC_SO, "small_desc");
     write_file("asyncd.json", "{\"modules_dir\":\"modules\",\"log_level\":\"info\",\n"
                               " \"modules\":{\"reopen\":{},\"small_desc\":{},\"http\":{\"enabled\":false},"
                               "\"echo\":{\"enabled\":false}}}\n");

@@ -88,17 +88,10 @@ static void backend_stop(struct backend *b)
 
 static int setup(void **state)
 {
-    char path[512];
-
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/proxy-test-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    path_of(path, sizeof(path), "modules");
-    assert_int_equal(mkdir(path, 0700), 0);
-    path_of(path, sizeof(path), "modules/http.so");
-    assert_int_equal(symlink(HTTP_SO, path), 0);
-    path_of(path, sizeof(path), "modules/proxy.so");
-    assert_int_equal(symlink(PROXY_SO, path), 0);
+    test_dir_make("/tmp/proxy-test-XXXXXX");
+    test_dir_link_module(HTTP_SO, "http");
+    test_dir_link_module(PROXY_SO, "proxy");
     return 0;
 }
 
@@ -126,18 +119,13 @@ static void start(const char *servers, const char *extra)
              " \"proxy\":{\"upstreams\":{\"app\":{\"servers\":%s%s}}}}}\n",
              servers, extra);
     write_file("asyncd.json", text);
-    daemon_start(&D, "asyncd.json", NULL);
-    D.port = number_after(&D, PORT_LINE);
-    assert_true(D.port > 0);
+    daemon_start_port(&D, "asyncd.json", PORT_LINE);
     wait_log(&D, "upstream app:");
 }
 
 static void stop(void)
 {
-    int rc = daemon_stop(&D, SIGTERM);
-
-    if (rc != 0)
-        fail_msg("asyncd exited %d; log:\n%s", rc, D.log);
+    daemon_stop_clean(&D);
 }
 
 static void two_servers(char *out, size_t n)

@@ -159,6 +159,46 @@ static void *echo_accept(void *arg)
     return NULL;
 }
 
+/* ---- the set-up most tests share ---- */
+
+/* A TLS server on 127.0.0.1:0 whose fiber runs serve (echo_accept,
+ * handshake_and_close) on e, and the client context of the test. */
+struct fixture {
+    struct echo_server e;
+    async_tls_context *cctx;    /* the test's client context, or NULL */
+    async_task *srv;
+};
+
+/* Binds, and spawns serve for conns connections with the server context
+ * sctx (NULL: server_ctx(NULL)); cctx is freed with the rest.  False
+ * (and a failed CHECK) when a piece could not be made: fixture_stop still
+ * frees what was. */
+static bool fixture_start(struct fixture *f, void *(*serve)(void *), async_tls_context *sctx,
+                          async_tls_context *cctx, int conns)
+{
+    f->e = (struct echo_server){async_listener_bind("127.0.0.1:0"),
+                                sctx != NULL ? sctx : server_ctx(NULL), conns};
+    f->cctx = cctx;
+    f->srv = NULL;
+    if (!CHECK(f->e.l != NULL && f->e.ctx != NULL))
+        return false;
+    f->srv = async_spawn(serve, &f->e);
+    return true;
+}
+
+/* Waits for the server fiber, then closes and frees all of it. */
+static void fixture_stop(struct fixture *f)
+{
+    if (f->srv != NULL)
+        async_join(f->srv, NULL);
+    if (f->e.l != NULL)
+        async_listener_close(f->e.l);
+    if (f->e.ctx != NULL)
+        async_tls_context_free(f->e.ctx);
+    if (f->cctx != NULL)
+        async_tls_context_free(f->cctx);
+}
+
 struct half {
     async_stream *s;
     const unsigned char *data;
@@ -206,18 +246,11 @@ out:
 
 static void *echo_main(void *arg)
 {
-    struct echo_server e = {async_listener_bind("127.0.0.1:0"), server_ctx(NULL), 1};
-    async_tls_context *cctx = client_ctx();
-    async_task *srv;
+    struct fixture f;
 
-    if (!CHECK(e.l != NULL && e.ctx != NULL && cctx != NULL))
-        return NULL;
-    srv = async_spawn(echo_accept, &e);
-    echo_once(e.l, cctx, 7);
-    async_join(srv, NULL);
-    async_listener_close(e.l);
-    async_tls_context_free(e.ctx);
-    async_tls_context_free(cctx);
+    if (fixture_start(&f, echo_accept, NULL, client_ctx(), 1) && CHECK(f.cctx != NULL))
+        echo_once(f.e.l, f.cctx, 7);
+    fixture_stop(&f);
     return NULL;
 }
 
@@ -246,25 +279,22 @@ static void *many_client(void *arg)
 
 static void *many_main(void *arg)
 {
-    struct echo_server e = {async_listener_bind("127.0.0.1:0"), server_ctx(NULL), MANY};
+    struct fixture f;
     struct many m[MANY];
-    async_task *t[MANY], *srv;
+    async_task *t[MANY];
     int i;
 
-    if (!CHECK(e.l != NULL && e.ctx != NULL))
-        return NULL;
-    srv = async_spawn(echo_accept, &e);
-    for (i = 0; i < MANY; i++) {
-        m[i] = (struct many){e.l, client_ctx(), (unsigned)i};
-        t[i] = async_spawn(many_client, &m[i]);
+    if (fixture_start(&f, echo_accept, NULL, NULL, MANY)) {
+        for (i = 0; i < MANY; i++) {
+            m[i] = (struct many){f.e.l, client_ctx(), (unsigned)i};
+            t[i] = async_spawn(many_client, &m[i]);
+        }
+        for (i = 0; i < MANY; i++) {
+            async_join(t[i], NULL);
+            async_tls_context_free(m[i].cctx);
+        }
     }
-    for (i = 0; i < MANY; i++) {
-        async_join(t[i], NULL);
-        async_tls_context_free(m[i].cctx);
-    }
-    async_join(srv, NULL);
-    async_listener_close(e.l);
-    async_tls_context_free(e.ctx);
+    fixture_stop(&f);
     return NULL;
 }
 
@@ -298,23 +328,20 @@ static void *handshake_and_close(void *arg)
 static void *verify_main(void *arg)
 {
     const struct verify_case *v = arg;
-    struct echo_server e = {async_listener_bind("127.0.0.1:0"), server_ctx(NULL), 1};
     struct async_tls_client_config system_cas = {0};
-    async_tls_context *cctx = v->trust ? client_ctx() : async_tls_client_new(&system_cas, NULL, 0);
-    async_task *srv = async_spawn(handshake_and_close, &e);
-    async_stream *s = tls_connect(e.l, cctx, v->name);
+    struct fixture f;
+    async_stream *s;
 
-    async_deadline(async_now_ms() + BOUND_MS);
-    if (s != NULL) {
+    if (fixture_start(&f, handshake_and_close, NULL,
+                      v->trust ? client_ctx() : async_tls_client_new(&system_cas, NULL, 0), 1) &&
+        (s = tls_connect(f.e.l, f.cctx, v->name)) != NULL) {
+        async_deadline(async_now_ms() + BOUND_MS);
         CHECK_EQ(async_tls_handshake(s), -1);
         CHECK_EQ(errno, EPROTO);
         CHECK(strstr(async_tls_error(s), "certificate verify failed") != NULL);
         async_stream_close(s);
     }
-    async_join(srv, NULL);
-    async_listener_close(e.l);
-    async_tls_context_free(e.ctx);
-    async_tls_context_free(cctx);
+    fixture_stop(&f);
     return NULL;
 }
 
@@ -389,22 +416,18 @@ static void tls_sni_sets_serve_the_certificate_of_the_name_asked_for(void **stat
 
 static void *ip_name_main(void *arg)
 {
-    struct echo_server e = {async_listener_bind("127.0.0.1:0"), server_ctx(NULL), 1};
-    async_tls_context *cctx = client_ctx();
-    async_task *srv = async_spawn(echo_accept, &e);
-    async_stream *s = tls_connect(e.l, cctx, "127.0.0.1");
+    struct fixture f;
+    async_stream *s;
     char buf[4];
 
-    if (s != NULL) {
+    if (fixture_start(&f, echo_accept, NULL, client_ctx(), 1) &&
+        (s = tls_connect(f.e.l, f.cctx, "127.0.0.1")) != NULL) {
         CHECK_OK(async_tls_handshake(s));
         CHECK_OK(async_stream_write_all(s, "ping", 4));
         CHECK_EQ(async_stream_read(s, buf, 4), 4);
         async_stream_close(s);
     }
-    async_join(srv, NULL);
-    async_listener_close(e.l);
-    async_tls_context_free(e.ctx);
-    async_tls_context_free(cctx);
+    fixture_stop(&f);
     return NULL;
 }
 
@@ -1026,14 +1049,14 @@ static void *old_client_run(void *arg)
 
 static void *old_main(void *arg)
 {
-    struct echo_server e = {async_listener_bind("127.0.0.1:0"), server_ctx(NULL), 1};
-    async_task *srv = async_spawn(handshake_and_close, &e);
-    int port = async_listener_port(e.l);
+    struct fixture f;
+    int port;
 
-    CHECK_OK(async_blocking(old_client_run, &port, NULL));
-    async_join(srv, NULL);
-    async_listener_close(e.l);
-    async_tls_context_free(e.ctx);
+    if (fixture_start(&f, handshake_and_close, NULL, NULL, 1)) {
+        port = async_listener_port(f.e.l);
+        CHECK_OK(async_blocking(old_client_run, &port, NULL));
+    }
+    fixture_stop(&f);
     return NULL;
 }
 
@@ -1044,22 +1067,18 @@ static void tls_server_refuses_tls_1_0_and_1_1(void **state)
 
 static void *chain_main(void *arg)
 {
-    struct echo_server e = {async_listener_bind("127.0.0.1:0"),
-                            server_ctx_with(chain_pem, chain_key, NULL), 1};
-    async_tls_context *cctx = client_ctx();
-    async_task *srv = async_spawn(echo_accept, &e);
-    async_stream *s = tls_connect(e.l, cctx, "localhost");
+    struct fixture f;
+    async_stream *s;
 
-    async_deadline(async_now_ms() + BOUND_MS);
-    if (s != NULL) {
+    if (fixture_start(&f, echo_accept, server_ctx_with(chain_pem, chain_key, NULL), client_ctx(),
+                      1) &&
+        (s = tls_connect(f.e.l, f.cctx, "localhost")) != NULL) {
+        async_deadline(async_now_ms() + BOUND_MS);
         /* the client trusts the root only: the intermediate must be sent */
         CHECK_OK(async_tls_handshake(s));
         async_stream_close(s);
     }
-    async_join(srv, NULL);
-    async_listener_close(e.l);
-    async_tls_context_free(e.ctx);
-    async_tls_context_free(cctx);
+    fixture_stop(&f);
     return NULL;
 }
 
