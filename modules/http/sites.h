@@ -58,7 +58,7 @@ int http_sites_listen(const json_t *config, struct http_config *c);
 int http_site_cfg_load(const json_t *server, struct http_site_cfg *s);
 void http_site_cfg_free(struct http_site_cfg *s);
 
-/* ---- host names (sites.c) ---- */
+/* ---- host names (names.c) ---- */
 
 /* Names to values, each name on a set of listen addresses (a mask): exact
  * names by hash, then "*.example.org" wildcards, longest first; a host is
