@@ -374,6 +374,8 @@ static void close_entries(bool all)
     pthread_mutex_lock(&lock);
     for (pe = &entries; (e = *pe) != NULL;) {
         if (all || e->holders == 0) {
+            if (e->inherited && e->holders == 0 && e->owner[0] == '\0')
+                unclaimed_inherited--; /* never claimed: it no longer waits for one */
             *pe = e->next;
             e->next = gone;
             gone = e;

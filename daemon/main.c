@@ -87,6 +87,7 @@
 #define EVENT_UPGRADE (-2)      /* the new process of an upgrade is ready or failed; */
                                 /* any other: a signal */
 #define EXIT_FLUSH_MS 2000      /* the most an exit waits for queued log lines */
+#define UPGRADE_MIN_WAIT_MS 1000 /* a new process gets at least this to be ready */
 
 struct daemon {
     const char *file;
@@ -386,7 +387,10 @@ static void upgrade(struct daemon *d)
                    "asyncd is ready", d->wait == ASYNCD_WAIT_START ? "start-up" : "reload");
         return;
     }
-    asyncd_upgrade_start(d->config.shutdown_timeout_ms, d->events, EVENT_UPGRADE);
+    asyncd_upgrade_start(d->config.shutdown_timeout_ms > UPGRADE_MIN_WAIT_MS
+                             ? d->config.shutdown_timeout_ms
+                             : UPGRADE_MIN_WAIT_MS,
+                         d->events, EVENT_UPGRADE);
 }
 
 /* drain_grace_ms: before a stop cancels anything, every module is told
@@ -404,7 +408,8 @@ static void drain_grace(struct daemon *d)
 
     if (d->config.drain_grace_ms <= 0)
         return;
-    asyncd_notify("STOPPING=1");
+    if (!asyncd_upgrade_pending()) /* a new process that failed: the old one serves */
+        asyncd_notify("STOPPING=1");
     for (m = d->modules; m != NULL; m = m->next)
         if (m->group != NULL)
             asyncd_module_warn_stop(m, until + d->config.shutdown_timeout_ms);
@@ -504,7 +509,10 @@ static void *daemon_main(void *arg)
                    "and systemd's watchdog is not petted", strerror(errno));
     mon = asyncd_monitor_start();
     code = serve(d);
-    asyncd_upgrade_abandon(); /* stopped during one: the new process goes on */
+    /* stopped during an upgrade: the new process goes on, and may be
+     * systemd's main one already, so this one says no STOPPING=1 */
+    if (asyncd_upgrade_abandon())
+        d->upgraded = true;
     if (code == 0 && !d->upgraded) /* a stop signal: not a failed start, not an upgrade */
         drain_grace(d);
     asyncd_watcher_stop();

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -44,6 +45,7 @@ static struct {
     pid_t pid;                  /* the new process, while running */
     int rd;                     /* the pipe's read end */
     int64_t bound_ms;
+    int max_fd;                 /* what the child closes up to when close_range cannot */
     async_task *waiter;
     async_channel *events;
     int event, err;
@@ -98,6 +100,17 @@ bool asyncd_upgrade_running(void)
     return up.running;
 }
 
+/* The descriptor limit, for a child that cannot ask (sysconf is not
+ * async-signal-safe). */
+static int open_max(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1 << 20)
+        return 1 << 16;
+    return (int)rl.rlim_cur;
+}
+
 /* ---- the child, between fork and exec: async-signal-safe calls only ---- */
 
 static void put_pid(char *at, pid_t pid)
@@ -138,7 +151,9 @@ static void child(const int *fds, int n, int wr, char **env, char *listen_pid,
             _exit(126);
     if (dup2(pw, 3 + n) < 0)
         _exit(126);
-    close_range((unsigned)base, ~0U, 0);
+    if (close_range((unsigned)base, ~0U, 0) != 0) /* before Linux 5.9, or filtered */
+        for (i = base; i < up.max_fd; i++)
+            close(i);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     sigaction(SIGPIPE, &dfl, NULL);
@@ -274,6 +289,7 @@ int asyncd_upgrade_start(int64_t bound_ms, async_channel *events, int event)
         (env = child_env(n, names, &added, &listen_pid, &watchdog_pid)) == NULL)
         goto fail;
     asyncd_listeners_shared(true); /* before the fork: from then on they are its too */
+    up.max_fd = open_max(); /* for the child, which may not ask */
     up.pid = fork();
     if (up.pid == 0)
         child(fds, n, p[1], env, listen_pid, watchdog_pid);
@@ -377,10 +393,10 @@ bool asyncd_upgrade_finish(void)
     return false;
 }
 
-void asyncd_upgrade_abandon(void)
+bool asyncd_upgrade_abandon(void)
 {
     if (!up.running)
-        return;
+        return false;
     if (up.waiter != NULL) {
         async_cancel(up.waiter);
         async_join(up.waiter, NULL);
@@ -391,6 +407,7 @@ void asyncd_upgrade_abandon(void)
     up.running = false;
     asyncd_log(ASYNC_LOG_NOTICE, "stopping during an upgrade: the new asyncd (pid %d) goes on "
                "starting by itself; the listening sockets are left to it", (int)up.pid);
+    return true;
 }
 
 /* ---- the new process ---- */

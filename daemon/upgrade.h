@@ -40,8 +40,8 @@ bool asyncd_upgrade_running(void);
 bool asyncd_upgrade_finish(void);
 
 /* asyncd stops while an upgrade is under way: stop waiting; the new
- * process goes on by itself (ready, it serves). */
-void asyncd_upgrade_abandon(void);
+ * process goes on by itself (ready, it serves).  Whether one was. */
+bool asyncd_upgrade_abandon(void);
 
 /* In the new process: takes ASYNCD_UPGRADE_FD from the environment
  * (unset; before any thread exists). */

@@ -34,8 +34,14 @@
  * next one (no allocation per request). */
 struct idle {
     async_stream *s;
+    int64_t since;              /* async_now_ms when it went idle */
     struct idle *next;
 };
+
+/* How long an idle connection is reused on the loop's word alone: a
+ * server closes an idle connection after its own timeout (seconds), and
+ * may say why first (a 408): past this, ask the kernel. */
+#define QUIET_TRUST_MS 1000
 
 /* The idle connections to one address.  A lane keeps an address once it
  * has seen it, until the pool is freed: a pool serves a few upstream
@@ -195,14 +201,15 @@ static struct dest *dest_of(struct lane *l, const char *address, bool make)
  * holding bytes nobody asked for: no.  When the request can be sent again
  * on a new connection should this one turn out dead (idempotent: the
  * call's retry), the loop's word is enough (async__stream_quiet: no
- * system call); otherwise one non-blocking read asks the kernel — the
- * byte it may take goes with the stream, and a TLS stream's read
- * consumes session tickets and says EAGAIN. */
-static bool reusable(async_stream *s, bool can_retry)
+ * system call) for a connection idle under QUIET_TRUST_MS; otherwise one
+ * non-blocking read asks the kernel — the byte it may take goes with the
+ * stream, and a TLS stream's read consumes session tickets and says
+ * EAGAIN. */
+static bool reusable(async_stream *s, int64_t idle_ms, bool can_retry)
 {
     char b;
 
-    if (can_retry && async__stream_quiet(s))
+    if (can_retry && idle_ms < QUIET_TRUST_MS && async__stream_quiet(s))
         return true;
     return async_stream_try_read(s, &b, 1) < 0 && errno == EAGAIN;
 }
@@ -224,7 +231,7 @@ static async_stream *pool_take(async_http_pool *p, const char *address, bool can
         i->next = l->spare;
         l->spare = i;
         atomic_fetch_sub_explicit(&p->idle, 1, memory_order_relaxed);
-        if (reusable(s, can_retry))
+        if (reusable(s, async_now_ms() - i->since, can_retry))
             return s;
         async_stream_close(s);
     }
@@ -248,6 +255,7 @@ static void pool_put(async_http_pool *p, const char *address, async_stream *s)
         return;
     }
     i->s = s;
+    i->since = async_now_ms();
     i->next = d->list;
     d->list = i;
     d->count++;

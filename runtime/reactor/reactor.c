@@ -416,6 +416,14 @@ void async__fdw_release(struct async_task *t)
     }
 }
 
+void async__fdw_spawn_starts(struct async_task *t)
+{
+    struct fdw_impl *w = t->linger[0];
+
+    if (w != NULL && w->fw.task == t)
+        w->fw.task = NULL; /* started by a cancel, not by the watcher */
+}
+
 void async__fdw_drop(struct async__fdw *f)
 {
     struct fdw_impl *w = (struct fdw_impl *)f;

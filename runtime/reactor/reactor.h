@@ -115,6 +115,11 @@ void async__fdw_release(struct async_task *t);
  * by the descriptor's owner. */
 void async__fdw_no_orphan(struct async__fdw *f);
 
+/* A parked spawn t starts (its worker's thread): if something other than
+ * its watcher started it (a cancel), the watcher stops naming it as the
+ * fiber parked on it, so a later event cannot wake t out of another wait. */
+void async__fdw_spawn_starts(struct async_task *t);
+
 /* The descriptor is being closed by the calling fiber: stops the watcher
  * now if this fiber lingers on it or it is an orphan of this worker, so
  * its hold goes before the close (which then needs no shutdown to wake

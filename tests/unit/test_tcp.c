@@ -1286,6 +1286,57 @@ static void tcp_a_cancelled_parked_spawn_leaves_no_stale_watcher(void **state)
     RUN(1, cancelled_spawn_leaves_its_watcher, NULL);
 }
 
+/* The same spawn, shielded, sleeps: bytes for its old watcher must not
+ * cut the sleep short (the watcher no longer names it once it started). */
+static atomic_int slept_ms;
+
+static void *shielded_nap(void *arg)
+{
+    int64_t t0;
+
+    (void)arg;
+    async_shield(1);
+    atomic_fetch_add(&woke_count, 1);
+    t0 = async_now_ms();
+    CHECK_OK(async_sleep_ms(300));
+    atomic_store(&slept_ms, (int)(async_now_ms() - t0));
+    async_shield(0);
+    return NULL;
+}
+
+static void *member_hands_over_to_nap(void *arg)
+{
+    CHECK(async_spawn_when_readable(arg, shielded_nap, arg) == 0);
+    return NULL;
+}
+
+static void *cancelled_spawn_is_not_woken_by_its_old_watcher(void *arg)
+{
+    async_group *g = async_group_new();
+    struct outlive o;
+
+    (void)arg;
+    outlive_open(&o);
+    atomic_store(&woke_count, 0);
+    CHECK(async_group_spawn(g, member_hands_over_to_nap, o.s) == 0);
+    async_group_cancel(g);
+    CHECK(yield_until_at_least(&woke_count, 1));
+    CHECK_OK(async_stream_write_all(o.c, "a", 1));
+    CHECK(async_group_join(g) == 0);
+    CHECK(atomic_load(&slept_ms) >= 290);
+    async_group_free(g);
+    async_stream_close(o.s);
+    async_stream_close(o.c);
+    async_listener_close(o.l);
+    return NULL;
+}
+
+static void tcp_a_started_spawn_is_not_woken_by_its_old_watcher(void **state)
+{
+    (void)state;
+    RUN(1, cancelled_spawn_is_not_woken_by_its_old_watcher, NULL);
+}
+
 /* A stream left open when the runtime ends, its watcher still started:
  * the reactor's end drops the watcher's hold (LeakSanitizer in the ASan
  * build sees the stream freed by the close that follows). */
@@ -1343,6 +1394,7 @@ int main(void)
         cmocka_unit_test(tcp_closing_a_stream_its_worker_watches_closes_the_descriptor_at_once),
         cmocka_unit_test(tcp_a_watched_stream_left_open_at_the_end_is_freed_by_its_close),
         cmocka_unit_test(tcp_a_cancelled_parked_spawn_leaves_no_stale_watcher),
+        cmocka_unit_test(tcp_a_started_spawn_is_not_woken_by_its_old_watcher),
     };
 
     return skips_exit(cmocka_run_group_tests(tests, NULL, NULL));
