@@ -133,12 +133,41 @@ static void check_int(async_module_report *r, const char *path, const json_t *v,
 
 static void check_health(async_module_report *r, const char *name, const json_t *v, int *bad);
 
+/* "servers": 1 to MAX_SERVERS "host:port" addresses. */
+static void check_servers(async_module_report *r, const char *name, const json_t *v, int *bad)
+{
+    char path[512];
+    const json_t *s;
+    size_t i;
+
+    if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > MAX_SERVERS) {
+        snprintf(path, sizeof(path), "upstreams.%s.servers", name);
+        async_module_problem(r, path, "must be a list of 1 to %d \"host:port\" addresses",
+                             MAX_SERVERS);
+        (*bad)++;
+        return;
+    }
+    json_array_foreach(v, i, s) {
+        const char *why = "a port is needed";
+        char host[256];
+        int port = 0;
+
+        if (!json_is_string(s) || async_address_parse(json_string_value(s), host, sizeof(host),
+                                                      &port, &why) != 0 ||
+            port == 0) {
+            snprintf(path, sizeof(path), "upstreams.%s.servers[%zu]", name, i);
+            async_module_problem(r, path, "not a \"host:port\" address: %s",
+                                 json_is_string(s) ? why : "not a string");
+            (*bad)++;
+        }
+    }
+}
+
 static void check_upstream(async_module_report *r, const char *name, const json_t *u, int *bad)
 {
     char path[512];
     const char *key;
-    const json_t *v, *s;
-    size_t i;
+    const json_t *v;
 
     snprintf(path, sizeof(path), "upstreams.%s", name);
     if (!json_is_object(u)) {
@@ -153,28 +182,7 @@ static void check_upstream(async_module_report *r, const char *name, const json_
             (*bad)++;
         }
     }
-    snprintf(path, sizeof(path), "upstreams.%s.servers", name);
-    v = json_object_get(u, "servers");
-    if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > MAX_SERVERS) {
-        async_module_problem(r, path, "must be a list of 1 to %d \"host:port\" addresses",
-                             MAX_SERVERS);
-        (*bad)++;
-    } else {
-        json_array_foreach(v, i, s) {
-            const char *why = "a port is needed";
-            char host[256];
-            int port = 0;
-
-            if (!json_is_string(s) || async_address_parse(json_string_value(s), host,
-                                                          sizeof(host), &port, &why) != 0 ||
-                port == 0) {
-                snprintf(path, sizeof(path), "upstreams.%s.servers[%zu]", name, i);
-                async_module_problem(r, path, "not a \"host:port\" address: %s",
-                                     json_is_string(s) ? why : "not a string");
-                (*bad)++;
-            }
-        }
-    }
+    check_servers(r, name, json_object_get(u, "servers"), bad);
     v = json_object_get(u, "balance");
     if (v != NULL && (!json_is_string(v) || (strcmp(json_string_value(v), "round_robin") != 0 &&
                                              strcmp(json_string_value(v), "least_conn") != 0))) {
