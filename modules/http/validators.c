@@ -81,6 +81,8 @@ enum http_range http_byte_range(const char *v, uint64_t size, uint64_t *off, uin
     if (!has_a) { /* suffix: the last b bytes */
         if (b == 0)
             return HTTP_RANGE_UNSATISFIABLE;
+        if (size == 0) /* satisfiable (§14.1.1) but no part to name: the whole, 200, as nginx */
+            return HTTP_RANGE_WHOLE;
         *off = b >= size ? 0 : size - b;
         *len = size - *off;
         return HTTP_RANGE_PART;

@@ -70,6 +70,10 @@ static const struct {
     {"bytes=-0", 10000, NONE, 0, 0},
     {"bytes=0-", 0, NONE, 0, 0},
     {"bytes=0-0", 0, NONE, 0, 0},
+    /* an empty representation: a suffix is satisfiable (§14.1.1) but has
+     * no part to name (a Content-Range's last byte would wrap): the whole */
+    {"bytes=-5", 0, WHOLE, 0, 0},
+    {"bytes=-1", 0, WHOLE, 0, 0},
 };
 
 static void range_cases_follow_rfc9110(void **state)
