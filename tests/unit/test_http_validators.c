@@ -167,11 +167,13 @@ static void not_modified_by_etag_or_date(void **state)
     assert_true(http_not_modified(NULL, IMF, TAG, IMF_T - 1));
     assert_false(http_not_modified(NULL, IMF, TAG, IMF_T + 1));
     assert_true(http_not_modified(NULL, "Mon, 07 Nov 1994 00:00:00 GMT", TAG, IMF_T));
-    /* a date that is not an IMF-fixdate is ignored (§13.1.3) */
+    /* a field that is not an HTTP-date is ignored (§13.1.3); the two
+     * obsolete forms are HTTP-dates (§5.6.7) */
     assert_false(http_not_modified(NULL, "yesterday", TAG, IMF_T));
     assert_false(http_not_modified(NULL, "", TAG, IMF_T));
-    assert_false(http_not_modified(NULL, "Sunday, 06-Nov-94 08:49:37 GMT", TAG, IMF_T));
-    assert_false(http_not_modified(NULL, "Sun Nov  6 08:49:37 1994", TAG, IMF_T));
+    assert_true(http_not_modified(NULL, "Sunday, 06-Nov-94 08:49:37 GMT", TAG, IMF_T));
+    assert_true(http_not_modified(NULL, "Sun Nov  6 08:49:37 1994", TAG, IMF_T));
+    assert_false(http_not_modified(NULL, "Sun Nov  6 08:49:37 1994", TAG, IMF_T + 1));
 }
 
 /* ---- If-Range: strong comparison (§13.1.5) ---- */
@@ -209,18 +211,27 @@ static void dates_format_imf_fixdate(void **state)
 
 /* The three forms of §5.6.7: IMF-fixdate is read; the obsolete RFC 850
  * and asctime forms are not (a conditional on them is ignored). */
-static void dates_parse_imf_fixdate_only(void **state)
+static void dates_parse_all_three_forms(void **state)
 {
     (void)state;
     assert_int_equal(http_date_parse(IMF), IMF_T);
     assert_int_equal(http_date_parse("Thu, 01 Jan 1970 00:00:00 GMT"), 0);
-    assert_int_equal(http_date_parse("Sunday, 06-Nov-94 08:49:37 GMT"), -1);
-    assert_int_equal(http_date_parse("Sun Nov  6 08:49:37 1994"), -1);
+    /* the obsolete forms a recipient MUST accept too (§5.6.7) */
+    assert_int_equal(http_date_parse("Sunday, 06-Nov-94 08:49:37 GMT"), IMF_T);
+    assert_int_equal(http_date_parse("Sun Nov  6 08:49:37 1994"), IMF_T);
+    assert_int_equal(http_date_parse("Wednesday, 06-Nov-24 08:49:37 GMT"), 1730882977);
+    /* ... and nothing else */
+    assert_int_equal(http_date_parse("Sunday, 06-Nov-94 08:49:37 UTC"), -1);
+    assert_int_equal(http_date_parse("Sunday, 06-Nov-1994 08:49:37 GMT"), -1);
+    assert_int_equal(http_date_parse("Sun Nov 6 08:49:37 1994"), -1);
+    assert_int_equal(http_date_parse("Sun Foo  6 08:49:37 1994"), -1);
     assert_int_equal(http_date_parse("Sun, 06 Nov 1994 08:49:37 UTC"), -1);
     assert_int_equal(http_date_parse("Sun, 06 Foo 1994 08:49:37 GMT"), -1);
     assert_int_equal(http_date_parse("Sun, 06 Nov 1994 08:49:37 GMT "), -1);
     assert_int_equal(http_date_parse("Sun 06 Nov 1994 08:49:37 GMT"), -1);
     assert_int_equal(http_date_parse("Sun, 06 Nov 1994 08-49-37 GMT"), -1);
+    assert_int_equal(http_date_parse("Sun, 36 Nov 1994 08:49:37 GMT"), -1);
+    assert_int_equal(http_date_parse("Sun, 06 Nov 1994 25:49:37 GMT"), -1);
     assert_int_equal(http_date_parse(""), -1);
 }
 
@@ -233,7 +244,7 @@ int main(void)
         cmocka_unit_test(not_modified_by_etag_or_date),
         cmocka_unit_test(if_range_names_this_representation),
         cmocka_unit_test(dates_format_imf_fixdate),
-        cmocka_unit_test(dates_parse_imf_fixdate_only),
+        cmocka_unit_test(dates_parse_all_three_forms),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
