@@ -68,7 +68,9 @@ void async__timer_stop(struct async__timer *t);
  * spins on an fd nobody reads and a quiet one costs nothing.  Another
  * fiber of the same worker that waits on it takes it over, unless the
  * owner is parked on it; then, and on other workers, a wait uses a
- * one-off watcher.  The owner stops them all when it ends.  While started,
+ * one-off watcher.  When the owner ends, those started for reading only
+ * stay started, owned by nobody, until their first event (see
+ * async__fdw_release); the others stop.  While started,
  * the watcher holds its descriptor: hold(ctx, +1) when it starts,
  * hold(ctx, -1) when it stops (the socket layer counts a reference, so a
  * close elsewhere cannot free it under the loop: a closed socket polls
