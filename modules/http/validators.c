@@ -56,7 +56,9 @@ bool http_if_range_holds(const char *v, const char *etag, const char *lastmod)
         return true;
     if (v[0] == '"')
         return strcmp(v, etag) == 0;
-    return strcmp(v, lastmod) == 0;
+    /* a date: the same instant as Last-Modified, in any of the three forms */
+    return strcmp(v, lastmod) == 0 ||
+           (http_date_parse(v) != -1 && http_date_parse(v) == http_date_parse(lastmod));
 }
 
 /* One "bytes=first-last" range against size. */

@@ -93,7 +93,9 @@ struct upstream_tls *upstream_tls_new(async_module_host *host, const char *upstr
     struct async_tls_client_config cfg = {.alpn = "http/1.1"};
     struct upstream_tls *t;
     const json_t *sn;
-    char why[256] = "";
+    char why[256] = "", bare[256];
+    const char *perr;
+    int port;
 
     if (v == NULL || json_is_false(v))
         return NULL;
@@ -107,6 +109,10 @@ struct upstream_tls *upstream_tls_new(async_module_host *host, const char *upstr
         if ((sn = json_object_get(v, "server_name")) != NULL)
             host_field = json_string_value(sn);
     }
+    /* "host" may carry a port (it is a Host field): the name is before it */
+    if (host_field != NULL &&
+        async_address_parse(host_field, bare, sizeof(bare), &port, &perr) == 0 && bare[0] != '\0')
+        host_field = bare;
     if ((host_field != NULL && (t->server_name = strdup(host_field)) == NULL) ||
         (t->ctx = async_tls_client_new(&cfg, why, sizeof(why))) == NULL) {
         async_module_log(host, ASYNC_LOG_ERROR, "upstream %s: TLS: %s", upstream,

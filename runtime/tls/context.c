@@ -291,15 +291,19 @@ static int sni_sets(async_tls_context *ctx, const struct async_tls_server_config
         if (policy(ssl) != 0) {
             async__tls_reason(why, whylen, "cipher list");
             errno = EINVAL;
-            return -1;
+            goto fail;
         }
         if (server_ssl(ctx, ssl, cfg->sni_sets[ctx->nsni].certs, cfg->sni_sets[ctx->nsni].ncerts,
                        sub, sizeof(sub)) != 0) {
             snprintf(why, whylen, "SNI set %zu: %s", ctx->nsni, sub);
-            return -1;
+            goto fail;
         }
     }
     return 0;
+fail: /* the set being made is not counted in nsni: free it here */
+    SSL_CTX_free(ctx->sni_ssl[ctx->nsni]);
+    ctx->sni_ssl[ctx->nsni] = NULL;
+    return -1;
 }
 
 async_tls_context *async_tls_server_new(const struct async_tls_server_config *cfg, char *why,

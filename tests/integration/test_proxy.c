@@ -504,6 +504,10 @@ static void proxy_tls_upstreams_are_verified_and_their_connections_reused(void *
     assert_true(atoi(body) >= 1 && atoi(body) <= 2);
     assert_null(strstr(D.log, "TLS to"));
     stop();
+    /* the name from "host", its port dropped */
+    start(servers, ",\"host\":\"localhost:8443\",\"tls\":{\"ca\":\"ca.pem\"}");
+    assert_int_equal(get_status("/id", body, sizeof(body)), 200);
+    stop();
     /* by name, sent as SNI; health checks over TLS see the backend's 503 */
     start(servers, ",\"tls\":{\"ca\":\"ca.pem\",\"server_name\":\"localhost\"},"
                    "\"health\":{\"path\":\"/health\",\"interval_ms\":50,\"fall\":1,\"rise\":1}");

@@ -186,11 +186,15 @@ static void if_range_names_this_representation(void **state)
     assert_false(http_if_range_holds("\"other\"", TAG, IMF));
     assert_false(http_if_range_holds("W/" TAG, TAG, IMF)); /* weak: never */
     assert_false(http_if_range_holds(TAG ", \"other\"", TAG, IMF)); /* one tag, not a list */
-    /* a date must be the Last-Modified sent, exactly */
+    /* a date must be the Last-Modified sent, to the second, in any of
+     * the three HTTP-date forms (§5.6.7) */
     assert_true(http_if_range_holds(IMF, TAG, IMF));
     assert_false(http_if_range_holds("Sun, 06 Nov 1994 08:49:38 GMT", TAG, IMF));
-    assert_false(http_if_range_holds("Sunday, 06-Nov-94 08:49:37 GMT", TAG, IMF));
+    assert_true(http_if_range_holds("Sunday, 06-Nov-94 08:49:37 GMT", TAG, IMF));
+    assert_true(http_if_range_holds("Sun Nov  6 08:49:37 1994", TAG, IMF));
+    assert_false(http_if_range_holds("Sun Nov  6 08:49:38 1994", TAG, IMF));
     assert_false(http_if_range_holds("", TAG, IMF));
+    assert_false(http_if_range_holds("yesterday", TAG, "yesterday ")); /* no date: no match */
 }
 
 /* ---- HTTP dates (§5.6.7) ---- */
