@@ -99,6 +99,10 @@ async_listener *async_listener_bind_flags(const char *address, int flags)
         return NULL;
     }
     async__sock_init(&l->sock, fd);
+    /* an acceptor lives as long as its listener: nothing to gain from a
+     * watcher that outlives it, and a borrowed socket is never shut down
+     * to stop one (its holder may close the descriptor under it) */
+    async__fdw_no_orphan(&l->sock.watch);
     l->port = local_port(fd);
     return l;
 }
@@ -127,6 +131,7 @@ async_listener *async_listener_borrow(int fd)
         return NULL;
     }
     async__sock_init(&l->sock, fd);
+    async__fdw_no_orphan(&l->sock.watch); /* as async_listener_bind's */
     l->sock.borrowed = true;
     l->port = local_port(fd);
     return l;
