@@ -15,7 +15,9 @@
 #error "define _GNU_SOURCE before the first include (pipe2)"
 #endif
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -137,6 +140,20 @@ static inline void test_dir_link_module(const char *so, const char *name)
 
     snprintf(rel, sizeof(rel), "modules/%s.so", name);
     test_dir_symlink(so, rel);
+}
+
+/* A port nobody listens on now (bound on 127.0.0.1, read, closed). */
+static inline int free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
 }
 
 /* Kills a daemon a failed test left behind and removes the folder. */

@@ -121,15 +121,6 @@ static int take_port(int *port)
     return fd;
 }
 
-/* A port free a moment ago (taken, then let go). */
-static int free_port(void)
-{
-    int port, fd = take_port(&port);
-
-    close(fd);
-    return port;
-}
-
 /* A connection to 127.0.0.1:port, or -1 (errno) at once if refused. */
 static int dial(int port)
 {

@@ -55,15 +55,9 @@ static pid_t haproxy_pid;
 
 static int setup(void **state)
 {
-    char path[600];
-
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/asyncd-haproxy-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    path_of(path, sizeof(path), "modules");
-    assert_int_equal(mkdir(path, 0700), 0);
-    snprintf(path, sizeof(path), "%s/modules/http.so", dir);
-    assert_int_equal(symlink(HTTP_SO, path), 0);
+    test_dir_make("/tmp/asyncd-haproxy-XXXXXX");
+    test_dir_link_module(HTTP_SO, "http");
     return 0;
 }
 
@@ -362,20 +356,6 @@ static void check_names_bad_health_and_grace(void **state)
 }
 
 /* ---- HAProxy ---- */
-
-/* A port free on 127.0.0.1 now (HAProxy's config must name one). */
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 /* cmd on HAProxy's stats socket: its answer (malloc'd), or NULL while the
  * socket does not answer. */

@@ -359,20 +359,6 @@ static void listeners_a_keepalive_client_during_a_reload_gets_connection_close(v
 
 /* ---- 4. two modules, one address ---- */
 
-/* A port nobody listens on now (bound, read, closed). */
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 /* lazy answers on port with its tag. */
 static void lazy_answers(int port, const char *want)
 {

@@ -44,15 +44,9 @@ static pid_t others[16];        /* new processes a failed test may leave: teardo
 
 static int setup(void **state)
 {
-    char path[600];
-
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/asyncd-upgrade-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    path_of(path, sizeof(path), "modules");
-    assert_int_equal(mkdir(path, 0700), 0);
-    snprintf(path, sizeof(path), "%s/modules/http.so", dir);
-    assert_int_equal(symlink(HTTP_SO, path), 0);
+    test_dir_make("/tmp/asyncd-upgrade-XXXXXX");
+    test_dir_link_module(HTTP_SO, "http");
     return 0;
 }
 
@@ -163,20 +157,6 @@ static int wait_exit(pid_t pid, int ms)
 }
 
 /* ---- clients ---- */
-
-/* A port nobody listens on now (bound, read, closed). */
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 
 static int connect_to(int port)
@@ -546,21 +526,33 @@ static void install_gated_binary(void)
     install_binary(script);
 }
 
-static void upgrade_sigusr2_during_an_upgrade_is_ignored(void **state)
+/* An asyncd serving "hi" from its own copy of the binary, sent SIGUSR2
+ * with the gated binary installed: the new process (its pid) is held back
+ * until the test writes "go"; the old one's pid in *old. */
+static pid_t upgrade_held_back(pid_t *old)
 {
-    char want[128], path[600];
-    pid_t old, pid;
+    char path[600];
+    pid_t pid;
 
-    (void)state;
     write_config(20000, "127.0.0.1:0", "hi");
     install_binary(NULL);
     path_of(path, sizeof(path), "asyncd");
     start_from(path);
-    old = D.pid;
+    *old = D.pid;
     install_gated_binary();
-    assert_int_equal(kill(old, SIGUSR2), 0);
+    assert_int_equal(kill(*old, SIGUSR2), 0);
     pid = started_pid();
     track(pid);
+    return pid;
+}
+
+static void upgrade_sigusr2_during_an_upgrade_is_ignored(void **state)
+{
+    char want[128];
+    pid_t old, pid;
+
+    (void)state;
+    pid = upgrade_held_back(&old);
     assert_int_equal(kill(old, SIGUSR2), 0);
     snprintf(want, sizeof(want), "SIGUSR2: an upgrade is under way (new pid %d): ignored",
              (int)pid);
@@ -588,19 +580,10 @@ static void upgrade_sigusr2_during_an_upgrade_is_ignored(void **state)
  * 0) but leaves the sockets whole; the new one, once ready, serves. */
 static void upgrade_sigterm_during_an_upgrade_stops_the_old_one_only(void **state)
 {
-    char path[600];
     pid_t old, pid;
 
     (void)state;
-    write_config(20000, "127.0.0.1:0", "hi");
-    install_binary(NULL);
-    path_of(path, sizeof(path), "asyncd");
-    start_from(path);
-    old = D.pid;
-    install_gated_binary();
-    assert_int_equal(kill(old, SIGUSR2), 0);
-    pid = started_pid();
-    track(pid);
+    pid = upgrade_held_back(&old);
     assert_int_equal(kill(old, SIGTERM), 0);
     wait_next(&D, "stopping during an upgrade: the new asyncd");
     assert_int_equal(wait_exit(old, 25000), 0);
