@@ -410,8 +410,7 @@ void async__fdw_release(struct async_task *t)
             continue;
         }
         linger_remove(t, w);
-        w->owner = NULL;
-        w->fw.task = NULL; /* t, if a cancel started it as a parked spawn */
+        w->owner = NULL; /* fw.task is NULL: async__fdw_spawn_starts saw to a parked spawn */
         orphan_add(t->home->reactor, w);
     }
 }
