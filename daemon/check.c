@@ -380,11 +380,11 @@ json_t *asyncd_effective_config(const struct asyncd_config *c,
     size_t i;
 
     /* workers and stack_size as the runtime will take them on this machine */
-    root = json_pack("{s:{s:I,s:I},s:s,s:I,s:I,s:I,s:s,s:b,s:{}}", "runtime", "workers",
+    root = json_pack("{s:{s:I,s:I},s:I,s:s,s:I,s:I,s:I,s:s,s:b,s:{}}", "runtime", "workers",
                      (json_int_t)(c->workers != 0 ? c->workers : cpus > 0 ? (unsigned)cpus : 1),
                      "stack_size",
                      (json_int_t)(c->stack_size != 0 ? c->stack_size : RUNTIME_DEFAULT_STACK),
-                     "modules_dir", c->modules_dir, "shutdown_timeout_ms",
+                     "processes", (json_int_t)c->processes, "modules_dir", c->modules_dir, "shutdown_timeout_ms",
                      (json_int_t)c->shutdown_timeout_ms, "drain_grace_ms",
                      (json_int_t)c->drain_grace_ms, "blocked_warn_ms",
                      (json_int_t)c->blocked_warn_ms, "log_level", level_name(c->log_level),

@@ -174,6 +174,8 @@ static void validate_daemon(struct asyncd_config *c, struct asyncd_problems *p)
     c->shutdown_timeout_ms = get_int(c, p, c->root, "shutdown_timeout_ms", "shutdown_timeout_ms",
                                      0, 3600000, DEFAULT_SHUTDOWN_MS);
     c->drain_grace_ms = get_int(c, p, c->root, "drain_grace_ms", "drain_grace_ms", 0, 3600000, 0);
+    c->processes = (unsigned)get_int(c, p, c->root, "processes", "processes", 1,
+                                     ASYNCD_MAX_PROCESSES, 1);
     c->blocked_warn_ms = get_int(c, p, c->root, "blocked_warn_ms", "blocked_warn_ms", 1, 3600000,
                                  DEFAULT_BLOCKED_WARN_MS);
     c->log_level = ASYNC_LOG_INFO;
@@ -233,7 +235,7 @@ static void validate(struct asyncd_config *c, struct asyncd_problems *p)
 {
     static const char *const top[] = {"runtime", "modules_dir", "shutdown_timeout_ms",
                                       "drain_grace_ms", "log_level", "blocked_warn_ms",
-                                      "strict_modules", "modules", NULL};
+                                      "strict_modules", "processes", "modules", NULL};
 
     unknown_keys(c, p, c->root, "", top);
     validate_runtime(c, p);

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define ASYNCD_MAX_PROCESSES 64 /* "processes": one bit each in the master's listener table */
+
 struct asyncd_problems {
     char **msg;
     size_t n;
@@ -18,6 +20,7 @@ struct asyncd_config {
     char *text;                 /* its bytes */
     struct asyncd_where *where; /* where each path sits in text (where.h) */
     unsigned workers;           /* runtime.workers, 0 = online CPUs */
+    unsigned processes;         /* "processes": worker processes under a master (1: none) */
     size_t stack_size;          /* runtime.stack_size, 0 = default */
     char *modules_dir;          /* resolved against the file's folder */
     int64_t shutdown_timeout_ms;

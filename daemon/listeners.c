@@ -57,6 +57,7 @@
 #include "check.h"
 #include "log.h"
 #include "modules.h"
+#include "worker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -65,6 +66,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,8 +83,10 @@ struct entry {
     char owner[64];             /* the module that holds it */
     unsigned holders;           /* generations holding it */
     bool ephemeral;             /* port 0: the owner's alone, the nth it asked for */
-    bool inherited;             /* from LISTEN_FDS: never shut down */
+    bool inherited;             /* from LISTEN_FDS, or lent by the master: never shut down */
     unsigned nth;
+    uint64_t slots;             /* in a master: the worker processes holding it (bit n-1
+                                 * for number n); holders is their count */
 };
 
 struct asyncd_claim {
@@ -114,18 +118,24 @@ static unsigned nth_ask(const struct asyncd_module *m, const char *address)
     return n;
 }
 
-/* The entry m's ask for address is answered with, or NULL. */
-static struct entry *find(const char *address, const struct asyncd_module *m)
+/* The entry of key (address; for port 0 also the owner and which of its
+ * asks), or NULL.  Under lock. */
+static struct entry *find_key(const char *address, const char *owner, unsigned nth)
 {
     bool eph = ephemeral(address);
-    unsigned nth = eph ? nth_ask(m, address) : 0;
     struct entry *e;
 
     for (e = entries; e != NULL; e = e->next)
         if (strcmp(e->address, address) == 0 &&
-            (!eph || (strcmp(e->owner, m->desc->name) == 0 && e->nth == nth)))
+            (!eph || (strcmp(e->owner, owner) == 0 && e->nth == nth)))
             return e;
     return NULL;
+}
+
+/* The entry m's ask for address is answered with, or NULL. */
+static struct entry *find(const char *address, const struct asyncd_module *m)
+{
+    return find_key(address, m->desc->name, ephemeral(address) ? nth_ask(m, address) : 0);
 }
 
 /* m's claim on e (made if m has none), and a borrowed listener on it; or
@@ -258,10 +268,11 @@ static struct entry *match_inherited(const char *address)
     return e;
 }
 
-/* A new entry for m's ask for address over bound (taken), or NULL
- * (ENOMEM). */
-static struct entry *add(const char *address, const struct asyncd_module *m,
-                         async_listener *bound)
+/* A new entry for key (address, owner, nth) over fd, owned by l when l
+ * is not NULL; or NULL (ENOMEM).  An inherited entry (a socket others
+ * hold too) is only ever closed.  Under lock. */
+static struct entry *add(const char *address, const char *owner, unsigned nth,
+                         async_listener *l, int fd, bool inherited)
 {
     struct entry *e = calloc(1, sizeof(*e));
 
@@ -269,12 +280,13 @@ static struct entry *add(const char *address, const struct asyncd_module *m,
         free(e);
         return NULL;
     }
-    e->l = bound;
-    e->fd = async_listener_fd(bound);
+    e->l = l;
+    e->fd = fd;
+    e->inherited = inherited;
     getsockname(e->fd, (struct sockaddr *)&e->sa, &(socklen_t){sizeof(e->sa)});
     e->ephemeral = ephemeral(address);
-    e->nth = e->ephemeral ? nth_ask(m, address) : 0;
-    snprintf(e->owner, sizeof(e->owner), "%s", m->desc->name);
+    e->nth = e->ephemeral ? nth : 0;
+    snprintf(e->owner, sizeof(e->owner), "%s", owner);
     e->next = entries;
     entries = e;
     return e;
@@ -301,13 +313,36 @@ static bool port_owner(const char *address, char *owner, size_t len)
     return found;
 }
 
+/* A socket for m's ask for address that the table does not have: bound
+ * here, or in a worker process lent by the master (then held like an
+ * inherited one: the master and the other workers hold it too).  0, or
+ * -1 with errno and, for EADDRINUSE, the owning module in owner. */
+static int obtain(const char *address, const struct asyncd_module *m, async_listener **l,
+                  int *fd, char *owner, size_t len)
+{
+    unsigned nth;
+
+    if (asyncd_worker_number() == 0) {
+        if ((*l = async_listener_bind(address)) == NULL)
+            return -1;
+        *fd = async_listener_fd(*l);
+        return 0;
+    }
+    pthread_mutex_lock(&lock);
+    nth = ephemeral(address) ? nth_ask(m, address) : 0;
+    pthread_mutex_unlock(&lock);
+    *l = NULL;
+    *fd = asyncd_worker_listen(address, m->desc->name, nth, owner, len);
+    return *fd >= 0 ? 0 : -1;
+}
+
 async_listener *asyncd_host_listen(async_module_host *host, const char *address)
 {
     struct asyncd_module *m = host != NULL ? host->module : NULL;
     async_listener *bound = NULL, *l = NULL;
     char owner[400] = "";
     struct entry *e;
-    int err = 0;
+    int err = 0, fd = -1;
 
     if (m == NULL || address == NULL) {
         errno = EINVAL;
@@ -318,22 +353,27 @@ async_listener *asyncd_host_listen(async_module_host *host, const char *address)
     pthread_mutex_unlock(&lock);
     if (e == NULL)
         e = match_inherited(address);
-    if (e == NULL && (bound = async_listener_bind(address)) == NULL) {
+    if (e == NULL && obtain(address, m, &bound, &fd, owner, sizeof(owner)) != 0) {
         err = errno;
-        if (err == EADDRINUSE && port_owner(address, owner, sizeof(owner)))
+        if (err == EADDRINUSE && (owner[0] != '\0' || port_owner(address, owner, sizeof(owner))))
             asyncd_log(ASYNC_LOG_ERROR, "module %s cannot listen on %s: module %s listens "
                        "there", m->desc->name, address, owner);
         errno = err;
         return NULL;
     }
     pthread_mutex_lock(&lock);
-    if ((e = find(address, m)) == NULL && (e = add(address, m, bound)) != NULL)
+    if ((e = find(address, m)) == NULL && fd >= 0 &&
+        (e = add(address, m->desc->name, nth_ask(m, address), bound, fd, bound == NULL)) != NULL) {
         bound = NULL;
+        fd = -1;
+    }
     if (e == NULL || (l = take(e, m, owner, sizeof(owner))) == NULL)
         err = e == NULL ? ENOMEM : errno;
     pthread_mutex_unlock(&lock);
     if (bound != NULL) /* bound meanwhile by another generation, or no memory */
         async_listener_close(bound);
+    else if (fd >= 0)
+        close(fd);
     if (err == EADDRINUSE)
         asyncd_log(ASYNC_LOG_ERROR, "module %s cannot listen on %s: module %s listens there",
                    m->desc->name, address, owner);
@@ -539,4 +579,106 @@ int asyncd_listeners_adopt(int fd, const char *name, size_t len)
 void asyncd_listeners_close_all(void)
 {
     close_entries(true);
+}
+
+/* ---- a master's table: the worker processes' sockets (master.h) ---- */
+
+static unsigned popcount(uint64_t v)
+{
+    return (unsigned)__builtin_popcountll(v);
+}
+
+int asyncd_listeners_lend(unsigned number, const char *address, const char *module,
+                          unsigned nth, char *owner, size_t len)
+{
+    uint64_t bit = 1ull << (number - 1);
+    async_listener *bound = NULL;
+    struct entry *e;
+    int fd = -1, err = 0;
+
+    pthread_mutex_lock(&lock);
+    e = find_key(address, module, nth);
+    pthread_mutex_unlock(&lock);
+    if (e == NULL)
+        e = match_inherited(address);
+    if (e == NULL && (bound = async_listener_bind(address)) == NULL)
+        return -1;
+    pthread_mutex_lock(&lock);
+    if ((e = find_key(address, module, nth)) == NULL && bound != NULL &&
+        (e = add(address, module, nth, bound, async_listener_fd(bound), false)) != NULL)
+        bound = NULL;
+    if (e == NULL) {
+        err = ENOMEM;
+    } else if (e->holders > 0 && strcmp(e->owner, module) != 0) {
+        snprintf(owner, len, "%s", e->owner);
+        err = EADDRINUSE;
+    } else {
+        if (e->inherited && e->holders == 0 && e->owner[0] == '\0')
+            unclaimed_inherited--;
+        e->slots |= bit;
+        e->holders = popcount(e->slots);
+        snprintf(e->owner, sizeof(e->owner), "%s", module);
+        fd = e->fd;
+    }
+    pthread_mutex_unlock(&lock);
+    if (bound != NULL)
+        async_listener_close(bound);
+    errno = err;
+    return fd;
+}
+
+/* The next key of a 'H' message in msg[*at..len), or false. */
+static bool next_key(const char *msg, size_t len, size_t *at, const char **address,
+                     const char **module, unsigned *nth)
+{
+    const char *p = msg + *at, *end = msg + len, *z1, *z2, *z3;
+
+    if (p >= end || (z1 = memchr(p, '\0', (size_t)(end - p))) == NULL ||
+        (z2 = memchr(z1 + 1, '\0', (size_t)(end - z1 - 1))) == NULL ||
+        (z3 = memchr(z2 + 1, '\0', (size_t)(end - z2 - 1))) == NULL)
+        return false;
+    *address = p;
+    *module = z1 + 1;
+    *nth = (unsigned)strtoul(z2 + 1, NULL, 10);
+    *at = (size_t)(z3 + 1 - msg);
+    return true;
+}
+
+void asyncd_listeners_slot_holds(unsigned number, const char *keys, size_t len)
+{
+    uint64_t bit = number > 0 ? 1ull << (number - 1) : 0;
+    const char *address, *module;
+    struct entry *e;
+    size_t at = 0;
+    unsigned nth;
+
+    pthread_mutex_lock(&lock);
+    for (e = entries; e != NULL; e = e->next)
+        e->slots &= ~bit;
+    while (keys != NULL && next_key(keys, len, &at, &address, &module, &nth))
+        if ((e = find_key(address, module, nth)) != NULL)
+            e->slots |= bit;
+    for (e = entries; e != NULL; e = e->next)
+        e->holders = popcount(e->slots);
+    pthread_mutex_unlock(&lock);
+}
+
+size_t asyncd_listeners_keys(char *buf, size_t cap)
+{
+    struct entry *e;
+    size_t at = 0;
+    int n;
+
+    pthread_mutex_lock(&lock);
+    for (e = entries; e != NULL; e = e->next) {
+        if (e->holders == 0)
+            continue;
+        n = snprintf(buf + at, cap - at, "%s%c%s%c%u", e->address, '\0', e->owner, '\0',
+                     e->nth);
+        if (n < 0 || (size_t)n + 1 >= cap - at)
+            break; /* what does not fit stays held by the master */
+        at += (size_t)n + 1; /* the '\0' snprintf wrote ends the key */
+    }
+    pthread_mutex_unlock(&lock);
+    return at;
 }

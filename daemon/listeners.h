@@ -55,6 +55,29 @@ int asyncd_listeners_export(int **fds, char **names);
  * the runtime starts. */
 int asyncd_listeners_adopt(int fd, const char *name, size_t len);
 
+/* ---- in a master (daemon/master.h) ----
+ *
+ * The master's table holds the worker processes' sockets; each worker's
+ * own table holds the copies it was lent (as inherited ones: only ever
+ * closed).  An entry's holders are the workers holding it; a worker that
+ * dies keeps its holds for the one that replaces it, until that one says
+ * what it holds; the sweep then closes what no worker holds. */
+
+/* The socket for worker number's ask for key (address, module, nth):
+ * found, matched to an inherited one, or bound; now held by number.  Its
+ * descriptor (the table's: send a copy), or -1 with errno (EADDRINUSE:
+ * another module's, named in owner).  Parks only to resolve a name. */
+int asyncd_listeners_lend(unsigned number, const char *address, const char *module,
+                          unsigned nth, char *owner, size_t len);
+
+/* Worker number holds exactly the keys of an 'H' message (worker.h) in
+ * keys[0..len) now; NULL: none (it is gone for good). */
+void asyncd_listeners_slot_holds(unsigned number, const char *keys, size_t len);
+
+/* In a worker: every key held, as an 'H' message's body, into buf[0..cap);
+ * its length. */
+size_t asyncd_listeners_keys(char *buf, size_t cap);
+
 /* Closes every socket (asyncd exits; every module has stopped). */
 void asyncd_listeners_close_all(void);
 

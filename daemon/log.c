@@ -12,6 +12,8 @@
 
 static atomic_int threshold = ASYNC_LOG_INFO;
 static bool journal; /* set once, before any thread */
+static unsigned process; /* a worker process's number (master.h), 0 in any other: set once,
+                          * before any thread */
 
 /* JOURNAL_STREAM is "DEVICE:INODE" of the stream systemd connected to
  * stdout/stderr.  It is inherited by whatever the service starts, so it
@@ -34,6 +36,11 @@ static bool stderr_is_journal(void)
 void asyncd_log_init(void)
 {
     journal = stderr_is_journal();
+}
+
+void asyncd_log_set_process(unsigned n)
+{
+    process = n;
 }
 
 bool asyncd_log_to_journal(void)
@@ -85,17 +92,19 @@ static void timestamp(char out[32])
 size_t asyncd_log_format(char *buf, size_t cap, int level, const char *prefix, const char *fmt,
                          va_list ap)
 {
-    char ts[32];
+    char ts[32], tag[16] = "";
     size_t i, end;
     int n, m;
 
     /* a module may pass any int: keep the prefix one journald can read */
     level = level < 0 ? 0 : level > ASYNC_LOG_DEBUG ? ASYNC_LOG_DEBUG : level;
+    if (process != 0)
+        snprintf(tag, sizeof(tag), "/%u", process);
     if (journal) {
-        n = snprintf(buf, cap, "<%d>%s: ", level, prefix);
+        n = snprintf(buf, cap, "<%d>%s%s: ", level, prefix, tag);
     } else {
         timestamp(ts);
-        n = snprintf(buf, cap, "%s [%s] %s: ", ts, level_names[level], prefix);
+        n = snprintf(buf, cap, "%s [%s] %s%s: ", ts, level_names[level], prefix, tag);
     }
     if (n < 0 || (size_t)n >= cap - 1)
         n = 0;

@@ -21,6 +21,9 @@
 
 /* Decides, once, whether stderr is the journal.  Call before any line. */
 void asyncd_log_init(void);
+/* In worker process n of a master (daemon/master.h): every line's
+ * prefix says so, "asyncd/2: ", "http/2: ".  Before any thread. */
+void asyncd_log_set_process(unsigned n);
 /* Whether asyncd_log_init found stderr to be the journal. */
 bool asyncd_log_to_journal(void);
 

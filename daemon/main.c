@@ -58,7 +58,9 @@
 #include "signals.h"
 #include "tally.h"
 #include "upgrade.h"
+#include "master.h"
 #include "watcher.h"
+#include "worker.h"
 
 #include <async_io.h>
 
@@ -95,6 +97,7 @@ struct daemon {
     struct asyncd_module *modules;
     struct asyncd_module *stuck;        /* would not stop on reload: never unloaded */
     int sigfd;
+    struct asyncd_signal_pump pump;
     int exit_code;
     async_channel *events;              /* ints: EVENT_*, or a signal number */
     enum asyncd_wait wait;              /* what READY=1 is being waited for */
@@ -257,66 +260,17 @@ static void reload(struct daemon *d)
     begin_wait(d, ASYNCD_WAIT_RELOAD, d->config.shutdown_timeout_ms);
 }
 
-/* A signal the daemon does not act on: logged here, where the sender is
- * known, and ignored.  True for those. */
-static bool stray_signal(const struct signalfd_siginfo *si)
-{
-    int sig = (int)si->ssi_signo;
-    char name[32];
-
-    switch (sig) {
-    case SIGHUP:
-    case SIGUSR1:
-    case SIGUSR2:
-    case SIGTERM:
-    case SIGINT:
-    case SIGQUIT:
-        return false;
-    default:
-        asyncd_log(ASYNC_LOG_WARNING, "%s (%s) from pid %u: ignored",
-                   asyncd_signal_name(sig, name, sizeof(name)), strsignal(sig),
-                   (unsigned)si->ssi_pid);
-        return true;
-    }
-}
-
-/* Hands each signal the daemon acts on to its fiber, in order. */
-static void *read_signals(void *arg)
-{
-    struct daemon *d = arg;
-    struct signalfd_siginfo si;
-    int ev;
-
-    for (;;) {
-        ssize_t n = read(d->sigfd, &si, sizeof(si));
-
-        if (n == (ssize_t)sizeof(si)) {
-            if (!stray_signal(&si)) {
-                ev = (int)si.ssi_signo;
-                async_channel_send(d->events, &ev);
-            }
-        } else if (!(n < 0 && errno == EAGAIN && async_fd_wait(d->sigfd, ASYNC_READABLE) == 0)) {
-            break;
-        }
-    }
-    if (errno != ECANCELED) {
-        asyncd_log(ASYNC_LOG_ERROR, "reading signals: %s", strerror(errno));
-        ev = EVENT_BROKEN;
-        async_channel_send(d->events, &ev);
-    }
-    return NULL;
-}
-
 /* The modules a start or reload started are running (ready or failed),
  * or late: READY=1, and the listening sockets no generation claimed again
  * are closed now that their successors had their chance to take them. */
 static void wait_over(struct daemon *d)
 {
+    asyncd_listeners_sweep();
+    asyncd_worker_holds(); /* a worker process: before its master hears READY=1 */
     asyncd_ready_tell(d->modules, d->wait);
     if (d->wait == ASYNCD_WAIT_START)
         asyncd_upgrade_tell_ready(); /* after MAINPID= went to systemd */
     d->wait = ASYNCD_WAIT_NONE;
-    asyncd_listeners_sweep();
 }
 
 /* While READY=1 is waited for: looks at the modules, and says READY=1
@@ -462,6 +416,11 @@ static int serve(struct daemon *d)
             }
             continue;
         }
+        if (ev == SIGUSR2 && asyncd_worker_number() != 0) {
+            asyncd_log(ASYNC_LOG_WARNING, "SIGUSR2: a worker process does not upgrade; send it "
+                       "to the master (pid %d)", (int)getppid());
+            continue;
+        }
         if (ev == SIGUSR2) {
             upgrade(d);
             continue;
@@ -494,7 +453,8 @@ static void *daemon_main(void *arg)
     int code;
 
     d->events = async_channel_new(sizeof(int));
-    signals = d->events != NULL ? async_spawn(read_signals, d) : NULL;
+    d->pump = (struct asyncd_signal_pump){d->sigfd, d->events, EVENT_BROKEN};
+    signals = d->events != NULL ? async_spawn(asyncd_signals_pump, &d->pump) : NULL;
     if (signals == NULL) {
         asyncd_log(ASYNC_LOG_ERROR, "cannot start: %s", strerror(errno));
         async_channel_free(d->events);
@@ -719,6 +679,28 @@ static int take_signals(struct daemon *d)
     return 0;
 }
 
+/* "processes" > 1: this process becomes their master (master.h); it
+ * runs no module, and its runtime one worker thread.  The exit code. */
+static int run_master(struct daemon *d)
+{
+    struct asyncd_master m = {.file = d->file, .config = d->config, .modules = d->modules,
+                              .sigfd = d->sigfd, .watchdog_ms = watchdog_period_ms()};
+    struct async_config rc = {.workers = 1};
+
+    asyncd_log(ASYNC_LOG_INFO, "asyncd %s starting with %s (pid %d): master of %u worker "
+               "processes", ASYNCD_VERSION, d->file, (int)getpid(), d->config.processes);
+    if (async_runtime(&rc, asyncd_master_main, &m) != 0) {
+        asyncd_log(ASYNC_LOG_ERROR, "cannot start the runtime: %s", strerror(errno));
+        m.exit_code = 1;
+    }
+    free_modules(m.modules);
+    asyncd_config_free(&m.config);
+    close(d->sigfd);
+    asyncd_log(ASYNC_LOG_NOTICE, "stopped");
+    asyncd_logsink_stop(EXIT_FLUSH_MS);
+    return m.exit_code;
+}
+
 int main(int argc, char **argv)
 {
     struct daemon d = {.sigfd = -1, .stuck = NULL};
@@ -731,6 +713,7 @@ int main(int argc, char **argv)
     asyncd_upgrade_record(argc, argv); /* before the working directory changes */
     if ((done = parse_args(argc, argv, &file)) >= 0)
         return done;
+    asyncd_worker_take(); /* a worker process of a master: before any thread */
     asyncd_inherit_listeners(); /* before any thread: it unsets LISTEN_* */
     asyncd_upgrade_take_fd();
     abs_file = enter_config_dir(file);
@@ -744,6 +727,10 @@ int main(int argc, char **argv)
         asyncd_log(ASYNC_LOG_WARNING, "no log writer thread (%s): log lines are written by "
                    "the threads that log them, and modules cannot open log files",
                    strerror(errno));
+    if (d.config.processes > 1 && asyncd_worker_number() == 0) {
+        asyncd_crash_install();
+        return run_master(&d);
+    }
     asyncd_modmap_publish(d.modules, NULL);
     asyncd_crash_install(); /* before the runtime's overflow handler, which chains to it */
     rc.workers = d.config.workers;

@@ -1,5 +1,7 @@
 #include "notify.h"
 
+#include "worker.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -20,6 +22,13 @@ int asyncd_notify(const char *fmt, ...)
     ssize_t n;
     int fd;
 
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (asyncd_worker_number() != 0) { /* the master speaks for its workers */
+        asyncd_worker_notify(msg, strlen(msg));
+        return 0;
+    }
     if (path == NULL || (path[0] != '/' && path[0] != '@'))
         return -1;
     plen = strlen(path);
@@ -29,9 +38,6 @@ int asyncd_notify(const char *fmt, ...)
     if (path[0] == '@')
         sa.sun_path[0] = '\0'; /* abstract namespace */
     len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen + (path[0] == '/'));
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;

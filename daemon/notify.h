@@ -1,7 +1,8 @@
 /* daemon/notify — the sd_notify protocol, spoken directly: one datagram
  * to $NOTIFY_SOCKET (a path, or "@name" for the abstract namespace).  The
  * protocol is stable and systemd advises against linking libsystemd for it.
- * Without NOTIFY_SOCKET it does nothing. */
+ * Without NOTIFY_SOCKET it does nothing.  In a worker process the message
+ * goes to the master instead (daemon/worker.h), which speaks for all. */
 #ifndef ASYNCD_NOTIFY_H
 #define ASYNCD_NOTIFY_H
 

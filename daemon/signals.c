@@ -41,8 +41,14 @@
  * exec (upgrade.c). */
 #include "signals.h"
 
+#include "log.h"
+
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 static const int taken[] = {
     SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2,                  /* acted on */
@@ -76,4 +82,52 @@ const char *asyncd_signal_name(int sig, char *buf, size_t len)
     else
         snprintf(buf, len, "signal %d", sig);
     return buf;
+}
+
+/* A signal the daemon does not act on: logged here, where the sender is
+ * known, and ignored.  True for those. */
+static bool stray_signal(const struct signalfd_siginfo *si)
+{
+    int sig = (int)si->ssi_signo;
+    char name[32];
+
+    switch (sig) {
+    case SIGHUP:
+    case SIGUSR1:
+    case SIGUSR2:
+    case SIGTERM:
+    case SIGINT:
+    case SIGQUIT:
+        return false;
+    default:
+        asyncd_log(ASYNC_LOG_WARNING, "%s (%s) from pid %u: ignored",
+                   asyncd_signal_name(sig, name, sizeof(name)), strsignal(sig),
+                   (unsigned)si->ssi_pid);
+        return true;
+    }
+}
+
+void *asyncd_signals_pump(void *arg)
+{
+    struct asyncd_signal_pump *p = arg;
+    struct signalfd_siginfo si;
+    int ev;
+
+    for (;;) {
+        ssize_t n = read(p->sigfd, &si, sizeof(si));
+
+        if (n == (ssize_t)sizeof(si)) {
+            if (!stray_signal(&si)) {
+                ev = (int)si.ssi_signo;
+                async_channel_send(p->events, &ev);
+            }
+        } else if (!(n < 0 && errno == EAGAIN && async_fd_wait(p->sigfd, ASYNC_READABLE) == 0)) {
+            break;
+        }
+    }
+    if (errno != ECANCELED) {
+        asyncd_log(ASYNC_LOG_ERROR, "reading signals: %s", strerror(errno));
+        async_channel_send(p->events, &p->broken);
+    }
+    return NULL;
 }

@@ -10,9 +10,12 @@
 #include "host.h"
 #include "tally.h"
 
+#include "worker.h"
+
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static _Atomic uint64_t reloads, rejected, restarts;
 static uint64_t started_ms; /* written once, before main and any thread */
@@ -48,6 +51,8 @@ void asyncd_host_daemon_stats(const async_module_host *host, struct async_module
         .reloads_rejected = atomic_load_explicit(&rejected, memory_order_relaxed),
         .module_restarts = atomic_load_explicit(&restarts, memory_order_relaxed),
         .uptime_ms = monotonic_ms() - started_ms,
+        .process = asyncd_worker_number(),
+        .pid = (uint64_t)getpid(),
     };
 
     (void)host;

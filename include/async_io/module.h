@@ -149,6 +149,9 @@ struct async_module_daemon_stats {
     uint64_t reloads_rejected;  /* ... refused (a bad new config; the old one kept serving) */
     uint64_t module_restarts;   /* runs of any module started again after it failed */
     uint64_t uptime_ms;         /* since asyncd started */
+    uint64_t process;           /* which worker process of a master this is ("processes"
+                                 * > 1: 1..N), 0 in a lone asyncd */
+    uint64_t pid;               /* this process's id */
 };
 
 /* asyncd's table of host calls (see the top).  Members are only ever

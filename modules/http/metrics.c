@@ -41,6 +41,10 @@ static void daemon_part(struct http_server *srv, struct http_text *t)
     async_module_daemon_stats(srv->host, &d);
     family(t, "asyncd_build_info", "gauge", "asyncd's version (libasync_io's), always 1.");
     http_addf(t, "asyncd_build_info{version=\"%s\"} 1\n", async_version());
+    family(t, "asyncd_process_info", "gauge", "The process that answered, always 1: its "
+           "number under a master (0 without one) and its pid.");
+    http_addf(t, "asyncd_process_info{process=\"%" PRIu64 "\",pid=\"%" PRIu64 "\"} 1\n",
+              d.process, d.pid);
     family(t, "asyncd_uptime_seconds", "gauge", "Seconds since asyncd started.");
     http_addf(t, "asyncd_uptime_seconds %.3f\n", (double)d.uptime_ms / 1000.0);
     family(t, "asyncd_reloads_total", "counter", "SIGHUP reloads, applied or rejected.");

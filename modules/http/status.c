@@ -49,6 +49,7 @@ int http_status_reply(struct http_server *srv, async_http_request *req)
 {
     struct async_worker_stats per[MAX_WORKERS_SHOWN];
     struct async_stats st = {0};
+    struct async_module_daemon_stats d;
     struct async_http_stats hs;
     struct http_text body = {0};
     unsigned i, n;
@@ -58,8 +59,13 @@ int http_status_reply(struct http_server *srv, async_http_request *req)
         return http_error(req, 403);
     async_stats(&st, per, MAX_WORKERS_SHOWN);
     async_http_server_stats(srv->engine, &hs);
+    async_module_daemon_stats(srv->host, &d);
+    /* which process answered: under a master ("processes" > 1) each keeps
+     * its own figures */
+    http_addf(&body, "{\"process\":{\"number\":%" PRIu64 ",\"pid\":%" PRIu64 "},", d.process,
+              d.pid);
     http_addf(&body,
-         "{\"connections\":{\"open\":%" PRIu64 ",\"total\":%" PRIu64 ",\"refused\":%" PRIu64 "},"
+         "\"connections\":{\"open\":%" PRIu64 ",\"total\":%" PRIu64 ",\"refused\":%" PRIu64 "},"
          "\"requests\":{\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64 ",\"3xx\":%" PRIu64
          ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "},",
          hs.connections_open, hs.connections_total, hs.connections_refused, hs.responses[1],
