@@ -42,6 +42,7 @@
 #define EV_SLOT 0               /* a slot's process started, became ready, or ended */
 #define EV_BROKEN (-1)          /* the signals cannot be read */
 #define EV_UPGRADE (-2)         /* the new master of an upgrade is ready, or failed */
+#define EV_OVER (-100)          /* EV_OVER - n: slot n's fiber is done (it returns at once) */
 #define STABLE_MS 10000         /* a process that lived this long is replaced at once */
 #define FIRST_DELAY_MS 100      /* else the back-off starts here, */
 #define MAX_DELAY_MS 10000      /* doubles, and stops growing here */
@@ -58,11 +59,12 @@ struct slot {
     int pidfd, link;            /* its pidfd and our end of its link, -1 when none */
     int64_t started_ms;
     int64_t delay_ms;           /* the back-off before the next start */
+    unsigned early_deaths;      /* in a row, each within STABLE_MS of its start */
     bool ready;                 /* said READY=1 since it started, or since the last SIGHUP */
     bool was_ready;             /* this process said READY=1 once */
     bool waiting;               /* in its back-off (parked in async_sleep_ms) */
     bool retired;               /* beyond "processes": not started again */
-    bool over;                  /* its fiber is done, or cancelled */
+    bool over;                  /* its fiber is done (its EV_OVER heard), or cancelled */
     bool failed_start;          /* exited non-zero before the start-up was over */
 };
 
@@ -83,10 +85,12 @@ static struct {
     char *number_at;            /* where in env the number goes */
 } ms;
 
-static void tell(void)
+/* To the daemon's fiber.  The channel is unbuffered: a supervising fiber
+ * waits here until the daemon's fiber receives, so the daemon's fiber
+ * joins a slot's fiber only once it heard EV_OVER from it, after which
+ * the fiber parks no more. */
+static void tell(int ev)
 {
-    int ev = EV_SLOT;
-
     async_channel_send(ms.events, &ev);
 }
 
@@ -237,7 +241,7 @@ static void notified(struct slot *s, const char *msg, size_t len)
                 asyncd_log(ASYNC_LOG_NOTICE, "worker process %u (pid %d) is ready", s->number,
                            (int)s->pid);
             s->ready = s->was_ready = true;
-            tell();
+            tell(EV_SLOT);
         }
         p += n + 1;
     }
@@ -270,6 +274,20 @@ static void serve_link(struct slot *s)
 }
 
 /* ---- its end ---- */
+
+/* The wait before the next start: none after a first early death (or any
+ * death after STABLE_MS of life), then FIRST_DELAY_MS, doubling with each
+ * early death in a row, up to MAX_DELAY_MS. */
+static void back_off(struct slot *s, int64_t lived)
+{
+    s->early_deaths = lived < STABLE_MS ? s->early_deaths + 1 : 0;
+    if (s->early_deaths <= 1)
+        s->delay_ms = 0;
+    else if (s->early_deaths - 2 >= 16 || FIRST_DELAY_MS << (s->early_deaths - 2) > MAX_DELAY_MS)
+        s->delay_ms = MAX_DELAY_MS;
+    else
+        s->delay_ms = FIRST_DELAY_MS << (s->early_deaths - 2);
+}
 
 /* Waits for the process to end (it closed the link: it is ending), reaps
  * it and says how it ended. */
@@ -313,13 +331,7 @@ static void reap(struct slot *s)
         asyncd_log(ASYNC_LOG_INFO, "worker process %u (pid %d) stopped", s->number, (int)s->pid);
     }
     s->pid = 0;
-    if (!s->was_ready || lived < STABLE_MS)
-        s->delay_ms = s->delay_ms == 0 ? FIRST_DELAY_MS
-                    : s->delay_ms * 2 > MAX_DELAY_MS ? MAX_DELAY_MS : s->delay_ms * 2;
-    else
-        s->delay_ms = 0;
-    if (s->delay_ms == FIRST_DELAY_MS && s->was_ready)
-        s->delay_ms = 0; /* a first crash after a good start: replaced at once */
+    back_off(s, lived);
 }
 
 static void *supervise(void *arg)
@@ -331,10 +343,9 @@ static void *supervise(void *arg)
         if (start(s) != 0) {
             asyncd_log(ASYNC_LOG_ERROR, "cannot start worker process %u: %s", s->number,
                        strerror(errno));
-            s->delay_ms = s->delay_ms == 0 ? FIRST_DELAY_MS : s->delay_ms * 2 > MAX_DELAY_MS
-                        ? MAX_DELAY_MS : s->delay_ms * 2;
+            back_off(s, 0);
         } else {
-            tell();
+            tell(EV_SLOT);
             serve_link(s);
             reap(s);
         }
@@ -342,12 +353,12 @@ static void *supervise(void *arg)
             break;
         asyncd_log(ASYNC_LOG_NOTICE, "starting worker process %u again %s%lld ms", s->number,
                    s->delay_ms > 0 ? "in " : "now: ", (long long)s->delay_ms);
-        tell();
+        tell(EV_SLOT);
         if (s->delay_ms > 0) {
             s->waiting = true;
             rc = async_sleep_ms((uint64_t)s->delay_ms);
             s->waiting = false;
-            if (rc != 0) /* cancelled by a stop or a retirement: over was set then */
+            if (rc != 0) /* cancelled by a stop or a retirement: over is set already */
                 return NULL;
         }
         if (ms.stopping || s->retired)
@@ -355,8 +366,7 @@ static void *supervise(void *arg)
     }
     if (s->retired || ms.stopping)
         asyncd_listeners_slot_holds(s->number, NULL, 0);
-    s->over = true;
-    tell();
+    tell(EV_OVER - (int)s->number);
     return NULL;
 }
 
@@ -365,6 +375,7 @@ static int launch(struct slot *s)
     s->pidfd = s->link = -1;
     s->over = s->retired = s->failed_start = false;
     s->delay_ms = 0;
+    s->early_deaths = 0;
     if ((s->task = async_spawn(supervise, s)) == NULL) {
         s->over = true;
         return -1;
@@ -638,7 +649,10 @@ static void due(void)
 
 static void handle(int ev)
 {
-    if (ev == EV_SLOT) {
+    if (ev <= EV_OVER - 1 && ev >= EV_OVER - ASYNCD_MAX_PROCESSES) {
+        ms.slots[EV_OVER - ev - 1].over = true;
+        look();
+    } else if (ev == EV_SLOT) {
         look();
     } else if (ev == EV_BROKEN) {
         begin_stop(1);

@@ -13,8 +13,9 @@
  *     a copy, so all accept from one queue, and a dead worker's queue
  *     survives it (SO_REUSEPORT would reset it).
  *   - A worker that ends is logged with its signal or status and started
- *     again: at once after a life of STABLE_MS or more, else after a
- *     back-off that doubles from FIRST_DELAY_MS up to MAX_DELAY_MS.  One
+ *     again: at once, unless the one before it also died within
+ *     STABLE_MS of its start; then after a back-off that doubles from
+ *     FIRST_DELAY_MS up to MAX_DELAY_MS with each such death in a row.  One
  *     that exits with a non-zero status before the start-up is over (a
  *     bad config, a module that is not optional failing) stops asyncd
  *     with status 1: starting it again would fail again.

@@ -334,6 +334,35 @@ static void signals_fan_out_and_processes_change_on_reload(void **state)
     daemon_stop_clean(&D);
 }
 
+/* A worker killed while a reload is under way: its replacement reads the
+ * new file, and the reload is reported once it is ready; both serve the
+ * new config. */
+static void a_worker_that_dies_during_a_reload_comes_back_with_the_new_config(void **state)
+{
+    char body[256];
+    pid_t w1;
+    int port, i;
+
+    (void)state;
+    write_config(2, "", "old");
+    daemon_start(&D, "asyncd.json", NULL);
+    w1 = pid_after("started worker process 1");
+    port = D.port = number_after(&D, "(port ");
+    wait_log(&D, "asyncd: ready: 2 worker process(es)");
+    write_config(2, "", "new");
+    assert_int_equal(kill(D.pid, SIGHUP), 0);
+    wait_next(&D, "asyncd: reloading");
+    assert_int_equal(kill(w1, SIGKILL), 0);
+    wait_next(&D, "died of SIGKILL");
+    wait_next(&D, "asyncd: reloaded: 2 worker process(es)");
+    assert_int_equal(who_answers(port, 6, 400), 6);
+    for (i = 0; i < 20; i++) {
+        get(port, "/hello", body, sizeof(body));
+        assert_string_equal(body, "new");
+    }
+    daemon_stop_clean(&D);
+}
+
 /* A worker that exits at start-up (its module cannot listen: the port is
  * taken) stops asyncd with status 1 and the reason in the log. */
 static void a_worker_that_cannot_start_stops_asyncd(void **state)
@@ -434,6 +463,7 @@ int main(void)
         T(a_faulting_module_costs_one_process_not_the_daemon),
         T(a_process_that_keeps_dying_is_started_again_with_a_back_off),
         T(signals_fan_out_and_processes_change_on_reload),
+        T(a_worker_that_dies_during_a_reload_comes_back_with_the_new_config),
         T(a_worker_that_cannot_start_stops_asyncd),
         T(workers_do_not_outlive_their_master),
         T(the_master_upgrades_under_load_without_a_failed_request),
