@@ -180,6 +180,46 @@ int asyncd_off_stack(async_fn fn, void *arg)
     return 0;
 }
 
+struct load_job {
+    const char *file;
+    struct asyncd_config *out;
+    struct asyncd_problems *p;
+    int rc;
+};
+
+static void *load_job(void *arg)
+{
+    struct load_job *j = arg;
+
+    j->rc = asyncd_config_load(j->file, j->out, j->p);
+    return NULL;
+}
+
+int asyncd_config_load_off_stack(const char *file, struct asyncd_config *out,
+                                 struct asyncd_problems *p)
+{
+    struct load_job job = {file, out, p, -1};
+
+    if (asyncd_off_stack(load_job, &job) != 0) {
+        char *msg;
+
+        memset(out, 0, sizeof(*out));
+        if (asprintf(&msg, "%s: cannot read it off the daemon's stack: %s", file,
+                     strerror(errno)) >= 0) {
+            char **grown = realloc(p->msg, (p->n + 1) * sizeof(*grown));
+
+            if (grown != NULL) {
+                p->msg = grown;
+                p->msg[p->n++] = msg;
+            } else {
+                free(msg);
+            }
+        }
+        return -1;
+    }
+    return job.rc;
+}
+
 int asyncd_module_validate(const struct asyncd_config *c, const struct async_module *desc,
                            const json_t *cfg, struct asyncd_problems *p)
 {

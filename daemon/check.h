@@ -20,6 +20,11 @@
  * call. */
 int asyncd_off_stack(async_fn fn, void *arg);
 
+/* asyncd_config_load through asyncd_off_stack (a reload: a large or
+ * deeply nested file must not overflow the daemon fiber's stack). */
+int asyncd_config_load_off_stack(const char *file, struct asyncd_config *out,
+                                 struct asyncd_problems *p);
+
 /* Runs desc's validate hook (preferred) or check hook on cfg, the module's
  * object without "enabled": 0, or -1 with each problem appended to p as
  * "FILE:LINE:COL: modules.NAME.PATH: message" (an ABI 1 check's message

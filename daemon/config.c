@@ -2,6 +2,7 @@
 
 #include "log.h"
 #include "where.h"
+#include "worker.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -58,12 +59,17 @@ void asyncd_problems_free(struct asyncd_problems *p)
 
 static char *read_file(const char *file, int *err)
 {
-    FILE *f = fopen(file, "rb");
+    /* a worker process runs what its master checked, never the file */
+    int fd = asyncd_worker_number() != 0 ? asyncd_worker_take_config() : -1;
+    FILE *f = asyncd_worker_number() != 0 ? (fd >= 0 ? fdopen(fd, "rb") : NULL)
+                                          : fopen(file, "rb");
     char *buf = NULL;
     size_t len = 0, cap = 0, n;
 
     if (f == NULL) {
         *err = errno;
+        if (fd >= 0)
+            close(fd);
         return NULL;
     }
     do {

@@ -47,7 +47,8 @@
  * supervisors release; main adopts inherited sockets before the runtime
  * starts.  lock guards the entry list, every entry's owner, holders and
  * key (an inherited one is renamed when a module claims it), every
- * generation's claims and unclaimed_inherited.  Nothing parks under it:
+ * generation's claims, unclaimed_inherited and, in a master, every
+ * entry's slots (the worker processes holding it).  Nothing parks under it:
  * a bind or a match that resolves a name runs outside it, and the race
  * that opens (two generations binding one new address) is settled by
  * looking again.  shared is atomic: set by the daemon's fiber, read by
@@ -328,6 +329,8 @@ static int obtain(const char *address, const struct asyncd_module *m, async_list
         *fd = async_listener_fd(*l);
         return 0;
     }
+    /* the caller holds the link's lock: nth is counted with no other ask
+     * of this process under way */
     pthread_mutex_lock(&lock);
     nth = ephemeral(address) ? nth_ask(m, address) : 0;
     pthread_mutex_unlock(&lock);
@@ -336,18 +339,13 @@ static int obtain(const char *address, const struct asyncd_module *m, async_list
     return *fd >= 0 ? 0 : -1;
 }
 
-async_listener *asyncd_host_listen(async_module_host *host, const char *address)
+static async_listener *host_listen(struct asyncd_module *m, const char *address)
 {
-    struct asyncd_module *m = host != NULL ? host->module : NULL;
     async_listener *bound = NULL, *l = NULL;
     char owner[400] = "";
     struct entry *e;
     int err = 0, fd = -1;
 
-    if (m == NULL || address == NULL) {
-        errno = EINVAL;
-        return NULL;
-    }
     pthread_mutex_lock(&lock);
     e = find(address, m);
     pthread_mutex_unlock(&lock);
@@ -379,6 +377,27 @@ async_listener *asyncd_host_listen(async_module_host *host, const char *address)
                    m->desc->name, address, owner);
     if (l == NULL)
         errno = err;
+    return l;
+}
+
+async_listener *asyncd_host_listen(async_module_host *host, const char *address)
+{
+    struct asyncd_module *m = host != NULL ? host->module : NULL;
+    async_listener *l;
+    int err;
+
+    if (m == NULL || address == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    /* a worker process: from its ask to the master until the socket is in
+     * the table, no 'H' may report the table (worker.h) */
+    if (asyncd_worker_lock() != 0)
+        return NULL;
+    l = host_listen(m, address);
+    err = errno;
+    asyncd_worker_unlock();
+    errno = err;
     return l;
 }
 
@@ -663,7 +682,7 @@ void asyncd_listeners_slot_holds(unsigned number, const char *keys, size_t len)
     pthread_mutex_unlock(&lock);
 }
 
-size_t asyncd_listeners_keys(char *buf, size_t cap)
+ssize_t asyncd_listeners_keys(char *buf, size_t cap)
 {
     struct entry *e;
     size_t at = 0;
@@ -675,10 +694,12 @@ size_t asyncd_listeners_keys(char *buf, size_t cap)
             continue;
         n = snprintf(buf + at, cap - at, "%s%c%s%c%u", e->address, '\0', e->owner, '\0',
                      e->nth);
-        if (n < 0 || (size_t)n + 1 >= cap - at)
-            break; /* what does not fit stays held by the master */
+        if (n < 0 || (size_t)n + 1 >= cap - at) {
+            pthread_mutex_unlock(&lock);
+            return -1; /* a partial list would release the rest */
+        }
         at += (size_t)n + 1; /* the '\0' snprintf wrote ends the key */
     }
     pthread_mutex_unlock(&lock);
-    return at;
+    return (ssize_t)at;
 }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 struct asyncd_module;
 struct asyncd_claim;    /* one socket a generation holds (listeners.c) */
@@ -75,8 +76,8 @@ int asyncd_listeners_lend(unsigned number, const char *address, const char *modu
 void asyncd_listeners_slot_holds(unsigned number, const char *keys, size_t len);
 
 /* In a worker: every key held, as an 'H' message's body, into buf[0..cap);
- * its length. */
-size_t asyncd_listeners_keys(char *buf, size_t cap);
+ * its length, or -1 when they do not all fit. */
+ssize_t asyncd_listeners_keys(char *buf, size_t cap);
 
 /* Closes every socket (asyncd exits; every module has stopped). */
 void asyncd_listeners_close_all(void);

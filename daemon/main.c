@@ -95,6 +95,7 @@ struct daemon {
     const char *file;
     struct asyncd_config config;
     struct asyncd_module *modules;
+    struct asyncd_module *draining;     /* generations a reload retired, draining */
     struct asyncd_module *stuck;        /* would not stop on reload: never unloaded */
     int sigfd;
     struct asyncd_signal_pump pump;
@@ -112,6 +113,20 @@ static void print_problems(const struct asyncd_problems *p)
 
     for (i = 0; i < p->n; i++)
         asyncd_log(ASYNC_LOG_ERROR, "%s", p->msg[i]);
+}
+
+/* The modules, for the watcher thread and the crash handler (modmap.h). */
+static void publish(const struct daemon *d)
+{
+    asyncd_modmap_publish(d->modules, d->draining, d->stuck);
+}
+
+/* Closes the listening sockets no generation holds; a worker process
+ * then tells its master what it still holds. */
+static void sweep(void)
+{
+    asyncd_listeners_sweep();
+    asyncd_worker_holds();
 }
 
 static void begin_wait(struct daemon *d, enum asyncd_wait wait, int64_t bound_ms)
@@ -132,7 +147,7 @@ static void start_all(struct daemon *d)
             asyncd_module_start(m); /* a failure leaves it FAILED, with the reason */
             started++;
         }
-    asyncd_modmap_publish(d->modules, d->stuck); /* their groups, for the watcher */
+    publish(d); /* their groups, for the watcher */
     asyncd_log(ASYNC_LOG_NOTICE, "starting %u module(s)", started);
     begin_wait(d, ASYNCD_WAIT_START, START_NAG_MS);
 }
@@ -156,6 +171,7 @@ static int stop_all(struct daemon *d)
     asyncd_log(ASYNC_LOG_INFO, "draining: every module is cancelled; waiting up to %lld ms",
                (long long)d->config.shutdown_timeout_ms);
     async_deadline(deadline);
+    asyncd_modules_reap(&d->draining, &d->stuck, true, d->config.shutdown_timeout_ms);
     for (m = d->modules; m != NULL; m = m->next) {
         if (asyncd_module_join(m) != 0) {
             asyncd_log(ASYNC_LOG_ERROR, "module %s did not stop within %lld ms", m->desc->name,
@@ -171,7 +187,7 @@ static int stop_all(struct daemon *d)
     async_deadline(-1);
     if (stuck)
         return 1;
-    asyncd_modmap_publish(NULL, NULL); /* before their code goes */
+    asyncd_modmap_publish(NULL, NULL, NULL); /* before their code goes */
     for (m = d->modules; m != NULL; m = next) {
         next = m->next;
         asyncd_module_free(m);
@@ -200,46 +216,22 @@ static int64_t watchdog_period_ms(void)
     return period_ms;
 }
 
-static int64_t monotonic_usec(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* SIGHUP: re-read the file and the folder.  A config that fails
- * validation is rejected as a whole and the running one stays.  READY=1
- * waits, up to shutdown_timeout_ms, for the modules it (re)started. */
-/* Reading and parsing the file, off the fiber's stack (asyncd_off_stack):
- * a large or deeply nested file must not be able to overflow it. */
-struct load_job {
-    const char *file;
-    struct asyncd_config *out;
-    struct asyncd_problems *p;
-    int rc;
-};
-
-static void *load_job(void *arg)
-{
-    struct load_job *j = arg;
-
-    j->rc = asyncd_config_load(j->file, j->out, j->p);
-    return NULL;
-}
-
+/* SIGHUP: re-read the file (a worker process: the bytes its master
+ * checked) and the folder.  A config that fails validation is rejected as
+ * a whole and the running one stays.  READY=1 waits, up to
+ * shutdown_timeout_ms, for the modules it (re)started, not for the
+ * generations it retired to drain. */
 static void reload(struct daemon *d)
 {
     struct asyncd_config next = {0};
     struct asyncd_problems p = {0};
-    struct load_job job = {d->file, &next, &p, -1};
 
-    asyncd_notify("RELOADING=1\nMONOTONIC_USEC=%lld", (long long)monotonic_usec());
+    asyncd_notify_reloading();
     asyncd_log(ASYNC_LOG_NOTICE, "reloading %s", d->file);
-    if (asyncd_off_stack(load_job, &job) != 0)
-        asyncd_log(ASYNC_LOG_ERROR, "cannot read %s off the daemon's stack: %s", d->file,
-                   strerror(errno));
-    if (job.rc != 0 ||
+    if (asyncd_worker_number() != 0 && asyncd_worker_fetch_config() != 0)
+        asyncd_log(ASYNC_LOG_ERROR, "cannot get the configuration from the master: %s",
+                   strerror(errno)); /* the load below fails, and says so */
+    if (asyncd_config_load_off_stack(d->file, &next, &p) != 0 ||
         asyncd_modules_check_folder(&next, d->modules, &p) != 0) {
         print_problems(&p);
         asyncd_tally_reload(false); /* counted before it is told */
@@ -252,8 +244,8 @@ static void reload(struct daemon *d)
     }
     asyncd_log_set_level(next.log_level);
     asyncd_watcher_set_warn_ms(next.blocked_warn_ms);
-    d->modules = asyncd_modules_reload(&next, d->modules, &d->stuck);
-    asyncd_modmap_publish(d->modules, d->stuck);
+    d->modules = asyncd_modules_reload(&next, d->modules, &d->draining, &d->stuck);
+    publish(d);
     asyncd_config_free(&d->config);
     d->config = next;
     asyncd_tally_reload(true); /* before begin_wait, which may log "reloaded" at once */
@@ -265,8 +257,7 @@ static void reload(struct daemon *d)
  * are closed now that their successors had their chance to take them. */
 static void wait_over(struct daemon *d)
 {
-    asyncd_listeners_sweep();
-    asyncd_worker_holds(); /* a worker process: before its master hears READY=1 */
+    sweep(); /* a worker process: before its master hears READY=1 */
     asyncd_ready_tell(d->modules, d->wait);
     if (d->wait == ASYNCD_WAIT_START)
         asyncd_upgrade_tell_ready(); /* after MAINPID= went to systemd */
@@ -405,8 +396,17 @@ static int serve(struct daemon *d)
             asyncd_log(ASYNC_LOG_ERROR, "waiting for events: %s", strerror(errno));
             return 1;
         }
-        if (ev == EVENT_MODULE)
+        if (ev == EVENT_MODULE) {
+            /* a retired generation drained: unloaded, and the sockets
+             * only it held closed (during a wait, wait_over does that) */
+            if (asyncd_modules_reap(&d->draining, &d->stuck, false,
+                                    d->config.shutdown_timeout_ms)) {
+                publish(d);
+                if (d->wait == ASYNCD_WAIT_NONE)
+                    sweep();
+            }
             continue;
+        }
         if (ev == EVENT_BROKEN)
             return 1;
         if (ev == EVENT_UPGRADE) {
@@ -718,6 +718,11 @@ int main(int argc, char **argv)
     asyncd_upgrade_take_fd();
     abs_file = enter_config_dir(file);
     d.file = abs_file != NULL ? abs_file : file;
+    if (asyncd_worker_number() != 0 && asyncd_worker_fetch_config() != 0) {
+        asyncd_log(ASYNC_LOG_ERROR, "cannot get the configuration from the master: %s",
+                   strerror(errno));
+        return 1;
+    }
     if (load_config(&d) != 0)
         return EX_CONFIG;
     raise_nofile();
@@ -731,7 +736,7 @@ int main(int argc, char **argv)
         asyncd_crash_install();
         return run_master(&d);
     }
-    asyncd_modmap_publish(d.modules, NULL);
+    asyncd_modmap_publish(d.modules, NULL, NULL);
     asyncd_crash_install(); /* before the runtime's overflow handler, which chains to it */
     rc.workers = d.config.workers;
     rc.stack_size = d.config.stack_size;

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -42,13 +43,13 @@
 #define EV_SLOT 0               /* a slot's process started, became ready, or ended */
 #define EV_BROKEN (-1)          /* the signals cannot be read */
 #define EV_UPGRADE (-2)         /* the new master of an upgrade is ready, or failed */
-#define EV_OVER (-100)          /* EV_OVER - n: slot n's fiber is done (it returns at once) */
 #define STABLE_MS 10000         /* a process that lived this long is replaced at once */
 #define FIRST_DELAY_MS 100      /* else the back-off starts here, */
 #define MAX_DELAY_MS 10000      /* doubles, and stops growing here */
 #define KILL_MARGIN_MS 2000     /* past the workers' own drain bound: SIGKILL */
 #define NAG_MS 10000            /* at start-up, name the processes not ready this often */
 #define UPGRADE_MIN_WAIT_MS 1000
+#define REAP_POLL_MS 20         /* without a pidfd: how often an ending worker is looked at */
 
 extern char **environ;
 
@@ -64,7 +65,8 @@ struct slot {
     bool was_ready;             /* this process said READY=1 once */
     bool waiting;               /* in its back-off (parked in async_sleep_ms) */
     bool retired;               /* beyond "processes": not started again */
-    bool over;                  /* its fiber is done (its EV_OVER heard), or cancelled */
+    bool recalled;              /* was retiring, wanted again: its exit is no failure */
+    bool done;                  /* its fiber has returned, or returns without parking */
     bool failed_start;          /* exited non-zero before the start-up was over */
 };
 
@@ -83,18 +85,28 @@ static struct {
     int64_t kill_at;            /* stopping: what still runs is killed then */
     char **argv, **env;         /* for the workers; env has room for the number */
     char *number_at;            /* where in env the number goes */
+    sigset_t keep_blocked;      /* the signals a worker reads: blocked across its exec */
+    int max_fd;                 /* what the child closes up to when close_range cannot */
 } ms;
 
-/* To the daemon's fiber.  The channel is unbuffered: a supervising fiber
- * waits here until the daemon's fiber receives, so the daemon's fiber
- * joins a slot's fiber only once it heard EV_OVER from it, after which
- * the fiber parks no more. */
+/* To the daemon's fiber (a send never parks). */
 static void tell(int ev)
 {
     async_channel_send(ms.events, &ev);
 }
 
 /* ---- starting a worker ---- */
+
+/* The descriptor limit, for a child that cannot ask (sysconf is not
+ * async-signal-safe). */
+static int open_max(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1 << 20)
+        return 1 << 16;
+    return (int)rl.rlim_cur;
+}
 
 /* argv: the master's own argv[0], then --config FILE; env: ours without
  * what is systemd's or the master's alone, plus the link and the number. */
@@ -105,7 +117,7 @@ static int prepare(void)
     for (i = 0; environ[i] != NULL; i++)
         count++;
     ms.argv = calloc(4, sizeof(*ms.argv));
-    ms.env = calloc(count + 3, sizeof(*ms.env));
+    ms.env = calloc(count + 4, sizeof(*ms.env));
     if (ms.argv == NULL || ms.env == NULL)
         return -1;
     ms.argv[0] = "asyncd";
@@ -117,11 +129,15 @@ static int prepare(void)
             strncmp(environ[i], "ASYNCD_", 7) != 0)
             ms.env[k++] = environ[i];
     ms.env[k++] = "ASYNCD_MASTER_FD=3";
-    ms.env[k] = malloc(32);
-    if (ms.env[k] == NULL)
+    if ((ms.env[k] = malloc(48)) == NULL)
+        return -1;
+    snprintf(ms.env[k++], 48, "ASYNCD_MASTER_PID=%d", (int)getpid());
+    if ((ms.env[k] = malloc(32)) == NULL)
         return -1;
     strcpy(ms.env[k], "ASYNCD_PROCESS=");
     ms.number_at = ms.env[k] + strlen("ASYNCD_PROCESS=");
+    asyncd_signals_set(&ms.keep_blocked);
+    ms.max_fd = open_max();
     return 0;
 }
 
@@ -129,7 +145,6 @@ static int prepare(void)
 static void child(int link, pid_t master)
 {
     struct sigaction dfl = {.sa_handler = SIG_DFL};
-    sigset_t none;
     int fd, i;
 
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != master)
@@ -138,10 +153,12 @@ static void child(int link, pid_t master)
     if ((fd = fcntl(link, F_DUPFD, 4)) < 0 || dup2(fd, 3) != 3)
         _exit(126);
     if (close_range(4, ~0U, 0) != 0)
-        for (i = 4; i < 65536; i++)
+        for (i = 4; i < ms.max_fd; i++)
             close(i);
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* the signals the worker reads stay blocked until its signalfd takes
+     * them (a SIGHUP fanned out while it loads would kill it); the rest
+     * as a fresh process has them */
+    sigprocmask(SIG_SETMASK, &ms.keep_blocked, NULL);
     sigaction(SIGPIPE, &dfl, NULL);
     execve("/proc/self/exe", ms.argv, ms.env);
     _exit(127);
@@ -167,6 +184,9 @@ static int start(struct slot *s)
     s->link = pair[0];
     fcntl(s->link, F_SETFL, O_NONBLOCK);
     s->pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
+    if (s->pidfd < 0) /* Linux < 5.3, or no descriptor left: reap polls */
+        asyncd_log(ASYNC_LOG_WARNING, "worker process %u: pidfd_open: %s; its end is polled for",
+                   s->number, strerror(errno));
     s->started_ms = async_now_ms();
     s->ready = s->was_ready = false;
     asyncd_log(ASYNC_LOG_INFO, "started worker process %u (pid %d)", s->number, (int)s->pid);
@@ -247,6 +267,40 @@ static void notified(struct slot *s, const char *msg, size_t len)
     }
 }
 
+/* 'H': what the worker holds now.  Outside a start-up (whose inherited
+ * sockets wait for their first claim) what no worker holds any more is
+ * closed at once: a dropped address refuses connects. */
+static void held(struct slot *s, const char *keys, size_t len)
+{
+    asyncd_listeners_slot_holds(s->number, keys, len);
+    if (ms.wait == WAIT_NONE)
+        asyncd_listeners_sweep();
+}
+
+/* 'C': the configuration checked last, in a memfd of its own (a fresh
+ * one each time: no offset shared with another reader). */
+static void send_config(struct slot *s)
+{
+    const char *text = ms.m->config.text;
+    size_t len = text != NULL ? strlen(text) : 0, at = 0;
+    int fd = memfd_create("asyncd.json", MFD_CLOEXEC);
+    ssize_t n;
+
+    while (fd >= 0 && at < len && (n = write(fd, text + at, len - at)) > 0)
+        at += (size_t)n;
+    if (fd < 0 || at < len || lseek(fd, 0, SEEK_SET) != 0) {
+        int err = errno != 0 ? errno : EIO;
+
+        asyncd_log(ASYNC_LOG_ERROR, "worker process %u: cannot hand it the configuration: %s",
+                   s->number, strerror(err));
+        answer(s, err, -1, NULL);
+    } else {
+        answer(s, 0, fd, NULL);
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
 /* Serves the link until it closes: the process ended (or closed it). */
 static void serve_link(struct slot *s)
 {
@@ -262,7 +316,9 @@ static void serve_link(struct slot *s)
             else if (buf[0] == 'N')
                 notified(s, buf + 1, (size_t)n - 1);
             else if (buf[0] == 'H')
-                asyncd_listeners_slot_holds(s->number, buf + 1, (size_t)n - 1);
+                held(s, buf + 1, (size_t)n - 1);
+            else if (buf[0] == 'C')
+                send_config(s);
             continue;
         }
         if (n == 0 || (errno != EAGAIN && errno != EINTR))
@@ -299,15 +355,13 @@ static void reap(struct slot *s)
 
     close(s->link);
     s->link = -1;
-    for (;;) {
+    for (;;) { /* it closed the link: it is ending, or ended */
         r = waitpid(s->pid, &status, WNOHANG);
-        if (r != 0 || s->pidfd < 0)
+        if (r != 0)
             break;
-        if (async_fd_wait(s->pidfd, ASYNC_READABLE) != 0)
-            break;
+        if (s->pidfd < 0 || async_fd_wait(s->pidfd, ASYNC_READABLE) != 0)
+            async_sleep_ms(REAP_POLL_MS); /* never waitpid(0): one thread serves all */
     }
-    if (r == 0) /* no pidfd (Linux < 5.3), or cancelled: wait for it here */
-        r = waitpid(s->pid, &status, 0);
     if (s->pidfd >= 0)
         close(s->pidfd);
     s->pidfd = -1;
@@ -315,6 +369,9 @@ static void reap(struct slot *s)
     if (r < 0) {
         asyncd_log(ASYNC_LOG_ERROR, "worker process %u (pid %d): waitpid: %s", s->number,
                    (int)s->pid, strerror(errno));
+    } else if (s->recalled && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        asyncd_log(ASYNC_LOG_INFO, "worker process %u (pid %d) stopped; it was retiring, and "
+                   "is wanted again", s->number, (int)s->pid);
     } else if (WIFSIGNALED(status)) {
         char name[32];
 
@@ -331,7 +388,11 @@ static void reap(struct slot *s)
         asyncd_log(ASYNC_LOG_INFO, "worker process %u (pid %d) stopped", s->number, (int)s->pid);
     }
     s->pid = 0;
-    back_off(s, lived);
+    if (s->recalled)
+        s->delay_ms = 0;
+    else
+        back_off(s, lived);
+    s->recalled = false;
 }
 
 static void *supervise(void *arg)
@@ -358,26 +419,27 @@ static void *supervise(void *arg)
             s->waiting = true;
             rc = async_sleep_ms((uint64_t)s->delay_ms);
             s->waiting = false;
-            if (rc != 0) /* cancelled by a stop or a retirement: over is set already */
-                return NULL;
+            if (rc != 0) /* cancelled: by a stop or a retirement */
+                break;
         }
         if (ms.stopping || s->retired)
             break;
     }
     if (s->retired || ms.stopping)
         asyncd_listeners_slot_holds(s->number, NULL, 0);
-    tell(EV_OVER - (int)s->number);
+    s->done = true; /* nothing parks from here on */
+    tell(EV_SLOT);
     return NULL;
 }
 
 static int launch(struct slot *s)
 {
     s->pidfd = s->link = -1;
-    s->over = s->retired = s->failed_start = false;
+    s->done = s->retired = s->recalled = s->failed_start = false;
     s->delay_ms = 0;
     s->early_deaths = 0;
     if ((s->task = async_spawn(supervise, s)) == NULL) {
-        s->over = true;
+        s->done = true;
         return -1;
     }
     return 0;
@@ -399,15 +461,12 @@ static void fan_out(int sig)
             kill(ms.slots[i].pid, sig);
 }
 
-/* Stops a slot's fiber that waits out a back-off: it would start
- * nothing more. */
+/* Wakes a slot's fiber that waits out a back-off (it starts nothing
+ * more: the caller is stopping or retiring it). */
 static void drop_waiting(struct slot *s)
 {
-    if (!s->waiting || s->over)
-        return;
-    s->over = true;
-    async_cancel(s->task);
-    asyncd_listeners_slot_holds(s->number, NULL, 0);
+    if (s->waiting && !s->done)
+        async_cancel(s->task);
 }
 
 static void begin_stop(int code)
@@ -496,7 +555,7 @@ static void resize(unsigned from, unsigned to)
     for (i = to; i < from && i < ms.used; i++) {
         struct slot *s = &ms.slots[i];
 
-        if (s->over)
+        if (s->done)
             continue;
         s->retired = true;
         drop_waiting(s);
@@ -506,11 +565,15 @@ static void resize(unsigned from, unsigned to)
     for (i = from; i < to; i++) {
         struct slot *s = &ms.slots[i];
 
-        if (i < ms.used && !s->over) { /* still draining from a shrink: keep it */
+        if (i < ms.used && !s->done) { /* still retiring from a shrink: keep it */
+            if (s->retired && s->pid > 0) { /* told to stop: its successor reloads */
+                s->recalled = true;
+                s->ready = false;
+            }
             s->retired = false;
             continue;
         }
-        if (i < ms.used)
+        if (i < ms.used) /* done: it parks no more, so this returns */
             async_join(s->task, NULL);
         s->number = i + 1;
         if (launch(s) != 0)
@@ -521,43 +584,19 @@ static void resize(unsigned from, unsigned to)
     }
 }
 
-struct load_job {
-    const char *file;
-    struct asyncd_config *out;
-    struct asyncd_problems *p;
-    int rc;
-};
 
-static void *load_job(void *arg)
-{
-    struct load_job *j = arg;
-
-    j->rc = asyncd_config_load(j->file, j->out, j->p);
-    return NULL;
-}
-
-static int64_t monotonic_usec(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* SIGHUP: checked here once, then handed to every worker. */
 static void reload(void)
 {
     struct asyncd_config next = {0};
     struct asyncd_problems p = {0};
-    struct load_job job = {ms.m->file, &next, &p, -1};
     unsigned i, before = wanted();
 
-    asyncd_notify("RELOADING=1\nMONOTONIC_USEC=%lld", (long long)monotonic_usec());
+    asyncd_notify_reloading();
     asyncd_log(ASYNC_LOG_NOTICE, "reloading %s", ms.m->file);
-    if (asyncd_off_stack(load_job, &job) != 0)
-        asyncd_log(ASYNC_LOG_ERROR, "cannot read %s off the daemon's stack: %s", ms.m->file,
-                   strerror(errno));
-    if (job.rc != 0 || asyncd_modules_check_folder(&next, ms.m->modules, &p) != 0) {
+    if (asyncd_config_load_off_stack(ms.m->file, &next, &p) != 0 ||
+        asyncd_modules_check_folder(&next, ms.m->modules, &p) != 0) {
         for (i = 0; i < p.n; i++)
             asyncd_log(ASYNC_LOG_ERROR, "%s", p.msg[i]);
         asyncd_log(ASYNC_LOG_ERROR, "reload rejected: %zu problem(s); the worker processes "
@@ -621,7 +660,7 @@ static bool all_over(void)
     unsigned i;
 
     for (i = 0; i < ms.used; i++)
-        if (!ms.slots[i].over)
+        if (!ms.slots[i].done)
             return false;
     return true;
 }
@@ -649,10 +688,7 @@ static void due(void)
 
 static void handle(int ev)
 {
-    if (ev <= EV_OVER - 1 && ev >= EV_OVER - ASYNCD_MAX_PROCESSES) {
-        ms.slots[EV_OVER - ev - 1].over = true;
-        look();
-    } else if (ev == EV_SLOT) {
+    if (ev == EV_SLOT) {
         look();
     } else if (ev == EV_BROKEN) {
         begin_stop(1);

@@ -77,14 +77,15 @@ static void fill(struct asyncd_modmap_entry *e, const struct asyncd_module *m)
     }
 }
 
-void asyncd_modmap_publish(const struct asyncd_module *list, const struct asyncd_module *stuck)
+void asyncd_modmap_publish(const struct asyncd_module *list, const struct asyncd_module *draining,
+                           const struct asyncd_module *stuck)
 {
     unsigned g = atomic_load_explicit(&gen, memory_order_relaxed);
     struct table *t = &tables[(g + 1) & 1];
-    const struct asyncd_module *lists[2] = {list, stuck}, *m;
+    const struct asyncd_module *lists[3] = {list, draining, stuck}, *m;
     size_t i, n = 0;
 
-    for (i = 0; i < 2; i++)
+    for (i = 0; i < 3; i++)
         for (m = lists[i]; m != NULL && n < ASYNCD_MODMAP_MAX; m = m->next)
             fill(&t->e[n++], m);
     t->n = n;

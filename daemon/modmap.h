@@ -28,9 +28,11 @@ struct asyncd_modmap_entry {
     uintptr_t lo, hi;           /* [lo, hi): its mapped segments */
 };
 
-/* Publishes the modules of list and of stuck (either may be NULL).  One
+/* Publishes the modules of list, of draining (generations a reload
+ * retired that still drain) and of stuck (any may be NULL).  One
  * publisher: the daemon's fiber (or main before the runtime starts). */
-void asyncd_modmap_publish(const struct asyncd_module *list, const struct asyncd_module *stuck);
+void asyncd_modmap_publish(const struct asyncd_module *list, const struct asyncd_module *draining,
+                           const struct asyncd_module *stuck);
 
 /* m's group changed (started or joined, modules.c): published at once,
  * so that the watcher and a crash name a module whose fiber runs before

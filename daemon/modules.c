@@ -652,18 +652,6 @@ static struct asyncd_module *next_generation(const struct asyncd_config *c,
     return nm;
 }
 
-/* Stops and unloads m, or parks it in *stuck if it will not stop. */
-static void retire(struct asyncd_module *m, int64_t timeout_ms, struct asyncd_module **stuck)
-{
-    if (asyncd_module_stop(m, timeout_ms) != 0) {
-        m->next = *stuck;
-        *stuck = m;
-        return;
-    }
-    asyncd_log(ASYNC_LOG_INFO, "unloaded module %s", m->desc->name);
-    asyncd_module_free(m);
-}
-
 int asyncd_modules_check(const struct asyncd_config *c, const struct asyncd_module *loaded,
                          struct asyncd_problems *p)
 {
@@ -760,7 +748,7 @@ struct reload {
     char **files;                       /* the folder's *.so, in name order */
     struct asyncd_module *keep;         /* old modules whose file holds the bytes they run */
     struct asyncd_module *fresh;        /* new generations of changed files (predecessor set) */
-    struct asyncd_module *going;        /* old generations cancelled: joined at the end */
+    struct asyncd_module *going;        /* generations retired: they drain on their own */
     struct asyncd_module *list, **tail; /* the modules from now on, in file order */
     struct asyncd_module **stuck;
     int64_t stop_by;                    /* when the daemon gives up on the old ones */
@@ -788,16 +776,29 @@ static struct asyncd_module *take_file(struct asyncd_module **list, const char *
     return m;
 }
 
+/* m goes: cancelled, it drains beside the generations that run on, and
+ * is unloaded once its group is empty (finish, asyncd_modules_reap).  One
+ * not started is unloaded now. */
+static void retire(struct reload *r, struct asyncd_module *m)
+{
+    if (m->group == NULL) {
+        asyncd_log(ASYNC_LOG_INFO, "unloaded module %s", m->desc->name);
+        asyncd_module_free(m);
+        return;
+    }
+    asyncd_module_cancel(m, r->stop_by);
+    m->next = r->going;
+    r->going = m;
+}
+
 /* The hand-over from old to its next generation nm: old stops accepting
  * (its group is cancelled; its listeners' sockets stay the daemon's) and
  * drains while nm starts on the same sockets; old is joined at the end of
  * the reload.  Never both closed: no connect is refused meanwhile. */
 static void hand_over(struct reload *r, struct asyncd_module *old, struct asyncd_module *nm)
 {
-    if (old->group != NULL)
-        asyncd_module_cancel(old, r->stop_by);
-    old->next = r->going;
-    r->going = old;
+    old->replaced = true;
+    retire(r, old);
     if (nm->enabled)
         asyncd_module_start(nm);
 }
@@ -813,7 +814,7 @@ static void sort_old(struct reload *r, struct asyncd_module *old)
         next = m->next;
         if (!listed(r, m->file)) {
             asyncd_log(ASYNC_LOG_NOTICE, "module %s: %s is gone", m->desc->name, m->file);
-            retire(m, r->c->shutdown_timeout_ms, r->stuck);
+            retire(r, m);
             continue;
         }
         nm = NULL;
@@ -904,7 +905,7 @@ static struct asyncd_module *place_kept(struct reload *r, struct asyncd_module *
         asyncd_log(ASYNC_LOG_ERROR, "module %s: new config rejected; unloading it",
                    m->desc->name);
         json_decref(cfg);
-        retire(m, r->c->shutdown_timeout_ms, r->stuck);
+        retire(r, m);
         return NULL;
     }
     if (!same && enabled && m->enabled && !failed && m->desc->reconfigure != NULL &&
@@ -956,42 +957,95 @@ static struct asyncd_module *place_new(struct reload *r, const char *file)
     return m;
 }
 
+/* A retired generation's drain: its in-flight handler calls and its
+ * group, waited for until its stop_by, off the daemon's fiber. */
+static void *wait_drained(void *arg)
+{
+    struct asyncd_module *m = arg;
+    int64_t until = atomic_load(&m->stop_by);
+
+    async_deadline(until);
+    m->drain_rc = asyncd_handlers_wait(m, until) == 0 ? async_group_join(m->group) : -1;
+    atomic_store(&m->drained, true);
+    changed(); /* fails at once when asyncd stops (this fiber is cancelled) */
+    return NULL;
+}
+
 /* 3. Whatever was sorted but not placed (the folder changed between the
- *    two scans) goes; then the old generations that handed over are
- *    waited for, within the shutdown timeout, and unloaded. */
-static void finish(struct reload *r)
+ *    two scans) goes; each retired generation gets the fiber that waits
+ *    for its drain, and joins *draining. */
+static void finish(struct reload *r, struct asyncd_module **draining)
 {
     struct asyncd_module *m, *next;
-    int64_t deadline;
 
     for (m = r->keep; m != NULL; m = next) {
         next = m->next;
-        retire(m, r->c->shutdown_timeout_ms, r->stuck);
+        retire(r, m);
     }
     for (m = r->fresh; m != NULL; m = next) {
         next = m->next;
-        retire(m->predecessor, r->c->shutdown_timeout_ms, r->stuck);
+        retire(r, m->predecessor);
         asyncd_module_free(m);
     }
-    deadline = async_deadline(r->stop_by);
     for (m = r->going; m != NULL; m = next) {
         next = m->next;
-        if (asyncd_module_join(m) == 0) {
+        atomic_store(&m->drained, false);
+        if ((m->drain_wait = async_spawn(wait_drained, m)) == NULL) {
+            m->drain_rc = -1; /* no fiber: waited for when asyncd stops */
+            atomic_store(&m->drained, false);
+        }
+        m->next = *draining;
+        *draining = m;
+    }
+}
+
+/* The end of m's drain: unloaded, or stuck. */
+static void unload_drained(struct asyncd_module *m, struct asyncd_module **stuck, int64_t timeout_ms)
+{
+    if (m->drain_rc == 0 && asyncd_module_join(m) == 0) {
+        if (m->replaced)
             asyncd_log(ASYNC_LOG_INFO, "unloaded the previous generation of module %s",
                        m->desc->name);
-            asyncd_module_free(m);
+        else
+            asyncd_log(ASYNC_LOG_INFO, "unloaded module %s", m->desc->name);
+        asyncd_module_free(m);
+        return;
+    }
+    asyncd_log(ASYNC_LOG_ERROR, "module %s did not stop within %lld ms", m->desc->name,
+               (long long)timeout_ms);
+    m->next = *stuck;
+    *stuck = m;
+}
+
+bool asyncd_modules_reap(struct asyncd_module **draining, struct asyncd_module **stuck,
+                         bool stopping, int64_t timeout_ms)
+{
+    struct asyncd_module **pm = draining, *m;
+    bool any = false;
+
+    while ((m = *pm) != NULL) {
+        if (!stopping && !atomic_load(&m->drained)) {
+            pm = &m->next;
             continue;
         }
-        asyncd_log(ASYNC_LOG_ERROR, "module %s did not stop within %lld ms", m->desc->name,
-                   (long long)r->c->shutdown_timeout_ms);
-        m->next = *r->stuck;
-        *r->stuck = m;
+        *pm = m->next;
+        any = true;
+        if (m->drain_wait != NULL) {
+            if (stopping)
+                async_cancel(m->drain_wait);
+            async_join(m->drain_wait, NULL);
+            m->drain_wait = NULL;
+        }
+        if (stopping && m->drain_rc != 0)
+            m->drain_rc = 0; /* the caller's deadline bounds the join below */
+        unload_drained(m, stuck, timeout_ms);
     }
-    async_deadline(deadline);
+    return any;
 }
 
 struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                                             struct asyncd_module *old,
+                                            struct asyncd_module **draining,
                                             struct asyncd_module **stuck)
 {
     struct reload r = {.c = c, .stuck = stuck};
@@ -1014,7 +1068,7 @@ struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
         *r.tail = m;
         r.tail = &m->next;
     }
-    finish(&r);
+    finish(&r, draining);
     free_files(r.files);
     return r.list;
 }

@@ -50,6 +50,10 @@ struct asyncd_module {
     _Atomic int64_t stop_by;            /* while stopping: when the daemon gives up */
     _Atomic int state;                  /* enum asyncd_module_state */
     struct asyncd_module *predecessor;  /* during a reload: the generation it replaces */
+    bool replaced;                      /* retired by a reload for a new generation */
+    async_task *drain_wait;             /* retired by a reload: waits for its group to empty */
+    _Atomic bool drained;               /* drain_wait is done: drain_rc says how */
+    int drain_rc;                       /* 0: its group emptied; -1: not by stop_by */
     struct asyncd_claim *claims;        /* the daemon's sockets this generation holds
                                            (listeners.c, under its lock) */
     pthread_mutex_t reason_lock;        /* guards reason */
@@ -135,13 +139,28 @@ int asyncd_modules_check_folder(const struct asyncd_config *c, const struct asyn
  * left running untouched.  A replacement is a hand-over: the old
  * generation is cancelled (it stops accepting; its listening sockets are
  * the daemon's, listeners.h) and the new one starts at once on the same
- * sockets while the old drains; the old ones are joined, within the
- * shutdown timeout, before this returns.  Returns the new list (old, as
- * it was, if the folder cannot be read).  A module that does not stop in
- * time cannot be unloaded: it is moved to *stuck.  Fiber. */
+ * sockets while the old drains.  A retired generation (replaced, gone,
+ * disabled, rejected) is cancelled and put on *draining, where a fiber of
+ * its own waits, within the shutdown timeout, for its group to empty:
+ * the reload does not wait for the drain (asyncd_modules_reap finishes
+ * it).  Returns the new list (old, as it was, if the folder cannot be
+ * read).  A module restarted in place (no new generation could be
+ * loaded) that does not stop in time cannot be unloaded: it is moved to
+ * *stuck.  Fiber. */
 struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                                             struct asyncd_module *old,
+                                            struct asyncd_module **draining,
                                             struct asyncd_module **stuck);
+
+/* The retired generations of *draining whose wait is over: joined and
+ * unloaded, or moved to *stuck (logged, naming the module) when they did
+ * not stop by the reload's deadline.  With stopping (asyncd stops: the
+ * modules have been cancelled again, the caller's deadline set), every
+ * one is waited for now.  timeout_ms names the bound in the log.
+ * Whether any left *draining.  The daemon's fiber: each wait's end sends
+ * a token on the watch channel. */
+bool asyncd_modules_reap(struct asyncd_module **draining, struct asyncd_module **stuck,
+                         bool stopping, int64_t timeout_ms);
 
 /* SIGUSR1: calls the reopen hook of every module of list whose run is
  * running and that has one (ABI 2).  The hooks must not park.  Fiber (the

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 int asyncd_notify(const char *fmt, ...)
@@ -44,4 +45,13 @@ int asyncd_notify(const char *fmt, ...)
     n = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa, len);
     close(fd);
     return n < 0 ? -1 : 0;
+}
+
+int asyncd_notify_reloading(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return asyncd_notify("RELOADING=1\nMONOTONIC_USEC=%lld",
+                         (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
 }

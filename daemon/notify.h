@@ -10,4 +10,7 @@
  * 0, or -1 if there is no socket or sending failed. */
 int asyncd_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* "RELOADING=1" with the MONOTONIC_USEC systemd asks for with it. */
+int asyncd_notify_reloading(void);
+
 #endif

@@ -56,7 +56,7 @@ static const int taken[] = {
     SIGSTKFLT, SIGWINCH,
 };
 
-int asyncd_signals_block(sigset_t *set)
+void asyncd_signals_set(sigset_t *set)
 {
     size_t i;
     int sig;
@@ -66,6 +66,11 @@ int asyncd_signals_block(sigset_t *set)
         sigaddset(set, taken[i]);
     for (sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
         sigaddset(set, sig);
+}
+
+int asyncd_signals_block(sigset_t *set)
+{
+    asyncd_signals_set(set);
     return sigprocmask(SIG_BLOCK, set, NULL);
 }
 

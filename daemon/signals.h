@@ -15,6 +15,10 @@
  * signalfd.  0, or -1 with errno. */
 int asyncd_signals_block(sigset_t *set);
 
+/* The same set, not blocked: for a child that must keep it blocked
+ * across its exec (a worker process, master.c). */
+void asyncd_signals_set(sigset_t *set);
+
 /* What asyncd_signals_pump reads and where it sends. */
 struct asyncd_signal_pump {
     int sigfd;                  /* non-blocking signalfd of asyncd_signals_block's set */

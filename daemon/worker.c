@@ -2,11 +2,12 @@
  * worker.h).
  *
  * Threads.  link_fd and number are set once by main before any thread.
- * Asks ('L') may come from module fibers on any runtime worker: asking
- * (a mutex of the runtime, so a waiting fiber parks, not its thread) is
- * held from the send to the answer's receipt, so each asker reads its own
- * answer.  'H' and 'N' are single non-blocking sends, safe from any
- * thread (a SEQPACKET message is sent whole or not at all). */
+ * Asks ('C', 'L') may come from fibers on any runtime worker: the link's
+ * lock (a mutex of the runtime, so a waiting fiber parks, not its thread)
+ * is held from the send to the answer's receipt, so each asker reads its
+ * own answer.  'N' is a single send, safe from any thread (a SEQPACKET
+ * message is sent whole or not at all).  config_fd is taken by whoever
+ * fetched it, an atomic exchange. */
 #include "worker.h"
 
 #include "listeners.h"
@@ -17,15 +18,23 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#define SEND_WAIT_MS 1000       /* a full link: what a message waits for room */
+#define ANSWER_WAIT_MS 10000    /* before the runtime: what an answer is waited for */
 
 static int link_fd = -1;
 static unsigned number;
 static async_mutex *asking;
+static atomic_int config_fd = -1;
 
 /* A positive int from the environment, or 0. */
 static long env_number(const char *name)
@@ -44,12 +53,20 @@ static long env_number(const char *name)
 bool asyncd_worker_take(void)
 {
     long fd = env_number("ASYNCD_MASTER_FD"), n = env_number("ASYNCD_PROCESS");
+    long master = env_number("ASYNCD_MASTER_PID");
     int type = 0;
 
     if (fd == 0 && n == 0)
         return false;
     unsetenv("ASYNCD_MASTER_FD");
     unsetenv("ASYNCD_PROCESS");
+    unsetenv("ASYNCD_MASTER_PID");
+    /* again: an exec of a binary with file capabilities (setcap, to bind
+     * :80 without root) clears it; and the master may be gone already */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || master <= 0 || getppid() != (pid_t)master) {
+        asyncd_log(ASYNC_LOG_ERROR, "the master (pid %ld) is gone: not starting", master);
+        exit(1);
+    }
     if (fd <= 2 || n <= 0 ||
         getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &(socklen_t){sizeof(type)}) != 0 ||
         type != SOCK_SEQPACKET || fcntl((int)fd, F_SETFD, FD_CLOEXEC) != 0 ||
@@ -69,13 +86,61 @@ unsigned asyncd_worker_number(void)
     return number;
 }
 
-/* One message out, without waiting: 0 or -1 errno. */
-static int put(const char *msg, size_t len)
+int asyncd_worker_lock(void)
 {
-    return send(link_fd, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)len ? 0 : -1;
+    int shield, rc;
+
+    if (asking == NULL || async_worker_id() < 0)
+        return 0;
+    shield = async_shield(1); /* a cancelled module fiber still gets its answer */
+    rc = async_mutex_lock(asking);
+    async_shield(shield);
+    return rc;
 }
 
-/* The answer to an 'L': the descriptor, or -1 errno. */
+void asyncd_worker_unlock(void)
+{
+    if (asking != NULL && async_worker_id() >= 0)
+        async_mutex_unlock(asking);
+}
+
+/* Waits until the link is ready for events, bounded: 0 or -1 errno.  A
+ * fiber parks; any other thread polls. */
+static int link_wait(int events, int ms)
+{
+    struct pollfd p = {link_fd, (short)events, 0};
+    int64_t old;
+    int rc, err;
+
+    if (async_worker_id() < 0) {
+        rc = poll(&p, 1, ms);
+        if (rc == 0)
+            errno = ETIMEDOUT;
+        return rc > 0 ? 0 : -1;
+    }
+    old = async_deadline(async_now_ms() + ms);
+    rc = async_fd_wait(link_fd, events == POLLIN ? ASYNC_READABLE : ASYNC_WRITABLE);
+    err = errno;
+    async_deadline(old);
+    errno = err;
+    return rc;
+}
+
+/* One message out, waiting a bounded time for room: 0 or -1 errno. */
+static int put(const char *msg, size_t len)
+{
+    int tries;
+
+    for (tries = 0; tries < 2; tries++) {
+        if (send(link_fd, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)len)
+            return 0;
+        if (errno != EAGAIN || link_wait(POLLOUT, SEND_WAIT_MS) != 0)
+            return -1;
+    }
+    return -1;
+}
+
+/* The answer to a 'C' or an 'L': the descriptor, or -1 errno. */
 static int answer(char *owner, size_t len)
 {
     char buf[512], ctl[CMSG_SPACE(sizeof(int))];
@@ -96,7 +161,7 @@ static int answer(char *owner, size_t len)
         }
         if (errno != EAGAIN && errno != EINTR)
             return -1;
-        if (errno == EAGAIN && async_fd_wait(link_fd, ASYNC_READABLE) != 0)
+        if (errno == EAGAIN && link_wait(POLLIN, ANSWER_WAIT_MS) != 0)
             return -1;
     }
     for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm))
@@ -114,9 +179,25 @@ static int answer(char *owner, size_t len)
         return fd;
     if (fd >= 0)
         close(fd);
-    snprintf(owner, len, "%s", buf + 1 + sizeof(int));
-    errno = err != 0 ? err : EPROTO;
+    if (owner != NULL)
+        snprintf(owner, len, "%s", buf + 1 + sizeof(int));
+    /* no descriptor with a yes: it did not fit (MSG_CTRUNC: our limit) */
+    errno = err != 0 ? err : (mh.msg_flags & MSG_CTRUNC) ? EMFILE : EPROTO;
     return -1;
+}
+
+/* One ask and its answer, shielded: a cancel in between would leave the
+ * answer to the next asker.  Under the link's lock. */
+static int ask(const char *msg, size_t len, char *owner, size_t olen)
+{
+    int shield = async_shield(1), fd, err;
+
+    fd = put(msg, len) == 0 ? answer(owner, olen) : -1;
+    err = errno;
+    if (shield >= 0)
+        async_shield(shield);
+    errno = err;
+    return fd;
 }
 
 int asyncd_worker_listen(const char *address, const char *module, unsigned nth, char *owner,
@@ -124,18 +205,39 @@ int asyncd_worker_listen(const char *address, const char *module, unsigned nth, 
 {
     char msg[1024];
     int n = snprintf(msg, sizeof(msg), "L%s%c%s%c%u", address, '\0', module, '\0', nth);
-    int fd, err;
 
     if (link_fd < 0 || n < 0 || (size_t)n >= sizeof(msg)) {
         errno = link_fd < 0 ? ENOTCONN : ENAMETOOLONG;
         return -1;
     }
-    if (async_mutex_lock(asking) != 0)
+    return ask(msg, (size_t)n, owner, len);
+}
+
+int asyncd_worker_fetch_config(void)
+{
+    int fd, old;
+
+    if (link_fd < 0) {
+        errno = ENOTCONN;
         return -1;
-    fd = put(msg, (size_t)n) == 0 ? answer(owner, len) : -1;
-    err = errno;
-    async_mutex_unlock(asking);
-    errno = err;
+    }
+    if (asyncd_worker_lock() != 0)
+        return -1;
+    fd = ask("C", 1, NULL, 0);
+    asyncd_worker_unlock();
+    if (fd < 0)
+        return -1;
+    if ((old = atomic_exchange(&config_fd, fd)) >= 0)
+        close(old);
+    return 0;
+}
+
+int asyncd_worker_take_config(void)
+{
+    int fd = atomic_exchange(&config_fd, -1);
+
+    if (fd < 0)
+        errno = ENOENT;
     return fd;
 }
 
@@ -147,20 +249,30 @@ void asyncd_worker_notify(const char *text, size_t len)
         return;
     msg[0] = 'N';
     memcpy(msg + 1, text, len);
-    (void)put(msg, len + 1); /* a master too busy to read loses a status line */
+    if (put(msg, len + 1) != 0)
+        asyncd_log(ASYNC_LOG_WARNING, "cannot tell the master \"%.*s\": %s", (int)len, text,
+                   strerror(errno));
 }
 
 void asyncd_worker_holds(void)
 {
     char *msg;
-    size_t n;
+    ssize_t n;
 
     if (link_fd < 0 || (msg = malloc(ASYNCD_LINK_MAX)) == NULL)
         return;
     msg[0] = 'H';
+    if (asyncd_worker_lock() != 0) { /* no ask between the table read and the send */
+        free(msg);
+        return;
+    }
     n = asyncd_listeners_keys(msg + 1, ASYNCD_LINK_MAX - 1);
-    if (put(msg, n + 1) != 0)
+    if (n < 0)
+        asyncd_log(ASYNC_LOG_WARNING, "this process holds more listening sockets than one "
+                   "message names: the master keeps every one it lent");
+    else if (put(msg, (size_t)n + 1) != 0)
         asyncd_log(ASYNC_LOG_WARNING, "cannot tell the master which sockets this process "
-                   "holds (%s): it keeps the ones it had", strerror(errno));
+                   "holds (%s): it keeps the ones it lent", strerror(errno));
+    asyncd_worker_unlock();
     free(msg);
 }

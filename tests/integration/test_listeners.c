@@ -323,7 +323,9 @@ static void get_on(struct client *c, struct resp *r)
 
 /* The old generation drains: the idle keep-alive connection is not cut,
  * its next request is answered (by the old config) with Connection:
- * close, then the connection ends; the next connection gets the new. */
+ * close, then the connection ends; the next connection gets the new.
+ * The reload is reported (READY=1) once the new generation serves, while
+ * the old one still drains, not when the drain is over. */
 static void listeners_a_keepalive_client_during_a_reload_gets_connection_close(void **state)
 {
     struct client *c;
@@ -342,6 +344,10 @@ static void listeners_a_keepalive_client_during_a_reload_gets_connection_close(v
     /* the new generation listens after the old one was cancelled */
     wait_next(&D, "a new generation takes over");
     assert_int_equal(number_after(&D, PORT_LINE), D.port);
+    wait_next(&D, "reloaded: ");
+    if (strstr(D.log, "unloaded the previous generation of module http") != NULL)
+        fail_msg("the reload was reported only after the old generation drained; log:\n%s",
+                 D.log);
     get_on(c, &r);
     assert_status(&r, 200);
     assert_string_equal(r.body, "gen-old");
@@ -350,7 +356,7 @@ static void listeners_a_keepalive_client_during_a_reload_gets_connection_close(v
     if (!client_eof(c, IO_MS))
         fail_msg("the connection stayed open after its Connection: close answer");
     client_close(c);
-    wait_next(&D, "reloaded: ");
+    wait_next(&D, "unloaded the previous generation of module http");
     exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", false, &r, NULL);
     assert_string_equal(r.body, "gen-new");
     resp_free(&r);
