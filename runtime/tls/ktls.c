@@ -31,8 +31,8 @@
  * before (our BIO both ways, no new call or branch per record); the HTTP
  * engine asks such a connection once whether it sends files itself
  * (EOPNOTSUPP, remembered) and copies them in 16 KiB records as before.
- * Not handled: a TLS 1.3 KeyUpdate asked of us under kernel keys (OpenSSL
- * 3.0 cannot hand the kernel new keys; the connection fails).
+ * Not tested: a TLS 1.3 KeyUpdate asked of us under kernel keys (whether
+ * OpenSSL 3.0 hands the kernel new keys then was not checked).
  *
  * Threads: the counters are relaxed atomics shared by every worker, added
  * to once per kTLS connection's first file and once per sendfile call —
