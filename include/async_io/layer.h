@@ -45,6 +45,13 @@ struct async_stream_layer {
     void (*goodbye)(void *ctx, async_stream *s);
     /* The last reference to the stream went: free ctx.  Any thread. */
     void (*free)(void *ctx);
+    /* Optional (NULL: none).  Sends bytes of the file fd from *off, at
+     * most len, as the layer's payload without copying them through user
+     * space (TLS: sendfile(2) once the kernel holds the sending keys),
+     * parking as write does; advances *off by the count it returns.  -1
+     * EOPNOTSUPP, before anything was sent, when this stream cannot (the
+     * caller reads the file and writes it); else write's errors. */
+    ssize_t (*sendfile)(void *ctx, async_stream *s, int fd, off_t *off, size_t len);
 };
 
 /* Puts layer (static, borrowed for the stream's life) with ctx on s, a
@@ -68,6 +75,15 @@ ASYNC_API int async_stream_socket_wait(async_stream *s, int events);
  * 0 at the end, or -1 EAGAIN when nothing is, or the errors of
  * async_stream_read. */
 ASYNC_API ssize_t async_stream_try_read(async_stream *s, void *buf, size_t len);
+
+/* Sends bytes of the file fd from *off, at most len, through s's layer
+ * without a copy in user space (the layer's sendfile), parking as
+ * async_stream_write does until some went: the count (advancing *off),
+ * or -1 with async_stream_write's errors, or EOPNOTSUPP when s cannot —
+ * a plain stream (whose owner calls sendfile(2) on async_stream_fd) or a
+ * layer that does not, or not on this connection (TLS without kernel
+ * TLS): the caller then reads the file and writes it. */
+ASYNC_API ssize_t async_stream_sendfile(async_stream *s, int fd, off_t *off, size_t len);
 
 /* Ends the sending direction: the layer's goodbye (if no other call is in
  * progress), then shutdown(SHUT_WR) of the socket.  0, or -1 EBADF /

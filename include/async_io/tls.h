@@ -29,6 +29,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -73,6 +74,17 @@ struct async_tls_server_config {
     size_t nsni_sets;
     int (*sni)(const char *name, void *sni_arg);
     void *sni_arg;
+    /* Kernel TLS for sending (Linux's tls module; OpenSSL built with it):
+     * once the handshake is done the kernel holds each connection's
+     * sending keys, so async_stream_sendfile sends a file with
+     * sendfile(2) — no copy, no encryption in user space.  Where the
+     * kernel has no TLS (async_tls_ktls_probe) the context is made
+     * without it and its streams are exactly those of a context without
+     * ktls; a connection whose cipher the kernel refuses falls back alone.
+     * Its writes use write(2), which raises SIGPIPE on a vanished peer:
+     * the process must ignore SIGPIPE (asyncd does).  Reading stays in
+     * user space. */
+    bool ktls;
 };
 
 /* A server context: TLS 1.2 and 1.3 only, Mozilla's "intermediate"
@@ -133,6 +145,25 @@ ASYNC_API int async_tls_handshake(async_stream *s);
 ASYNC_API const char *async_tls_alpn(const async_stream *s);
 ASYNC_API const char *async_tls_version(const async_stream *s);
 ASYNC_API int async_tls_resumed(const async_stream *s);
+
+/* Whether this kernel and OpenSSL can do kernel TLS: 1, or 0 with the
+ * reason in why[0..whylen) (1: what was found).  Makes and closes a
+ * loopback connection to ask the kernel for TCP_ULP "tls".  Any thread;
+ * for start-up and configuration checks, not per connection. */
+ASYNC_API int async_tls_ktls_probe(char *why, size_t whylen);
+
+/* Whether the kernel encrypts what s sends (1) or OpenSSL does (0); -1
+ * EINVAL for a stream without TLS.  Known after the handshake. */
+ASYNC_API int async_tls_ktls_sending(const async_stream *s);
+
+/* Process-wide counts of kernel-TLS sending: connections that sent a file
+ * with the kernel's keys, and the file bytes sent so (by this copy of
+ * the library). */
+struct async_tls_ktls_stats {
+    uint64_t connections;
+    uint64_t bytes;
+};
+ASYNC_API void async_tls_ktls_stats(struct async_tls_ktls_stats *st);
 
 /* Why the last call on s failed with EPROTO, in English (OpenSSL's reason
  * or the verification's), or "" — valid until the next call on s. */

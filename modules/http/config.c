@@ -148,10 +148,16 @@ static void check_listen_object(const json_t *e, const char *path, struct check 
     char sub[96];
 
     json_object_foreach((json_t *)e, key, v)
-        if (strcmp(key, "address") != 0 && strcmp(key, "tls") != 0) {
+        if (strcmp(key, "address") != 0 && strcmp(key, "tls") != 0 && strcmp(key, "ktls") != 0) {
             snprintf(sub, sizeof(sub), "%s.%s", path, key);
-            problem(ck, sub, "unknown key (a listen object has \"address\" and \"tls\")");
+            problem(ck, sub, "unknown key (a listen object has \"address\", \"tls\" and "
+                    "\"ktls\")");
         }
+    snprintf(sub, sizeof(sub), "%s.ktls", path);
+    if ((v = json_object_get(e, "ktls")) != NULL && !json_is_boolean(v))
+        problem(ck, sub, "must be true or false (kernel TLS for sending files)");
+    else if (v != NULL && json_object_get(e, "tls") == NULL)
+        problem(ck, sub, "needs \"tls\" beside it: kernel TLS is for HTTPS addresses");
     snprintf(sub, sizeof(sub), "%s.address", path);
     if (!json_is_string(addr) || json_string_length(addr) == 0 || has_nul(addr))
         problem(ck, addr == NULL ? path : sub, "needs \"address\": a \"host:port\" string");

@@ -28,6 +28,7 @@
 #include "http.h"
 #include "sites.h"
 
+#include <async_io/tls.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -319,8 +320,30 @@ static int tls_open(struct http_tls *tls, char *why, size_t whylen)
     return rc;
 }
 
+/* Says once whether the "ktls" asked for on any address is to be had
+ * (the contexts probe again, silently): true when it is. */
+static bool ktls_probe(struct http_module *mod)
+{
+    char why[256];
+    size_t i;
+
+    for (i = 0; i < mod->cfg.nlisten && !http_tls_ktls(mod->cfg.tls[i]); i++)
+        ;
+    if (i == mod->cfg.nlisten)
+        return false;
+    if (async_tls_ktls_probe(why, sizeof(why)) == 1) {
+        async_module_log(mod->host, ASYNC_LOG_NOTICE, "kernel TLS (\"ktls\"): on: %s; static "
+                         "files leave with sendfile", why);
+        return true;
+    }
+    async_module_log(mod->host, ASYNC_LOG_WARNING, "kernel TLS (\"ktls\") is not available: %s; "
+                     "static files go through OpenSSL in 16 KiB records", why);
+    return false;
+}
+
 static int bind_all(struct http_module *mod, struct acceptor *a)
 {
+    bool ktls = ktls_probe(mod);
     char why[512];
     size_t i;
 
@@ -348,7 +371,9 @@ static int bind_all(struct http_module *mod, struct acceptor *a)
         }
         async_module_log(mod->host, ASYNC_LOG_NOTICE, "listening on %s (port %d%s)",
                          a[i].address, async_listener_port(a[i].listener),
-                         a[i].tls != NULL ? ", TLS" : "");
+                         a[i].tls == NULL                   ? ""
+                         : ktls && http_tls_ktls(a[i].tls) ? ", TLS, kernel TLS"
+                                                           : ", TLS");
     }
     return 0;
 }

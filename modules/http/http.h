@@ -172,6 +172,10 @@ struct http_tls *http_tls_load(const json_t *tls);
 int http_tls_add_server(struct http_tls *t, const json_t *tls, char *const *names, size_t n);
 int http_tls_index(struct http_tls *t);
 void http_tls_free(struct http_tls *t);
+/* "ktls": the address's contexts ask for kernel TLS for sending (made
+ * without it where the kernel has none).  Before http_tls_open. */
+void http_tls_set_ktls(struct http_tls *t, bool on);
+bool http_tls_ktls(const struct http_tls *t);
 /* Whether a and b name the same certificate files for the same names
  * (NULL: plain HTTP). */
 bool http_tls_same(const struct http_tls *a, const struct http_tls *b);

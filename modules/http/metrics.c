@@ -6,7 +6,10 @@
  * where it is kept anyway: the engine's per-worker counters
  * (async_http_server_stats and _metrics: relaxed single-writer counters
  * per worker, summed now, so no request writes a shared cache line), the
- * runtime's async_stats, and the daemon's tally (async_module_daemon_stats).
+ * runtime's async_stats, the daemon's tally (async_module_daemon_stats) and
+ * the TLS code's kernel-TLS counts (async_tls_ktls_stats: process-wide
+ * relaxed atomics, added to per file sent under kernel TLS, never on a
+ * connection without it).
  * A scrape walks the server's connection list once, to count the idle
  * and lingering ones: its cost grows with open connections (bench/http/
  * metrics_cpu.sh measures it at 10,000), a request's does not.
@@ -16,6 +19,7 @@
  * the config gives. */
 #include "http.h"
 
+#include <async_io/tls.h>
 #include <inttypes.h>
 #include <stdlib.h>
 
@@ -142,6 +146,20 @@ static void http_part(struct http_server *srv, struct http_text *t)
                 http_log_dropped(srv->log));
 }
 
+/* Kernel TLS (the "ktls" of HTTPS addresses): process-wide, as the TLS
+ * code of this module counts it. */
+static void tls_part(struct http_text *t)
+{
+    struct async_tls_ktls_stats k;
+
+    async_tls_ktls_stats(&k);
+    one(t, "asyncd_tls_kernel_connections_total", "counter",
+        "HTTPS connections that sent a file with the kernel holding their TLS keys.",
+        k.connections);
+    one(t, "asyncd_tls_kernel_sent_bytes_total", "counter",
+        "File bytes sent with sendfile under kernel TLS.", k.bytes);
+}
+
 int http_metrics_reply(struct http_server *srv, async_http_request *req)
 {
     struct http_text body = {0};
@@ -152,6 +170,7 @@ int http_metrics_reply(struct http_server *srv, async_http_request *req)
     daemon_part(srv, &body);
     runtime_part(srv, &body);
     http_part(srv, &body);
+    tls_part(&body);
     if (body.failed) {
         free(body.buf);
         return -1;

@@ -608,7 +608,7 @@ int http_sites_listen(const json_t *config, struct http_config *c)
         }
     }
     /* an address is HTTPS when its default server's entry says so (the
-     * check made every server there agree) */
+     * check made every server there agree); its "ktls" too */
     for (k = 0; k < c->nlisten; k++) {
         const json_t *e, *tls;
 
@@ -618,6 +618,7 @@ int http_sites_listen(const json_t *config, struct http_config *c)
             continue;
         if ((c->tls[k] = tls_of(config, c->listen[k], tls)) == NULL)
             return -1;
+        http_tls_set_ktls(c->tls[k], json_is_true(json_object_get(e, "ktls")));
     }
     return 0;
 }

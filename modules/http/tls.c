@@ -31,6 +31,14 @@
  * (http_tls_same): the module restarts rather than swap the table under
  * handshakes that may be reading it.
  *
+ * Kernel TLS.  "ktls": true beside "tls" asks for the contexts of the
+ * address to hand the kernel each connection's sending keys, so static
+ * files leave with sendfile (runtime/tls/ktls.c says how, and why that
+ * way); off by default, as in nginx: it trades the copy for the kernel's
+ * TLS code and a SIGPIPE-raising write(2), and helps files only.  Where
+ * the kernel has no TLS the contexts are made without it (http.c logs why
+ * once at start) and files go through OpenSSL in 16 KiB records.
+ *
  * Threads: `ctx` is read by every acceptor (any worker) and replaced by
  * the daemon's fiber; `lock` guards it, taken once per accepted
  * connection (around SSL_new, far cheaper than the handshake that
@@ -76,6 +84,7 @@ struct http_tls {
     struct sni_name *names;
     size_t nnames;
     struct http_names table;    /* name -> set + 1 (http_tls_index) */
+    bool ktls;                  /* "ktls": kernel TLS for sending */
     pthread_mutex_t lock;
     async_tls_context *ctx;     /* under lock; NULL until http_tls_open */
 };
@@ -99,7 +108,7 @@ bool http_tls_same(const struct http_tls *a, const struct http_tls *b)
 
     if (a == NULL || b == NULL)
         return a == b;
-    if (a->nsets != b->nsets || a->nnames != b->nnames)
+    if (a->nsets != b->nsets || a->nnames != b->nnames || a->ktls != b->ktls)
         return false;
     for (i = 0; i < a->nsets; i++)
         if (!same_set(&a->set[i], &b->set[i]))
@@ -322,6 +331,16 @@ void http_tls_free(struct http_tls *t)
     free(t);
 }
 
+void http_tls_set_ktls(struct http_tls *t, bool on)
+{
+    t->ktls = on;
+}
+
+bool http_tls_ktls(const struct http_tls *t)
+{
+    return t != NULL && t->ktls;
+}
+
 /* The runtime's sni function: the set of the block that names the server
  * name, as an index into the SNI sets (set k is SNI set k - 1), or -1 for
  * the default's.  One hash and, expected, one probe; no lock. */
@@ -340,6 +359,7 @@ static async_tls_context *make(struct http_tls *t, char *why, size_t whylen)
         .ncerts = t->set[0].ncerts,
         .alpn = "http/1.1",
         .plaintext_reply = plain_reply,
+        .ktls = t->ktls,
     };
     struct async_tls_cert_set *sets = NULL;
     async_tls_context *ctx;

@@ -43,8 +43,11 @@
  * socket (send with MSG_MORE, sendfile, recv with MSG_DONTWAIT) are the
  * plain stream's fast path; a connection whose stream has a layer goes
  * through the stream calls instead (c->layered): writes through
- * async_stream_write under the send timeout, files read in 16 KiB chunks
- * and written like any body (no kernel TLS here), reads that must not
+ * async_stream_write under the send timeout, files handed to the layer
+ * (async_stream_sendfile: TLS with the kernel holding the keys sends them
+ * with sendfile) or, when it says EOPNOTSUPP once (remembered for the
+ * connection, so a layer without kernel TLS costs one call, not one per
+ * file), read in 16 KiB chunks and written like any body, reads that must not
  * park through async_stream_try_read, and the lingering close's half
  * close through async_stream_shutdown_write (close_notify first).
  *
@@ -237,9 +240,39 @@ int async__http_send_direct(struct http_conn *c, const char *p, size_t n, size_t
     return rc;
 }
 
-/* sendfile for a layered stream: the file read in chunks and written
- * through the layer (the buffer is the call's: the write may park). */
-static int send_file_layered(struct http_conn *c, int fd, off_t off, uint64_t len, uint64_t *sent)
+/* sendfile for a layered stream, by the layer itself (kernel TLS): 0,
+ * -1 when the peer went or stalled, or 1 when the layer cannot send files
+ * on this connection (nothing sent: the caller copies). */
+static int send_file_by_layer(struct http_conn *c, int fd, off_t off, uint64_t len, uint64_t *sent)
+{
+    int64_t prev;
+    ssize_t k;
+    int err;
+
+    while (len > 0) {
+        prev = async__http_deadline(async_now_ms() + c->srv->send_timeout_ms);
+        k = async_stream_sendfile(c->s, fd, &off, len > (1u << 30) ? (1u << 30) : (size_t)len);
+        err = errno;
+        async_deadline(prev);
+        if (k > 0) {
+            len -= (uint64_t)k;
+            *sent += (uint64_t)k;
+            async__http_count_bytes(c->srv, (uint64_t)k);
+            continue;
+        }
+        if (k < 0 && err == EOPNOTSUPP && *sent == 0) {
+            c->layer_copies = true;
+            return 1;
+        }
+        errno = k == 0 ? EIO : err; /* 0: the file ended early, the length is a lie now */
+        return -1;
+    }
+    return 0;
+}
+
+/* The copy: the file read in chunks and written through the layer (the
+ * buffer is the call's: the write may park). */
+static int send_file_copied(struct http_conn *c, int fd, off_t off, uint64_t len, uint64_t *sent)
 {
     char *buf = malloc(FILE_CHUNK);
     size_t part;
@@ -260,11 +293,22 @@ static int send_file_layered(struct http_conn *c, int fd, off_t off, uint64_t le
         }
         rc = send_all(c, buf, (size_t)k, false, &part);
         *sent += part;
+        async__http_count_bytes(c->srv, part);
         off += k;
         len -= (uint64_t)k;
     }
     free(buf);
     return rc;
+}
+
+/* sendfile for a layered stream: by the layer, else copied. */
+static int send_file_layered(struct http_conn *c, int fd, off_t off, uint64_t len, uint64_t *sent)
+{
+    int rc;
+
+    if (!c->layer_copies && (rc = send_file_by_layer(c, fd, off, len, sent)) <= 0)
+        return rc;
+    return send_file_copied(c, fd, off, len, sent);
 }
 
 int async__http_send_file(struct http_conn *c, int fd, off_t off, uint64_t len, uint64_t *sent)

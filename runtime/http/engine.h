@@ -194,6 +194,7 @@ struct http_conn {
     bool fresh;                 /* no request yet */
     bool parks;                 /* idle waits hand over to a new fiber (server_start) */
     bool layered;               /* the stream has a layer (TLS): no syscalls of our own on fd */
+    bool layer_copies;          /* its layer said EOPNOTSUPP to a file: read and write them */
     void *tag;                  /* async_http_server_start_tagged's; NULL otherwise */
     struct async_http_request *cur; /* the exchange in progress, or NULL */
 };

@@ -375,6 +375,42 @@ ssize_t async_stream_write(async_stream *s, const void *buf, size_t len)
     return transfer(s, (void *)buf, len, true);
 }
 
+ssize_t async_stream_sendfile(async_stream *s, int fd, off_t *off, size_t len)
+{
+    ssize_t n;
+    int err;
+
+    if (async__parking_self(s) == NULL)
+        return -1;
+    if (fd < 0 || off == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (s->layer == NULL || s->layer->sendfile == NULL) {
+        errno = EOPNOTSUPP;
+        return -1;
+    }
+    if ((err = async__sock_enter(&s->sock)) != 0) {
+        errno = err;
+        return -1;
+    }
+    if ((err = layer_enter(s)) != 0) {
+        async__sock_leave(&s->sock);
+        errno = err;
+        return -1;
+    }
+    n = s->layer->sendfile(s->layer_ctx, s, fd, off, len);
+    err = errno;
+    if (n >= 0 && atomic_load_explicit(&s->sock.closed, memory_order_acquire)) {
+        n = -1;
+        err = EBADF;
+    }
+    atomic_fetch_sub(&s->busy, 1);
+    async__sock_leave(&s->sock);
+    errno = err;
+    return n;
+}
+
 int async_stream_write_all(async_stream *s, const void *buf, size_t len)
 {
     const char *p = buf;

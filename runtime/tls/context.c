@@ -306,6 +306,24 @@ fail: /* the set being made is not counted in nsni: free it here */
     return -1;
 }
 
+/* Kernel TLS for sending on every SSL_CTX of ctx, if the kernel has it
+ * (ktls.c); else ctx stays as if it had not been asked for. */
+static void enable_ktls(async_tls_context *ctx)
+{
+#ifdef SSL_OP_ENABLE_KTLS
+    size_t i;
+
+    if (async_tls_ktls_probe(NULL, 0) != 1)
+        return;
+    ctx->ktls = true;
+    SSL_CTX_set_options(ctx->ssl, SSL_OP_ENABLE_KTLS);
+    for (i = 0; i < ctx->nsni; i++)
+        SSL_CTX_set_options(ctx->sni_ssl[i], SSL_OP_ENABLE_KTLS);
+#else
+    (void)ctx;
+#endif
+}
+
 async_tls_context *async_tls_server_new(const struct async_tls_server_config *cfg, char *why,
                                         size_t whylen)
 {
@@ -334,6 +352,8 @@ async_tls_context *async_tls_server_new(const struct async_tls_server_config *cf
     if (server_ssl(ctx, ctx->ssl, cfg->certs, cfg->ncerts, why, whylen) != 0 ||
         sni_sets(ctx, cfg, why, whylen) != 0)
         goto fail;
+    if (cfg->ktls)
+        enable_ktls(ctx);
     if (cfg->plaintext_reply != NULL) {
         ctx->plaintext_len = strlen(cfg->plaintext_reply);
         if ((ctx->plaintext_reply = strdup(cfg->plaintext_reply)) == NULL)

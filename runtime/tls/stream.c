@@ -19,6 +19,12 @@
  * context's plaintext_reply in the clear (an HTTP 400, as nginx sends)
  * and the stream fails with EPROTO.
  *
+ * Kernel TLS (ktls.c).  A stream of a context with ktls writes through
+ * OpenSSL's socket BIO instead, which lets OpenSSL give the kernel the
+ * sending keys after the handshake; its reads stay on our BIO.  The
+ * layer's sendfile is SSL_sendfile on such a stream, and EOPNOTSUPP on
+ * any other (the caller copies the file through SSL_write).
+ *
  * Threads: one stream's SSL is used by one fiber at a time (layer.h); the
  * context is shared read-only. */
 #include "tls.h"
@@ -41,6 +47,7 @@ struct tls_conn {
     bool sniffed;               /* the peer's first byte was looked at */
     bool plain;                 /* ... and was not TLS */
     bool failed;                /* a fatal error: no close_notify */
+    bool ktls_counted;          /* sent a file with the kernel's keys (async_tls_ktls_stats) */
     char error[160];            /* async_tls_error */
 };
 
@@ -280,6 +287,54 @@ static void layer_free(void *ctx)
     free(t);
 }
 
+/* Whether the kernel holds the sending keys (a socket BIO of a kTLS
+ * context, after the handshake). */
+static bool kernel_sends(struct tls_conn *t)
+{
+#ifdef SSL_OP_ENABLE_KTLS
+    return t->ctx->ktls && SSL_is_init_finished(t->ssl) && BIO_get_ktls_send(SSL_get_wbio(t->ssl));
+#else
+    (void)t;
+    return false;
+#endif
+}
+
+/* The file from *off by sendfile(2) under the kernel's keys, parking on
+ * EAGAIN; EOPNOTSUPP when OpenSSL encrypts on this connection. */
+static ssize_t layer_sendfile(void *ctx, async_stream *s, int fd, off_t *off, size_t len)
+{
+    struct tls_conn *t = ctx;
+    ossl_ssize_t n;
+    int err;
+
+    if (t->failed || !kernel_sends(t)) {
+        errno = t->failed ? EPROTO : EOPNOTSUPP;
+        return -1;
+    }
+    for (;;) {
+        ERR_clear_error();
+        errno = 0;
+        n = SSL_sendfile(t->ssl, fd, *off, len, 0);
+        err = errno;
+        ERR_clear_error();
+        if (n >= 0) {
+            *off += n;
+            async__tls_ktls_count(!t->ktls_counted, (size_t)n);
+            t->ktls_counted = true;
+            return n; /* 0: the file ended */
+        }
+        if (err == EINTR)
+            continue;
+        if ((err == EAGAIN || err == EBUSY) && async_stream_socket_wait(s, ASYNC_WRITABLE) == 0)
+            continue;
+        if (err == EAGAIN || err == EBUSY)
+            return -1; /* the wait's errno: ECANCELED, ETIMEDOUT, EBADF */
+        t->failed = true; /* the kernel's record stream is broken: no close_notify */
+        errno = err != 0 ? err : EPIPE;
+        return -1;
+    }
+}
+
 static const struct async_stream_layer tls_layer = {
     .read = layer_read,
     .write = layer_write,
@@ -287,6 +342,7 @@ static const struct async_stream_layer tls_layer = {
     .pending = layer_pending,
     .goodbye = layer_goodbye,
     .free = layer_free,
+    .sendfile = layer_sendfile,
 };
 
 /* ---- putting it on a stream ---- */
@@ -294,7 +350,7 @@ static const struct async_stream_layer tls_layer = {
 static int attach(async_stream *s, async_tls_context *ctx, bool server, const char *name)
 {
     struct tls_conn *t;
-    BIO *bio;
+    BIO *bio, *wbio;
     int fd = async_stream_fd(s);
 
     if (fd < 0 || ctx == NULL || ctx->server != server) {
@@ -309,7 +365,15 @@ static int attach(async_stream *s, async_tls_context *ctx, bool server, const ch
     if ((t->ssl = SSL_new(ctx->ssl)) == NULL || (bio = BIO_new(bio_method)) == NULL)
         goto fail_ssl;
     BIO_set_data(bio, t);
-    SSL_set_bio(t->ssl, bio, bio);
+    if (ctx->ktls && (wbio = async__tls_ktls_bio(fd)) != NULL) {
+        SSL_set_bio(t->ssl, bio, wbio);
+    } else {
+#ifdef SSL_OP_ENABLE_KTLS
+        if (ctx->ktls)
+            SSL_clear_options(t->ssl, SSL_OP_ENABLE_KTLS); /* the kernel said no: as before */
+#endif
+        SSL_set_bio(t->ssl, bio, bio);
+    }
     if (server) {
         SSL_set_accept_state(t->ssl);
     } else {
@@ -398,6 +462,13 @@ int async_tls_resumed(const async_stream *s)
     struct tls_conn *t = conn_of(s);
 
     return t != NULL ? SSL_session_reused(t->ssl) : -1;
+}
+
+int async_tls_ktls_sending(const async_stream *s)
+{
+    struct tls_conn *t = conn_of(s);
+
+    return t != NULL ? kernel_sends(t) : -1;
 }
 
 const char *async_tls_error(const async_stream *s)

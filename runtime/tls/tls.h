@@ -6,7 +6,8 @@
  *   context.c  server and client SSL_CTX: versions, ciphers, ALPN, certificates
  *   tickets.c  session-ticket keys, rotated, shared by every worker
  *   check.c    a certificate against its key, its chain and the clock
- *   stream.c   the layer: a non-blocking SSL on the socket, parking on WANT_* */
+ *   stream.c   the layer: a non-blocking SSL on the socket, parking on WANT_*
+ *   ktls.c     kernel TLS for sending: the probe, OpenSSL's socket BIO, counters */
 #ifndef ASYNC_TLS_H
 #define ASYNC_TLS_H
 
@@ -28,6 +29,7 @@ struct async_tls_context {
     void *sni_arg;
     _Atomic int refs;            /* the maker's + one per stream */
     bool server;
+    bool ktls;                   /* server: SSL_OP_ENABLE_KTLS (asked for, and the probe passed) */
     char *plaintext_reply;       /* NULL: none */
     size_t plaintext_len;
     struct async__tls_tickets *tickets; /* server only */
@@ -42,6 +44,13 @@ void async__tls_context_ref(async_tls_context *ctx);
 int async__tls_tickets_new(async_tls_context *ctx, unsigned lifetime_s);
 void async__tls_tickets_install(async_tls_context *ctx, SSL_CTX *ssl);
 void async__tls_tickets_free(struct async__tls_tickets *t);
+
+/* OpenSSL's socket BIO on fd after TCP_ULP "tls", for the writing side of
+ * a kTLS connection; NULL when the kernel refuses (the caller keeps its
+ * own BIO). */
+BIO *async__tls_ktls_bio(int fd);
+/* Counts bytes sent by kernel TLS, and a connection on its first. */
+void async__tls_ktls_count(bool first, size_t bytes);
 
 /* Writes OpenSSL's first queued reason (or fallback) into why, clears the
  * queue. */

@@ -1092,14 +1092,207 @@ static void https_testssl_finds_nothing_high_or_critical(void **state)
     assert_null(strstr(out, "FINDING"));
 }
 
+/* ---- kernel TLS ("ktls") ---- */
+
+#define KTLS_BYTES (8 * 1024 * 1024 + 333)
+
+/* Whether the kernel takes TLS keys: TCP_ULP "tls" on a connected
+ * loopback socket, the test's own probe (not the daemon's).  0, or the
+ * errno. */
+static int kernel_tls(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), err;
+
+    assert_true(l >= 0 && c >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(l, 1), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&a, sizeof(a)), 0);
+    err = setsockopt(c, IPPROTO_TCP, 31 /* TCP_ULP */, "tls", sizeof("tls")) == 0 ? 0 : errno;
+    close(c);
+    close(l);
+    return err;
+}
+
+/* The kernel's own count of sockets given TLS sending keys in software,
+ * or -1 where it keeps none. */
+static long kernel_tx_sw(void)
+{
+    char text[4096], *at;
+    FILE *f = fopen("/proc/net/tls_stat", "r");
+    size_t n;
+
+    if (f == NULL)
+        return -1;
+    n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    at = strstr(text, "TlsTxSw");
+    return at != NULL ? strtol(at + strlen("TlsTxSw"), NULL, 10) : -1;
+}
+
+/* A daemon with two HTTPS addresses — the first with "ktls": true, the
+ * second without — and a plain one for /metrics, serving www/ where
+ * big.bin is a patterned file of KTLS_BYTES.  Ports in *kport, *tport,
+ * *mport. */
+static void start_ktls(struct daemon *d, int *kport, int *tport, int *mport)
+{
+    unsigned char *data = malloc(KTLS_BYTES);
+    char text[2048];
+    size_t i;
+
+    assert_non_null(data);
+    for (i = 0; i < KTLS_BYTES; i++)
+        data[i] = (unsigned char)(i * 13 + i / 65536);
+    test_dir_mkdir("www");
+    write_bytes("www/big.bin", data, KTLS_BYTES);
+    free(data);
+    *tport = free_port();
+    *mport = free_port();
+    snprintf(text, sizeof(text),
+             "{\"modules_dir\": \"modules\", \"log_level\": \"info\", \"shutdown_timeout_ms\": 3000,\n"
+             " \"modules\": {\"http\": {\"root\": \"www\", \"metrics_path\": \"/metrics\",\n"
+             "  \"listen\": [{\"address\": \"127.0.0.1:0\", \"tls\": " EC_PAIR ", \"ktls\": true},\n"
+             "             {\"address\": \"127.0.0.1:%d\", \"tls\": " EC_PAIR "},\n"
+             "             \"127.0.0.1:%d\"]}}}\n",
+             *tport, *mport);
+    write_file("asyncd.json", text);
+    daemon_start(d, "asyncd.json", NULL);
+    *kport = number_after(d, TLS_PORT_LINE);
+    wait_log(d, "ready");
+}
+
+/* curl's copy of big.bin over HTTPS from port compared with the file. */
+static void get_big(int port)
+{
+    char out[4096];
+
+    assert_int_equal(shell(out, sizeof(out),
+                           "rm -f got.bin && curl -sS --http1.1 --max-time 60 --cacert ca.pem "
+                           "--resolve localhost:%d:127.0.0.1 -o got.bin "
+                           "https://localhost:%d/big.bin && cmp www/big.bin got.bin && echo same",
+                           port, port),
+                     0);
+    if (strstr(out, "same") == NULL)
+        fail_msg("big.bin over HTTPS on port %d differs:\n%s", port, out);
+}
+
+/* The kernel-TLS counters of /metrics: [0] connections, [1] bytes. */
+static void ktls_metrics(int mport, unsigned long long *v)
+{
+    char out[65536], *at;
+
+    assert_int_equal(shell(out, sizeof(out), "curl -sS --max-time 20 http://127.0.0.1:%d/metrics",
+                           mport),
+                     0);
+    at = strstr(out, "\nasyncd_tls_kernel_connections_total ");
+    assert_non_null(at);
+    v[0] = strtoull(at + strlen("\nasyncd_tls_kernel_connections_total "), NULL, 10);
+    at = strstr(out, "\nasyncd_tls_kernel_sent_bytes_total ");
+    assert_non_null(at);
+    v[1] = strtoull(at + strlen("\nasyncd_tls_kernel_sent_bytes_total "), NULL, 10);
+}
+
+/* Where the kernel has TLS: the file leaves by sendfile under the
+ * kernel's keys (the daemon's counters and the kernel's own say so) and
+ * arrives exact; the address without "ktls" still copies. */
+static void https_ktls_sends_a_large_static_file_with_sendfile_where_the_kernel_has_tls(
+    void **state)
+{
+    unsigned long long before[2], after[2], later[2];
+    int kport, tport, mport, err = kernel_tls();
+    long sw;
+    struct daemon d;
+
+    (void)state;
+    if (err != 0)
+        SKIP("the kernel has no TLS: setsockopt(TCP_ULP, \"tls\") on a loopback socket: %s "
+             "(CONFIG_TLS, modprobe tls)", strerror(err));
+    if (!have("curl"))
+        SKIP("needs curl");
+    start_ktls(&d, &kport, &tport, &mport);
+    wait_log(&d, "kernel TLS (\"ktls\"): on:");
+    wait_log(&d, ", TLS, kernel TLS)");
+    ktls_metrics(mport, before);
+    sw = kernel_tx_sw();
+    get_big(kport);
+    ktls_metrics(mport, after);
+    assert_int_equal(after[0] - before[0], 1);
+    assert_int_equal(after[1] - before[1], KTLS_BYTES);
+    if (sw >= 0)
+        assert_true(kernel_tx_sw() > sw);
+    get_big(tport); /* no "ktls" there: copied, not counted */
+    ktls_metrics(mport, later);
+    assert_true(later[0] == after[0] && later[1] == after[1]);
+    assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
+/* Everywhere: "ktls" on a kernel without TLS logs why once and serves the
+ * file exact through OpenSSL (no kernel-TLS byte counted); on a kernel
+ * with it, at least the address without "ktls" copies.  And the check
+ * names a "ktls" that is not a boolean or has no "tls" beside it. */
+static void https_ktls_without_kernel_tls_serves_files_through_openssl_and_logs_why(
+    void **state)
+{
+    unsigned long long before[2], after[2];
+    int kport, tport, mport, err = kernel_tls();
+    const char *line;
+    char out[16384];
+    struct daemon d;
+
+    (void)state;
+    if (!have("curl"))
+        SKIP("needs curl");
+    start_ktls(&d, &kport, &tport, &mport);
+    if (err != 0) {
+        line = wait_log(&d, "kernel TLS (\"ktls\") is not available: ");
+        assert_true(strstr(line, "TCP_ULP") != NULL && strstr(line, strerror(err)) != NULL);
+        assert_null(strstr(d.log, "kernel TLS)"));
+        assert_null(strstr(d.log, "kernel TLS (\"ktls\"): on"));
+        /* once, not per address or connection */
+        assert_null(strstr(line + strlen("kernel TLS (\"ktls\") is not"), "is not available"));
+    }
+    ktls_metrics(mport, before);
+    get_big(tport);
+    ktls_metrics(mport, after);
+    assert_true(after[0] == before[0] && after[1] == before[1]);
+    get_big(kport);
+    get_big(kport);
+    if (err != 0) {
+        ktls_metrics(mport, after);
+        assert_true(after[0] == 0 && after[1] == 0);
+    }
+    assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+
+    write_config("bad.json", "[{\"address\": \"127.0.0.1:0\", \"tls\": " EC_PAIR ", "
+                             "\"ktls\": \"yes\"},\n"
+                             " {\"address\": \"127.0.0.1:0\", \"ktls\": true}]");
+    path_of(out, sizeof(out), "bad.json");
+    assert_int_not_equal(run_to_end("--check-config", out, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "modules.http.listen[0].ktls: must be true or false"));
+    assert_non_null(strstr(out, "modules.http.listen[1].ktls: needs \"tls\" beside it"));
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest scanner[] = {
         cmocka_unit_test_setup_teardown(https_testssl_finds_nothing_high_or_critical, setup,
                                         teardown),
     };
+    /* its own CTest (https_ktls): skipped where the kernel has no TLS */
+    const struct CMUnitTest kernel[] = {
+        cmocka_unit_test_setup_teardown(
+            https_ktls_sends_a_large_static_file_with_sendfile_where_the_kernel_has_tls, setup,
+            teardown),
+    };
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(https_curl_gets_hello_over_ipv4_and_ipv6, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            https_ktls_without_kernel_tls_serves_files_through_openssl_and_logs_why, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(https_server_blocks_share_a_tls_address, setup, teardown),
         cmocka_unit_test_setup_teardown(
             https_sni_picks_the_certificate_of_the_server_block_that_names_it, setup, teardown),
@@ -1134,5 +1327,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (argc > 1 && strcmp(argv[1], "testssl") == 0) /* its own CTest: slow */
         return skips_exit(cmocka_run_group_tests(scanner, NULL, NULL));
+    if (argc > 1 && strcmp(argv[1], "ktls") == 0)
+        return skips_exit(cmocka_run_group_tests(kernel, NULL, NULL));
     return skips_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

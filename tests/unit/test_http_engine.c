@@ -8,11 +8,13 @@
 #include "harness.h"
 
 #include <async_io/http.h>
+#include <async_io/layer.h>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 
 #define BIG (900 * 1024)              /* under the default max_body_bytes */
@@ -587,6 +589,173 @@ static void http_engine_sends_files_with_a_length_or_chunked(void **state)
     RUN(1, t_sendfile, NULL);
 }
 
+/* ---- files through a layer (what kernel TLS does) ---- */
+
+/* A layer that passes bytes through unchanged; its sendfile either sends
+ * (sendfile(2), at most 700 bytes a call: several calls per file) or says
+ * EOPNOTSUPP, as TLS without kernel TLS does.  One connection at a time. */
+static struct {
+    bool sends;
+    _Atomic unsigned calls;     /* to the layer's sendfile */
+    _Atomic size_t bytes;       /* it sent */
+} pass;
+
+static ssize_t pass_io(async_stream *s, void *buf, size_t len, bool out)
+{
+    int fd = async_stream_fd(s);
+    ssize_t n;
+
+    for (;;) {
+        n = out ? send(fd, buf, len, MSG_NOSIGNAL) : recv(fd, buf, len, 0);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN ||
+            async_stream_socket_wait(s, out ? ASYNC_WRITABLE : ASYNC_READABLE) != 0)
+            return -1;
+    }
+}
+
+static ssize_t pass_read(void *ctx, async_stream *s, void *buf, size_t len)
+{
+    (void)ctx;
+    return pass_io(s, buf, len, false);
+}
+
+static ssize_t pass_write(void *ctx, async_stream *s, const void *buf, size_t len)
+{
+    (void)ctx;
+    return pass_io(s, (void *)buf, len, true);
+}
+
+static ssize_t pass_try_read(void *ctx, async_stream *s, void *buf, size_t len)
+{
+    ssize_t n = recv(async_stream_fd(s), buf, len, MSG_DONTWAIT);
+
+    (void)ctx;
+    if (n < 0 && errno == EWOULDBLOCK)
+        errno = EAGAIN;
+    return n;
+}
+
+static size_t pass_pending(void *ctx)
+{
+    (void)ctx;
+    return 0;
+}
+
+static void pass_free(void *ctx)
+{
+    (void)ctx;
+}
+
+static ssize_t pass_sendfile(void *ctx, async_stream *s, int fd, off_t *off, size_t len)
+{
+    ssize_t n;
+
+    (void)ctx;
+    atomic_fetch_add(&pass.calls, 1);
+    if (!pass.sends) {
+        errno = EOPNOTSUPP;
+        return -1;
+    }
+    while ((n = sendfile(async_stream_fd(s), fd, off, len < 700 ? len : 700)) < 0 &&
+           (errno == EINTR || (errno == EAGAIN && async_stream_socket_wait(s, ASYNC_WRITABLE) == 0)))
+        ;
+    if (n > 0)
+        atomic_fetch_add(&pass.bytes, (size_t)n);
+    return n;
+}
+
+static const struct async_stream_layer pass_layer = {
+    .read = pass_read,
+    .write = pass_write,
+    .try_read = pass_try_read,
+    .pending = pass_pending,
+    .free = pass_free,
+    .sendfile = pass_sendfile,
+};
+
+static void *pass_serve(void *arg)
+{
+    async_stream *s = async_listener_accept(E.l);
+
+    (void)arg;
+    if (!CHECK(s != NULL))
+        return NULL;
+    CHECK_OK(async_stream_set_layer(s, &pass_layer, &pass));
+    CHECK_OK(async_http_serve(s, h_file, NULL));
+    return NULL;
+}
+
+/* Two files on one connection through the layer; the reply in E.reply. */
+static void pass_two_files(bool sends)
+{
+    static const char two[] = "GET /file HTTP/1.1\r\nHost: a\r\n\r\n"
+                              "GET /file HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    async_task *srv;
+    async_stream *c;
+
+    pass.sends = sends;
+    atomic_store(&pass.calls, 0);
+    atomic_store(&pass.bytes, 0);
+    E.l = async_listener_bind("127.0.0.1:0");
+    if (!CHECK(E.l != NULL))
+        return;
+    E.port = async_listener_port(E.l);
+    srv = async_spawn(pass_serve, NULL);
+    if ((c = dial()) != NULL) {
+        CHECK_OK(async_stream_write_all(c, two, sizeof(two) - 1));
+        read_all(c);
+        async_stream_close(c);
+    }
+    async_join(srv, NULL);
+    async_listener_close(E.l);
+}
+
+static void *t_layer_files(void *arg)
+{
+    char data[2000];
+    const char *body;
+    int fd, i;
+
+    (void)arg;
+    strcpy(file_path, "/tmp/async-http-engine-XXXXXX");
+    fd = mkstemp(file_path);
+    CHECK(fd >= 0);
+    for (i = 0; i < (int)sizeof(data); i++)
+        data[i] = (char)('A' + i % 26);
+    CHECK(write(fd, data, sizeof(data)) == (ssize_t)sizeof(data));
+    close(fd);
+    /* the layer sends: each file by its sendfile, in pieces, none copied */
+    pass_two_files(true);
+    CHECK_EQ(count(E.reply, "HTTP/1.1 200 OK\r\n"), 2);
+    body = strstr(E.reply, "\r\n\r\n");
+    CHECK(body != NULL && memcmp(body + 4, data + 100, 1000) == 0);
+    CHECK(E.reply_len >= 1000 && memcmp(E.reply + E.reply_len - 1000, data + 100, 1000) == 0);
+    CHECK_EQ(atomic_load(&pass.bytes), 2000);
+    CHECK(atomic_load(&pass.calls) >= 4);
+    /* it cannot (TLS without kernel TLS): asked once for the connection,
+     * then both files are copied through its write */
+    pass_two_files(false);
+    CHECK_EQ(count(E.reply, "HTTP/1.1 200 OK\r\n"), 2);
+    body = strstr(E.reply, "\r\n\r\n");
+    CHECK(body != NULL && memcmp(body + 4, data + 100, 1000) == 0);
+    CHECK(E.reply_len >= 1000 && memcmp(E.reply + E.reply_len - 1000, data + 100, 1000) == 0);
+    CHECK_EQ(atomic_load(&pass.calls), 1);
+    CHECK_EQ(atomic_load(&pass.bytes), 0);
+    unlink(file_path);
+    return NULL;
+}
+
+static void http_engine_hands_files_to_a_layer_that_sends_them_and_copies_for_one_that_cannot(
+    void **state)
+{
+    (void)state;
+    RUN(1, t_layer_files, NULL);
+}
+
 /* ---- the server object ---- */
 
 static void log_fmt(const async_http_request *req, async_http_log_line *line, void *ctx)
@@ -1147,6 +1316,8 @@ int main(void)
         cmocka_unit_test(http_engine_reads_away_unread_bodies_up_to_a_bound),
         cmocka_unit_test(http_engine_answers_malformed_requests_itself),
         cmocka_unit_test(http_engine_sends_files_with_a_length_or_chunked),
+        cmocka_unit_test(
+            http_engine_hands_files_to_a_layer_that_sends_them_and_copies_for_one_that_cannot),
         cmocka_unit_test(http_engine_server_limits_counts_logs_and_shuts_down),
         cmocka_unit_test(http_engine_tags_and_hooks_see_every_handled_exchange_once),
         cmocka_unit_test(http_engine_client_calls_reuse_pooled_connections_and_stream_bodies),

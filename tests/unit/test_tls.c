@@ -988,6 +988,166 @@ static void tls_http_server_and_client_run_over_tls_with_keepalive_and_sendfile(
     RUN(2, http_main, NULL);
 }
 
+/* ---- kernel TLS ---- */
+
+/* A file whose every offset holds a different pattern, sent through a
+ * context asked for kernel TLS: the file must arrive exact whichever way
+ * it went, and the way must be the one the probe predicts — sendfile under
+ * the kernel's keys where it has TLS, a copy through OpenSSL where not. */
+#define KTLS_BYTES (1200 * 1000 + 7)
+
+static char ktls_path[160];
+static async_stream *ktls_stream;  /* the server's side of the one connection */
+static _Atomic int ktls_seen;     /* async_tls_ktls_sending on it, in the handler */
+
+static unsigned char ktls_byte(size_t i)
+{
+    return (unsigned char)(i * 7 + i / 4096);
+}
+
+static int ktls_handler(async_http_request *req, void *ctx)
+{
+    char num[32];
+    int fd, rc;
+
+    (void)ctx;
+    atomic_store(&ktls_seen, async_tls_ktls_sending(ktls_stream));
+    if ((fd = open(ktls_path, O_RDONLY)) < 0)
+        return -1;
+    snprintf(num, sizeof(num), "%d", KTLS_BYTES);
+    rc = async_http_add_header(req, "Content-Length", num) == 0 &&
+                 async_http_sendfile(req, fd, 0, KTLS_BYTES) == 0
+             ? 0
+             : -1;
+    close(fd);
+    return rc;
+}
+
+static void *ktls_accept(void *arg)
+{
+    struct http_case *h = arg;
+    async_stream *s = async_listener_accept(h->l);
+
+    if (!CHECK(s != NULL))
+        return NULL;
+    CHECK_OK(async_tls_server(s, h->ctx));
+    ktls_stream = s;
+    CHECK_OK(async_http_serve(s, ktls_handler, NULL));
+    return NULL;
+}
+
+/* GET /file twice on one connection; each body compared byte for byte. */
+static void ktls_get_twice(async_stream *s)
+{
+    unsigned char *body = malloc(KTLS_BYTES + 1);
+    size_t got, i, bad;
+    ssize_t n;
+    int k;
+
+    for (k = 0; k < 2 && body != NULL; k++) {
+        async_http_call *c = async_http_call_on(s, "GET", "localhost", "/file");
+
+        if (!CHECK(c != NULL))
+            break;
+        CHECK_OK(async_http_call_send(c));
+        CHECK_EQ(async_http_call_status(c), 200);
+        got = 0;
+        while ((n = async_http_call_read(c, body + got, KTLS_BYTES + 1 - got)) > 0)
+            got += (size_t)n;
+        CHECK_EQ(n, 0);
+        CHECK_EQ(got, KTLS_BYTES);
+        for (i = 0, bad = 0; i < got; i++)
+            bad += body[i] != ktls_byte(i);
+        CHECK_EQ(bad, 0);
+        async_http_call_free(c);
+    }
+    free(body);
+}
+
+static void *ktls_main(void *arg)
+{
+    struct async_tls_cert certs[] = {{ec_pem, ec_key}};
+    struct async_tls_server_config cfg = {
+        .certs = certs, .ncerts = 1, .alpn = "http/1.1", .ktls = true};
+    struct http_case h = {async_listener_bind("127.0.0.1:0"),
+                          async_tls_server_new(&cfg, NULL, 0), NULL};
+    struct async_tls_ktls_stats before, after;
+    async_tls_context *cctx = client_ctx();
+    bool kernel = arg != NULL;
+    async_task *acc;
+    async_stream *s;
+
+    if (!CHECK(h.l != NULL && h.ctx != NULL))
+        return NULL;
+    async_tls_ktls_stats(&before);
+    atomic_store(&ktls_seen, -2);
+    acc = async_spawn(ktls_accept, &h);
+    async_deadline(async_now_ms() + BOUND_MS);
+    if ((s = tls_connect(h.l, cctx, "localhost")) != NULL) {
+        ktls_get_twice(s);
+        async_stream_close(s);
+    }
+    async_join(acc, NULL);
+    async_deadline(-1);
+    async_tls_ktls_stats(&after);
+    CHECK_EQ(atomic_load(&ktls_seen), kernel ? 1 : 0);
+    if (kernel) {
+        CHECK_EQ(after.connections - before.connections, 1);
+        CHECK_EQ(after.bytes - before.bytes, 2 * (uint64_t)KTLS_BYTES);
+    } else {
+        CHECK_EQ(after.connections, before.connections);
+        CHECK_EQ(after.bytes, before.bytes);
+    }
+    async_listener_close(h.l);
+    async_tls_context_free(h.ctx);
+    async_tls_context_free(cctx);
+    return NULL;
+}
+
+static void ktls_file(void)
+{
+    unsigned char *data = malloc(KTLS_BYTES);
+    size_t i;
+    int fd;
+
+    assert_non_null(data);
+    for (i = 0; i < KTLS_BYTES; i++)
+        data[i] = ktls_byte(i);
+    snprintf(ktls_path, sizeof(ktls_path), "%s/ktls.bin", dir);
+    fd = open(ktls_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, KTLS_BYTES), KTLS_BYTES);
+    close(fd);
+    free(data);
+}
+
+static void tls_ktls_where_the_kernel_has_it_sends_files_with_sendfile(void **state)
+{
+    char why[256];
+
+    (void)state;
+    if (async_tls_ktls_probe(why, sizeof(why)) != 1)
+        SKIP("no kernel TLS here: %s", why);
+    ktls_file();
+    RUN(2, ktls_main, (void *)1);
+}
+
+static void tls_ktls_asked_for_without_kernel_tls_copies_files_through_openssl(void **state)
+{
+    char why[256] = "";
+    int kernel = async_tls_ktls_probe(why, sizeof(why));
+
+    (void)state;
+    /* the reason is named either way; without kernel TLS (this machine
+     * when CONFIG_TLS is off) the stream must say OpenSSL sends and the
+     * counters must not move; with it, the other test's case again */
+    assert_true(strlen(why) > 10);
+    if (kernel == 0)
+        assert_non_null(strstr(why, "TLS"));
+    ktls_file();
+    RUN(2, ktls_main, kernel == 1 ? (void *)1 : NULL);
+}
+
 /* ---- contexts and certificate checks ---- */
 
 static void tls_cert_check_names_what_is_wrong(void **state)
@@ -1087,8 +1247,13 @@ static void tls_server_sends_the_intermediate_of_its_chain(void **state)
     RUN(1, chain_main, NULL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* its own CTest (tls_ktls): skipped where the kernel has no TLS,
+     * without marking the rest of this file skipped */
+    const struct CMUnitTest kernel[] = {
+        cmocka_unit_test(tls_ktls_where_the_kernel_has_it_sends_files_with_sendfile),
+    };
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(tls_echo_of_256k_between_our_client_and_server),
         cmocka_unit_test(tls_40_concurrent_sessions_on_2_workers_share_one_context),
@@ -1106,11 +1271,14 @@ int main(void)
         cmocka_unit_test(tls_tickets_resume_and_their_keys_rotate),
         cmocka_unit_test(tls_bytes_held_by_ssl_are_readable_for_wait_and_spawn_when_readable),
         cmocka_unit_test(tls_http_server_and_client_run_over_tls_with_keepalive_and_sendfile),
+        cmocka_unit_test(tls_ktls_asked_for_without_kernel_tls_copies_files_through_openssl),
         cmocka_unit_test(tls_cert_check_names_what_is_wrong),
         cmocka_unit_test(tls_server_context_refuses_a_key_of_another_certificate),
         cmocka_unit_test(tls_server_refuses_tls_1_0_and_1_1),
         cmocka_unit_test(tls_server_sends_the_intermediate_of_its_chain),
     };
 
+    if (argc > 1 && strcmp(argv[1], "ktls") == 0)
+        return skips_exit(cmocka_run_group_tests(kernel, make_certs, remove_certs));
     return skips_exit(cmocka_run_group_tests(tests, make_certs, remove_certs));
 }
