@@ -127,6 +127,12 @@ ASYNC_API int async_http_head_sent(const async_http_request *req);
 /* Microseconds since the request's head was complete (for logs: the
  * request time). */
 ASYNC_API int64_t async_http_elapsed_us(const async_http_request *req);
+/* Once the response is complete (the access-log formatter, the done
+ * hook): the microseconds the engine timed it for its duration histogram
+ * (from the complete head to the response handed over), with no clock
+ * read of its own; -1 when it was not timed (ASYNC_HTTP_TIME_REQUESTS
+ * off, or a request the engine could not parse). */
+ASYNC_API int64_t async_http_duration_us(const async_http_request *req);
 /* Marks the connection to close after this response ("Connection: close"). */
 ASYNC_API void async_http_close_after(async_http_request *req);
 /* Switches the connection to another protocol (WebSocket, a tunnel):

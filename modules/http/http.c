@@ -174,7 +174,7 @@ static async_http_server *engine_new(struct http_module *mod)
         {ASYNC_HTTP_LINGERING_TIMEOUT_MS, c->lingering_timeout_ms},
         {ASYNC_HTTP_LINGERING_MAX_BYTES, (int64_t)c->lingering_max_bytes},
         {ASYNC_HTTP_MAX_CONNECTIONS, c->max_connections},
-        {ASYNC_HTTP_TIME_REQUESTS, c->metrics_path != NULL}, /* the duration histogram */
+        {ASYNC_HTTP_TIME_REQUESTS, c->metrics_on}, /* the duration histogram */
     };
     size_t i;
 
@@ -196,6 +196,8 @@ static async_http_server *engine_new(struct http_module *mod)
     return e;
 }
 
+static bool any_has(const json_t *config, const char *key);
+
 /* The top level: the engine's settings and every server's listen
  * addresses.  0, or -1 (ENOMEM). */
 static int top_load(const json_t *config, struct http_config *c)
@@ -215,11 +217,13 @@ static int top_load(const json_t *config, struct http_config *c)
         return -1;
     if (c->max_connections < 0)
         c->max_connections = http_default_max_connections();
+    c->metrics_on = any_has(config, "metrics_path");
     return 0;
 }
 
-/* Whether any server of config has an access log. */
-static bool any_log(const json_t *config)
+/* Whether any server of config has key (a string): an access log, a
+ * metrics endpoint. */
+static bool any_has(const json_t *config, const char *key)
 {
     size_t i, n = http_sites_count(config);
     bool any = false;
@@ -227,10 +231,15 @@ static bool any_log(const json_t *config)
 
     for (i = 0; i < n && !any; i++)
         if ((s = http_sites_server_config(config, i)) != NULL) {
-            any = json_is_string(json_object_get(s, "access_log"));
+            any = json_is_string(json_object_get(s, key));
             json_decref(s);
         }
     return any;
+}
+
+static bool any_log(const json_t *config)
+{
+    return any_has(config, "access_log");
 }
 
 static int module_open(struct http_module *mod, async_module_host *host, const json_t *config)
@@ -271,6 +280,7 @@ static void module_close(struct http_module *mod)
 {
     async_http_server_free(mod->engine);
     http_sites_free_all(mod);
+    http_site_stats_free_all(mod);
     http_log_close(mod->log);
     http_config_free(&mod->cfg);
 }
@@ -380,8 +390,9 @@ static bool same_engine(const struct http_config *a, const struct http_config *b
     for (i = 0; i < a->nlisten; i++)
         if (strcmp(a->listen[i], b->listen[i]) != 0 || !http_tls_same(a->tls[i], b->tls[i]))
             return false;
-    /* the engine times requests only for the metrics endpoint */
-    return (a->metrics_path == NULL) == (b->metrics_path == NULL) &&
+    /* the engine times requests, and sites count theirs, only for a
+     * metrics endpoint */
+    return a->metrics_on == b->metrics_on &&
            a->keepalive_timeout_ms == b->keepalive_timeout_ms &&
            a->header_timeout_ms == b->header_timeout_ms &&
            a->body_timeout_ms == b->body_timeout_ms && a->send_timeout_ms == b->send_timeout_ms &&

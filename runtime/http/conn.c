@@ -343,6 +343,7 @@ static void unparsed(struct async_http_request *req, struct http_conn *c, bool b
     req->tag = NULL;
     req->host = NULL;
     req->started_us = 0;
+    req->duration_us = -1;
     req->body_done = true;
     req->body_error = 0;
     req->body_malformed = false;

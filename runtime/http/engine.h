@@ -227,6 +227,7 @@ struct async_http_request {
     struct http_request h;      /* the parsed head; slices NUL-terminated */
     const char *query;
     int64_t started_us;         /* when the head was complete (monotonic) */
+    int64_t duration_us;        /* async_http_duration_us: -1 until timed */
     size_t body_at;             /* the body's first unread byte in c->in */
     /* body */
     struct http_chunked ch;

@@ -126,6 +126,7 @@ void async__http_request_init(struct async_http_request *req, struct http_conn *
     req->host = NULL;
     /* only logs and the duration histogram ask */
     req->started_us = srv->log_fmt != NULL || srv->time_requests ? now_us() : 0;
+    req->duration_us = -1;
     req->body_at = body_at;
     req->valid = false;
     response_reset(req);
@@ -734,6 +735,11 @@ int64_t async_http_elapsed_us(const async_http_request *req)
     return req->started_us > 0 ? now_us() - req->started_us : 0;
 }
 
+int64_t async_http_duration_us(const async_http_request *req)
+{
+    return req->duration_us;
+}
+
 int async_http_head_sent(const async_http_request *req)
 {
     return req->head_sent;
@@ -751,8 +757,10 @@ static void log_response(struct async_http_request *req)
 {
     struct http_conn *c = req->c;
 
-    if (c->srv->time_requests && req->started_us > 0)
-        async__http_count_duration(c->srv, now_us() - req->started_us);
+    if (c->srv->time_requests && req->started_us > 0) {
+        req->duration_us = now_us() - req->started_us;
+        async__http_count_duration(c->srv, req->duration_us);
+    }
     if (c->srv->log_fmt != NULL)
         async__http_logq_add(c, req, req->body_start, req->pending, req->body_sent);
 }
