@@ -188,6 +188,7 @@ static async_http_server *engine_new(struct http_module *mod)
             return NULL;
         }
     if (async_http_server_set_hooks(e, &hooks) != 0 ||
+        async_http_server_set_error_hook(e, http_site_engine_error, mod) != 0 ||
         (mod->log != NULL &&
          async_http_server_set_log(e, http_log_format, http_log_write, mod->log) != 0)) {
         async_http_server_free(e);

@@ -170,5 +170,9 @@ void http_site_head(async_http_request *req, void *site);
  * failed while sending (the connection closes), 1 sent nothing (no page,
  * or it cannot be read: the caller answers with its built-in body). */
 int http_site_error_page(async_http_request *req, int status);
+/* The engine's error hook (async_http_error_fn, ctx the module): the
+ * site's page for one of the engine's own errors, the site chosen (and
+ * held until the done hook) if no handler had. */
+int http_site_engine_error(async_http_request *req, int status, void *mod);
 
 #endif

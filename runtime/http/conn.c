@@ -358,6 +358,7 @@ static enum step refuse(struct http_conn *c, struct async_http_request *req, int
 {
     c->cur = req;
     async__http_error(req, status, true);
+    async__http_exchange_done(req); /* the error hook may have tagged it */
     c->cur = NULL;
     return STEP_LINGER;
 }
@@ -373,6 +374,7 @@ static enum step serve_one(struct http_conn *c, struct async_http_request *req, 
 
     if (req->h.has_content_length && req->h.content_length > srv->max_body_bytes) {
         unparsed(req, c, false);
+        async__http_refused_head(req); /* its Host chooses the error hook's page */
         return refuse(c, req, 413);
     }
     if (has_body && c->off > 0) {
@@ -523,6 +525,7 @@ static enum step read_more(struct http_conn *c)
         struct async_http_request req;
 
         unparsed(&req, c, true);
+        async_deadline(-1); /* the answer's writes have send_timeout_ms of their own */
         refuse(c, &req, 408);
     }
     return STEP_CLOSE;

@@ -551,6 +551,21 @@ static int get_host(const char *host, const char *path)
     return status;
 }
 
+/* Sends raw and reads the answer and the close: its status. */
+static int raw_status(const char *raw)
+{
+    struct client *c = client_open(D.port);
+    struct resp r;
+    int status;
+
+    assert_true(client_send(c, raw));
+    must_respond(c, false, &r);
+    client_close(c);
+    status = r.status;
+    resp_free(&r);
+    return status;
+}
+
 #define SREQ(server, code) "asyncd_http_requests_total{server=\"" server "\",code=\"" code "\"}"
 #define SDUR(server) "asyncd_http_request_duration_seconds_count{server=\"" server "\"}"
 
@@ -573,16 +588,24 @@ static void metrics_requests_to_two_virtual_hosts_move_their_own_series(void **s
     for (i = 0; i < 2; i++)
         assert_int_equal(get_host("b.test", "/missing"), 404);
     assert_int_equal(get_host("b.test", "/hello"), 200);
+    /* the engine's own errors count for the server their Host names, or
+     * the default: a body past max_body_bytes (Host parsed), then a
+     * request line it cannot parse */
+    assert_int_equal(raw_status("POST /hello HTTP/1.1\r\nHost: b.test\r\n"
+                                "Content-Length: 99999999999\r\n\r\n"), 413);
+    assert_int_equal(raw_status("GET /hello HTTP/1.1 junk\r\nHost: b.test\r\n\r\n"), 400);
     b = scrape(NULL);
     if (access(PROMTOOL, X_OK) == 0)
         promtool_check(b);
     assert_true(sample(b, SREQ("a.test", "2xx")) - sample(a, SREQ("a.test", "2xx")) == 4);
     assert_true(sample(b, SREQ("a.test", "4xx")) - sample(a, SREQ("a.test", "4xx")) == 0);
     assert_true(sample(b, SREQ("b.test", "2xx")) - sample(a, SREQ("b.test", "2xx")) == 1);
-    assert_true(sample(b, SREQ("b.test", "4xx")) - sample(a, SREQ("b.test", "4xx")) == 2);
-    /* the first scrape's own answer */
+    assert_true(sample(b, SREQ("b.test", "4xx")) - sample(a, SREQ("b.test", "4xx")) == 2 + 1);
+    /* the first scrape's own answer, and the unparsable request's 400 */
     assert_true(sample(b, SREQ("default", "2xx")) - sample(a, SREQ("default", "2xx")) == 1);
+    assert_true(sample(b, SREQ("default", "4xx")) - sample(a, SREQ("default", "4xx")) == 1);
     assert_true(sample(b, SDUR("a.test")) - sample(a, SDUR("a.test")) == 4);
+    /* the 413 was refused before it was timed */
     assert_true(sample(b, SDUR("b.test")) - sample(a, SDUR("b.test")) == 3);
     /* one series per server: www.a.test is a.test's */
     assert_null(strstr(b, "server=\"www.a.test\""));
