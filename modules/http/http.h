@@ -149,8 +149,9 @@ unsigned http_config_validate_server(const json_t *server, const char *prefix,
 /* What is wrong with a header field a config adds (a name that is not a
  * token, a framing field, a value with control characters), or NULL. */
 const char *http_config_header_problem(const char *name, const json_t *value);
-/* A config validate accepted, with every default filled in (asyncd -T):
- * a new reference, or NULL. */
+/* A config validate accepted, with every default of the keys config.c
+ * reads filled in (asyncd -T takes it from http_sites_effective, which
+ * adds the servers'): a new reference, or NULL. */
 json_t *http_config_effective(const json_t *config);
 /* max_connections when the config does not say: what RLIMIT_NOFILE allows. */
 long http_default_max_connections(void);

@@ -52,6 +52,11 @@ struct http_module {
  * servers[i]); problems go to report by JSON path.  The number of
  * problems. */
 unsigned http_sites_validate(const json_t *config, async_module_report *report);
+/* config in effect (asyncd -T): http_config_effective's top level,
+ * and each servers[i] written out whole — what it inherits from the top
+ * level and every default — so each block reads alone.  A new
+ * reference, or NULL. */
+json_t *http_sites_effective(const json_t *config);
 /* How many servers config describes (a flat config is one). */
 size_t http_sites_count(const json_t *config);
 /* Server i's own config: the top level's keys (but "servers") with

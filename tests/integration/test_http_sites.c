@@ -541,6 +541,51 @@ static void sites_reload_changes_servers_under_an_open_keepalive_connection(void
     stop();
 }
 
+/* asyncd -T writes each server block out whole: what it inherits from
+ * the top level and every default, and the result passes the check. */
+static void sites_T_fills_every_servers_defaults(void **state)
+{
+    char out[32768], cfg[600], cmd[2048];
+    char *end;
+
+    (void)state;
+    write_http("{\"listen\":[\"127.0.0.1:0\"],\"root\":\"a\",\n"
+               " \"routes\":[{\"path\":\"/hello\",\"body\":\"hi\"}],\"servers\":[\n"
+               " {\"names\":[\"a.test\"],\"locations\":[{\"prefix\":\"/assets/\","
+               "\"headers\":{\"X-A\":\"1\"}}]},\n"
+               " {\"names\":[\"b.test\"],\"root\":\"b\",\"default\":true,\"index\":[\"home.html\"],"
+               "\"error_pages\":{\"404\":\"/gone.html\"}}]}");
+    path_of(cfg, sizeof(cfg), "asyncd.json");
+    snprintf(cmd, sizeof(cmd),
+             "'%s' -T '%s' 2>/dev/null | python3 -c 'import json,sys\n"
+             "s=json.load(sys.stdin)[\"modules\"][\"http\"][\"servers\"]\n"
+             "a,b=s\n"
+             "assert a[\"root\"]==\"a\" and a[\"listen\"]==[\"127.0.0.1:0\"], a\n"
+             "assert a[\"index\"]==[\"index.html\"] and a[\"default\"] is False, a\n"
+             "assert a[\"access_log\"] is False and a[\"serve_hidden\"] is False, a\n"
+             "assert a[\"open_file_cache_ms\"]==1000 and a[\"headers\"]=={}, a\n"
+             "assert a[\"error_pages\"]=={} and \"status_path\" not in a, a\n"
+             "assert a[\"routes\"]==[{\"path\":\"/hello\",\"body\":\"hi\",\"status\":200,"
+             "\"headers\":{}}], a\n"
+             "assert a[\"locations\"]==[{\"prefix\":\"/assets/\",\"headers\":{\"X-A\":\"1\"},"
+             "\"always\":False}], a\n"
+             "assert b[\"root\"]==\"b\" and b[\"index\"]==[\"home.html\"], b\n"
+             "assert b[\"default\"] is True and b[\"locations\"]==[], b\n"
+             "assert b[\"error_pages\"]=={\"404\":\"/gone.html\"}, b\n"
+             "assert \"max_body_bytes\" not in a and \"names\" in b, b'",
+             ASYNCD, cfg);
+    assert_int_equal(system(cmd), 0);
+    /* the effective config is a config that passes the check */
+    assert_int_equal(run_to_end("-T", cfg, out, sizeof(out)), 0);
+    if ((end = strstr(out, "\n}\n")) == NULL)
+        fail_msg("no JSON object in -T's output:\n%s", out);
+    end[3] = '\0';
+    write_file("effective.json", strstr(out, "{"));
+    path_of(cfg, sizeof(cfg), "effective.json");
+    if (run_to_end("--check-config", cfg, out, sizeof(out)) != 0)
+        fail_msg("the effective config fails the check:\n%s", out);
+}
+
 /* Runs asyncd --check-config on asyncd.json: its exit code, its output. */
 static int check(char *out, size_t len)
 {
@@ -633,6 +678,7 @@ int main(void)
         T(sites_json_access_log_names_the_server),
         T(sites_reload_changes_servers_under_an_open_keepalive_connection),
         T(sites_check_config_names_each_bad_server_key_by_path),
+        T(sites_T_fills_every_servers_defaults),
     };
 
     signal(SIGPIPE, SIG_IGN);
