@@ -197,7 +197,21 @@ static async_http_server *engine_new(struct http_module *mod)
     return e;
 }
 
-static bool any_has(const json_t *config, const char *key);
+/* Whether any server of config has key (a string): an access log, a
+ * metrics endpoint. */
+static bool any_has(const json_t *config, const char *key)
+{
+    size_t i, n = http_sites_count(config);
+    bool any = false;
+    json_t *s;
+
+    for (i = 0; i < n && !any; i++)
+        if ((s = http_sites_server_config(config, i)) != NULL) {
+            any = json_is_string(json_object_get(s, key));
+            json_decref(s);
+        }
+    return any;
+}
 
 /* The top level: the engine's settings and every server's listen
  * addresses.  0, or -1 (ENOMEM). */
@@ -220,22 +234,6 @@ static int top_load(const json_t *config, struct http_config *c)
         c->max_connections = http_default_max_connections();
     c->metrics_on = any_has(config, "metrics_path");
     return 0;
-}
-
-/* Whether any server of config has key (a string): an access log, a
- * metrics endpoint. */
-static bool any_has(const json_t *config, const char *key)
-{
-    size_t i, n = http_sites_count(config);
-    bool any = false;
-    json_t *s;
-
-    for (i = 0; i < n && !any; i++)
-        if ((s = http_sites_server_config(config, i)) != NULL) {
-            any = json_is_string(json_object_get(s, key));
-            json_decref(s);
-        }
-    return any;
 }
 
 static bool any_log(const json_t *config)

@@ -15,11 +15,12 @@
  * 408, 413, 414, 431; a body a handler gave up on) come through its error
  * hook (http_site_engine_error), which picks the site first when no
  * handler did: the one the Host names if the head was read that far,
- * else the default of the listen address.  The page is read like any file beneath the root
- * and sent with the original status; if it cannot be opened or is not a
- * regular file, nothing has been sent and the caller answers its built-in
- * body — the page's own failure never asks for a page again, so an error
- * page cannot loop. */
+ * else the default of the listen address.  The page is read like any
+ * file beneath the root and sent with the original status; if it cannot
+ * be opened or is not a regular file, nothing has been sent and the
+ * caller answers its built-in body — the page's own failure never asks
+ * for a page again (the engine calls its hook once per answer), so an
+ * error page cannot loop. */
 #include "http.h"
 #include "sites.h"
 

@@ -13,7 +13,9 @@
  * unchanged, until the module restarts (a restart starts every counter
  * of the engine at 0 as well, which Prometheus reads as a counter reset).
  * So no exported series ever goes backwards, and a site that comes back
- * counts on from where it was.  The list only grows by the distinct
+ * counts on from where it was.  A set shows in scrapes once a generation
+ * that uses it is published (a reload that fails to build its sites adds
+ * no series for the names it had).  The list only grows by the distinct
  * labels a module has served; each costs a line of counters per worker.
  *
  * Threads.  The list is appended to by one fiber at a time (run, then
@@ -44,6 +46,7 @@ struct http_site_stats {
     char *label;                /* as the config writes it */
     char *escaped;              /* ... as a label value (\\, \", \n escaped) */
     _Atomic uint64_t fd_refused; /* rare: a shared counter is fine */
+    _Atomic bool shown;         /* a published generation used it: scrapes list it */
     unsigned nslots;
     struct slot *slot;          /* per worker; NULL when metrics are off */
     _Atomic(struct http_site_stats *) next;
@@ -101,6 +104,7 @@ static struct http_site_stats *stats_new(const struct http_module *mod, const ch
         }
     }
     atomic_init(&s->fd_refused, 0);
+    atomic_init(&s->shown, false);
     atomic_init(&s->next, NULL);
     return s;
 fail:
@@ -159,19 +163,32 @@ void http_site_stats_count(struct http_site_stats *s, unsigned w, const async_ht
     bump(&sl->timed_us, (uint64_t)us);
 }
 
+void http_site_stats_show(struct http_site_stats *s)
+{
+    atomic_store_explicit(&s->shown, true, memory_order_relaxed);
+}
+
 uint64_t http_site_stats_refused(struct http_site_stats *s)
 {
     return atomic_fetch_add_explicit(&s->fd_refused, 1, memory_order_relaxed) + 1;
 }
 
+/* s, or the first set after it a published generation used. */
+static struct http_site_stats *shown_from(struct http_site_stats *s)
+{
+    while (s != NULL && !atomic_load_explicit(&s->shown, memory_order_relaxed))
+        s = atomic_load_explicit(&s->next, memory_order_acquire);
+    return s;
+}
+
 struct http_site_stats *http_site_stats_first(struct http_module *mod)
 {
-    return atomic_load_explicit(&mod->stats, memory_order_acquire);
+    return shown_from(atomic_load_explicit(&mod->stats, memory_order_acquire));
 }
 
 struct http_site_stats *http_site_stats_next(const struct http_site_stats *s)
 {
-    return atomic_load_explicit(&s->next, memory_order_acquire);
+    return shown_from(atomic_load_explicit(&s->next, memory_order_acquire));
 }
 
 void http_site_stats_read(const struct http_site_stats *s, struct http_site_figures *f)

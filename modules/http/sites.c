@@ -334,6 +334,10 @@ void http_sites_reap(struct http_module *mod)
 void http_sites_publish(struct http_module *mod, struct http_sites *g)
 {
     struct http_sites *old;
+    size_t i;
+
+    for (i = 0; i < g->n; i++)
+        http_site_stats_show(g->site[i].stats);
 
     /* where the engine's own answers (no site chose them) are logged */
     if (mod->log != NULL)

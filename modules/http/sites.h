@@ -149,6 +149,8 @@ struct http_site_stats *http_site_stats_get(struct http_module *mod, const char 
 /* Counts the exchange req ended (its final status and the engine's
  * timing), on worker w: the done hook's, on the connection's worker. */
 void http_site_stats_count(struct http_site_stats *s, unsigned w, const async_http_request *req);
+/* s is in use by a generation being published: scrapes list it. */
+void http_site_stats_show(struct http_site_stats *s);
 /* One more request refused for want of a descriptor: the count now. */
 uint64_t http_site_stats_refused(struct http_site_stats *s);
 
@@ -160,7 +162,7 @@ struct http_site_figures {
     uint64_t duration[ASYNC_HTTP_DURATION_BUCKETS + 1]; /* not cumulative; last +Inf */
     uint64_t fd_refused;
 };
-/* Walking the sets (any thread): first, then next until NULL. */
+/* Walking the sets shown (any thread): first, then next until NULL. */
 struct http_site_stats *http_site_stats_first(struct http_module *mod);
 struct http_site_stats *http_site_stats_next(const struct http_site_stats *s);
 void http_site_stats_read(const struct http_site_stats *s, struct http_site_figures *f);
