@@ -339,7 +339,8 @@ void http_sites_publish(struct http_module *mod, struct http_sites *g)
     for (i = 0; i < g->n; i++)
         http_site_stats_show(g->site[i].stats);
 
-    /* where the engine's own answers (no site chose them) are logged */
+    /* where an exchange no site chose is logged (the error hook chooses
+     * one for the engine's own answers: this is the fallback) */
     if (mod->log != NULL)
         http_log_set_untagged(mod->log, g->dflt[0] != NULL ? g->dflt[0]->log_entry : -1);
     old = atomic_exchange_explicit(&mod->current, g, memory_order_seq_cst);
