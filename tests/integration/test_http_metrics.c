@@ -1,8 +1,11 @@
 /* The metrics endpoint (metrics_path) and who may read it and the status
  * endpoint (metrics_allow, status_allow): the real asyncd and http.so over
  * 127.0.0.1, scraped by raw sockets, checked by promtool and scraped by a
- * real Prometheus server the test starts.  Every wait is bounded; the
- * Prometheus test polls Prometheus's own API for the state it waits for. */
+ * real Prometheus server the test starts; requests counted by the server
+ * (virtual host) that answered, the engine's own errors included, and
+ * kept across a reload that changes the servers.  Every wait is bounded;
+ * the Prometheus test polls Prometheus's own API for the state it waits
+ * for. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
