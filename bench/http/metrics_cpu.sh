@@ -65,7 +65,7 @@ for rep in $(seq "$REPS"); do
             done
             [ -s "$dir/ready" ] || { echo "the idle client never got ready" >&2; exit 1; }
         fi
-        idle=$(metric 'asyncd_http_connections_idle{server="default"}')
+        idle=$(metric 'asyncd_http_connections_idle')
         a=$(cpu_ns "$pid")
         curl -s -K "$urls" > /dev/null  # one connection, every URL on it
         b=$(cpu_ns "$pid")

@@ -127,6 +127,12 @@ ASYNC_API int async_http_head_sent(const async_http_request *req);
 /* Microseconds since the request's head was complete (for logs: the
  * request time). */
 ASYNC_API int64_t async_http_elapsed_us(const async_http_request *req);
+/* Once the response is complete (the access-log formatter, the done
+ * hook): the microseconds the engine timed it for its duration histogram
+ * (from the complete head to the response handed over), with no clock
+ * read of its own; -1 when it was not timed (ASYNC_HTTP_TIME_REQUESTS
+ * off, or a request the engine could not parse). */
+ASYNC_API int64_t async_http_duration_us(const async_http_request *req);
 /* Marks the connection to close after this response ("Connection: close"). */
 ASYNC_API void async_http_close_after(async_http_request *req);
 /* Switches the connection to another protocol (WebSocket, a tunnel):
@@ -218,6 +224,32 @@ ASYNC_API int async_http_server_set_hooks(async_http_server *srv,
                                           const struct async_http_hooks *hooks);
 ASYNC_API void async_http_set_tag(async_http_request *req, void *tag);
 ASYNC_API void *async_http_tag(const async_http_request *req);
+
+/* The engine's own error answers, which no handler writes: a request it
+ * refuses before the handler (a head it cannot parse or that breaks the
+ * protocol: 400; a target too long: 414; a header block past
+ * max_header_bytes: 431; a head too slow: 408; a Content-Length past
+ * max_body_bytes: 413) or after it (a body the handler gave up on: 400,
+ * 408, 413; a length promised and not written: 500).  fn is called with
+ * the status on the connection's fiber just before the engine writes its
+ * built-in "NNN Reason" answer, and may write its own instead (an error
+ * page): fields and a body through the usual calls (async_http_respond,
+ * async_http_add_header, async_http_write, async_http_sendfile), with
+ * that status.  It may read async_http_conn_tag, and async_http_host,
+ * async_http_method and async_http_target when the head was parsed that
+ * far (NULL or "" otherwise: a malformed head, a 431, a 408); it may tag
+ * the exchange (async_http_set_tag), which the head and done hooks then
+ * see, as for a handler's.  It returns 0 once it has answered, -1 when
+ * its answer failed after the head went (the connection closes); with
+ * the head not sent, whatever it returns, the engine answers with its
+ * built-in body (the fields fn added are dropped).  It is called once
+ * per answer and never for its own, so it cannot loop; the connection
+ * ends as it would have (a 413 or 431 with a lingering close).  It may
+ * park.  Set before the first connection: 0, or -1 EINVAL (a simple
+ * server, fn NULL), EBUSY (too late). */
+typedef int (*async_http_error_fn)(async_http_request *req, int status, void *ctx);
+ASYNC_API int async_http_server_set_error_hook(async_http_server *srv, async_http_error_fn fn,
+                                               void *ctx);
 
 /* Serves s on this fiber until the connection ends; closes s.  Parks. */
 ASYNC_API int async_http_server_serve(async_http_server *srv, async_stream *s);

@@ -5,7 +5,6 @@
  * every default for `asyncd -T`.  Relative paths resolve against asyncd's
  * working directory, which is the config file's folder. */
 #include "http.h"
-#include "sites.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -8,6 +8,7 @@
  * head (async_http_sendfile).  With "precompressed" (the default) an X.br
  * or X.gz beside X may answer instead (precompressed.c, encoding.c). */
 #include "http.h"
+#include "sites.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -105,7 +106,7 @@ static bool hidden(const char *path)
  * hear of it: a 503 alone looks like a healthy server refusing. */
 static void note_no_descriptor(struct http_server *srv, int err)
 {
-    uint64_t n = atomic_fetch_add_explicit(&srv->fd_refused, 1, memory_order_relaxed) + 1;
+    uint64_t n = http_site_stats_refused(srv->stats);
 
     if (http_once_a_second(&srv->fd_logged_at))
         async_module_log(srv->host, ASYNC_LOG_WARNING,

@@ -175,7 +175,7 @@ static async_http_server *engine_new(struct http_module *mod)
         {ASYNC_HTTP_LINGERING_TIMEOUT_MS, c->lingering_timeout_ms},
         {ASYNC_HTTP_LINGERING_MAX_BYTES, (int64_t)c->lingering_max_bytes},
         {ASYNC_HTTP_MAX_CONNECTIONS, c->max_connections},
-        {ASYNC_HTTP_TIME_REQUESTS, c->metrics_path != NULL}, /* the duration histogram */
+        {ASYNC_HTTP_TIME_REQUESTS, c->metrics_on}, /* the duration histogram */
     };
     size_t i;
 
@@ -189,12 +189,29 @@ static async_http_server *engine_new(struct http_module *mod)
             return NULL;
         }
     if (async_http_server_set_hooks(e, &hooks) != 0 ||
+        async_http_server_set_error_hook(e, http_site_engine_error, mod) != 0 ||
         (mod->log != NULL &&
          async_http_server_set_log(e, http_log_format, http_log_write, mod->log) != 0)) {
         async_http_server_free(e);
         return NULL;
     }
     return e;
+}
+
+/* Whether any server of config has key (a string): an access log, a
+ * metrics endpoint. */
+static bool any_has(const json_t *config, const char *key)
+{
+    size_t i, n = http_sites_count(config);
+    bool any = false;
+    json_t *s;
+
+    for (i = 0; i < n && !any; i++)
+        if ((s = http_sites_server_config(config, i)) != NULL) {
+            any = json_is_string(json_object_get(s, key));
+            json_decref(s);
+        }
+    return any;
 }
 
 /* The top level: the engine's settings and every server's listen
@@ -216,22 +233,13 @@ static int top_load(const json_t *config, struct http_config *c)
         return -1;
     if (c->max_connections < 0)
         c->max_connections = http_default_max_connections();
+    c->metrics_on = any_has(config, "metrics_path");
     return 0;
 }
 
-/* Whether any server of config has an access log. */
 static bool any_log(const json_t *config)
 {
-    size_t i, n = http_sites_count(config);
-    bool any = false;
-    json_t *s;
-
-    for (i = 0; i < n && !any; i++)
-        if ((s = http_sites_server_config(config, i)) != NULL) {
-            any = json_is_string(json_object_get(s, "access_log"));
-            json_decref(s);
-        }
-    return any;
+    return any_has(config, "access_log");
 }
 
 static int module_open(struct http_module *mod, async_module_host *host, const json_t *config)
@@ -272,6 +280,7 @@ static void module_close(struct http_module *mod)
 {
     async_http_server_free(mod->engine);
     http_sites_free_all(mod);
+    http_site_stats_free_all(mod);
     http_log_close(mod->log);
     http_config_free(&mod->cfg);
 }
@@ -405,8 +414,9 @@ static bool same_engine(const struct http_config *a, const struct http_config *b
     for (i = 0; i < a->nlisten; i++)
         if (strcmp(a->listen[i], b->listen[i]) != 0 || !http_tls_same(a->tls[i], b->tls[i]))
             return false;
-    /* the engine times requests only for the metrics endpoint */
-    return (a->metrics_path == NULL) == (b->metrics_path == NULL) &&
+    /* the engine times requests, and sites count theirs, only for a
+     * metrics endpoint */
+    return a->metrics_on == b->metrics_on &&
            a->keepalive_timeout_ms == b->keepalive_timeout_ms &&
            a->header_timeout_ms == b->header_timeout_ms &&
            a->body_timeout_ms == b->body_timeout_ms && a->send_timeout_ms == b->send_timeout_ms &&
@@ -548,7 +558,7 @@ const struct async_module async_module = {
     .name = "http",
     .version = "1.0",
     .validate = validate,
-    .effective_config = http_config_effective,
+    .effective_config = http_sites_effective,
     .run = http_run,
     .flags = ASYNC_MODULE_NOTIFY_READY,
     .reload = http_reload,

@@ -132,6 +132,8 @@ struct http_config {
     bool serve_hidden;          /* serve path segments that start with '.' */
     bool precompressed;         /* serve X.br / X.gz beside X when the client accepts them */
     char *metrics_path;         /* NULL: no metrics endpoint */
+    bool metrics_on;            /* the module's (top level) only: a server has a
+                                   metrics_path, so requests are timed and counted */
     struct http_allow status_allow, metrics_allow; /* peers that may read them */
     char *log_format;           /* access_log_format: "combined", "json" or a template */
 };
@@ -147,8 +149,9 @@ unsigned http_config_validate_server(const json_t *server, const char *prefix,
 /* What is wrong with a header field a config adds (a name that is not a
  * token, a framing field, a value with control characters), or NULL. */
 const char *http_config_header_problem(const char *name, const json_t *value);
-/* A config validate accepted, with every default filled in (asyncd -T):
- * a new reference, or NULL. */
+/* A config validate accepted, with every default of the keys config.c
+ * reads filled in (asyncd -T takes it from http_sites_effective, which
+ * adds the servers'): a new reference, or NULL. */
 json_t *http_config_effective(const json_t *config);
 /* max_connections when the config does not say: what RLIMIT_NOFILE allows. */
 long http_default_max_connections(void);
@@ -241,7 +244,8 @@ struct http_server {
     int root_fd;                /* O_PATH directory, -1 without a root */
     struct http_log *log;       /* the module's */
     _Atomic int64_t busy_logged_at; /* when refusals were last logged (async_now_ms) */
-    _Atomic uint64_t fd_refused; /* requests answered 503: no descriptor for a file */
+    struct http_site_stats *stats; /* its counts (site_stats.c), the module's: they
+                                   outlive the generation */
     _Atomic int64_t fd_logged_at;
     /* per-worker state (local.c): slot w is written by worker w only */
     struct http_local **locals;

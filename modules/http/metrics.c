@@ -4,27 +4,38 @@
  *
  * Nothing is counted here.  Every figure is read at scrape time from
  * where it is kept anyway: the engine's per-worker counters
+<<<<<<< HEAD
  * (async_http_server_stats and _metrics: relaxed single-writer counters
  * per worker, summed now, so no request writes a shared cache line), the
  * runtime's async_stats, the daemon's tally (async_module_daemon_stats) and
  * the TLS code's kernel-TLS counts (async_tls_ktls_stats: process-wide
  * relaxed atomics, added to per file sent under kernel TLS, never on a
  * connection without it).
+=======
+ * (async_http_server_stats and _metrics), the sites' (site_stats.c,
+ * counted by the engine's done hook) — both relaxed single-writer
+ * counters per worker, summed now, so no request writes a shared cache
+ * line — the runtime's async_stats, and the daemon's tally
+ * (async_module_daemon_stats).
+>>>>>>> sites2
  * A scrape walks the server's connection list once, to count the idle
  * and lingering ones: its cost grows with open connections (bench/http/
  * metrics_cpu.sh measures it at 10,000), a request's does not.
  *
- * "server" labels the requests by site.  One http module serves one site
- * today, named "default"; with named servers the label takes the name
- * the config gives. */
+ * "server" labels what is counted by site (site_stats.c: requests by
+ * status class, their durations, files refused): a server's first name,
+ * or "default" for a server without names; a site a reload removed keeps
+ * its last counts until the module restarts.  Connections and bytes are
+ * the engine's, counted per connection (which may serve several hosts):
+ * they carry no server label. */
 #include "http.h"
+#include "sites.h"
 
 #include <async_io/tls.h>
 #include <inttypes.h>
 #include <stdlib.h>
 
 #define MAX_WORKERS_SHOWN 256
-#define SERVER_LABEL "default"
 
 static void family(struct http_text *t, const char *name, const char *type, const char *help)
 {
@@ -81,69 +92,107 @@ static void runtime_part(struct http_server *srv, struct http_text *t)
         async_module_blocked_workers(srv->host));
 }
 
-static void histogram(struct http_text *t, const struct async_http_metrics *m)
+/* Every label's figures, read once per scrape: each family below lists
+ * its series from the same reading, so a histogram's buckets, sum and
+ * count agree.  NULL when out of memory. */
+static struct http_site_figures *read_sites(struct http_module *mod, size_t *n)
+{
+    struct http_site_figures *f = NULL, *more;
+    struct http_site_stats *s;
+    size_t cap = 0;
+
+    *n = 0;
+    for (s = http_site_stats_first(mod); s != NULL; s = http_site_stats_next(s)) {
+        if (*n == cap) {
+            cap = cap > 0 ? 2 * cap : 8;
+            if ((more = realloc(f, cap * sizeof(*f))) == NULL) {
+                free(f);
+                return NULL;
+            }
+            f = more;
+        }
+        http_site_stats_read(s, &f[(*n)++]);
+    }
+    return f != NULL ? f : calloc(1, sizeof(*f));
+}
+
+static void histogram(struct http_text *t, const struct http_site_figures *f, size_t n)
 {
     static const uint64_t bound[ASYNC_HTTP_DURATION_BUCKETS] = ASYNC_HTTP_DURATION_BOUNDS_US;
-    uint64_t sum = 0;
+    uint64_t sum;
+    size_t k;
     unsigned i;
 
     family(t, "asyncd_http_request_duration_seconds", "histogram",
-           "From a request's complete head to its response handed to the kernel.");
-    for (i = 0; i < ASYNC_HTTP_DURATION_BUCKETS; i++) {
-        sum += m->duration_buckets[i];
-        http_addf(t, "asyncd_http_request_duration_seconds_bucket{server=\"%s\",le=\"%g\"} %"
-                  PRIu64 "\n", SERVER_LABEL, (double)bound[i] / 1e6, sum);
+           "From a request's complete head to its response handed to the kernel, by server.");
+    for (k = 0; k < n; k++) {
+        sum = 0;
+        for (i = 0; i < ASYNC_HTTP_DURATION_BUCKETS; i++) {
+            sum += f[k].duration[i];
+            http_addf(t, "asyncd_http_request_duration_seconds_bucket{server=\"%s\",le=\"%g\"} %"
+                      PRIu64 "\n", f[k].label, (double)bound[i] / 1e6, sum);
+        }
+        sum += f[k].duration[ASYNC_HTTP_DURATION_BUCKETS];
+        http_addf(t, "asyncd_http_request_duration_seconds_bucket{server=\"%s\",le=\"+Inf\"} %"
+                  PRIu64 "\n", f[k].label, sum);
+        http_addf(t, "asyncd_http_request_duration_seconds_sum{server=\"%s\"} %.6f\n",
+                  f[k].label, (double)f[k].timed_us / 1e6);
+        /* the count is the +Inf bucket's: the two never disagree */
+        http_addf(t, "asyncd_http_request_duration_seconds_count{server=\"%s\"} %" PRIu64 "\n",
+                  f[k].label, sum);
     }
-    sum += m->duration_buckets[ASYNC_HTTP_DURATION_BUCKETS];
-    http_addf(t, "asyncd_http_request_duration_seconds_bucket{server=\"%s\",le=\"+Inf\"} %"
-              PRIu64 "\n", SERVER_LABEL, sum);
-    http_addf(t, "asyncd_http_request_duration_seconds_sum{server=\"%s\"} %.6f\n", SERVER_LABEL,
-              (double)m->duration_sum_us / 1e6);
-    /* the count is the +Inf bucket's, read once: the two never disagree */
-    http_addf(t, "asyncd_http_request_duration_seconds_count{server=\"%s\"} %" PRIu64 "\n",
-              SERVER_LABEL, sum);
 }
 
-static void gauge_s(struct http_text *t, const char *name, const char *type, const char *help,
-                    uint64_t v)
+/* The counts kept by site: requests by status class, their durations,
+ * files refused for want of a descriptor. */
+static int sites_part(struct http_server *srv, struct http_text *t)
 {
-    family(t, name, type, help);
-    http_addf(t, "%s{server=\"%s\"} %" PRIu64 "\n", name, SERVER_LABEL, v);
+    size_t n, k;
+    struct http_site_figures *f = read_sites(http_site_module(srv), &n);
+    unsigned i;
+
+    if (f == NULL)
+        return -1;
+    family(t, "asyncd_http_requests_total", "counter",
+           "Responses, by the server (virtual host) that answered and status class.");
+    for (k = 0; k < n; k++)
+        for (i = 1; i < 6; i++)
+            http_addf(t, "asyncd_http_requests_total{server=\"%s\",code=\"%uxx\"} %" PRIu64
+                      "\n", f[k].label, i, f[k].by_class[i]);
+    histogram(t, f, n);
+    family(t, "asyncd_http_file_refused_total", "counter",
+           "Requests answered 503 for want of a descriptor to open a file, by server.");
+    for (k = 0; k < n; k++)
+        http_addf(t, "asyncd_http_file_refused_total{server=\"%s\"} %" PRIu64 "\n",
+                  f[k].label, f[k].fd_refused);
+    free(f);
+    return 0;
 }
 
+/* What the engine keeps: by connection, so for every server at once. */
 static void http_part(struct http_server *srv, struct http_text *t)
 {
     struct async_http_metrics m;
     struct async_http_stats hs;
-    unsigned i;
 
     async_http_server_stats(srv->engine, &hs);
     async_http_server_metrics(srv->engine, &m);
-    gauge_s(t, "asyncd_http_connections_open", "gauge",
-            "Connections open now, idle and lingering ones included.", hs.connections_open);
-    gauge_s(t, "asyncd_http_connections_idle", "gauge",
-            "Connections waiting for a request, holding no fiber.", m.connections_idle);
-    gauge_s(t, "asyncd_http_connections_lingering", "gauge",
-            "Connections closing, dropping what the peer still sends.",
-            m.connections_lingering);
-    gauge_s(t, "asyncd_http_connections_total", "counter", "Connections accepted.",
-            hs.connections_total);
-    gauge_s(t, "asyncd_http_connections_refused_total", "counter",
-            "Connections answered 503 past max_connections.", hs.connections_refused);
-    family(t, "asyncd_http_requests_total", "counter", "Responses begun, by status class.");
-    for (i = 1; i < 6; i++)
-        http_addf(t, "asyncd_http_requests_total{server=\"%s\",code=\"%uxx\"} %" PRIu64 "\n",
-                  SERVER_LABEL, i, hs.responses[i]);
-    gauge_s(t, "asyncd_http_sent_bytes_total", "counter",
-            "Bytes written to clients, heads and bodies.", m.bytes_sent);
-    histogram(t, &m);
-    gauge_s(t, "asyncd_http_file_refused_total", "counter",
-            "Requests answered 503 for want of a descriptor to open a file.",
-            atomic_load_explicit(&srv->fd_refused, memory_order_relaxed));
+    one(t, "asyncd_http_connections_open", "gauge",
+        "Connections open now, idle and lingering ones included.", hs.connections_open);
+    one(t, "asyncd_http_connections_idle", "gauge",
+        "Connections waiting for a request, holding no fiber.", m.connections_idle);
+    one(t, "asyncd_http_connections_lingering", "gauge",
+        "Connections closing, dropping what the peer still sends.", m.connections_lingering);
+    one(t, "asyncd_http_connections_total", "counter", "Connections accepted.",
+        hs.connections_total);
+    one(t, "asyncd_http_connections_refused_total", "counter",
+        "Connections answered 503 past max_connections.", hs.connections_refused);
+    one(t, "asyncd_http_sent_bytes_total", "counter",
+        "Bytes written to clients, heads and bodies.", m.bytes_sent);
     if (srv->log != NULL)
-        gauge_s(t, "asyncd_http_access_log_dropped_total", "counter",
-                "Access-log lines the daemon's log writer had no room for.",
-                http_log_dropped(srv->log));
+        one(t, "asyncd_http_access_log_dropped_total", "counter",
+            "Access-log lines the daemon's log writer had no room for.",
+            http_log_dropped(srv->log));
 }
 
 /* Kernel TLS (the "ktls" of HTTPS addresses): process-wide, as the TLS
@@ -171,7 +220,7 @@ int http_metrics_reply(struct http_server *srv, async_http_request *req)
     runtime_part(srv, &body);
     http_part(srv, &body);
     tls_part(&body);
-    if (body.failed) {
+    if (sites_part(srv, &body) != 0 || body.failed) {
         free(body.buf);
         return -1;
     }

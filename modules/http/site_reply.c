@@ -11,11 +11,16 @@
  *
  * Error pages.  http_text (below) is how the module answers an error
  * (files.c's 403/404/503, the 404 without a root, 501, ...): it asks for
- * the site's page first.  The page is read like any file beneath the root
- * and sent with the original status; if it cannot be opened or is not a
- * regular file, nothing has been sent and the caller answers its built-in
- * body — the page's own failure never asks for a page again, so an error
- * page cannot loop. */
+ * the site's page first.  The engine's own errors (a malformed head: 400,
+ * 408, 413, 414, 431; a body a handler gave up on) come through its error
+ * hook (http_site_engine_error), which picks the site first when no
+ * handler did: the one the Host names if the head was read that far,
+ * else the default of the listen address.  The page is read like any
+ * file beneath the root and sent with the original status; if it cannot
+ * be opened or is not a regular file, nothing has been sent and the
+ * caller answers its built-in body — the page's own failure never asks
+ * for a page again (the engine calls its hook once per answer), so an
+ * error page cannot loop. */
 #include "http.h"
 #include "sites.h"
 
@@ -95,6 +100,16 @@ int http_site_error_page(async_http_request *req, int status)
     rc = f->st.st_size > 0 ? async_http_sendfile(req, f->fd, 0, (size_t)f->st.st_size) : 0;
     http_file_put(f);
     return rc;
+}
+
+int http_site_engine_error(async_http_request *req, int status, void *mod)
+{
+    /* refused before the handler: the site its Host names if the engine
+     * read one, else the default of the address it came to (held until
+     * the done hook, as a handler's request is) */
+    if (async_http_tag(req) == NULL)
+        http_site_enter(mod, req);
+    return http_site_error_page(req, status);
 }
 
 int http_text(async_http_request *req, int status, const char *body)

@@ -115,9 +115,13 @@ struct http_server *http_site_enter(struct http_module *mod, async_http_request 
     return site;
 }
 
-void http_site_done(async_http_request *req, void *site)
+void http_site_done(async_http_request *req, void *arg)
 {
-    leave(((struct http_server *)site)->sites, conn_worker(req));
+    struct http_server *site = arg;
+    unsigned w = conn_worker(req);
+
+    http_site_stats_count(site->stats, w, req);
+    leave(site->sites, w);
 }
 
 struct http_sites *http_sites_hold(struct http_module *mod)
@@ -128,6 +132,11 @@ struct http_sites *http_sites_hold(struct http_module *mod)
 void http_sites_leave(struct http_sites *g)
 {
     leave(g, worker());
+}
+
+struct http_module *http_site_module(const struct http_server *site)
+{
+    return site->sites->mod;
 }
 
 size_t http_sites_n(const struct http_sites *g)
@@ -195,6 +204,10 @@ static int site_open(struct http_module *mod, struct http_sites *g, struct http_
         return -1;
     }
     site->cfg.max_connections = mod->cfg.max_connections;
+    if ((site->stats = http_site_stats_get(mod, http_site_label(&site->site))) == NULL) {
+        async_module_log(mod->host, ASYNC_LOG_ERROR, "out of memory for a server's counts");
+        return -1;
+    }
     for (i = 0; i < site->cfg.nlisten; i++)
         for (k = 0; k < mod->cfg.nlisten; k++)
             if (strcmp(site->cfg.listen[i], mod->cfg.listen[k]) == 0)
@@ -321,8 +334,13 @@ void http_sites_reap(struct http_module *mod)
 void http_sites_publish(struct http_module *mod, struct http_sites *g)
 {
     struct http_sites *old;
+    size_t i;
 
-    /* where the engine's own answers (no site chose them) are logged */
+    for (i = 0; i < g->n; i++)
+        http_site_stats_show(g->site[i].stats);
+
+    /* where an exchange no site chose is logged (the error hook chooses
+     * one for the engine's own answers: this is the fallback) */
     if (mod->log != NULL)
         http_log_set_untagged(mod->log, g->dflt[0] != NULL ? g->dflt[0]->log_entry : -1);
     old = atomic_exchange_explicit(&mod->current, g, memory_order_seq_cst);

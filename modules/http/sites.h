@@ -6,7 +6,10 @@
  *                   tables, the default site per listen address, choosing a
  *                   request's site, and retiring a generation after a reload
  *   site_reply.c    what a site adds to answers: its fields and its
- *                   locations' (the engine's head hook), its error pages
+ *                   locations' (the engine's head hook), its error pages,
+ *                   for the module's errors and the engine's own
+ *   site_stats.c    requests counted by site (the metrics' "server"
+ *                   label), kept by label across reloads
  *
  * A site is a struct http_server (http.h): files.c, file_cache.c and
  * status.c serve from it as they did from the one server there was.  The
@@ -25,6 +28,7 @@
 #include "http.h"
 
 struct http_sites;
+struct http_site_stats;
 
 struct http_module {
     async_module_host *host;
@@ -37,6 +41,9 @@ struct http_module {
     pthread_mutex_t retired_lock; /* guards retired */
     struct http_sites *retired; /* replaced, freed once no request holds them */
     _Atomic int64_t busy_logged_at;
+    /* every label's counts, in order of first use (site_stats.c) */
+    _Atomic(struct http_site_stats *) stats;
+    struct http_site_stats *stats_tail; /* the appending fiber's only */
 };
 
 /* ---- the config (sites_config.c) ---- */
@@ -45,6 +52,11 @@ struct http_module {
  * servers[i]); problems go to report by JSON path.  The number of
  * problems. */
 unsigned http_sites_validate(const json_t *config, async_module_report *report);
+/* config in effect (asyncd -T): http_config_effective's top level,
+ * and each servers[i] written out whole — what it inherits from the top
+ * level and every default — so each block reads alone.  A new
+ * reference, or NULL. */
+json_t *http_sites_effective(const json_t *config);
 /* How many servers config describes (a flat config is one). */
 size_t http_sites_count(const json_t *config);
 /* Server i's own config: the top level's keys (but "servers") with
@@ -119,10 +131,43 @@ void http_site_done(async_http_request *req, void *site);
 struct http_sites *http_sites_hold(struct http_module *mod);
 void http_sites_leave(struct http_sites *g);
 size_t http_sites_n(const struct http_sites *g);
+/* The module a site serves for. */
+struct http_module *http_site_module(const struct http_server *site);
 struct http_server *http_sites_at(struct http_sites *g, size_t i);
 /* The site for host arriving on listen address li (for tests and the
  * bench through the handler): never NULL. */
 struct http_server *http_sites_pick(const struct http_sites *g, size_t li, const char *host);
+
+/* ---- counts by site (site_stats.c) ---- */
+
+/* A site's label: its first name, or "default" without names. */
+const char *http_site_label(const struct http_site_cfg *site);
+/* The counts labelled label, made (at 0) the first time: kept until
+ * http_site_stats_free_all, whatever reloads do.  NULL (ENOMEM).  One
+ * fiber at a time (run, reconfigure); scrapes may read meanwhile. */
+struct http_site_stats *http_site_stats_get(struct http_module *mod, const char *label);
+/* Counts the exchange req ended (its final status and the engine's
+ * timing), on worker w: the done hook's, on the connection's worker. */
+void http_site_stats_count(struct http_site_stats *s, unsigned w, const async_http_request *req);
+/* s is in use by a generation being published: scrapes list it. */
+void http_site_stats_show(struct http_site_stats *s);
+/* One more request refused for want of a descriptor: the count now. */
+uint64_t http_site_stats_refused(struct http_site_stats *s);
+
+/* A set's figures, summed over the workers. */
+struct http_site_figures {
+    const char *label;          /* escaped for a label value; the set's */
+    uint64_t by_class[6];       /* [1..5] */
+    uint64_t timed, timed_us;
+    uint64_t duration[ASYNC_HTTP_DURATION_BUCKETS + 1]; /* not cumulative; last +Inf */
+    uint64_t fd_refused;
+};
+/* Walking the sets shown (any thread): first, then next until NULL. */
+struct http_site_stats *http_site_stats_first(struct http_module *mod);
+struct http_site_stats *http_site_stats_next(const struct http_site_stats *s);
+void http_site_stats_read(const struct http_site_stats *s, struct http_site_figures *f);
+/* No request may run. */
+void http_site_stats_free_all(struct http_module *mod);
 
 /* ---- answers (site_reply.c) ---- */
 
@@ -132,5 +177,9 @@ void http_site_head(async_http_request *req, void *site);
  * failed while sending (the connection closes), 1 sent nothing (no page,
  * or it cannot be read: the caller answers with its built-in body). */
 int http_site_error_page(async_http_request *req, int status);
+/* The engine's error hook (async_http_error_fn, ctx the module): the
+ * site's page for one of the engine's own errors, the site chosen (and
+ * held until the done hook) if no handler had. */
+int http_site_engine_error(async_http_request *req, int status, void *mod);
 
 #endif

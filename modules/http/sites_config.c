@@ -519,6 +519,78 @@ unsigned http_sites_validate(const json_t *config, async_module_report *report)
     return r.n;
 }
 
+/* What a server block may hold that out (a server's config, or the top
+ * level) leaves out, at its default. */
+static void effective_fill(json_t *out)
+{
+    json_t *locs = json_object_get(out, "locations"), *loc;
+    size_t i;
+
+    if (json_object_get(out, "headers") == NULL)
+        json_object_set_new(out, "headers", json_object());
+    if (json_object_get(out, "error_pages") == NULL)
+        json_object_set_new(out, "error_pages", json_object());
+    if (locs == NULL)
+        json_object_set_new(out, "locations", json_array());
+    json_array_foreach(locs, i, loc) {
+        if (json_object_get(loc, "headers") == NULL)
+            json_object_set_new(loc, "headers", json_object());
+        if (json_object_get(loc, "always") == NULL)
+            json_object_set_new(loc, "always", json_false());
+    }
+}
+
+/* Server block i in effect: every key a block may hold, from its merged
+ * config with every default, "default" false unless marked ("names"
+ * stays absent when it was: only a default may go without).  NULL when
+ * out of memory. */
+static json_t *effective_server(const json_t *config, size_t i)
+{
+    json_t *merged = http_sites_server_config(config, i); /* no "servers": no recursion */
+    json_t *full = merged != NULL ? http_config_effective(merged) : NULL;
+    json_t *out = full != NULL ? json_object() : NULL, *v;
+    size_t k;
+
+    json_decref(merged);
+    if (out == NULL) {
+        json_decref(full);
+        return NULL;
+    }
+    effective_fill(full);
+    for (k = 0; k < sizeof(server_keys) / sizeof(server_keys[0]); k++)
+        if ((v = json_object_get(full, server_keys[k])) != NULL)
+            json_object_set(out, server_keys[k], v);
+    if (json_object_get(out, "default") == NULL)
+        json_object_set_new(out, "default", json_false());
+    json_decref(full);
+    return out;
+}
+
+json_t *http_sites_effective(const json_t *config)
+{
+    json_t *out = http_config_effective(config), *servers, *s;
+    size_t i, n = http_sites_count(config);
+
+    if (out == NULL)
+        return NULL;
+    effective_fill(out);
+    if (json_object_get(config, "servers") == NULL)
+        return out;
+    /* each block written out whole: what it inherits, and every default */
+    servers = json_array();
+    for (i = 0; servers != NULL && i < n; i++)
+        if ((s = effective_server(config, i)) == NULL || json_array_append_new(servers, s) != 0) {
+            json_decref(servers);
+            servers = NULL;
+        }
+    if (servers == NULL) {
+        json_decref(out);
+        return NULL;
+    }
+    json_object_set_new(out, "servers", servers);
+    return out;
+}
+
 size_t http_sites_count(const json_t *config)
 {
     const json_t *servers = json_object_get(config, "servers");

@@ -387,6 +387,7 @@ static void unparsed(struct async_http_request *req, struct http_conn *c, bool b
     req->tag = NULL;
     req->host = NULL;
     req->started_us = 0;
+    req->duration_us = -1;
     req->body_done = true;
     req->body_error = 0;
     req->body_malformed = false;
@@ -401,6 +402,7 @@ static enum step refuse(struct http_conn *c, struct async_http_request *req, int
 {
     c->cur = req;
     async__http_error(req, status, true);
+    async__http_exchange_done(req); /* the error hook may have tagged it */
     c->cur = NULL;
     return STEP_LINGER;
 }
@@ -416,6 +418,7 @@ static enum step serve_one(struct http_conn *c, struct async_http_request *req, 
 
     if (req->h.has_content_length && req->h.content_length > srv->max_body_bytes) {
         unparsed(req, c, false);
+        async__http_refused_head(req); /* its Host chooses the error hook's page */
         return refuse(c, req, 413);
     }
     if (has_body && c->off > 0) {
@@ -566,6 +569,7 @@ static enum step read_more(struct http_conn *c)
         struct async_http_request req;
 
         unparsed(&req, c, true);
+        async_deadline(-1); /* the answer's writes have send_timeout_ms of their own */
         refuse(c, &req, 408);
     }
     return STEP_CLOSE;

@@ -118,6 +118,8 @@ struct async_http_server {
     async_http_log_write log_write;
     void *log_ctx;
     struct async_http_hooks hooks; /* for tagged exchanges (async_http_set_tag) */
+    async_http_error_fn error_fn; /* the engine's own errors; NULL: built-in bodies only */
+    void *error_ctx;
     bool simple;                /* async_http_serve's defaults: no list, no locals */
     bool time_requests;         /* ASYNC_HTTP_TIME_REQUESTS */
     /* state */
@@ -228,6 +230,7 @@ struct async_http_request {
     struct http_request h;      /* the parsed head; slices NUL-terminated */
     const char *query;
     int64_t started_us;         /* when the head was complete (monotonic) */
+    int64_t duration_us;        /* async_http_duration_us: -1 until timed */
     size_t body_at;             /* the body's first unread byte in c->in */
     /* body */
     struct http_chunked ch;
@@ -271,9 +274,14 @@ void async__http_emit_head(struct async_http_request *req, bool streaming);
  * chunk, length checks) and reads away an unread body.  false when the
  * connection must close after it. */
 bool async__http_request_finish(struct async_http_request *req, int rc);
-/* An answer of the engine's own (an error) with a small text body; close:
- * end the connection after it. */
+/* An answer of the engine's own (an error): the error hook's, else a
+ * small text body; close: end the connection after it. */
 void async__http_error(struct async_http_request *req, int status, bool close);
+/* For a request refused after its head was parsed whole (413): its
+ * request line, fields and host made readable for the error hook. */
+void async__http_refused_head(struct async_http_request *req);
+/* The tagged exchange is over: the done hook, once. */
+void async__http_exchange_done(struct async_http_request *req);
 
 /* What a field name means to the engine (request.c), by its length first:
  * one comparison for most names.  The client refuses the same hop-by-hop

@@ -126,6 +126,7 @@ void async__http_request_init(struct async_http_request *req, struct http_conn *
     req->host = NULL;
     /* only logs and the duration histogram ask */
     req->started_us = srv->log_fmt != NULL || srv->time_requests ? now_us() : 0;
+    req->duration_us = -1;
     req->body_at = body_at;
     req->valid = false;
     response_reset(req);
@@ -734,6 +735,11 @@ int64_t async_http_elapsed_us(const async_http_request *req)
     return req->started_us > 0 ? now_us() - req->started_us : 0;
 }
 
+int64_t async_http_duration_us(const async_http_request *req)
+{
+    return req->duration_us;
+}
+
 int async_http_head_sent(const async_http_request *req)
 {
     return req->head_sent;
@@ -751,25 +757,57 @@ static void log_response(struct async_http_request *req)
 {
     struct http_conn *c = req->c;
 
-    if (c->srv->time_requests && req->started_us > 0)
-        async__http_count_duration(c->srv, now_us() - req->started_us);
+    if (c->srv->time_requests && req->started_us > 0) {
+        req->duration_us = now_us() - req->started_us;
+        async__http_count_duration(c->srv, req->duration_us);
+    }
     if (c->srv->log_fmt != NULL)
         async__http_logq_add(c, req, req->body_start, req->pending, req->body_sent);
+}
+
+/* The response side of an error answer, nothing of it said yet. */
+static void error_reset(struct async_http_request *req, int status, bool close)
+{
+    response_reset(req);
+    req->close = close;
+    req->status = status;
+}
+
+/* The error hook's answer: true when it answered (the head went). */
+static bool error_hook(struct async_http_request *req, int status, bool close)
+{
+    struct http_conn *c = req->c;
+    int rc = c->srv->error_fn(req, status, c->srv->error_ctx);
+
+    if (!req->head_sent) {
+        error_reset(req, status, close); /* drop the fields it added */
+        return false;
+    }
+    if (rc != 0 || req->upgraded) {
+        req->broken = true;
+    } else if (!req->broken && !req->no_body) {
+        if (req->chunked)
+            async__http_out_add(&c->out, LIT("0\r\n\r\n"));
+        if (req->has_length && req->written != req->length)
+            req->broken = true;
+    }
+    return true;
 }
 
 void async__http_error(struct async_http_request *req, int status, bool close)
 {
     struct http_conn *c = req->c;
     char body[64];
-    int n = snprintf(body, sizeof(body), "%d %s\n", status, async__http_reason(status));
+    int n;
 
-    if (!req->valid) {
+    if (!req->valid)
         terminate_request_line(req);
-        req->no_body = false;
+    error_reset(req, status, close);
+    if (c->srv->error_fn != NULL && error_hook(req, status, close)) {
+        log_response(req);
+        return;
     }
-    response_reset(req);
-    req->close = close;
-    req->status = status;
+    n = snprintf(body, sizeof(body), "%d %s\n", status, async__http_reason(status));
     async__http_out_add(&c->hdr, LIT("Content-Type: text/plain; charset=utf-8\r\n"));
     req->has_length = true;
     req->length = (uint64_t)n;
@@ -778,6 +816,19 @@ void async__http_error(struct async_http_request *req, int status, bool close)
     if (!req->no_body)
         body_bytes(req, body, (size_t)n);
     log_response(req);
+}
+
+void async__http_refused_head(struct async_http_request *req)
+{
+    unsigned i;
+
+    terminate_request_line(req);
+    for (i = 0; i < req->h.nheaders; i++) {
+        ((char *)req->h.headers[i].name.p)[req->h.headers[i].name.n] = '\0';
+        ((char *)req->h.headers[i].value.p)[req->h.headers[i].value.n] = '\0';
+    }
+    if (req->h.target.n == 0 || set_host(req) != 0)
+        req->host = NULL;
 }
 
 /* Reads away a body the handler left, up to ASYNC_HTTP_DRAIN_MAX_BYTES:
@@ -802,7 +853,7 @@ static bool drain_body(struct async_http_request *req)
 /* The tagged exchange is over for the handler's module (its line is
  * formatted, its head built); what follows (reading away a body) needs
  * nothing of the tag. */
-static void exchange_done(struct async_http_request *req)
+void async__http_exchange_done(struct async_http_request *req)
 {
     struct async_http_server *srv = req->c->srv;
     void *tag = req->tag;
@@ -848,7 +899,7 @@ bool async__http_request_finish(struct async_http_request *req, int rc)
     }
     log_response(req);
 body:
-    exchange_done(req);
+    async__http_exchange_done(req);
     if (req->broken)
         return false;
     if (!req->body_done && req->body_error == 0 && !drain_body(req))

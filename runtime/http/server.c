@@ -508,6 +508,19 @@ int async_http_server_set_hooks(async_http_server *srv, const struct async_http_
     return 0;
 }
 
+int async_http_server_set_error_hook(async_http_server *srv, async_http_error_fn fn, void *ctx)
+{
+    if (srv == NULL || srv->simple || fn == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (frozen(srv))
+        return -1;
+    srv->error_fn = fn;
+    srv->error_ctx = ctx;
+    return 0;
+}
+
 int async_http_server_start_tagged(async_http_server *srv, async_stream *s, int worker,
                                    void *tag)
 {

@@ -1,8 +1,11 @@
 /* The metrics endpoint (metrics_path) and who may read it and the status
  * endpoint (metrics_allow, status_allow): the real asyncd and http.so over
  * 127.0.0.1, scraped by raw sockets, checked by promtool and scraped by a
- * real Prometheus server the test starts.  Every wait is bounded; the
- * Prometheus test polls Prometheus's own API for the state it waits for. */
+ * real Prometheus server the test starts; requests counted by the server
+ * (virtual host) that answered, the engine's own errors included, and
+ * kept across a reload that changes the servers.  Every wait is bounded;
+ * the Prometheus test polls Prometheus's own API for the state it waits
+ * for. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -176,16 +179,34 @@ static double sample(const char *body, const char *series)
 
 #define REQ(code) "asyncd_http_requests_total{server=\"default\",code=\"" code "\"}"
 #define DUR_COUNT "asyncd_http_request_duration_seconds_count{server=\"default\"}"
-#define SENT "asyncd_http_sent_bytes_total{server=\"default\"}"
-#define CONNS "asyncd_http_connections_total{server=\"default\"}"
+#define SENT "asyncd_http_sent_bytes_total"
+#define CONNS "asyncd_http_connections_total"
 
 /* ---- the tests ---- */
 
-static void metrics_scrape_passes_promtool_check(void **state)
+/* promtool check metrics on body: fails the test with what it said. */
+static void promtool_check(const char *body)
 {
     char out[8192], cmd[1200], path[512];
-    char *body;
+    FILE *p;
+    size_t got;
     int rc;
+
+    write_file("scrape.txt", body);
+    path_of(path, sizeof(path), "scrape.txt");
+    snprintf(cmd, sizeof(cmd), PROMTOOL " check metrics < '%s' 2>&1", path);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    got = fread(out, 1, sizeof(out) - 1, p);
+    out[got] = '\0';
+    rc = pclose(p);
+    if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0 || out[0] != '\0')
+        fail_msg("promtool check metrics said (%d):\n%s\non:\n%s", rc, out, body);
+}
+
+static void metrics_scrape_passes_promtool_check(void **state)
+{
+    char *body;
 
     (void)state;
     if (access(PROMTOOL, X_OK) != 0)
@@ -194,20 +215,7 @@ static void metrics_scrape_passes_promtool_check(void **state)
     get_counting_bytes("/hello");
     get_counting_bytes("/nothing-here"); /* a 404, so two classes have counts */
     body = scrape(NULL);
-    write_file("scrape.txt", body);
-    path_of(path, sizeof(path), "scrape.txt");
-    snprintf(cmd, sizeof(cmd), PROMTOOL " check metrics < '%s' 2>&1", path);
-    {
-        FILE *p = popen(cmd, "r");
-        size_t got;
-
-        assert_non_null(p);
-        got = fread(out, 1, sizeof(out) - 1, p);
-        out[got] = '\0';
-        rc = pclose(p);
-    }
-    if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0 || out[0] != '\0')
-        fail_msg("promtool check metrics said (%d):\n%s\non:\n%s", rc, out, body);
+    promtool_check(body);
     /* what the issue asks for is there */
     assert_true(strstr(body, "asyncd_build_info{version=\"") != NULL);
     assert_true(sample(body, "asyncd_uptime_seconds") >= 0);
@@ -215,9 +223,9 @@ static void metrics_scrape_passes_promtool_check(void **state)
     assert_true(sample(body, "asyncd_runtime_fibers_live") >= 1);
     sample(body, "asyncd_runtime_global_queue");
     sample(body, "asyncd_runtime_run_queue{worker=\"0\"}");
-    sample(body, "asyncd_http_connections_open{server=\"default\"}");
-    sample(body, "asyncd_http_connections_idle{server=\"default\"}");
-    sample(body, "asyncd_http_connections_lingering{server=\"default\"}");
+    sample(body, "asyncd_http_connections_open");
+    sample(body, "asyncd_http_connections_idle");
+    sample(body, "asyncd_http_connections_lingering");
     sample(body, "asyncd_reloads_total{result=\"applied\"}");
     sample(body, "asyncd_module_restarts_total");
     assert_true(sample(body, REQ("4xx")) == 1);
@@ -282,7 +290,7 @@ static void metrics_counts_idle_connections(void **state)
 
         while (now_ms() < until) {
             body = scrape(NULL);
-            idle = sample(body, "asyncd_http_connections_idle{server=\"default\"}");
+            idle = sample(body, "asyncd_http_connections_idle");
             free(body);
             if (idle == 5)
                 break;
@@ -526,6 +534,130 @@ static void metrics_a_real_prometheus_scrapes_the_target_up(void **state)
     stop();
 }
 
+/* ---- by server ---- */
+
+/* GET path with Host host on a connection of its own: the status. */
+static int get_host(const char *host, const char *path)
+{
+    struct client *c = client_open(D.port);
+    struct resp r;
+    char raw[512];
+    int status;
+
+    snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+             path, host);
+    assert_true(client_send(c, raw));
+    must_respond(c, false, &r);
+    client_close(c);
+    status = r.status;
+    resp_free(&r);
+    return status;
+}
+
+/* Sends raw and reads the answer and the close: its status. */
+static int raw_status(const char *raw)
+{
+    struct client *c = client_open(D.port);
+    struct resp r;
+    int status;
+
+    assert_true(client_send(c, raw));
+    must_respond(c, false, &r);
+    client_close(c);
+    status = r.status;
+    resp_free(&r);
+    return status;
+}
+
+#define SREQ(server, code) "asyncd_http_requests_total{server=\"" server "\",code=\"" code "\"}"
+#define SDUR(server) "asyncd_http_request_duration_seconds_count{server=\"" server "\"}"
+
+/* The scrapes go to the unnamed default server ("default"); a.test and
+ * b.test each get their own requests. */
+#define TWO_SITES ",\"servers\":[{\"default\":true},{\"names\":[\"a.test\",\"www.a.test\"]}," \
+                  "{\"names\":[\"b.test\"]}]"
+
+static void metrics_requests_to_two_virtual_hosts_move_their_own_series(void **state)
+{
+    char *a, *b;
+    int i;
+
+    (void)state;
+    start(TWO_SITES);
+    get_host("a.test", "/hello"); /* every worker's counters exist, whoever serves */
+    a = scrape(NULL);
+    for (i = 0; i < 4; i++)
+        assert_int_equal(get_host(i % 2 ? "A.TEST:80" : "www.a.test", "/hello"), 200);
+    for (i = 0; i < 2; i++)
+        assert_int_equal(get_host("b.test", "/missing"), 404);
+    assert_int_equal(get_host("b.test", "/hello"), 200);
+    /* the engine's own errors count for the server their Host names, or
+     * the default: a body past max_body_bytes (Host parsed), then a
+     * request line it cannot parse */
+    assert_int_equal(raw_status("POST /hello HTTP/1.1\r\nHost: b.test\r\n"
+                                "Content-Length: 99999999999\r\n\r\n"), 413);
+    assert_int_equal(raw_status("GET /hello HTTP/1.1 junk\r\nHost: b.test\r\n\r\n"), 400);
+    b = scrape(NULL);
+    if (access(PROMTOOL, X_OK) == 0)
+        promtool_check(b);
+    assert_true(sample(b, SREQ("a.test", "2xx")) - sample(a, SREQ("a.test", "2xx")) == 4);
+    assert_true(sample(b, SREQ("a.test", "4xx")) - sample(a, SREQ("a.test", "4xx")) == 0);
+    assert_true(sample(b, SREQ("b.test", "2xx")) - sample(a, SREQ("b.test", "2xx")) == 1);
+    assert_true(sample(b, SREQ("b.test", "4xx")) - sample(a, SREQ("b.test", "4xx")) == 2 + 1);
+    /* the first scrape's own answer, and the unparsable request's 400 */
+    assert_true(sample(b, SREQ("default", "2xx")) - sample(a, SREQ("default", "2xx")) == 1);
+    assert_true(sample(b, SREQ("default", "4xx")) - sample(a, SREQ("default", "4xx")) == 1);
+    assert_true(sample(b, SDUR("a.test")) - sample(a, SDUR("a.test")) == 4);
+    /* the 413 was refused before it was timed */
+    assert_true(sample(b, SDUR("b.test")) - sample(a, SDUR("b.test")) == 3);
+    /* one series per server: www.a.test is a.test's */
+    assert_null(strstr(b, "server=\"www.a.test\""));
+    free(a);
+    free(b);
+    stop();
+}
+
+static void metrics_a_reload_keeps_the_counts_of_servers_that_stay(void **state)
+{
+    char *a, *b;
+    size_t from;
+    int i;
+
+    (void)state;
+    start(TWO_SITES);
+    for (i = 0; i < 3; i++)
+        get_host("a.test", "/hello");
+    for (i = 0; i < 2; i++)
+        get_host("b.test", "/hello");
+    a = scrape(NULL);
+    assert_true(sample(a, SREQ("a.test", "2xx")) == 3);
+    assert_true(sample(a, SREQ("b.test", "2xx")) == 2);
+    assert_null(strstr(a, "server=\"c.test\""));
+    /* b.test goes, c.test comes, a.test stays */
+    write_config(",\"servers\":[{\"default\":true},{\"names\":[\"c.test\"]},"
+                 "{\"names\":[\"a.test\"]}]");
+    from = D.len;
+    assert_int_equal(kill(D.pid, SIGHUP), 0);
+    wait_from(&D, from, "module http: config changed, applied in place");
+    wait_from(&D, from, "reloaded: 1 module(s) running");
+    get_host("a.test", "/hello");
+    get_host("c.test", "/hello");
+    get_host("c.test", "/missing");
+    b = scrape(NULL);
+    if (access(PROMTOOL, X_OK) == 0)
+        promtool_check(b);
+    assert_true(sample(b, SREQ("a.test", "2xx")) == 3 + 1);
+    assert_true(sample(b, SREQ("c.test", "2xx")) == 1);
+    assert_true(sample(b, SREQ("c.test", "4xx")) == 1);
+    /* gone from the config, its counts stay as they were */
+    assert_true(sample(b, SREQ("b.test", "2xx")) == 2);
+    /* the scrapes, before and after */
+    assert_true(sample(b, SREQ("default", "2xx")) == sample(a, SREQ("default", "2xx")) + 1);
+    free(a);
+    free(b);
+    stop();
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -540,6 +672,8 @@ int main(void)
         T(metrics_count_reloads_applied_and_rejected),
         T(metrics_count_module_restarts),
         T(metrics_a_real_prometheus_scrapes_the_target_up),
+        T(metrics_requests_to_two_virtual_hosts_move_their_own_series),
+        T(metrics_a_reload_keeps_the_counts_of_servers_that_stay),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

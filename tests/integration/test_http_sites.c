@@ -50,6 +50,9 @@ static int setup(void **state)
     write_file("a/errors/5xx.html", "<h1>a: broken</h1>\n");
     write_file("b/index.html", "site b\n");
     write_file("b/gone.html", "<h1>b: gone</h1>\n");
+    write_file("a/errors/4xx.html", "<h1>a: client error</h1>\n");
+    write_file("b/e400.html", "<h1>d: bad request</h1>\n");
+    write_file("b/e431.html", "<h1>d: head too big</h1>\n");
     return 0;
 }
 
@@ -363,6 +366,93 @@ static void sites_error_pages_keep_the_status_and_never_loop(void **state)
     stop();
 }
 
+/* The engine's own errors, refused before any handler: a.test has a
+ * page for the whole class, the default server d.test one per status
+ * (its 408 page goes missing once the config was checked). */
+static const char *const engine_errors_site =
+    "{\"listen\":[\"127.0.0.1:0\"],\"max_header_bytes\":1024,\"max_body_bytes\":1000,\n"
+    " \"header_timeout_ms\":300,\"servers\":[\n"
+    " {\"names\":[\"a.test\"],\"root\":\"a\",\"error_pages\":{\"4xx\":\"/errors/4xx.html\"}},\n"
+    " {\"names\":[\"d.test\"],\"default\":true,\"root\":\"b\",\"headers\":{\"X-Site\":\"d\"},\n"
+    "  \"error_pages\":{\"400\":\"/e400.html\",\"431\":\"/e431.html\",\"408\":\"/e408.html\"}}]}";
+
+/* Sends raw (all of it, or until the server closes) and reads the
+ * answer, which must end its connection: r holds it. */
+static void refused(const char *raw, size_t len, int status, struct resp *r)
+{
+    struct client *c = client_open(D.port);
+
+    client_sendn(c, raw, len); /* the server may close before all is sent */
+    if (client_response_ms(c, false, r, IO_MS) != 0)
+        fail_msg("request %.40s...: no response: %s", raw, r->head);
+    assert_status(r, status);
+    assert_header(r, "Connection", "close");
+    if (!client_eof(c, 2000))
+        fail_msg("request %.40s...: connection still open 2 s after the %d", raw, status);
+    client_close(c);
+}
+
+static void sites_error_pages_answer_the_engines_own_errors(void **state)
+{
+    char big[4096];
+    struct resp r;
+    int n;
+
+    (void)state;
+    write_file("b/e408.html", "<h1>d: too slow</h1>\n");
+    start_http(engine_errors_site);
+    path_of(big, sizeof(big), "b/e408.html");
+    assert_int_equal(unlink(big), 0);
+    /* a request line the engine cannot parse: no Host read, the default's */
+    {
+        const char *bad = "GET /x HTTP/1.1 junk\r\nHost: a.test\r\n\r\n";
+
+        refused(bad, strlen(bad), 400, &r);
+    }
+    assert_string_equal(r.body, "<h1>d: bad request</h1>\n");
+    assert_header(&r, "Content-Type", "text/html; charset=utf-8");
+    assert_header(&r, "X-Site", "d");
+    resp_free(&r);
+    /* a header block past max_header_bytes, the client sending on: 431,
+     * the default's page, then the end (the engine's lingering close,
+     * which test_http_conn tests, is the same as for its built-in body) */
+    {
+        size_t len = 256 * 1024;
+        char *flood = malloc(len);
+
+        assert_non_null(flood);
+        memset(flood, 'x', len);
+        n = snprintf(flood, len, "GET / HTTP/1.1\r\nHost: a.test\r\nX-Big: ");
+        flood[n] = 'x';
+        refused(flood, len, 431, &r);
+        free(flood);
+    }
+    assert_string_equal(r.body, "<h1>d: head too big</h1>\n");
+    resp_free(&r);
+    /* a body past max_body_bytes: the head was read, so a.test's class page */
+    n = snprintf(big, sizeof(big), "POST /x HTTP/1.1\r\nHost: a.test\r\n"
+                 "Content-Length: 5000\r\n\r\n%0100d", 0);
+    refused(big, (size_t)n, 413, &r);
+    assert_string_equal(r.body, "<h1>a: client error</h1>\n");
+    assert_true(hdr(r.head, "X-Site") == NULL);
+    resp_free(&r);
+    /* a head too slow, and the default's 408 page is missing: the
+     * built-in body, with the server's fields still */
+    {
+        const char *slow = "GET / HTTP/1.1\r\nHost: d.test\r\n";
+
+        refused(slow, strlen(slow), 408, &r);
+    }
+    assert_string_equal(r.body, "408 Request Timeout\n");
+    assert_header(&r, "X-Site", "d");
+    resp_free(&r);
+    /* the server goes on answering */
+    get("/index.html", "a.test", false, &r);
+    assert_status(&r, 200);
+    resp_free(&r);
+    stop();
+}
+
 /* Waits (10 s) until the file name holds text; its contents. */
 static char *wait_file_has(const char *name, const char *text)
 {
@@ -449,6 +539,51 @@ static void sites_reload_changes_servers_under_an_open_keepalive_connection(void
     D.port = port;
     expect_who("Host: a.test\r\n", "a-2");
     stop();
+}
+
+/* asyncd -T writes each server block out whole: what it inherits from
+ * the top level and every default, and the result passes the check. */
+static void sites_T_fills_every_servers_defaults(void **state)
+{
+    char out[32768], cfg[600], cmd[2048];
+    char *end;
+
+    (void)state;
+    write_http("{\"listen\":[\"127.0.0.1:0\"],\"root\":\"a\",\n"
+               " \"routes\":[{\"path\":\"/hello\",\"body\":\"hi\"}],\"servers\":[\n"
+               " {\"names\":[\"a.test\"],\"locations\":[{\"prefix\":\"/assets/\","
+               "\"headers\":{\"X-A\":\"1\"}}]},\n"
+               " {\"names\":[\"b.test\"],\"root\":\"b\",\"default\":true,\"index\":[\"home.html\"],"
+               "\"error_pages\":{\"404\":\"/gone.html\"}}]}");
+    path_of(cfg, sizeof(cfg), "asyncd.json");
+    snprintf(cmd, sizeof(cmd),
+             "'%s' -T '%s' 2>/dev/null | python3 -c 'import json,sys\n"
+             "s=json.load(sys.stdin)[\"modules\"][\"http\"][\"servers\"]\n"
+             "a,b=s\n"
+             "assert a[\"root\"]==\"a\" and a[\"listen\"]==[\"127.0.0.1:0\"], a\n"
+             "assert a[\"index\"]==[\"index.html\"] and a[\"default\"] is False, a\n"
+             "assert a[\"access_log\"] is False and a[\"serve_hidden\"] is False, a\n"
+             "assert a[\"open_file_cache_ms\"]==1000 and a[\"headers\"]=={}, a\n"
+             "assert a[\"error_pages\"]=={} and \"status_path\" not in a, a\n"
+             "assert a[\"routes\"]==[{\"path\":\"/hello\",\"body\":\"hi\",\"status\":200,"
+             "\"headers\":{}}], a\n"
+             "assert a[\"locations\"]==[{\"prefix\":\"/assets/\",\"headers\":{\"X-A\":\"1\"},"
+             "\"always\":False}], a\n"
+             "assert b[\"root\"]==\"b\" and b[\"index\"]==[\"home.html\"], b\n"
+             "assert b[\"default\"] is True and b[\"locations\"]==[], b\n"
+             "assert b[\"error_pages\"]=={\"404\":\"/gone.html\"}, b\n"
+             "assert \"max_body_bytes\" not in a and \"names\" in b, b'",
+             ASYNCD, cfg);
+    assert_int_equal(system(cmd), 0);
+    /* the effective config is a config that passes the check */
+    assert_int_equal(run_to_end("-T", cfg, out, sizeof(out)), 0);
+    if ((end = strstr(out, "\n}\n")) == NULL)
+        fail_msg("no JSON object in -T's output:\n%s", out);
+    end[3] = '\0';
+    write_file("effective.json", strstr(out, "{"));
+    path_of(cfg, sizeof(cfg), "effective.json");
+    if (run_to_end("--check-config", cfg, out, sizeof(out)) != 0)
+        fail_msg("the effective config fails the check:\n%s", out);
 }
 
 /* Runs asyncd --check-config on asyncd.json: its exit code, its output. */
@@ -538,10 +673,12 @@ int main(void)
         T(sites_unknown_host_goes_to_the_default_of_its_address),
         T(sites_locations_longest_prefix_and_server_headers_everywhere),
         T(sites_error_pages_keep_the_status_and_never_loop),
+        T(sites_error_pages_answer_the_engines_own_errors),
         T(sites_each_server_has_its_own_access_log),
         T(sites_json_access_log_names_the_server),
         T(sites_reload_changes_servers_under_an_open_keepalive_connection),
         T(sites_check_config_names_each_bad_server_key_by_path),
+        T(sites_T_fills_every_servers_defaults),
     };
 
     signal(SIGPIPE, SIG_IGN);

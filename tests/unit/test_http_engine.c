@@ -959,6 +959,85 @@ static void http_engine_tags_and_hooks_see_every_handled_exchange_once(void **st
     RUN(2, t_hooks, NULL);
 }
 
+/* The error hook: the engine's own errors answered by the program (an
+ * error page), tagged so the head and done hooks see them; a hook that
+ * sends nothing leaves the built-in answer, without the fields it added. */
+static _Atomic unsigned error_calls;
+
+static int h_error(async_http_request *req, int status, void *ctx)
+{
+    const char *host = async_http_host(req);
+    char body[128];
+
+    CHECK(ctx == &error_calls);
+    atomic_fetch_add(&error_calls, 1);
+    CHECK_OK(async_http_add_header(req, "X-Dropped", "1"));
+    if (host != NULL && strcmp(host, "decline.test") == 0)
+        return 1; /* no page: the engine's body */
+    if (async_http_tag(req) == NULL)
+        async_http_set_tag(req, &marker);
+    snprintf(body, sizeof(body), "<page %d host=%s>", status, host != NULL ? host : "-");
+    return async_http_respond(req, status, "text/html", body, strlen(body));
+}
+
+static void *t_error_hook(void *arg)
+{
+    const struct async_http_hooks hooks = {.head = hook_head, .done = hook_done};
+
+    (void)arg;
+    atomic_store(&logged, 0);
+    atomic_store(&done, 0);
+    E.srv = async_http_server_new(h_tagged, NULL);
+    CHECK(E.srv != NULL);
+    CHECK_FAILS(async_http_server_set_error_hook(E.srv, NULL, NULL), EINVAL);
+    CHECK_OK(async_http_server_set_error_hook(E.srv, h_error, &error_calls));
+    CHECK_OK(async_http_server_set_hooks(E.srv, &hooks));
+    CHECK_OK(async_http_server_set_log(E.srv, tag_log_fmt, tag_log_write, NULL));
+    CHECK_OK(async_http_server_set(E.srv, ASYNC_HTTP_MAX_BODY_BYTES, 100));
+    E.l = async_listener_bind("127.0.0.1:0");
+    CHECK(E.l != NULL);
+    E.port = async_listener_port(E.l);
+    E.acceptor = async_spawn(tagged_acceptor, NULL);
+    /* a Host the engine refuses: no host to read, the hook's page */
+    ASK("GET / HTTP/1.1\r\nHost: bad host\r\n\r\n");
+    HAS("HTTP/1.1 400 Bad Request\r\n");
+    HAS("X-Hook: 400\r\n"); /* tagged by the error hook: the head hook ran */
+    HAS("X-Dropped: 1\r\n");
+    HAS("Connection: close\r\n");
+    HAS("\r\n\r\n<page 400 host=->");
+    CHECK_EQ(atomic_load(&done), 1);
+    /* a body past max_body_bytes: the head was read, its host with it */
+    ASK("POST /x HTTP/1.1\r\nHost: ex.test\r\nContent-Length: 1000\r\n\r\n");
+    HAS("HTTP/1.1 413 ");
+    HAS("Connection: close\r\n");
+    HAS("<page 413 host=ex.test>");
+    CHECK_EQ(atomic_load(&done), 2);
+    /* the hook sends nothing: the built-in body, its field dropped */
+    ASK("POST /x HTTP/1.1\r\nHost: decline.test\r\nContent-Length: 1000\r\n\r\n");
+    HAS("HTTP/1.1 413 Content Too Large\r\n");
+    HAS("\r\n\r\n413 Content Too Large\n");
+    CHECK(strstr(E.reply, "X-Dropped") == NULL);
+    CHECK(strstr(E.reply, "X-Hook") == NULL); /* untagged: no hooks */
+    CHECK_EQ(atomic_load(&done), 2);
+    /* a handler that failed before answering: already tagged, once */
+    ASK("GET /fail HTTP/1.1\r\nHost: ex\r\nConnection: close\r\n\r\n");
+    HAS("HTTP/1.1 500 ");
+    HAS("X-Hook: 500\r\n");
+    HAS("<page 500 host=ex>");
+    CHECK_EQ(count(E.reply, "HTTP/1.1 "), 1);
+    CHECK_EQ(atomic_load(&done), 3);
+    CHECK_EQ(atomic_load(&error_calls), 4);
+    CHECK_FAILS(async_http_server_set_error_hook(E.srv, h_error, &error_calls), EBUSY);
+    server_down();
+    return NULL;
+}
+
+static void http_engine_error_hook_answers_the_engines_own_errors_once(void **state)
+{
+    (void)state;
+    RUN(2, t_error_hook, NULL);
+}
+
 /* ---- the client ---- */
 
 static int h_mux(async_http_request *req, void *ctx)
@@ -1320,6 +1399,7 @@ int main(void)
             http_engine_hands_files_to_a_layer_that_sends_them_and_copies_for_one_that_cannot),
         cmocka_unit_test(http_engine_server_limits_counts_logs_and_shuts_down),
         cmocka_unit_test(http_engine_tags_and_hooks_see_every_handled_exchange_once),
+        cmocka_unit_test(http_engine_error_hook_answers_the_engines_own_errors_once),
         cmocka_unit_test(http_engine_client_calls_reuse_pooled_connections_and_stream_bodies),
         cmocka_unit_test(http_engine_client_replaces_pooled_connections_the_server_closed),
         cmocka_unit_test(http_engine_client_refuses_malformed_and_ambiguous_responses),
