@@ -10,7 +10,9 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,10 +40,13 @@ struct backend {
 static struct backend B[2];
 
 /* Starts backend.py NAME [SICK_FILE] and reads its port; over TLS with
- * the test folder's CERT:KEY when tls is not NULL. */
-static void backend_start_tls(struct backend *b, const char *name, const char *sick,
-                              const char *tls)
+ * the test folder's CERT:KEY when tls is not NULL; on port when it is not
+ * 0 (a backend brought back where it was). */
+static void backend_spawn(struct backend *b, const char *name, const char *sick, const char *tls,
+                          int port)
 {
+    char port_text[16];
+
     int fds[2];
     char line[64] = "";
     size_t got = 0;
@@ -53,6 +58,9 @@ static void backend_start_tls(struct backend *b, const char *name, const char *s
         dup2(fds[1], 1);
         close(fds[0]);
         if (tls != NULL && (chdir(dir) != 0 || setenv("BACKEND_TLS", tls, 1) != 0))
+            _exit(127);
+        snprintf(port_text, sizeof(port_text), "%d", port);
+        if (port != 0 && setenv("BACKEND_PORT", port_text, 1) != 0)
             _exit(127);
         execlp("python3", "python3", BACKEND_PY, name, sick != NULL ? sick : "-", (char *)NULL);
         _exit(127);
@@ -72,9 +80,15 @@ static void backend_start_tls(struct backend *b, const char *name, const char *s
     assert_int_equal(sscanf(line, "port %d", &b->port), 1);
 }
 
+static void backend_start_tls(struct backend *b, const char *name, const char *sick,
+                              const char *tls)
+{
+    backend_spawn(b, name, sick, tls, 0);
+}
+
 static void backend_start(struct backend *b, const char *name, const char *sick)
 {
-    backend_start_tls(b, name, sick, NULL);
+    backend_spawn(b, name, sick, NULL, 0);
 }
 
 static void backend_stop(struct backend *b)
@@ -95,9 +109,12 @@ static int setup(void **state)
     return 0;
 }
 
+static void load_stop_left(void);
+
 static int teardown(void **state)
 {
     (void)state;
+    load_stop_left();
     close_leftover_clients();
     backend_stop(&B[0]);
     backend_stop(&B[1]);
@@ -333,6 +350,245 @@ static void proxy_health_checks_take_a_server_out_and_back(void **state)
         resp_free(&r);
     }
     assert_int_equal(b_seen, 3);
+    stop();
+}
+
+/* ---- a backend killed mid-load ---- */
+
+#define LOAD_CLIENTS 8
+
+/* Keep-alive clients in threads, each asking `path` in a loop until told
+ * to stop.  No assertion inside (cmocka's are not for threads): what they
+ * saw is counted here and checked by the test. */
+struct load {
+    const char *path;
+    int port;
+    pthread_t th[LOAD_CLIENTS];
+    _Atomic bool stop;
+    _Atomic long done, failed;
+    _Atomic long spanning;      /* answered, begun before kill_at and ended after */
+    _Atomic long from_b_back;   /* answered by b once b_back was set */
+    _Atomic int64_t kill_at;    /* ms; 0: not yet */
+    _Atomic bool b_back;
+    pthread_mutex_t lock;
+    char first_failure[256];
+    bool running;               /* threads to stop (teardown does, after a failure) */
+};
+
+/* Static: a failed assertion leaves the test function, not the threads. */
+static struct load L;
+
+static int load_connect(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* One exchange on fd (answers framed by Content-Length): the status, or 0
+ * when the connection failed first; the X-Backend field's first letter
+ * into *who, the body into body (size > 0). */
+static int load_exchange(int fd, const char *req, char *who, char *body, size_t size)
+{
+    char buf[4096], *end = NULL, *p;
+    size_t got = 0, need = 0;
+    int64_t until = now_ms() + IO_MS;
+    int status = 0;
+
+    if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req))
+        return 0;
+    for (;;) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        ssize_t n;
+
+        buf[got] = '\0';
+        if (need == 0 && (end = strstr(buf, "\r\n\r\n")) != NULL) {
+            if (sscanf(buf, "HTTP/1.1 %d", &status) != 1 ||
+                (p = strcasestr(buf, "\r\nContent-Length: ")) == NULL || p > end)
+                return 0;
+            need = (size_t)(end + 4 - buf) + (size_t)atol(p + 18);
+            p = strcasestr(buf, "\r\nX-Backend: ");
+            *who = p != NULL && p < end ? p[13] : '?';
+        }
+        if (need > 0 && got >= need) {
+            snprintf(body, size, "%.*s", (int)(got - (size_t)(end + 4 - buf)), end + 4);
+            return got == need ? status : 0;
+        }
+        if (got == sizeof(buf) - 1 || poll(&pf, 1, left_ms(until)) != 1 ||
+            (n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0)) <= 0)
+            return 0;
+        got += (size_t)n;
+    }
+}
+
+static void *load_client(void *arg)
+{
+    struct load *l = arg;
+    char req[256], body[64], who = '?';
+    int fd = -1, status;
+
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", l->path);
+    while (!atomic_load(&l->stop)) {
+        int64_t t0 = now_ms(), kill_at;
+
+        if (fd < 0 && (fd = load_connect(l->port)) < 0)
+            status = -1;
+        else
+            status = load_exchange(fd, req, &who, body, sizeof(body));
+        kill_at = atomic_load(&l->kill_at);
+        if (status == 200) {
+            atomic_fetch_add(&l->done, 1);
+            if (kill_at > 0 && t0 < kill_at && now_ms() > kill_at)
+                atomic_fetch_add(&l->spanning, 1);
+            if (who == 'b' && atomic_load(&l->b_back))
+                atomic_fetch_add(&l->from_b_back, 1);
+            continue;
+        }
+        atomic_fetch_add(&l->failed, 1);
+        pthread_mutex_lock(&l->lock);
+        if (l->first_failure[0] == '\0')
+            snprintf(l->first_failure, sizeof(l->first_failure), "%s (status %d) after %lld ms",
+                     status < 0 ? "no connection" : status == 0 ? "a broken exchange" : "an answer",
+                     status, (long long)(now_ms() - t0));
+        pthread_mutex_unlock(&l->lock);
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+static void load_start(struct load *l, const char *path, int port)
+{
+    int i;
+
+    memset(l, 0, sizeof(*l));
+    l->path = path;
+    l->port = port;
+    pthread_mutex_init(&l->lock, NULL);
+    for (i = 0; i < LOAD_CLIENTS; i++)
+        assert_int_equal(pthread_create(&l->th[i], NULL, load_client, l), 0);
+    l->running = true;
+}
+
+static void load_stop(struct load *l)
+{
+    int i;
+
+    if (!l->running)
+        return;
+    atomic_store(&l->stop, true);
+    for (i = 0; i < LOAD_CLIENTS; i++)
+        pthread_join(l->th[i], NULL);
+    pthread_mutex_destroy(&l->lock);
+    l->running = false;
+}
+
+/* The load a failed test left running. */
+static void load_stop_left(void)
+{
+    load_stop(&L);
+}
+
+/* Waits (30 s bound) until *counter reaches n, reading the daemon's log
+ * meanwhile. */
+static void load_wait(struct load *l, _Atomic long *counter, long n, const char *what)
+{
+    int64_t until = now_ms() + 30000;
+
+    while (atomic_load(counter) < n && now_ms() < until)
+        pump(&D, 20); /* returns when the log grows, or after 20 ms */
+    if (atomic_load(counter) < n) {
+        load_stop(l);
+        fail_msg("the load never saw %s (%ld of %ld; %ld failed, first: %s)\nasyncd:\n%s", what,
+                 atomic_load(counter), n, atomic_load(&l->failed), l->first_failure, D.log);
+    }
+}
+
+/* GET path straight from backend b (not through the proxy): the number
+ * its body says. */
+static long backend_number(const struct backend *b, const char *path)
+{
+    char req[128], body[64], who;
+    int fd = load_connect(b->port), status;
+
+    assert_true(fd >= 0);
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
+    status = load_exchange(fd, req, &who, body, sizeof(body));
+    close(fd);
+    assert_int_equal(status, 200);
+    return atol(body);
+}
+
+/* Two backends under keep-alive load through the proxy; b holds each
+ * request 200 ms (a answers at once), so b always has requests in flight.
+ * b is killed (SIGKILL) while it holds some: those GETs, which it never
+ * answered, go to a (retries 1), and so does everything after; b is
+ * marked down, by the failed requests or the health checks.  The design's
+ * bound for GETs with retries >= 1: no request fails at all (only a
+ * response already begun could, and b's answers are one send each).
+ * Then b comes back on its port and the health checks (rise 2) put it
+ * back in the rotation, the load still running. */
+static void proxy_survives_a_backend_killed_mid_load(void **state)
+{
+    char servers[128], extra[256];
+    struct load *l = &L;
+    struct resp r;
+    long inflight = 0, after_down;
+    int64_t until;
+    int port_b;
+
+    (void)state;
+    backend_start(&B[0], "a", NULL);
+    backend_start(&B[1], "b", NULL);
+    port_b = B[1].port;
+    two_servers(servers, sizeof(servers));
+    snprintf(extra, sizeof(extra), ",\"retries\":1,\"health\":{\"path\":\"/health\","
+                                   "\"interval_ms\":100,\"timeout_ms\":1000,\"fall\":2,\"rise\":2}");
+    start(servers, extra);
+    load_start(l, "/sleep?ms=200&on=b", D.port);
+    load_wait(l, &l->done, 40, "40 answers");
+    /* kill b while it holds requests (asked of b itself) */
+    for (until = now_ms() + 10000; now_ms() < until; pump(&D, 5))
+        if ((inflight = backend_number(&B[1], "/inflight")) >= 2)
+            break;
+    atomic_store(&l->kill_at, now_ms());
+    backend_stop(&B[1]);
+    if (inflight < 2) {
+        load_stop(l);
+        fail_msg("b never held 2 requests at once");
+    }
+    wait_log(&D, "is down (");
+    after_down = atomic_load(&l->done);
+    load_wait(l, &l->done, after_down + 100, "100 answers with b down");
+    /* b back where it was: the health checks bring it back */
+    backend_spawn(&B[1], "b", NULL, NULL, port_b);
+    assert_int_equal(B[1].port, port_b);
+    wait_log(&D, "is up again");
+    atomic_store(&l->b_back, true);
+    load_wait(l, &l->from_b_back, 5, "5 answers from b once back");
+    load_stop(l);
+    print_message("      %ld answered, %ld failed; b held %ld when killed, %ld spanned the kill\n",
+                  atomic_load(&l->done), atomic_load(&l->failed), inflight,
+                  atomic_load(&l->spanning));
+    if (atomic_load(&l->failed) != 0)
+        fail_msg("%ld requests failed (first: %s)\nasyncd:\n%s", atomic_load(&l->failed),
+                 l->first_failure, D.log);
+    /* the requests b held were answered (by a), after the kill */
+    assert_true(atomic_load(&l->spanning) >= 1);
+    exchange("GET /proxy-status HTTP/1.1\r\nHost: t\r\n\r\n", false, &r, NULL);
+    print_message("      %s\n", r.body);
+    assert_non_null(strstr(r.body, "\"state\":\"up\""));
+    assert_null(strstr(r.body, "\"state\":\"down\""));
+    resp_free(&r);
     stop();
 }
 
@@ -573,6 +829,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(proxy_fails_over_and_marks_servers_down, setup, teardown),
         cmocka_unit_test_setup_teardown(proxy_health_checks_take_a_server_out_and_back, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(proxy_survives_a_backend_killed_mid_load, setup, teardown),
         cmocka_unit_test_setup_teardown(proxy_answers_504_when_the_upstream_is_too_slow, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(proxy_answers_502_to_ambiguous_upstream_answers, setup,
