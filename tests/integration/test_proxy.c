@@ -639,27 +639,35 @@ static const char *debian_python(void)
     return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
 }
 
-/* A WebSocket through the proxy: the upgrade goes up, the 101 comes back,
- * and then messages flow both ways (python3-websockets on both ends). */
-static void proxy_tunnels_websockets(void **state)
+/* A WebSocket through the proxy to the echo server (over TLS with a
+ * certificate of the test CA when tls): the upgrade goes up, the 101 comes
+ * back, then messages flow both ways (python3-websockets on both ends),
+ * the client closes one tunnel and the server another; a tunnel the
+ * server keeps busy one way while the client is silent stays, and one
+ * silent both ways is cut after tunnel_idle_timeout_ms. */
+static void websocket_through(bool tls)
 {
     const char *py = debian_python();
-
-    char servers[64], cmd[1024], out[256] = "";
-    int fds[2];
+    const int idle_ms = 1500;
+    char servers[64], cmd[1024], out[512] = "", extra[256];
+    int fds[2], cut_ms = -1;
     size_t got = 0;
+    const char *at;
     FILE *f;
 
-    (void)state;
     snprintf(cmd, sizeof(cmd), "%s -c 'import websockets' 2>/dev/null", py);
     if (system(cmd) != 0)
         SKIP("python3-websockets is not installed (make deps installs it)");
+    if (tls)
+        assert_int_equal(tls_certs_make(dir), 0);
     /* the echo server: its port on its stdout */
     assert_int_equal(pipe(fds), 0);
     B[0].pid = fork();
     if (B[0].pid == 0) {
         dup2(fds[1], 1);
         close(fds[0]);
+        if (tls && (chdir(dir) != 0 || setenv("WS_TLS", "ec.pem:ec.key", 1) != 0))
+            _exit(127);
         execlp(py, py, WS_ECHO_PY, "serve", (char *)NULL);
         _exit(127);
     }
@@ -677,16 +685,36 @@ static void proxy_tunnels_websockets(void **state)
     close(fds[0]);
     assert_int_equal(sscanf(out, "port %d", &B[0].port), 1);
     snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
-    start(servers, ",\"tunnel_idle_timeout_ms\":10000");
-    snprintf(cmd, sizeof(cmd), "timeout 30 %s %s talk ws://127.0.0.1:%d/chat 2>&1", py,
-             WS_ECHO_PY, D.port);
+    snprintf(extra, sizeof(extra), ",\"tunnel_idle_timeout_ms\":%d%s", idle_ms,
+             tls ? ",\"tls\":{\"ca\":\"ca.pem\"}" : "");
+    start(servers, extra);
+    snprintf(cmd, sizeof(cmd), "timeout 60 %s %s talk ws://127.0.0.1:%d/chat %d 2>&1", py,
+             WS_ECHO_PY, D.port, idle_ms);
     f = popen(cmd, "r");
     assert_non_null(f);
     got = fread(out, 1, sizeof(out) - 1, f);
     out[got] = '\0';
-    if (pclose(f) != 0 || strstr(out, "talked") == NULL)
+    if (pclose(f) != 0 || strstr(out, "talked\nclosed by the server\nticks\n") == NULL ||
+        (at = strstr(out, "cut after ")) == NULL)
         fail_msg("the WebSocket client says:\n%s\nasyncd:\n%s", out, D.log);
+    cut_ms = atoi(at + 10);
+    print_message("      %s", out);
+    /* the silence began when the last tick passed, just before the client
+     * started its clock */
+    assert_true(cut_ms >= idle_ms / 4 && cut_ms <= 3 * idle_ms);
     stop();
+}
+
+static void proxy_tunnels_websockets(void **state)
+{
+    (void)state;
+    websocket_through(false);
+}
+
+static void proxy_tunnels_websockets_to_tls_upstreams(void **state)
+{
+    (void)state;
+    websocket_through(true);
 }
 
 static void proxy_config_problems_are_named_by_path(void **state)
@@ -786,13 +814,6 @@ static void proxy_tls_upstreams_are_verified_and_their_connections_reused(void *
     stop();
     start(servers, ",\"tls\":{\"ca\":\"other.pem\",\"verify\":false}");
     assert_int_equal(get_status("/id", body, sizeof(body)), 200);
-    /* an upgrade cannot be tunnelled through TLS yet: said, not attempted */
-    exchange("GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-             false, &r, NULL);
-    assert_status(&r, 502);
-    resp_free(&r);
-    wait_log(&D, "to a TLS upstream is not supported");
     stop();
 }
 
@@ -835,6 +856,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(proxy_answers_502_to_ambiguous_upstream_answers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(proxy_tunnels_websockets, setup, teardown),
+        cmocka_unit_test_setup_teardown(proxy_tunnels_websockets_to_tls_upstreams, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(proxy_config_problems_are_named_by_path, setup, teardown),
         cmocka_unit_test_setup_teardown(proxy_tls_upstreams_are_verified_and_their_connections_reused,
                                         setup, teardown),
