@@ -38,6 +38,7 @@ struct backend {
 };
 
 static struct backend B[2];
+static const char *go_backend; /* non-NULL: backend_spawn starts this Go program instead */
 
 /* Starts backend.py NAME [SICK_FILE] and reads its port; over TLS with
  * the test folder's CERT:KEY when tls is not NULL; on port when it is not
@@ -46,7 +47,6 @@ static void backend_spawn(struct backend *b, const char *name, const char *sick,
                           int port)
 {
     char port_text[16];
-
     int fds[2];
     char line[64] = "";
     size_t got = 0;
@@ -62,7 +62,10 @@ static void backend_spawn(struct backend *b, const char *name, const char *sick,
         snprintf(port_text, sizeof(port_text), "%d", port);
         if (port != 0 && setenv("BACKEND_PORT", port_text, 1) != 0)
             _exit(127);
-        execlp("python3", "python3", BACKEND_PY, name, sick != NULL ? sick : "-", (char *)NULL);
+        if (go_backend != NULL)
+            execl(go_backend, go_backend, name, (char *)NULL);
+        else
+            execlp("python3", "python3", BACKEND_PY, name, sick != NULL ? sick : "-", (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -114,6 +117,7 @@ static void load_stop_left(void);
 static int teardown(void **state)
 {
     (void)state;
+    go_backend = NULL;
     load_stop_left();
     close_leftover_clients();
     backend_stop(&B[0]);
@@ -817,6 +821,92 @@ static void proxy_tls_upstreams_are_verified_and_their_connections_reused(void *
     stop();
 }
 
+/* ---- a Go backend ---- */
+
+/* tests/integration/go_backend (net/http) built into the build folder;
+ * the proxy in front of it: keep-alive reuse, a chunked upload streamed
+ * back chunked, a chunked download, HEAD, the forwarded fields. */
+static void proxy_in_front_of_a_go_backend(void **state)
+{
+    char cmd[2048], out[4096], servers[64], head[256], body[64];
+    char *big = malloc(1 << 20);
+    struct client *c;
+    struct resp r;
+    int i;
+
+    (void)state;
+    assert_non_null(big);
+    if (system("command -v go >/dev/null 2>&1") != 0) {
+        free(big);
+        SKIP("go is not installed (make deps installs golang)");
+    }
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && GOCACHE='%s.cache' GOPATH='%s.path' GOPROXY=off GOFLAGS=-buildvcs=false "
+             "go build -o '%s' . 2>&1", GO_BACKEND_SRC, GO_BACKEND_BIN, GO_BACKEND_BIN,
+             GO_BACKEND_BIN);
+    if (shell_output(cmd, out, sizeof(out)) != 0)
+        fail_msg("go build failed:\n%s", out);
+    go_backend = GO_BACKEND_BIN;
+    backend_start(&B[0], "go", NULL);
+    snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
+    start(servers, "");
+    c = client_open(D.port);
+    for (i = 0; i < 20; i++) {
+        assert_true(client_send(c, "GET /id HTTP/1.1\r\nHost: site.test\r\n\r\n"));
+        must_respond(c, false, &r);
+        assert_status(&r, 200);
+        assert_string_equal(r.body, "backend go");
+        assert_header(&r, "X-Backend", "go");
+        resp_free(&r);
+    }
+    assert_true(client_send(c, "HEAD /id HTTP/1.1\r\nHost: site.test\r\n\r\n"));
+    must_respond(c, true, &r);
+    assert_status(&r, 200);
+    assert_int_equal(r.body_len, 0);
+    resp_free(&r);
+    assert_true(client_send(c, "GET /headers HTTP/1.1\r\nHost: site.test\r\nX-Keep: yes\r\n"
+                               "Connection: X-Private\r\nX-Private: no\r\n\r\n"));
+    must_respond(c, false, &r);
+    assert_status(&r, 200);
+    assert_non_null(strstr(r.body, "Host: site.test\n"));
+    assert_non_null(strstr(r.body, "X-Keep: yes\n"));
+    assert_non_null(strstr(r.body, "X-Forwarded-For: 127.0.0.1\n"));
+    assert_non_null(strstr(r.body, "Via: 1.1 asyncd\n"));
+    assert_null(strstr(r.body, "X-Private"));
+    resp_free(&r);
+    /* 1 MiB up chunked, back chunked */
+    for (i = 0; i < (1 << 20); i++)
+        big[i] = (char)('a' + i % 23);
+    assert_true(client_send(c, "POST /echo HTTP/1.1\r\nHost: t\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n"));
+    for (i = 0; i < 16; i++) {
+        int n = snprintf(head, sizeof(head), "%x\r\n", 1 << 16);
+
+        assert_true(client_sendn(c, head, (size_t)n));
+        assert_true(client_sendn(c, big + i * (1 << 16), 1 << 16));
+        assert_true(client_sendn(c, "\r\n", 2));
+    }
+    assert_true(client_send(c, "0\r\n\r\n"));
+    must_respond(c, false, &r);
+    assert_status(&r, 200);
+    assert_int_equal(r.body_len, 1 << 20);
+    assert_memory_equal(r.body, big, 1 << 20);
+    resp_free(&r);
+    assert_true(client_send(c, "GET /big?n=3000000 HTTP/1.1\r\nHost: t\r\n\r\n"));
+    must_respond(c, false, &r);
+    assert_status(&r, 200);
+    assert_int_equal(r.body_len, 3000000);
+    resp_free(&r);
+    client_close(c);
+    /* all of it over one kept connection (this new client's worker may
+     * open a second) */
+    assert_int_equal(get_status("/conns", body, sizeof(body)), 200);
+    print_message("      24 requests: %s connection(s) to the Go backend\n", body);
+    assert_true(atoi(body) >= 1 && atoi(body) <= 2);
+    free(big);
+    stop();
+}
+
 static void proxy_tls_config_problems_are_named_by_path(void **state)
 {
     char out[8192], cfg[600];
@@ -863,6 +953,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(proxy_tls_config_problems_are_named_by_path, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(proxy_in_front_of_a_go_backend, setup, teardown),
     };
 
     return skips_exit(cmocka_run_group_tests(tests, NULL, NULL));

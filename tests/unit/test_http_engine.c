@@ -1228,7 +1228,16 @@ static void *t_many_addresses(void *arg)
 
 static void http_engine_client_pool_keeps_a_bounded_table_of_addresses(void **state)
 {
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), bound;
+
     (void)state;
+    inet_pton(AF_INET, "127.0.0.251", &sa.sin_addr);
+    bound = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!bound)
+        SKIP("no 127.0.0.2-251 on this loopback");
     RUN(1, t_many_addresses, NULL);
 }
 
@@ -1253,5 +1262,5 @@ int main(void)
         cmocka_unit_test(http_engine_client_pool_keeps_a_bounded_table_of_addresses),
     };
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return skips_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
