@@ -126,22 +126,30 @@ static int teardown(void **state)
     return 0;
 }
 
-/* asyncd.json routing / to upstream app over servers (a JSON list) with
- * more upstream keys ("" or starting with ','). */
-static void start(const char *servers, const char *extra)
+/* asyncd.json: the http module on listen (JSON list entries), routing /
+ * to upstream app over servers (a JSON list) with more upstream keys (""
+ * or starting with ','). */
+static void start_listening(const char *listen, const char *servers, const char *extra)
 {
     char text[4096];
 
     snprintf(text, sizeof(text),
              "{\"modules_dir\":\"modules\",\"shutdown_timeout_ms\":5000,\"log_level\":\"info\",\n"
-             " \"modules\":{\"http\":{\"listen\":[\"127.0.0.1:0\"],\n"
+             " \"modules\":{\"http\":{\"listen\":[%s],\n"
              "  \"routes\":[{\"prefix\":\"/\",\"handler\":\"app\"},\n"
              "            {\"path\":\"/proxy-status\",\"handler\":\"proxy_status\"}]},\n"
              " \"proxy\":{\"upstreams\":{\"app\":{\"servers\":%s%s}}}}}\n",
-             servers, extra);
+             listen, servers, extra);
     write_file("asyncd.json", text);
     daemon_start_port(&D, "asyncd.json", PORT_LINE);
     wait_log(&D, "upstream app:");
+}
+
+/* asyncd.json routing / to upstream app over servers (a JSON list) with
+ * more upstream keys ("" or starting with ','), on plain HTTP. */
+static void start(const char *servers, const char *extra)
+{
+    start_listening("\"127.0.0.1:0\"", servers, extra);
 }
 
 static void stop(void)
@@ -673,12 +681,13 @@ static const char *debian_python(void)
 }
 
 /* A WebSocket through the proxy to the echo server (over TLS with a
- * certificate of the test CA when tls): the upgrade goes up, the 101 comes
- * back, then messages flow both ways (python3-websockets on both ends),
- * the client closes one tunnel and the server another; a tunnel the
- * server keeps busy one way while the client is silent stays, and one
- * silent both ways is cut after tunnel_idle_timeout_ms. */
-static void websocket_through(bool tls)
+ * certificate of the test CA when tls; from a wss client to an HTTPS
+ * listener when tls_client): the upgrade goes up, the 101 comes back,
+ * then messages flow both ways (python3-websockets on both ends), the
+ * client closes one tunnel and the server another; a tunnel the server
+ * keeps busy one way while the client is silent stays, and one silent
+ * both ways is cut after tunnel_idle_timeout_ms. */
+static void websocket_through(bool tls, bool tls_client)
 {
     const char *py = debian_python();
     const int idle_ms = 1500;
@@ -691,7 +700,7 @@ static void websocket_through(bool tls)
     snprintf(cmd, sizeof(cmd), "%s -c 'import websockets' 2>/dev/null", py);
     if (system(cmd) != 0)
         SKIP("python3-websockets is not installed (make deps installs it)");
-    if (tls)
+    if (tls || tls_client)
         assert_int_equal(tls_certs_make(dir), 0);
     /* the echo server: its port on its stdout */
     assert_int_equal(pipe(fds), 0);
@@ -720,9 +729,13 @@ static void websocket_through(bool tls)
     snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
     snprintf(extra, sizeof(extra), ",\"tunnel_idle_timeout_ms\":%d%s", idle_ms,
              tls ? ",\"tls\":{\"ca\":\"ca.pem\"}" : "");
-    start(servers, extra);
-    snprintf(cmd, sizeof(cmd), "timeout 60 %s %s talk ws://127.0.0.1:%d/chat %d 2>&1", py,
-             WS_ECHO_PY, D.port, idle_ms);
+    if (tls_client)
+        start_listening("{\"address\":\"127.0.0.1:0\",\"tls\":{\"cert\":\"ec.pem\","
+                        "\"key\":\"ec.key\"}}", servers, extra);
+    else
+        start(servers, extra);
+    snprintf(cmd, sizeof(cmd), "cd '%s' && WS_CA=ca.pem timeout 60 %s %s talk %s://127.0.0.1:%d/chat "
+             "%d 2>&1", dir, py, WS_ECHO_PY, tls_client ? "wss" : "ws", D.port, idle_ms);
     f = popen(cmd, "r");
     assert_non_null(f);
     got = fread(out, 1, sizeof(out) - 1, f);
@@ -741,13 +754,21 @@ static void websocket_through(bool tls)
 static void proxy_tunnels_websockets(void **state)
 {
     (void)state;
-    websocket_through(false);
+    websocket_through(false, false);
 }
 
 static void proxy_tunnels_websockets_to_tls_upstreams(void **state)
 {
     (void)state;
-    websocket_through(true);
+    websocket_through(true, false);
+}
+
+/* TLS on both sides of the tunnel: each direction's fiber writes a TLS
+ * stream the other reads. */
+static void proxy_tunnels_websockets_from_https_to_tls_upstreams(void **state)
+{
+    (void)state;
+    websocket_through(true, true);
 }
 
 static void proxy_config_problems_are_named_by_path(void **state)
@@ -979,6 +1000,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(proxy_tunnels_websockets, setup, teardown),
         cmocka_unit_test_setup_teardown(proxy_tunnels_websockets_to_tls_upstreams, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(proxy_tunnels_websockets_from_https_to_tls_upstreams,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(proxy_config_problems_are_named_by_path, setup, teardown),
         cmocka_unit_test_setup_teardown(proxy_tls_upstreams_are_verified_and_their_connections_reused,
                                         setup, teardown),

@@ -5,6 +5,7 @@
   WS_TLS=CERT:KEY ws_echo.py serve
                               the same over TLS (wss)
   ws_echo.py talk URL [IDLE_MS]
+                              (a wss URL: WS_CA names the CA file)
                               through URL: text, a 200 KB binary message and
                               a ping, each echoed back, then a close by the
                               client (prints "talked"); on a new connection
@@ -61,7 +62,10 @@ async def serve():
 
 
 def connect(url):
-    return websockets.connect(url, max_size=None, open_timeout=10, ping_interval=None)
+    ctx = None
+    if url.startswith("wss:"):
+        ctx = ssl.create_default_context(cafile=os.environ["WS_CA"])
+    return websockets.connect(url, max_size=None, open_timeout=10, ping_interval=None, ssl=ctx)
 
 
 async def talk(url, idle_ms):
