@@ -8,7 +8,7 @@
 #   make bench  build + run the micro benchmarks (bench/README.md)
 #   make bench-http  asyncd+http against nginx with wrk (bench/http/run.sh)
 
-PKGS := cmake gcc make pkg-config libev-dev libjansson-dev libcmocka-dev curl python3 groff-base logrotate python3-websockets prometheus libssl-dev openssl testssl.sh systemd haproxy
+PKGS := cmake gcc make pkg-config libev-dev libjansson-dev libcmocka-dev curl python3 groff-base logrotate python3-websockets prometheus libssl-dev openssl testssl.sh systemd haproxy golang-go
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=

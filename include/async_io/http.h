@@ -335,13 +335,21 @@ ASYNC_API void async_http_server_metrics(async_http_server *srv, struct async_ht
 
 /* Idle keep-alive connections for calls to come, per address and per
  * worker (a connection stays on the worker that opened it): at most
- * max_idle per address on each worker.  From a fiber.  NULL + errno. */
+ * max_idle per address on each worker, and idle connections to at most
+ * ASYNC_HTTP_POOL_ADDRESSES addresses on each worker — past that, the
+ * address used least recently gives its connections up (closed), so a
+ * pool used with ever new hosts holds bounded memory and descriptors.
+ * From a fiber.  NULL + errno. */
+#define ASYNC_HTTP_POOL_ADDRESSES 64
 typedef struct async_http_pool async_http_pool;
 ASYNC_API async_http_pool *async_http_pool_new(unsigned max_idle);
 /* Closes the idle connections; no call may be using the pool. */
 ASYNC_API void async_http_pool_free(async_http_pool *pool);
 /* Idle connections held now, all workers (for status pages). */
 ASYNC_API unsigned async_http_pool_idle(const async_http_pool *pool);
+/* Addresses the pool keeps an entry for now, all workers (at most
+ * ASYNC_HTTP_POOL_ADDRESSES per worker). */
+ASYNC_API unsigned async_http_pool_addresses(const async_http_pool *pool);
 
 /* How the pool's calls open a connection to an address: connect(address,
  * arg) returns a connected stream ready for HTTP (a TLS stream whose

@@ -36,14 +36,16 @@
  *
  * Upgrades.  A request with "Connection: Upgrade" (WebSocket) is sent on
  * with its Upgrade; when the upstream answers 101 the client's connection
- * and the upstream's become one two-way byte tunnel — one fiber per
- * direction — that ends when either side closes or nothing passes for
- * tunnel_idle_timeout_ms.  (Not to a TLS upstream yet: a TLS stream has
- * one fiber at a time, a tunnel two; such a request answers 502.)
+ * and the upstream's (plain or TLS) become one two-way byte tunnel — one
+ * fiber per direction, both on the handler's worker — in which each side's
+ * end is passed on to the other (half-close), and which ends when both
+ * sides have ended, on an error, or when nothing passes either way for
+ * tunnel_idle_timeout_ms.
  *
  * Threads: handlers run on every worker.  A server's counters are relaxed
  * atomics; its up/down state is an atomic flag written by its health
- * fiber and by failing requests. */
+ * fiber and by failing requests.  A tunnel's two fibers share its state
+ * (struct tunnel) unlocked: both run on one worker, never at once. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* the build defines it for modules; the unit tests may not */
 #endif
@@ -564,28 +566,49 @@ static int forward_body(async_http_request *req, async_http_call *c, char *buf, 
 
 /* ---- tunnels ---- */
 
-struct pipe_end {
-    async_stream *from, *to;
+/* A tunnel's two directions: two fibers on one worker (pinned there), so
+ * never at once — a stream with a layer (TLS to the upstream, or from the
+ * client) is used by one fiber at a time, as layer.h asks, though one
+ * fiber may be parked reading it while the other writes it.  `last` is
+ * touched by those two fibers only, hence plain. */
+struct tunnel {
     int64_t idle_ms;
+    int64_t last;               /* async_now_ms when bytes last passed, either way */
 };
 
-/* Copies one direction until its end, then passes the end on (a FIN);
- * an error or a silence past idle_ms cuts both directions. */
+struct pipe_end {
+    async_stream *from, *to;
+    struct tunnel *t;
+};
+
+/* Copies one direction until its end, then passes the end on (a FIN, a
+ * TLS stream's close_notify first); an error, or nothing passing either
+ * way for idle_ms, cuts both directions. */
 static void *pipe_copy(void *arg)
 {
     struct pipe_end *p = arg;
+    struct tunnel *t = p->t;
     char buf[16384];
     ssize_t n;
 
     for (;;) {
-        async_deadline(async_now_ms() + p->idle_ms);
+        async_deadline(t->last + t->idle_ms);
         n = async_stream_read(p->from, buf, sizeof(buf));
-        if (n <= 0 || async_stream_write_all(p->to, buf, (size_t)n) != 0)
+        if (n < 0 && errno == ETIMEDOUT && async_now_ms() < t->last + t->idle_ms)
+            continue; /* quiet this way, not the other: the tunnel is alive */
+        if (n <= 0)
             break;
+        t->last = async_now_ms();
+        async_deadline(t->last + t->idle_ms); /* a peer that takes nothing is idle too */
+        if (async_stream_write_all(p->to, buf, (size_t)n) != 0) {
+            n = -1;
+            break;
+        }
+        t->last = async_now_ms();
     }
     async_deadline(-1);
     if (n == 0) {
-        async_stream_shutdown_write(p->to); /* (a TLS stream's close_notify first) */
+        async_stream_shutdown_write(p->to);
     } else {
         /* an abort: the sockets shut under both fibers, whatever layer */
         shutdown(async_stream_fd(p->from), SHUT_RDWR);
@@ -616,6 +639,7 @@ static int tunnel(async_http_request *req, struct upstream *up, async_http_call 
     const void *early_c, *early_u;
     size_t nc, nu;
     struct pipe_end down, upward;
+    struct tunnel state = {up->tunnel_idle_timeout_ms, async_now_ms()};
     async_stream *cs, *us;
     async_task *t;
 
@@ -630,9 +654,9 @@ static int tunnel(async_http_request *req, struct upstream *up, async_http_call 
         async_stream_close(us);
         return -1;
     }
-    down = (struct pipe_end){us, cs, up->tunnel_idle_timeout_ms};
-    upward = (struct pipe_end){cs, us, up->tunnel_idle_timeout_ms};
-    if ((t = async_spawn(pipe_copy, &down)) != NULL) {
+    down = (struct pipe_end){us, cs, &state};
+    upward = (struct pipe_end){cs, us, &state};
+    if ((t = async_spawn_on((unsigned)async_worker_id(), pipe_copy, &down)) != NULL) {
         pipe_copy(&upward);
         async_join(t, NULL);
     }
@@ -711,12 +735,6 @@ static int proxy_handle(async_http_request *req, void *ctx)
     int rc = -1, err = 0;
     char *buf;
 
-    if (up->tls != NULL && wants_upgrade(req)) {
-        async_module_log(up->mod, ASYNC_LOG_WARNING, "upstream %s: an upgrade (%s) to a TLS "
-                         "upstream is not supported: 502", up->name,
-                         async_http_header(req, "Upgrade"));
-        return answer(req, 502);
-    }
     if ((buf = malloc(BUF_SIZE)) == NULL)
         return -1;
     for (attempt = 0; attempt <= up->retries; attempt++) {

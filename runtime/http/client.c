@@ -12,7 +12,11 @@
  * reactor of that worker watches it), and a fiber never changes worker,
  * so the pool keeps one list of idle connections per worker: a call takes
  * from and gives back to its own worker's list, which nothing else
- * touches — no lock.  Only the total count (idle) is shared, relaxed.
+ * touches — no lock.  Only the totals (idle, addresses) are shared,
+ * relaxed.  A worker's addresses are kept most recently used first, at
+ * most ASYNC_HTTP_POOL_ADDRESSES of them: a new one past that first drops
+ * the entries with no idle connection, then the least recently used
+ * entry with its connections.
  * Before reuse a connection is checked (reusable): one the server closed,
  * or that holds bytes nobody asked for, is dropped. */
 #include "engine.h"
@@ -43,9 +47,9 @@ struct idle {
  * may say why first (a 408): past this, ask the kernel. */
 #define QUIET_TRUST_MS 1000
 
-/* The idle connections to one address.  A lane keeps an address once it
- * has seen it, until the pool is freed: a pool serves a few upstream
- * servers, and the string is not copied again per request. */
+/* The idle connections to one address.  A lane keeps an address while
+ * it has room for it (see the top), so for a pool that serves a few
+ * upstream servers the string is not copied again per request. */
 struct dest {
     char *address;
     size_t len;
@@ -55,15 +59,17 @@ struct dest {
 };
 
 struct lane {
-    struct dest *dests;         /* owner worker only, as everything here */
+    struct dest *dests;         /* owner worker only, as everything here; MRU first */
     struct idle *spare;
-    char pad[64 - 2 * sizeof(void *)];
+    unsigned ndests;
+    char pad[64 - 2 * sizeof(void *) - sizeof(unsigned)];
 };
 
 struct async_http_pool {
     unsigned max_idle;
     unsigned workers;
     _Atomic unsigned idle;
+    _Atomic unsigned addresses;
     struct lane *lanes;
     async_http_connect_fn connect; /* NULL: async_tcp_connect; set before use */
     void *connect_arg;
@@ -176,16 +182,72 @@ static struct lane *my_lane(async_http_pool *p)
     return w >= 0 && (unsigned)w < p->workers ? &p->lanes[w] : NULL;
 }
 
-/* The lane's entry for address; a new one if `make`.  NULL if none. */
-static struct dest *dest_of(struct lane *l, const char *address, bool make)
+unsigned async_http_pool_addresses(const async_http_pool *p)
+{
+    return atomic_load_explicit(&p->addresses, memory_order_relaxed);
+}
+
+/* Unlinks d (after prev, or first) from l and frees it, its idle
+ * connections closed and their nodes kept for reuse. */
+static void dest_drop(async_http_pool *p, struct lane *l, struct dest *prev, struct dest *d)
+{
+    struct idle *i;
+
+    *(prev != NULL ? &prev->next : &l->dests) = d->next;
+    while ((i = d->list) != NULL) {
+        d->list = i->next;
+        async_stream_close(i->s);
+        i->next = l->spare;
+        l->spare = i;
+        atomic_fetch_sub_explicit(&p->idle, 1, memory_order_relaxed);
+    }
+    free(d->address);
+    free(d);
+    l->ndests--;
+    atomic_fetch_sub_explicit(&p->addresses, 1, memory_order_relaxed);
+}
+
+/* Room for one more address on a full lane: the entries with no idle
+ * connection go; if none had, so does the least recently used one. */
+static void lane_trim(async_http_pool *p, struct lane *l)
+{
+    struct dest *d, *prev = NULL, *next, *last = NULL, *before_last = NULL;
+
+    for (d = l->dests; d != NULL; d = next) {
+        next = d->next;
+        if (d->count == 0) {
+            dest_drop(p, l, prev, d);
+            continue;
+        }
+        before_last = prev;
+        last = d;
+        prev = d;
+    }
+    if (l->ndests >= ASYNC_HTTP_POOL_ADDRESSES && last != NULL)
+        dest_drop(p, l, before_last, last);
+}
+
+/* The lane's entry for address, moved to the front (most recently used);
+ * a new one if `make`.  NULL if none. */
+static struct dest *dest_of(async_http_pool *p, struct lane *l, const char *address, bool make)
 {
     size_t len = strlen(address);
-    struct dest *d;
+    struct dest *d, *prev = NULL;
 
-    for (d = l->dests; d != NULL; d = d->next)
-        if (d->len == len && memcmp(d->address, address, len) == 0)
+    for (d = l->dests; d != NULL; prev = d, d = d->next)
+        if (d->len == len && memcmp(d->address, address, len) == 0) {
+            if (prev != NULL) {
+                prev->next = d->next;
+                d->next = l->dests;
+                l->dests = d;
+            }
             return d;
-    if (!make || (d = calloc(1, sizeof(*d))) == NULL)
+        }
+    if (!make)
+        return NULL;
+    if (l->ndests >= ASYNC_HTTP_POOL_ADDRESSES)
+        lane_trim(p, l);
+    if ((d = calloc(1, sizeof(*d))) == NULL)
         return NULL;
     if ((d->address = strdup(address)) == NULL) {
         free(d);
@@ -194,6 +256,8 @@ static struct dest *dest_of(struct lane *l, const char *address, bool make)
     d->len = len;
     d->next = l->dests;
     l->dests = d;
+    l->ndests++;
+    atomic_fetch_add_explicit(&p->addresses, 1, memory_order_relaxed);
     return d;
 }
 
@@ -222,7 +286,7 @@ static async_stream *pool_take(async_http_pool *p, const char *address, bool can
     struct idle *i;
     async_stream *s;
 
-    if (l == NULL || (d = dest_of(l, address, false)) == NULL)
+    if (l == NULL || (d = dest_of(p, l, address, false)) == NULL)
         return NULL;
     while ((i = d->list) != NULL) {
         d->list = i->next;
@@ -244,7 +308,8 @@ static void pool_put(async_http_pool *p, const char *address, async_stream *s)
     struct dest *d;
     struct idle *i;
 
-    if (l == NULL || (d = dest_of(l, address, true)) == NULL || d->count >= p->max_idle) {
+    if (l == NULL || p->max_idle == 0 || (d = dest_of(p, l, address, true)) == NULL ||
+        d->count >= p->max_idle) {
         async_stream_close(s);
         return;
     }

@@ -4,6 +4,7 @@
 
   backend.py NAME [SICK_FILE]       (SICK_FILE "-": none)
   BACKEND_TLS=CERT:KEY backend.py …  the same over TLS
+  BACKEND_PORT=N backend.py …        on port N (a backend brought back)
 
   GET  /conns       the connections accepted so far
 
@@ -11,7 +12,9 @@
   GET  /health      200, or 503 while SICK_FILE exists
   ANY  /headers     the request's fields, one "name: value" per line
   POST /echo        the body back (Content-Length)
-  GET  /sleep?ms=N  200 after N ms
+  GET  /sleep?ms=N  200 after N ms (with &on=NAME: only backend NAME
+                    sleeps, the others answer at once)
+  GET  /inflight    the requests inside the server now, this one not counted
   GET  /big?n=N     N bytes of 'x', chunked
   GET  /twolengths  an answer with two Content-Lengths (a smuggling shape)
   GET  /both        an answer with Content-Length and Transfer-Encoding
@@ -28,6 +31,7 @@ NAME = sys.argv[1]
 SICK = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else None
 CONNS = 0
 CONNS_LOCK = threading.Lock()
+INFLIGHT = 0
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -49,9 +53,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("X-Backend", NAME)
         self.send_header("Connection", "keep-alive, X-Secret")
         self.send_header("X-Secret", "hop-by-hop, must not pass")
-        self.end_headers()
+        # the head and the body in one send: a kill never splits them
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self._headers_buffer.append(body)
+        self.flush_headers()
 
     def body(self):
         n = int(self.headers.get("Content-Length", "0") or 0)
@@ -70,11 +76,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return b""
 
     def route(self):
+        global INFLIGHT
+        with CONNS_LOCK:
+            INFLIGHT += 1
+        try:
+            return self.answer()
+        finally:
+            with CONNS_LOCK:
+                INFLIGHT -= 1
+
+    def answer(self):
         url = urllib.parse.urlsplit(self.path)
         q = urllib.parse.parse_qs(url.query)
         data = self.body()
         if url.path == "/id":
             return self.reply(200, ("backend %s" % NAME).encode())
+        if url.path == "/inflight":
+            with CONNS_LOCK:
+                return self.reply(200, b"%d" % (INFLIGHT - 1))
         if url.path == "/conns":
             with CONNS_LOCK:
                 return self.reply(200, b"%d" % CONNS)
@@ -87,7 +106,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if url.path == "/echo":
             return self.reply(200, data, "application/octet-stream")
         if url.path == "/sleep":
-            time.sleep(int(q.get("ms", ["100"])[0]) / 1000)
+            if q.get("on", [NAME])[0] == NAME:
+                time.sleep(int(q.get("ms", ["100"])[0]) / 1000)
             return self.reply(200, b"slept")
         if url.path in ("/twolengths", "/both"):
             second = b"Content-Length: 6" if url.path == "/twolengths" else b"Transfer-Encoding: chunked"
@@ -111,7 +131,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = route
 
 
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server = http.server.ThreadingHTTPServer(
+    ("127.0.0.1", int(os.environ.get("BACKEND_PORT", "0"))), Handler)
 if os.environ.get("BACKEND_TLS"):
     cert, key = os.environ["BACKEND_TLS"].split(":")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

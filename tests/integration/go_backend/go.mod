@@ -1,0 +1,3 @@
+module asyncio/tests/gobackend
+
+go 1.19
