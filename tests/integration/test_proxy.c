@@ -382,6 +382,8 @@ struct load {
     _Atomic long spanning;      /* answered, begun before kill_at and ended after */
     _Atomic long from_b_back;   /* answered by b once b_back was set */
     _Atomic int64_t kill_at;    /* ms, set once the killed one is gone; 0: not yet */
+    _Atomic int64_t kill_sent;  /* ms, set just before the SIGKILL; 0: not yet */
+    _Atomic long failed_before; /* failed, and begun before kill_sent (or with none) */
     _Atomic bool b_back;
     pthread_mutex_t lock;
     char first_failure[256];
@@ -467,6 +469,8 @@ static void *load_client(void *arg)
         atomic_fetch_add(&l->failed, 1);
         if (kill_at > 0 && t0 >= kill_at)
             atomic_fetch_add(&l->failed_after, 1);
+        if (atomic_load(&l->kill_sent) == 0 || t0 < atomic_load(&l->kill_sent))
+            atomic_fetch_add(&l->failed_before, 1);
         pthread_mutex_lock(&l->lock);
         if (l->first_failure[0] == '\0')
             snprintf(l->first_failure, sizeof(l->first_failure), "%s (status %d) after %lld ms",
@@ -574,6 +578,7 @@ static void kill_a_backend_under_load(const char *method)
     for (until = now_ms() + 10000; now_ms() < until; pump(&D, 5))
         if ((inflight = backend_number(&B[1], "/inflight")) >= 2)
             break;
+    atomic_store(&l->kill_sent, now_ms());
     backend_stop(&B[1]); /* SIGKILL, and reaped: its sockets are closed */
     atomic_store(&l->kill_at, now_ms());
     if (inflight < 2) {
@@ -590,10 +595,10 @@ static void kill_a_backend_under_load(const char *method)
     atomic_store(&l->b_back, true);
     load_wait(l, &l->from_b_back, 5, "5 answers from b once back");
     load_stop(l);
-    print_message("      %s: %ld answered, %ld failed (%ld begun after the kill); b held %ld "
-                  "when killed, %ld answered across the kill\n", method, atomic_load(&l->done),
-                  atomic_load(&l->failed), atomic_load(&l->failed_after), inflight,
-                  atomic_load(&l->spanning));
+    print_message("      %s: %ld answered, %ld failed (%ld begun before the signal, %ld after b "
+                  "was gone); b held %ld when killed, %ld answered across the kill\n", method,
+                  atomic_load(&l->done), atomic_load(&l->failed), atomic_load(&l->failed_before),
+                  atomic_load(&l->failed_after), inflight, atomic_load(&l->spanning));
     exchange("GET /proxy-status HTTP/1.1\r\nHost: t\r\n\r\n", false, &r, NULL);
     print_message("      %s\n", r.body);
     assert_null(strstr(r.body, "\"state\":\"down\""));
@@ -618,9 +623,13 @@ static void proxy_survives_a_backend_killed_mid_load(void **state)
 }
 
 /* POSTs may have reached the application, so those b held when killed
- * are not sent again: they fail (502), and only they — none begun after
- * the kill (a refused connection is tried elsewhere even for a POST, and
- * a pooled connection b closed is found dead before a POST uses it). */
+ * are not sent again: they fail (502), at most one per client of those
+ * begun before the SIGKILL, and none begun once b is gone (a refused
+ * connection is tried elsewhere even for a POST, and a pooled connection
+ * b closed is found dead before a POST uses it).  One begun while b dies
+ * (between the signal and its reaping) may take a pooled connection the
+ * proxy looked at just before b's end reached it: that race, nginx's too,
+ * is allowed. */
 static void proxy_fails_only_the_posts_in_flight_on_a_killed_backend(void **state)
 {
     (void)state;
@@ -629,7 +638,9 @@ static void proxy_fails_only_the_posts_in_flight_on_a_killed_backend(void **stat
         fail_msg("%ld requests begun after the kill failed (first failure: %s)\nasyncd:\n%s",
                  atomic_load(&L.failed_after), L.first_failure, D.log);
     assert_true(atomic_load(&L.failed) >= 1);
-    assert_true(atomic_load(&L.failed) <= LOAD_CLIENTS);
+    if (atomic_load(&L.failed_before) > LOAD_CLIENTS)
+        fail_msg("%ld requests begun before the kill failed, more than the %d clients",
+                 atomic_load(&L.failed_before), LOAD_CLIENTS);
     assert_non_null(strstr(L.first_failure, "(status 502)"));
 }
 
