@@ -297,7 +297,9 @@ static void a_faulting_module_costs_one_process_not_the_daemon(void **state)
         fail_msg("%ld requests failed, more than the 4 connections (first: %s); log:\n%s",
                  failed, l[0].first, D.log);
     assert_true(ok > ok_before); /* the load went on after the crash */
-    assert_non_null(strstr(D.log, "module crash_handler")); /* the fault names its module */
+    /* the worker's own fatal line names the module whose code faulted */
+    if (strstr(D.log, "fatal SIGSEGV") == NULL || strstr(D.log, "in module crash_handler") == NULL)
+        fail_msg("no fatal line naming crash_handler; log:\n%s", D.log);
     daemon_stop_clean(&D);
 }
 
