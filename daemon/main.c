@@ -156,7 +156,7 @@ static void start_all(struct daemon *d)
  * Returns 0, or 1 if one is still running (then nothing is unloaded). */
 static int stop_all(struct daemon *d)
 {
-    struct asyncd_module *m, *next;
+    struct asyncd_module *m, *next, *late = NULL;
     int64_t deadline = async_now_ms() + d->config.shutdown_timeout_ms;
     int stuck = 0;
 
@@ -171,7 +171,9 @@ static int stop_all(struct daemon *d)
     asyncd_log(ASYNC_LOG_INFO, "draining: every module is cancelled; waiting up to %lld ms",
                (long long)d->config.shutdown_timeout_ms);
     async_deadline(deadline);
-    asyncd_modules_reap(&d->draining, &d->stuck, true, d->config.shutdown_timeout_ms);
+    /* generations still draining from reloads: unloaded, or late (logged) */
+    if (asyncd_modules_reap(&d->draining, &late, true, d->config.shutdown_timeout_ms))
+        publish(d);
     for (m = d->modules; m != NULL; m = m->next) {
         if (asyncd_module_join(m) != 0) {
             asyncd_log(ASYNC_LOG_ERROR, "module %s did not stop within %lld ms", m->desc->name,
@@ -184,6 +186,12 @@ static int stop_all(struct daemon *d)
             asyncd_log(ASYNC_LOG_ERROR, "module %s is still running", m->desc->name);
             stuck = 1;
         }
+    while ((m = late) != NULL) {
+        late = m->next;
+        m->next = d->stuck;
+        d->stuck = m;
+        stuck = 1;
+    }
     async_deadline(-1);
     if (stuck)
         return 1;

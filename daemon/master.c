@@ -63,11 +63,13 @@ struct slot {
     unsigned early_deaths;      /* in a row, each within STABLE_MS of its start */
     bool ready;                 /* said READY=1 since it started, or since the last SIGHUP */
     bool was_ready;             /* this process said READY=1 once */
-    bool waiting;               /* in its back-off (parked in async_sleep_ms) */
+    async_channel *wake;        /* ends its back-off early (a stop, a retirement): a slot's
+                                   fiber is never cancelled, so nothing else it parks on fails */
     bool retired;               /* beyond "processes": not started again */
     bool recalled;              /* was retiring, wanted again: its exit is no failure */
     bool done;                  /* its fiber has returned, or returns without parking */
     bool failed_start;          /* exited non-zero before the start-up was over */
+    unsigned config_gen;        /* the configuration it fetched last ('C') */
 };
 
 enum wait { WAIT_NONE, WAIT_START, WAIT_RELOAD };
@@ -80,6 +82,7 @@ static struct {
     struct asyncd_signal_pump pump;
     enum wait wait;
     int64_t wait_began, nag_at;
+    unsigned config_gen;        /* counts the configurations accepted (reloads) */
     bool reload_pending;        /* SIGHUP during the start-up */
     bool stopping, upgraded;
     int64_t kill_at;            /* stopping: what still runs is killed then */
@@ -260,7 +263,11 @@ static void notified(struct slot *s, const char *msg, size_t len)
             if (!s->was_ready && ms.wait == WAIT_NONE)
                 asyncd_log(ASYNC_LOG_NOTICE, "worker process %u (pid %d) is ready", s->number,
                            (int)s->pid);
-            s->ready = s->was_ready = true;
+            s->was_ready = true;
+            /* ready with what the master runs now: one that fetched the
+             * configuration before a reload accepted a new one has the
+             * SIGHUP still to act on */
+            s->ready = s->config_gen == ms.config_gen;
             tell(EV_SLOT);
         }
         p += n + 1;
@@ -295,6 +302,7 @@ static void send_config(struct slot *s)
                    s->number, strerror(err));
         answer(s, err, -1, NULL);
     } else {
+        s->config_gen = ms.config_gen;
         answer(s, 0, fd, NULL);
     }
     if (fd >= 0)
@@ -395,10 +403,25 @@ static void reap(struct slot *s)
     s->recalled = false;
 }
 
+/* Waits out s's back-off, or until woken (drop_waiting): a token left
+ * by a wake that came after an earlier wait ended is dropped first. */
+static void back_off_wait(struct slot *s)
+{
+    int64_t old;
+    int token;
+
+    while (async_channel_try_receive(s->wake, &token) == 0)
+        ;
+    if (ms.stopping || s->retired)
+        return;
+    old = async_deadline(async_now_ms() + s->delay_ms);
+    async_channel_receive(s->wake, &token); /* ETIMEDOUT: the back-off is over */
+    async_deadline(old);
+}
+
 static void *supervise(void *arg)
 {
     struct slot *s = arg;
-    int rc;
 
     for (;;) {
         if (start(s) != 0) {
@@ -415,13 +438,8 @@ static void *supervise(void *arg)
         asyncd_log(ASYNC_LOG_NOTICE, "starting worker process %u again %s%lld ms", s->number,
                    s->delay_ms > 0 ? "in " : "now: ", (long long)s->delay_ms);
         tell(EV_SLOT);
-        if (s->delay_ms > 0) {
-            s->waiting = true;
-            rc = async_sleep_ms((uint64_t)s->delay_ms);
-            s->waiting = false;
-            if (rc != 0) /* cancelled: by a stop or a retirement */
-                break;
-        }
+        if (s->delay_ms > 0)
+            back_off_wait(s);
         if (ms.stopping || s->retired)
             break;
     }
@@ -434,6 +452,10 @@ static void *supervise(void *arg)
 
 static int launch(struct slot *s)
 {
+    if (s->wake == NULL && (s->wake = async_channel_new(sizeof(int))) == NULL) {
+        s->done = true;
+        return -1;
+    }
     s->pidfd = s->link = -1;
     s->done = s->retired = s->recalled = s->failed_start = false;
     s->delay_ms = 0;
@@ -465,8 +487,10 @@ static void fan_out(int sig)
  * more: the caller is stopping or retiring it). */
 static void drop_waiting(struct slot *s)
 {
-    if (s->waiting && !s->done)
-        async_cancel(s->task);
+    static const int token = 1;
+
+    if (!s->done)
+        async_channel_send(s->wake, &token); /* never parks */
 }
 
 static void begin_stop(int code)
@@ -610,6 +634,7 @@ static void reload(void)
     asyncd_log_set_level(next.log_level);
     asyncd_config_free(&ms.m->config);
     ms.m->config = next;
+    ms.config_gen++;
     for (i = 0; i < ms.used; i++)
         if (ms.slots[i].pid > 0 && !ms.slots[i].retired) {
             ms.slots[i].ready = false;
@@ -768,6 +793,8 @@ void *asyncd_master_main(void *arg)
      * shutdown under them would fail their accepts).  Connects are
      * refused from here on (not when shared with a new master). */
     asyncd_listeners_shutdown();
+    for (i = 0; i < ms.used; i++)
+        async_channel_free(ms.slots[i].wake);
     async_cancel(signals);
     async_join(signals, NULL);
     asyncd_listeners_close_all();

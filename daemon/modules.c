@@ -11,6 +11,10 @@
  *   reason      under reason_lock: written by async_module_log (any
  *               thread), read by the daemon.
  *   stopping, stop_by   atomics: set by the daemon, read by the module.
+ *   drained     atomic: a generation handed over is waited for by its own
+ *               fiber (wait_drained, any worker), which writes drain_rc,
+ *               then stores drained, then sends a token; the daemon reads
+ *               drain_rc only after joining that fiber.
  * Each change to READY or FAILED sends a token on the daemon's channel
  * (asyncd_modules_watch); the daemon re-reads every state when it wakes,
  * so a token says only "look".
@@ -776,29 +780,37 @@ static struct asyncd_module *take_file(struct asyncd_module **list, const char *
     return m;
 }
 
-/* m goes: cancelled, it drains beside the generations that run on, and
- * is unloaded once its group is empty (finish, asyncd_modules_reap).  One
- * not started is unloaded now. */
+/* m goes for good (its file gone, its config rejected, the folder
+ * changed under the reload): stopped and unloaded before the reload goes
+ * on, or parked in stuck.  Not left to drain: until it is joined its
+ * sockets are its own, and a module the same reload starts may want one
+ * of its addresses. */
 static void retire(struct reload *r, struct asyncd_module *m)
 {
-    if (m->group == NULL) {
-        asyncd_log(ASYNC_LOG_INFO, "unloaded module %s", m->desc->name);
-        asyncd_module_free(m);
+    if (asyncd_module_stop(m, r->c->shutdown_timeout_ms) != 0) {
+        m->next = *r->stuck;
+        *r->stuck = m;
         return;
     }
-    asyncd_module_cancel(m, r->stop_by);
-    m->next = r->going;
-    r->going = m;
+    asyncd_log(ASYNC_LOG_INFO, "unloaded module %s", m->desc->name);
+    asyncd_module_free(m);
 }
 
 /* The hand-over from old to its next generation nm: old stops accepting
- * (its group is cancelled; its listeners' sockets stay the daemon's) and
- * drains while nm starts on the same sockets; old is joined at the end of
- * the reload.  Never both closed: no connect is refused meanwhile. */
+ * (its group is cancelled; its listeners' sockets stay the daemon's, and
+ * nm's, which has old's name, takes them) and drains while nm starts on
+ * the same sockets; old is unloaded once drained (asyncd_modules_reap),
+ * the reload does not wait for it.  Never both closed: no connect is
+ * refused meanwhile. */
 static void hand_over(struct reload *r, struct asyncd_module *old, struct asyncd_module *nm)
 {
-    old->replaced = true;
-    retire(r, old);
+    if (old->group != NULL) { /* cancelled, it drains beside nm (finish) */
+        asyncd_module_cancel(old, r->stop_by);
+        old->next = r->going;
+        r->going = old;
+    } else {
+        asyncd_module_free(old);
+    }
     if (nm->enabled)
         asyncd_module_start(nm);
 }
@@ -966,8 +978,8 @@ static void *wait_drained(void *arg)
 
     async_deadline(until);
     m->drain_rc = asyncd_handlers_wait(m, until) == 0 ? async_group_join(m->group) : -1;
-    atomic_store(&m->drained, true);
-    changed(); /* fails at once when asyncd stops (this fiber is cancelled) */
+    atomic_store(&m->drained, true); /* before the token: the daemon reads it on waking */
+    changed();
     return NULL;
 }
 
@@ -991,8 +1003,7 @@ static void finish(struct reload *r, struct asyncd_module **draining)
         next = m->next;
         atomic_store(&m->drained, false);
         if ((m->drain_wait = async_spawn(wait_drained, m)) == NULL) {
-            m->drain_rc = -1; /* no fiber: waited for when asyncd stops */
-            atomic_store(&m->drained, false);
+            wait_drained(m); /* no fiber for it: waited for here, as before */
         }
         m->next = *draining;
         *draining = m;
@@ -1003,11 +1014,8 @@ static void finish(struct reload *r, struct asyncd_module **draining)
 static void unload_drained(struct asyncd_module *m, struct asyncd_module **stuck, int64_t timeout_ms)
 {
     if (m->drain_rc == 0 && asyncd_module_join(m) == 0) {
-        if (m->replaced)
-            asyncd_log(ASYNC_LOG_INFO, "unloaded the previous generation of module %s",
-                       m->desc->name);
-        else
-            asyncd_log(ASYNC_LOG_INFO, "unloaded module %s", m->desc->name);
+        asyncd_log(ASYNC_LOG_INFO, "unloaded the previous generation of module %s",
+                   m->desc->name);
         asyncd_module_free(m);
         return;
     }
@@ -1021,8 +1029,14 @@ bool asyncd_modules_reap(struct asyncd_module **draining, struct asyncd_module *
                          bool stopping, int64_t timeout_ms)
 {
     struct asyncd_module **pm = draining, *m;
+    int64_t deadline;
     bool any = false;
 
+    /* stopping: every waiter is cancelled first (each then ends at once),
+     * so that none is left running when its module is unloaded below */
+    for (m = *draining; stopping && m != NULL; m = m->next)
+        if (m->drain_wait != NULL)
+            async_cancel(m->drain_wait);
     while ((m = *pm) != NULL) {
         if (!stopping && !atomic_load(&m->drained)) {
             pm = &m->next;
@@ -1031,12 +1045,12 @@ bool asyncd_modules_reap(struct asyncd_module **draining, struct asyncd_module *
         *pm = m->next;
         any = true;
         if (m->drain_wait != NULL) {
-            if (stopping)
-                async_cancel(m->drain_wait);
+            deadline = async_deadline(-1); /* it parks no more: unbounded is safe */
             async_join(m->drain_wait, NULL);
+            async_deadline(deadline);
             m->drain_wait = NULL;
         }
-        if (stopping && m->drain_rc != 0)
+        if (stopping)
             m->drain_rc = 0; /* the caller's deadline bounds the join below */
         unload_drained(m, stuck, timeout_ms);
     }

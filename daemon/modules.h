@@ -50,7 +50,6 @@ struct asyncd_module {
     _Atomic int64_t stop_by;            /* while stopping: when the daemon gives up */
     _Atomic int state;                  /* enum asyncd_module_state */
     struct asyncd_module *predecessor;  /* during a reload: the generation it replaces */
-    bool replaced;                      /* retired by a reload for a new generation */
     async_task *drain_wait;             /* retired by a reload: waits for its group to empty */
     _Atomic bool drained;               /* drain_wait is done: drain_rc says how */
     int drain_rc;                       /* 0: its group emptied; -1: not by stop_by */
@@ -139,13 +138,15 @@ int asyncd_modules_check_folder(const struct asyncd_config *c, const struct asyn
  * left running untouched.  A replacement is a hand-over: the old
  * generation is cancelled (it stops accepting; its listening sockets are
  * the daemon's, listeners.h) and the new one starts at once on the same
- * sockets while the old drains.  A retired generation (replaced, gone,
- * disabled, rejected) is cancelled and put on *draining, where a fiber of
- * its own waits, within the shutdown timeout, for its group to empty:
- * the reload does not wait for the drain (asyncd_modules_reap finishes
- * it).  Returns the new list (old, as it was, if the folder cannot be
- * read).  A module restarted in place (no new generation could be
- * loaded) that does not stop in time cannot be unloaded: it is moved to
+ * sockets while the old drains: the old generation is put on *draining,
+ * where a fiber of its own waits, within the shutdown timeout, for its
+ * group to empty, and the reload does not wait for that drain
+ * (asyncd_modules_reap finishes it).  A module stopped for good (its file
+ * gone, its config rejected), disabled, or restarted in place (it failed
+ * to start, or no new generation could be loaded) is stopped before the
+ * reload goes on, as its sockets may be wanted by what the reload starts.
+ * Returns the new list (old, as it was, if the folder cannot be read).  A
+ * module that does not stop in time cannot be unloaded: it is moved to
  * *stuck.  Fiber. */
 struct asyncd_module *asyncd_modules_reload(const struct asyncd_config *c,
                                             struct asyncd_module *old,

@@ -2,15 +2,19 @@
 
 #include "worker.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#define NOTIFY_WAIT_MS 200       /* for room in a full notify socket's queue */
 
 int asyncd_notify(const char *fmt, ...)
 {
@@ -42,7 +46,22 @@ int asyncd_notify(const char *fmt, ...)
     fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    n = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa, len);
+    /* Never blocking: a receiver whose queue is full (max_dgram_qlen is
+     * 10 on a stock kernel; systemd raises it, a slow or absent reader
+     * does not drain it) would otherwise hold the daemon's fiber, and its
+     * worker, for as long as it likes.  A full queue gets NOTIFY_WAIT_MS. */
+    /* connected, so that POLLOUT waits for room in the receiver's queue */
+    if (connect(fd, (struct sockaddr *)&sa, len) != 0) {
+        close(fd);
+        return -1;
+    }
+    n = send(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EAGAIN) {
+        struct pollfd p = {fd, POLLOUT, 0};
+
+        if (poll(&p, 1, NOTIFY_WAIT_MS) > 0)
+            n = send(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
     close(fd);
     return n < 0 ? -1 : 0;
 }

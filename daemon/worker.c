@@ -186,12 +186,37 @@ static int answer(char *owner, size_t len)
     return -1;
 }
 
+/* Drops an answer left on the link by an ask that gave up waiting (the
+ * master answered after ANSWER_WAIT_MS): it is no one's now. */
+static void drop_stale(void)
+{
+    char buf[512], ctl[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {buf, sizeof(buf)};
+    struct msghdr mh;
+    struct cmsghdr *cm;
+    int fd;
+
+    for (;;) {
+        mh = (struct msghdr){.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+                             .msg_controllen = sizeof(ctl)};
+        if (recvmsg(link_fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) <= 0)
+            return;
+        for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm))
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+                memcpy(&fd, CMSG_DATA(cm), sizeof(fd));
+                close(fd);
+            }
+    }
+}
+
 /* One ask and its answer, shielded: a cancel in between would leave the
- * answer to the next asker.  Under the link's lock. */
+ * answer to the next asker (and one given up on for the time is dropped
+ * by the next ask).  Under the link's lock. */
 static int ask(const char *msg, size_t len, char *owner, size_t olen)
 {
     int shield = async_shield(1), fd, err;
 
+    drop_stale();
     fd = put(msg, len) == 0 ? answer(owner, olen) : -1;
     err = errno;
     if (shield >= 0)

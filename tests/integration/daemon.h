@@ -280,6 +280,13 @@ static inline void read_log_to_eof(struct daemon *d, int ms)
         ;
 }
 
+/* The last part of the log, where a failure shows (cmocka cuts long
+ * messages). */
+static inline const char *log_tail(const struct daemon *d)
+{
+    return d->len > 12000 ? d->log + d->len - 12000 : d->log;
+}
+
 /* Waits for the daemon to exit (bound ms); its exit status.  The whole
  * log is in d->log afterwards. */
 static inline int reap(struct daemon *d, int ms)
@@ -295,8 +302,10 @@ static inline int reap(struct daemon *d, int ms)
         int64_t until = now_ms() + 2000;
 
         while ((r = waitpid(d->pid, &status, WNOHANG)) == 0) {
-            if (now_ms() > until)
-                fail_msg("asyncd did not exit; log:\n%s", d->log);
+            if (now_ms() > until) {
+                fprintf(stderr, "asyncd's log, its end:\n%s\n", log_tail(d)); /* whole */
+                fail_msg("asyncd did not exit (its log's end is above)");
+            }
             poll(NULL, 0, 10);
         }
     }
