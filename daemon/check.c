@@ -10,6 +10,7 @@
 
 #include "handlers.h"
 #include "log.h"
+#include "notify.h"
 #include "where.h"
 
 #include <async_io/blocking.h>
@@ -218,6 +219,16 @@ int asyncd_config_load_off_stack(const char *file, struct asyncd_config *out,
         return -1;
     }
     return job.rc;
+}
+
+void asyncd_reload_rejected(const struct asyncd_problems *p, const char *stays)
+{
+    size_t i;
+
+    for (i = 0; i < p->n; i++)
+        asyncd_log(ASYNC_LOG_ERROR, "%s", p->msg[i]);
+    asyncd_log(ASYNC_LOG_ERROR, "reload rejected: %zu problem(s); %s", p->n, stays);
+    asyncd_notify("READY=1\nSTATUS=reload rejected: %s", p->n > 0 ? p->msg[0] : "?");
 }
 
 int asyncd_module_validate(const struct asyncd_config *c, const struct async_module *desc,

@@ -25,6 +25,11 @@ int asyncd_off_stack(async_fn fn, void *arg);
 int asyncd_config_load_off_stack(const char *file, struct asyncd_config *out,
                                  struct asyncd_problems *p);
 
+/* A reload refused for p's problems: each logged, then the verdict
+ * ("...; " stays), and READY=1 with the first problem as STATUS= (systemd
+ * waits for it after RELOADING=1). */
+void asyncd_reload_rejected(const struct asyncd_problems *p, const char *stays);
+
 /* Runs desc's validate hook (preferred) or check hook on cfg, the module's
  * object without "enabled": 0, or -1 with each problem appended to p as
  * "FILE:LINE:COL: modules.NAME.PATH: message" (an ABI 1 check's message

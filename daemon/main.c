@@ -241,11 +241,8 @@ static void reload(struct daemon *d)
                    strerror(errno)); /* the load below fails, and says so */
     if (asyncd_config_load_off_stack(d->file, &next, &p) != 0 ||
         asyncd_modules_check_folder(&next, d->modules, &p) != 0) {
-        print_problems(&p);
         asyncd_tally_reload(false); /* counted before it is told */
-        asyncd_log(ASYNC_LOG_ERROR, "reload rejected: %zu problem(s); the running configuration "
-                   "stays", p.n);
-        asyncd_notify("READY=1\nSTATUS=reload rejected: %s", p.n > 0 ? p.msg[0] : "?");
+        asyncd_reload_rejected(&p, "the running configuration stays");
         asyncd_problems_free(&p);
         asyncd_config_free(&next);
         return;

@@ -621,11 +621,8 @@ static void reload(void)
     asyncd_log(ASYNC_LOG_NOTICE, "reloading %s", ms.m->file);
     if (asyncd_config_load_off_stack(ms.m->file, &next, &p) != 0 ||
         asyncd_modules_check_folder(&next, ms.m->modules, &p) != 0) {
-        for (i = 0; i < p.n; i++)
-            asyncd_log(ASYNC_LOG_ERROR, "%s", p.msg[i]);
-        asyncd_log(ASYNC_LOG_ERROR, "reload rejected: %zu problem(s); the worker processes "
-                   "serve on with the running configuration", p.n);
-        asyncd_notify("READY=1\nSTATUS=reload rejected: %s", p.n > 0 ? p.msg[0] : "?");
+        asyncd_reload_rejected(&p, "the worker processes serve on with the running "
+                                   "configuration");
         asyncd_problems_free(&p);
         asyncd_config_free(&next);
         return;

@@ -15,6 +15,7 @@
 #   bench/reload/run.sh                         100 + 100 reloads, 1 and 2 workers
 #   RELOADS=20 REPLACES=20 WORKERS="1" bench/reload/run.sh
 #   NGINX=0 bench/reload/run.sh                 asyncd only
+#   PROCESSES=2 NGINX=0 bench/reload/run.sh     asyncd as a master of 2 worker processes
 #
 # asyncd: each reload waits for the daemon's "reloaded:" line before the
 # next.  nginx's reload is asynchronous (the signal returns at once), so it
@@ -49,7 +50,7 @@ echo "work folder: $work" >&2
 asyncd_config() {  # workers port body
     cat > "$work/asyncd/asyncd.json" <<EOF
 {"modules_dir": "modules", "shutdown_timeout_ms": 10000, "log_level": "notice",
- "runtime": {"workers": $1},
+ "runtime": {"workers": $1}, "processes": ${PROCESSES:-1},
  "modules": {"http": {"listen": ["127.0.0.1:$2"],
    "routes": [{"path": "/hello", "status": 200, "content_type": "text/plain", "body": "$3"}]}}}
 EOF
@@ -61,7 +62,8 @@ install_http() {  # tail bytes
     mv "$work/asyncd/modules/.http.tmp" "$work/asyncd/modules/http.so"
 }
 
-reloads_seen() { grep -c 'reloaded: ' "$work/asyncd/log" || true; }
+# the daemon's own line (a master's, not its workers' "asyncd/N: reloaded:")
+reloads_seen() { grep -c 'asyncd: reloaded: ' "$work/asyncd/log" || true; }
 
 # SIGHUP, then wait (10 s bound) for the next "reloaded:" line.
 hup_and_wait() {
@@ -82,7 +84,7 @@ run_asyncd() {  # workers
     asyncd_config "$w" "$port" "r0"
     "$BUILD/asyncd" --config "$work/asyncd/asyncd.json" 2> "$work/asyncd/log" &
     asyncd_pid=$!
-    for _ in $(seq 100); do grep -q 'ready: ' "$work/asyncd/log" && break; sleep 0.05; done
+    for _ in $(seq 100); do grep -q 'asyncd: ready: ' "$work/asyncd/log" && break; sleep 0.05; done
 
     start_wrk "$port"
     for i in $(seq "$RELOADS"); do

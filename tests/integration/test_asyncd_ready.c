@@ -41,19 +41,13 @@ static void link_module(const char *src, const char *name)
 
 static int setup(void **state)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     char path[512];
 
     snprintf(dir, sizeof(dir), "/tmp/asyncd-ready-XXXXXX");
     assert_non_null(mkdtemp(dir));
     path_of(path, sizeof(path), "modules");
     assert_int_equal(mkdir(path, 0700), 0);
-    assert_true(strlen(dir) + sizeof("/notify") <= sizeof(sa.sun_path));
-    snprintf(notify_path, sizeof(notify_path), "%s/notify", dir);
-    memcpy(sa.sun_path, notify_path, strlen(notify_path) + 1);
-    notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    assert_true(notify_fd >= 0);
-    assert_int_equal(bind(notify_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    notify_fd = notify_bind(notify_path, sizeof(notify_path));
     return 0;
 }
 

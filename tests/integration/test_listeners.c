@@ -101,23 +101,6 @@ static void reload_and_wait(void)
     wait_next(&D, "reloaded: ");
 }
 
-/* A connect to ip:port: the descriptor, or -1 with errno. */
-static int connect_to(const char *ip, int port)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    if (fd < 0 || inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
-        return -1;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        int e = errno;
-
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
 
 /* Reads a line the lazy fixture writes (bounded); its length, or -1. */
 static int read_line(int fd, char *buf, size_t cap, int ms)
@@ -167,7 +150,7 @@ static void listeners_a_connect_queued_during_a_reload_is_answered_by_the_next_g
     daemon_start(&D, "asyncd.json", NULL);
     port = number_after(&D, "lazy: tag a listening on port ");
     wait_next(&D, "tag a accepting");
-    fd = connect_to("127.0.0.1", port);
+    fd = connect_ip("127.0.0.1", port);
     assert_true(fd >= 0);
     assert_true(read_line(fd, line, sizeof(line), IO_MS) > 0);
     assert_string_equal(line, "a\n");
@@ -183,7 +166,7 @@ static void listeners_a_connect_queued_during_a_reload_is_answered_by_the_next_g
     if (strstr(D.log + D.mark, "tag b accepting") != NULL)
         SKIP("the new generation accepted before the old one was unloaded: a machine "
              "too slow to show the queue");
-    fd = connect_to("127.0.0.1", port);
+    fd = connect_ip("127.0.0.1", port);
     if (fd < 0)
         fail_msg("connect during the reload: %s; log:\n%s", strerror(errno), D.log);
     wait_next(&D, "tag b accepting");
@@ -211,7 +194,7 @@ static int one_request(int port, char *why, size_t whylen)
     char buf[1024];
     size_t len = 0;
     ssize_t n;
-    int fd = connect_to("127.0.0.1", port);
+    int fd = connect_ip("127.0.0.1", port);
 
     if (fd < 0) {
         snprintf(why, whylen, "connect: %s", strerror(errno));
@@ -369,7 +352,7 @@ static void listeners_a_keepalive_client_during_a_reload_gets_connection_close(v
 static void lazy_answers(int port, const char *want)
 {
     char line[64];
-    int fd = connect_to("127.0.0.1", port);
+    int fd = connect_ip("127.0.0.1", port);
 
     assert_true(fd >= 0);
     assert_true(read_line(fd, line, sizeof(line), IO_MS) > 0);
@@ -457,14 +440,14 @@ static void listeners_an_address_no_generation_asks_for_is_closed_after_the_relo
     D.port = number_after(&D, PORT_LINE);
     other = number_after(&D, "http: listening on 127.0.0.2:0 (port ");
     wait_next(&D, "ready: ");
-    fd = connect_to("127.0.0.2", other);
+    fd = connect_ip("127.0.0.2", other);
     if (fd < 0)
         SKIP("no 127.0.0.2 on this loopback");
     close(fd);
     write_http_config("gen-1", "\"127.0.0.1:0\"");
     reload_and_wait();
     wait_log(&D, "closed listener 127.0.0.2:0: module http listens there no more");
-    fd = connect_to("127.0.0.2", other);
+    fd = connect_ip("127.0.0.2", other);
     if (fd >= 0)
         fail_msg("127.0.0.2:%d still accepts after the reload", other);
     assert_int_equal(errno, ECONNREFUSED);

@@ -44,19 +44,12 @@ static char notify_path[sizeof(dir) + sizeof("/notify")];
 
 static int setup(void **state)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-
     (void)state;
     test_dir_make("/tmp/asyncd-processes-XXXXXX");
     test_dir_link_module(HTTP_SO, "http");
     test_dir_link_module(CRASH_SO, "crash_handler");
     test_dir_link_module(CRASHER_SO, "crasher");
-    assert_true(strlen(dir) + sizeof("/notify") <= sizeof(sa.sun_path));
-    snprintf(notify_path, sizeof(notify_path), "%s/notify", dir);
-    memcpy(sa.sun_path, notify_path, strlen(notify_path) + 1);
-    notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    assert_true(notify_fd >= 0);
-    assert_int_equal(bind(notify_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    notify_fd = notify_bind(notify_path, sizeof(notify_path));
     return 0;
 }
 
@@ -204,22 +197,6 @@ static int occurrences(const char *text)
     return n;
 }
 
-/* A connection to ip:port, or -1 with errno. */
-static int connect_to_ip(const char *ip, int port)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    inet_pton(AF_INET, ip, &sa.sin_addr);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        int e = errno;
-
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
 
 /* Waits (bound 10 s) until a connect to ip:port is refused. */
 static bool refused_at(const char *ip, int port)
@@ -227,7 +204,7 @@ static bool refused_at(const char *ip, int port)
     int64_t until = now_ms() + 10000;
 
     while (now_ms() < until) {
-        int fd = connect_to_ip(ip, port);
+        int fd = connect_ip(ip, port);
 
         if (fd < 0 && errno == ECONNREFUSED)
             return true;
@@ -392,7 +369,7 @@ static void signals_fan_out_and_processes_change_on_reload(void **state)
     notify_wait(buf, sizeof(buf), "READY=1");
     /* a keep-alive client on the address the reload drops keeps the old
      * generation of one worker draining past the reload */
-    idle = client_wrap(connect_to_ip("127.0.0.2", dropped));
+    idle = client_wrap(connect_ip("127.0.0.2", dropped));
     assert_true(client_send(idle, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
     must_respond(idle, false, &r);
     resp_free(&r);
