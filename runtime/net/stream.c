@@ -127,6 +127,20 @@ static int layer_enter(async_stream *s)
     return 0;
 }
 
+/* The end of a layer call entered with layer_enter: n, or -1 with err; a
+ * close that came meanwhile makes a success EBADF. */
+static inline ssize_t layer_leave(async_stream *s, ssize_t n, int err)
+{
+    if (n >= 0 && atomic_load_explicit(&s->sock.closed, memory_order_acquire)) {
+        n = -1;
+        err = EBADF;
+    }
+    atomic_fetch_sub(&s->busy, 1);
+    async__sock_leave(&s->sock);
+    errno = err;
+    return n;
+}
+
 /* Bytes the layer holds, asked as a layer call. */
 static size_t layer_pending(async_stream *s)
 {
@@ -173,15 +187,7 @@ static ssize_t layer_call(async_stream *s, enum layer_op op, void *buf, size_t l
         n = s->layer->write(s->layer_ctx, s, buf, len);
     else
         n = s->layer->try_read(s->layer_ctx, s, buf, len);
-    err = errno;
-    if (n >= 0 && atomic_load_explicit(&s->sock.closed, memory_order_acquire)) {
-        n = -1;
-        err = EBADF;
-    }
-    atomic_fetch_sub(&s->busy, 1);
-    async__sock_leave(&s->sock);
-    errno = err;
-    return n;
+    return layer_leave(s, n, errno);
 }
 
 /* One read or write: the syscall, then a park per EAGAIN. */
@@ -400,15 +406,7 @@ ssize_t async_stream_sendfile(async_stream *s, int fd, off_t *off, size_t len)
         return -1;
     }
     n = s->layer->sendfile(s->layer_ctx, s, fd, off, len);
-    err = errno;
-    if (n >= 0 && atomic_load_explicit(&s->sock.closed, memory_order_acquire)) {
-        n = -1;
-        err = EBADF;
-    }
-    atomic_fetch_sub(&s->busy, 1);
-    async__sock_leave(&s->sock);
-    errno = err;
-    return n;
+    return layer_leave(s, n, errno);
 }
 
 int async_stream_write_all(async_stream *s, const void *buf, size_t len)
