@@ -7,7 +7,11 @@
  *   - Workers are this binary (/proc/self/exe: the master's own version,
  *     whatever is installed meanwhile) run with the absolute config path
  *     and, as descriptor 3, a SOCK_SEQPACKET link to the master.  They
- *     die with it (PR_SET_PDEATHSIG: SIGTERM, a drain).
+ *     run the configuration bytes the master checked last (never the
+ *     file, which may have been edited since), keep the daemon's signals
+ *     blocked across their exec (a SIGHUP handed on while one loads
+ *     waits for its signalfd), and die with the master
+ *     (PR_SET_PDEATHSIG: SIGTERM, a drain).
  *   - A worker asks the master for each listening socket (by the keys
  *     listeners.c uses); the master binds it once and lends every worker
  *     a copy, so all accept from one queue, and a dead worker's queue
@@ -20,8 +24,9 @@
  *     bad config, a module that is not optional failing) stops asyncd
  *     with status 1: starting it again would fail again.
  *   - systemd hears the master only: READY=1 once every worker is ready
- *     (at start-up, and after a reload once every worker has reloaded),
- *     RELOADING=1, STOPPING=1, MAINPID.
+ *     (at start-up, and after a reload once every worker has reloaded
+ *     with the configuration the reload accepted), RELOADING=1,
+ *     STOPPING=1, MAINPID.
  *   - SIGHUP: the master checks the new config as a reload does (a bad
  *     one is rejected once, here, and nothing is told), takes a new
  *     "processes" (more workers started, the extra ones drained), and

@@ -16,6 +16,7 @@
 #   bench/reload/upgrade.sh                     20 upgrades, 1 and 2 workers
 #   UPGRADES=5 WORKERS="1" bench/reload/upgrade.sh
 #   NGINX=0 bench/reload/upgrade.sh             asyncd only
+#   PROCESSES=2 NGINX=0 bench/reload/upgrade.sh asyncd as a master of 2 worker processes
 #
 # Needs wrk and nginx (Debian packages).  Polling waits are bounded (10 s,
 # or 30 s for an old process to drain).
@@ -70,13 +71,14 @@ run_asyncd() {  # workers
     ln -s "$BUILD/modules/http.so" "$work/asyncd/modules/http.so"
     cat > "$work/asyncd/asyncd.json" <<EOF
 {"modules_dir": "modules", "shutdown_timeout_ms": 10000, "log_level": "notice",
- "runtime": {"workers": $w},
+ "runtime": {"workers": $w}, "processes": ${PROCESSES:-1},
  "modules": {"http": {"listen": ["127.0.0.1:$port"],
    "routes": [{"path": "/hello", "status": 200, "content_type": "text/plain", "body": "hi"}]}}}
 EOF
     "$BUILD/asyncd" --config "$work/asyncd/asyncd.json" 2> "$work/asyncd/log" &
     asyncd_pid=$!
-    wait_for 10 grep -q 'ready: ' "$work/asyncd/log" || { echo "asyncd did not start" >&2; return; }
+    wait_for 10 grep -q 'asyncd: ready: ' "$work/asyncd/log" ||
+        { echo "asyncd did not start" >&2; return; }
 
     start_wrk "$port"
     for i in $(seq "$UPGRADES"); do
