@@ -127,7 +127,20 @@ static int layer_enter(async_stream *s)
     return 0;
 }
 
-/* The end of a layer call entered with layer_enter: n, or -1 with err; a
+/* A layer call on the stream, held open for it (async__sock_enter, then
+ * layer_enter): 0, or the errno why not (nothing held then). */
+static int layer_begin(async_stream *s)
+{
+    int err;
+
+    if ((err = async__sock_enter(&s->sock)) != 0)
+        return err;
+    if ((err = layer_enter(s)) != 0)
+        async__sock_leave(&s->sock);
+    return err;
+}
+
+/* The end of a layer call begun with layer_begin: n, or -1 with err; a
  * close that came meanwhile makes a success EBADF. */
 static inline ssize_t layer_leave(async_stream *s, ssize_t n, int err)
 {
@@ -172,12 +185,7 @@ static ssize_t layer_call(async_stream *s, enum layer_op op, void *buf, size_t l
     ssize_t n;
     int err;
 
-    if ((err = async__sock_enter(&s->sock)) != 0) {
-        errno = err;
-        return -1;
-    }
-    if ((err = layer_enter(s)) != 0) {
-        async__sock_leave(&s->sock);
+    if ((err = layer_begin(s)) != 0) {
         errno = err;
         return -1;
     }
@@ -396,12 +404,7 @@ ssize_t async_stream_sendfile(async_stream *s, int fd, off_t *off, size_t len)
         errno = EOPNOTSUPP;
         return -1;
     }
-    if ((err = async__sock_enter(&s->sock)) != 0) {
-        errno = err;
-        return -1;
-    }
-    if ((err = layer_enter(s)) != 0) {
-        async__sock_leave(&s->sock);
+    if ((err = layer_begin(s)) != 0) {
         errno = err;
         return -1;
     }

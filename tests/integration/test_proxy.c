@@ -819,6 +819,26 @@ static int get_status(const char *path, char *body, size_t len)
     return status;
 }
 
+/* 20 GET /id on one client connection, each a 200 saying want (and, when
+ * not NULL, X-Backend: backend): what a pool would reuse. */
+static void twenty_ids(struct client *c, const char *host, const char *want, const char *backend)
+{
+    char req[128];
+    struct resp r;
+    int i;
+
+    snprintf(req, sizeof(req), "GET /id HTTP/1.1\r\nHost: %s\r\n\r\n", host);
+    for (i = 0; i < 20; i++) {
+        assert_true(client_send(c, req));
+        must_respond(c, false, &r);
+        assert_status(&r, 200);
+        assert_string_equal(r.body, want);
+        if (backend != NULL)
+            assert_header(&r, "X-Backend", backend);
+        resp_free(&r);
+    }
+}
+
 /* The backend over TLS with a certificate for localhost and 127.0.0.1
  * signed by the test CA: verified by address, by name, reused; a CA that
  * did not sign it, or a name it does not carry, is a 502 naming why;
@@ -827,8 +847,6 @@ static void proxy_tls_upstreams_are_verified_and_their_connections_reused(void *
 {
     char servers[64], body[256], sick[512];
     struct client *c;
-    struct resp r;
-    int i;
 
     (void)state;
     assert_int_equal(tls_certs_make(dir), 0);
@@ -838,13 +856,7 @@ static void proxy_tls_upstreams_are_verified_and_their_connections_reused(void *
     /* by address (an IP: checked against the certificate, not sent) */
     start(servers, ",\"tls\":{\"ca\":\"ca.pem\"}");
     c = client_open(D.port);
-    for (i = 0; i < 20; i++) {
-        assert_true(client_send(c, "GET /id HTTP/1.1\r\nHost: t\r\n\r\n"));
-        must_respond(c, false, &r);
-        assert_status(&r, 200);
-        assert_string_equal(r.body, "backend tls");
-        resp_free(&r);
-    }
+    twenty_ids(c, "t", "backend tls", NULL);
     client_close(c);
     /* 20 requests on one client connection, then this one on another: a
      * pooled connection per worker at most (21 without reuse) */
@@ -912,14 +924,7 @@ static void proxy_in_front_of_a_go_backend(void **state)
     snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
     start(servers, "");
     c = client_open(D.port);
-    for (i = 0; i < 20; i++) {
-        assert_true(client_send(c, "GET /id HTTP/1.1\r\nHost: site.test\r\n\r\n"));
-        must_respond(c, false, &r);
-        assert_status(&r, 200);
-        assert_string_equal(r.body, "backend go");
-        assert_header(&r, "X-Backend", "go");
-        resp_free(&r);
-    }
+    twenty_ids(c, "site.test", "backend go", "go");
     assert_true(client_send(c, "HEAD /id HTTP/1.1\r\nHost: site.test\r\n\r\n"));
     must_respond(c, true, &r);
     assert_status(&r, 200);

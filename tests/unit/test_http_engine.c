@@ -555,19 +555,27 @@ static void http_engine_answers_malformed_requests_itself(void **state)
     RUN(1, t_errors, NULL);
 }
 
-static void *t_sendfile(void *arg)
+/* file_path: a new file of len patterned bytes, also into data. */
+static void make_file(char *data, size_t len)
 {
-    char data[2000];
-    int fd, i;
+    size_t i;
+    int fd;
 
-    (void)arg;
     strcpy(file_path, "/tmp/async-http-engine-XXXXXX");
     fd = mkstemp(file_path);
     CHECK(fd >= 0);
-    for (i = 0; i < (int)sizeof(data); i++)
+    for (i = 0; i < len; i++)
         data[i] = (char)('A' + i % 26);
-    CHECK(write(fd, data, sizeof(data)) == (ssize_t)sizeof(data));
+    CHECK(write(fd, data, len) == (ssize_t)len);
     close(fd);
+}
+
+static void *t_sendfile(void *arg)
+{
+    char data[2000];
+
+    (void)arg;
+    make_file(data, sizeof(data));
     server_up(h_file);
     ASK("GET /file HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     HAS("Content-Length: 1000\r\n");
@@ -718,16 +726,9 @@ static void *t_layer_files(void *arg)
 {
     char data[2000];
     const char *body;
-    int fd, i;
 
     (void)arg;
-    strcpy(file_path, "/tmp/async-http-engine-XXXXXX");
-    fd = mkstemp(file_path);
-    CHECK(fd >= 0);
-    for (i = 0; i < (int)sizeof(data); i++)
-        data[i] = (char)('A' + i % 26);
-    CHECK(write(fd, data, sizeof(data)) == (ssize_t)sizeof(data));
-    close(fd);
+    make_file(data, sizeof(data));
     /* the layer sends: each file by its sendfile, in pieces, none copied */
     pass_two_files(true);
     CHECK_EQ(count(E.reply, "HTTP/1.1 200 OK\r\n"), 2);
