@@ -51,6 +51,20 @@ static long rss_bytes(void)
     return kb * 1024;
 }
 
+/* ASYNC_BENCH_PERF=PHASE: profile one phase of parked_million ("spawn" or
+ * "wake") with `perf record -D -1 --control fifo:CTL`, CTL named by
+ * ASYNC_BENCH_PERF_CTL: the phase writes enable/disable to it. */
+static void perf_phase(const char *phase, int on)
+{
+    const char *want = getenv("ASYNC_BENCH_PERF"), *ctl = getenv("ASYNC_BENCH_PERF_CTL");
+    FILE *f;
+
+    if (want == NULL || ctl == NULL || strcmp(want, phase) != 0 || (f = fopen(ctl, "w")) == NULL)
+        return;
+    fputs(on ? "enable\n" : "disable\n", f);
+    fclose(f);
+}
+
 static void check(int ok, const char *what)
 {
     if (!ok) {
@@ -306,6 +320,7 @@ static void *bench_parked(void *arg)
     p.all_started = async_channel_new(sizeof(long));
     check(args && ts && p.chans && p.all_started, "malloc");
     before = rss_bytes();
+    perf_phase("spawn", 1);
     t0 = now_ns();
     for (i = 0; i < n; i++) {
         args[i].p = &p;
@@ -314,14 +329,17 @@ static void *bench_parked(void *arg)
         check((ts[i] = async_spawn(parked_fiber, &args[i])) != NULL, "spawn");
     }
     check(async_channel_receive(p.all_started, &dummy) == 0, "all started");
+    perf_phase("spawn", 0);
     async_sleep_ms(50);
     t_spawned = now_ns();
     after = rss_bytes();
+    perf_phase("wake", 1);
     for (i = 0; i < n; i++)
         async_channel_send(p.chans[i], &i);
     for (i = 0; i < n; i++)
         check(async_join(ts[i], NULL) == 0, "join");
     t_end = now_ns();
+    perf_phase("wake", 0);
     check(atomic_load(&p.sum) == n * (n - 1) / 2, "parked sum");
     if (n == PARKED) {
         printf("parked_memory: %.0f bytes/task\n", (double)(after - before) / n);

@@ -35,6 +35,8 @@ int async__stack_arena_init(struct async__stack_arena *a, size_t size)
     a->size = (size + ps - 1) & ~(ps - 1);
     a->stride = a->size + ps;
     a->free = NULL;
+    a->dirty = NULL;
+    atomic_init(&a->ndirty, 0);
     a->slabs = NULL;
     a->guard = ASYNC__GUARD_MADVISE;
     /* For tests and old-kernel drills: start from a weaker guard. */
@@ -57,6 +59,8 @@ void async__stack_arena_fini(struct async__stack_arena *a)
     }
     a->slabs = NULL;
     a->free = NULL;
+    a->dirty = NULL;
+    atomic_store_explicit(&a->ndirty, 0, memory_order_relaxed);
     pthread_mutex_destroy(&a->lock);
 }
 
@@ -167,15 +171,31 @@ static int grow(struct async__stack_arena *a, enum async__guard_mode *mode,
     return 0;
 }
 
-/* Takes up to half a pool's worth of stacks from the arena, mapping a new
- * slab first if it has none. */
+/* Moves one stack from *from to the pool; the arena's lock is held. */
+static void take_one(struct async__stack_pool *p, struct async__stack **from)
+{
+    struct async__stack *s = *from;
+
+    *from = s->next;
+    s->next = p->free;
+    p->free = s;
+    p->n++;
+}
+
+/* Takes up to half a pool's worth of stacks from the arena, dirty (warm)
+ * ones first, mapping a new slab first if it has none. */
 static int refill(struct async__stack_pool *p)
 {
     struct async__stack_arena *a = p->arena;
     int err = 0;
 
     pthread_mutex_lock(&a->lock);
-    if (a->free == NULL) {
+    while (a->dirty != NULL && p->n < ASYNC__POOL_MAX / 2) {
+        take_one(p, &a->dirty);
+        atomic_store_explicit(&a->ndirty, atomic_load_explicit(&a->ndirty, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
+    }
+    if (a->free == NULL && p->free == NULL) {
         enum async__guard_mode mode = a->guard;
         struct async__stack *first, *last;
         struct async__slab *slab;
@@ -192,14 +212,8 @@ static int refill(struct async__stack_pool *p)
                 a->guard = mode;
         }
     }
-    while (a->free != NULL && p->n < ASYNC__POOL_MAX / 2) {
-        struct async__stack *s = a->free;
-
-        a->free = s->next;
-        s->next = p->free;
-        p->free = s;
-        p->n++;
-    }
+    while (a->free != NULL && p->n < ASYNC__POOL_MAX / 2)
+        take_one(p, &a->free);
     pthread_mutex_unlock(&a->lock);
     return p->free != NULL ? 0 : err;
 }
@@ -220,35 +234,85 @@ struct async__stack *async__stack_get(struct async__stack_pool *p)
     return s;
 }
 
-/* Gives the pool back to the arena down to keep stacks, releasing the
- * pages of each (one system call for them all, see advise.h) so that a
- * burst of fibers does not pin its memory forever. */
+/* Releases the lower pages of a list of stacks taken off the arena's
+ * dirty list, one system call per row (see advise.h), then puts them on
+ * its free list.  Called without the lock. */
+static void release(struct async__stack_arena *a, struct async__stack *list)
+{
+    struct iovec row[ASYNC__DIRTY_MAX];
+    struct async__stack *s = list, *last = NULL;
+    size_t n = 0;
+
+    while (s != NULL) {
+        /* Not the top page: it holds the descriptor and is always hot. */
+        row[n++] = (struct iovec){s->lo, ((char *)s - (char *)s->lo) & ~(page_size() - 1)};
+        last = s;
+        s = s->next;
+        if (n == ASYNC__DIRTY_MAX || s == NULL) {
+            (void)async__advise(row, n, MADV_DONTNEED);
+            n = 0;
+        }
+    }
+    if (last == NULL)
+        return;
+    pthread_mutex_lock(&a->lock);
+    last->next = a->free;
+    a->free = list;
+    pthread_mutex_unlock(&a->lock);
+}
+
+/* Takes the whole dirty list; the lock is held. */
+static struct async__stack *take_dirty(struct async__stack_arena *a)
+{
+    struct async__stack *list = a->dirty;
+
+    a->dirty = NULL;
+    atomic_store_explicit(&a->ndirty, 0, memory_order_relaxed);
+    return list;
+}
+
+/* Gives the pool back to the arena down to keep stacks, onto its dirty
+ * list; whoever makes that list ASYNC__DIRTY_MAX long releases it. */
 static void drain(struct async__stack_pool *p, unsigned keep)
 {
     struct async__stack_arena *a = p->arena;
-    struct async__stack *batch = NULL, *last = NULL;
-    struct iovec row[ASYNC__POOL_MAX + 1];
-    size_t n = 0;
+    struct async__stack *batch = NULL, *last = NULL, *full = NULL;
+    unsigned n = 0, dirty;
 
     while (p->n > keep) {
         struct async__stack *s = p->free;
 
         p->free = s->next;
         p->n--;
-        /* Not the top page: it holds the descriptor and is always hot. */
-        row[n++] = (struct iovec){s->lo, ((char *)s - (char *)s->lo) & ~(page_size() - 1)};
         s->next = batch;
         batch = s;
         if (last == NULL)
             last = s;
+        n++;
     }
     if (batch == NULL)
         return;
-    (void)async__advise(row, n, MADV_DONTNEED);
     pthread_mutex_lock(&a->lock);
-    last->next = a->free;
-    a->free = batch;
+    last->next = a->dirty;
+    a->dirty = batch;
+    dirty = atomic_load_explicit(&a->ndirty, memory_order_relaxed) + n;
+    atomic_store_explicit(&a->ndirty, dirty, memory_order_relaxed);
+    if (dirty >= ASYNC__DIRTY_MAX)
+        full = take_dirty(a);
     pthread_mutex_unlock(&a->lock);
+    release(a, full);
+}
+
+void async__stack_trim(struct async__stack_arena *a)
+{
+    struct async__stack *list;
+
+    if (atomic_load_explicit(&a->ndirty, memory_order_relaxed) == 0)
+        return;
+    pthread_mutex_lock(&a->lock);
+    list = take_dirty(a);
+    pthread_mutex_unlock(&a->lock);
+    release(a, list);
 }
 
 void async__stack_put(struct async__stack_pool *p, struct async__stack *s)

@@ -95,16 +95,14 @@ void async_group_cancel(async_group *g)
 int async_group_join(async_group *g)
 {
     struct async_task *self = async__parking_self(g);
-    struct async__waiter w;
     int err;
 
     if (self == NULL)
         return -1;
     async__spin_lock(&g->lock);
     if (g->count != 0) {
-        w.task = self;
-        w.buf = NULL;
-        if ((err = async__waitq_wait(&g->joiners, &g->lock, &w, false)) != 0) {
+        if ((err = async__waitq_wait(&g->joiners, &g->lock, async__waiter_of(self, NULL, 0, false),
+                                     false)) != 0) {
             errno = err;
             return -1;
         }

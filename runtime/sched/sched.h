@@ -50,6 +50,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 struct async_worker;
 struct async_group;
@@ -76,6 +77,24 @@ enum async__wake {
  * async__fdw): two, for a fiber that moves bytes between two sockets. */
 #define ASYNC__LINGER 2
 
+/* A fiber's entry in the wait queue of a sync primitive or group
+ * (waitq.h).  It lives in the task record, not on the fiber's stack: a
+ * waker then touches the record (dense, likely cached) instead of a cold
+ * stack page, and nothing another thread writes while the fiber sleeps
+ * lies in its stack.  A fiber waits on one queue at a time, so one record
+ * each is enough.  Small elements travel in `elem`, so that a sender never
+ * writes into the receiver's stack either. */
+#define ASYNC__WAIT_INLINE 16
+
+struct async__waiter {
+    struct async__waiter *prev, *next;
+    struct async_task *task;
+    void *buf;          /* element to give or to receive into: elem or the caller's */
+    int status;         /* 0 served, or an errno (EPIPE when closed) */
+    bool linked;
+    _Alignas(max_align_t) unsigned char elem[ASYNC__WAIT_INLINE];
+};
+
 struct async_task {
     struct async__node node;        /* run-queue link (must stay first) */
     struct async__ctx ctx;          /* saved context while switched out */
@@ -99,6 +118,7 @@ struct async_task {
     int64_t deadline;               /* async_now_ms scale, -1 none; own fiber only */
     _Atomic uintptr_t join;         /* see ASYNC__JOIN_* */
     struct async_task *gprev, *gnext; /* group membership, under the group's lock */
+    struct async__waiter wait;      /* its entry while parked in a waitq */
     struct async__annot annot;      /* sanitizer state */
 };
 

@@ -1,8 +1,9 @@
 /* runtime/sched/waitq — the queue of parked fibers inside every sync
  * primitive and group, and the spinlock that guards it.
  *
- * A waiter record lives on the stack of the fiber it describes, which stays
- * parked (so the record stays valid) until someone claims and schedules it.
+ * A waiter record (sched.h) lives in the task record of the fiber it
+ * describes, which stays parked (so the record stays in use) until someone
+ * claims and schedules it.
  * All list operations happen under the owning primitive's spinlock.  A
  * waker pops records until it wins async__claim on one: a record it pops
  * but cannot claim belongs to a fiber that a cancel or a deadline woke
@@ -21,6 +22,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
 
 typedef struct {
     atomic_int held;
@@ -44,14 +46,6 @@ static inline void async__spin_unlock(async__spinlock *l)
 {
     atomic_store_explicit(&l->held, 0, memory_order_release);
 }
-
-struct async__waiter {
-    struct async__waiter *prev, *next;
-    struct async_task *task;
-    void *buf;          /* element to give or to receive into */
-    int status;         /* 0 served, or an errno (EPIPE when closed) */
-    bool linked;
-};
 
 struct async__waitq {
     struct async__waiter *head, *tail;
@@ -134,7 +128,32 @@ static inline void async__waitq_wake_list(struct async__waiter *list)
     }
 }
 
-/* With l held: queues the calling fiber as w (task and buf already set),
+/* The calling fiber's waiter, for an element of size bytes at buf (NULL
+ * for none): small elements travel inside the record.  An outgoing one is
+ * copied in here; an incoming one the caller takes with
+ * async__waiter_take once served. */
+static inline struct async__waiter *async__waiter_of(struct async_task *self, void *buf,
+                                                     size_t size, bool out)
+{
+    struct async__waiter *w = &self->wait;
+
+    w->task = self;
+    w->buf = buf;
+    if (buf != NULL && size <= ASYNC__WAIT_INLINE) {
+        w->buf = w->elem;
+        if (out)
+            memcpy(w->elem, buf, size);
+    }
+    return w;
+}
+
+static inline void async__waiter_take(struct async__waiter *w, void *buf, size_t size)
+{
+    if (w->buf == w->elem)
+        memcpy(buf, w->elem, size);
+}
+
+/* With l held: queues the calling fiber as w (from async__waiter_of),
  * releases l and parks.  0 once served (see w->status), or ECANCELED /
  * ETIMEDOUT after taking itself off the queue. */
 static inline int async__waitq_wait(struct async__waitq *q, async__spinlock *l,

@@ -573,6 +573,7 @@ static struct async_task *idle(struct async_worker *w, bool *over)
     if (has_work(w))
         w->spin_budget = ASYNC__SPIN;
     else if (!atomic_load_explicit(&rt->done, memory_order_acquire)) {
+        async__stack_trim(&rt->arena);
         async__reactor_poll(w, true);
         slept = true;
     }

@@ -111,7 +111,7 @@ static bool take(async_channel *ch, void *elem)
 int async_channel_receive(async_channel *ch, void *elem)
 {
     struct async_task *self = async__parking_self(elem != NULL ? ch : NULL); /* EINVAL for either */
-    struct async__waiter w;
+    struct async__waiter *w;
     int err;
 
     if (self == NULL)
@@ -126,13 +126,13 @@ int async_channel_receive(async_channel *ch, void *elem)
         errno = EPIPE;
         return -1;
     }
-    w.task = self;
-    w.buf = elem;
-    if ((err = async__waitq_wait(&ch->receivers, &ch->lock, &w, false)) != 0 ||
-        (err = w.status) != 0) {
+    w = async__waiter_of(self, elem, ch->elem_size, false);
+    if ((err = async__waitq_wait(&ch->receivers, &ch->lock, w, false)) != 0 ||
+        (err = w->status) != 0) {
         errno = err;
         return -1;
     }
+    async__waiter_take(w, elem, ch->elem_size);
     return 0;
 }
 

@@ -62,8 +62,6 @@ static int lock_slow(async_mutex *m, struct async_task *self)
         }
     }
     for (;;) {
-        struct async__waiter w;
-
         if (atomic_exchange_explicit(&m->state, 2, memory_order_acquire) == 0)
             return 0;
         async__spin_lock(&m->lock);
@@ -71,9 +69,8 @@ static int lock_slow(async_mutex *m, struct async_task *self)
             async__spin_unlock(&m->lock);
             continue;
         }
-        w.task = self;
-        w.buf = NULL;
-        if ((err = async__waitq_wait(&m->waiters, &m->lock, &w, woken_before)) != 0) {
+        if ((err = async__waitq_wait(&m->waiters, &m->lock, async__waiter_of(self, NULL, 0, false),
+                                     woken_before)) != 0) {
             errno = err;
             return -1;
         }

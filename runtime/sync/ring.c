@@ -54,7 +54,7 @@ static char *slot(async_ring *r, size_t i)
 int async_ring_send(async_ring *r, const void *elem)
 {
     struct async_task *self = async__parking_self(elem != NULL ? r : NULL); /* EINVAL for either */
-    struct async__waiter w;
+    struct async__waiter *w;
     int err;
 
     if (self == NULL)
@@ -83,10 +83,9 @@ int async_ring_send(async_ring *r, const void *elem)
         async__spin_unlock(&r->lock);
         return 0;
     }
-    w.task = self;
-    w.buf = (void *)elem;
-    if ((err = async__waitq_wait(&r->senders, &r->lock, &w, false)) != 0 ||
-        (err = w.status) != 0) {
+    w = async__waiter_of(self, (void *)elem, r->elem_size, true);
+    if ((err = async__waitq_wait(&r->senders, &r->lock, w, false)) != 0 ||
+        (err = w->status) != 0) {
         errno = err;
         return -1;
     }
@@ -96,7 +95,7 @@ int async_ring_send(async_ring *r, const void *elem)
 int async_ring_recv(async_ring *r, void *elem)
 {
     struct async_task *self = async__parking_self(elem != NULL ? r : NULL); /* EINVAL for either */
-    struct async__waiter w, *tx;
+    struct async__waiter *w, *tx;
     int err;
 
     if (self == NULL)
@@ -123,13 +122,13 @@ int async_ring_recv(async_ring *r, void *elem)
         errno = EPIPE;
         return -1;
     }
-    w.task = self;
-    w.buf = elem;
-    if ((err = async__waitq_wait(&r->receivers, &r->lock, &w, false)) != 0 ||
-        (err = w.status) != 0) {
+    w = async__waiter_of(self, elem, r->elem_size, false);
+    if ((err = async__waitq_wait(&r->receivers, &r->lock, w, false)) != 0 ||
+        (err = w->status) != 0) {
         errno = err;
         return -1;
     }
+    async__waiter_take(w, elem, r->elem_size);
     return 0;
 }
 

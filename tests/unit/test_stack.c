@@ -222,30 +222,64 @@ static void stack_slab_arrives_without_a_fault_per_stack(void **state)
     async__stack_arena_fini(&arena);
 }
 
-/* Stacks that leave a pool give their lower pages back (in one batch) and
- * keep the top one, where the descriptor lives. */
+/* Stacks that leave a pool keep their pages while few (the next pool
+ * takes them warm), and give their lower pages back once the arena holds
+ * ASYNC__DIRTY_MAX of them or a worker trims it before sleeping; the top
+ * page, where the descriptor lives, stays. */
+static void check_released(struct async__stack **s, int n, bool released)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        assert_int_equal(resident(s[i]->lo), !released);
+        assert_int_equal(resident((char *)s[i]->lo + s[i]->size / 2), !released);
+        assert_true(resident(s[i])); /* the descriptor's page */
+    }
+}
+
+static int count_released(struct async__stack **s, int n)
+{
+    int i, k = 0;
+
+    for (i = 0; i < n; i++)
+        k += !resident(s[i]->lo);
+    return k;
+}
+
+static void fill_and_drop(struct async__stack_pool *pool, struct async__stack **s, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        s[i] = async__stack_get(pool);
+        assert_non_null(s[i]);
+        memset(s[i]->lo, 0x5a, s[i]->size);
+    }
+    for (i = 0; i < n; i++)
+        async__stack_put(pool, s[i]);
+    async__stack_pool_fini(pool); /* the pool is empty now: all were dropped */
+}
+
 static void stack_pool_gives_back_the_lower_pages_of_the_stacks_it_drops(void **state)
 {
     struct async__stack_arena arena;
     struct async__stack_pool pool = {.arena = &arena};
-    enum { N = 3 * ASYNC__POOL_MAX };
-    struct async__stack *s[N];
-    int i;
+    enum { FEW = 3 * ASYNC__POOL_MAX, MANY = ASYNC__DIRTY_MAX + ASYNC__POOL_MAX };
+    static struct async__stack *s[MANY];
 
     assert_int_equal(async__stack_arena_init(&arena, 64 * 1024), 0);
-    for (i = 0; i < N; i++) {
-        s[i] = async__stack_get(&pool);
-        assert_non_null(s[i]);
-        memset(s[i]->lo, 0x5a, s[i]->size);
-    }
-    for (i = 0; i < N; i++)
-        async__stack_put(&pool, s[i]);
-    async__stack_pool_fini(&pool); /* the pool is empty now: all were dropped */
-    for (i = 0; i < N; i++) {
-        assert_false(resident(s[i]->lo));
-        assert_false(resident((char *)s[i]->lo + s[i]->size / 2));
-        assert_true(resident(s[i])); /* the descriptor's page */
-    }
+    fill_and_drop(&pool, s, FEW);
+    check_released(s, FEW, false);   /* dirty, kept warm */
+    async__stack_trim(&arena);
+    check_released(s, FEW, true);
+    async__stack_trim(&arena);       /* nothing dirty: nothing to do */
+    /* Enough at once: the first ASYNC__DIRTY_MAX or so are released
+     * without a trim (the drop that crosses the mark releases the whole
+     * list), the rest waits for one. */
+    fill_and_drop(&pool, s, MANY);
+    assert_in_range(count_released(s, MANY), ASYNC__DIRTY_MAX, MANY - ASYNC__POOL_MAX / 2);
+    async__stack_trim(&arena);
+    check_released(s, MANY, true);
     async__stack_arena_fini(&arena);
 }
 
