@@ -4,10 +4,11 @@
  * puts async_io in the peers' table.
  *
  *   async_bench BENCH   switch | switch_chan_unbuf | spawn_join | chan_pingpong
- *                       | mutex | ring | parked_memory | parked_million [N]
+ *                       | mutex | ring | parked_memory | parked_million [N [STACK]]
  *
- * parked_million takes an optional count (default 1,000,000); its Go twin
- * and the script that runs both side by side are in parked/. */
+ * parked_million takes an optional count (default 1,000,000) and stack
+ * size in bytes (async_config.stack_size, default 0: the runtime's 64 KiB);
+ * its Go twin and the script that runs both side by side are in parked/. */
 #include <async_io.h>
 
 #include <stdatomic.h>
@@ -73,9 +74,11 @@ static void check(int ok, const char *what)
     }
 }
 
+static size_t stack_size; /* async_config.stack_size: 0, or parked_million's STACK */
+
 static void run(unsigned workers, async_fn fn, void *arg)
 {
-    struct async_config cfg = {.workers = workers};
+    struct async_config cfg = {.workers = workers, .stack_size = stack_size};
 
     check(async_runtime(&cfg, fn, arg) == 0, "async_runtime");
 }
@@ -385,11 +388,15 @@ int main(int argc, char **argv)
             fprintf(stderr, "async_bench: parked_million N: N > 0, not %ld\n", (long)PARKED);
             return 2;
         }
+        if (argc > 3 && (long)(stack_size = (size_t)strtol(argv[3], NULL, 10)) <= 0) {
+            fprintf(stderr, "async_bench: parked_million N STACK: STACK > 0 bytes\n");
+            return 2;
+        }
         run(2, bench_parked, &million);
     }
     else {
         fprintf(stderr, "usage: async_bench switch|switch_chan_unbuf|spawn_join|chan_pingpong|"
-                        "mutex|ring|parked_memory|parked_million [N]\n");
+                        "mutex|ring|parked_memory|parked_million [N [STACK]]\n");
         return 2;
     }
     return 0;

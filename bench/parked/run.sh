@@ -7,6 +7,9 @@
 #   REPS=5 bench/parked/run.sh     more runs
 #   C_PEERS="before=/tmp/old/async_bench after=build/bench/async_bench" bench/parked/run.sh
 #                                  several async_bench binaries side by side
+#   C_PEERS="async_io=build/bench/async_bench async_io_16k=build/bench/async_bench:16384" ...
+#                                  ":BYTES": that peer's fibers get stacks of BYTES
+#                                  (async_config.stack_size) instead of 64 KiB
 # Peak RSS is the kernel's (GNU time's %M, the process's VmHWM).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,8 +18,10 @@ n="${1:-1000000}"
 reps="${REPS:-3}"
 c_peers="${C_PEERS:-async_io=$root/build/bench/async_bench}"
 go_bin="${GO_PARKED:-/tmp/async_io-go-parked}"
+bin_of() { local b="${1#*=}"; echo "${b%%:*}"; }
+stack_of() { local b="${1#*=}"; [ "${b#*:}" != "$b" ] && echo "${b#*:}" || echo 0; }
 for p in $c_peers; do
-    [ -x "${p#*=}" ] || { echo "not built: ${p#*=} (make build)" >&2; exit 1; }
+    [ -x "$(bin_of "$p")" ] || { echo "not built: $(bin_of "$p") (make build)" >&2; exit 1; }
 done
 (cd "$here/go" && GOFLAGS=-mod=mod GOPROXY=off go build -o "$go_bin" .)
 raw="$(mktemp /tmp/parked-raw.XXXXXX)"
@@ -29,7 +34,11 @@ one() { # peer binary args...
 for r in $(seq 1 "$reps"); do
     echo "-- run $r of $reps" >&2
     for p in $c_peers; do
-        one "${p%%=*}" "${p#*=}" parked_million "$n"
+        if [ "$(stack_of "$p")" = 0 ]; then
+            one "${p%%=*}" "$(bin_of "$p")" parked_million "$n"
+        else
+            one "${p%%=*}" "$(bin_of "$p")" parked_million "$n" "$(stack_of "$p")"
+        fi
     done
     one go "$go_bin" "$n"
 done

@@ -48,7 +48,7 @@ void async__group_enter(struct async_group *g, struct async_task *t)
 void async__group_leave(struct async_task *t)
 {
     struct async_group *g = t->group;
-    struct async__waiter *woken = NULL;
+    struct async_task *woken = NULL;
 
     async__spin_lock(&g->lock);
     if (t->gprev != NULL)
@@ -58,7 +58,7 @@ void async__group_leave(struct async_task *t)
     if (t->gnext != NULL)
         t->gnext->gprev = t->gprev;
     if (--g->count == 0)
-        woken = async__waitq_claim_all(&g->joiners, 0);
+        woken = async__waitq_claim_all(&g->joiners, ASYNC__WAKE_NORMAL);
     async__spin_unlock(&g->lock);
     t->group = NULL;
     async__waitq_wake_list(woken); /* g may be freed from here on */
@@ -101,8 +101,7 @@ int async_group_join(async_group *g)
         return -1;
     async__spin_lock(&g->lock);
     if (g->count != 0) {
-        if ((err = async__waitq_wait(&g->joiners, &g->lock, async__waiter_of(self, NULL, 0, false),
-                                     false)) != 0) {
+        if ((err = async__waitq_wait(&g->joiners, &g->lock, self, NULL, false)) != 0) {
             errno = err;
             return -1;
         }

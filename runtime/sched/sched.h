@@ -50,7 +50,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stddef.h>
 
 struct async_worker;
 struct async_group;
@@ -61,6 +60,7 @@ enum async__wake {
     ASYNC__WAKE_TIMER,          /* the park's own timer (sleep) elapsed */
     ASYNC__WAKE_CANCELLED,
     ASYNC__WAKE_DEADLINE,
+    ASYNC__WAKE_CLOSED,         /* the primitive it waited on was closed (waitq.h) */
 };
 
 /* The join word: NONE, a joiner's address, DETACHED, then at the end
@@ -77,48 +77,42 @@ enum async__wake {
  * async__fdw): two, for a fiber that moves bytes between two sockets. */
 #define ASYNC__LINGER 2
 
-/* A fiber's entry in the wait queue of a sync primitive or group
- * (waitq.h).  It lives in the task record, not on the fiber's stack: a
- * waker then touches the record (dense, likely cached) instead of a cold
- * stack page, and nothing another thread writes while the fiber sleeps
- * lies in its stack.  A fiber waits on one queue at a time, so one record
- * each is enough.  Small elements travel in `elem`, so that a sender never
- * writes into the receiver's stack either. */
-#define ASYNC__WAIT_INLINE 16
-
-struct async__waiter {
-    struct async__waiter *prev, *next;
-    struct async_task *task;
-    void *buf;          /* element to give or to receive into: elem or the caller's */
-    int status;         /* 0 served, or an errno (EPIPE when closed) */
-    bool linked;
-    _Alignas(max_align_t) unsigned char elem[ASYNC__WAIT_INLINE];
-};
-
+/* The record is 144 bytes, carved from dense slabs (task_mem.c): a burst
+ * of spawns pays a page of first touches per 28 records, so a field added
+ * here costs every spawn; pack it among the flags where it fits. */
 struct async_task {
     struct async__node node;        /* run-queue link (must stay first) */
     struct async__ctx ctx;          /* saved context while switched out */
     struct async_worker *home;      /* set when it starts, then fixed */
     struct async__stack *stack;     /* NULL before start and after exit */
-    const uint64_t *canary;         /* unguarded stacks only: checked at switches */
     void *linger[ASYNC__LINGER];    /* fd watchers its waits left started, latest first */
-    bool parking_on_linger;         /* parked on one of them */
-    bool parked;                    /* switched out in async__park (home thread only) */
     async_fn fn;
     struct async_group *group;      /* NULL or the group it belongs to; next to fn: both
                                      * are published at every switch */
-    void *arg;
-    void *result;
+    union {
+        void *arg;                  /* until fn is called */
+        void *result;               /* once it returned */
+    };
+    int64_t deadline;               /* async_now_ms scale, -1 none; own fiber only */
+    _Atomic uintptr_t join;         /* see ASYNC__JOIN_* */
+    struct async_task *gprev, *gnext; /* group membership, under the group's lock */
+    /* Its place in a wait queue (waitq.h) while it waits on a sync
+     * primitive or a group, under that queue's lock.  In the record, not
+     * on the stack: a waker touches this dense record rather than a cold
+     * stack page, and a sleeping fiber's stack holds nothing the runtime
+     * itself writes from another thread but the element of wait_buf. */
+    struct async_task *wait_prev, *wait_next;
+    void *wait_buf;                 /* element to give or to receive into, or NULL */
     uint8_t wake_reason;            /* written by the claimer, read after resume */
     bool started;
     _Atomic uint8_t woken;          /* the park token, see above */
     _Atomic bool cancelled;
     _Atomic bool shielded;          /* async_shield: written by the fiber only */
-    _Atomic unsigned cancelling;    /* async_cancel calls in flight on it */
-    int64_t deadline;               /* async_now_ms scale, -1 none; own fiber only */
-    _Atomic uintptr_t join;         /* see ASYNC__JOIN_* */
-    struct async_task *gprev, *gnext; /* group membership, under the group's lock */
-    struct async__waiter wait;      /* its entry while parked in a waitq */
+    bool parking_on_linger;         /* parked on one of its linger watchers */
+    bool parked;                    /* switched out in async__park (home thread only) */
+    bool unguarded;                 /* its stack has a canary, checked at switches */
+    bool wait_linked;               /* in a wait queue */
+    _Atomic uint16_t cancelling;    /* async_cancel calls in flight on it */
     struct async__annot annot;      /* sanitizer state */
 };
 
@@ -244,7 +238,7 @@ enum async__wake async__park_abort(struct async_task *t, enum async__wake why);
 /* errno for a wake reason that is a failure. */
 static inline int async__wake_errno(enum async__wake r)
 {
-    return r == ASYNC__WAKE_CANCELLED ? ECANCELED : ETIMEDOUT;
+    return r == ASYNC__WAKE_CANCELLED ? ECANCELED : r == ASYNC__WAKE_CLOSED ? EPIPE : ETIMEDOUT;
 }
 
 /* Task records (task_mem.c).  alloc returns NULL when memory is out; the

@@ -33,8 +33,7 @@ static async_task *task_new(struct async_worker *w, async_fn fn, void *arg, stru
     t->home = parked ? w : NULL;
     t->stack = NULL;
     t->fn = fn;
-    t->arg = arg;
-    t->result = NULL;
+    t->arg = arg;                   /* result shares its place */
     t->wake_reason = ASYNC__WAKE_NORMAL;
     t->started = false;
     atomic_store_explicit(&t->woken, parked ? 0 : 1, memory_order_relaxed);

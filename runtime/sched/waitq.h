@@ -1,16 +1,16 @@
 /* runtime/sched/waitq — the queue of parked fibers inside every sync
  * primitive and group, and the spinlock that guards it.
  *
- * A waiter record (sched.h) lives in the task record of the fiber it
- * describes, which stays parked (so the record stays in use) until someone
- * claims and schedules it.
- * All list operations happen under the owning primitive's spinlock.  A
- * waker pops records until it wins async__claim on one: a record it pops
- * but cannot claim belongs to a fiber that a cancel or a deadline woke
- * first; that fiber finds `linked` false and knows it was dequeued.  The
- * claimer fills in `status` (and the data behind `buf`) before releasing
- * the lock; the woken fiber reads them after it resumes, ordered by the
- * scheduler's queue hand-off.
+ * A queue links the task records of its fibers (wait_prev, wait_next in
+ * sched.h); a fiber waits on one queue at a time and stays parked, so its
+ * links stay in use, until someone claims and schedules it.  All list
+ * operations happen under the owning primitive's spinlock.  A waker pops
+ * fibers until it wins async__claim on one: a fiber it pops but cannot
+ * claim was woken first by a cancel or a deadline, and finds wait_linked
+ * false, so it knows it was dequeued.  The claimer copies the element
+ * behind wait_buf before releasing the lock, and says "closed" through
+ * the wake reason (ASYNC__WAKE_CLOSED); the woken fiber reads them after
+ * it resumes, ordered by the scheduler's queue hand-off.
  *
  * The spinlock only ever guards a few pointer moves and one element copy,
  * and no one parks while holding it. */
@@ -22,7 +22,6 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <string.h>
 
 typedef struct {
     atomic_int held;
@@ -48,7 +47,7 @@ static inline void async__spin_unlock(async__spinlock *l)
 }
 
 struct async__waitq {
-    struct async__waiter *head, *tail;
+    struct async_task *head, *tail;
 };
 
 static inline bool async__waitq_empty(const struct async__waitq *q)
@@ -56,122 +55,102 @@ static inline bool async__waitq_empty(const struct async__waitq *q)
     return q->head == NULL;
 }
 
-static inline void async__waitq_push(struct async__waitq *q, struct async__waiter *w, bool front)
+static inline void async__waitq_push(struct async__waitq *q, struct async_task *t, bool front)
 {
-    w->linked = true;
+    t->wait_linked = true;
     if (front) {
-        w->prev = NULL;
-        w->next = q->head;
+        t->wait_prev = NULL;
+        t->wait_next = q->head;
         if (q->head != NULL)
-            q->head->prev = w;
+            q->head->wait_prev = t;
         else
-            q->tail = w;
-        q->head = w;
+            q->tail = t;
+        q->head = t;
     } else {
-        w->next = NULL;
-        w->prev = q->tail;
+        t->wait_next = NULL;
+        t->wait_prev = q->tail;
         if (q->tail != NULL)
-            q->tail->next = w;
+            q->tail->wait_next = t;
         else
-            q->head = w;
-        q->tail = w;
+            q->head = t;
+        q->tail = t;
     }
 }
 
-static inline void async__waitq_remove(struct async__waitq *q, struct async__waiter *w)
+static inline void async__waitq_remove(struct async__waitq *q, struct async_task *t)
 {
-    if (w->prev != NULL)
-        w->prev->next = w->next;
+    if (t->wait_prev != NULL)
+        t->wait_prev->wait_next = t->wait_next;
     else
-        q->head = w->next;
-    if (w->next != NULL)
-        w->next->prev = w->prev;
+        q->head = t->wait_next;
+    if (t->wait_next != NULL)
+        t->wait_next->wait_prev = t->wait_prev;
     else
-        q->tail = w->prev;
-    w->linked = false;
+        q->tail = t->wait_prev;
+    t->wait_linked = false;
 }
 
-/* The first waiter that can still be woken, dequeued and claimed, or NULL. */
-static inline struct async__waiter *async__waitq_claim(struct async__waitq *q)
+/* The first waiting fiber that can still be woken, dequeued and claimed
+ * with `reason`, or NULL. */
+static inline struct async_task *async__waitq_claim(struct async__waitq *q, enum async__wake reason)
 {
-    struct async__waiter *w;
+    struct async_task *t;
 
-    while ((w = q->head) != NULL) {
-        async__waitq_remove(q, w);
-        if (async__claim(w->task, ASYNC__WAKE_NORMAL))
-            return w;
+    while ((t = q->head) != NULL) {
+        async__waitq_remove(q, t);
+        if (async__claim(t, reason))
+            return t;
     }
     return NULL;
 }
 
-/* Wakes every waiter with `status`: claimed under the lock, scheduled by
- * async__waitq_wake_list after it is released.  Returns the list. */
-static inline struct async__waiter *async__waitq_claim_all(struct async__waitq *q, int status)
+/* Wakes every waiting fiber with `reason`: claimed under the lock,
+ * scheduled by async__waitq_wake_list after it is released.  Returns the
+ * list, linked through wait_next. */
+static inline struct async_task *async__waitq_claim_all(struct async__waitq *q,
+                                                        enum async__wake reason)
 {
-    struct async__waiter *list = NULL, *w;
+    struct async_task *list = NULL, *t;
 
-    while ((w = async__waitq_claim(q)) != NULL) {
-        w->status = status;
-        w->next = list;
-        list = w;
+    while ((t = async__waitq_claim(q, reason)) != NULL) {
+        t->wait_next = list;
+        list = t;
     }
     return list;
 }
 
-static inline void async__waitq_wake_list(struct async__waiter *list)
+static inline void async__waitq_wake_list(struct async_task *list)
 {
     while (list != NULL) {
-        struct async__waiter *next = list->next;
+        struct async_task *next = list->wait_next;
 
-        async__schedule(list->task, false); /* list is dead after this */
+        async__schedule(list, false); /* list may run, and wait again, from here on */
         list = next;
     }
 }
 
-/* The calling fiber's waiter, for an element of size bytes at buf (NULL
- * for none): small elements travel inside the record.  An outgoing one is
- * copied in here; an incoming one the caller takes with
- * async__waiter_take once served. */
-static inline struct async__waiter *async__waiter_of(struct async_task *self, void *buf,
-                                                     size_t size, bool out)
-{
-    struct async__waiter *w = &self->wait;
-
-    w->task = self;
-    w->buf = buf;
-    if (buf != NULL && size <= ASYNC__WAIT_INLINE) {
-        w->buf = w->elem;
-        if (out)
-            memcpy(w->elem, buf, size);
-    }
-    return w;
-}
-
-static inline void async__waiter_take(struct async__waiter *w, void *buf, size_t size)
-{
-    if (w->buf == w->elem)
-        memcpy(buf, w->elem, size);
-}
-
-/* With l held: queues the calling fiber as w (from async__waiter_of),
- * releases l and parks.  0 once served (see w->status), or ECANCELED /
- * ETIMEDOUT after taking itself off the queue. */
+/* With l held: queues the calling fiber, whose element to give or to
+ * receive into is buf (NULL for none), releases l and parks.  0 once
+ * served, EPIPE when the primitive was closed, or ECANCELED / ETIMEDOUT
+ * after taking itself off the queue. */
 static inline int async__waitq_wait(struct async__waitq *q, async__spinlock *l,
-                                    struct async__waiter *w, bool front)
+                                    struct async_task *self, void *buf, bool front)
 {
     enum async__wake why;
 
-    w->status = 0;
-    async__park_prepare(w->task);
-    async__waitq_push(q, w, front);
+    self->wait_buf = buf;
+    async__park_prepare(self);
+    async__waitq_push(q, self, front);
     async__spin_unlock(l);
-    why = async__park(w->task, -1);
+    why = async__park(self, -1);
     if (why == ASYNC__WAKE_NORMAL)
         return 0;
-    async__spin_lock(l);
-    if (w->linked)
-        async__waitq_remove(q, w);
-    async__spin_unlock(l);
+    if (why != ASYNC__WAKE_CLOSED) {
+        async__spin_lock(l);
+        if (self->wait_linked)
+            async__waitq_remove(q, self);
+        async__spin_unlock(l);
+    }
     return async__wake_errno(why);
 }
 

@@ -45,8 +45,10 @@ static _Noreturn void overflowed(struct async_task *t)
  * of line so that the switch path needs no frame pointer of its own. */
 static __attribute__((noinline, cold)) void check_canary(struct async_task *t)
 {
-    if (*t->canary != ASYNC__CANARY ||
-        (const char *)__builtin_frame_address(0) < (const char *)t->canary + 256)
+    const uint64_t *canary = t->stack->lo;
+
+    if (*canary != ASYNC__CANARY ||
+        (const char *)__builtin_frame_address(0) < (const char *)canary + 256)
         overflowed(t);
 }
 
@@ -95,7 +97,7 @@ static int start(struct async_worker *w, struct async_task *t)
     if (s == NULL)
         return ENOMEM;
     t->stack = s;
-    t->canary = s->guarded ? NULL : (const uint64_t *)s->lo;
+    t->unguarded = !s->guarded;
     t->home = w;
     t->started = true;
     t->parking_on_linger = false; /* a parked spawn waited on its watcher */
@@ -160,7 +162,7 @@ static inline __attribute__((always_inline)) void switch_to(struct async_worker 
                                                             struct async_task *next,
                                                             int saved_errno)
 {
-    if (t->canary != NULL)
+    if (t->unguarded)
         check_canary(t);
     if (next != NULL) {
         w->current = next;

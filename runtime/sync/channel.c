@@ -65,7 +65,7 @@ static int grow(async_channel *ch)
 
 int async_channel_send(async_channel *ch, const void *elem)
 {
-    struct async__waiter *w;
+    struct async_task *t;
     int err;
 
     if (ch == NULL || elem == NULL) {
@@ -78,10 +78,8 @@ int async_channel_send(async_channel *ch, const void *elem)
         errno = EPIPE;
         return -1;
     }
-    if ((w = async__waitq_claim(&ch->receivers)) != NULL) {
-        struct async_task *t = w->task;
-
-        memcpy(w->buf, elem, ch->elem_size);
+    if ((t = async__waitq_claim(&ch->receivers, ASYNC__WAKE_NORMAL)) != NULL) {
+        memcpy(t->wait_buf, elem, ch->elem_size);
         async__spin_unlock(&ch->lock);
         async__schedule(t, true);
         return 0;
@@ -111,7 +109,6 @@ static bool take(async_channel *ch, void *elem)
 int async_channel_receive(async_channel *ch, void *elem)
 {
     struct async_task *self = async__parking_self(elem != NULL ? ch : NULL); /* EINVAL for either */
-    struct async__waiter *w;
     int err;
 
     if (self == NULL)
@@ -126,13 +123,10 @@ int async_channel_receive(async_channel *ch, void *elem)
         errno = EPIPE;
         return -1;
     }
-    w = async__waiter_of(self, elem, ch->elem_size, false);
-    if ((err = async__waitq_wait(&ch->receivers, &ch->lock, w, false)) != 0 ||
-        (err = w->status) != 0) {
+    if ((err = async__waitq_wait(&ch->receivers, &ch->lock, self, elem, false)) != 0) {
         errno = err;
         return -1;
     }
-    async__waiter_take(w, elem, ch->elem_size);
     return 0;
 }
 
@@ -157,13 +151,13 @@ int async_channel_try_receive(async_channel *ch, void *elem)
 
 void async_channel_close(async_channel *ch)
 {
-    struct async__waiter *woken;
+    struct async_task *woken;
 
     if (ch == NULL)
         return;
     async__spin_lock(&ch->lock);
     ch->closed = true;
-    woken = async__waitq_claim_all(&ch->receivers, EPIPE);
+    woken = async__waitq_claim_all(&ch->receivers, ASYNC__WAKE_CLOSED);
     async__spin_unlock(&ch->lock);
     async__waitq_wake_list(woken);
 }

@@ -69,8 +69,7 @@ static int lock_slow(async_mutex *m, struct async_task *self)
             async__spin_unlock(&m->lock);
             continue;
         }
-        if ((err = async__waitq_wait(&m->waiters, &m->lock, async__waiter_of(self, NULL, 0, false),
-                                     woken_before)) != 0) {
+        if ((err = async__waitq_wait(&m->waiters, &m->lock, self, NULL, woken_before)) != 0) {
             errno = err;
             return -1;
         }
@@ -103,16 +102,14 @@ int async_mutex_trylock(async_mutex *m)
 
 void async_mutex_unlock(async_mutex *m)
 {
-    struct async__waiter *w;
-    struct async_task *t = NULL;
+    struct async_task *t;
 
     if (m == NULL)
         return;
     if (atomic_exchange_explicit(&m->state, 0, memory_order_release) != 2)
         return;
     async__spin_lock(&m->lock);
-    if ((w = async__waitq_claim(&m->waiters)) != NULL)
-        t = w->task;
+    t = async__waitq_claim(&m->waiters, ASYNC__WAKE_NORMAL);
     async__spin_unlock(&m->lock);
     if (t != NULL)
         async__schedule(t, false);

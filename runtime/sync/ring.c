@@ -54,7 +54,6 @@ static char *slot(async_ring *r, size_t i)
 int async_ring_send(async_ring *r, const void *elem)
 {
     struct async_task *self = async__parking_self(elem != NULL ? r : NULL); /* EINVAL for either */
-    struct async__waiter *w;
     int err;
 
     if (self == NULL)
@@ -66,14 +65,12 @@ int async_ring_send(async_ring *r, const void *elem)
         return -1;
     }
     if (r->len == 0) {
-        struct async__waiter *rx = async__waitq_claim(&r->receivers);
+        struct async_task *rx = async__waitq_claim(&r->receivers, ASYNC__WAKE_NORMAL);
 
         if (rx != NULL) {
-            struct async_task *t = rx->task;
-
-            memcpy(rx->buf, elem, r->elem_size);
+            memcpy(rx->wait_buf, elem, r->elem_size);
             async__spin_unlock(&r->lock);
-            async__schedule(t, true);
+            async__schedule(rx, true);
             return 0;
         }
     }
@@ -83,9 +80,7 @@ int async_ring_send(async_ring *r, const void *elem)
         async__spin_unlock(&r->lock);
         return 0;
     }
-    w = async__waiter_of(self, (void *)elem, r->elem_size, true);
-    if ((err = async__waitq_wait(&r->senders, &r->lock, w, false)) != 0 ||
-        (err = w->status) != 0) {
+    if ((err = async__waitq_wait(&r->senders, &r->lock, self, (void *)elem, false)) != 0) {
         errno = err;
         return -1;
     }
@@ -95,7 +90,7 @@ int async_ring_send(async_ring *r, const void *elem)
 int async_ring_recv(async_ring *r, void *elem)
 {
     struct async_task *self = async__parking_self(elem != NULL ? r : NULL); /* EINVAL for either */
-    struct async__waiter *w, *tx;
+    struct async_task *tx;
     int err;
 
     if (self == NULL)
@@ -105,13 +100,11 @@ int async_ring_recv(async_ring *r, void *elem)
         memcpy(elem, slot(r, 0), r->elem_size);
         r->head = r->head + 1 == r->cap ? 0 : r->head + 1;
         r->len--;
-        if ((tx = async__waitq_claim(&r->senders)) != NULL) {
-            struct async_task *t = tx->task;
-
-            memcpy(slot(r, r->len), tx->buf, r->elem_size);
+        if ((tx = async__waitq_claim(&r->senders, ASYNC__WAKE_NORMAL)) != NULL) {
+            memcpy(slot(r, r->len), tx->wait_buf, r->elem_size);
             r->len++;
             async__spin_unlock(&r->lock);
-            async__schedule(t, true);
+            async__schedule(tx, true);
             return 0;
         }
         async__spin_unlock(&r->lock);
@@ -122,26 +115,23 @@ int async_ring_recv(async_ring *r, void *elem)
         errno = EPIPE;
         return -1;
     }
-    w = async__waiter_of(self, elem, r->elem_size, false);
-    if ((err = async__waitq_wait(&r->receivers, &r->lock, w, false)) != 0 ||
-        (err = w->status) != 0) {
+    if ((err = async__waitq_wait(&r->receivers, &r->lock, self, elem, false)) != 0) {
         errno = err;
         return -1;
     }
-    async__waiter_take(w, elem, r->elem_size);
     return 0;
 }
 
 void async_ring_close(async_ring *r)
 {
-    struct async__waiter *tx, *rx;
+    struct async_task *tx, *rx;
 
     if (r == NULL)
         return;
     async__spin_lock(&r->lock);
     r->closed = true;
-    tx = async__waitq_claim_all(&r->senders, EPIPE);
-    rx = async__waitq_claim_all(&r->receivers, EPIPE);
+    tx = async__waitq_claim_all(&r->senders, ASYNC__WAKE_CLOSED);
+    rx = async__waitq_claim_all(&r->receivers, ASYNC__WAKE_CLOSED);
     async__spin_unlock(&r->lock);
     async__waitq_wake_list(tx);
     async__waitq_wake_list(rx);
