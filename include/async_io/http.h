@@ -120,6 +120,15 @@ ASYNC_API int async_http_respond(async_http_request *req, int status, const char
 
 /* Parks; sends what writes coalesced.  0 or -1 as async_http_write. */
 ASYNC_API int async_http_flush(async_http_request *req);
+/* Parks; for a body read by this fiber while another fiber of the same
+ * worker writes the response (a proxy that relays an answer that comes
+ * before the upload has ended).  A request is otherwise one fiber's: a
+ * body read that must wait first sends the response written so far, and
+ * would then send bytes the other fiber is sending.  This sends the 100
+ * Continue the client may be waiting for and what earlier answers left
+ * buffered; from then on body reads never touch the output, which is the
+ * writer's alone.  Call it before the writer starts.  0, or -1 EPIPE. */
+ASYNC_API int async_http_duplex(async_http_request *req);
 /* The status set so far (200 unless set). */
 ASYNC_API int async_http_status(const async_http_request *req);
 /* Whether the head has been sent (async_http_set_status fails then). */
@@ -387,6 +396,34 @@ ASYNC_API int async_http_call_write(async_http_call *c, const void *buf, size_t 
  * malformed or ambiguous response), EMSGSIZE (a body shorter than its
  * Content-Length), ETIMEDOUT, ECANCELED. */
 ASYNC_API int async_http_call_send(async_http_call *c);
+/* For a server that may answer before it has read the whole body (an
+ * early 413 or 401), or that echoes the body as it reads it: the body is
+ * written by one fiber while another, on the same worker, reads the
+ * response.
+ *
+ *     async_http_call_stream(c);                  // head out, the body streams
+ *     // fiber A (this one):                       // fiber B, spawned with async_spawn_on:
+ *     async_http_call_response(c);                 while (more) async_http_call_write(c, ...);
+ *     ... async_http_call_read(c, ...) ...         async_http_call_finish(c);
+ *
+ * The response can be read to its end while the body still streams, and
+ * after the body failed (a server that answered and closed): its bytes
+ * stay readable.  A call whose body did not finish is never pooled.
+ *
+ * async_http_call_stream parks: connects, sends the head and what body was
+ * buffered; 0, or -1 as async_http_call_write.  async_http_call_finish
+ * parks: ends the body (the last chunk, or checks the Content-Length); 0,
+ * or -1 with EPIPE (a write failed), EMSGSIZE, EINVAL (not streaming),
+ * ETIMEDOUT, ECANCELED.  async_http_call_response parks: reads the
+ * response head (skipping 1xx); 0, or -1 as async_http_call_send, EINVAL
+ * when the call does not stream, EALREADY when the head was read. */
+ASYNC_API int async_http_call_stream(async_http_call *c);
+ASYNC_API int async_http_call_finish(async_http_call *c);
+ASYNC_API int async_http_call_response(async_http_call *c);
+/* Shuts the call's connection down both ways: a fiber parked on it wakes
+ * with an error (the other fiber of a streamed call that is no longer
+ * wanted); the connection is not pooled.  Does not park. */
+ASYNC_API void async_http_call_abort(async_http_call *c);
 ASYNC_API int async_http_call_status(const async_http_call *c);
 ASYNC_API int async_http_call_version(const async_http_call *c);      /* 10 or 11 */
 /* A response field, as async_http_header (valid until the call is freed). */

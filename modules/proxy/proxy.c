@@ -664,6 +664,16 @@ static int tunnel(async_http_request *req, struct upstream *up, async_http_call 
     return 0;
 }
 
+/* The time to an answer's head, into s's histogram. */
+static void count_head(struct server *s, int64_t t0)
+{
+    size_t b;
+
+    for (b = 0; b < BUCKETS - 1 && async_now_ms() - t0 > bucket_ms[b]; b++)
+        ;
+    atomic_fetch_add_explicit(&s->head_ms[b], 1, memory_order_relaxed);
+}
+
 /* One try on server s: 0 with *out, the call, its response head read;
  * -1 with errno when the upstream failed; -2 when the client's body did
  * (the engine then answers 413, 400 or 408). */
@@ -672,7 +682,6 @@ static int try_server(async_http_request *req, struct upstream *up, struct serve
 {
     int64_t t0 = async_now_ms();
     async_http_call *c;
-    size_t b;
     int rc = -1, err;
 
     atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
@@ -687,9 +696,7 @@ static int try_server(async_http_request *req, struct upstream *up, struct serve
     err = errno;
     async_deadline(-1);
     if (rc == 0) {
-        for (b = 0; b < BUCKETS - 1 && async_now_ms() - t0 > bucket_ms[b]; b++)
-            ;
-        atomic_fetch_add_explicit(&s->head_ms[b], 1, memory_order_relaxed);
+        count_head(s, t0);
         *out = c;
         return 0;
     }
@@ -718,6 +725,99 @@ static int relay(async_http_request *req, struct upstream *up, async_http_call *
     return n < 0 ? -1 : rc;
 }
 
+/* ---- bodies that stream ---- */
+
+/* The answer's half of a streamed exchange: a fiber on the request's
+ * worker that reads the upstream's answer and relays it while the
+ * handler's fiber still sends the body.  Both fibers run on one thread,
+ * so these fields need no atomics; each is written by the side named. */
+struct answer_side {
+    async_http_request *req;
+    struct upstream *up;
+    struct server *s;
+    async_http_call *c;
+    int64_t t0;
+    bool body_done;             /* handler: the body went up, or failed */
+    int head;                   /* answer side: 0 once the head was read, else -1 */
+    int err;                    /* answer side: errno of a failed head */
+    int relayed;                /* answer side: relay()'s result, after a head */
+};
+
+static void *answer_side(void *arg)
+{
+    struct answer_side *a = arg;
+    char *buf = malloc(BUF_SIZE);
+
+    async_deadline(async_now_ms() + a->up->response_timeout_ms);
+    a->head = buf != NULL ? async_http_call_response(a->c) : -1;
+    a->err = buf != NULL ? errno : ENOMEM;
+    async_deadline(-1);
+    if (a->head == 0) {
+        count_head(a->s, a->t0);
+        a->relayed = relay(a->req, a->up, a->c, buf);
+        /* Answered while the body still goes up to an upstream that
+         * stopped reading it: end the upload rather than wait it out. */
+        if (!a->body_done)
+            async_http_call_abort(a->c);
+    }
+    free(buf);
+    return NULL;
+}
+
+/* A request whose body streams (chunked, or more than a call buffers):
+ * the body goes up from this fiber while answer_side reads the answer and
+ * relays it, so an upstream that answers before it has read everything
+ * (an early 413 or 401) or echoes the body as it reads it is served
+ * instead of cut at the response timeout.  0 or -1 once answered
+ * (*answered set: relay's result); -2 when the client's body failed first
+ * (the engine answers 413, 400 or 408); -1 with errno when the upstream
+ * failed before any answer. */
+static int exchange_streamed(async_http_request *req, struct upstream *up, struct server *s,
+                             char *buf, bool *read_any, bool *answered)
+{
+    struct answer_side a = {.req = req, .up = up, .s = s, .t0 = async_now_ms(), .head = -1};
+    async_task *t = NULL;
+    int sent = -1, err;
+
+    atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
+    a.c = async_http_call_new(up->pool, async_http_method(req), s->address, async_http_target(req));
+    async_deadline(a.t0 + up->connect_timeout_ms + up->response_timeout_ms);
+    if (a.c != NULL && forward_request_fields(req, a.c, up) == 0 && async_http_duplex(req) == 0 &&
+        async_http_call_stream(a.c) == 0 &&
+        (t = async_spawn_on((unsigned)async_worker_id(), answer_side, &a)) != NULL) {
+        sent = forward_body(req, a.c, buf, read_any);
+        if (sent == 0 && async_http_call_finish(a.c) != 0)
+            sent = -1;
+    }
+    err = errno;
+    async_deadline(-1);
+    a.body_done = true;
+    if (t != NULL) {
+        if (sent == -2)
+            async_cancel(t); /* no answer comes to a body cut short */
+        async_join(t, NULL);
+    }
+    async_http_call_free(a.c);
+    if (a.head == 0) {
+        *answered = true;
+        return a.relayed;
+    }
+    if (sent == -2)
+        return -2;
+    errno = t != NULL ? a.err : err;
+    return -1;
+}
+
+/* Whether the request's body is to stream (see exchange_streamed): one
+ * that fits a call's buffer goes up whole, and may be sent again on a
+ * fresh connection when a pooled one turns out closed. */
+static bool body_streams(async_http_request *req)
+{
+    const char *len = async_http_header(req, "Content-Length");
+
+    return len == NULL || strtoull(len, NULL, 10) > ASYNC_HTTP_COALESCE_BYTES;
+}
+
 static int proxy_handle(async_http_request *req, void *ctx)
 {
     struct upstream *up = ctx;
@@ -727,7 +827,8 @@ static int proxy_handle(async_http_request *req, void *ctx)
                       strcmp(method, "DELETE") == 0;
     bool body = async_http_header(req, "Content-Length") != NULL ||
                 async_http_header(req, "Transfer-Encoding") != NULL;
-    bool read_any = false;
+    bool streams = body && !wants_upgrade(req) && body_streams(req);
+    bool read_any = false, answered = false;
     uint64_t tried = 0;
     async_http_call *c = NULL;
     struct server *s;
@@ -744,6 +845,23 @@ static int proxy_handle(async_http_request *req, void *ctx)
         }
         tried |= 1ull << (s - up->servers);
         atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
+        if (streams) {
+            rc = exchange_streamed(req, up, s, buf, &read_any, &answered);
+            err = errno;
+            atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
+            if (answered) {
+                server_ok(up, s);
+                goto out;
+            }
+            if (rc == -2 || err == ECANCELED) {
+                rc = -1;
+                goto out;
+            }
+            server_failed(up, s, err, strerror(err));
+            if (read_any || err != ECONNREFUSED)
+                break;
+            continue;
+        }
         rc = try_server(req, up, s, body, buf, &read_any, &c);
         if (rc == 0) {
             server_ok(up, s);

@@ -8,6 +8,15 @@
  * once the body outgrows the buffer.  The response is parsed strictly
  * (parse.c), its body read as the caller asks for it.
  *
+ * Or by two fibers of one worker, once the call streams
+ * (async_http_call_stream): one writes the body and finishes it, the
+ * other reads the response meanwhile, for a server that answers before it
+ * has read the whole body or echoes it as it reads.  The writer touches
+ * the request half of the call (streaming, written, req_done,
+ * req_broken), the reader the response half (in, off, len, r, broken, ...);
+ * both only park inside the stream calls, on one thread, so neither sees
+ * the other's fields change under it.
+ *
  * Pool.  A stream belongs to the worker that first waited on it (the
  * reactor of that worker watches it), and a fiber never changes worker,
  * so the pool keeps one list of idle connections per worker: a call takes
@@ -92,7 +101,8 @@ struct async_http_call {
     bool has_host, has_length;
     bool streaming;             /* the head left; body bytes stream */
     bool req_done;
-    bool broken;
+    bool req_broken;            /* a request write failed */
+    bool broken;                /* a response read failed */
     uint64_t length, written;
     /* response */
     char *in;
@@ -519,7 +529,7 @@ static void build_head(async_http_call *c, bool chunked)
 static int send_bytes(async_http_call *c, const void *p, size_t n)
 {
     if (n > 0 && async_stream_write_all(c->s, p, n) != 0) {
-        c->broken = true;
+        c->req_broken = true;
         return -1;
     }
     return 0;
@@ -566,7 +576,7 @@ static int request_open(const async_http_call *c)
         errno = EALREADY;
         return -1;
     }
-    if (c->broken) {
+    if (c->req_broken) {
         errno = EPIPE;
         return -1;
     }
@@ -679,6 +689,64 @@ static int read_head(async_http_call *c)
     return 0;
 }
 
+/* A streamed body's end: the last chunk, when it is chunked. */
+static int end_body(async_http_call *c)
+{
+    return !c->has_length ? send_bytes(c, "0\r\n\r\n", 5) : 0;
+}
+
+int async_http_call_stream(async_http_call *c)
+{
+    if (request_open(c) != 0)
+        return -1;
+    return c->streaming ? 0 : start_streaming(c);
+}
+
+int async_http_call_finish(async_http_call *c)
+{
+    if (request_open(c) != 0)
+        return -1;
+    if (!c->streaming) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (c->has_length && c->written != c->length) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    if (end_body(c) != 0)
+        return -1;
+    c->req_done = true;
+    return 0;
+}
+
+int async_http_call_response(async_http_call *c)
+{
+    int rc;
+
+    if (!c->streaming || c->have_response) {
+        errno = c->have_response ? EALREADY : EINVAL;
+        return -1;
+    }
+    if ((rc = read_head(c)) == 1) {
+        c->broken = true;
+        errno = ECONNRESET;
+        return -1;
+    }
+    if (rc != 0)
+        c->broken = true;
+    return rc;
+}
+
+void async_http_call_abort(async_http_call *c)
+{
+    if (c == NULL || c->s == NULL)
+        return;
+    shutdown(async_stream_fd(c->s), SHUT_RDWR);
+    c->req_broken = true;
+    c->broken = true;
+}
+
 int async_http_call_send(async_http_call *c)
 {
     bool retried = false;
@@ -692,7 +760,7 @@ int async_http_call_send(async_http_call *c)
     }
     for (;;) {
         if (c->streaming)
-            rc = !c->has_length ? send_bytes(c, "0\r\n\r\n", 5) : 0;
+            rc = end_body(c);
         else if (connect_call(c, c->idempotent && c->own_stream) != 0)
             return -1;
         else
@@ -714,7 +782,7 @@ int async_http_call_send(async_http_call *c)
         retried = true;
         async_stream_close(c->s);
         c->pooled = false;
-        c->broken = false;
+        c->req_broken = false;
         c->req_done = false;
         c->off = c->len = 0;
         if ((c->s = open_stream(c)) == NULL)
@@ -853,7 +921,8 @@ void async_http_call_free(async_http_call *c)
         return;
     if (c->s != NULL && c->own_stream) {
         bool reusable = c->pool != NULL && c->req_done && c->have_response && c->body_done &&
-                        c->r.keep_alive && !c->until_close && !c->broken && c->off == c->len &&
+                        c->r.keep_alive && !c->until_close && !c->broken && !c->req_broken &&
+                        c->off == c->len &&
                         c->r.status != 101;
 
         if (reusable)

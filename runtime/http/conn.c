@@ -392,6 +392,7 @@ static void unparsed(struct async_http_request *req, struct http_conn *c, bool b
     req->body_error = 0;
     req->body_malformed = false;
     req->continue_due = false;
+    req->duplex = false;
     if (blank)
         memset(&req->h, 0, offsetof(struct http_request, headers));
 }

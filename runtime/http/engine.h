@@ -241,6 +241,7 @@ struct async_http_request {
     bool body_malformed;        /* ... because of a malformed chunk */
     bool body_done;
     bool continue_due;          /* send 100 Continue before the first read */
+    bool duplex;                /* async_http_duplex: body reads leave the output alone */
     bool valid;                 /* a parsed request (not an engine error answer) */
     /* response */
     int status;

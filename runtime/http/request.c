@@ -141,6 +141,7 @@ void async__http_request_init(struct async_http_request *req, struct http_conn *
     req->body_done = !req->h.chunked && req->h.content_length == 0;
     req->continue_due = req->h.expect_continue && !req->body_done &&
                         (req->h.chunked || c->len - body_at < req->h.content_length);
+    req->duplex = false;
     /* strings */
     terminate_request_line(req);
     req->query = req->h.query.p != NULL ? req->h.query.p : "";
@@ -277,7 +278,7 @@ static ssize_t read_wait(struct async_http_request *req, char *buf, size_t len)
     struct http_conn *c = req->c;
     ssize_t n;
 
-    if (c->out.len > 0 && async__http_flush(c, false) != 0)
+    if (!req->duplex && c->out.len > 0 && async__http_flush(c, false) != 0)
         return body_fail(req, ECONNRESET);
     n = async__http_read(c, buf, len);
     if (n == 0)
@@ -663,6 +664,27 @@ int async_http_respond(async_http_request *req, int status, const char *content_
     if (req->no_body || len == 0)
         return 0;
     return body_bytes(req, body, len);
+}
+
+int async_http_duplex(async_http_request *req)
+{
+    struct http_conn *c = req->c;
+
+    if (req->broken) {
+        errno = EPIPE;
+        return -1;
+    }
+    if (req->continue_due) {
+        req->continue_due = false;
+        if (!req->head_sent)
+            async__http_out_add(&c->out, LIT("HTTP/1.1 100 Continue\r\n\r\n"));
+    }
+    if (c->out.len > 0 && async__http_flush(c, false) != 0) {
+        req->broken = true;
+        return -1;
+    }
+    req->duplex = true;
+    return 0;
 }
 
 int async_http_flush(async_http_request *req)

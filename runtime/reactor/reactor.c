@@ -528,6 +528,11 @@ int async__fdw_wait(struct async__fdw *f, int events)
     t->parking_on_linger = true;
     why = async__park(t, -1);
     t->parking_on_linger = false;
-    w->fw.task = NULL;
+    /* Woken by the watcher, which cleared fw.task, another fiber of this
+     * worker may have taken it over and parked on it before we ran: its
+     * record is not ours to clear (that lost its wake-up, and with it a
+     * proxy's upload, once in ~40 16 MiB echoes). */
+    if (w->fw.task == t)
+        w->fw.task = NULL;
     return why == ASYNC__WAKE_NORMAL ? 0 : async__wake_errno(why);
 }

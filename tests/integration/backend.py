@@ -16,6 +16,10 @@
                     sleeps, the others answer at once)
   GET  /inflight    the requests inside the server now, this one not counted
   GET  /big?n=N     N bytes of 'x', chunked
+  POST /early?status=N  N at once, the body never read, then the connection
+                    closed (with the body still arriving: a reset)
+  POST /stream_echo the body back chunked, each piece sent as it is read
+                    (an application that answers while it still reads)
   GET  /twolengths  an answer with two Content-Lengths (a smuggling shape)
   GET  /both        an answer with Content-Length and Transfer-Encoding
 """
@@ -64,13 +68,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if n:
             return self.rfile.read(n)
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            out = b""
+            out = bytearray()
             while True:
                 size = int(self.rfile.readline().split(b";")[0], 16)
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b""):
                         pass
-                    return out
+                    return bytes(out)
                 out += self.rfile.read(size)
                 self.rfile.readline()
         return b""
@@ -88,6 +92,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def answer(self):
         url = urllib.parse.urlsplit(self.path)
         q = urllib.parse.parse_qs(url.query)
+        if url.path == "/early":
+            self.close_connection = True
+            return self.reply(int(q.get("status", ["413"])[0]), b"early answer")
+        if url.path == "/stream_echo":
+            return self.stream_echo()
         data = self.body()
         if url.path == "/id":
             return self.reply(200, ("backend %s" % NAME).encode())
@@ -127,6 +136,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
             return
         return self.reply(404, b"no such thing")
+
+    def stream_echo(self):
+        left = int(self.headers.get("Content-Length", "0") or 0)
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        while left:
+            piece = self.rfile.read1(min(left, 65536))
+            if not piece:
+                break
+            left -= len(piece)
+            self.wfile.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        self.wfile.write(b"0\r\n\r\n")
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = route
 
