@@ -25,7 +25,6 @@
  *     hundred bytes per registration) until exit. */
 #include "metrics_writers.h"
 
-#include "host.h"
 #include "log.h"
 
 #include <errno.h>
