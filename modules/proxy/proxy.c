@@ -45,8 +45,8 @@
  * Threads: handlers run on every worker.  A server's counters are relaxed
  * atomics (proxy.h; figures.c shows them in the status handler and the
  * metrics endpoint); its up/down state is an atomic flag written by its
- * health fiber and by failing requests.  A tunnel's two fibers share its state
- * (struct tunnel) unlocked: both run on one worker, never at once. */
+ * health fiber and by failing requests.  A tunnel's two fibers share its
+ * state (struct tunnel) unlocked: both run on one worker, never at once. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* the build defines it for modules; the unit tests may not */
 #endif
