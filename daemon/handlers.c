@@ -22,11 +22,16 @@
  *     one cache line.
  *   - A provider is never freed while asyncd runs: a call may have read
  *     the pointer just before the withdrawal.  Withdrawn providers stay on
- *     the slot's list (a few dozen bytes per registration) until exit. */
+ *     the slot's list (a few dozen bytes per registration) until exit.
+ *
+ * A module's metrics writers (metrics_writers.c) are calls into its code
+ * from another module too: withdrawing and waiting for m's handlers does
+ * the same for its writers, so every caller of the two has both. */
 #include "handlers.h"
 
 #include "host.h"
 #include "log.h"
+#include "metrics_writers.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -199,6 +204,7 @@ void asyncd_handlers_withdraw(struct asyncd_module *m)
                            m->desc->name, s->name);
             }
     pthread_mutex_unlock(&lock);
+    asyncd_metrics_writers_withdraw(m);
 }
 
 static long inflight(struct provider *p)
@@ -237,7 +243,8 @@ bool asyncd_handlers_busy(struct asyncd_module *m)
     pthread_mutex_lock(&lock);
     busy = busy_locked(m);
     pthread_mutex_unlock(&lock);
-    return busy;
+    /* both settled, whatever the first said */
+    return asyncd_metrics_writers_busy(m) || busy;
 }
 
 int asyncd_handlers_wait(struct asyncd_module *m, int64_t until_ms)

@@ -10,7 +10,8 @@
 #include <stdint.h>
 
 /* Withdraws every handler m provides: calls that begin from now on find
- * no provider.  Any thread. */
+ * no provider.  Any thread.  (Its metrics writers go too; the busy and
+ * wait calls below cover them as well.) */
 void asyncd_handlers_withdraw(struct asyncd_module *m);
 /* Whether a call into one of m's withdrawn handlers is still running. */
 bool asyncd_handlers_busy(struct asyncd_module *m);

@@ -6,6 +6,7 @@
 #include "listeners.h"
 #include "logsink.h"
 #include "logsink_int.h"
+#include "metrics_writers.h"
 #include "watcher.h"
 
 #include <errno.h>
@@ -65,4 +66,6 @@ const struct async_module_host_api asyncd_host_api = {
     .listen = asyncd_host_listen,
     .daemon_stats = asyncd_host_daemon_stats,
     .vwarning = asyncd_host_vwarning,
+    .add_metrics_writer = asyncd_metrics_writer_add,
+    .metrics_write = asyncd_metrics_write,
 };

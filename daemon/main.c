@@ -44,6 +44,7 @@
  * start-up makes asyncd stop the others and exit 1. */
 #include "check.h"
 #include "handlers.h"
+#include "metrics_writers.h"
 #include "inherit.h"
 #include "listeners.h"
 #include "config.h"
@@ -202,6 +203,7 @@ static int stop_all(struct daemon *d)
     }
     d->modules = NULL;
     asyncd_handlers_free_all();
+    asyncd_metrics_writers_free_all();
     asyncd_listeners_close_all();
     return 0;
 }

@@ -38,8 +38,9 @@
  * hook that reports every problem of a config by JSON path, an
  * effective_config hook for `asyncd -T`, a reopen hook for SIGUSR1, host
  * calls for readiness, for log files the daemon writes on the module's
- * behalf, for HTTP handlers and for listening sockets the daemon keeps
- * across reloads (async_module_listen).  ABI 1 modules are refused: rebuild them.
+ * behalf, for HTTP handlers, for listening sockets the daemon keeps
+ * across reloads (async_module_listen) and for lines of the metrics
+ * endpoint (async_module_add_metrics_writer).  ABI 1 modules are refused: rebuild them.
  *
  * Host calls.  A module reaches asyncd only through the handles asyncd
  * gives it (the host, a report, a log file, a handler slot), each of which
@@ -60,6 +61,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef __cplusplus
@@ -141,6 +144,11 @@ struct async_module {
 /* ---- host calls ---- */
 
 typedef struct async_module_http_slot async_module_http_slot;
+struct async_module_text;
+
+/* A module's contribution to the metrics endpoint (see "Metrics" below):
+ * appends lines to out; must not park. */
+typedef void (*async_module_metrics_writer)(struct async_module_text *out, void *ctx);
 
 /* What asyncd has done since it started (async_module_daemon_stats).
  * Members are only ever added at the end. */
@@ -179,6 +187,9 @@ struct async_module_host_api {
     void (*daemon_stats)(const async_module_host *host, struct async_module_daemon_stats *st,
                          size_t size);
     void (*vwarning)(async_module_report *report, const char *path, const char *fmt, va_list ap);
+    int (*add_metrics_writer)(async_module_host *host, const char *name,
+                              async_module_metrics_writer fn, void *ctx);
+    void (*metrics_write)(async_module_host *host, struct async_module_text *out);
 };
 
 /* How every handle asyncd gives a module begins. */
@@ -407,6 +418,98 @@ static inline int async_module_http_call(async_module_http_slot *slot, async_htt
 static inline int async_module_http_provided(const async_module_http_slot *slot)
 {
     return ASYNC_MODULE_API_(slot)->http_provided(slot);
+}
+
+/* ---- Metrics ----
+ *
+ * The http module's metrics endpoint (metrics_path) answers with its own
+ * figures and then with what every module's metrics writer appends: lines
+ * of the Prometheus text exposition format 0.0.4 (each family's # HELP
+ * and # TYPE once, then its samples), whole lines only, names of the
+ * module's own prefix (asyncd_<module>_) so that no two modules write the
+ * same family.  A writer belongs to the run that registered it, as a
+ * handler does: asyncd withdraws it when the run ends or the module
+ * stops, and waits for a scrape inside it before it cancels the module's
+ * fibers, so ctx may point at what run owns. */
+
+/* A growing text: the metrics endpoint's answer, which writers append to.
+ * Whoever made it frees buf; failed says memory ran out on the way (the
+ * text is then incomplete and is not served). */
+struct async_module_text {
+    char *buf;
+    size_t len, cap;
+    int failed;
+};
+
+static inline void async_module_text_vaddf(struct async_module_text *t, const char *fmt,
+                                           va_list ap)
+{
+    for (;;) {
+        va_list again;
+        size_t room = t->cap - t->len;
+        char *more;
+        int n;
+
+        va_copy(again, ap);
+        n = vsnprintf(t->buf != NULL ? t->buf + t->len : NULL, room, fmt, again);
+        va_end(again);
+        if (n < 0) {
+            t->failed = 1;
+            return;
+        }
+        if ((size_t)n < room) {
+            t->len += (size_t)n;
+            return;
+        }
+        if ((more = (char *)realloc(t->buf, t->cap * 2 + (size_t)n + 1)) == NULL) {
+            t->failed = 1;
+            return;
+        }
+        t->buf = more;
+        t->cap = t->cap * 2 + (size_t)n + 1;
+    }
+}
+
+/* Appends printf's output for fmt to t. */
+static inline void async_module_textf(struct async_module_text *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline void async_module_textf(struct async_module_text *t, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    async_module_text_vaddf(t, fmt, ap);
+    va_end(ap);
+}
+
+/* From run (any fiber of the module): fn(out, ctx) is called for every
+ * scrape of the metrics endpoint from now until the run ends, on the
+ * scraping fiber (any worker, several at once), so what it reads is read
+ * while the module serves: atomics, or data that no longer changes.  0;
+ * -1 EEXIST (the module has a writer of that name), EINVAL (name as for
+ * a handler, or fn NULL), ENOMEM, ENOSYS (an asyncd without the call: the
+ * module's figures are just not exported). */
+static inline int async_module_add_metrics_writer(async_module_host *host, const char *name,
+                                                  async_module_metrics_writer fn, void *ctx)
+{
+    if (!async_module_host_has(host, add_metrics_writer) ||
+        ASYNC_MODULE_API_(host)->add_metrics_writer == NULL) {
+        errno = ENOSYS;
+        return -1;
+    }
+    return ASYNC_MODULE_API_(host)->add_metrics_writer(host, name, fn, ctx);
+}
+
+/* For the module that serves the metrics endpoint: calls every
+ * registered writer, in the order they were registered, to append to
+ * out.  Never parks.  (A no-op on an asyncd without the
+ * call.) */
+static inline void async_module_metrics_write(async_module_host *host,
+                                              struct async_module_text *out)
+{
+    if (async_module_host_has(host, metrics_write) &&
+        ASYNC_MODULE_API_(host)->metrics_write != NULL)
+        ASYNC_MODULE_API_(host)->metrics_write(host, out);
 }
 
 #ifdef __cplusplus

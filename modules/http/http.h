@@ -373,13 +373,11 @@ static inline struct http_file *http_file_get(struct http_server *srv, const cha
     return http_file_cache_get(&l->files, path, redirect);
 }
 
-/* A growing text for the status and metrics answers (status.c). */
-struct http_text {
-    char *buf;                  /* malloc'd; the caller frees it */
-    size_t len, cap;
-    bool failed;                /* out of memory on the way: drop it */
-};
-void http_addf(struct http_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends to the status and metrics answers, which are the platform's
+ * growing text (async_io/module.h), so that the metrics writers of other
+ * modules append to the same answer (status.c). */
+void http_addf(struct async_module_text *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* The status endpoint's JSON answer (403 to a peer status_allow leaves
  * out). */

@@ -4,20 +4,13 @@
  *
  * Nothing is counted here.  Every figure is read at scrape time from
  * where it is kept anyway: the engine's per-worker counters
-<<<<<<< HEAD
- * (async_http_server_stats and _metrics: relaxed single-writer counters
- * per worker, summed now, so no request writes a shared cache line), the
- * runtime's async_stats, the daemon's tally (async_module_daemon_stats) and
- * the TLS code's kernel-TLS counts (async_tls_ktls_stats: process-wide
- * relaxed atomics, added to per file sent under kernel TLS, never on a
- * connection without it).
-=======
  * (async_http_server_stats and _metrics), the sites' (site_stats.c,
  * counted by the engine's done hook) — both relaxed single-writer
  * counters per worker, summed now, so no request writes a shared cache
- * line — the runtime's async_stats, and the daemon's tally
- * (async_module_daemon_stats).
->>>>>>> sites2
+ * line — the runtime's async_stats, the daemon's tally
+ * (async_module_daemon_stats) and the TLS code's kernel-TLS counts
+ * (async_tls_ktls_stats: process-wide relaxed atomics, added to per file
+ * sent under kernel TLS, never on a connection without it).
  * A scrape walks the server's connection list once, to count the idle
  * and lingering ones: its cost grows with open connections (bench/http/
  * metrics_cpu.sh measures it at 10,000), a request's does not.
@@ -27,7 +20,13 @@
  * or "default" for a server without names; a site a reload removed keeps
  * its last counts until the module restarts.  Connections and bytes are
  * the engine's, counted per connection (which may serve several hosts):
- * they carry no server label. */
+ * they carry no server label.
+ *
+ * Last come the lines of other modules (the proxy's asyncd_proxy_*):
+ * every metrics writer registered with asyncd
+ * (async_module_add_metrics_writer) appends its families to the same
+ * text, read by its module as it serves; a module that stops or a reload
+ * that removes it takes its lines away. */
 #include "http.h"
 #include "sites.h"
 
@@ -37,19 +36,20 @@
 
 #define MAX_WORKERS_SHOWN 256
 
-static void family(struct http_text *t, const char *name, const char *type, const char *help)
+static void family(struct async_module_text *t, const char *name, const char *type,
+                   const char *help)
 {
     http_addf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void one(struct http_text *t, const char *name, const char *type, const char *help,
+static void one(struct async_module_text *t, const char *name, const char *type, const char *help,
                 uint64_t v)
 {
     family(t, name, type, help);
     http_addf(t, "%s %" PRIu64 "\n", name, v);
 }
 
-static void daemon_part(struct http_server *srv, struct http_text *t)
+static void daemon_part(struct http_server *srv, struct async_module_text *t)
 {
     struct async_module_daemon_stats d;
 
@@ -69,7 +69,7 @@ static void daemon_part(struct http_server *srv, struct http_text *t)
         "Module runs started again after the module failed.", d.module_restarts);
 }
 
-static void runtime_part(struct http_server *srv, struct http_text *t)
+static void runtime_part(struct http_server *srv, struct async_module_text *t)
 {
     struct async_worker_stats per[MAX_WORKERS_SHOWN];
     struct async_stats st = {0};
@@ -116,7 +116,7 @@ static struct http_site_figures *read_sites(struct http_module *mod, size_t *n)
     return f != NULL ? f : calloc(1, sizeof(*f));
 }
 
-static void histogram(struct http_text *t, const struct http_site_figures *f, size_t n)
+static void histogram(struct async_module_text *t, const struct http_site_figures *f, size_t n)
 {
     static const uint64_t bound[ASYNC_HTTP_DURATION_BUCKETS] = ASYNC_HTTP_DURATION_BOUNDS_US;
     uint64_t sum;
@@ -145,7 +145,7 @@ static void histogram(struct http_text *t, const struct http_site_figures *f, si
 
 /* The counts kept by site: requests by status class, their durations,
  * files refused for want of a descriptor. */
-static int sites_part(struct http_server *srv, struct http_text *t)
+static int sites_part(struct http_server *srv, struct async_module_text *t)
 {
     size_t n, k;
     struct http_site_figures *f = read_sites(http_site_module(srv), &n);
@@ -170,7 +170,7 @@ static int sites_part(struct http_server *srv, struct http_text *t)
 }
 
 /* What the engine keeps: by connection, so for every server at once. */
-static void http_part(struct http_server *srv, struct http_text *t)
+static void http_part(struct http_server *srv, struct async_module_text *t)
 {
     struct async_http_metrics m;
     struct async_http_stats hs;
@@ -197,7 +197,7 @@ static void http_part(struct http_server *srv, struct http_text *t)
 
 /* Kernel TLS (the "ktls" of HTTPS addresses): process-wide, as the TLS
  * code of this module counts it. */
-static void tls_part(struct http_text *t)
+static void tls_part(struct async_module_text *t)
 {
     struct async_tls_ktls_stats k;
 
@@ -211,7 +211,7 @@ static void tls_part(struct http_text *t)
 
 int http_metrics_reply(struct http_server *srv, async_http_request *req)
 {
-    struct http_text body = {0};
+    struct async_module_text body = {0};
     int rc;
 
     if (!http_peer_allowed(&srv->cfg.metrics_allow, req))
@@ -220,7 +220,12 @@ int http_metrics_reply(struct http_server *srv, async_http_request *req)
     runtime_part(srv, &body);
     http_part(srv, &body);
     tls_part(&body);
-    if (sites_part(srv, &body) != 0 || body.failed) {
+    if (sites_part(srv, &body) != 0) {
+        free(body.buf);
+        return -1;
+    }
+    async_module_metrics_write(srv->host, &body);
+    if (body.failed) {
         free(body.buf);
         return -1;
     }

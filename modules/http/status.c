@@ -10,32 +10,13 @@
 
 #define MAX_WORKERS_SHOWN 256
 
-void http_addf(struct http_text *t, const char *fmt, ...)
+void http_addf(struct async_module_text *t, const char *fmt, ...)
 {
     va_list ap;
-    int n;
 
-    for (;;) {
-        va_start(ap, fmt);
-        n = vsnprintf(t->buf != NULL ? t->buf + t->len : NULL, t->cap - t->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            t->failed = true;
-            return;
-        }
-        if ((size_t)n < t->cap - t->len) {
-            t->len += (size_t)n;
-            return;
-        }
-        char *p = realloc(t->buf, t->cap * 2 + (size_t)n + 1);
-
-        if (p == NULL) {
-            t->failed = true;
-            return;
-        }
-        t->buf = p;
-        t->cap = t->cap * 2 + (size_t)n + 1;
-    }
+    va_start(ap, fmt);
+    async_module_text_vaddf(t, fmt, ap);
+    va_end(ap);
 }
 
 bool http_peer_allowed(const struct http_allow *a, const async_http_request *req)
@@ -51,7 +32,7 @@ int http_status_reply(struct http_server *srv, async_http_request *req)
     struct async_stats st = {0};
     struct async_module_daemon_stats d;
     struct async_http_stats hs;
-    struct http_text body = {0};
+    struct async_module_text body = {0};
     unsigned i, n;
     int rc;
 

@@ -43,21 +43,17 @@
  * tunnel_idle_timeout_ms.
  *
  * Threads: handlers run on every worker.  A server's counters are relaxed
- * atomics; its up/down state is an atomic flag written by its health
- * fiber and by failing requests.  A tunnel's two fibers share its state
- * (struct tunnel) unlocked: both run on one worker, never at once. */
+ * atomics (proxy.h; figures.c shows them in the status handler and the
+ * metrics endpoint); its up/down state is an atomic flag written by its
+ * health fiber and by failing requests.  A tunnel's two fibers share its
+ * state (struct tunnel) unlocked: both run on one worker, never at once. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* the build defines it for modules; the unit tests may not */
 #endif
-#include <async_io.h>
-#include <async_io/http.h>
-#include <async_io/module.h>
-
+#include "proxy.h"
 #include "upstream_tls.h"
 
 #include <errno.h>
-#include <stdatomic.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,44 +61,6 @@
 #include <sys/socket.h>
 
 #define BUF_SIZE (64 * 1024)
-#define MAX_SERVERS 64
-
-enum failure { FAIL_REFUSED, FAIL_RESET, FAIL_TIMEOUT, FAIL_INVALID, FAIL_OTHER, FAIL_KINDS };
-static const char *const failure_names[FAIL_KINDS] = {"refused", "reset", "timeout", "invalid",
-                                                      "other"};
-/* Upper bounds (ms) of the response-time buckets; one more for the rest. */
-static const int64_t bucket_ms[] = {1, 5, 10, 50, 100, 500, 1000, 5000};
-#define BUCKETS (sizeof(bucket_ms) / sizeof(bucket_ms[0]) + 1)
-
-struct server {
-    char *address;
-    _Atomic bool up;
-    _Atomic unsigned fails;     /* in a row */
-    _Atomic unsigned oks;       /* in a row, while down */
-    _Atomic long active;        /* requests in flight */
-    _Atomic uint64_t requests;
-    _Atomic uint64_t failures[FAIL_KINDS];
-    _Atomic uint64_t head_ms[BUCKETS]; /* time to the response head */
-};
-
-struct upstream {
-    const char *name;           /* the config's key (borrowed from the config) */
-    struct server servers[MAX_SERVERS];
-    size_t n;
-    bool least_conn;
-    unsigned keepalive;
-    int64_t connect_timeout_ms, response_timeout_ms;
-    int64_t tunnel_idle_timeout_ms;
-    const char *health_path;    /* NULL: no active checks */
-    int64_t health_interval_ms, health_timeout_ms;
-    unsigned fall, rise, retries;
-    const char *host;
-    async_http_pool *pool;
-    struct upstream_tls *tls;   /* NULL: plain TCP */
-    async_http_pool *check_pool; /* health checks over TLS (keeps none); else NULL */
-    _Atomic unsigned next;
-    async_module_host *mod;
-};
 
 /* ---- config ---- */
 
@@ -664,16 +622,6 @@ static int tunnel(async_http_request *req, struct upstream *up, async_http_call 
     return 0;
 }
 
-/* The time to an answer's head, into s's histogram. */
-static void count_head(struct server *s, int64_t t0)
-{
-    size_t b;
-
-    for (b = 0; b < BUCKETS - 1 && async_now_ms() - t0 > bucket_ms[b]; b++)
-        ;
-    atomic_fetch_add_explicit(&s->head_ms[b], 1, memory_order_relaxed);
-}
-
 /* One try on server s: 0 with *out, the call, its response head read;
  * -1 with errno when the upstream failed; -2 when the client's body did
  * (the engine then answers 413, 400 or 408). */
@@ -696,7 +644,7 @@ static int try_server(async_http_request *req, struct upstream *up, struct serve
     err = errno;
     async_deadline(-1);
     if (rc == 0) {
-        count_head(s, t0);
+        proxy_timed(s, async_now_ms() - t0);
         *out = c;
         return 0;
     }
@@ -753,7 +701,7 @@ static void *answer_side(void *arg)
     a->err = buf != NULL ? errno : ENOMEM;
     async_deadline(-1);
     if (a->head == 0) {
-        count_head(a->s, a->t0);
+        proxy_timed(a->s, async_now_ms() - a->t0);
         a->relayed = relay(a->req, a->up, a->c, buf);
         /* Answered while the body still goes up to an upstream that
          * stopped reading it: end the upload rather than wait it out. */
@@ -887,67 +835,6 @@ out:
     return rc;
 }
 
-/* ---- figures ---- */
-
-static json_t *server_json(struct server *s)
-{
-    json_t *o = json_object(), *f = json_object(), *h = json_object();
-    char key[16];
-    size_t i;
-
-    for (i = 0; i < FAIL_KINDS; i++)
-        json_object_set_new(f, failure_names[i],
-                            json_integer((json_int_t)atomic_load(&s->failures[i])));
-    for (i = 0; i < BUCKETS; i++) {
-        if (i < BUCKETS - 1)
-            snprintf(key, sizeof(key), "le_%lld", (long long)bucket_ms[i]);
-        else
-            snprintf(key, sizeof(key), "more");
-        json_object_set_new(h, key, json_integer((json_int_t)atomic_load(&s->head_ms[i])));
-    }
-    json_object_set_new(o, "state", json_string(atomic_load(&s->up) ? "up" : "down"));
-    json_object_set_new(o, "requests", json_integer((json_int_t)atomic_load(&s->requests)));
-    json_object_set_new(o, "active", json_integer((json_int_t)atomic_load(&s->active)));
-    json_object_set_new(o, "failures", f);
-    json_object_set_new(o, "response_head_ms", h);
-    return o;
-}
-
-struct figures {
-    struct upstream *ups;
-    size_t n;
-};
-
-/* The "proxy_status" handler: every upstream's servers and counters. */
-static int status_handle(async_http_request *req, void *ctx)
-{
-    struct figures *f = ctx;
-    json_t *all = json_object(), *u, *servers;
-    char *text;
-    size_t i, k;
-    int rc;
-
-    for (i = 0; i < f->n; i++) {
-        u = json_object();
-        servers = json_object();
-        for (k = 0; k < f->ups[i].n; k++)
-            json_object_set_new(servers, f->ups[i].servers[k].address,
-                                server_json(&f->ups[i].servers[k]));
-        json_object_set_new(u, "idle_connections",
-                            json_integer(async_http_pool_idle(f->ups[i].pool)));
-        json_object_set_new(u, "servers", servers);
-        json_object_set_new(all, f->ups[i].name, u);
-    }
-    text = json_dumps(all, JSON_COMPACT);
-    json_decref(all);
-    if (text == NULL)
-        return -1;
-    async_http_add_header(req, "Cache-Control", "no-store");
-    rc = async_http_respond(req, 200, "application/json", text, strlen(text));
-    free(text);
-    return rc;
-}
-
 /* ---- the module ---- */
 
 struct proxy {
@@ -955,7 +842,7 @@ struct proxy {
     size_t n;
     async_task **checks;        /* health fibers, joined before anything is freed */
     size_t nchecks;
-    struct figures *figures;
+    struct proxy_figures *figures;
 };
 
 static void proxy_free(struct proxy *p)
@@ -1001,7 +888,8 @@ static int upstream_start(struct proxy *p, struct upstream *up, async_module_hos
     return 0;
 }
 
-/* The figures, for a route {"path": "/proxy-status", "handler": "proxy_status"}. */
+/* The figures: for a route {"path": "/proxy-status", "handler":
+ * "proxy_status"}, and in the http module's metrics endpoint. */
 static void figures_start(struct proxy *p, async_module_host *host)
 {
     static const char status_name[] = "proxy_status";
@@ -1010,8 +898,11 @@ static void figures_start(struct proxy *p, async_module_host *host)
         return;
     p->figures->ups = p->ups;
     p->figures->n = p->n;
-    if (async_module_add_http_handler(host, status_name, status_handle, p->figures) != 0)
+    if (async_module_add_http_handler(host, status_name, proxy_status_handle, p->figures) != 0)
         async_module_log(host, ASYNC_LOG_WARNING, "%s: %s", status_name, strerror(errno));
+    if (async_module_add_metrics_writer(host, "proxy", proxy_metrics_write, p->figures) != 0 &&
+        errno != ENOSYS)
+        async_module_log(host, ASYNC_LOG_WARNING, "metrics: %s", strerror(errno));
 }
 
 /* An upstream with "tls": its pools connect through TLS.  0 or -1. */
