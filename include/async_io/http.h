@@ -127,7 +127,9 @@ ASYNC_API int async_http_flush(async_http_request *req);
  * would then send bytes the other fiber is sending.  This sends the 100
  * Continue the client may be waiting for and what earlier answers left
  * buffered; from then on body reads never touch the output, which is the
- * writer's alone.  Call it before the writer starts.  0, or -1 EPIPE. */
+ * writer's alone (so the writer flushes what it wants sent while the body
+ * is still read), until the handler returns.  Call it before the writer
+ * starts.  0, or -1 EPIPE. */
 ASYNC_API int async_http_duplex(async_http_request *req);
 /* The status set so far (200 unless set). */
 ASYNC_API int async_http_status(const async_http_request *req);

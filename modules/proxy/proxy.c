@@ -653,9 +653,11 @@ static int try_server(async_http_request *req, struct upstream *up, struct serve
     return rc;
 }
 
-/* The upstream's answer to the client, a buffer at a time: 0, or -1 when
- * either side failed mid-body (the engine closes the client's end). */
-static int relay(async_http_request *req, struct upstream *up, async_http_call *c, char *buf)
+/* The upstream's answer to the client, a buffer at a time, each sent at
+ * once when flush says so: 0, or -1 when either side failed mid-body (the
+ * engine closes the client's end). */
+static int relay(async_http_request *req, struct upstream *up, async_http_call *c, char *buf,
+                 bool flush)
 {
     ssize_t n;
     int rc = 0;
@@ -665,7 +667,7 @@ static int relay(async_http_request *req, struct upstream *up, async_http_call *
         return -1;
     async_deadline(async_now_ms() + up->response_timeout_ms);
     while ((n = async_http_call_read(c, buf, BUF_SIZE)) > 0)
-        if (async_http_write(req, buf, (size_t)n) != 0) {
+        if (async_http_write(req, buf, (size_t)n) != 0 || (flush && async_http_flush(req) != 0)) {
             rc = -1;
             break;
         }
@@ -696,13 +698,18 @@ static void *answer_side(void *arg)
     struct answer_side *a = arg;
     char *buf = malloc(BUF_SIZE);
 
+    /* Like the connection's own fiber (the engine shields it): a module
+     * that stops drains its requests; its deadlines bound it. */
+    async_shield(1);
     async_deadline(async_now_ms() + a->up->response_timeout_ms);
     a->head = buf != NULL ? async_http_call_response(a->c) : -1;
     a->err = buf != NULL ? errno : ENOMEM;
     async_deadline(-1);
     if (a->head == 0) {
         proxy_timed(a->s, async_now_ms() - a->t0);
-        a->relayed = relay(a->req, a->up, a->c, buf);
+        /* in duplex the body reader never sends the output: each piece
+         * leaves here, or a client that waits for it waits forever */
+        a->relayed = relay(a->req, a->up, a->c, buf, true);
         /* Answered while the body still goes up to an upstream that
          * stopped reading it: end the upload rather than wait it out. */
         if (!a->body_done)
@@ -725,12 +732,14 @@ static int exchange_streamed(async_http_request *req, struct upstream *up, struc
 {
     struct answer_side a = {.req = req, .up = up, .s = s, .t0 = async_now_ms(), .head = -1};
     async_task *t = NULL;
-    int sent = -1, err;
+    int sent = -1, err, shield;
 
+    if (async_http_duplex(req) != 0)
+        return -2; /* the client went: no fault of the server's */
     atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
     a.c = async_http_call_new(up->pool, async_http_method(req), s->address, async_http_target(req));
     async_deadline(a.t0 + up->connect_timeout_ms + up->response_timeout_ms);
-    if (a.c != NULL && forward_request_fields(req, a.c, up) == 0 && async_http_duplex(req) == 0 &&
+    if (a.c != NULL && forward_request_fields(req, a.c, up) == 0 &&
         async_http_call_stream(a.c) == 0 &&
         (t = async_spawn_on((unsigned)async_worker_id(), answer_side, &a)) != NULL) {
         sent = forward_body(req, a.c, buf, read_any);
@@ -741,9 +750,13 @@ static int exchange_streamed(async_http_request *req, struct upstream *up, struc
     async_deadline(-1);
     a.body_done = true;
     if (t != NULL) {
+        /* A body cut short: the answer, if any, cannot end; the answer
+         * side is shielded, so end it through its connection. */
         if (sent == -2)
-            async_cancel(t); /* no answer comes to a body cut short */
+            async_http_call_abort(a.c);
+        shield = async_shield(1); /* a and a.c are its until it ends */
         async_join(t, NULL);
+        async_shield(shield);
     }
     async_http_call_free(a.c);
     if (a.head == 0) {
@@ -801,8 +814,8 @@ static int proxy_handle(async_http_request *req, void *ctx)
                 server_ok(up, s);
                 goto out;
             }
-            if (rc == -2 || err == ECANCELED) {
-                rc = -1;
+            if (rc == -2 || err == ECANCELED || err == ENOMEM) {
+                rc = -1; /* the engine answers for the client's body, or 500 */
                 goto out;
             }
             server_failed(up, s, err, strerror(err));
@@ -813,7 +826,8 @@ static int proxy_handle(async_http_request *req, void *ctx)
         rc = try_server(req, up, s, body, buf, &read_any, &c);
         if (rc == 0) {
             server_ok(up, s);
-            rc = async_http_call_status(c) == 101 ? tunnel(req, up, c) : relay(req, up, c, buf);
+            rc = async_http_call_status(c) == 101 ? tunnel(req, up, c)
+                                                   : relay(req, up, c, buf, false);
             async_http_call_free(c);
             atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
             goto out;

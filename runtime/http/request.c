@@ -892,6 +892,7 @@ bool async__http_request_finish(struct async_http_request *req, int rc)
     struct http_conn *c = req->c;
     bool unread = !req->body_done && req->body_error == 0;
 
+    req->duplex = false; /* one fiber again: the answer leaves before a drain waits */
     if (rc != 0 && !req->head_sent) {
         /* a handler that gave up on its body: the status the body earned */
         async__http_error(req, req->body_malformed ? 400

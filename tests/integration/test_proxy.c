@@ -330,6 +330,82 @@ static void proxy_passes_on_an_early_answer_to_a_large_upload(void **state)
     stop();
 }
 
+/* An upload that pauses after its first bytes, as a live producer does:
+ * an early answer reaches the client at once (in duplex the answer side
+ * sends each piece itself), not after body_timeout_ms or another MiB. */
+static void proxy_passes_on_an_early_answer_to_a_paused_upload(void **state)
+{
+    char servers[64], head[256], part[1000];
+    struct client *c;
+    struct resp r;
+    int n;
+
+    (void)state;
+    backend_start(&B[0], "a", NULL);
+    snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
+    start_http(UPLOADS, servers, "");
+    c = client_open(D.port);
+    n = snprintf(head, sizeof(head), "POST /early?status=413 HTTP/1.1\r\nHost: t\r\n"
+                 "Content-Length: 1000000\r\n\r\n");
+    memset(part, 'p', sizeof(part));
+    assert_true(client_sendn(c, head, (size_t)n));
+    assert_true(client_sendn(c, part, sizeof(part)));
+    /* well before the 10 s body timeout, which would also end it */
+    if (client_response_ms(c, false, &r, 3000) != 0)
+        fail_msg("no early answer within 3 s");
+    assert_status(&r, 413);
+    assert_int_equal(r.body_len, 12);
+    assert_memory_equal(r.body, "early answer", 12);
+    resp_free(&r);
+    client_close(c);
+    stop();
+}
+
+/* A streamed upload in flight when asyncd is told to stop: the request is
+ * drained like any other (the answer side is shielded as the connection
+ * is), not cut when the module's group is cancelled. */
+static void proxy_drains_a_streamed_upload_on_stop(void **state)
+{
+    enum { LEN = 300000, FIRST = 100000 };
+    char servers[64], head[256];
+    char *body = malloc(LEN);
+    struct client *c;
+    struct resp r;
+    struct pollfd pf;
+    int i, n;
+
+    (void)state;
+    assert_non_null(body);
+    for (i = 0; i < LEN; i++)
+        body[i] = (char)('a' + i % 23);
+    backend_start(&B[0], "a", NULL);
+    snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
+    start_http(UPLOADS, servers, "");
+    c = client_open(D.port);
+    n = snprintf(head, sizeof(head), "POST /stream_echo HTTP/1.1\r\nHost: t\r\n"
+                 "Content-Length: %d\r\n\r\n", LEN);
+    assert_true(client_sendn(c, head, (size_t)n));
+    assert_true(client_sendn(c, body, FIRST));
+    /* the echo has begun: the answer side is parked on the upstream */
+    pf = (struct pollfd){c->fd, POLLIN, 0};
+    assert_int_equal(poll(&pf, 1, IO_MS), 1);
+    assert_int_equal(kill(D.pid, SIGTERM), 0);
+    wait_log(&D, "stopping");
+    /* a cut answer side closes the connection within moments: it must
+     * not (an absence, so a bounded look) */
+    pf = (struct pollfd){c->fd, POLLRDHUP, 0};
+    assert_int_equal(poll(&pf, 1, 500), 0);
+    assert_true(client_sendn(c, body + FIRST, LEN - FIRST));
+    must_respond(c, false, &r);
+    assert_status(&r, 200);
+    assert_int_equal(r.body_len, LEN);
+    assert_memory_equal(r.body, body, LEN);
+    resp_free(&r);
+    client_close(c);
+    free(body);
+    assert_int_equal(reap(&D, 25000), 0);
+}
+
 /* A server that refuses connections: requests go to the other (retries),
  * and once it fails `fall` times it leaves the rotation; with nobody left,
  * 502 for the request that found out and 503 after. */
@@ -1048,6 +1124,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(proxy_passes_on_an_early_answer_to_a_large_upload, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(proxy_passes_on_an_early_answer_to_a_paused_upload, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(proxy_drains_a_streamed_upload_on_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(proxy_fails_over_and_marks_servers_down, setup, teardown),
         cmocka_unit_test_setup_teardown(proxy_health_checks_take_a_server_out_and_back, setup,
                                         teardown),
