@@ -39,7 +39,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NAME_MAX_LEN 64
 #define LANES 16                /* in-flight counters per provider */
 #define WAIT_POLL_MS 5
 
@@ -62,24 +61,11 @@ struct async_module_http_slot {
     _Atomic(struct provider *) provider;
     struct provider *all;           /* under lock */
     struct async_module_http_slot *next;
-    char name[NAME_MAX_LEN + 1];
+    char name[ASYNCD_NAME_MAX + 1];
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct async_module_http_slot *slots;
-
-static bool valid_name(const char *s)
-{
-    size_t n = s != NULL ? strlen(s) : 0;
-
-    if (n == 0 || n > NAME_MAX_LEN)
-        return false;
-    for (; *s != '\0'; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '_' || *s == '-' || *s == '.'))
-            return false;
-    return true;
-}
 
 /* The slot of name, made if need be; under lock. */
 static struct async_module_http_slot *slot_locked(const char *name)
@@ -103,7 +89,7 @@ async_module_http_slot *asyncd_handler_slot(async_module_host *host, const char 
     struct async_module_http_slot *s;
 
     (void)host;
-    if (!valid_name(name)) {
+    if (!asyncd_handler_name_valid(name)) {
         errno = EINVAL;
         return NULL;
     }
@@ -121,7 +107,7 @@ int asyncd_handler_add(async_module_host *host, const char *name, async_http_han
     struct async_module_http_slot *s;
     struct provider *p;
 
-    if (host == NULL || fn == NULL || !valid_name(name)) {
+    if (host == NULL || fn == NULL || !asyncd_handler_name_valid(name)) {
         errno = EINVAL;
         return -1;
     }

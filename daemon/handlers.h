@@ -8,6 +8,25 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
+
+/* The longest name of a handler or a metrics writer. */
+#define ASYNCD_NAME_MAX 64
+
+/* Whether s may name a handler or a metrics writer: 1 to ASYNCD_NAME_MAX
+ * of [A-Za-z0-9_.-]. */
+static inline bool asyncd_handler_name_valid(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+
+    if (n == 0 || n > ASYNCD_NAME_MAX)
+        return false;
+    for (; *s != '\0'; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '-' || *s == '.'))
+            return false;
+    return true;
+}
 
 /* Withdraws every handler m provides: calls that begin from now on find
  * no provider.  Any thread.  (Its metrics writers go too; the busy and

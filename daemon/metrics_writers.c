@@ -25,6 +25,8 @@
  *     hundred bytes per registration) until exit. */
 #include "metrics_writers.h"
 
+#include "handlers.h"
+
 #include "log.h"
 
 #include <errno.h>
@@ -33,8 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NAME_MAX_LEN 64
-
 struct writer {
     async_module_metrics_writer fn;
     void *ctx;
@@ -42,31 +42,18 @@ struct writer {
     bool withdrawn;
     _Atomic long inflight;          /* scrapes inside fn */
     struct writer *next;
-    char name[NAME_MAX_LEN + 1];
+    char name[ASYNCD_NAME_MAX + 1];
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct writer *writers, **tail = &writers;
-
-static bool valid_name(const char *s)
-{
-    size_t n = s != NULL ? strlen(s) : 0;
-
-    if (n == 0 || n > NAME_MAX_LEN)
-        return false;
-    for (; *s != '\0'; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '_' || *s == '-' || *s == '.'))
-            return false;
-    return true;
-}
 
 int asyncd_metrics_writer_add(async_module_host *host, const char *name,
                               async_module_metrics_writer fn, void *ctx)
 {
     struct writer *w;
 
-    if (host == NULL || fn == NULL || !valid_name(name)) {
+    if (host == NULL || fn == NULL || !asyncd_handler_name_valid(name)) {
         errno = EINVAL;
         return -1;
     }

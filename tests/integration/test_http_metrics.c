@@ -26,11 +26,11 @@
 #define PORT_LINE "http: listening on 127.0.0.1:0 (port "
 #define IO_MS 10000
 #define HELLO "Hello, World!"
-#define PROMTOOL "/usr/bin/promtool"
 #define PROMETHEUS "/usr/bin/prometheus"
 #define METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 #include "daemon.h"
+#include "promtool.h"
 
 static struct daemon D;
 
@@ -183,26 +183,6 @@ static double sample(const char *body, const char *series)
 #define CONNS "asyncd_http_connections_total"
 
 /* ---- the tests ---- */
-
-/* promtool check metrics on body: fails the test with what it said. */
-static void promtool_check(const char *body)
-{
-    char out[8192], cmd[1200], path[512];
-    FILE *p;
-    size_t got;
-    int rc;
-
-    write_file("scrape.txt", body);
-    path_of(path, sizeof(path), "scrape.txt");
-    snprintf(cmd, sizeof(cmd), PROMTOOL " check metrics < '%s' 2>&1", path);
-    p = popen(cmd, "r");
-    assert_non_null(p);
-    got = fread(out, 1, sizeof(out) - 1, p);
-    out[got] = '\0';
-    rc = pclose(p);
-    if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0 || out[0] != '\0')
-        fail_msg("promtool check metrics said (%d):\n%s\non:\n%s", rc, out, body);
-}
 
 static void metrics_scrape_passes_promtool_check(void **state)
 {

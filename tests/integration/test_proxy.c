@@ -302,7 +302,6 @@ static void proxy_serves_an_upstream_that_answers_while_it_reads(void **state)
 static void proxy_passes_on_an_early_answer_to_a_large_upload(void **state)
 {
     char servers[64], out[4096];
-    struct client *c;
     struct resp r;
 
     (void)state;
@@ -319,14 +318,11 @@ static void proxy_passes_on_an_early_answer_to_a_large_upload(void **state)
                                  "-H 'Transfer-Encoding: chunked' --data-binary @up.bin "
                                  "-w ' %{http_code}'", "/early?status=401"), 0);
     assert_string_equal(out, "early answer 401");
-    c = client_open(D.port);
-    assert_true(client_send(c, "GET /proxy-status HTTP/1.1\r\nHost: t\r\n\r\n"));
-    must_respond(c, false, &r);
+    exchange("GET /proxy-status HTTP/1.1\r\nHost: t\r\n\r\n", false, &r, NULL);
     assert_status(&r, 200);
     assert_null(strstr(r.body, "\"state\":\"down\""));
     assert_non_null(strstr(r.body, "\"reset\":0"));
     resp_free(&r);
-    client_close(c);
     stop();
 }
 

@@ -22,10 +22,10 @@
 
 #define PORT_LINE "http: listening on 127.0.0.1:0 (port "
 #define IO_MS 10000
-#define PROMTOOL "/usr/bin/promtool"
 #define REQUESTS 20
 
 #include "daemon.h"
+#include "promtool.h"
 
 static struct daemon D;
 
@@ -114,26 +114,6 @@ static char *scrape(void)
     r.body = NULL;
     resp_free(&r);
     return body;
-}
-
-/* promtool check metrics on body: fails the test with what it said. */
-static void promtool_check(const char *body)
-{
-    char out[8192], cmd[1200], path[512];
-    FILE *p;
-    size_t got;
-    int rc;
-
-    write_file("scrape.txt", body);
-    path_of(path, sizeof(path), "scrape.txt");
-    snprintf(cmd, sizeof(cmd), PROMTOOL " check metrics < '%s' 2>&1", path);
-    p = popen(cmd, "r");
-    assert_non_null(p);
-    got = fread(out, 1, sizeof(out) - 1, p);
-    out[got] = '\0';
-    rc = pclose(p);
-    if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0 || out[0] != '\0')
-        fail_msg("promtool check metrics said (%d):\n%s\non:\n%s", rc, out, body);
 }
 
 /* Where the sample whose name and labels are exactly series starts, or
