@@ -436,6 +436,11 @@ ASYNC_API int async_http_call_header_at(const async_http_call *c, size_t i, cons
  * ECONNRESET (the connection ended early), EPROTO (a malformed chunk),
  * ETIMEDOUT, ECANCELED. */
 ASYNC_API ssize_t async_http_call_read(async_http_call *c, void *buf, size_t len);
+/* 1 if the next async_http_call_read would have to wait for the server
+ * (the body goes on and none of it is buffered), else 0.  A relay flushes
+ * what it passed on before then, so a trickle (server-sent events, a long
+ * poll) reaches its client piece by piece.  Does not park. */
+ASYNC_API int async_http_call_would_wait(const async_http_call *c);
 /* Asks the server to switch to protocol (sends "Connection: Upgrade" and
  * "Upgrade: protocol" with the request).  0, -1 EALREADY / EINVAL. */
 ASYNC_API int async_http_call_upgrade(async_http_call *c, const char *protocol);

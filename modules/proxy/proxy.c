@@ -654,8 +654,10 @@ static int try_server(async_http_request *req, struct upstream *up, struct serve
 }
 
 /* The upstream's answer to the client, a buffer at a time, each sent at
- * once when flush says so: 0, or -1 when either side failed mid-body (the
- * engine closes the client's end). */
+ * once when flush says so, and whatever was passed on sent before the
+ * upstream is waited for (a trickle reaches the client as it comes): 0,
+ * or -1 when either side failed mid-body (the engine closes the client's
+ * end). */
 static int relay(async_http_request *req, struct upstream *up, async_http_call *c, char *buf,
                  bool flush)
 {
@@ -667,7 +669,8 @@ static int relay(async_http_request *req, struct upstream *up, async_http_call *
         return -1;
     async_deadline(async_now_ms() + up->response_timeout_ms);
     while ((n = async_http_call_read(c, buf, BUF_SIZE)) > 0)
-        if (async_http_write(req, buf, (size_t)n) != 0 || (flush && async_http_flush(req) != 0)) {
+        if (async_http_write(req, buf, (size_t)n) != 0 ||
+            ((flush || async_http_call_would_wait(c)) && async_http_flush(req) != 0)) {
             rc = -1;
             break;
         }

@@ -883,6 +883,17 @@ ssize_t async_http_call_read(async_http_call *c, void *buf, size_t len)
     }
 }
 
+int async_http_call_would_wait(const async_http_call *c)
+{
+    if (!c->have_response || c->broken || c->body_done)
+        return 0;
+    /* Chunked, framing alone (a chunk's CRLF, the next size line) may sit
+     * in the buffer with no data behind it yet: a few bytes count as
+     * none.  At worst a relay flushes once too early, or, behind a long
+     * size line, once too late. */
+    return c->off == c->len || (c->r.chunked && c->len - c->off < 8);
+}
+
 int async_http_call_upgrade(async_http_call *c, const char *protocol)
 {
     if (c->streaming || c->req_done) {

@@ -20,6 +20,8 @@
                     closed (with the body still arriving: a reset)
   POST /stream_echo the body back chunked, each piece sent as it is read
                     (an application that answers while it still reads)
+  GET  /trickle?gate=PATH  "data: one", then (once the file PATH exists)
+                    "data: two", as two chunks (server-sent events)
   GET  /twolengths  an answer with two Content-Lengths (a smuggling shape)
   GET  /both        an answer with Content-Length and Transfer-Encoding
 """
@@ -97,6 +99,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(int(q.get("status", ["413"])[0]), b"early answer")
         if url.path == "/stream_echo":
             return self.stream_echo()
+        if url.path == "/trickle":
+            return self.trickle(q["gate"][0])
         data = self.body()
         if url.path == "/id":
             return self.reply(200, ("backend %s" % NAME).encode())
@@ -136,6 +140,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
             return
         return self.reply(404, b"no such thing")
+
+    def trickle(self, gate):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(b"data: one\n\n"), b"data: one\n\n"))
+        for _ in range(3000):  # the test opens the gate once "one" reached it
+            if os.path.exists(gate):
+                break
+            time.sleep(0.01)
+        self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(b"data: two\n\n"), b"data: two\n\n"))
 
     def stream_echo(self):
         left = int(self.headers.get("Content-Length", "0") or 0)

@@ -326,6 +326,54 @@ static void proxy_passes_on_an_early_answer_to_a_large_upload(void **state)
     stop();
 }
 
+/* Reads from c until want has arrived (bounded): what came, in buf. */
+static bool read_until(struct client *c, const char *want, char *buf, size_t size, int ms)
+{
+    int64_t until = now_ms() + ms;
+    size_t got = 0;
+
+    buf[0] = '\0';
+    while (strstr(buf, want) == NULL && got < size - 1) {
+        struct pollfd pf = {c->fd, POLLIN, 0};
+        ssize_t n;
+
+        if (poll(&pf, 1, left_ms(until)) != 1)
+            return false;
+        if ((n = recv(c->fd, buf + got, size - 1 - got, 0)) <= 0)
+            return false;
+        got += (size_t)n;
+        buf[got] = '\0';
+    }
+    return strstr(buf, want) != NULL;
+}
+
+/* An answer that trickles (server-sent events): each piece reaches the
+ * client as it comes, not once 64 KiB have gathered or the answer ended.
+ * The backend sends its second piece only once the first has arrived. */
+static void proxy_passes_a_trickle_on_piece_by_piece(void **state)
+{
+    char servers[64], req[1024], gate[512], buf[4096];
+    struct client *c;
+
+    (void)state;
+    backend_start(&B[0], "a", NULL);
+    snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
+    start(servers, "");
+    path_of(gate, sizeof(gate), "gate");
+    snprintf(req, sizeof(req), "GET /trickle?gate=%s HTTP/1.1\r\nHost: t\r\n\r\n", gate);
+    c = client_open(D.port);
+    assert_true(client_send(c, req));
+    if (!read_until(c, "data: one", buf, sizeof(buf), 5000))
+        fail_msg("the first piece did not come through on its own; got:\n%s", buf);
+    assert_non_null(strstr(buf, "text/event-stream"));
+    write_file("gate", "open");
+    if (!read_until(c, "0\r\n\r\n", buf, sizeof(buf), IO_MS))
+        fail_msg("no end after the second piece; got:\n%s", buf);
+    assert_non_null(strstr(buf, "data: two"));
+    client_close(c);
+    stop();
+}
+
 /* An upload that pauses after its first bytes, as a live producer does:
  * an early answer reaches the client at once (in duplex the answer side
  * sends each piece itself), not after body_timeout_ms or another MiB. */
@@ -1123,6 +1171,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(proxy_passes_on_an_early_answer_to_a_paused_upload, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(proxy_drains_a_streamed_upload_on_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(proxy_passes_a_trickle_on_piece_by_piece, setup, teardown),
         cmocka_unit_test_setup_teardown(proxy_fails_over_and_marks_servers_down, setup, teardown),
         cmocka_unit_test_setup_teardown(proxy_health_checks_take_a_server_out_and_back, setup,
                                         teardown),
