@@ -495,7 +495,6 @@ void async__fdw_handoff(struct async__fdw *f, struct async_task *to)
         linger_remove(w->owner, w); /* its hold passes to `to` */
     w->owner = to;
     to->linger[0] = w;              /* `to` has not run: it lingers on nothing else */
-    to->parking_on_linger = true;   /* until it starts */
     w->fw.task = to;
 }
 
@@ -525,9 +524,7 @@ int async__fdw_wait(struct async__fdw *f, int events)
     linger_add(t, w);
     async__park_prepare(t);
     w->fw.task = t;
-    t->parking_on_linger = true;
     why = async__park(t, -1);
-    t->parking_on_linger = false;
     /* Woken by the watcher, which cleared fw.task, another fiber of this
      * worker may have taken it over and parked on it before we ran: its
      * record is not ours to clear (that lost its wake-up, and with it a

@@ -108,7 +108,6 @@ struct async_task {
     _Atomic uint8_t woken;          /* the park token, see above */
     _Atomic bool cancelled;
     _Atomic bool shielded;          /* async_shield: written by the fiber only */
-    bool parking_on_linger;         /* parked on one of its linger watchers */
     bool parked;                    /* switched out in async__park (home thread only) */
     bool unguarded;                 /* its stack has a canary, checked at switches */
     bool wait_linked;               /* in a wait queue */

@@ -45,7 +45,6 @@ static async_task *task_new(struct async_worker *w, async_fn fn, void *arg, stru
                           memory_order_relaxed);
     t->group = NULL;
     t->linger[0] = t->linger[1] = NULL;
-    t->parking_on_linger = false;
     t->parked = false;
     if (g != NULL)
         async__group_enter(g, t);

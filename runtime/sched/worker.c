@@ -100,7 +100,6 @@ static int start(struct async_worker *w, struct async_task *t)
     t->unguarded = !s->guarded;
     t->home = w;
     t->started = true;
-    t->parking_on_linger = false; /* a parked spawn waited on its watcher */
     async__fdw_spawn_starts(t);
     async__annot_fiber_new(&t->annot, s->lo, s->size);
     async__ctx_make(&t->ctx, s->lo, s->size, fiber_entry, t);

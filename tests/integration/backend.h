@@ -19,13 +19,34 @@ static const char *go_backend; /* non-NULL: backend_spawn starts this Go program
 /* Starts backend.py NAME [SICK_FILE] and reads its port; over TLS with
  * the test folder's CERT:KEY when tls is not NULL; on port when it is not
  * 0 (a backend brought back where it was). */
+/* The "port N" line a backend prints once it listens, read from fd (then
+ * closed): N. */
+static inline int backend_port_line(int fd)
+{
+    char line[64] = "";
+    size_t got = 0;
+    int port = 0;
+
+    while (got < sizeof(line) - 1 && strchr(line, '\n') == NULL) {
+        struct pollfd p = {fd, POLLIN, 0};
+        ssize_t n;
+
+        assert_int_equal(poll(&p, 1, 30000), 1); /* python3 starting on a loaded machine */
+        n = read(fd, line + got, sizeof(line) - 1 - got);
+        assert_true(n > 0);
+        got += (size_t)n;
+        line[got] = '\0';
+    }
+    close(fd);
+    assert_int_equal(sscanf(line, "port %d", &port), 1);
+    return port;
+}
+
 static inline void backend_spawn(struct backend *b, const char *name, const char *sick,
                                  const char *tls, int port)
 {
     char port_text[16];
     int fds[2];
-    char line[64] = "";
-    size_t got = 0;
 
     assert_int_equal(pipe(fds), 0);
     b->pid = fork();
@@ -45,18 +66,7 @@ static inline void backend_spawn(struct backend *b, const char *name, const char
         _exit(127);
     }
     close(fds[1]);
-    while (got < sizeof(line) - 1 && strchr(line, '\n') == NULL) {
-        struct pollfd p = {fds[0], POLLIN, 0};
-        ssize_t n;
-
-        assert_int_equal(poll(&p, 1, 30000), 1); /* python3 starting on a loaded machine */
-        n = read(fds[0], line + got, sizeof(line) - 1 - got);
-        assert_true(n > 0);
-        got += (size_t)n;
-        line[got] = '\0';
-    }
-    close(fds[0]);
-    assert_int_equal(sscanf(line, "port %d", &b->port), 1);
+    b->port = backend_port_line(fds[0]);
 }
 
 static inline void backend_start_tls(struct backend *b, const char *name, const char *sick,

@@ -245,6 +245,17 @@ static bool files_equal(const char *a, const char *b)
 /* The http module's keys for uploads of up.bin. */
 #define UPLOADS "\"listen\":[\"127.0.0.1:0\"],\"max_body_bytes\":33554432"
 
+/* Backend a behind the proxy, the http module taking bodies of up.bin's
+ * size, with more upstream keys extra ("" or starting with ','). */
+static void start_for_uploads(const char *extra)
+{
+    char servers[64];
+
+    backend_start(&B[0], "a", NULL);
+    snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
+    start_http(UPLOADS, servers, extra);
+}
+
 /* 16 MiB of a pattern in the test folder, as up.bin. */
 static void write_upload(void)
 {
@@ -264,16 +275,14 @@ static void write_upload(void)
  * sending until the response timeout (30 s here; curl gives up at 15). */
 static void proxy_serves_an_upstream_that_answers_while_it_reads(void **state)
 {
-    char servers[64], out[4096];
+    char out[4096];
     int i;
 
     (void)state;
     if (system("command -v curl >/dev/null 2>&1") != 0)
         SKIP("needs curl");
     write_upload();
-    backend_start(&B[0], "a", NULL);
-    snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
-    start_http(UPLOADS, servers, ",\"response_timeout_ms\":30000");
+    start_for_uploads(",\"response_timeout_ms\":30000");
     /* several rounds: the two fibers' interleavings differ each time (a
      * lost wake-up and a doubled flush each showed once in 40 rounds);
      * with curl's "Expect: 100-continue" and without */
@@ -301,16 +310,14 @@ static void proxy_serves_an_upstream_that_answers_while_it_reads(void **state)
  * counted as failed, and the proxy serves on. */
 static void proxy_passes_on_an_early_answer_to_a_large_upload(void **state)
 {
-    char servers[64], out[4096];
+    char out[4096];
     struct resp r;
 
     (void)state;
     if (system("command -v curl >/dev/null 2>&1") != 0)
         SKIP("needs curl");
     write_upload();
-    backend_start(&B[0], "a", NULL);
-    snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
-    start_http(UPLOADS, servers, "");
+    start_for_uploads("");
     assert_int_equal(curl_in_dir(out, sizeof(out), "--data-binary @up.bin -w ' %{http_code}'",
                                  "/early?status=413"), 0);
     assert_string_equal(out, "early answer 413");
@@ -379,15 +386,13 @@ static void proxy_passes_a_trickle_on_piece_by_piece(void **state)
  * sends each piece itself), not after body_timeout_ms or another MiB. */
 static void proxy_passes_on_an_early_answer_to_a_paused_upload(void **state)
 {
-    char servers[64], head[256], part[1000];
+    char head[256], part[1000];
     struct client *c;
     struct resp r;
     int n;
 
     (void)state;
-    backend_start(&B[0], "a", NULL);
-    snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
-    start_http(UPLOADS, servers, "");
+    start_for_uploads("");
     c = client_open(D.port);
     n = snprintf(head, sizeof(head), "POST /early?status=413 HTTP/1.1\r\nHost: t\r\n"
                  "Content-Length: 1000000\r\n\r\n");
@@ -411,7 +416,7 @@ static void proxy_passes_on_an_early_answer_to_a_paused_upload(void **state)
 static void proxy_drains_a_streamed_upload_on_stop(void **state)
 {
     enum { LEN = 300000, FIRST = 100000 };
-    char servers[64], head[256];
+    char head[256];
     char *body = malloc(LEN);
     struct client *c;
     struct resp r;
@@ -422,9 +427,7 @@ static void proxy_drains_a_streamed_upload_on_stop(void **state)
     assert_non_null(body);
     for (i = 0; i < LEN; i++)
         body[i] = (char)('a' + i % 23);
-    backend_start(&B[0], "a", NULL);
-    snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
-    start_http(UPLOADS, servers, "");
+    start_for_uploads("");
     c = client_open(D.port);
     n = snprintf(head, sizeof(head), "POST /stream_echo HTTP/1.1\r\nHost: t\r\n"
                  "Content-Length: %d\r\n\r\n", LEN);
@@ -886,18 +889,7 @@ static void websocket_through(bool tls, bool tls_client)
         _exit(127);
     }
     close(fds[1]);
-    while (got < sizeof(out) - 1 && strchr(out, '\n') == NULL) {
-        struct pollfd p = {fds[0], POLLIN, 0};
-        ssize_t n;
-
-        assert_int_equal(poll(&p, 1, 30000), 1); /* python3 starting on a loaded machine */
-        n = read(fds[0], out + got, sizeof(out) - 1 - got);
-        assert_true(n > 0);
-        got += (size_t)n;
-        out[got] = '\0';
-    }
-    close(fds[0]);
-    assert_int_equal(sscanf(out, "port %d", &B[0].port), 1);
+    B[0].port = backend_port_line(fds[0]);
     snprintf(servers, sizeof(servers), "[\"127.0.0.1:%d\"]", B[0].port);
     snprintf(extra, sizeof(extra), ",\"tunnel_idle_timeout_ms\":%d%s", idle_ms,
              tls ? ",\"tls\":{\"ca\":\"ca.pem\"}" : "");
